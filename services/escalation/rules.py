@@ -1,0 +1,432 @@
+"""Escalation rules as data: statutory defaults shipped in ``rules/defaults.yaml``, overridable per LA.
+
+A rule watches a case state (snake_case, e.g. ``whereabouts_unknown``) or an event type (kebab-case, e.g.
+``exclusion-issued``). When the watched state is entered or the event arrives, and the rule's conditions hold for
+the child, the rule's clock starts; when it runs out the first ladder step is alerted, and every later step is
+alerted ``delay`` after the previous one unless someone has acknowledged. An ``immediate`` rule fires at the
+moment of entry, whatever the day (safeguarding does not wait for a school day).
+
+Per-LA override files (``<override_dir>/<la_code>.yaml``) have three optional sections::
+
+    replace:            # whole rules, matched by id against the defaults
+      - {id: whereabouts_unknown, version: 2, ...}
+    disable: [place_offered_not_started]
+    add:                # new rules with ids the defaults do not use
+      - {id: local_rule, version: 1, ...}
+
+Everything is validated at load; errors raise :class:`RuleConfigError` naming the LA, rule id and field.
+A running escalation should store the rule's :attr:`Rule.canonical_json` (or at least its
+:attr:`Rule.fingerprint`) so a later change of configuration never alters it mid-flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from shared.school_calendar import SchoolCalendar
+
+__all__ = [
+    "CASE_STATES",
+    "DEFAULT_RULES_PATH",
+    "LEVELS",
+    "SOCIAL_CARE_STATUSES",
+    "CaseState",
+    "Clock",
+    "Condition",
+    "LadderStep",
+    "Level",
+    "MatchContext",
+    "Rule",
+    "RuleConfigError",
+    "RuleOverride",
+    "RuleSet",
+    "SocialCareStatus",
+    "Watches",
+    "load_defaults",
+    "load_override",
+]
+
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules" / "defaults.yaml"
+
+CaseState = Literal[
+    "on_roll_at_risk",
+    "missing_education",
+    "whereabouts_unknown",
+    "awaiting_provision",
+    "place_offered",
+    "in_education",
+    "electively_home_educated",
+    "left_area",
+    "moved_abroad",
+]
+CASE_STATES: frozenset[str] = frozenset(get_args(CaseState))
+
+# Ladder levels, in the usual order of seniority.
+Level = Literal["caseworker", "senior_cme_officer", "childrens_social_care", "police"]
+LEVELS: tuple[str, ...] = get_args(Level)
+
+SocialCareStatus = Literal["child_in_need", "child_protection_plan", "looked_after"]
+SOCIAL_CARE_STATUSES: frozenset[str] = frozenset(get_args(SocialCareStatus))
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+# Events must contain a hyphen, so an event name can never be mistaken for a (snake_case) state name.
+EventName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)+$")]
+
+LA_CODE_RE = re.compile(r"^\d{3}$")
+_OVERRIDE_SECTIONS = ("replace", "disable", "add")
+
+
+class RuleConfigError(ValueError):
+    """Rules file invalid; the message names the LA (or "defaults"), the rule id and the field."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Clock(_Frozen):
+    """A duration in school days (per the LA's calendar) or in wall-clock hours."""
+
+    unit: Literal["school_days", "hours"]
+    amount: int = Field(ge=0)
+
+    def due_at(self, start: datetime, calendar: SchoolCalendar) -> datetime:
+        """When a clock started at ``start`` (timezone-aware) runs out, as an aware UTC datetime.
+
+        School days end at the close of the n-th school day after ``start`` (see ``SchoolCalendar.deadline_for``).
+        """
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise ValueError("Clock.due_at needs a timezone-aware datetime")
+        if self.unit == "hours":
+            return (start + timedelta(hours=self.amount)).astimezone(UTC)
+        return calendar.deadline_for(start, self.amount)
+
+
+class LadderStep(_Frozen):
+    """Alert ``level`` once ``delay`` has passed since the previous step (or since the rule fired, for step 0)
+    without an acknowledgement. A zero delay alerts together with the previous step."""
+
+    level: Level
+    delay: Clock
+
+
+class Condition(_Frozen):
+    """Every field that is set must hold (AND). A rule's condition list is OR-ed."""
+
+    has_social_worker: bool | None = None
+    social_care_status_in: tuple[SocialCareStatus, ...] | None = Field(default=None, min_length=1)
+    reason_in: tuple[Slug, ...] | None = Field(default=None, min_length=1)
+    vulnerability_any: tuple[Slug, ...] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if (
+            self.has_social_worker is None
+            and self.social_care_status_in is None
+            and self.reason_in is None
+            and self.vulnerability_any is None
+        ):
+            # An empty condition would silently match everyone; an empty `conditions` list says that openly.
+            raise ValueError("a condition must set at least one field (leave `conditions` empty to match all)")
+        return self
+
+    def matches(self, ctx: MatchContext) -> bool:
+        if self.has_social_worker is not None and ctx.has_social_worker != self.has_social_worker:
+            return False
+        if self.social_care_status_in is not None and ctx.social_care_status not in self.social_care_status_in:
+            return False
+        if self.reason_in is not None and ctx.reason not in self.reason_in:
+            return False
+        return not (self.vulnerability_any is not None and ctx.vulnerabilities.isdisjoint(self.vulnerability_any))
+
+
+class Watches(_Frozen):
+    """Exactly one of a case state or an event type."""
+
+    state: CaseState | None = None
+    event: EventName | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Watches:
+        if (self.state is None) == (self.event is None):
+            raise ValueError("set exactly one of `state` or `event`")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.state if self.state is not None else str(self.event)
+
+
+class Rule(_Frozen):
+    id: Slug
+    version: int = Field(ge=1)
+    description: str = Field(min_length=1)
+    citation: str = Field(min_length=1)
+    watches: Watches
+    clock: Clock
+    conditions: tuple[Condition, ...] = ()
+    ladder: tuple[LadderStep, ...] = Field(min_length=1)
+    immediate: bool = False
+
+    @field_validator("immediate")
+    @classmethod
+    def _immediate_has_no_clock(cls, value: bool, info: ValidationInfo) -> bool:
+        clock = info.data.get("clock")
+        if value and isinstance(clock, Clock) and clock.amount != 0:
+            raise ValueError("an immediate rule fires at once, so its clock amount must be 0")
+        return value
+
+    def applies_to(self, ctx: MatchContext) -> bool:
+        return not self.conditions or any(c.matches(ctx) for c in self.conditions)
+
+    @cached_property
+    def canonical_json(self) -> str:
+        """Sorted-key, whitespace-free JSON of the whole rule: what a running escalation should store."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 hex of :attr:`canonical_json`: equal fingerprints mean identical rules."""
+        return hashlib.sha256(self.canonical_json.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class MatchContext:
+    """What the escalation service knows about the child when matching rules."""
+
+    has_social_worker: bool = False
+    social_care_status: SocialCareStatus | None = None
+    reason: str | None = None
+    vulnerabilities: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vulnerabilities, frozenset):
+            object.__setattr__(self, "vulnerabilities", frozenset(self.vulnerabilities))
+
+
+@dataclass(frozen=True)
+class RuleOverride:
+    """One LA's changes to the defaults."""
+
+    replace: Mapping[str, Rule] = field(default_factory=dict)
+    disable: frozenset[str] = frozenset()
+    add: Mapping[str, Rule] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _loc(loc: Iterable[int | str]) -> str:
+    out = ""
+    for item in loc:
+        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
+    return out or "<rule>"
+
+
+def _describe(err: ErrorDetails) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _where(la: str) -> str:
+    return "defaults" if la == "defaults" else f"LA {la}"
+
+
+def _parse_rule(raw: Any, la: str, origin: str) -> Rule:
+    rule_id = raw.get("id") if isinstance(raw, dict) else None
+    label = f"{_where(la)}, rule {rule_id if isinstance(rule_id, str) and rule_id else '<no id>'}"
+    if not isinstance(raw, dict):
+        raise RuleConfigError(f"{label}: expected a mapping ({origin})")
+    try:
+        return Rule.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(f"field {_loc(e['loc'])}: {_describe(e)}" for e in exc.errors())
+        raise RuleConfigError(f"{label}, {details} ({origin})") from exc
+
+
+def _read_yaml(path: Path, la: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleConfigError(f"{_where(la)}: cannot read {path}: {exc}") from exc
+
+
+def _parse_rule_list(raw: Any, la: str, origin: str, section: str) -> dict[str, Rule]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise RuleConfigError(f"{_where(la)}, field {section}: must be a list of rules ({origin})")
+    rules: dict[str, Rule] = {}
+    for item in raw:
+        rule = _parse_rule(item, la, origin)
+        if rule.id in rules:
+            raise RuleConfigError(f"{_where(la)}, rule {rule.id}, field id: defined twice in {section} ({origin})")
+        rules[rule.id] = rule
+    return rules
+
+
+def load_defaults(path: Path = DEFAULT_RULES_PATH) -> list[Rule]:
+    raw = _read_yaml(path, "defaults")
+    if not isinstance(raw, dict) or set(raw) != {"rules"}:
+        raise RuleConfigError(f"defaults: {path} must be a mapping with a single `rules` list")
+    return list(_parse_rule_list(raw["rules"], "defaults", str(path), "rules").values())
+
+
+def load_override(path: Path, la_code: str) -> RuleOverride:
+    raw = _read_yaml(path, la_code)
+    if raw is None:
+        return RuleOverride()
+    if not isinstance(raw, dict):
+        raise RuleConfigError(f"LA {la_code}: {path} must be a mapping with replace/disable/add")
+    unknown = sorted(set(raw) - set(_OVERRIDE_SECTIONS))
+    if unknown:
+        raise RuleConfigError(
+            f"LA {la_code}, field {unknown[0]}: unknown section, expected one of {', '.join(_OVERRIDE_SECTIONS)}"
+            f" ({path})"
+        )
+    disable_raw = raw.get("disable") or []
+    if not isinstance(disable_raw, list) or not all(isinstance(x, str) for x in disable_raw):
+        raise RuleConfigError(f"LA {la_code}, field disable: must be a list of rule ids ({path})")
+    return RuleOverride(
+        replace=_parse_rule_list(raw.get("replace"), la_code, str(path), "replace"),
+        disable=frozenset(disable_raw),
+        add=_parse_rule_list(raw.get("add"), la_code, str(path), "add"),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The rule set
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Effective:
+    rules: tuple[Rule, ...]
+    by_watch: Mapping[str, tuple[Rule, ...]]
+
+
+def _index(rules: Sequence[Rule]) -> _Effective:
+    by_watch: dict[str, list[Rule]] = {}
+    for rule in rules:
+        by_watch.setdefault(rule.watches.key, []).append(rule)
+    return _Effective(tuple(rules), {k: tuple(v) for k, v in by_watch.items()})
+
+
+class RuleSet:
+    """Effective rules per LA: the defaults with each LA's replace/disable/add applied, indexed by watch key.
+
+    Everything is resolved in the constructor, so lookups are a dict access and bad overrides fail at start-up.
+    """
+
+    def __init__(self, defaults: Sequence[Rule], overrides: Mapping[str, RuleOverride] | None = None) -> None:
+        ids = [r.id for r in defaults]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise RuleConfigError(f"defaults, rule {duplicates[0]}, field id: defined twice")
+        self._defaults = tuple(defaults)
+        self._default_effective = _index(self._defaults)
+        self._by_la: dict[str, _Effective] = {}
+        for la_code, override in (overrides or {}).items():
+            self._by_la[la_code] = _index(self._apply(la_code, override))
+
+    def _apply(self, la_code: str, override: RuleOverride) -> list[Rule]:
+        if not LA_CODE_RE.match(la_code):
+            raise RuleConfigError(f"LA {la_code}: LA code must be 3 digits")
+        known = {r.id for r in self._defaults}
+        for rule_id in sorted(override.replace):
+            if rule_id not in known:
+                raise RuleConfigError(
+                    f"LA {la_code}, rule {rule_id}, field id: replace names no default rule (use add for new rules)"
+                )
+        for rule_id in sorted(override.disable):
+            if rule_id not in known:
+                raise RuleConfigError(f"LA {la_code}, rule {rule_id}, field disable: no default rule has this id")
+            if rule_id in override.replace:
+                raise RuleConfigError(f"LA {la_code}, rule {rule_id}, field disable: rule is also replaced")
+        for rule_id in sorted(override.add):
+            if rule_id in known:
+                raise RuleConfigError(
+                    f"LA {la_code}, rule {rule_id}, field id: add uses a default rule id (use replace instead)"
+                )
+        rules = [override.replace.get(r.id, r) for r in self._defaults if r.id not in override.disable]
+        rules.extend(override.add.values())
+        return rules
+
+    @classmethod
+    def load(cls, defaults_path: Path = DEFAULT_RULES_PATH, overrides_dir: Path | None = None) -> RuleSet:
+        """Read the defaults and every ``<la_code>.yaml`` in ``overrides_dir`` (other suffixes are ignored)."""
+        defaults = load_defaults(defaults_path)
+        overrides: dict[str, RuleOverride] = {}
+        if overrides_dir is not None:
+            if not overrides_dir.is_dir():
+                raise RuleConfigError(f"rule override directory {overrides_dir} does not exist")
+            for path in sorted(overrides_dir.iterdir()):
+                if path.suffix not in (".yaml", ".yml"):
+                    continue
+                if not LA_CODE_RE.match(path.stem):
+                    raise RuleConfigError(f"{path}: file name must be <la_code>.yaml with a 3-digit LA code")
+                if path.stem in overrides:
+                    raise RuleConfigError(f"LA {path.stem}: more than one override file ({path})")
+                overrides[path.stem] = load_override(path, path.stem)
+        return cls(defaults, overrides)
+
+    @property
+    def defaults(self) -> tuple[Rule, ...]:
+        return self._defaults
+
+    def _effective(self, la_code: str) -> _Effective:
+        return self._by_la.get(la_code, self._default_effective)
+
+    def rules_for(self, la_code: str) -> tuple[Rule, ...]:
+        """The enabled rules for an LA, defaults order first, then the LA's added rules."""
+        return self._effective(la_code).rules
+
+    def rule(self, la_code: str, rule_id: str) -> Rule:
+        for rule in self._effective(la_code).rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(f"LA {la_code} has no enabled rule {rule_id}")
+
+    def match_rules(self, la_code: str, state_or_event: str, context: MatchContext) -> list[Rule]:
+        """Rules for this LA that watch ``state_or_event`` and whose conditions hold for ``context``."""
+        candidates = self._effective(la_code).by_watch.get(state_or_event, ())
+        return [r for r in candidates if r.applies_to(context)]

@@ -1,0 +1,1 @@
+"""Code shared by every CME Tracker service: event schemas, topics, settings, logging, storage, local stack."""

@@ -1,0 +1,307 @@
+"""Payloads of the inbound facts schools, MIS integrations and agencies send (cme.intake.v1)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from shared.events.envelope import URN, Envelope, InboundEnvelope, LACode, StrictModel
+from shared.events.vocab import (
+    AbsenceRule,
+    DeletionGround,
+    EnquiryOutcome,
+    EnquiryType,
+    ExclusionType,
+    ProvisionType,
+    ReferrerType,
+    Sex,
+    SocialCareStatus,
+    Vulnerability,
+)
+from shared.identifiers import validate_nhs_number, validate_postcode, validate_uln, validate_upn
+
+UPN = Annotated[str, AfterValidator(validate_upn)]
+ULN = Annotated[str, AfterValidator(validate_uln)]
+NHSNumber = Annotated[str, AfterValidator(validate_nhs_number)]
+Postcode = Annotated[str, AfterValidator(validate_postcode)]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+FreeText = Annotated[str, Field(max_length=4000)]
+# CTF destination codes for an unknown (lost pupil) and an independent / outside England-Wales destination.
+CTFDestination = Literal["XXXXXXX", "MMMMMMM"]
+
+
+class ChildIdentity(StrictModel):
+    """What the sender knows of the child. Strong identifiers first; names and date of birth for matching."""
+
+    upn: UPN | None = None
+    former_upn: UPN | None = None
+    uln: ULN | None = None
+    nhs_number: NHSNumber | None = None
+    la_child_id: Annotated[str | None, Field(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")] = None
+    forename: Name | None = None
+    surname: Name | None = None
+    date_of_birth: date | None = None
+    sex: Sex | None = None
+    postcode: Postcode | None = None
+    address: Annotated[str | None, Field(max_length=300)] = None
+    year_group: Annotated[str | None, Field(pattern=r"^(N1|N2|R|[1-9]|1[0-4]|X)$")] = None
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> ChildIdentity:
+        strong = self.upn or self.uln or self.nhs_number or self.la_child_id
+        if not strong and not (self.surname and self.date_of_birth):
+            raise ValueError("child needs a UPN, ULN, NHS number or LA id, or else a surname and date of birth")
+        return self
+
+
+class ChildFact(StrictModel):
+    """Base of every inbound payload: a fact about one child."""
+
+    child: ChildIdentity
+
+
+class Destination(StrictModel):
+    """Where a leaver went, as far as the school knows."""
+
+    known: bool
+    school_urn: URN | None = None
+    la_code: LACode | None = None
+    country: Annotated[str | None, Field(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")] = None
+    ctf_destination: CTFDestination | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Destination:
+        detail = self.school_urn or self.la_code or self.country
+        if self.known and not detail:
+            raise ValueError("a known destination needs school_urn, la_code or country")
+        if not self.known and detail:
+            raise ValueError("an unknown destination cannot name a school, LA or country")
+        return self
+
+
+class PupilRegisteredPayload(ChildFact):
+    school_urn: URN
+    entry_date: date
+    non_standard_entry: bool = True
+
+
+class PupilLeftRollPayload(ChildFact):
+    school_urn: URN
+    deletion_ground: DeletionGround
+    leaving_date: date
+    destination: Destination
+    enquiries_completed: bool = False
+
+    @model_validator(mode="after")
+    def _ground_fits_destination(self) -> PupilLeftRollPayload:
+        if self.deletion_ground == DeletionGround.REGISTERED_ELSEWHERE and not self.destination.school_urn:
+            raise ValueError("deletion ground (a) registered at another school needs destination.school_urn")
+        return self
+
+
+class AbsenceThresholdCrossedPayload(ChildFact):
+    school_urn: URN
+    rule: AbsenceRule
+    first_absent_date: date
+    last_absent_date: date
+    school_days: Annotated[int, Field(ge=1, le=400)]
+    percentage: Annotated[float | None, Field(ge=0, le=100)] = None
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> AbsenceThresholdCrossedPayload:
+        if self.last_absent_date < self.first_absent_date:
+            raise ValueError("last_absent_date is before first_absent_date")
+        return self
+
+
+class AbsenceThresholdRetractedPayload(ChildFact):
+    """A corrected mark undid a crossing: the earlier event named here no longer holds."""
+
+    school_urn: URN
+    rule: AbsenceRule
+    retracts_event_id: str
+
+
+class ExclusionIssuedPayload(ChildFact):
+    school_urn: URN
+    exclusion_type: ExclusionType
+    start_date: date
+    school_days: Annotated[int | None, Field(ge=1, le=45)] = None  # suspensions are capped at 45 a year
+
+    @model_validator(mode="after")
+    def _suspension_length(self) -> ExclusionIssuedPayload:
+        if self.exclusion_type == ExclusionType.SUSPENSION and self.school_days is None:
+            raise ValueError("a suspension needs school_days")
+        if self.exclusion_type == ExclusionType.PERMANENT and self.school_days is not None:
+            raise ValueError("a permanent exclusion has no school_days")
+        return self
+
+
+class PlaceOfferedPayload(ChildFact):
+    provision_type: ProvisionType
+    school_urn: URN | None = None
+    offered_on: date
+    expected_start: date | None = None
+    fair_access: bool = False
+
+
+class ProvisionStartedPayload(ChildFact):
+    """place-accepted / provision-started: the child is in education again."""
+
+    provision_type: ProvisionType
+    school_urn: URN | None = None
+    start_date: date
+    hours_per_week: Annotated[float | None, Field(ge=0, le=40)] = None
+    full_time: bool = True
+
+
+class ChildLocatedPayload(ChildFact):
+    located_on: date
+    la_code: LACode
+    in_education: bool = False
+
+
+class WhereaboutsUnknownPayload(ChildFact):
+    since: date
+    enquiries_made: list[EnquiryType] = Field(default_factory=list)
+
+
+class HomeEducationNotifiedPayload(ChildFact):
+    school_urn: URN | None = None
+    notified_on: date
+    special_school: bool = False
+    la_consent_given: bool | None = None
+
+    @model_validator(mode="after")
+    def _special_school_consent(self) -> HomeEducationNotifiedPayload:
+        if self.special_school and self.la_consent_given is None:
+            raise ValueError("deregistering from a special school needs la_consent_given (LA consent)")
+        return self
+
+
+class MovedOutOfAreaPayload(ChildFact):
+    new_la_code: LACode
+    moved_on: date
+    new_school_urn: URN | None = None
+
+
+class MovedAbroadPayload(ChildFact):
+    country: Annotated[str, Field(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")]
+    moved_on: date
+    confirmed: bool = False
+
+
+class ReferralReceivedPayload(ChildFact):
+    referrer_type: ReferrerType
+    referrer_organisation: Annotated[str | None, Field(max_length=200)] = None
+    concern: FreeText
+    safeguarding_concern: bool = False
+
+
+class EnquiryRecordedPayload(ChildFact):
+    enquiry_type: EnquiryType
+    outcome: EnquiryOutcome
+    note: FreeText | None = None
+
+
+class SocialCareStatusChangedPayload(ChildFact):
+    status: SocialCareStatus
+    has_social_worker: bool
+    effective_from: date
+
+
+class PupilRegistered(InboundEnvelope):
+    event_type: Literal["pupil-registered"] = "pupil-registered"
+    payload: PupilRegisteredPayload
+
+
+class PupilLeftRoll(InboundEnvelope):
+    event_type: Literal["pupil-left-roll"] = "pupil-left-roll"
+    payload: PupilLeftRollPayload
+
+
+class AbsenceThresholdCrossed(InboundEnvelope):
+    event_type: Literal["absence-threshold-crossed"] = "absence-threshold-crossed"
+    payload: AbsenceThresholdCrossedPayload
+
+
+class AbsenceThresholdRetracted(InboundEnvelope):
+    event_type: Literal["absence-threshold-retracted"] = "absence-threshold-retracted"
+    payload: AbsenceThresholdRetractedPayload
+
+
+class ExclusionIssued(InboundEnvelope):
+    event_type: Literal["exclusion-issued"] = "exclusion-issued"
+    payload: ExclusionIssuedPayload
+
+
+class PlaceOffered(InboundEnvelope):
+    event_type: Literal["place-offered"] = "place-offered"
+    payload: PlaceOfferedPayload
+
+
+class ProvisionStarted(InboundEnvelope):
+    event_type: Literal["provision-started"] = "provision-started"
+    payload: ProvisionStartedPayload
+
+
+class ChildLocated(InboundEnvelope):
+    event_type: Literal["child-located"] = "child-located"
+    payload: ChildLocatedPayload
+
+
+class WhereaboutsUnknown(InboundEnvelope):
+    event_type: Literal["whereabouts-unknown"] = "whereabouts-unknown"
+    payload: WhereaboutsUnknownPayload
+
+
+class HomeEducationNotified(InboundEnvelope):
+    event_type: Literal["home-education-notified"] = "home-education-notified"
+    payload: HomeEducationNotifiedPayload
+
+
+class MovedOutOfArea(InboundEnvelope):
+    event_type: Literal["moved-out-of-area"] = "moved-out-of-area"
+    payload: MovedOutOfAreaPayload
+
+
+class MovedAbroad(InboundEnvelope):
+    event_type: Literal["moved-abroad"] = "moved-abroad"
+    payload: MovedAbroadPayload
+
+
+class ReferralReceived(InboundEnvelope):
+    event_type: Literal["referral-received"] = "referral-received"
+    payload: ReferralReceivedPayload
+
+
+class EnquiryRecorded(InboundEnvelope):
+    event_type: Literal["enquiry-recorded"] = "enquiry-recorded"
+    payload: EnquiryRecordedPayload
+
+
+class SocialCareStatusChanged(InboundEnvelope):
+    event_type: Literal["social-care-status-changed"] = "social-care-status-changed"
+    payload: SocialCareStatusChangedPayload
+
+
+INBOUND_EVENT_CLASSES: tuple[type[Envelope], ...] = (
+    PupilRegistered,
+    PupilLeftRoll,
+    AbsenceThresholdCrossed,
+    AbsenceThresholdRetracted,
+    ExclusionIssued,
+    PlaceOffered,
+    ProvisionStarted,
+    ChildLocated,
+    WhereaboutsUnknown,
+    HomeEducationNotified,
+    MovedOutOfArea,
+    MovedAbroad,
+    ReferralReceived,
+    EnquiryRecorded,
+    SocialCareStatusChanged,
+)

@@ -1,0 +1,193 @@
+"""Events the services publish to each other after intake (child facts, transitions, escalations, acks)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field
+
+from shared.events.envelope import Envelope, LACode, StrictModel
+from shared.events.vocab import MissingReason, SocialCareStatus, Vulnerability
+
+
+class CaseState(StrEnum):
+    ON_ROLL_AT_RISK = "on_roll_at_risk"
+    MISSING_EDUCATION = "missing_education"
+    WHEREABOUTS_UNKNOWN = "whereabouts_unknown"
+    AWAITING_PROVISION = "awaiting_provision"
+    PLACE_OFFERED = "place_offered"
+    IN_EDUCATION = "in_education"
+    ELECTIVELY_HOME_EDUCATED = "electively_home_educated"
+    LEFT_AREA = "left_area"
+    MOVED_ABROAD = "moved_abroad"
+
+
+# States in which the LA's work on the child is done (the case is closed or only monitored).
+RESOLVED_STATES = frozenset(
+    {CaseState.IN_EDUCATION, CaseState.ELECTIVELY_HOME_EDUCATED, CaseState.LEFT_AREA, CaseState.MOVED_ABROAD}
+)
+
+
+class MatchKind(StrEnum):
+    EXACT = "exact"  # a strong identifier (UPN, ULN, NHS number, LA id) matched
+    SCORED = "scored"  # names, date of birth, sex and postcode scored above the link threshold
+    NEW = "new"  # no candidate: a new child
+    REVIEW = "review"  # grey zone: linked to a new child, with a possible-duplicate review item
+
+
+class ChildFactPayload(StrictModel):
+    """An inbound fact after identity resolution, re-keyed by the resolved child."""
+
+    child_id: uuid.UUID
+    la_code: LACode
+    match: MatchKind
+    match_score: Annotated[float | None, Field(ge=0, le=1)] = None
+    fact: dict[str, object] = Field(description="The inbound event as received (an InboundEvent as JSON)")
+
+
+class ChildFact(Envelope):
+    event_type: Literal["child-fact"] = "child-fact"
+    payload: ChildFactPayload
+
+
+class ChildMergedPayload(StrictModel):
+    surviving_child_id: uuid.UUID
+    merged_child_id: uuid.UUID
+    la_code: LACode
+    decided_by: str
+    review_item_id: uuid.UUID | None = None
+
+
+class ChildMerged(Envelope):
+    event_type: Literal["child-merged"] = "child-merged"
+    payload: ChildMergedPayload
+
+
+class ChildSplitPayload(StrictModel):
+    """Undo of a merge: the facts named move back to their own child."""
+
+    child_id: uuid.UUID
+    new_child_id: uuid.UUID
+    la_code: LACode
+    moved_event_ids: list[uuid.UUID]
+    decided_by: str
+
+
+class ChildSplit(Envelope):
+    event_type: Literal["child-split"] = "child-split"
+    payload: ChildSplitPayload
+
+
+class DeadlineRef(StrictModel):
+    """A statutory clock a transition starts; escalation turns it into a due time with the LA's rules."""
+
+    name: str
+    clock_started_on: date
+    due_at: AwareDatetime | None = None
+
+
+class CaseTransitionPayload(StrictModel):
+    child_id: uuid.UUID
+    case_id: uuid.UUID
+    la_code: LACode
+    from_state: CaseState | None
+    to_state: CaseState
+    cause_event_id: uuid.UUID
+    cause_event_type: str
+    cause_occurred_at: AwareDatetime
+    reason: MissingReason | None = None
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+    social_care_status: SocialCareStatus = SocialCareStatus.NONE
+    has_social_worker: bool = False
+    deadlines_started: list[DeadlineRef] = Field(default_factory=list)
+    deadlines_stopped: list[str] = Field(default_factory=list)
+    flagged_for_review: bool = False
+    destination_la_code: LACode | None = None
+
+
+class CaseTransition(Envelope):
+    event_type: Literal["case-transition"] = "case-transition"
+    payload: CaseTransitionPayload
+
+
+class LadderLevel(StrEnum):
+    CASEWORKER = "caseworker"
+    SENIOR_CME_OFFICER = "senior_cme_officer"
+    CHILDRENS_SOCIAL_CARE = "childrens_social_care"
+    POLICE = "police"
+
+
+class EscalationAction(StrEnum):
+    RAISED = "raised"
+    STEPPED_UP = "stepped_up"
+    CANCELLED = "cancelled"
+
+
+class EscalationPayload(StrictModel):
+    escalation_id: uuid.UUID
+    child_id: uuid.UUID
+    case_id: uuid.UUID
+    la_code: LACode
+    rule_id: str
+    rule_fingerprint: str
+    action: EscalationAction
+    level: LadderLevel
+    step_index: Annotated[int, Field(ge=0)]
+    case_state: CaseState
+    reason_code: str = Field(description="Why, as a code (no personal data): the rule's id or a cancel reason")
+    next_step_due_at: AwareDatetime | None = None
+
+
+class Escalation(Envelope):
+    event_type: Literal["escalation"] = "escalation"
+    payload: EscalationPayload
+
+
+class AckAction(StrEnum):
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class AlertAckPayload(StrictModel):
+    escalation_id: uuid.UUID
+    child_id: uuid.UUID
+    la_code: LACode
+    step_index: Annotated[int, Field(ge=0)]
+    action: AckAction
+    by_user: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class AlertAck(Envelope):
+    event_type: Literal["alert-ack"] = "alert-ack"
+    payload: AlertAckPayload
+
+
+class DeadLetterPayload(StrictModel):
+    original_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value_base64: str
+    error_type: str
+    error: Annotated[str, Field(max_length=2000)]
+    service: str
+    attempts: int = 1
+
+
+class DeadLetter(Envelope):
+    event_type: Literal["dead-letter"] = "dead-letter"
+    payload: DeadLetterPayload
+
+
+INTERNAL_EVENT_CLASSES: tuple[type[Envelope], ...] = (
+    ChildFact,
+    ChildMerged,
+    ChildSplit,
+    CaseTransition,
+    Escalation,
+    AlertAck,
+    DeadLetter,
+)

@@ -1,0 +1,140 @@
+"""Controlled vocabularies: the statutory and DfE code lists events use."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeletionGround(StrEnum):
+    """Regulation 9(1) of the School Attendance (Pupil Registration) (England) Regulations 2024."""
+
+    REGISTERED_ELSEWHERE = "a"  # registered at another school
+    NOT_CONTINUING_FROM_NURSERY = "b"
+    DUAL_REGISTRATION_ENDED = "c"
+    ATTENDANCE_ORDER_AMENDED = "d"
+    ATTENDANCE_ORDER_REVOKED = "e"
+    ELECTIVE_HOME_EDUCATION = "f"  # parent's written notice
+    NO_LONGER_WITHIN_REASONABLE_DISTANCE = "g"
+    NOT_RETURNED_AFTER_LEAVE = "h"  # 10 school days after authorised leave; joint enquiries
+    CONTINUOUS_ABSENCE_20_DAYS = "i"  # only G, N or O marks; joint enquiries
+    DETAINED = "j"
+    DIED = "k"
+    OVER_COMPULSORY_AGE = "l"
+    BOARDING_FEES_UNPAID = "m"
+    LEFT_INDEPENDENT_SCHOOL = "n"
+    PERMANENTLY_EXCLUDED = "o"
+
+
+# Grounds under which the school and the LA must make reasonable enquiries jointly before deletion.
+JOINT_ENQUIRY_GROUNDS = frozenset({DeletionGround.NOT_RETURNED_AFTER_LEAVE, DeletionGround.CONTINUOUS_ABSENCE_20_DAYS})
+
+
+class ExclusionType(StrEnum):
+    SUSPENSION = "suspension"
+    PERMANENT = "permanent"
+
+
+class ProvisionType(StrEnum):
+    SCHOOL = "school"
+    ALTERNATIVE_PROVISION = "alternative_provision"
+    PUPIL_REFERRAL_UNIT = "pupil_referral_unit"
+    HOSPITAL_EDUCATION = "hospital_education"
+    TUITION = "tuition"
+    ELECTIVE_HOME_EDUCATION = "elective_home_education"
+    OTHER = "other"
+
+
+class Sex(StrEnum):
+    FEMALE = "F"
+    MALE = "M"
+    UNKNOWN = "U"
+
+
+class SocialCareStatus(StrEnum):
+    NONE = "none"
+    CHILD_IN_NEED = "child_in_need"
+    CHILD_PROTECTION_PLAN = "child_protection_plan"
+    LOOKED_AFTER = "looked_after"
+
+
+class Vulnerability(StrEnum):
+    SEN_SUPPORT = "sen_support"
+    EHCP = "ehcp"
+    CHILD_IN_NEED = "child_in_need"
+    CHILD_PROTECTION_PLAN = "child_protection_plan"
+    LOOKED_AFTER = "looked_after"
+    YOUTH_JUSTICE = "youth_justice"
+    ARMED_FORCES_FAMILY = "armed_forces_family"
+    YOUNG_CARER = "young_carer"
+    GYPSY_ROMA_TRAVELLER = "gypsy_roma_traveller"
+    PREGNANT_OR_YOUNG_PARENT = "pregnant_or_young_parent"
+
+
+class MissingReason(StrEnum):
+    """Reason categories of LA returns (NCB 2014 categories, DfE CME collection)."""
+
+    AWAITING_PLACE = "awaiting_place"
+    WHEREABOUTS_UNKNOWN = "whereabouts_unknown"
+    LEFT_LA = "left_la"
+    MOVED_ABROAD = "moved_abroad"
+    GYPSY_ROMA_TRAVELLER = "gypsy_roma_traveller"
+    FAILED_TO_ENROL_OR_TRANSITION = "failed_to_enrol_or_transition"
+    ELECTIVE_HOME_EDUCATION = "elective_home_education"
+    SEN = "sen"
+    HEALTH = "health"
+    EXCLUDED = "excluded"
+    PREGNANT_OR_YOUNG_PARENT = "pregnant_or_young_parent"
+    OTHER = "other"
+    NOT_RECORDED = "not_recorded"
+
+
+class AbsenceRule(StrEnum):
+    """Absence thresholds a school or the attendance stream reports."""
+
+    UNAUTHORISED_10_DAYS = "unauthorised_10_consecutive_days"  # reg 13 return
+    CONTINUOUS_GNO_20_DAYS = "continuous_gno_20_days"  # deletion ground 9(1)(i)
+    SICKNESS_15_DAYS = "sickness_15_days"  # 2024 sickness return
+    PERSISTENT_10_PERCENT = "persistent_10_percent"
+    SEVERE_50_PERCENT = "severe_50_percent"
+
+
+class ReferrerType(StrEnum):
+    SCHOOL = "school"
+    LA_ADMISSIONS = "la_admissions"
+    HEALTH = "health"
+    POLICE = "police"
+    SOCIAL_CARE = "social_care"
+    HOUSING = "housing"
+    OTHER_LA = "other_la"
+    VOLUNTARY_SECTOR = "voluntary_sector"
+    MEMBER_OF_PUBLIC = "member_of_public"
+    OTHER_AGENCY = "other_agency"
+
+
+class EnquiryType(StrEnum):
+    """Reasonable enquiries from the CME statutory guidance (not a closed list: use OTHER)."""
+
+    PHONE_CONTACT = "phone_contact"
+    SIBLINGS_SCHOOLS = "siblings_schools"
+    HOME_VISIT = "home_visit"
+    LETTER = "letter"
+    OTHER_LA = "other_la"
+    SCHOOL2SCHOOL = "school2school"
+    HOUSING = "housing"
+    ADMISSIONS = "admissions"
+    HEALTH = "health"
+    POLICE = "police"
+    CHILDRENS_SOCIAL_CARE = "childrens_social_care"
+    YOUTH_JUSTICE = "youth_justice"
+    HMRC = "hmrc"
+    HOME_OFFICE = "home_office"
+    FCDO = "fcdo"
+    OTHER = "other"
+
+
+class EnquiryOutcome(StrEnum):
+    NO_RESPONSE = "no_response"
+    NOT_LOCATED = "not_located"
+    LOCATED = "located"
+    INFORMATION_RECEIVED = "information_received"
+    NOTE = "note"

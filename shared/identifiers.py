@@ -1,0 +1,121 @@
+"""Validation of the identifiers schools and LAs use: UPN, ULN, URN, NHS number, LA codes.
+
+Rules are from the DfE UPN guide and the ULN/NHS specifications (see ../shared/DOMAIN.md). Each validator
+returns the normalised value or raises ``ValueError`` with a message that says which rule was broken, so
+pydantic reports it against the right field.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Check letters and the final letter of a temporary UPN: no I, O or S.
+UPN_ALPHABET = "ABCDEFGHJKLMNPQRTUVWXYZ"
+
+# DfE LA numbers in force (153 authorities). Changes since the 2011 list python-stdnum carries:
+# 2019 Dorset 838 and Bournemouth, Christchurch & Poole 839 replaced 835/836/837; 2021 Northamptonshire 928
+# became North (940) and West (941) Northamptonshire; 2023 Cumbria 909 became Cumberland (942) and
+# Westmorland and Furness (943). A deploying LA should refresh this from Get Information about Schools.
+LA_CODES: frozenset[str] = frozenset(
+    str(n)
+    for n in (
+        201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213,
+        301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320,
+        330, 331, 332, 333, 334, 335, 336, 340, 341, 342, 343, 344,
+        350, 351, 352, 353, 354, 355, 356, 357, 358, 359, 370, 371, 372, 373,
+        380, 381, 382, 383, 384, 390, 391, 392, 393, 394, 420,
+        800, 801, 802, 803, 805, 806, 807, 808, 810, 811, 812, 813, 815, 816,
+        821, 822, 823, 825, 826, 830, 831, 838, 839, 840, 841, 845, 846,
+        850, 851, 852, 855, 856, 857, 860, 861, 865, 866, 867, 868, 869, 870,
+        871, 872, 873, 874, 876, 877, 878, 879, 880, 881, 882, 883, 884, 885,
+        886, 887, 888, 889, 890, 891, 892, 893, 894, 895, 896, 908, 916,
+        919, 921, 925, 926, 929, 931, 933, 935, 936, 937, 938, 940, 941, 942, 943,
+    )
+)  # fmt: skip
+
+_UPN_SHAPE = re.compile(r"^[A-Z][0-9]{3}[0-9]{4}[0-9]{2}[0-9]{2}[0-9A-Z]$")
+_ONS_LA = re.compile(r"^E0[6-9][0-9]{6}$|^E10[0-9]{6}$")
+
+
+def upn_check_letter(body: str) -> str:
+    """Check letter for characters 2-13 of a UPN (weights 2..13, a letter counts as its alphabet index)."""
+    total = 0
+    for weight, char in enumerate(body, start=2):
+        value = UPN_ALPHABET.index(char) if char.isalpha() else int(char)
+        total += weight * value
+    return UPN_ALPHABET[total % 23]
+
+
+def validate_upn(value: str) -> str:
+    upn = value.strip().upper()
+    if len(upn) != 13:
+        raise ValueError(f"UPN must be 13 characters, got {len(upn)}")
+    if not _UPN_SHAPE.match(upn):
+        raise ValueError("UPN must be a check letter, 11 digits and a final digit or letter (temporary UPN)")
+    if upn[-1].isalpha() and upn[-1] not in UPN_ALPHABET:
+        raise ValueError("a temporary UPN's final letter cannot be I, O or S")
+    if upn[1:4] not in LA_CODES:
+        raise ValueError(f"UPN LA number {upn[1:4]} is not a current DfE LA number")
+    expected = upn_check_letter(upn[1:])
+    if upn[0] != expected:
+        raise ValueError(f"UPN check letter is {upn[0]} but the digits give {expected}")
+    return upn
+
+
+def is_temporary_upn(upn: str) -> bool:
+    return upn[-1].isalpha()
+
+
+def validate_uln(value: str) -> str:
+    uln = value.strip()
+    if not (len(uln) == 10 and uln.isdigit()):
+        raise ValueError("ULN must be 10 digits")
+    if uln[0] == "0":
+        raise ValueError("ULN cannot start with 0")
+    total = sum(int(d) * w for d, w in zip(uln, range(10, 0, -1), strict=True))
+    if total % 11 != 10:
+        raise ValueError("ULN check digit is wrong")
+    return uln
+
+
+def validate_nhs_number(value: str) -> str:
+    nhs = value.replace(" ", "").strip()
+    if not (len(nhs) == 10 and nhs.isdigit()):
+        raise ValueError("NHS number must be 10 digits")
+    total = sum(int(d) * w for d, w in zip(nhs[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    if check == 10 or check != int(nhs[9]):
+        raise ValueError("NHS number check digit is wrong")
+    return nhs
+
+
+def validate_urn(value: str) -> str:
+    urn = value.strip()
+    if not (urn.isdigit() and len(urn) == 6 and urn[0] in "1234"):
+        raise ValueError("URN must be 6 digits starting 1-4 (a school's unique reference number)")
+    return urn
+
+
+def validate_la_code(value: str) -> str:
+    code = value.strip()
+    if not (len(code) == 3 and code.isdigit()):
+        raise ValueError("LA code must be the 3-digit DfE LA number")
+    if code not in LA_CODES:
+        raise ValueError(f"LA code {code} is not a current DfE LA number")
+    return code
+
+
+def validate_ons_la_code(value: str) -> str:
+    code = value.strip().upper()
+    if not _ONS_LA.match(code):
+        raise ValueError("ONS LA code must be 9 characters like E09000002")
+    return code
+
+
+def validate_postcode(value: str) -> str:
+    """UK postcode, normalised to upper case with one space before the inward code."""
+    compact = value.replace(" ", "").upper()
+    if not re.fullmatch(r"[A-Z]{1,2}[0-9][0-9A-Z]?[0-9][A-Z]{2}", compact):
+        raise ValueError("postcode is not a UK postcode")
+    return f"{compact[:-3]} {compact[-3:]}"

@@ -1,0 +1,57 @@
+"""structlog JSON logging with correlation ids, and a last line of defence against personal data in logs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+# Keys that may carry a child's or a family's personal data: never written to a log line.
+PERSONAL_KEYS = frozenset(
+    {
+        "forename", "surname", "name", "full_name", "date_of_birth", "dob", "upn", "former_upn", "uln",
+        "nhs_number", "postcode", "address", "email", "phone", "note", "concern", "child", "payload",
+        "la_child_id", "password", "api_key", "token",
+    }
+)  # fmt: skip
+REDACTED = "[redacted]"
+
+
+def redact_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if key.lower() in PERSONAL_KEYS:
+            event_dict[key] = REDACTED
+    return event_dict
+
+
+def _dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default or str).decode()
+
+
+def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
+    """Log one JSON object a line to stderr, bound to the service name and any contextvars (correlation_id)."""
+    renderer: Any = structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_personal_data,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    # Libraries (aiokafka, uvicorn, faust) log through stdlib logging: keep them, at warning and above.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,59 @@
+"""Settings from the environment (prefix CME_), with local defaults that run on one machine."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CME_", env_file=".env", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # Tests and side-by-side deployments give each run its own topic names.
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    # Storage: SQLite by default for a quick local run; Postgres in production and in the tests.
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'cme.db'}"
+    data_dir: Path = PROJECT_ROOT / "var"
+
+    # HTTP ports, one per service.
+    referral_port: int = 8001
+    tracking_port: int = 8002
+    escalation_port: int = 8003
+    notify_port: int = 8004
+    bind_host: str = "127.0.0.1"
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Escalation and calendar configuration (per-LA overrides live in these folders).
+    rules_dir: Path | None = None
+    calendars_dir: Path | None = None
+
+    # Secret used to sign links and webhooks; must be set outside a local run.
+    signing_key: SecretStr = SecretStr("local-development-only-signing-key")
+
+    def topic(self, base: str) -> str:
+        return f"{self.topic_prefix}{base}"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

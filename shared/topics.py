@@ -1,0 +1,91 @@
+"""The topic registry: every topic's name, key, partitions, retention and the events it carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events.envelope import Envelope
+from shared.events.inbound import INBOUND_EVENT_CLASSES
+from shared.events.internal import (
+    AlertAck,
+    CaseTransition,
+    ChildFact,
+    ChildMerged,
+    ChildSplit,
+    DeadLetter,
+    Escalation,
+)
+from shared.settings import Settings
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    base_name: str
+    key: str
+    producer: str
+    consumers: tuple[str, ...]
+    description: str
+    events: tuple[type[Envelope], ...]
+    retention_ms: int = -1  # Kafka is the system of record: keep facts unless a policy says otherwise
+    cleanup_policy: str = "delete"
+
+    def name(self, settings: Settings) -> str:
+        return settings.topic(self.base_name)
+
+    def config(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+
+
+INTAKE = TopicSpec(
+    "cme.intake.v1",
+    key="source child identifier (UPN, else LA id, else event_id)",
+    producer="referral",
+    consumers=("tracking",),
+    description="Validated inbound facts as received from schools and agencies.",
+    events=INBOUND_EVENT_CLASSES,
+)
+CHILD_EVENTS = TopicSpec(
+    "cme.child-events.v1",
+    key="child_id",
+    producer="tracking (identity resolution)",
+    consumers=("tracking (state machine)",),
+    description="Facts about one resolved child, and merges and splits of children.",
+    events=(ChildFact, ChildMerged, ChildSplit),
+)
+CASE_TRANSITIONS = TopicSpec(
+    "cme.case-transitions.v1",
+    key="child_id",
+    producer="tracking",
+    consumers=("escalation", "projections"),
+    description="Case state changes with their cause and the statutory clocks they start or stop.",
+    events=(CaseTransition,),
+)
+ESCALATIONS = TopicSpec(
+    "cme.escalations.v1",
+    key="child_id",
+    producer="escalation",
+    consumers=("notify", "projections"),
+    description="Escalations raised, stepped up the ladder, or cancelled.",
+    events=(Escalation,),
+)
+ALERT_ACKS = TopicSpec(
+    "cme.alert-acks.v1",
+    key="child_id",
+    producer="notify",
+    consumers=("escalation",),
+    description="A person acknowledged or resolved an alert.",
+    events=(AlertAck,),
+)
+DEAD_LETTER = TopicSpec(
+    "cme.dead-letter.v1",
+    key="original key",
+    producer="any service",
+    consumers=("ops tooling",),
+    description="Messages a handler could not process, with the error and where they came from; never lost.",
+    events=(DeadLetter,),
+    retention_ms=90 * DAY_MS,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, ESCALATIONS, ALERT_ACKS, DEAD_LETTER)

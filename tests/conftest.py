@@ -1,0 +1,60 @@
+"""Fixtures: a real Kafka broker and a real PostgreSQL for the session, unique topics per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from shared.kafka import ensure_topics
+from shared.localstack.postgres import PostgresCluster
+from shared.settings import Settings
+from tests.support import stack
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    with stack.kafka_bootstrap() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[tuple[str, PostgresCluster | None]]:
+    with stack.postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: tuple[str, PostgresCluster | None]) -> str:
+    """A fresh, empty database for this test when the cluster is ours; the shared one otherwise."""
+    url, cluster = postgres_server
+    if cluster is None:
+        return url
+    return cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    """Settings on the real broker with this test's own topics (created here), SQLite in tmp_path."""
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        topic_partitions=2,
+        database_url=f"sqlite:///{tmp_path / 'cme.db'}",
+        data_dir=tmp_path,
+        log_json=True,
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def pg_settings(kafka_settings: Settings, postgres_url: str) -> Settings:
+    """Like kafka_settings, with the case store on the real PostgreSQL."""
+    return kafka_settings.model_copy(update={"database_url": postgres_url})

@@ -1,0 +1,81 @@
+"""Where the tests get a real Kafka broker and a real PostgreSQL from.
+
+In order: an external one named by an environment variable (CME_TEST_KAFKA_BOOTSTRAP, CME_TEST_DATABASE_URL);
+testcontainers when a Docker daemon answers; otherwise the local stack (Kafka from Maven Central on the JDK,
+PostgreSQL from Debian's packages) started in .cache/test-stack and stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from shared.localstack.kafka import KafkaBroker
+from shared.localstack.postgres import PostgresCluster
+from shared.settings import PROJECT_ROOT
+
+TEST_STACK_DIR = PROJECT_ROOT / ".cache" / "test-stack"
+KAFKA_TEST_PORT = int(os.environ.get("CME_TEST_KAFKA_PORT", "19092"))
+POSTGRES_TEST_PORT = int(os.environ.get("CME_TEST_POSTGRES_PORT", "55433"))
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+POSTGRES_IMAGE = "postgres:16-alpine"
+
+
+def docker_available() -> bool:
+    if os.environ.get("CME_TEST_NO_DOCKER") or not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextlib.contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("CME_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    if docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = KafkaBroker(
+        data_dir=TEST_STACK_DIR / "kafka", port=KAFKA_TEST_PORT, controller_port=KAFKA_TEST_PORT + 1
+    )
+    started_here = not broker.running()
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        if started_here and not os.environ.get("CME_TEST_KEEP_STACK"):
+            broker.stop()
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[tuple[str, PostgresCluster | None]]:
+    """Yields the URL of a database the tests own, and the local cluster when it is ours to control."""
+    external = os.environ.get("CME_TEST_DATABASE_URL")
+    if external:
+        yield external, None
+        return
+    if docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver="psycopg") as container:
+            yield container.get_connection_url(), None
+        return
+    cluster = PostgresCluster(data_dir=Path("/tmp") / "cme-test-pg", port=POSTGRES_TEST_PORT)
+    started_here = not cluster.running()
+    cluster.start()
+    try:
+        yield cluster.url, cluster
+    finally:
+        if started_here and not os.environ.get("CME_TEST_KEEP_STACK"):
+            cluster.stop()

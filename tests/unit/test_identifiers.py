@@ -1,0 +1,76 @@
+"""Identifier rules from the DfE and NHS specifications, with the worked examples of DOMAIN.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.identifiers import (
+    is_temporary_upn,
+    upn_check_letter,
+    validate_la_code,
+    validate_nhs_number,
+    validate_postcode,
+    validate_uln,
+    validate_upn,
+    validate_urn,
+)
+
+
+@pytest.mark.parametrize("upn", ["B801200005001", "P207000016049", "b801200005001 "])
+def test_worked_upn_examples_are_valid(upn: str) -> None:
+    assert validate_upn(upn) == upn.strip().upper()
+
+
+def test_p207000016049_is_p_not_q() -> None:
+    with pytest.raises(ValueError, match="check letter is Q but the digits give P"):
+        validate_upn("Q207000016049")
+
+
+@pytest.mark.parametrize(
+    ("upn", "message"),
+    [
+        ("B80120000500", "13 characters"),
+        ("B80120000500!", "check letter, 11 digits"),
+        ("18012000050011"[:13], "check letter, 11 digits"),
+        ("A999200005001", "not a current DfE LA number"),
+    ],
+)
+def test_bad_upns_say_which_rule(upn: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_upn(upn)
+
+
+def test_temporary_upn_ends_in_a_letter_and_is_checked() -> None:
+    for final in "AZ":
+        body = "8012000050" + "0" + final  # LA, establishment, year, two serial digits and a letter
+        upn = upn_check_letter(body) + body
+        assert validate_upn(upn) == upn
+        assert is_temporary_upn(upn)
+    with pytest.raises(ValueError, match="I, O or S"):
+        validate_upn("A80120000500I")
+
+
+def test_uln() -> None:
+    assert validate_uln("9276308686") == "9276308686"
+    with pytest.raises(ValueError, match="check digit"):
+        validate_uln("9276308687")
+    with pytest.raises(ValueError, match="cannot start with 0"):
+        validate_uln("0276308686")
+
+
+def test_nhs_number() -> None:
+    assert validate_nhs_number("943 476 5919") == "9434765919"
+    with pytest.raises(ValueError, match="check digit"):
+        validate_nhs_number("9434765918")
+
+
+def test_urn_la_and_postcode() -> None:
+    assert validate_urn("100000") == "100000"
+    with pytest.raises(ValueError):
+        validate_urn("12345")
+    assert validate_la_code("942") == "942"  # Cumberland, since 2023
+    with pytest.raises(ValueError, match="not a current"):
+        validate_la_code("909")
+    assert validate_postcode("bs15tr") == "BS1 5TR"
+    with pytest.raises(ValueError):
+        validate_postcode("NOT A CODE")
