@@ -1,0 +1,14 @@
+# One image for the four services; the command picks the service (cme-referral, cme-tracking, ...).
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
+RUN useradd --create-home --uid 10001 cme
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY services ./services
+RUN pip install . rocksdict
+USER cme
+ENV CME_DATA_DIR=/home/cme/data
+EXPOSE 8001 8002 8003 8004
+CMD ["cme", "--help"]

@@ -1,0 +1,1 @@
+"""The four CME Tracker services, each its own process."""

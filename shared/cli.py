@@ -1,0 +1,138 @@
+"""``cme``: the umbrella command for a local run: the stack, topics, schemas, and the whole pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shared.settings import PROJECT_ROOT, Settings, get_settings
+
+LOCAL_PG_PORT = 55432
+
+
+def _broker(settings: Settings):  # type: ignore[no-untyped-def]
+    from shared.localstack.kafka import KafkaBroker
+
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        raise SystemExit(f"CME_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is not local: start that broker yourself")
+    return KafkaBroker(data_dir=settings.data_dir / "kafka", port=int(port), controller_port=int(port) + 1)
+
+
+def _postgres(settings: Settings):  # type: ignore[no-untyped-def]
+    from shared.localstack.postgres import PostgresCluster
+
+    return PostgresCluster(data_dir=settings.data_dir / "postgres", port=LOCAL_PG_PORT)
+
+
+def stack_up(settings: Settings, with_postgres: bool) -> dict[str, str]:
+    """Start Kafka (and PostgreSQL), create the topics; returns the environment the services need."""
+    from shared.kafka import ensure_topics
+
+    broker = _broker(settings)
+    seconds = broker.start()
+    print(f"kafka {broker.version} ready on {broker.bootstrap} ({seconds:.1f}s)", file=sys.stderr)
+    env = {"CME_KAFKA_BOOTSTRAP": broker.bootstrap, "CME_DATA_DIR": str(settings.data_dir)}
+    if with_postgres:
+        cluster = _postgres(settings)
+        cluster.start()
+        print(f"postgres ready on 127.0.0.1:{cluster.port}", file=sys.stderr)
+        env["CME_DATABASE_URL"] = cluster.url
+    ensure_topics(settings)
+    return env
+
+
+def stack_down(settings: Settings) -> None:
+    _broker(settings).stop()
+    _postgres(settings).stop()
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if args.action == "up":
+        for key, value in stack_up(settings, args.postgres).items():
+            print(f"export {key}={value}")
+    elif args.action == "down":
+        stack_down(settings)
+    else:
+        print(f"kafka running: {_broker(settings).running()}")
+        print(f"postgres running: {_postgres(settings).running()}")
+    return 0
+
+
+def _cmd_topics(_: argparse.Namespace) -> int:
+    from shared.kafka import ensure_topics
+
+    created = ensure_topics(get_settings())
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
+    return 0
+
+
+def _cmd_kafka_fetch(_: argparse.Namespace) -> int:
+    from shared.localstack.kafka import fetch
+
+    print(fetch())
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from shared import schemas
+
+    if args.action == "export":
+        for path in schemas.export():
+            print(path.relative_to(PROJECT_ROOT))
+        return 0
+    problems = schemas.drift()
+    for problem in problems:
+        print(f"out of date: {problem}", file=sys.stderr)
+    if problems:
+        print("run `cme schemas export` and commit the result", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from shared.localrun import run_pipeline
+
+    return run_pipeline(get_settings(), with_postgres=args.postgres, demo=not args.no_demo, exit_after=args.exit_after)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cme", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="the local Kafka broker and PostgreSQL")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--postgres", action="store_true", help="also start PostgreSQL (default store: SQLite)")
+    stack.set_defaults(func=_cmd_stack)
+
+    topics = sub.add_parser("topics", help="create the topics that do not exist yet")
+    topics.set_defaults(func=_cmd_topics)
+
+    fetch = sub.add_parser("kafka-fetch", help="download the Kafka broker jars from Maven Central into .cache")
+    fetch.set_defaults(func=_cmd_kafka_fetch)
+
+    schemas = sub.add_parser("schemas", help="JSON Schemas and the AsyncAPI document under docs/")
+    schemas.add_argument("action", choices=["export", "check"])
+    schemas.set_defaults(func=_cmd_schemas)
+
+    run = sub.add_parser("run", help="the whole pipeline: stack, four services, demo feed")
+    run.add_argument("--postgres", action="store_true", help="use PostgreSQL instead of SQLite")
+    run.add_argument("--no-demo", action="store_true", help="do not feed the demo events")
+    run.add_argument("--exit-after", type=float, default=None, help="stop after N seconds (smoke tests)")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shared.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging("cme", settings.log_level, json=False)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+

@@ -1,0 +1,98 @@
+"""``cme run``: the whole pipeline on one machine: Kafka, the database, the four services, a demo feed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from shared.settings import Settings
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    name: str
+    port_setting: str
+
+    def argv(self) -> list[str]:
+        return [str(BIN / f"cme-{self.name}"), "serve"]
+
+
+SERVICES = (
+    ServiceProcess("referral", "referral_port"),
+    ServiceProcess("tracking", "tracking_port"),
+    ServiceProcess("escalation", "escalation_port"),
+    ServiceProcess("notify", "notify_port"),
+)
+
+
+def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s")
+
+
+def start_services(settings: Settings, env: dict[str, str], log_dir: Path) -> dict[str, subprocess.Popen[bytes]]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    for service in SERVICES:
+        log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child process
+        procs[service.name] = subprocess.Popen(service.argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
+    for service in SERVICES:
+        port = getattr(settings, service.port_setting)
+        wait_ready(f"http://127.0.0.1:{port}/health/ready", 120, procs[service.name])
+        print(f"{service.name} ready on http://127.0.0.1:{port}", file=sys.stderr)
+    return procs
+
+
+def stop_services(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after: float | None) -> int:
+    from shared.cli import stack_up
+
+    stack_env = stack_up(settings, with_postgres)
+    env = {**os.environ, **stack_env}
+    procs = start_services(settings, env, settings.data_dir / "logs")
+    try:
+        if demo:
+            from shared.demo import feed_demo
+
+            feed_demo(settings, env)
+        print("pipeline running; logs in " + str(settings.data_dir / "logs") + "; Ctrl-C stops it", file=sys.stderr)
+        deadline = time.monotonic() + exit_after if exit_after else None
+        while deadline is None or time.monotonic() < deadline:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with {proc.returncode}; see its log", file=sys.stderr)
+                    return 1
+            time.sleep(1)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_services(procs)
