@@ -5,10 +5,11 @@ Regulations 2024; exclusion and admissions guidance), so every deadline in the t
 
 A date is a school day when:
 
-* it falls inside an academic year that the LA's calendar configures, and it is a weekday inside a term, not in
-  a half-term break, not an INSET day and not a bank holiday; or
-* it falls outside every configured academic year and it is a weekday that is not a bank holiday. This fallback
-  is deliberate: a missing calendar must make clocks run (and escalations fire early), never stop silently.
+* it falls inside an academic year that the LA's calendar configures, and it is a weekday inside a term, not
+  in a half-term break, not an INSET day and not a bank holiday; or
+* it falls outside every configured academic year and it is a weekday that is not a bank holiday. This
+  fallback is deliberate: a missing calendar must make clocks run (escalations fire early), never stop
+  silently.
 
 A configured academic year runs, like the statutory "school year", from the first day of its autumn term (or
 1 September, whichever is earlier) up to the day before the next configured year begins (or 31 August when the
@@ -26,13 +27,22 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "DEFAULT_CALENDAR_PATH",
@@ -45,6 +55,7 @@ __all__ = [
     "TermCalendar",
     "england_bank_holidays",
     "format_validation_error",
+    "load_term_calendar",
 ]
 
 LONDON = ZoneInfo("Europe/London")
@@ -64,9 +75,9 @@ def england_bank_holidays(year: int) -> frozenset[date]:
     return frozenset(holidays.country_holidays("GB", subdiv="ENG", years=year).keys())
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Configuration models
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 class HalfTermBreak(BaseModel):
@@ -101,17 +112,17 @@ class Term(BaseModel):
         previous: HalfTermBreak | None = None
         for brk in sorted(self.breaks, key=lambda b: b.start):
             if brk.start < self.start or brk.end > self.end:
-                raise ValueError(
-                    f"break {brk.start}..{brk.end} is not inside term {self.start}..{self.end}"
-                )
+                raise ValueError(f"break {brk.start}..{brk.end} is not inside term {self.start}..{self.end}")
             if previous is not None and brk.start <= previous.end:
-                raise ValueError(f"breaks {previous.start}..{previous.end} and {brk.start}..{brk.end} overlap")
+                raise ValueError(
+                    f"breaks {previous.start}..{previous.end} and {brk.start}..{brk.end} overlap"
+                )
             previous = brk
         return self
 
     @property
     def academic_year(self) -> int:
-        """The year the academic year starts in (2025 for 2025/26); an August start belongs to the new year."""
+        """The year its academic year starts in (2025 for 2025/26); an August start opens the new year."""
         return self.start.year if self.start.month >= 8 else self.start.year - 1
 
     def contains(self, d: date) -> bool:
@@ -127,23 +138,40 @@ class TermCalendar(BaseModel):
     terms: tuple[Term, ...] = Field(min_length=1)
     inset_days: tuple[date, ...] = ()
 
-    @model_validator(mode="after")
-    def _check(self) -> TermCalendar:
-        ordered = sorted(self.terms, key=lambda t: t.start)
-        for earlier, later in zip(ordered, ordered[1:], strict=False):
+    @field_validator("terms")
+    @classmethod
+    def _terms_consistent(cls, terms: tuple[Term, ...]) -> tuple[Term, ...]:
+        ordered = sorted(terms, key=lambda t: t.start)
+        for earlier, later in pairwise(ordered):
             if later.start <= earlier.end:
                 raise ValueError(
                     f"terms {earlier.start}..{earlier.end} and {later.start}..{later.end} overlap"
                 )
-        for inset in self.inset_days:
+        by_year: dict[int, list[Term]] = {}
+        for term in ordered:
+            by_year.setdefault(term.academic_year, []).append(term)
+        for year, year_terms in by_year.items():
+            # A year with terms missing would read as a months-long holiday and stop every clock: refuse it.
+            if year_terms[0].start.month not in (8, 9) or year_terms[-1].end.month not in (7, 8):
+                raise ValueError(
+                    f"academic year {year}/{(year + 1) % 100:02d} is incomplete: its terms must run from "
+                    f"August/September to July/August"
+                )
+        return tuple(ordered)
+
+    @field_validator("inset_days")
+    @classmethod
+    def _inset_in_term(cls, inset_days: tuple[date, ...], info: ValidationInfo) -> tuple[date, ...]:
+        terms: tuple[Term, ...] = info.data.get("terms", ())
+        for inset in inset_days:
             # An INSET day outside term time or at a weekend is a typo, not a closure: reject it loudly.
             if inset.weekday() >= 5:
                 raise ValueError(f"INSET day {inset} is a weekend")
-            if not any(t.contains(inset) for t in self.terms):
+            if terms and not any(t.contains(inset) for t in terms):
                 raise ValueError(f"INSET day {inset} is not a term day (outside terms or in a break)")
-        if len(set(self.inset_days)) != len(self.inset_days):
+        if len(set(inset_days)) != len(inset_days):
             raise ValueError("INSET days contain duplicates")
-        return self
+        return inset_days
 
     def academic_years(self) -> list[int]:
         return sorted({t.academic_year for t in self.terms})
@@ -156,7 +184,7 @@ def format_validation_error(exc: ValidationError) -> str:
         loc = ""
         for item in err["loc"]:
             loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
-        parts.append(f"field {loc or '<root>'}: {err['msg']}")
+        parts.append(f"field {loc or '<root>'}: {str(err['msg']).removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 
@@ -174,17 +202,15 @@ def load_term_calendar(path: Path, label: str) -> TermCalendar:
         raise CalendarConfigError(f"calendar for {label} ({path}): {format_validation_error(exc)}") from exc
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # The calendar
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class _YearIndex:
     """School days of one 1 Sep..31 Aug bucket as sorted ordinals (and a set for O(1) membership)."""
 
-    first: int  # ordinal of 1 September
-    last: int  # ordinal of 31 August
     days: list[int]
     members: frozenset[int]
 
@@ -196,8 +222,8 @@ def _bucket_of(d: date) -> int:
 class SchoolCalendar:
     """Pure school-day arithmetic over one LA's :class:`TermCalendar` plus England bank holidays.
 
-    Outside the configured academic years every weekday that is not a bank holiday counts as a school day (see the
-    module docstring). With ``terms=None`` the whole timeline is that fallback.
+    Outside the configured academic years every weekday that is not a bank holiday counts as a school day (see
+    the module docstring). With ``terms=None`` the whole timeline is that fallback.
     """
 
     def __init__(
@@ -235,7 +261,7 @@ class SchoolCalendar:
             spans.append((start.toordinal(), end.toordinal()))
         return spans
 
-    # -- classification (only used while building a year's index) ---------------------------------------------
+    # -- classification (only used while building a year's index) ----------------------------------------
 
     def _is_covered(self, ordinal: int) -> bool:
         i = bisect_right(self._covered_starts, ordinal) - 1
@@ -245,7 +271,7 @@ class SchoolCalendar:
         i = bisect_right(self._term_starts, ordinal) - 1
         if i < 0:
             return False
-        start, end, term = self._term_spans[i]
+        _, end, term = self._term_spans[i]
         return ordinal <= end and term.contains(date.fromordinal(ordinal))
 
     def _classify(self, d: date, bank: frozenset[date]) -> bool:
@@ -263,20 +289,22 @@ class SchoolCalendar:
             last = date(bucket + 1, 8, 31)
             bank = self._bank_holidays(bucket) | self._bank_holidays(bucket + 1)
             days = [
-                o for o in range(first.toordinal(), last.toordinal() + 1) if self._classify(date.fromordinal(o), bank)
+                o
+                for o in range(first.toordinal(), last.toordinal() + 1)
+                if self._classify(date.fromordinal(o), bank)
             ]
-            idx = _YearIndex(first.toordinal(), last.toordinal(), days, frozenset(days))
+            idx = _YearIndex(days, frozenset(days))
             # Racing builders produce identical lists, so an unlocked dict write is safe.
             self._years[bucket] = idx
         return idx
 
-    # -- public API --------------------------------------------------------------------------------------------
+    # -- public API ---------------------------------------------------------------------------------------
 
     def is_bank_holiday(self, d: date) -> bool:
         return d in self._bank_holidays(d.year)
 
     def is_configured(self, d: date) -> bool:
-        """True when ``d`` lies in an academic year this calendar configures (False means the weekday fallback)."""
+        """True when ``d`` lies in an academic year this calendar configures (False: the weekday fallback)."""
         return self._is_covered(d.toordinal())
 
     def is_school_day(self, d: date) -> bool:
@@ -289,10 +317,10 @@ class SchoolCalendar:
     def add_school_days(self, start: date, n: int) -> date:
         """The ``n``-th school day after ``start``, not counting ``start`` itself.
 
-        ``n == 0`` returns ``start`` when it is a school day, otherwise the next school day. So a clock of n school
-        days started on a Monday in term ends on the n-th following school day (n=1: Tuesday), and one started at
-        a weekend or in a holiday behaves as if started on the last moment before the next school day
-        (n=1: that next school day). ``n`` must be >= 0.
+        ``n == 0`` returns ``start`` when it is a school day, otherwise the next school day. So a clock of n
+        school days started on a Monday in term ends on the n-th following school day (n=1: Tuesday), and one
+        started at a weekend or in a holiday behaves as if started just before the next school day (n=1: that
+        next school day; n=0 gives the same day). ``n`` must be >= 0.
         """
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -316,7 +344,8 @@ class SchoolCalendar:
     def school_days_between(self, start: date, end: date) -> int:
         """School days in the half-open range (start, end]: after ``start``, up to and including ``end``.
 
-        Additive: ``between(a, b) + between(b, c) == between(a, c)``; so ``end < start`` gives a negative count.
+        Additive: ``between(a, b) + between(b, c) == between(a, c)``, so ``end < start`` gives a negative
+        count.
         """
         if end < start:
             return -self.school_days_between(end, start)
@@ -346,10 +375,10 @@ class SchoolCalendar:
                 yield date.fromordinal(o)
 
     def deadline_for(self, start: datetime, school_days: int) -> datetime:
-        """End (23:59:59 Europe/London) of the school day ``add_school_days(start's London date, school_days)``.
+        """End (23:59:59 Europe/London) of school day ``add_school_days(start's London date, school_days)``.
 
-        ``start`` must be timezone-aware; the result is timezone-aware UTC. With ``school_days=0`` the deadline
-        is the end of the start day if it is a school day, else the end of the next school day.
+        ``start`` must be timezone-aware; the result is timezone-aware UTC. With ``school_days=0`` the
+        deadline is the end of the start day if it is a school day, else the end of the next school day.
         """
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("deadline_for needs a timezone-aware datetime")
@@ -358,16 +387,17 @@ class SchoolCalendar:
         return datetime.combine(due, END_OF_SCHOOL_DAY, tzinfo=LONDON).astimezone(UTC)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Per-LA registry
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 class CalendarRegistry:
     """Calendars by LA code: ``<override_dir>/<la_code>.yaml`` when present, otherwise the default calendar.
 
-    An override file is a complete :class:`TermCalendar` for that LA (it replaces the default, it is not merged).
-    Every file is loaded and validated at construction so a bad file fails at start-up, naming the LA and field.
+    An override file is a complete :class:`TermCalendar` for that LA: it replaces the default, not merged
+    with it. Every file is loaded and validated at construction, so a bad file fails at start-up, naming the
+    LA and field.
     """
 
     def __init__(
@@ -390,7 +420,9 @@ class CalendarRegistry:
                     )
                 if path.stem in self._by_la:
                     raise CalendarConfigError(f"calendar override {path}: LA {path.stem} is defined twice")
-                self._by_la[path.stem] = SchoolCalendar(load_term_calendar(path, f"LA {path.stem}"), bank_holidays)
+                self._by_la[path.stem] = SchoolCalendar(
+                    load_term_calendar(path, f"LA {path.stem}"), bank_holidays
+                )
 
     @property
     def default(self) -> SchoolCalendar:

@@ -1,10 +1,10 @@
 """Escalation rules as data: statutory defaults shipped in ``rules/defaults.yaml``, overridable per LA.
 
 A rule watches a case state (snake_case, e.g. ``whereabouts_unknown``) or an event type (kebab-case, e.g.
-``exclusion-issued``). When the watched state is entered or the event arrives, and the rule's conditions hold for
-the child, the rule's clock starts; when it runs out the first ladder step is alerted, and every later step is
-alerted ``delay`` after the previous one unless someone has acknowledged. An ``immediate`` rule fires at the
-moment of entry, whatever the day (safeguarding does not wait for a school day).
+``exclusion-issued``). When the watched state is entered or the event arrives, and the rule's conditions hold
+for the child, the rule's clock starts; when it runs out the first ladder step is alerted, and each later
+step is alerted ``delay`` after the previous one unless someone has acknowledged. An ``immediate`` rule fires
+at the moment of entry, whatever the day (safeguarding does not wait for a school day).
 
 Per-LA override files (``<override_dir>/<la_code>.yaml``) have three optional sections::
 
@@ -15,6 +15,9 @@ Per-LA override files (``<override_dir>/<la_code>.yaml``) have three optional se
       - {id: local_rule, version: 1, ...}
 
 Everything is validated at load; errors raise :class:`RuleConfigError` naming the LA, rule id and field.
+States, ladder levels, social-care statuses, vulnerabilities and event types come from ``shared.events`` (the
+same vocabularies the events carry), and ``reason_in`` values are checked against the code list of what the
+rule watches (see :data:`REASON_VOCABULARY`), so a typo fails at load instead of never matching.
 A running escalation should store the rule's :attr:`Rule.canonical_json` (or at least its
 :attr:`Rule.fingerprint`) so a later change of configuration never alters it mid-flight.
 """
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -44,24 +47,31 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from shared.events.inbound import INBOUND_EVENT_CLASSES
+from shared.events.internal import CaseState, CaseTransitionPayload, LadderLevel
+from shared.events.vocab import (
+    AbsenceRule,
+    DeletionGround,
+    ExclusionType,
+    MissingReason,
+    SocialCareStatus,
+    Vulnerability,
+)
 from shared.school_calendar import SchoolCalendar
 
 __all__ = [
     "CASE_STATES",
     "DEFAULT_RULES_PATH",
-    "LEVELS",
-    "SOCIAL_CARE_STATUSES",
-    "CaseState",
+    "EVENT_TYPES",
+    "REASON_VOCABULARY",
     "Clock",
     "Condition",
     "LadderStep",
-    "Level",
     "MatchContext",
     "Rule",
     "RuleConfigError",
     "RuleOverride",
     "RuleSet",
-    "SocialCareStatus",
     "Watches",
     "load_defaults",
     "load_override",
@@ -69,29 +79,24 @@ __all__ = [
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules" / "defaults.yaml"
 
-CaseState = Literal[
-    "on_roll_at_risk",
-    "missing_education",
-    "whereabouts_unknown",
-    "awaiting_provision",
-    "place_offered",
-    "in_education",
-    "electively_home_educated",
-    "left_area",
-    "moved_abroad",
-]
-CASE_STATES: frozenset[str] = frozenset(get_args(CaseState))
+CASE_STATES: frozenset[str] = frozenset(CaseState)
+# Inbound event types a rule may watch (the escalation service sees them wrapped in child facts).
+EVENT_TYPES: frozenset[str] = frozenset(
+    str(cls.model_fields["event_type"].default) for cls in INBOUND_EVENT_CLASSES
+)
 
-# Ladder levels, in the usual order of seniority.
-Level = Literal["caseworker", "senior_cme_officer", "childrens_social_care", "police"]
-LEVELS: tuple[str, ...] = get_args(Level)
-
-SocialCareStatus = Literal["child_in_need", "child_protection_plan", "looked_after"]
-SOCIAL_CARE_STATUSES: frozenset[str] = frozenset(get_args(SocialCareStatus))
+# What MatchContext.reason holds for each watch, hence the values reason_in may use. A state's reason is the
+# case's CME reason category (CaseTransitionPayload.reason); events carry their own code lists. Watches not
+# listed carry no reason, so a reason_in on them could never match and is refused.
+_STATE_REASONS: frozenset[str] = frozenset(MissingReason)
+REASON_VOCABULARY: dict[str, frozenset[str]] = {
+    **{state: _STATE_REASONS for state in CASE_STATES},
+    "exclusion-issued": frozenset(ExclusionType),  # ExclusionIssuedPayload.exclusion_type
+    "absence-threshold-crossed": frozenset(AbsenceRule),  # AbsenceThresholdCrossedPayload.rule
+    "pupil-left-roll": frozenset(DeletionGround),  # PupilLeftRollPayload.deletion_ground (reg 9(1) letter)
+}
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
-# Events must contain a hyphen, so an event name can never be mistaken for a (snake_case) state name.
-EventName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)+$")]
 
 LA_CODE_RE = re.compile(r"^\d{3}$")
 _OVERRIDE_SECTIONS = ("replace", "disable", "add")
@@ -101,9 +106,9 @@ class RuleConfigError(ValueError):
     """Rules file invalid; the message names the LA (or "defaults"), the rule id and the field."""
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Models
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 class _Frozen(BaseModel):
@@ -119,7 +124,8 @@ class Clock(_Frozen):
     def due_at(self, start: datetime, calendar: SchoolCalendar) -> datetime:
         """When a clock started at ``start`` (timezone-aware) runs out, as an aware UTC datetime.
 
-        School days end at the close of the n-th school day after ``start`` (see ``SchoolCalendar.deadline_for``).
+        School days end at the close of the n-th school day after ``start``
+        (see ``SchoolCalendar.deadline_for``).
         """
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("Clock.due_at needs a timezone-aware datetime")
@@ -132,7 +138,7 @@ class LadderStep(_Frozen):
     """Alert ``level`` once ``delay`` has passed since the previous step (or since the rule fired, for step 0)
     without an acknowledgement. A zero delay alerts together with the previous step."""
 
-    level: Level
+    level: LadderLevel
     delay: Clock
 
 
@@ -140,37 +146,57 @@ class Condition(_Frozen):
     """Every field that is set must hold (AND). A rule's condition list is OR-ed."""
 
     has_social_worker: bool | None = None
+    safeguarding_concern: bool | None = None
     social_care_status_in: tuple[SocialCareStatus, ...] | None = Field(default=None, min_length=1)
     reason_in: tuple[Slug, ...] | None = Field(default=None, min_length=1)
-    vulnerability_any: tuple[Slug, ...] | None = Field(default=None, min_length=1)
+    vulnerability_any: tuple[Vulnerability, ...] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _not_empty(self) -> Condition:
         if (
             self.has_social_worker is None
+            and self.safeguarding_concern is None
             and self.social_care_status_in is None
             and self.reason_in is None
             and self.vulnerability_any is None
         ):
             # An empty condition would silently match everyone; an empty `conditions` list says that openly.
-            raise ValueError("a condition must set at least one field (leave `conditions` empty to match all)")
+            raise ValueError(
+                "a condition must set at least one field (leave `conditions` empty to match all)"
+            )
         return self
 
     def matches(self, ctx: MatchContext) -> bool:
         if self.has_social_worker is not None and ctx.has_social_worker != self.has_social_worker:
             return False
-        if self.social_care_status_in is not None and ctx.social_care_status not in self.social_care_status_in:
+        if self.safeguarding_concern is not None and ctx.safeguarding_concern != self.safeguarding_concern:
+            return False
+        if (
+            self.social_care_status_in is not None
+            and ctx.social_care_status not in self.social_care_status_in
+        ):
             return False
         if self.reason_in is not None and ctx.reason not in self.reason_in:
             return False
-        return not (self.vulnerability_any is not None and ctx.vulnerabilities.isdisjoint(self.vulnerability_any))
+        return not (
+            self.vulnerability_any is not None and ctx.vulnerabilities.isdisjoint(self.vulnerability_any)
+        )
 
 
 class Watches(_Frozen):
     """Exactly one of a case state or an event type."""
 
     state: CaseState | None = None
-    event: EventName | None = None
+    event: str | None = None
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, value: str | None) -> str | None:
+        if value is not None and value not in EVENT_TYPES:
+            raise ValueError(
+                f"unknown event type {value!r}; expected one of {', '.join(sorted(EVENT_TYPES))}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Watches:
@@ -180,7 +206,8 @@ class Watches(_Frozen):
 
     @property
     def key(self) -> str:
-        return self.state if self.state is not None else str(self.event)
+        """The state or event name: states are snake_case and events kebab-case, so keys never collide."""
+        return self.state.value if self.state is not None else str(self.event)
 
 
 class Rule(_Frozen):
@@ -193,6 +220,27 @@ class Rule(_Frozen):
     conditions: tuple[Condition, ...] = ()
     ladder: tuple[LadderStep, ...] = Field(min_length=1)
     immediate: bool = False
+
+    @field_validator("conditions")
+    @classmethod
+    def _reasons_in_vocabulary(
+        cls, conditions: tuple[Condition, ...], info: ValidationInfo
+    ) -> tuple[Condition, ...]:
+        watches = info.data.get("watches")
+        if not isinstance(watches, Watches):
+            return conditions
+        allowed = REASON_VOCABULARY.get(watches.key, frozenset())
+        for i, cond in enumerate(conditions):
+            unknown = sorted(set(cond.reason_in or ()) - allowed)
+            if unknown:
+                expected = (
+                    ", ".join(sorted(allowed)) if allowed else f"nothing: {watches.key} carries no reason"
+                )
+                raise ValueError(
+                    f"conditions[{i}].reason_in has {', '.join(unknown)}, not a reason code of {watches.key}"
+                    f" (expected {expected})"
+                )
+        return conditions
 
     @field_validator("immediate")
     @classmethod
@@ -208,7 +256,9 @@ class Rule(_Frozen):
     @cached_property
     def canonical_json(self) -> str:
         """Sorted-key, whitespace-free JSON of the whole rule: what a running escalation should store."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
 
     @cached_property
     def fingerprint(self) -> str:
@@ -221,13 +271,27 @@ class MatchContext:
     """What the escalation service knows about the child when matching rules."""
 
     has_social_worker: bool = False
-    social_care_status: SocialCareStatus | None = None
-    reason: str | None = None
-    vulnerabilities: frozenset[str] = field(default_factory=frozenset)
+    social_care_status: str | None = None  # a SocialCareStatus value
+    reason: str | None = None  # from the vocabulary REASON_VOCABULARY names for the watch
+    vulnerabilities: frozenset[str] = field(default_factory=frozenset)  # Vulnerability values
+    safeguarding_concern: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.vulnerabilities, frozenset):
             object.__setattr__(self, "vulnerabilities", frozenset(self.vulnerabilities))
+
+    @classmethod
+    def from_transition(
+        cls, payload: CaseTransitionPayload, safeguarding_concern: bool = False
+    ) -> MatchContext:
+        """Context for a state rule from a case transition (the transition carries no concern flag yet)."""
+        return cls(
+            has_social_worker=payload.has_social_worker,
+            social_care_status=payload.social_care_status.value,
+            reason=payload.reason.value if payload.reason is not None else None,
+            vulnerabilities=frozenset(v.value for v in payload.vulnerabilities),
+            safeguarding_concern=safeguarding_concern,
+        )
 
 
 @dataclass(frozen=True)
@@ -239,9 +303,9 @@ class RuleOverride:
     add: Mapping[str, Rule] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Loading and validation
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 def _loc(loc: Iterable[int | str]) -> str:
@@ -279,7 +343,19 @@ def _parse_rule(raw: Any, la: str, origin: str) -> Rule:
     try:
         return Rule.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(f"field {_loc(e['loc'])}: {_describe(e)}" for e in exc.errors())
+        errors = exc.errors()
+        # A bad item also makes pydantic call its list "too short"; report only the item.
+        errors = [
+            e
+            for e in errors
+            if not (
+                e["type"] == "too_short"
+                and any(
+                    len(o["loc"]) > len(e["loc"]) and o["loc"][: len(e["loc"])] == e["loc"] for o in errors
+                )
+            )
+        ]
+        details = "; ".join(f"field {_loc(e['loc'])}: {_describe(e)}" for e in errors)
         raise RuleConfigError(f"{label}, {details} ({origin})") from exc
 
 
@@ -299,7 +375,9 @@ def _parse_rule_list(raw: Any, la: str, origin: str, section: str) -> dict[str, 
     for item in raw:
         rule = _parse_rule(item, la, origin)
         if rule.id in rules:
-            raise RuleConfigError(f"{_where(la)}, rule {rule.id}, field id: defined twice in {section} ({origin})")
+            raise RuleConfigError(
+                f"{_where(la)}, rule {rule.id}, field id: defined twice in {section} ({origin})"
+            )
         rules[rule.id] = rule
     return rules
 
@@ -320,8 +398,8 @@ def load_override(path: Path, la_code: str) -> RuleOverride:
     unknown = sorted(set(raw) - set(_OVERRIDE_SECTIONS))
     if unknown:
         raise RuleConfigError(
-            f"LA {la_code}, field {unknown[0]}: unknown section, expected one of {', '.join(_OVERRIDE_SECTIONS)}"
-            f" ({path})"
+            f"LA {la_code}, field {unknown[0]}: unknown section, expected one of "
+            f"{', '.join(_OVERRIDE_SECTIONS)} ({path})"
         )
     disable_raw = raw.get("disable") or []
     if not isinstance(disable_raw, list) or not all(isinstance(x, str) for x in disable_raw):
@@ -333,9 +411,9 @@ def load_override(path: Path, la_code: str) -> RuleOverride:
     )
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # The rule set
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -354,7 +432,7 @@ def _index(rules: Sequence[Rule]) -> _Effective:
 class RuleSet:
     """Effective rules per LA: the defaults with each LA's replace/disable/add applied, indexed by watch key.
 
-    Everything is resolved in the constructor, so lookups are a dict access and bad overrides fail at start-up.
+    Everything is resolved in the constructor: lookups are a dict access and bad overrides fail at start-up.
     """
 
     def __init__(self, defaults: Sequence[Rule], overrides: Mapping[str, RuleOverride] | None = None) -> None:
@@ -375,17 +453,21 @@ class RuleSet:
         for rule_id in sorted(override.replace):
             if rule_id not in known:
                 raise RuleConfigError(
-                    f"LA {la_code}, rule {rule_id}, field id: replace names no default rule (use add for new rules)"
+                    f"LA {la_code}, rule {rule_id}, field id: "
+                    "replace names no default rule (use add for new rules)"
                 )
         for rule_id in sorted(override.disable):
             if rule_id not in known:
-                raise RuleConfigError(f"LA {la_code}, rule {rule_id}, field disable: no default rule has this id")
+                raise RuleConfigError(
+                    f"LA {la_code}, rule {rule_id}, field disable: no default rule has this id"
+                )
             if rule_id in override.replace:
                 raise RuleConfigError(f"LA {la_code}, rule {rule_id}, field disable: rule is also replaced")
         for rule_id in sorted(override.add):
             if rule_id in known:
                 raise RuleConfigError(
-                    f"LA {la_code}, rule {rule_id}, field id: add uses a default rule id (use replace instead)"
+                    f"LA {la_code}, rule {rule_id}, field id: "
+                    "add uses a default rule id (use replace instead)"
                 )
         rules = [override.replace.get(r.id, r) for r in self._defaults if r.id not in override.disable]
         rules.extend(override.add.values())
@@ -393,7 +475,7 @@ class RuleSet:
 
     @classmethod
     def load(cls, defaults_path: Path = DEFAULT_RULES_PATH, overrides_dir: Path | None = None) -> RuleSet:
-        """Read the defaults and every ``<la_code>.yaml`` in ``overrides_dir`` (other suffixes are ignored)."""
+        """Read the defaults and every ``<la_code>.yaml`` in ``overrides_dir`` (other suffixes ignored)."""
         defaults = load_defaults(defaults_path)
         overrides: dict[str, RuleOverride] = {}
         if overrides_dir is not None:
