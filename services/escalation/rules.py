@@ -1,4 +1,4 @@
-"""Escalation rules as data: statutory defaults shipped in ``rules/defaults.yaml``, overridable per LA.
+"""Escalation rules as data: statutory defaults shipped in ``rule_data/defaults.yaml``, overridable per LA.
 
 A rule watches a case state (snake_case, e.g. ``whereabouts_unknown``) or an event type (kebab-case, e.g.
 ``exclusion-issued``). When the watched state is entered or the event arrives, and the rule's conditions hold
@@ -77,7 +77,7 @@ __all__ = [
     "load_override",
 ]
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules" / "defaults.yaml"
+DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rule_data" / "defaults.yaml"
 
 CASE_STATES: frozenset[str] = frozenset(CaseState)
 # Inbound event types a rule may watch (the escalation service sees them wrapped in child facts).
