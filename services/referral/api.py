@@ -1,0 +1,395 @@
+"""The /v1 HTTP API: submit events (one or a batch), referrals, school files; look up an event's status."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from services.referral import imports
+from services.referral.keys import secret_matches, split_token
+from services.referral.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
+from services.referral.models import (
+    ApiClient,
+    BatchResponse,
+    ClientKind,
+    ErrorResponse,
+    EventStatus,
+    ItemOutcome,
+    ItemResult,
+    Problem,
+    ReferralRequest,
+)
+from services.referral.openapi import BATCH_BODY, CSV_BODY, CTF_BODY, EVENT_BODY, error_responses
+from services.referral.ratelimit import RateLimiter
+from services.referral.relay import OutboxRelay
+from services.referral.service import Intake, Outcome, check, derived_event_id, rejection
+from services.referral.validation import schema_problems
+from shared.events.envelope import Envelope
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+MAX_BATCH = 500
+
+
+class ApiError(Exception):
+    """An answer other than success, always as ``{"errors": [{field, rule, message}]}``."""
+
+    def __init__(
+        self, status_code: int, problems: list[Problem], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(problems[0].rule if problems else str(status_code))
+        self.status_code = status_code
+        self.problems = problems
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        body = ErrorResponse(errors=self.problems).model_dump()
+        return JSONResponse(body, self.status_code, headers=self.headers)
+
+
+@dataclass
+class ReferralState:
+    engine: Engine
+    intake: Intake
+    limiter: RateLimiter
+    relay: OutboxRelay
+
+
+def get_state(request: Request) -> ReferralState:
+    state: ReferralState = request.app.state.referral
+    return state
+
+
+State = Annotated[ReferralState, Depends(get_state)]
+bearer = HTTPBearer(auto_error=False, description="The client's API key: `Authorization: Bearer cmek_...`")
+
+
+def authenticate(
+    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> ApiClient:
+    """The API client named by the bearer key (a sync dependency: FastAPI runs its DB read in a thread)."""
+    unauthorised = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ApiError(
+            401,
+            [Problem(field="Authorization", rule="api_key_required", message="send your API key")],
+            unauthorised,
+        )
+    parts = split_token(credentials.credentials)
+    client = None
+    if parts is not None:
+        with Session(state.engine) as session:
+            client = session.exec(select(ApiClient).where(ApiClient.key_id == parts[0])).first()
+    # One answer for unknown, wrong and revoked keys: the caller learns nothing about which clients exist.
+    if client is None or parts is None or not secret_matches(parts[1], client.key_hash) or client.revoked_at:
+        raise ApiError(
+            401,
+            [Problem(field="Authorization", rule="api_key_invalid", message="invalid or revoked API key")],
+            unauthorised,
+        )
+    return client
+
+
+Client = Annotated[ApiClient, Depends(authenticate)]
+
+
+def charge(state: ReferralState, client: ApiClient, cost: int = 1) -> None:
+    wait_s = state.limiter.take(client.id, client.rate_per_s, client.burst, cost)
+    if wait_s == float("inf"):
+        raise ApiError(
+            429,
+            [
+                Problem(
+                    field="body",
+                    rule="batch_over_burst",
+                    message=f"send at most {client.burst} events a request",
+                )
+            ],
+            {"Retry-After": "60"},
+        )
+    if wait_s > 0:
+        retry_after = str(max(1, int(wait_s + 0.999)))
+        raise ApiError(
+            429,
+            [Problem(field="Authorization", rule="rate_limited", message="too many events; slow down")],
+            {"Retry-After": retry_after},
+        )
+
+
+def _count(outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        if o.outcome == ItemOutcome.ACCEPTED:
+            EVENTS_ACCEPTED.labels(o.event_type or "unknown").inc()
+        elif o.outcome == ItemOutcome.DUPLICATE:
+            EVENTS_DUPLICATE.labels(o.event_type or "unknown").inc()
+        else:
+            EVENTS_REJECTED.labels(o.errors[0].rule if o.errors else o.outcome.value).inc()
+
+
+async def _submit(
+    state: ReferralState, client: ApiClient, items: list[Any], digests: list[str | None] | None = None
+) -> list[Outcome]:
+    """Check each item, store the good ones in one transaction, and wake the relay."""
+
+    def work() -> list[Outcome]:
+        now = datetime.now(UTC)
+        checked = [check(client, item, now) for item in items]
+        events = [c for c in checked if isinstance(c, Envelope)]
+        event_digests = [
+            d for c, d in zip(checked, digests or [None] * len(items), strict=True) if isinstance(c, Envelope)
+        ]
+        stored = iter(state.intake.store(client, events, event_digests) if events else [])
+        return [next(stored) if isinstance(c, Envelope) else c for c in checked]
+
+    outcomes = await asyncio.to_thread(work)
+    _count(outcomes)
+    if any(o.outcome == ItemOutcome.ACCEPTED for o in outcomes):
+        state.relay.wakeup.set()
+    log.info(
+        "events_submitted",
+        client_id=client.id,
+        la_code=client.la_code,
+        school_urn=client.school_urn,
+        **{k.value: sum(o.outcome == k for o in outcomes) for k in ItemOutcome},
+    )
+    return outcomes
+
+
+def _results(outcomes: list[Outcome], indexes: list[int] | None = None) -> BatchResponse:
+    results = [
+        ItemResult(
+            index=indexes[i] if indexes else i,
+            event_id=o.event_id,
+            outcome=o.outcome,
+            status_code=o.status_code,
+            errors=o.errors,
+        )
+        for i, o in enumerate(outcomes)
+    ]
+    return BatchResponse(
+        accepted=sum(o.outcome == ItemOutcome.ACCEPTED for o in outcomes),
+        duplicates=sum(o.outcome == ItemOutcome.DUPLICATE for o in outcomes),
+        rejected=sum(o.outcome not in (ItemOutcome.ACCEPTED, ItemOutcome.DUPLICATE) for o in outcomes),
+        results=results,
+    )
+
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    summary="Submit one inbound event",
+    description=(
+        "Validates the event (schema and service rules) and accepts it into the durable outbox: 202 means it "
+        "will be published to the intake topic. `event_id` is the idempotency key: a retry of the same event "
+        "gets the first response again; the same `event_id` with other content is a 409."
+    ),
+    responses={202: {"description": "Accepted"}, **error_responses(403, 409, 413, 422)},
+    openapi_extra={"requestBody": EVENT_BODY},
+    tags=["events"],
+)
+async def submit_event(request: Request, state: State, client: Client) -> JSONResponse:
+    charge(state, client)
+    outcome = (await _submit(state, client, [await request.body()]))[0]
+    return JSONResponse(outcome.body, outcome.status_code)
+
+
+@router.post(
+    "/events/batch",
+    response_model=BatchResponse,
+    summary="Submit up to 500 events, with a result for each",
+    description="Each item is checked and accepted or refused on its own, as `POST /v1/events` would.",
+    responses=error_responses(413, 422),
+    openapi_extra={"requestBody": BATCH_BODY},
+    tags=["events"],
+)
+async def submit_batch(request: Request, state: State, client: Client) -> BatchResponse:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            422, [Problem(field="body", rule="json_invalid", message="the body is not JSON")]
+        ) from exc
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH or set(body) != {"events"}:
+        raise ApiError(
+            422,
+            [
+                Problem(
+                    field="events",
+                    rule="batch_shape",
+                    message=f'send {{"events": [...]}} with 1 to {MAX_BATCH} events',
+                )
+            ],
+        )
+    charge(state, client, len(events))
+    return _results(await _submit(state, client, events))
+
+
+@router.post(
+    "/referrals",
+    status_code=202,
+    summary="Refer a child believed to be missing education",
+    description=(
+        "For agencies and members of the public (through the LA's front door). The server assigns the "
+        "event_id; send an `Idempotency-Key` header to make retries safe (the same key gives the same event)."
+    ),
+    responses={202: {"description": "Accepted"}, **error_responses(403, 409, 413, 422)},
+    tags=["referrals"],
+)
+async def submit_referral(
+    referral: ReferralRequest,
+    state: State,
+    client: Client,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> JSONResponse:
+    charge(state, client)
+    event_id = (
+        derived_event_id(client.id, f"referral\n{idempotency_key}") if idempotency_key else uuid.uuid4()
+    )
+    event = {
+        "event_id": str(event_id),
+        "event_type": "referral-received",
+        "occurred_at": (referral.occurred_at or datetime.now(UTC)).isoformat(),
+        "correlation_id": str(referral.correlation_id) if referral.correlation_id else None,
+        "source": {"system": "referral-api", "la_code": client.la_code, "school_urn": client.school_urn},
+        "payload": referral.model_dump(
+            mode="json", exclude={"occurred_at", "correlation_id"}, exclude_none=True
+        ),
+    }
+    # The key stands for the request as sent, so a retry compares requests, not server-filled times.
+    digest = hashlib.sha256(referral.model_dump_json().encode()).hexdigest()
+    outcome = (await _submit(state, client, [event], [digest]))[0]
+    return JSONResponse(outcome.body, outcome.status_code)
+
+
+@router.get(
+    "/events/{event_id}",
+    response_model=EventStatus,
+    summary="Where a submitted event has got to",
+    description=(
+        "accepted (in the outbox) -> published (on the intake topic) -> processed (resolved to a child's "
+        "case). A client sees only its own events."
+    ),
+    responses=error_responses(404, 422),
+    tags=["events"],
+)
+async def event_status(event_id: uuid.UUID, state: State, client: Client) -> EventStatus:
+    charge(state, client)
+    status = await asyncio.to_thread(state.intake.status, client, event_id)
+    if status is None:
+        raise ApiError(
+            404,
+            [Problem(field="event_id", rule="not_found", message="no event with this id from this client")],
+        )
+    return status
+
+
+def _school_only(client: ApiClient) -> None:
+    if client.kind != ClientKind.SCHOOL:
+        raise ApiError(
+            403,
+            [
+                Problem(
+                    field="Authorization",
+                    rule="school_client_required",
+                    message="school files come from a school's client",
+                )
+            ],
+        )
+
+
+async def _import(state: ReferralState, client: ApiClient, rows: list[imports.Row]) -> BatchResponse:
+    charge(state, client, max(1, len(rows)))
+    good = [r for r in rows if r.event is not None]
+    stored = iter(await _submit(state, client, [r.event for r in good]) if good else [])
+    outcomes = [next(stored) if r.event is not None else rejection(422, r.problems) for r in rows]
+    return _results(outcomes, [r.index for r in rows])
+
+
+@router.post(
+    "/imports/leavers-csv",
+    response_model=BatchResponse,
+    summary="Import a CSV of leavers (one pupil-left-roll per row)",
+    description="Columns: "
+    + ", ".join(imports.CSV_REQUIRED)
+    + " (required), "
+    + ", ".join(imports.CSV_OPTIONAL)
+    + " (optional). Results are per row, numbered as a spreadsheet numbers them.",
+    responses=error_responses(403, 413, 422),
+    openapi_extra={"requestBody": CSV_BODY},
+    tags=["imports"],
+)
+async def import_leavers_csv(request: Request, state: State, client: Client) -> BatchResponse:
+    _school_only(client)
+    try:
+        rows = imports.leavers_from_csv(client, await request.body())
+    except imports.FileRejected as exc:
+        raise ApiError(422, exc.problems) from exc
+    return await _import(state, client, rows)
+
+
+@router.post(
+    "/imports/ctf",
+    response_model=BatchResponse,
+    summary="Import the Common Transfer File of leaving pupils",
+    description=(
+        "The DfE CTF XML the school sends when pupils leave: one pupil-left-roll per Pupil. Destination "
+        "XXXXXXX is unknown, MMMMMMM independent or outside England and Wales. DTDs and entities are refused."
+    ),
+    responses=error_responses(400, 403, 413, 422),
+    openapi_extra={"requestBody": CTF_BODY},
+    tags=["imports"],
+)
+async def import_ctf(
+    request: Request,
+    state: State,
+    client: Client,
+    deletion_ground: Annotated[
+        str | None, Query(pattern="^[a-o]$", description="Regulation 9(1) ground for every pupil in the file")
+    ] = None,
+) -> BatchResponse:
+    _school_only(client)
+    try:
+        root = imports.parse_ctf(await request.body())
+    except imports.FileRejected as exc:
+        raise ApiError(400, exc.problems) from exc
+    forbidden = imports.ctf_source_problems(client, root)
+    if forbidden:
+        raise ApiError(403, forbidden)
+    try:
+        rows = imports.leavers_from_ctf(client, root, deletion_ground)
+    except imports.FileRejected as exc:
+        raise ApiError(422, exc.problems) from exc
+    return await _import(state, client, rows)
+
+
+def validation_problems(exc: ValidationError | Any) -> list[Problem]:
+    """FastAPI's request errors in the service's shape (the 'body' / 'query' prefix kept only as context)."""
+    problems = schema_problems(exc) if isinstance(exc, ValidationError) else []
+    for err in getattr(exc, "errors", list)() if not problems else []:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        problems.append(
+            Problem(
+                field=".".join(loc) or "body",
+                rule=str(err.get("type", "invalid")),
+                message=str(err.get("msg", "")),
+            )
+        )
+    return problems

@@ -1,0 +1,97 @@
+"""``create_app(settings)``: the referral service's app, migrations, outbox relay and status consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from services.referral.api import ApiError, ReferralState, router, validation_problems
+from services.referral.metrics import EVENTS_REJECTED
+from services.referral.middleware import BodySizeLimit, LatencyMetrics
+from services.referral.models import Problem
+from services.referral.openapi import install_openapi
+from services.referral.ratelimit import RateLimiter
+from services.referral.relay import OutboxRelay, track_processed
+from services.referral.service import Intake
+from shared.db import make_engine, migrate
+from shared.logs import get_logger
+from shared.ops import database_check, kafka_check, ops_router
+from shared.settings import Settings, get_settings
+from shared.topics import INTAKE
+
+log = get_logger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+DB_RETRY_AFTER_S = "5"
+
+
+def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
+    """The app; ``background=False`` leaves out the relay and the status consumer (tests without a broker)."""
+    migrate(settings.database_url, MIGRATIONS, "referral")
+    engine = make_engine(settings.database_url)
+    intake = Intake(engine, INTAKE.name(settings))
+    relay = OutboxRelay(settings, intake)
+    state = ReferralState(engine=engine, intake=intake, limiter=RateLimiter(), relay=relay)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = (
+            [
+                asyncio.create_task(relay.run(stop)),
+                asyncio.create_task(track_processed(settings, intake, stop)),
+            ]
+            if background
+            else []
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            relay.wakeup.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            engine.dispose()
+
+    app = FastAPI(
+        title="CME Tracker referral service",
+        version="1.0.0",
+        description=(
+            "The front door for schools' MIS integrations and agencies: inbound facts about children, "
+            "checked, accepted durably and published to the intake topic exactly once per event_id."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.referral = state
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(router)
+    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    install_openapi(app)
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(LatencyMetrics)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = validation_problems(exc)
+        EVENTS_REJECTED.labels(problems[0].rule if problems else "invalid").inc()
+        return ApiError(422, problems).response()
+
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(_: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, IntegrityError):
+            raise exc
+        # The transaction was rolled back as a whole: nothing was accepted, so a retry is safe.
+        log.warning("database_unavailable", error=type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+        problem = Problem(field="service", rule="database_unavailable", message="try again shortly")
+        return ApiError(503, [problem], {"Retry-After": DB_RETRY_AFTER_S}).response()
+
+    return app

@@ -1,0 +1,81 @@
+"""OpenAPI pieces the routes cannot infer: request bodies read raw (so every rejection has the service's own
+shape), the inbound event schemas from ``shared.events``, and the documented error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
+
+from services.referral.models import ErrorResponse
+from shared.events.catalogue import InboundEvent
+
+_REF = "#/components/schemas/{model}"
+INBOUND_EVENT_REF = {"$ref": "#/components/schemas/InboundEvent"}
+
+EVENT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": INBOUND_EVENT_REF}},
+}
+BATCH_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["events"],
+                "additionalProperties": False,
+                "properties": {
+                    "events": {"type": "array", "minItems": 1, "maxItems": 500, "items": INBOUND_EVENT_REF}
+                },
+            }
+        }
+    },
+}
+CSV_BODY: dict[str, Any] = {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
+CTF_BODY: dict[str, Any] = {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}
+
+_ERROR_TEXT = {
+    400: "The file cannot be read (not XML, or a DTD / entity / external reference)",
+    401: "Missing, invalid or revoked API key",
+    403: "Outside this client's school or LA",
+    404: "No such event from this client",
+    409: "The event_id was already used for a different event",
+    413: "The body is too large",
+    422: "A field broke a rule: each error names the field and the rule",
+    429: "Rate limit: retry after the Retry-After seconds",
+    503: "The database is unavailable: nothing was written; retry after Retry-After seconds",
+}
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+ALWAYS = (401, 429, 503)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"description": _ERROR_TEXT[code], "content": _ERROR_CONTENT}
+        for code in sorted({*codes, *ALWAYS})
+    }
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Generate the schema once, with the inbound event union and the error model among its components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        event_schema = TypeAdapter(InboundEvent).json_schema(ref_template=_REF)
+        components.update(event_schema.pop("$defs", {}))
+        components["InboundEvent"] = event_schema
+        error_schema = ErrorResponse.model_json_schema(ref_template=_REF)
+        components.update(error_schema.pop("$defs", {}))
+        components["ErrorResponse"] = error_schema
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,220 @@
+"""Intake: check an event, then record it and queue it for Kafka in one transaction, idempotently.
+
+The event_id is the idempotency key. The first accepted submission of an event_id stores its response; a
+retry with the same content gets that response again and queues nothing; the same event_id with different
+content is a conflict. The submission row and the outbox row are written in one transaction, so an event is
+either fully accepted (and will be published by the relay) or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from services.referral.models import (
+    Accepted,
+    ApiClient,
+    ClientKind,
+    EventStatus,
+    ItemOutcome,
+    Problem,
+    ReferralOutbox,
+    Submission,
+    SubmissionStatus,
+)
+from services.referral.validation import Scope, parse_event, scope_problems, service_rule_problems
+from shared.events.envelope import Envelope, utcnow
+
+# Namespace for event_ids the server derives from a client's Idempotency-Key or from file rows.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("0d6c4c1e-7a53-4b8e-9a57-52f1a5a0c3d2")
+
+
+def derived_event_id(client_id: str, key: str) -> uuid.UUID:
+    """The same client and key give the same event_id: a retried referral or re-sent file is one event."""
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{client_id}\n{key}")
+
+
+def partition_key(event: Envelope) -> str:
+    """Intake is keyed by the source's child identifier so one child's facts stay in order."""
+    child = event.payload.child
+    return str(child.upn or child.la_child_id or event.event_id)
+
+
+def content_hash(event: Envelope) -> str:
+    """What makes two submissions 'the same event': everything the sender said (not when we recorded it)."""
+    data = event.model_dump(mode="json", exclude={"recorded_at": True, "source": {"client_id"}})
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def scope_of(client: ApiClient) -> Scope:
+    return Scope(kind=ClientKind(client.kind), la_code=client.la_code, school_urn=client.school_urn)
+
+
+@dataclass
+class Outcome:
+    """The result of one submitted event, as the API reports it."""
+
+    outcome: ItemOutcome
+    status_code: int
+    body: dict[str, Any]
+    event_id: uuid.UUID | None = None
+    event_type: str | None = None
+    errors: list[Problem] = field(default_factory=list)
+
+
+def rejection(
+    status_code: int, problems: list[Problem], outcome: ItemOutcome = ItemOutcome.REJECTED
+) -> Outcome:
+    body = {"errors": [p.model_dump() for p in problems]}
+    return Outcome(outcome=outcome, status_code=status_code, body=body, errors=problems)
+
+
+def check(
+    client: ApiClient, data: bytes | str | dict[str, Any], now: datetime | None = None
+) -> Envelope | Outcome:
+    """Validate one event for this client: the stamped event, or why it was refused (422 rule, 403 scope)."""
+    event, problems = parse_event(data)
+    if event is None:
+        return rejection(422, problems)
+    forbidden = scope_problems(event, scope_of(client))
+    if forbidden:
+        return rejection(403, forbidden, ItemOutcome.FORBIDDEN)
+    problems = service_rule_problems(event, now or datetime.now(UTC))
+    if problems:
+        return rejection(422, problems)
+    # The server, not the sender, says who sent it and when it arrived.
+    source = event.source.model_copy(update={"client_id": client.id})
+    return event.model_copy(update={"source": source, "recorded_at": utcnow()})
+
+
+class Intake:
+    def __init__(self, engine: Engine, intake_topic: str) -> None:
+        self.engine = engine
+        self.intake_topic = intake_topic
+
+    def store(
+        self, client: ApiClient, events: list[Envelope], digests: list[str | None] | None = None
+    ) -> list[Outcome]:
+        """Accept checked events: all new ones in one transaction; duplicates and conflicts answered from the
+        idempotency records. A concurrent submission of one event_id is settled by the unique constraint."""
+        hashes = [d or content_hash(e) for e, d in zip(events, digests or [None] * len(events), strict=True)]
+        try:
+            return self._store(client, events, hashes)
+        except IntegrityError:
+            # Another request accepted one of these event_ids between our read and our commit: settle each
+            # event on its own, now that the winner's row is visible.
+            return [self._store(client, [e], [h])[0] for e, h in zip(events, hashes, strict=True)]
+
+    def _store(self, client: ApiClient, events: list[Envelope], hashes: list[str]) -> list[Outcome]:
+        ids = list({str(e.event_id) for e in events})
+        with Session(self.engine, expire_on_commit=False) as session:
+            known = {
+                row.event_id: row
+                for row in session.exec(select(Submission).where(col(Submission.event_id).in_(ids))).all()
+            }
+            outcomes: list[Outcome] = []
+            for event, digest in zip(events, hashes, strict=True):
+                event_id = str(event.event_id)
+                previous = known.get(event_id)
+                if previous is not None:
+                    outcomes.append(self._replay(client, previous, digest, event))
+                    continue
+                body = Accepted(
+                    event_id=event.event_id, event_type=event.event_type, status_url=f"/v1/events/{event_id}"
+                ).model_dump(mode="json")
+                row = Submission(
+                    event_id=event_id,
+                    client_id=client.id,
+                    event_type=event.event_type,
+                    request_hash=digest,
+                    response_code=202,
+                    response_body=body,
+                )
+                session.add(row)
+                # The unique event_id of the submission already rules out a second outbox row.
+                session.add(
+                    ReferralOutbox(
+                        event_id=event_id,
+                        topic=self.intake_topic,
+                        key=partition_key(event),
+                        value=event.model_dump_json().encode(),
+                    )
+                )
+                known[event_id] = row
+                outcomes.append(Outcome(ItemOutcome.ACCEPTED, 202, body, event.event_id, event.event_type))
+            session.commit()
+        return outcomes
+
+    @staticmethod
+    def _replay(client: ApiClient, previous: Submission, digest: str, event: Envelope) -> Outcome:
+        if previous.client_id != client.id or previous.request_hash != digest:
+            problem = Problem(
+                field="event_id",
+                rule="event_id_reused",
+                message="this event_id was already used for a different event; send a new event_id",
+            )
+            return rejection(409, [problem], ItemOutcome.CONFLICT)
+        return Outcome(
+            ItemOutcome.DUPLICATE,
+            previous.response_code,
+            previous.response_body,
+            event.event_id,
+            event.event_type,
+        )
+
+    def status(self, client: ApiClient, event_id: uuid.UUID) -> EventStatus | None:
+        """Where a client's own event has got to; None for an unknown event or another client's."""
+        with Session(self.engine) as session:
+            row = session.exec(select(Submission).where(Submission.event_id == str(event_id))).first()
+            if row is None or row.client_id != client.id:
+                return None
+            published_at = session.exec(
+                select(ReferralOutbox.published_at).where(ReferralOutbox.event_id == row.event_id)
+            ).first()
+        if row.processed_at is not None:
+            status = SubmissionStatus.PROCESSED
+        elif published_at is not None:
+            status = SubmissionStatus.PUBLISHED
+        else:
+            status = SubmissionStatus.ACCEPTED
+        return EventStatus(
+            event_id=uuid.UUID(row.event_id),
+            event_type=row.event_type,
+            status=status,
+            accepted_at=row.accepted_at,
+            published_at=published_at,
+            processed_at=row.processed_at,
+            child_id=uuid.UUID(row.child_id) if row.child_id else None,
+        )
+
+    def mark_processed(self, facts: dict[str, str]) -> int:
+        """Record that tracking resolved these events (event_id -> child_id); returns how many were ours."""
+        if not facts:
+            return 0
+        with Session(self.engine) as session:
+            rows = session.exec(select(Submission).where(col(Submission.event_id).in_(list(facts)))).all()
+            for row in rows:
+                if row.processed_at is None:
+                    row.processed_at = utcnow()
+                    row.child_id = facts[row.event_id]
+                    session.add(row)
+            session.commit()
+            return len(rows)
+
+    def outbox_depth(self) -> int:
+        with Session(self.engine) as session:
+            stmt = (
+                select(func.count())
+                .select_from(ReferralOutbox)
+                .where(col(ReferralOutbox.published_at).is_(None))
+            )
+            return int(session.exec(stmt).one())
