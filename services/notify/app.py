@@ -1,0 +1,56 @@
+"""The notify service's FastAPI app: the acknowledgement API, ops endpoints, and the background worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from services.notify import metrics
+from services.notify.acks import pending_ack_count
+from services.notify.api import router
+from services.notify.config import NotifySettings
+from services.notify.worker import NotifyWorker
+from shared.db import make_engine, migrate
+from shared.ops import database_check, kafka_check, ops_router
+from shared.settings import get_settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def prepare_database(settings: NotifySettings) -> Engine:
+    migrate(settings.database_url, MIGRATIONS, "notify")
+    return make_engine(settings.database_url)
+
+
+def create_app(settings: NotifySettings, engine: Engine | None = None, run_worker: bool = True) -> FastAPI:
+    engine = engine or prepare_database(settings)
+
+    def pending_acks() -> float:
+        with Session(engine) as session:
+            return float(pending_ack_count(session))
+
+    metrics.PENDING_ACKS.set_function(pending_acks)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = NotifyWorker(settings, engine) if run_worker else None
+        if worker is not None:
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+
+    app = FastAPI(title="CME Tracker notify", version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(router)
+    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    return app

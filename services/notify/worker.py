@@ -1,0 +1,87 @@
+"""The background half of the service: the escalation consumer, the dispatcher and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.engine import Engine
+
+from services.notify.channels.base import ChannelSender
+from services.notify.channels.email_smtp import SmtpSender
+from services.notify.channels.govuk_notify import GovukNotifySender
+from services.notify.channels.webhook import WebhookSender
+from services.notify.config import NotifySettings
+from services.notify.consumer import EscalationConsumer
+from services.notify.dispatcher import AfterSend, Dispatcher
+from services.notify.models import Channel, NotifyOutbox
+from shared.kafka import aiokafka_config
+from shared.logs import get_logger
+from shared.outbox import run_relay
+from shared.topics import DEAD_LETTER
+
+log = get_logger(__name__)
+
+
+def default_channels(settings: NotifySettings) -> dict[Channel, ChannelSender]:
+    channels: dict[Channel, ChannelSender] = {
+        Channel.SMTP: SmtpSender(settings),
+        Channel.WEBHOOK: WebhookSender(settings),
+    }
+    if settings.notify_govuk_api_key is not None and settings.notify_govuk_template_id:
+        channels[Channel.GOVUK_NOTIFY] = GovukNotifySender(settings)
+    return channels
+
+
+class NotifyWorker:
+    def __init__(
+        self,
+        settings: NotifySettings,
+        engine: Engine,
+        channels: dict[Channel, ChannelSender] | None = None,
+        after_send: AfterSend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.channels = channels if channels is not None else default_channels(settings)
+        self.dispatcher = Dispatcher(settings, engine, self.channels, DEAD_LETTER.name(settings), after_send)
+        self.consumer = EscalationConsumer(settings, engine, on_alerted=self.dispatcher.wake.set)
+        self._producer: AIOKafkaProducer | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self, consume: bool = True, dispatch: bool = True, relay: bool = True) -> None:
+        self._stop.clear()
+        if relay:
+            self._producer = AIOKafkaProducer(
+                acks="all", enable_idempotence=True, client_id="cme-notify", **aiokafka_config(self.settings)
+            )
+            await self._producer.start()
+            producer = self._producer
+
+            async def send(topic: str, key: bytes | None, value: bytes) -> None:
+                await producer.send_and_wait(topic, value=value, key=key)
+
+            self._tasks.append(asyncio.create_task(run_relay(self.engine, NotifyOutbox, send, self._stop)))
+        if consume:
+            await self.consumer.start()
+            self._tasks.append(asyncio.create_task(self.consumer.run(self._stop)))
+        if dispatch:
+            self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop)))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        self._tasks.clear()
+        await self.consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        for channel in self.channels.values():
+            close = getattr(channel, "aclose", None)
+            if close is not None:
+                await close()
