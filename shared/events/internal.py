@@ -59,6 +59,8 @@ class ChildMergedPayload(StrictModel):
     la_code: LACode
     decided_by: str
     review_item_id: uuid.UUID | None = None
+    # Set by tracking when it forwards the merge to the surviving child: the merged child's facts to re-apply.
+    facts: list[dict[str, object]] = Field(default_factory=list)
 
 
 class ChildMerged(Envelope):
@@ -74,6 +76,8 @@ class ChildSplitPayload(StrictModel):
     la_code: LACode
     moved_event_ids: list[uuid.UUID]
     decided_by: str
+    # Set by tracking when it forwards the split to the restored child: the facts it takes back.
+    facts: list[dict[str, object]] = Field(default_factory=list)
 
 
 class ChildSplit(Envelope):
@@ -109,6 +113,7 @@ class CaseTransitionPayload(StrictModel):
     deadlines_stopped: list[str] = Field(default_factory=list)
     flagged_for_review: bool = False
     destination_la_code: LACode | None = None
+    safeguarding_concern: bool = False  # a referrer raised a safeguarding concern about the child
 
 
 class CaseTransition(Envelope):

@@ -1,0 +1,276 @@
+"""Apply the events of cme.child-events.v1 to one child's record (the faust table value): idempotent, ordered by
+event time, and returning everything to publish and project. No Kafka and no database here.
+
+Ordering rule: the case state is always the fold of the child's facts in event-time order (ties by event id).
+A fact newer than (or as new as) the newest applied is applied with one step. A late fact (older than the newest
+applied) is recorded in the timeline and the facts are folded again from the start; if the re-folded state differs
+from the current one, one transition (current -> re-folded) is published with the late fact as its cause;
+otherwise the late fact only adds a timeline row. So a late fact is applied exactly where it changes the outcome.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from services.tracking.facts import fact_from_inbound
+from services.tracking.state_machine import Case, Fact, fold, step
+from shared.events.catalogue import decode_inbound
+from shared.events.envelope import Envelope, Source
+from shared.events.internal import (
+    CaseState,
+    CaseTransition,
+    CaseTransitionPayload,
+    ChildFact,
+    ChildMerged,
+    ChildSplit,
+    DeadlineRef,
+)
+
+NAMESPACE = uuid.UUID("4c1f7d3e-8a2b-4e6f-9d0c-2b7a5e3f1a90")
+SYSTEM = "cme-tracking"
+
+
+def case_id_for(child_id: str, la_code: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"case:{child_id}:{la_code}"))
+
+
+def derived_id(event_id: str, purpose: str) -> uuid.UUID:
+    """Ids of the events we derive from another: the same input always derives the same id (idempotent)."""
+    return uuid.uuid5(NAMESPACE, f"{purpose}:{event_id}")
+
+
+class ChildRecord(BaseModel):
+    """One child's hot state, held in the faust table keyed by child_id."""
+
+    child_id: str
+    la_code: str
+    case: Case
+    facts: list[Fact] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+    merged_into: str | None = None
+    # Full inbound facts of a moved-out event are not kept; the handover is published when the move is applied.
+
+    @property
+    def case_id(self) -> str:
+        return case_id_for(self.child_id, self.la_code)
+
+
+@dataclass
+class TimelineRow:
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    verdict: str
+    event_kind: str | None = None
+    from_state: CaseState | None = None
+    to_state: CaseState | None = None
+    school_urn: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What processing one event produced; the agent projects and publishes it, then saves ``record``."""
+
+    record: ChildRecord
+    duplicate: bool = False
+    timeline: list[TimelineRow] = field(default_factory=list)
+    transitions: list[CaseTransition] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (event_id, event kind) for a person to review
+    handovers: list[Envelope] = field(default_factory=list)  # inbound facts for another LA (to the intake topic)
+    forwards: list[tuple[str, Envelope]] = field(default_factory=list)  # (child_id key, event) to child-events
+
+
+def new_record(child_id: str, la_code: str) -> ChildRecord:
+    return ChildRecord(child_id=child_id, la_code=la_code, case=Case(la_code=la_code))
+
+
+def _transition(record: ChildRecord, before: Case, after: Case, cause: Envelope, fact_time: datetime,
+                started: tuple[str, ...], stopped: tuple[str, ...]) -> CaseTransition:  # fmt: skip
+    assert after.state is not None
+    to_state = after.state
+    return CaseTransition(
+        event_id=derived_id(f"{record.child_id}:{cause.event_id}:{to_state}", "transition"),
+        occurred_at=fact_time,
+        source=Source(system=SYSTEM, la_code=record.la_code),
+        correlation_id=cause.correlation_id or cause.event_id,
+        payload=CaseTransitionPayload(
+            child_id=uuid.UUID(record.child_id),
+            case_id=uuid.UUID(record.case_id),
+            la_code=record.la_code,
+            from_state=before.state,
+            to_state=to_state,
+            cause_event_id=cause.event_id,
+            cause_event_type=cause.event_type,
+            cause_occurred_at=fact_time,
+            reason=after.reason,
+            vulnerabilities=after.vulnerabilities,
+            social_care_status=after.social_care_status,
+            has_social_worker=after.has_social_worker,
+            deadlines_started=[DeadlineRef(name=d, clock_started_on=fact_time.date()) for d in started],
+            deadlines_stopped=list(stopped),
+                        destination_la_code=after.destination_la_code,
+            safeguarding_concern=after.safeguarding_concern,
+        ),
+    )
+
+
+def _net_change(record: ChildRecord, before: Case, after: Case, cause: Envelope, when: datetime) -> CaseTransition | None:
+    """After a re-fold: one transition from the state we were in to the state the facts now give, if different."""
+    if after.state == before.state or after.state is None:
+        return None
+    started = tuple(d for d in after.open_deadlines if d not in before.open_deadlines)
+    stopped = tuple(d for d in before.open_deadlines if d not in after.open_deadlines)
+    return _transition(record, before, after, cause, when, started, stopped)
+
+
+def _handover(record: ChildRecord, inbound: Envelope, destination: str) -> Envelope:
+    """The same fact, addressed to the destination LA: identity resolution there opens (or finds) its case."""
+    data: dict[str, Any] = inbound.model_dump(mode="json")
+    data["event_id"] = str(derived_id(f"{inbound.event_id}:{destination}", "handover"))
+    data["source"] = {"system": SYSTEM, "la_code": destination}
+    data["correlation_id"] = str(inbound.correlation_id or inbound.event_id)
+    if inbound.event_type != "moved-out-of-area":
+        # Left roll to another LA, or located there: tell the destination as a move into its area.
+        data["event_type"] = "moved-out-of-area"
+        data["payload"] = {
+            "child": data["payload"]["child"],
+            "new_la_code": destination,
+            "moved_on": inbound.occurred_at.date().isoformat(),
+        }
+    return decode_inbound(data)
+
+
+def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
+    inbound = decode_inbound(event.payload.fact)
+    fact = fact_from_inbound(inbound)
+    out = Outcome(record=record)
+    if fact.event_id in record.seen:
+        out.duplicate = True
+        return out
+    if record.merged_into is not None:
+        # In flight when the merge happened: the fact belongs to the surviving child now.
+        forwarded = event.model_copy(update={"payload": event.payload.model_copy(update={
+            "child_id": uuid.UUID(record.merged_into)})})  # fmt: skip
+        out.forwards.append((record.merged_into, forwarded))
+        out.timeline.append(TimelineRow(fact.event_id, fact.event_type, fact.occurred_at, "forwarded",
+                                        note=f"forwarded to surviving child {record.merged_into}"))  # fmt: skip
+        out.record = record.model_copy(update={"seen": [*record.seen, fact.event_id]})
+        return out
+    before = record.case
+    late = before.last_occurred_at is not None and fact.occurred_at < before.last_occurred_at
+    facts = [*record.facts, fact]
+    school = fact.attrs.get("school_urn")
+    if not late:
+        s = step(before, fact)
+        after = s.after
+        row = TimelineRow(fact.event_id, fact.event_type, fact.occurred_at, s.rule.verdict, s.kind, before.state,
+                          after.state, school)  # fmt: skip
+        if s.changes:
+            out.transitions.append(_transition(record, before, after, inbound, fact.occurred_at,
+                                               s.deadlines_started, s.deadlines_stopped))  # fmt: skip
+        if s.handover_to:
+            out.handovers.append(_handover(record, inbound, s.handover_to))
+        if s.flagged:
+            out.refused.append((fact.event_id, s.kind))
+    else:
+        after, steps = fold(record.la_code, facts)
+        own = next(x for x in steps if x.fact_id == fact.event_id)
+        transition = _net_change(record, before, after, inbound, fact.occurred_at)
+        verdict = "late" if transition is None else "late-applied"
+        row = TimelineRow(fact.event_id, fact.event_type, fact.occurred_at, verdict, own.kind, before.state,
+                          after.state, school, note=f"late fact; in event-time order it was {own.rule.verdict}")  # fmt: skip
+        if transition is not None:
+            out.transitions.append(transition)
+            if after.state == CaseState.LEFT_AREA and after.destination_la_code:
+                out.handovers.append(_handover(record, inbound, after.destination_la_code))
+        if own.flagged:
+            out.refused.append((fact.event_id, own.kind))
+    out.timeline.append(row)
+    out.record = record.model_copy(update={"case": after, "facts": facts, "seen": [*record.seen, fact.event_id]})
+    return out
+
+
+def apply_merge(record: ChildRecord, event: ChildMerged) -> Outcome:
+    """A person linked two children. At the merged child: hand its facts to the survivor. At the survivor: take
+    them, and re-fold, so the case reflects every fact of the one child."""
+    p = event.payload
+    out = Outcome(record=record)
+    event_id = str(event.event_id)
+    if event_id in record.seen:
+        out.duplicate = True
+        return out
+    seen = [*record.seen, event_id]
+    if str(p.merged_child_id) == record.child_id:
+        survivor = str(p.surviving_child_id)
+        forward = ChildMerged(
+            event_id=derived_id(event_id, "merge-to-survivor"),
+            occurred_at=event.occurred_at,
+            source=Source(system=SYSTEM, la_code=record.la_code),
+            correlation_id=event.event_id,
+            payload=p.model_copy(update={"facts": [f.model_dump(mode="json") for f in record.facts]}),
+        )
+        out.forwards.append((survivor, forward))
+        out.timeline.append(TimelineRow(event_id, event.event_type, event.occurred_at, "merged", None,
+                                        record.case.state, None, note=f"merged into {survivor}"))  # fmt: skip
+        out.record = record.model_copy(update={"merged_into": survivor, "seen": seen})
+        return out
+    incoming = [Fact.model_validate(f) for f in p.facts]
+    new_facts = [f for f in incoming if f.event_id not in record.seen]
+    facts = [*record.facts, *new_facts]
+    before = record.case
+    after, _ = fold(record.la_code, facts)
+    transition = _net_change(record, before, after, event, event.occurred_at)
+    if transition is not None:
+        out.transitions.append(transition)
+    out.timeline.append(TimelineRow(event_id, event.event_type, event.occurred_at, "merged", None, before.state,
+                                    after.state, note=f"took {len(new_facts)} facts of {p.merged_child_id}"))  # fmt: skip
+    for f in new_facts:
+        out.timeline.append(TimelineRow(f.event_id, f.event_type, f.occurred_at, "merged-in",
+                                        note=f"from {p.merged_child_id}"))  # fmt: skip
+    out.record = record.model_copy(update={"case": after, "facts": facts,
+                                           "seen": [*seen, *(f.event_id for f in new_facts)]})  # fmt: skip
+    return out
+
+
+def apply_split(record: ChildRecord, event: ChildSplit) -> Outcome:
+    """Undo of a merge. At the survivor: give the named facts back and re-fold. At the restored child: take them,
+    drop the merge, and re-fold."""
+    p = event.payload
+    out = Outcome(record=record)
+    event_id = str(event.event_id)
+    if event_id in record.seen:
+        out.duplicate = True
+        return out
+    seen = [*record.seen, event_id]
+    before = record.case
+    moved = {str(e) for e in p.moved_event_ids}
+    if str(p.child_id) == record.child_id:
+        keep = [f for f in record.facts if f.event_id not in moved]
+        give = [f for f in record.facts if f.event_id in moved]
+        after, _ = fold(record.la_code, keep)
+        forward = ChildSplit(
+            event_id=derived_id(event_id, "split-to-restored"),
+            occurred_at=event.occurred_at,
+            source=Source(system=SYSTEM, la_code=record.la_code),
+            correlation_id=event.event_id,
+            payload=p.model_copy(update={"facts": [f.model_dump(mode="json") for f in give]}),
+        )
+        out.forwards.append((str(p.new_child_id), forward))
+        facts = keep
+    else:
+        facts = [Fact.model_validate(f) for f in p.facts]
+        after, _ = fold(record.la_code, facts)
+        seen += [f.event_id for f in facts if f.event_id not in seen]
+    transition = _net_change(record, before, after, event, event.occurred_at)
+    if transition is not None:
+        out.transitions.append(transition)
+    out.timeline.append(TimelineRow(event_id, event.event_type, event.occurred_at, "split", None, before.state,
+                                    after.state, note=f"{len(moved)} facts moved"))  # fmt: skip
+    out.record = record.model_copy(update={"case": after, "facts": facts, "seen": seen, "merged_into": None})
+    return out

@@ -1,0 +1,51 @@
+"""Turn an inbound event into the state machine's Fact: only what a transition needs, no personal data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.tracking.state_machine import Fact
+from shared.events.envelope import Envelope
+
+# The payload fields each event type contributes to the state machine (flat names in Fact.attrs).
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "pupil-registered": ("school_urn",),
+    "pupil-left-roll": ("school_urn", "deletion_ground", "enquiries_completed"),
+    "absence-threshold-crossed": ("school_urn", "rule", "school_days"),
+    "absence-threshold-retracted": ("school_urn", "rule", "retracts_event_id"),
+    "exclusion-issued": ("school_urn", "exclusion_type", "school_days"),
+    "place-offered": ("provision_type", "school_urn", "fair_access"),
+    "provision-started": ("provision_type", "school_urn", "full_time"),
+    "child-located": ("in_education",),
+    "whereabouts-unknown": (),
+    "home-education-notified": ("school_urn", "special_school", "la_consent_given"),
+    "moved-out-of-area": ("new_la_code", "new_school_urn"),
+    "moved-abroad": ("country", "confirmed"),
+    "referral-received": ("referrer_type", "safeguarding_concern"),
+    "enquiry-recorded": ("enquiry_type", "outcome"),
+    "social-care-status-changed": ("status", "has_social_worker"),
+}
+
+
+def fact_from_inbound(event: Envelope) -> Fact:
+    """The compact fact of a validated inbound event (``shared.events.decode_inbound``)."""
+    payload: dict[str, Any] = event.payload.model_dump(mode="json")
+    attrs = {name: payload[name] for name in _FIELDS[event.event_type] if payload.get(name) is not None}
+    if event.event_type == "pupil-left-roll":
+        dest = payload["destination"]
+        attrs.update(
+            destination_known=dest["known"],
+            destination_school_urn=dest.get("school_urn"),
+            destination_la_code=dest.get("la_code"),
+            destination_country=dest.get("country"),
+        )
+    if event.event_type == "child-located":
+        attrs["located_la_code"] = payload["la_code"]
+    return Fact(
+        event_id=str(event.event_id),
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        la_code=str(event.source.la_code),
+        attrs=attrs,
+        vulnerabilities=payload["child"].get("vulnerabilities", []),
+    )

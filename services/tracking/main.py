@@ -1,0 +1,51 @@
+"""cme-tracking: `worker` (the faust worker), `api` (the read API), `serve` (both in one process)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from services.tracking.settings import TrackingSettings
+from shared.logs import configure_logging
+
+
+def run_worker(settings: TrackingSettings) -> None:
+    import faust
+
+    from services.tracking.stream.app import create_app
+
+    app = create_app(settings)
+    # The worker owns the event loop and stops cleanly on SIGTERM/SIGINT (tables flushed, offsets committed).
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+def run_api(settings: TrackingSettings) -> None:
+    import uvicorn
+
+    from services.tracking.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.tracking_port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cme-tracking", description=__doc__)
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "worker", "api", "migrate"])
+    args = parser.parse_args(argv)
+    settings = TrackingSettings()
+    configure_logging("tracking", settings.log_level, settings.log_json)
+    if args.command == "migrate":
+        from services.tracking.stream.app import MIGRATIONS
+        from shared.db import migrate
+
+        migrate(settings.database_url, MIGRATIONS, "tracking")
+    elif args.command == "worker":
+        run_worker(settings)
+    elif args.command == "api":
+        run_api(settings)
+    else:
+        threading.Thread(target=run_api, args=(settings,), name="tracking-api", daemon=True).start()
+        run_worker(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The tracking service's tables (tracking_*): children and their identifiers, identity resolutions, cases, the
+append-only case timeline, review items for a person, and the audit of reads of a child's record."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from shared.events.envelope import utcnow
+
+
+class TrackingChild(SQLModel, table=True):
+    __tablename__ = "tracking_children"
+
+    child_id: str = Field(primary_key=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    forename: str | None = Field(default=None, max_length=100)
+    surname: str | None = Field(default=None, max_length=100)
+    surname_norm: str | None = Field(default=None, max_length=100, index=True)
+    date_of_birth: date | None = Field(default=None, index=True)
+    sex: str | None = Field(default=None, max_length=1)
+    postcode: str | None = Field(default=None, max_length=10)
+    dob_block: str | None = Field(default=None, index=True, max_length=40)
+    name_block: str | None = Field(default=None, index=True, max_length=80)
+    merged_into: str | None = Field(default=None, max_length=36, index=True)
+    created_by_event_id: str = Field(max_length=36)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingIdentifier(SQLModel, table=True):
+    """A strong identifier of a child in one LA. Unique per LA: two workers cannot give one UPN two children."""
+
+    __tablename__ = "tracking_identifiers"
+    __table_args__ = (UniqueConstraint("la_code", "kind", "value", name="uq_tracking_identifier"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    la_code: str = Field(max_length=3)
+    kind: str = Field(max_length=16)  # upn, uln, nhs_number, la_child_id
+    value: str = Field(max_length=64)
+    child_id: str = Field(index=True, max_length=36)
+    first_event_id: str = Field(max_length=36)
+
+
+class TrackingResolution(SQLModel, table=True):
+    """Which child an inbound event was resolved to: redelivery of the event resolves it the same way."""
+
+    __tablename__ = "tracking_resolutions"
+
+    event_id: str = Field(primary_key=True, max_length=36)
+    child_id: str = Field(index=True, max_length=36)
+    la_code: str = Field(max_length=3)
+    match: str = Field(max_length=16)
+    score: float | None = None
+    resolved_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingCase(SQLModel, table=True):
+    __tablename__ = "tracking_cases"
+
+    case_id: str = Field(primary_key=True, max_length=36)
+    child_id: str = Field(index=True, unique=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    state: str | None = Field(default=None, index=True, max_length=32)
+    reason: str | None = Field(default=None, max_length=40)
+    cause_event_id: str | None = Field(default=None, max_length=36)
+    cause_event_type: str | None = Field(default=None, max_length=40)
+    cause_occurred_at: datetime | None = None
+    vulnerabilities: str = Field(default="", max_length=400)  # comma-separated codes
+    social_care_status: str = Field(default="none", max_length=32)
+    has_social_worker: bool = False
+    safeguarding_concern: bool = False
+    destination_la_code: str | None = Field(default=None, max_length=3)
+    open_deadlines: str = Field(default="", max_length=400)
+    merged_into: str | None = Field(default=None, max_length=36)
+    facts_applied: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingTimelineEntry(SQLModel, table=True):
+    """One row per fact a child's case saw, never updated or deleted; a redelivered fact adds nothing."""
+
+    __tablename__ = "tracking_timeline"
+    __table_args__ = (UniqueConstraint("child_id", "event_id", name="uq_tracking_timeline_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    child_id: str = Field(index=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    event_id: str = Field(max_length=36)
+    event_type: str = Field(max_length=40)
+    event_kind: str | None = Field(default=None, max_length=80)
+    occurred_at: datetime
+    verdict: str = Field(max_length=16)  # move, stay, refuse, late, merged, split, forwarded
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str | None = Field(default=None, max_length=32)
+    school_urn: str | None = Field(default=None, max_length=6)
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingReviewItem(SQLModel, table=True):
+    """Something a person must decide: a possible duplicate child, or a fact the case could not take."""
+
+    __tablename__ = "tracking_review_items"
+
+    review_id: str = Field(primary_key=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    kind: str = Field(max_length=32)  # possible_duplicate, conflicting_identifiers, refused_transition
+    child_id: str = Field(index=True, max_length=36)
+    other_child_id: str | None = Field(default=None, max_length=36)
+    event_id: str = Field(max_length=36)
+    score: float | None = None
+    detail: str | None = Field(default=None, max_length=200)  # codes only, no personal data
+    status: str = Field(default="open", index=True, max_length=16)  # open, linked, not_linked, resolved
+    decided_by: str | None = Field(default=None, max_length=128)
+    decided_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingReadAudit(SQLModel, table=True):
+    """Who read which child's record, when and why."""
+
+    __tablename__ = "tracking_read_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    subject: str = Field(max_length=128)
+    role: str = Field(max_length=32)
+    la_code: str = Field(max_length=3)
+    action: str = Field(max_length=40)
+    child_id: str | None = Field(default=None, max_length=36, index=True)
+    reason: str = Field(max_length=500)

@@ -1,0 +1,450 @@
+"""The per-child case state machine: one explicit table of (state, event kind) -> (verdict, new state, actions).
+
+Pure Python, no Kafka and no database: the faust agent feeds it facts and publishes what it returns, and the
+unit tests walk every (state, event kind) pair of the table.
+
+An inbound event is first *classified* into an event kind (``classify``): the same event type can mean different
+things (a pupil leaving the roll to a known school is not the same as one leaving to an unknown destination).
+The table then says, for the case's current state, one of three verdicts:
+
+- MOVE: the case moves to the new state (a CaseTransition is published);
+- STAY: the fact is recorded in the timeline and updates the case's context (flags, social care), state unchanged;
+- REFUSE: the fact contradicts the case (impossible here): it is kept in the timeline and flagged for a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.internal import CaseState
+from shared.events.vocab import DeletionGround, MissingReason, SocialCareStatus, Vulnerability
+
+NO_CASE: CaseState | None = None  # the state of a child the LA has no case for yet
+
+
+class EventKind(StrEnum):
+    REGISTERED = "pupil-registered"
+    LEFT_ROLL_UNKNOWN = "pupil-left-roll:unknown-destination"
+    LEFT_ROLL_ELSEWHERE = "pupil-left-roll:registered-elsewhere"
+    LEFT_ROLL_HOME_EDUCATION = "pupil-left-roll:home-education"
+    LEFT_ROLL_EXCLUDED = "pupil-left-roll:permanently-excluded"
+    LEFT_ROLL_OTHER_LA = "pupil-left-roll:other-la"
+    LEFT_ROLL_ABROAD = "pupil-left-roll:abroad"
+    LEFT_ROLL_OUT_OF_SCOPE = "pupil-left-roll:out-of-scope"  # detained, died, over compulsory school age
+    ABSENCE_CROSSED = "absence-threshold-crossed"
+    ABSENCE_CROSSED_ALREADY_RETRACTED = "absence-threshold-crossed:already-retracted"
+    ABSENCE_RETRACTED_CLEARS = "absence-threshold-retracted:clears"
+    ABSENCE_RETRACTED_PARTIAL = "absence-threshold-retracted:others-open"
+    EXCLUSION_PERMANENT = "exclusion-issued:permanent"
+    EXCLUSION_SUSPENSION = "exclusion-issued:suspension"
+    PLACE_OFFERED = "place-offered"
+    PROVISION_STARTED = "provision-started"
+    LOCATED = "child-located"
+    LOCATED_IN_EDUCATION = "child-located:in-education"
+    LOCATED_OTHER_LA = "child-located:other-la"
+    WHEREABOUTS_UNKNOWN = "whereabouts-unknown"
+    HOME_EDUCATION = "home-education-notified"
+    HOME_EDUCATION_NEEDS_CONSENT = "home-education-notified:special-school-without-consent"
+    MOVED_OUT = "moved-out-of-area"
+    MOVED_IN = "moved-out-of-area:arrived-here"
+    MOVED_IN_WITH_SCHOOL = "moved-out-of-area:arrived-here-school-named"
+    MOVED_ABROAD_CONFIRMED = "moved-abroad:confirmed"
+    MOVED_ABROAD_UNCONFIRMED = "moved-abroad:unconfirmed"
+    REFERRAL = "referral-received"
+    ENQUIRY = "enquiry-recorded"
+    SOCIAL_CARE = "social-care-status-changed"
+
+
+class Verdict(StrEnum):
+    MOVE = "move"
+    STAY = "stay"
+    REFUSE = "refuse"
+
+
+class Action(StrEnum):
+    HANDOVER = "handover"  # open a case for the destination LA: a child is never in no LA's hands
+    START_PE_DAY6 = "start_pe_provision_day6"  # LA provides full-time education from the 6th school day
+    START_FAIR_ACCESS = "start_fair_access_20_days"  # a place within 20 school days under fair access
+    FLAG_FOR_REVIEW = "flag_for_review"
+
+
+@dataclass(frozen=True)
+class Rule:
+    verdict: Verdict
+    to_state: CaseState | None = None
+    actions: tuple[Action, ...] = ()
+
+
+ALL_STATES: tuple[CaseState | None, ...] = (NO_CASE, *CaseState)
+S = CaseState  # short alias for the table below
+
+STAY = Rule(Verdict.STAY)
+REFUSE = Rule(Verdict.REFUSE, actions=(Action.FLAG_FOR_REVIEW,))
+
+
+def _row(
+    moves: dict[CaseState | None, CaseState],
+    stay: Iterable[CaseState | None] = (),
+    refuse: Iterable[CaseState | None] = (),
+    actions: tuple[Action, ...] = (),
+) -> dict[CaseState | None, Rule]:
+    """One event kind's row: every state must be named exactly once (checked here, at import)."""
+    stay, refuse = list(stay), list(refuse)
+    named = list(moves) + stay + refuse
+    assert sorted(map(str, named)) == sorted(map(str, ALL_STATES)), f"row must name every state once: {named}"
+    row: dict[CaseState | None, Rule] = {s: Rule(Verdict.MOVE, to, actions) for s, to in moves.items()}
+    row.update({s: STAY for s in stay})
+    row.update({s: REFUSE for s in refuse})
+    return row
+
+
+def _all_to(target: CaseState, actions: tuple[Action, ...] = ()) -> dict[CaseState | None, Rule]:
+    return _row({s: target for s in ALL_STATES if s != target}, stay=[target], actions=actions)
+
+
+OPEN = (S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED)
+EVERY_STATE_STAYS = _row({}, stay=ALL_STATES)
+
+# fmt: off
+TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
+    EventKind.REGISTERED: _all_to(S.IN_EDUCATION),
+    EventKind.LEFT_ROLL_UNKNOWN: _row(
+        {NO_CASE: S.MISSING_EDUCATION, S.ON_ROLL_AT_RISK: S.MISSING_EDUCATION, S.IN_EDUCATION: S.MISSING_EDUCATION},
+        stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED],
+        refuse=[S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.LEFT_ROLL_ELSEWHERE: _row(
+        {s: S.IN_EDUCATION for s in (NO_CASE, *OPEN, S.ELECTIVELY_HOME_EDUCATED)},
+        stay=[S.IN_EDUCATION], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.LEFT_ROLL_HOME_EDUCATION: _row(
+        {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION)},
+        stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.LEFT_ROLL_EXCLUDED: _row(
+        {s: S.AWAITING_PROVISION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.MISSING_EDUCATION,
+                                           S.PLACE_OFFERED)},
+        stay=[S.AWAITING_PROVISION, S.WHEREABOUTS_UNKNOWN],
+        refuse=[S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD], actions=(Action.START_PE_DAY6,)),
+    EventKind.LEFT_ROLL_OTHER_LA: _row(
+        {s: S.LEFT_AREA for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED)},
+        stay=[S.LEFT_AREA], refuse=[S.MOVED_ABROAD], actions=(Action.HANDOVER,)),
+    EventKind.LEFT_ROLL_ABROAD: _row(
+        {s: S.MISSING_EDUCATION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.AWAITING_PROVISION,
+                                          S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},
+        stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.MOVED_ABROAD], refuse=[S.LEFT_AREA]),
+    EventKind.LEFT_ROLL_OUT_OF_SCOPE: _row({}, refuse=ALL_STATES),
+    EventKind.ABSENCE_CROSSED: _row(
+        {NO_CASE: S.ON_ROLL_AT_RISK, S.IN_EDUCATION: S.ON_ROLL_AT_RISK, S.PLACE_OFFERED: S.ON_ROLL_AT_RISK},
+        stay=[S.ON_ROLL_AT_RISK],
+        refuse=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.ELECTIVELY_HOME_EDUCATED,
+                S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.ABSENCE_CROSSED_ALREADY_RETRACTED: EVERY_STATE_STAYS,
+    EventKind.ABSENCE_RETRACTED_CLEARS: _row(
+        {S.ON_ROLL_AT_RISK: S.IN_EDUCATION}, stay=[s for s in ALL_STATES if s != S.ON_ROLL_AT_RISK]),
+    EventKind.ABSENCE_RETRACTED_PARTIAL: EVERY_STATE_STAYS,
+    EventKind.EXCLUSION_PERMANENT: _row(
+        {s: S.AWAITING_PROVISION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.PLACE_OFFERED)},
+        stay=[S.AWAITING_PROVISION, S.WHEREABOUTS_UNKNOWN],
+        refuse=[S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD],
+        actions=(Action.START_PE_DAY6,)),
+    EventKind.EXCLUSION_SUSPENSION: _row(
+        {}, stay=[NO_CASE, *OPEN, S.IN_EDUCATION],
+        refuse=[S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.PLACE_OFFERED: _row(
+        {s: S.PLACE_OFFERED for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN,
+                                      S.AWAITING_PROVISION, S.ELECTIVELY_HOME_EDUCATED)},
+        stay=[S.PLACE_OFFERED, S.IN_EDUCATION], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.PROVISION_STARTED: _all_to(S.IN_EDUCATION),
+    EventKind.LOCATED_IN_EDUCATION: _all_to(S.IN_EDUCATION),
+    EventKind.LOCATED: _row(
+        {s: S.AWAITING_PROVISION for s in (NO_CASE, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.LEFT_AREA,
+                                           S.MOVED_ABROAD)},
+        stay=[S.ON_ROLL_AT_RISK, S.AWAITING_PROVISION, S.PLACE_OFFERED, S.IN_EDUCATION,
+              S.ELECTIVELY_HOME_EDUCATED]),
+    EventKind.LOCATED_OTHER_LA: _row(
+        {s: S.LEFT_AREA for s in (NO_CASE, *OPEN, S.ELECTIVELY_HOME_EDUCATED, S.MOVED_ABROAD)},
+        stay=[S.LEFT_AREA], refuse=[S.IN_EDUCATION], actions=(Action.HANDOVER,)),
+    EventKind.WHEREABOUTS_UNKNOWN: _row(
+        {s: S.WHEREABOUTS_UNKNOWN for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION,
+                                            S.AWAITING_PROVISION, S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},
+        stay=[S.WHEREABOUTS_UNKNOWN], refuse=[S.IN_EDUCATION, S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.HOME_EDUCATION: _row(
+        {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION)},
+        stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+    EventKind.HOME_EDUCATION_NEEDS_CONSENT: _row({}, refuse=ALL_STATES),
+    EventKind.MOVED_OUT: _row(
+        {s: S.LEFT_AREA for s in ALL_STATES if s != S.LEFT_AREA}, stay=[S.LEFT_AREA], actions=(Action.HANDOVER,)),
+    EventKind.MOVED_IN: _row(
+        {NO_CASE: S.MISSING_EDUCATION, S.LEFT_AREA: S.MISSING_EDUCATION, S.MOVED_ABROAD: S.MISSING_EDUCATION},
+        stay=[*OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED]),
+    EventKind.MOVED_IN_WITH_SCHOOL: _row(
+        {s: S.PLACE_OFFERED for s in (NO_CASE, S.LEFT_AREA, S.MOVED_ABROAD, S.MISSING_EDUCATION,
+                                      S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION)},
+        stay=[S.PLACE_OFFERED, S.IN_EDUCATION, S.ON_ROLL_AT_RISK, S.ELECTIVELY_HOME_EDUCATED]),
+    EventKind.MOVED_ABROAD_CONFIRMED: _all_to(S.MOVED_ABROAD),
+    EventKind.MOVED_ABROAD_UNCONFIRMED: _row(
+        {s: S.MISSING_EDUCATION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.AWAITING_PROVISION,
+                                          S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},
+        stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.MOVED_ABROAD], refuse=[S.LEFT_AREA]),
+    EventKind.REFERRAL: _row({NO_CASE: S.MISSING_EDUCATION}, stay=CaseState),
+    EventKind.ENQUIRY: _row({}, stay=CaseState, refuse=[NO_CASE]),
+    EventKind.SOCIAL_CARE: EVERY_STATE_STAYS,
+}
+# fmt: on
+
+# The statutory clocks that run while a case is in a state (the escalation service applies the LA's rules).
+STATE_DEADLINES: dict[CaseState, str] = {
+    S.ON_ROLL_AT_RISK: "on_roll_at_risk",
+    S.MISSING_EDUCATION: "missing_education",
+    S.WHEREABOUTS_UNKNOWN: "whereabouts_unknown",
+    S.AWAITING_PROVISION: "awaiting_provision",
+    S.PLACE_OFFERED: "place_offered",
+}
+ACTION_DEADLINES: dict[Action, str] = {
+    Action.START_PE_DAY6: "pe_provision_day6",
+    Action.START_FAIR_ACCESS: "fair_access_20_days",
+}
+
+SOCIAL_CARE_VULNERABILITY: dict[SocialCareStatus, Vulnerability] = {
+    SocialCareStatus.CHILD_IN_NEED: Vulnerability.CHILD_IN_NEED,
+    SocialCareStatus.CHILD_PROTECTION_PLAN: Vulnerability.CHILD_PROTECTION_PLAN,
+    SocialCareStatus.LOOKED_AFTER: Vulnerability.LOOKED_AFTER,
+}
+OUT_OF_SCOPE_GROUNDS = frozenset({DeletionGround.DETAINED, DeletionGround.DIED, DeletionGround.OVER_COMPULSORY_AGE})
+
+
+class Fact(BaseModel):
+    """What the state machine needs of an inbound fact: no names, dates of birth or addresses."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    la_code: str  # the LA the sender belongs to
+    attrs: dict[str, Any] = Field(default_factory=dict)
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.occurred_at, self.event_id)
+
+
+class Case(BaseModel):
+    """The state of one child's case in one LA, as the fold of its facts leaves it."""
+
+    la_code: str
+    state: CaseState | None = None
+    cause_event_id: str | None = None
+    cause_event_type: str | None = None
+    cause_occurred_at: datetime | None = None
+    last_occurred_at: datetime | None = None  # event time of the newest fact applied
+    reason: MissingReason | None = None
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+    social_care_status: SocialCareStatus = SocialCareStatus.NONE
+    has_social_worker: bool = False
+    safeguarding_concern: bool = False
+    destination_la_code: str | None = None
+    open_deadlines: list[str] = Field(default_factory=list)
+    open_crossings: list[str] = Field(default_factory=list)  # absence crossings not retracted
+    retracted: list[str] = Field(default_factory=list)  # event ids named by a retraction
+
+
+@dataclass(frozen=True)
+class Step:
+    """What applying one fact did: the rule that matched, the case after it, and the clocks it touched."""
+
+    kind: EventKind
+    rule: Rule
+    before: Case
+    after: Case
+    deadlines_started: tuple[str, ...] = ()
+    deadlines_stopped: tuple[str, ...] = ()
+    changes: bool = field(default=False)
+    fact_id: str = ""
+
+    @property
+    def flagged(self) -> bool:
+        return self.rule.verdict == Verdict.REFUSE
+
+    @property
+    def handover_to(self) -> str | None:
+        return self.after.destination_la_code if Action.HANDOVER in self.rule.actions and self.changes else None
+
+
+def classify(case: Case, fact: Fact) -> EventKind:
+    """Which event kind of the table a fact is, given the case it lands on."""
+    a, t = fact.attrs, fact.event_type
+    if t == "pupil-registered":
+        return EventKind.REGISTERED
+    if t == "pupil-left-roll":
+        ground = DeletionGround(a["deletion_ground"])
+        if ground in OUT_OF_SCOPE_GROUNDS:
+            return EventKind.LEFT_ROLL_OUT_OF_SCOPE
+        if ground == DeletionGround.ELECTIVE_HOME_EDUCATION:
+            return EventKind.LEFT_ROLL_HOME_EDUCATION
+        if ground == DeletionGround.PERMANENTLY_EXCLUDED:
+            return EventKind.LEFT_ROLL_EXCLUDED
+        if a.get("destination_school_urn"):
+            return EventKind.LEFT_ROLL_ELSEWHERE
+        dest_la = a.get("destination_la_code")
+        if dest_la and dest_la != case.la_code:
+            return EventKind.LEFT_ROLL_OTHER_LA
+        country = a.get("destination_country")
+        if country and country != "GB":
+            return EventKind.LEFT_ROLL_ABROAD
+        return EventKind.LEFT_ROLL_UNKNOWN
+    if t == "absence-threshold-crossed":
+        if fact.event_id in case.retracted:
+            return EventKind.ABSENCE_CROSSED_ALREADY_RETRACTED
+        return EventKind.ABSENCE_CROSSED
+    if t == "absence-threshold-retracted":
+        target = a["retracts_event_id"]
+        remaining = [e for e in case.open_crossings if e != target]
+        if target in case.open_crossings and not remaining:
+            return EventKind.ABSENCE_RETRACTED_CLEARS
+        return EventKind.ABSENCE_RETRACTED_PARTIAL
+    if t == "exclusion-issued":
+        return EventKind.EXCLUSION_PERMANENT if a["exclusion_type"] == "permanent" else EventKind.EXCLUSION_SUSPENSION
+    if t == "place-offered":
+        return EventKind.PLACE_OFFERED
+    if t == "provision-started":
+        return EventKind.PROVISION_STARTED
+    if t == "child-located":
+        if a["located_la_code"] != case.la_code:
+            return EventKind.LOCATED_OTHER_LA
+        return EventKind.LOCATED_IN_EDUCATION if a.get("in_education") else EventKind.LOCATED
+    if t == "whereabouts-unknown":
+        return EventKind.WHEREABOUTS_UNKNOWN
+    if t == "home-education-notified":
+        if a.get("special_school") and not a.get("la_consent_given"):
+            return EventKind.HOME_EDUCATION_NEEDS_CONSENT
+        return EventKind.HOME_EDUCATION
+    if t == "moved-out-of-area":
+        if a["new_la_code"] == case.la_code:
+            return EventKind.MOVED_IN_WITH_SCHOOL if a.get("new_school_urn") else EventKind.MOVED_IN
+        return EventKind.MOVED_OUT
+    if t == "moved-abroad":
+        return EventKind.MOVED_ABROAD_CONFIRMED if a.get("confirmed") else EventKind.MOVED_ABROAD_UNCONFIRMED
+    if t == "referral-received":
+        return EventKind.REFERRAL
+    if t == "enquiry-recorded":
+        return EventKind.ENQUIRY
+    if t == "social-care-status-changed":
+        return EventKind.SOCIAL_CARE
+    raise ValueError(f"no event kind for event type {t!r}")
+
+
+def _reason(state: CaseState | None, kind: EventKind, vulnerabilities: list[Vulnerability]) -> MissingReason | None:
+    """The LA-return reason category for a case in ``state``, entered through ``kind``."""
+    if state is None or state == S.IN_EDUCATION:
+        return None
+    if state == S.ELECTIVELY_HOME_EDUCATED:
+        return MissingReason.ELECTIVE_HOME_EDUCATION
+    if state == S.LEFT_AREA:
+        return MissingReason.LEFT_LA
+    if state == S.WHEREABOUTS_UNKNOWN:
+        return MissingReason.WHEREABOUTS_UNKNOWN
+    if state == S.MOVED_ABROAD or kind in (EventKind.LEFT_ROLL_ABROAD, EventKind.MOVED_ABROAD_UNCONFIRMED):
+        return MissingReason.MOVED_ABROAD
+    if kind in (EventKind.EXCLUSION_PERMANENT, EventKind.LEFT_ROLL_EXCLUDED):
+        return MissingReason.EXCLUDED
+    if state in (S.AWAITING_PROVISION, S.PLACE_OFFERED) or kind in (EventKind.MOVED_IN, EventKind.MOVED_IN_WITH_SCHOOL):
+        return MissingReason.AWAITING_PLACE
+    if state == S.ON_ROLL_AT_RISK:
+        return None  # on a roll: not missing education yet
+    if Vulnerability.GYPSY_ROMA_TRAVELLER in vulnerabilities:
+        return MissingReason.GYPSY_ROMA_TRAVELLER
+    if Vulnerability.PREGNANT_OR_YOUNG_PARENT in vulnerabilities:
+        return MissingReason.PREGNANT_OR_YOUNG_PARENT
+    return MissingReason.NOT_RECORDED
+
+
+def _with_context(case: Case, fact: Fact) -> Case:
+    """Context every fact updates whatever the verdict: flags, social care, absence crossings."""
+    a = fact.attrs
+    flags = set(case.vulnerabilities) | set(fact.vulnerabilities)
+    status, has_sw = case.social_care_status, case.has_social_worker
+    if fact.event_type == "social-care-status-changed":
+        status, has_sw = SocialCareStatus(a["status"]), bool(a["has_social_worker"])
+        flags -= set(SOCIAL_CARE_VULNERABILITY.values())
+    if status in SOCIAL_CARE_VULNERABILITY:
+        flags.add(SOCIAL_CARE_VULNERABILITY[status])
+    crossings, retracted = list(case.open_crossings), list(case.retracted)
+    if fact.event_type == "absence-threshold-crossed" and fact.event_id not in retracted:
+        crossings.append(fact.event_id)
+    if fact.event_type == "absence-threshold-retracted":
+        retracted.append(a["retracts_event_id"])
+        crossings = [e for e in crossings if e != a["retracts_event_id"]]
+    return case.model_copy(
+        update={
+            "vulnerabilities": sorted(flags),
+            "social_care_status": status,
+            "has_social_worker": has_sw,
+            "safeguarding_concern": case.safeguarding_concern or bool(a.get("safeguarding_concern")),
+            "open_crossings": crossings,
+            "retracted": retracted,
+            "last_occurred_at": max(filter(None, (case.last_occurred_at, fact.occurred_at))),
+        }
+    )
+
+
+def _destination(kind: EventKind, fact: Fact) -> str | None:
+    a = fact.attrs
+    if kind == EventKind.MOVED_OUT:
+        return str(a["new_la_code"])
+    if kind == EventKind.LEFT_ROLL_OTHER_LA:
+        return str(a["destination_la_code"])
+    if kind == EventKind.LOCATED_OTHER_LA:
+        return str(a["located_la_code"])
+    return None
+
+
+def step(case: Case, fact: Fact) -> Step:
+    """Apply one fact to a case: classify it, look the pair up in the table, update state, context and clocks."""
+    kind = classify(case, fact)
+    rule = TRANSITIONS[kind][case.state]
+    actions = rule.actions
+    if kind == EventKind.PLACE_OFFERED and fact.attrs.get("fair_access") and rule.verdict == Verdict.MOVE:
+        actions = (*actions, Action.START_FAIR_ACCESS)
+        rule = Rule(rule.verdict, rule.to_state, actions)
+    after = _with_context(case, fact)
+    if rule.verdict != Verdict.MOVE:
+        return Step(kind, rule, case, after, fact_id=fact.event_id)
+    assert rule.to_state is not None
+    wanted = [STATE_DEADLINES[rule.to_state]] if rule.to_state in STATE_DEADLINES else []
+    wanted += [ACTION_DEADLINES[x] for x in actions if x in ACTION_DEADLINES]
+    started = tuple(d for d in wanted if d not in case.open_deadlines)
+    # A clock started by an action (day-6 provision) keeps running until the child is back in education.
+    kept = [d for d in case.open_deadlines if d in ACTION_DEADLINES.values() and rule.to_state != S.IN_EDUCATION]
+    stopped = tuple(d for d in case.open_deadlines if d not in wanted and d not in kept)
+    after = after.model_copy(
+        update={
+            "state": rule.to_state,
+            "cause_event_id": fact.event_id,
+            "cause_event_type": fact.event_type,
+            "cause_occurred_at": fact.occurred_at,
+            "reason": _reason(rule.to_state, kind, after.vulnerabilities),
+            "destination_la_code": _destination(kind, fact),
+            "open_deadlines": sorted(set(wanted) | set(kept)),
+        }
+    )
+    return Step(kind, rule, case, after, started, stopped, changes=True, fact_id=fact.event_id)
+
+
+def fold(la_code: str, facts: Iterable[Fact]) -> tuple[Case, list[Step]]:
+    """The case its facts produce in event-time order (ties broken by event id, so any replay agrees)."""
+    case = Case(la_code=la_code)
+    steps: list[Step] = []
+    for fact in sorted(facts, key=Fact.sort_key):
+        s = step(case, fact)
+        steps.append(s)
+        case = s.after
+    return case, steps
+
+
+def clock_start(fact: Fact) -> date:
+    return fact.occurred_at.date()

@@ -1,0 +1,85 @@
+"""The tracking faust application: topics, the per-child table, and the two agents (identity, cases)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from sqlalchemy.engine import Engine
+
+from services.tracking.settings import TrackingSettings, tracking_settings
+from shared.db import make_engine, migrate
+from shared.kafka import ensure_topics, faust_broker_options
+from shared.settings import Settings
+from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+CHILDREN_TABLE = "children"
+
+
+@dataclass
+class StreamContext:
+    """What the agents share: settings, the database, and the topics and table of this app."""
+
+    settings: TrackingSettings
+    engine: Engine
+    intake: Any
+    child_events: Any
+    transitions: Any
+    dead_letter: Any
+    children: Any
+
+
+def app_id(settings: Settings) -> str:
+    # The prefix makes each test (and each side-by-side deployment) its own consumer group and changelogs.
+    return f"{settings.topic_prefix}cme-tracking"
+
+
+def _raw_topic(app: faust.App, name: str) -> Any:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
+    """Build the faust app. With ``prepare`` the shared topics are created and the case store migrated first,
+    so faust never races to auto-create a topic it does not own."""
+    cfg = tracking_settings(settings)
+    if prepare:
+        ensure_topics(cfg, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
+        migrate(cfg.database_url, MIGRATIONS, "tracking")
+    data_dir = Path(cfg.data_dir) / f"{cfg.topic_prefix}tracking-faust"
+    app = faust.App(
+        app_id(cfg),
+        **faust_broker_options(cfg),
+        store=cfg.store_url(),
+        datadir=str(data_dir),
+        topic_partitions=cfg.topic_partitions,
+        topic_replication_factor=cfg.topic_replication,
+        topic_disable_leader=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        broker_commit_interval=0.5,
+    )
+    ctx = StreamContext(
+        settings=cfg,
+        engine=make_engine(cfg.database_url),
+        intake=_raw_topic(app, INTAKE.name(cfg)),
+        child_events=_raw_topic(app, CHILD_EVENTS.name(cfg)),
+        transitions=_raw_topic(app, CASE_TRANSITIONS.name(cfg)),
+        dead_letter=_raw_topic(app, DEAD_LETTER.name(cfg)),
+        children=app.Table(
+            CHILDREN_TABLE, default=None, partitions=cfg.topic_partitions,
+            schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        ),  # fmt: skip
+    )
+    from services.tracking.stream import case_agent, identity_agent
+
+    identity_agent.register(app, ctx)
+    case_agent.register(app, ctx)
+    app.tracking_context = ctx  # type: ignore[attr-defined]
+    return app
