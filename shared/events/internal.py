@@ -106,9 +106,6 @@ class CaseTransitionPayload(StrictModel):
     vulnerabilities: list[Vulnerability] = Field(default_factory=list)
     social_care_status: SocialCareStatus = SocialCareStatus.NONE
     has_social_worker: bool = False
-    safeguarding_concern: bool = Field(
-        default=False, description="A safeguarding concern is recorded for the child (e.g. on a referral)"
-    )
     deadlines_started: list[DeadlineRef] = Field(default_factory=list)
     deadlines_stopped: list[str] = Field(default_factory=list)
     flagged_for_review: bool = False
