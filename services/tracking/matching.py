@@ -76,7 +76,7 @@ def _dob_similarity(a: date | None, b: date | None) -> float | None:
     if a == b:
         return 1.0
     if a.year == b.year and (a.day, a.month) == (b.month, b.day):
-        return 0.8  # day and month transposed
+        return 0.6  # day and month transposed: plausible keying error, not proof
     if abs((a - b).days) <= 1:
         return 0.5
     return 0.0
