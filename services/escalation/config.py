@@ -1,0 +1,25 @@
+"""The escalation service's settings: the shared ones plus the timer and simulated time (env prefix CME_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.escalation.timesource import FileTime, SystemTime, TimeSource
+from shared.settings import Settings
+
+
+class EscalationSettings(Settings):
+    # How often the timer looks for due deadlines when nothing wakes it earlier (seconds, real time).
+    escalation_tick_s: float = Field(default=1.0, gt=0)
+    # Deadlines fired per due-check (one transaction each); a full batch is followed at once by another.
+    escalation_due_batch: int = Field(default=200, ge=1)
+    # Simulated time for drills and process-level tests: a file holding one ISO-8601 timestamp. Unset (the
+    # default) means the real clock; never set it in production.
+    escalation_simulated_time_file: Path | None = None
+
+    def time_source(self) -> TimeSource:
+        if self.escalation_simulated_time_file is not None:
+            return FileTime(self.escalation_simulated_time_file)
+        return SystemTime()

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the escalation service (labels: rule ids and ladder levels, never child data)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OPEN_DEADLINES = Gauge(
+    "cme_escalation_open_deadlines", "Pending durable timers (rule clocks and ladder steps)"
+)
+OPEN_ESCALATIONS = Gauge("cme_escalation_open_escalations", "Escalations still alerting (not acknowledged)")
+RAISED = Counter("cme_escalation_raised_total", "Escalations raised (step 0 alerted)", ["level", "rule"])
+STEPPED_UP = Counter("cme_escalation_stepped_up_total", "Ladder steps after the first", ["level", "rule"])
+CANCELLED = Counter("cme_escalation_cancelled_total", "Alerting escalations cancelled", ["level", "rule"])
+ACKNOWLEDGED = Counter("cme_escalation_acknowledged_total", "Escalations acknowledged", ["rule"])
+DUPLICATES = Counter(
+    "cme_escalation_duplicate_steps_total",
+    "Steps not published because another escalation of the case alerted the same level at the same time",
+    ["level", "rule"],
+)
+DUE_CHECK_SECONDS = Histogram(
+    "cme_escalation_due_check_seconds",
+    "Duration of one due-check query",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+TIMER_LAG = Histogram(
+    "cme_escalation_timer_lag_seconds",
+    "How late a deadline fired (now - due_at), in the service's time",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+)
+RECORDS = Counter(
+    "cme_escalation_records_total", "Records consumed, by topic kind and outcome", ["kind", "outcome"]
+)

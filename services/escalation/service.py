@@ -1,0 +1,630 @@
+"""What the escalation service does with each input, as database units of work (no Kafka, no HTTP).
+
+* A case transition starts the clocks of the state rules that match the new state, cancels the clocks and
+  escalations of state rules watching states the case has left, and a resolved state ends everything.
+* A child fact starts the clocks of event rules (permanent exclusion, absence thresholds); a retraction of an
+  absence crossing cancels what that crossing started.
+* An alert acknowledgement stops the step-up; a "resolved" ack closes the escalation.
+* :func:`fire_deadline` is the timer's unit of work: it claims one due deadline (``pending`` -> ``fired``)
+  and writes the resulting Escalation events to the outbox in the same transaction, so a deadline fires
+  exactly once however often workers crash or race.
+
+Every function takes ``now`` from the caller (the service's time source), never from the system clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from services.escalation import metrics
+from services.escalation.ladder import Advance, LadderPosition, StepAlert, acknowledgement_stops, advance
+from services.escalation.models import (
+    DeadlineKind,
+    DeadlineStatus,
+    EscalationCase,
+    EscalationDeadline,
+    EscalationOutbox,
+    EscalationProcessedEvent,
+    EscalationRecord,
+    EscalationStatus,
+    EscalationStep,
+)
+from services.escalation.rules import MatchContext, Rule, RuleSet
+from shared.events.catalogue import decode_inbound
+from shared.events.envelope import Source
+from shared.events.internal import (
+    RESOLVED_STATES,
+    AckAction,
+    AlertAck,
+    CaseState,
+    CaseTransition,
+    ChildFact,
+    Escalation,
+    EscalationAction,
+    EscalationPayload,
+)
+from shared.logs import get_logger
+from shared.outbox import add_to_outbox
+from shared.school_calendar import LONDON, CalendarRegistry
+
+log = get_logger(__name__)
+
+SERVICE = "escalation"
+NAMESPACE = uuid.UUID("0b6f3c52-7d4e-4a8b-9e31-5c2f8d7a6e19")
+OPEN_STATUSES = (EscalationStatus.OPEN, EscalationStatus.ACKNOWLEDGED)
+# The state tracking moves a case to on each watched event, used when no transition has been seen yet.
+EVENT_CASE_STATE: dict[str, CaseState] = {
+    "exclusion-issued": CaseState.AWAITING_PROVISION,
+    "absence-threshold-crossed": CaseState.ON_ROLL_AT_RISK,
+    "pupil-left-roll": CaseState.MISSING_EDUCATION,
+}
+
+
+@dataclass(frozen=True)
+class Deps:
+    rules: RuleSet
+    calendars: CalendarRegistry
+    escalations_topic: str
+
+
+@dataclass
+class Outcome:
+    action: str
+    started: list[str] = field(default_factory=list)  # rule ids whose clocks started
+    cancelled: int = 0  # deadlines and escalations cancelled
+    published: int = 0  # Escalation events written to the outbox
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every stored time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def derived_id(*parts: object) -> str:
+    return str(uuid.uuid5(NAMESPACE, ":".join(str(p) for p in parts)))
+
+
+def mark_processed(session: Session, event_id: uuid.UUID, topic: str) -> bool:
+    """Record the event id; False when it was already handled (a redelivery)."""
+    if session.get(EscalationProcessedEvent, str(event_id)) is not None:
+        return False
+    session.add(EscalationProcessedEvent(event_id=str(event_id), topic=topic))
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------
+# Case transitions
+# ----------------------------------------------------------------------------------------------------
+
+
+def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: datetime) -> Outcome:
+    p = event.payload
+    child, la = str(p.child_id), p.la_code
+    case = session.get(EscalationCase, (child, la))
+    occurred = as_utc(p.cause_occurred_at)
+    if case is not None and occurred < as_utc(case.state_since):
+        # Out of order: a newer transition was already applied; event time decides, not arrival.
+        return Outcome("stale")
+    if case is None:
+        case = EscalationCase(
+            child_id=child, la_code=la, case_id=str(p.case_id), state=p.to_state, state_since=occurred
+        )
+    case.case_id, case.state, case.state_since = str(p.case_id), p.to_state.value, occurred
+    case.has_social_worker = p.has_social_worker
+    case.social_care_status = p.social_care_status.value
+    case.vulnerabilities = ",".join(sorted(v.value for v in p.vulnerabilities))
+    case.safeguarding_concern = p.safeguarding_concern
+    session.add(case)
+
+    outcome = Outcome("applied")
+    if p.to_state in RESOLVED_STATES:
+        outcome.cancelled, outcome.published = _cancel(
+            session,
+            deps,
+            child,
+            la,
+            now,
+            reason=f"case_resolved:{p.to_state.value}",
+            close=EscalationStatus.RESOLVED,
+        )
+        return outcome
+    # The case left every state other than to_state: rules watching those states no longer apply.
+    left = [s.value for s in CaseState if s != p.to_state]
+    outcome.cancelled, outcome.published = _cancel(
+        session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left
+    )
+    ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
+    rules = deps.rules.match_rules(la, p.to_state.value, ctx)
+    order = _rule_order(deps.rules, la)
+    calendar = deps.calendars.calendar_for(la)
+    for rule in rules:
+        if _already_running(session, child, la, rule.id):
+            continue
+        _start_clock(
+            session,
+            rule,
+            order.get(rule.id, 0),
+            child=child,
+            la=la,
+            case_id=str(p.case_id),
+            trigger_event_id=str(event.event_id),
+            due_at=rule.clock.due_at(p.cause_occurred_at, calendar),
+        )
+        outcome.started.append(rule.id)
+    return outcome
+
+
+# ----------------------------------------------------------------------------------------------------
+# Child facts (event-watching rules)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _fact_reason_and_start(
+    event_type: str, payload: object, occurred_at: datetime
+) -> tuple[str | None, datetime]:
+    """The rule-matching reason of a watched event and when its clock starts."""
+    if event_type == "exclusion-issued":
+        # The exclusion's first day is day 1 of the statutory count, whenever the school reported it.
+        start_date: date = payload.start_date  # type: ignore[attr-defined]
+        return str(payload.exclusion_type), datetime.combine(start_date, time(0), tzinfo=LONDON)  # type: ignore[attr-defined]
+    if event_type == "absence-threshold-crossed":
+        return str(payload.rule), occurred_at  # type: ignore[attr-defined]
+    if event_type == "pupil-left-roll":
+        return str(payload.deletion_ground), occurred_at  # type: ignore[attr-defined]
+    return None, occurred_at
+
+
+def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datetime) -> Outcome:
+    fact = decode_inbound(event.payload.fact)
+    child, la = str(event.payload.child_id), event.payload.la_code
+    if fact.event_type == "absence-threshold-retracted":
+        retracted = str(fact.payload.retracts_event_id)
+        cancelled, published = _cancel(
+            session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted
+        )
+        return Outcome("retraction", cancelled=cancelled, published=published)
+    if not any(r.watches.event == fact.event_type for r in deps.rules.rules_for(la)):
+        return Outcome("not_watched")
+    case = session.get(EscalationCase, (child, la))
+    occurred = as_utc(fact.occurred_at)
+    if case is not None and case.state in RESOLVED_STATES and as_utc(case.state_since) >= occurred:
+        return Outcome("already_resolved")  # the case was resolved after this fact happened
+    reason, start = _fact_reason_and_start(fact.event_type, fact.payload, occurred)
+    ctx = MatchContext(
+        has_social_worker=case.has_social_worker if case else False,
+        social_care_status=case.social_care_status if case else None,
+        reason=reason,
+        vulnerabilities=frozenset(v for v in (case.vulnerabilities.split(",") if case else []) if v),
+        safeguarding_concern=case.safeguarding_concern if case else False,
+    )
+    outcome = Outcome("applied")
+    order = _rule_order(deps.rules, la)
+    calendar = deps.calendars.calendar_for(la)
+    for rule in deps.rules.match_rules(la, fact.event_type, ctx):
+        if _already_running(session, child, la, rule.id):
+            continue
+        _start_clock(
+            session,
+            rule,
+            order.get(rule.id, 0),
+            child=child,
+            la=la,
+            case_id=case.case_id if case else None,
+            trigger_event_id=str(fact.event_id),
+            due_at=rule.clock.due_at(start, calendar),
+        )
+        outcome.started.append(rule.id)
+    return outcome
+
+
+# ----------------------------------------------------------------------------------------------------
+# Acknowledgements
+# ----------------------------------------------------------------------------------------------------
+
+
+def handle_ack(session: Session, deps: Deps, event: AlertAck, now: datetime) -> Outcome:
+    p = event.payload
+    esc = session.get(EscalationRecord, str(p.escalation_id))
+    if esc is None or esc.la_code != p.la_code or esc.child_id != str(p.child_id):
+        # Unknown, or for another LA's (or child's) escalation: never act across LAs.
+        return Outcome("ignored_unknown")
+    position = LadderPosition(
+        esc.step_index, as_utc(esc.step_due_at), stopped=esc.status != EscalationStatus.OPEN
+    )
+    if p.action == AckAction.ACKNOWLEDGED:
+        if not acknowledgement_stops(position, p.step_index):
+            return Outcome("ignored_not_alerted" if esc.status == EscalationStatus.OPEN else "ignored_closed")
+        cancelled = _cancel_step_deadlines(session, esc.id, now, "acknowledged")
+        esc.status = EscalationStatus.ACKNOWLEDGED
+        esc.acknowledged_step, esc.acknowledged_by = p.step_index, p.by_user
+        session.add(esc)
+        metrics.ACKNOWLEDGED.labels(rule=esc.rule_id).inc()
+        return Outcome("acknowledged", cancelled=cancelled)
+    # Resolved: the escalation ends, whichever step it was at.
+    if esc.status in (EscalationStatus.RESOLVED, EscalationStatus.CANCELLED):
+        return Outcome("ignored_closed")
+    if p.step_index > esc.step_index:
+        return Outcome("ignored_not_alerted")
+    was_open = esc.status == EscalationStatus.OPEN
+    cancelled = _cancel_step_deadlines(session, esc.id, now, "resolved")
+    _close(session, esc, now, EscalationStatus.RESOLVED, "resolved_by_user")
+    esc.acknowledged_by = esc.acknowledged_by or p.by_user
+    published = _publish_cancel(session, deps, esc, "resolved_by_user", now) if was_open else 0
+    return Outcome("resolved", cancelled=cancelled, published=published)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The timer
+# ----------------------------------------------------------------------------------------------------
+
+
+def due_deadline_ids(session: Session, now: datetime, limit: int) -> list[str]:
+    """The oldest due deadlines, served by the (status, due_at) index: cost follows what is due."""
+    stmt = (
+        select(EscalationDeadline.id)
+        .where(
+            EscalationDeadline.status == DeadlineStatus.PENDING, col(EscalationDeadline.due_at) <= as_utc(now)
+        )
+        .order_by(
+            col(EscalationDeadline.due_at), col(EscalationDeadline.rule_order), col(EscalationDeadline.id)
+        )
+        .limit(limit)
+    )
+    return list(session.exec(stmt).all())
+
+
+def next_due_at(session: Session) -> datetime | None:
+    stmt = (
+        select(EscalationDeadline.due_at)
+        .where(EscalationDeadline.status == DeadlineStatus.PENDING)
+        .order_by(col(EscalationDeadline.due_at))
+        .limit(1)
+    )
+    found = session.exec(stmt).first()
+    return as_utc(found) if found is not None else None
+
+
+def fire_deadline(session: Session, deps: Deps, deadline_id: str, now: datetime) -> Outcome:
+    """Fire one due deadline exactly once: claim it and write what it causes, in the caller's transaction."""
+    claimed = session.execute(
+        update(EscalationDeadline)
+        .where(
+            col(EscalationDeadline.id) == deadline_id,
+            col(EscalationDeadline.status) == DeadlineStatus.PENDING,
+        )
+        .values(status=DeadlineStatus.FIRED, fired_at=as_utc(now))
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return Outcome("already_fired")  # another worker (or an earlier run) got it
+    deadline = session.get(EscalationDeadline, deadline_id)
+    assert deadline is not None
+    session.refresh(deadline)
+    rule = Rule.model_validate_json(deadline.rule_json)
+    calendar = deps.calendars.calendar_for(deadline.la_code)
+    due = as_utc(deadline.due_at)
+    metrics.TIMER_LAG.observe(max(0.0, (as_utc(now) - due).total_seconds()))
+    if deadline.kind == DeadlineKind.RULE:
+        case = session.get(EscalationCase, (deadline.child_id, deadline.la_code))
+        case_id = deadline.case_id or (
+            case.case_id if case else derived_id("case", deadline.child_id, deadline.la_code)
+        )
+        if case is not None and rule.watches.state is None:
+            case_state = case.state
+        else:
+            case_state = rule.watches.key if rule.watches.state else EVENT_CASE_STATE[rule.watches.key].value
+        esc = EscalationRecord(
+            id=derived_id("escalation", deadline.id),
+            la_code=deadline.la_code,
+            child_id=deadline.child_id,
+            case_id=case_id,
+            rule_id=rule.id,
+            rule_fingerprint=deadline.rule_fingerprint,
+            rule_json=deadline.rule_json,
+            watch_key=deadline.watch_key,
+            case_state=case_state,
+            step_index=-1,
+            step_due_at=due,
+            fired_at=due,
+        )
+        session.add(esc)
+        session.flush()
+        step_order = deadline.rule_order
+    else:
+        found = session.get(EscalationRecord, deadline.escalation_id)
+        if found is None or found.status != EscalationStatus.OPEN:
+            return Outcome("escalation_closed")
+        esc, step_order = found, deadline.rule_order
+    position = LadderPosition(esc.step_index, as_utc(esc.step_due_at))
+    result = advance(rule, position, as_utc(now), calendar)
+    published = _apply_advance(session, deps, esc, rule, result, now, deadline.trigger_event_id, step_order)
+    return Outcome("fired", published=published)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------
+
+
+def _rule_order(rules: RuleSet, la: str) -> dict[str, int]:
+    return {r.id: i for i, r in enumerate(rules.rules_for(la))}
+
+
+def _already_running(session: Session, child: str, la: str, rule_id: str) -> bool:
+    pending = session.exec(
+        select(EscalationDeadline.id).where(
+            EscalationDeadline.child_id == child,
+            EscalationDeadline.la_code == la,
+            EscalationDeadline.status == DeadlineStatus.PENDING,
+            EscalationDeadline.rule_id == rule_id,
+            EscalationDeadline.kind == DeadlineKind.RULE,
+        )
+    ).first()
+    if pending is not None:
+        return True
+    running = session.exec(
+        select(EscalationRecord.id).where(
+            EscalationRecord.child_id == child,
+            EscalationRecord.la_code == la,
+            col(EscalationRecord.status).in_(OPEN_STATUSES),
+            EscalationRecord.rule_id == rule_id,
+        )
+    ).first()
+    return running is not None
+
+
+def _start_clock(
+    session: Session,
+    rule: Rule,
+    order: int,
+    *,
+    child: str,
+    la: str,
+    case_id: str | None,
+    trigger_event_id: str,
+    due_at: datetime,
+) -> None:
+    deadline_id = derived_id("rule", child, la, rule.id, trigger_event_id)
+    if session.get(EscalationDeadline, deadline_id) is not None:
+        return
+    session.add(
+        EscalationDeadline(
+            id=deadline_id,
+            kind=DeadlineKind.RULE,
+            due_at=as_utc(due_at),
+            la_code=la,
+            child_id=child,
+            case_id=case_id,
+            rule_id=rule.id,
+            watch_key=rule.watches.key,
+            trigger_event_id=trigger_event_id,
+            rule_order=order,
+            rule_json=rule.canonical_json,
+            rule_fingerprint=rule.fingerprint,
+        )
+    )
+    session.flush()
+    log.info("clock_started", rule_id=rule.id, la_code=la, due_at=as_utc(due_at).isoformat())
+
+
+def _apply_advance(
+    session: Session,
+    deps: Deps,
+    esc: EscalationRecord,
+    rule: Rule,
+    result: Advance,
+    now: datetime,
+    trigger_event_id: str,
+    order: int,
+) -> int:
+    published = 0
+    for i, alert in enumerate(result.alerts):
+        following = result.alerts[i + 1].due_at if i + 1 < len(result.alerts) else result.next_due_at
+        duplicate_of = _duplicate_of(session, esc, alert) if alert.step_index > 0 else None
+        session.add(
+            EscalationStep(
+                escalation_id=esc.id,
+                step_index=alert.step_index,
+                case_id=esc.case_id,
+                level=alert.level.value,
+                due_at=alert.due_at,
+                alerted_at=as_utc(now),
+                published=duplicate_of is None,
+                duplicate_of=duplicate_of,
+            )
+        )
+        session.flush()
+        if duplicate_of is None:
+            _publish(
+                session,
+                deps,
+                esc,
+                alert.action,
+                alert.step_index,
+                alert.level.value,
+                rule.id,
+                alert.due_at,
+                following,
+                trigger_event_id,
+            )
+            published += 1
+        counter = metrics.RAISED if alert.action == EscalationAction.RAISED else metrics.STEPPED_UP
+        counter.labels(level=alert.level.value, rule=rule.id).inc()
+        if duplicate_of is not None:
+            metrics.DUPLICATES.labels(level=alert.level.value, rule=rule.id).inc()
+    esc.step_index, esc.step_due_at = result.position.step_index, result.position.step_due_at
+    session.add(esc)
+    if result.next_due_at is not None:
+        next_index = result.position.step_index + 1
+        session.add(
+            EscalationDeadline(
+                id=derived_id("step", esc.id, next_index),
+                kind=DeadlineKind.STEP,
+                due_at=result.next_due_at,
+                la_code=esc.la_code,
+                child_id=esc.child_id,
+                case_id=esc.case_id,
+                rule_id=esc.rule_id,
+                watch_key=esc.watch_key,
+                trigger_event_id=trigger_event_id,
+                escalation_id=esc.id,
+                step_index=next_index,
+                rule_order=order,
+                rule_json=esc.rule_json,
+                rule_fingerprint=esc.rule_fingerprint,
+            )
+        )
+    return published
+
+
+def _duplicate_of(session: Session, esc: EscalationRecord, alert: StepAlert) -> str | None:
+    """Another open escalation of the same case that alerted the same level at the same instant."""
+    stmt = (
+        select(EscalationStep.escalation_id)
+        .join(EscalationRecord, col(EscalationRecord.id) == col(EscalationStep.escalation_id))
+        .where(
+            EscalationStep.case_id == esc.case_id,
+            EscalationStep.level == alert.level.value,
+            col(EscalationStep.due_at) == alert.due_at,
+            col(EscalationStep.published).is_(True),
+            EscalationStep.escalation_id != esc.id,
+            EscalationRecord.status == EscalationStatus.OPEN,
+        )
+    )
+    return session.exec(stmt).first()
+
+
+def _publish(
+    session: Session,
+    deps: Deps,
+    esc: EscalationRecord,
+    action: EscalationAction,
+    step_index: int,
+    level: str,
+    reason_code: str,
+    occurred_at: datetime,
+    next_due: datetime | None,
+    trigger_event_id: str | None,
+) -> None:
+    event = Escalation(
+        event_id=uuid.uuid5(uuid.UUID(esc.id), f"{action.value}:{step_index}"),
+        occurred_at=occurred_at,
+        source=Source(system="cme-escalation", la_code=esc.la_code),
+        correlation_id=uuid.UUID(trigger_event_id) if trigger_event_id else None,
+        payload=EscalationPayload(
+            escalation_id=uuid.UUID(esc.id),
+            child_id=uuid.UUID(esc.child_id),
+            case_id=uuid.UUID(esc.case_id),
+            la_code=esc.la_code,
+            rule_id=esc.rule_id,
+            rule_fingerprint=esc.rule_fingerprint,
+            action=action,
+            level=level,  # type: ignore[arg-type]
+            step_index=step_index,
+            case_state=esc.case_state,  # type: ignore[arg-type]
+            reason_code=reason_code,
+            next_step_due_at=next_due,
+        ),
+    )
+    add_to_outbox(session, EscalationOutbox, deps.escalations_topic, esc.child_id, event)
+    log.info(
+        "escalation_event",
+        action=action.value,
+        rule_id=esc.rule_id,
+        step_index=step_index,
+        level=level,
+        escalation_id=esc.id,
+        la_code=esc.la_code,
+    )
+
+
+def _publish_cancel(session: Session, deps: Deps, esc: EscalationRecord, reason: str, now: datetime) -> int:
+    if esc.step_index < 0:
+        return 0  # nothing was ever alerted
+    level = Rule.model_validate_json(esc.rule_json).ladder[esc.step_index].level.value
+    _publish(
+        session, deps, esc, EscalationAction.CANCELLED, esc.step_index, level, reason, as_utc(now), None, None
+    )
+    metrics.CANCELLED.labels(level=level, rule=esc.rule_id).inc()
+    return 1
+
+
+def _close(
+    session: Session, esc: EscalationRecord, now: datetime, status: EscalationStatus, reason: str
+) -> None:
+    esc.status, esc.closed_at, esc.close_reason = status.value, as_utc(now), reason
+    session.add(esc)
+
+
+def _cancel_step_deadlines(session: Session, escalation_id: str, now: datetime, reason: str) -> int:
+    result = session.execute(
+        update(EscalationDeadline)
+        .where(
+            col(EscalationDeadline.escalation_id) == escalation_id,
+            col(EscalationDeadline.status) == DeadlineStatus.PENDING,
+        )
+        .values(status=DeadlineStatus.CANCELLED, cancelled_at=as_utc(now), cancel_reason=reason)
+    )
+    count = int(result.rowcount)  # type: ignore[attr-defined]
+    return count
+
+
+def _cancel(
+    session: Session,
+    deps: Deps,
+    child: str,
+    la: str,
+    now: datetime,
+    *,
+    reason: str,
+    watch_keys: Sequence[str] | None = None,
+    trigger_event_id: str | None = None,
+    close: EscalationStatus = EscalationStatus.CANCELLED,
+) -> tuple[int, int]:
+    """Cancel the child's pending deadlines and open escalations (all, or those of the watches / trigger
+    named); publish ``cancelled`` for escalations still alerting so notify withdraws pending sends.
+    Deadlines are updated before escalations, the same order the timer locks them in."""
+    where = [
+        col(EscalationDeadline.child_id) == child,
+        col(EscalationDeadline.la_code) == la,
+        col(EscalationDeadline.status) == DeadlineStatus.PENDING,
+    ]
+    if watch_keys is not None:
+        where.append(col(EscalationDeadline.watch_key).in_(watch_keys))
+    if trigger_event_id is not None:
+        where.append(col(EscalationDeadline.trigger_event_id) == trigger_event_id)
+    result = session.execute(
+        update(EscalationDeadline)
+        .where(*where)
+        .values(status=DeadlineStatus.CANCELLED, cancelled_at=as_utc(now), cancel_reason=reason[:64])
+    )
+    cancelled = int(result.rowcount)  # type: ignore[attr-defined]
+    stmt = select(EscalationRecord).where(
+        EscalationRecord.child_id == child,
+        EscalationRecord.la_code == la,
+        col(EscalationRecord.status).in_(OPEN_STATUSES),
+    )
+    if watch_keys is not None:
+        stmt = stmt.where(col(EscalationRecord.watch_key).in_(watch_keys))
+    published = 0
+    escalations = list(session.exec(stmt).all())
+    if trigger_event_id is not None:
+        started = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.trigger_event_id == trigger_event_id,
+                EscalationDeadline.kind == DeadlineKind.RULE,
+            )
+        ).all()
+        fired = {derived_id("escalation", deadline_id) for deadline_id in started}
+        escalations = [e for e in escalations if e.id in fired]
+    for esc in escalations:
+        if esc.status == EscalationStatus.OPEN:
+            published += _publish_cancel(session, deps, esc, reason[:64], now)
+        _close(session, esc, now, close, reason[:64])
+        cancelled += 1
+    return cancelled, published

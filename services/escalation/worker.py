@@ -1,0 +1,308 @@
+"""The escalation worker: the Kafka consumer, the timer loop, the outbox relay and the gauges, in one process.
+
+Consumer: transitions, child facts and alert acks, one database transaction per record, offsets committed
+after the transaction (a redelivery is a no-op thanks to the processed-events table). Timer: asks the time
+source for now, fires what is due, one transaction per deadline. Relay: publishes the outbox to Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from services.escalation import metrics
+from services.escalation.config import EscalationSettings
+from services.escalation.models import (
+    DeadlineStatus,
+    EscalationDeadline,
+    EscalationOutbox,
+    EscalationRecord,
+    EscalationStatus,
+)
+from services.escalation.service import (
+    SERVICE,
+    Deps,
+    Outcome,
+    due_deadline_ids,
+    fire_deadline,
+    handle_ack,
+    handle_child_fact,
+    handle_transition,
+    mark_processed,
+)
+from services.escalation.timesource import TimeSource
+from shared.db import session_scope
+from shared.deadletter import dead_letter_for
+from shared.events.catalogue import decode_event, decode_inbound
+from shared.events.envelope import Envelope
+from shared.events.internal import AlertAck, CaseTransition, ChildFact
+from shared.kafka import aiokafka_config
+from shared.logs import get_logger
+from shared.outbox import add_to_outbox, run_relay
+from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER
+
+log = get_logger(__name__)
+
+MAX_ATTEMPTS = 5  # a record that keeps failing after this many tries is dead-lettered, not retried forever
+
+
+def group_id(settings: EscalationSettings) -> str:
+    return f"{settings.topic_prefix}cme-escalation"
+
+
+@dataclass(frozen=True)
+class _Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class EscalationWorker:
+    def __init__(
+        self, settings: EscalationSettings, engine: Engine, deps: Deps, time_source: TimeSource
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._deps = deps
+        self._time = time_source
+        self._topics = {
+            CASE_TRANSITIONS.name(settings): "transition",
+            CHILD_EVENTS.name(settings): "child_fact",
+            ALERT_ACKS.name(settings): "ack",
+        }
+        self._dead_letter_topic = DEAD_LETTER.name(settings)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._db_lock = asyncio.Lock()  # one unit of work at a time in this process: no self-deadlocks
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failures: dict[tuple[str, int, int], int] = {}
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            acks="all", enable_idempotence=True, client_id="cme-escalation", **aiokafka_config(self._settings)
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            *self._topics,
+            group_id=group_id(self._settings),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="cme-escalation",
+            **aiokafka_config(self._settings),
+        )
+        await self._consumer.start()
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self._guard("consumer", self._consume)),
+            asyncio.create_task(self._guard("timer", self._timer)),
+            asyncio.create_task(self._guard("gauges", self._gauges)),
+            asyncio.create_task(
+                run_relay(self._engine, EscalationOutbox, self._send, self._stop, idle_s=0.1)
+            ),
+        ]
+        log.info("escalation_worker_started", simulated_time=self._time.simulated)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self._tasks = []
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def _guard(self, name: str, loop: Callable[[], object]) -> None:
+        """Keep a loop alive across unexpected errors (logged), until stop."""
+        while not self._stop.is_set():
+            try:
+                await loop()  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("escalation_loop_failed", loop=name)
+                await asyncio.sleep(1.0)
+
+    # -- consumer ---------------------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        while not self._stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=300, max_records=200)
+            for tp, records in batches.items():
+                for record in records:
+                    if not await self._handle_with_retry(tp, record):
+                        break
+                    await self._consumer.commit({TopicPartition(tp.topic, tp.partition): record.offset + 1})
+            if batches:
+                self._wake.set()  # an immediate rule may be due now
+
+    async def _handle_with_retry(self, tp: TopicPartition, record: ConsumerRecord) -> bool:  # type: ignore[type-arg]
+        assert self._consumer is not None
+        raw = _Record(record.topic, record.partition, record.offset, record.key, record.value or b"")
+        try:
+            async with self._db_lock:
+                await asyncio.to_thread(self.handle_record, raw)
+            self._failures.pop((raw.topic, raw.partition, raw.offset), None)
+            return True
+        except Exception as exc:
+            where = (raw.topic, raw.partition, raw.offset)
+            attempts = self._failures.get(where, 0) + 1
+            self._failures[where] = attempts
+            log.exception(
+                "record_handling_failed",
+                topic=raw.topic,
+                partition=raw.partition,
+                offset=raw.offset,
+                attempts=attempts,
+            )
+            if attempts >= MAX_ATTEMPTS:
+                await asyncio.to_thread(self._dead_letter, raw, exc, attempts)
+                self._failures.pop(where, None)
+                return True
+            self._consumer.seek(tp, record.offset)  # the database may be down: read it again, later
+            await asyncio.sleep(min(5.0, 0.5 * attempts))
+            return False
+
+    def handle_record(self, raw: _Record) -> Outcome:
+        kind = self._topics.get(raw.topic, "unknown")
+        try:
+            event = decode_event(raw.value)
+            if isinstance(event, ChildFact):
+                decode_inbound(event.payload.fact)  # a fact we cannot read is a dead letter, not a retry
+        except Exception as exc:
+            self._dead_letter(raw, exc, 1)
+            metrics.RECORDS.labels(kind=kind, outcome="dead_lettered").inc()
+            return Outcome("dead_lettered")
+        now = self._time.now()
+        with session_scope(self._engine) as session:
+            if not mark_processed(session, event.event_id, raw.topic):
+                outcome = Outcome("duplicate")
+            else:
+                outcome = self._dispatch(session, event, now)
+        metrics.RECORDS.labels(kind=kind, outcome=outcome.action).inc()
+        log.info(
+            "record_handled",
+            outcome=outcome.action,
+            started=outcome.started,
+            cancelled=outcome.cancelled,
+            published=outcome.published,
+            **event.log_fields(),
+        )
+        return outcome
+
+    def _dispatch(self, session: Session, event: Envelope, now: datetime) -> Outcome:
+        if isinstance(event, CaseTransition):
+            return handle_transition(session, self._deps, event, now)
+        if isinstance(event, ChildFact):
+            return handle_child_fact(session, self._deps, event, now)
+        if isinstance(event, AlertAck):
+            return handle_ack(session, self._deps, event, now)
+        return Outcome("not_watched")  # merges and splits: nothing for the clocks to do
+
+    def _dead_letter(self, raw: _Record, exc: BaseException, attempts: int) -> None:
+        dead = dead_letter_for(
+            service=SERVICE,
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key=raw.key,
+            value=raw.value,
+            error=exc,
+            attempts=attempts,
+        )
+        with session_scope(self._engine) as session:
+            key = raw.key.decode(errors="replace") if raw.key else None
+            add_to_outbox(session, EscalationOutbox, self._dead_letter_topic, key, dead)
+        log.error(
+            "record_dead_lettered",
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            error_type=type(exc).__name__,
+        )
+
+    # -- timer ------------------------------------------------------------------------------------------
+
+    async def _timer(self) -> None:
+        while not self._stop.is_set():
+            fired = 0
+            try:
+                fired = await self.run_due_check()
+            except Exception:
+                log.exception("due_check_failed")
+            if fired >= self._settings.escalation_due_batch:
+                continue  # more may be due: do not wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.escalation_tick_s)
+            self._wake.clear()
+
+    async def run_due_check(self) -> int:
+        """One due-check: fire every deadline due by now (up to one batch); returns how many were claimed."""
+        now = self._time.now()
+
+        def due() -> list[str]:
+            started = time.perf_counter()
+            with Session(self._engine) as session:
+                ids = due_deadline_ids(session, now, self._settings.escalation_due_batch)
+            metrics.DUE_CHECK_SECONDS.observe(time.perf_counter() - started)
+            return ids
+
+        ids = await asyncio.to_thread(due)
+        for deadline_id in ids:
+            async with self._db_lock:
+                await asyncio.to_thread(self._fire, deadline_id, now)
+        return len(ids)
+
+    def _fire(self, deadline_id: str, now: datetime) -> None:
+        with session_scope(self._engine) as session:
+            outcome = fire_deadline(session, self._deps, deadline_id, now)
+        log.info(
+            "deadline_fired", deadline_id=deadline_id, outcome=outcome.action, published=outcome.published
+        )
+
+    # -- gauges -----------------------------------------------------------------------------------------
+
+    async def _gauges(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.to_thread(self._refresh_gauges)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=10.0)
+
+    def _refresh_gauges(self) -> None:
+        with Session(self._engine) as session:
+            pending = session.exec(
+                select(func.count())
+                .select_from(EscalationDeadline)
+                .where(col(EscalationDeadline.status) == DeadlineStatus.PENDING)
+            ).one()
+            open_escalations = session.exec(
+                select(func.count())
+                .select_from(EscalationRecord)
+                .where(col(EscalationRecord.status) == EscalationStatus.OPEN)
+            ).one()
+        metrics.OPEN_DEADLINES.set(pending)
+        metrics.OPEN_ESCALATIONS.set(open_escalations)
