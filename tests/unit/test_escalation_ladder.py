@@ -25,8 +25,8 @@ def cal() -> SchoolCalendar:
     return CalendarRegistry().default
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def end_of_day(d: date) -> datetime:

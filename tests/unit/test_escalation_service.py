@@ -1,0 +1,311 @@
+"""The escalation service's units of work on a real (SQLite) database, with simulated time: clocks start and
+are cancelled, the ladder steps up and stops, deadlines fire exactly once, rule versions stick."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from services.escalation.app import MIGRATIONS
+from services.escalation.models import DeadlineStatus, EscalationDeadline, EscalationOutbox
+from services.escalation.rules import DEFAULT_RULES_PATH, RuleSet
+from services.escalation.service import (
+    Deps,
+    due_deadline_ids,
+    fire_deadline,
+    handle_ack,
+    handle_child_fact,
+    handle_transition,
+    mark_processed,
+)
+from shared.db import make_engine, migrate, session_scope
+from shared.events.catalogue import decode_event
+from shared.events.envelope import Envelope
+from shared.events.internal import AckAction, CaseState, Escalation
+from shared.events.vocab import SocialCareStatus
+from shared.school_calendar import CalendarRegistry
+from tests.support.escalation import LA, ack, child_fact, transition
+
+TOPIC = "test-cme.escalations.v1"
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'esc.db'}"
+    migrate(url, MIGRATIONS, "escalation")
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def deps() -> Deps:
+    return Deps(RuleSet.load(), CalendarRegistry(), TOPIC)
+
+
+def apply(engine: Engine, deps: Deps, event: Envelope, now: datetime) -> str:
+    with session_scope(engine) as session:
+        if not mark_processed(session, event.event_id, "t"):
+            return "duplicate"
+        if event.event_type == "case-transition":
+            return handle_transition(session, deps, event, now).action  # type: ignore[arg-type]
+        if event.event_type == "child-fact":
+            return handle_child_fact(session, deps, event, now).action  # type: ignore[arg-type]
+        return handle_ack(session, deps, event, now).action  # type: ignore[arg-type]
+
+
+def run_timer(engine: Engine, deps: Deps, now: datetime) -> int:
+    fired = 0
+    while True:
+        with Session(engine) as session:
+            ids = due_deadline_ids(session, now, 50)
+        if not ids:
+            return fired
+        for deadline_id in ids:
+            with session_scope(engine) as session:
+                fired += fire_deadline(session, deps, deadline_id, now).action == "fired"
+
+
+def published(engine: Engine) -> list[Escalation]:
+    with Session(engine) as session:
+        rows = session.exec(select(EscalationOutbox).order_by(col(EscalationOutbox.id))).all()
+    events = [decode_event(r.value) for r in rows]
+    return [e for e in events if isinstance(e, Escalation)]
+
+
+def summary(events: list[Escalation]) -> list[tuple[str, str, str, int]]:
+    return [
+        (e.payload.rule_id, e.payload.action.value, e.payload.level.value, e.payload.step_index)
+        for e in events
+    ]
+
+
+def pending(engine: Engine) -> int:
+    with Session(engine) as session:
+        return len(
+            session.exec(select(EscalationDeadline.id).where(EscalationDeadline.status == "pending")).all()
+        )
+
+
+def test_missing_child_steps_up_until_acknowledged(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    missing = transition(child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10, 0))
+    assert apply(engine, deps, missing, utc(2025, 11, 3, 10, 0)) == "applied"
+    assert run_timer(engine, deps, utc(2025, 11, 3, 9, 59)) == 0  # before the event time: nothing
+    assert run_timer(engine, deps, utc(2025, 11, 3, 10, 0)) == 1
+    assert summary(published(engine)) == [("whereabouts_unknown", "raised", "caseworker", 0)]
+    raised = published(engine)[0]
+    assert raised.payload.next_step_due_at == utc(2025, 11, 10, 23, 59, 59)
+    assert raised.payload.case_state == CaseState.WHEREABOUTS_UNKNOWN
+    # Not yet: the end of Mon 10 Nov is the 5th school day.
+    assert run_timer(engine, deps, utc(2025, 11, 10, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2025, 11, 11, 0, 0)) == 1
+    assert summary(published(engine))[-1] == ("whereabouts_unknown", "stepped_up", "senior_cme_officer", 1)
+    escalation_id = raised.payload.escalation_id
+    assert apply(engine, deps, ack(escalation_id, child, 3, AckAction.ACKNOWLEDGED), utc(2025, 11, 11)) == (
+        "ignored_not_alerted"
+    )
+    assert apply(engine, deps, ack(escalation_id, child, 1, AckAction.ACKNOWLEDGED), utc(2025, 11, 11)) == (
+        "acknowledged"
+    )
+    assert pending(engine) == 0
+    assert run_timer(engine, deps, utc(2026, 1, 1)) == 0
+    assert len(published(engine)) == 2
+
+
+def test_resolution_cancels_and_tells_notify(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    run_timer(engine, deps, utc(2025, 11, 3, 10))
+    located = transition(
+        child, CaseState.IN_EDUCATION, utc(2025, 11, 5, 12), from_state=CaseState.WHEREABOUTS_UNKNOWN
+    )
+    assert apply(engine, deps, located, utc(2025, 11, 5, 12)) == "applied"
+    assert summary(published(engine)) == [
+        ("whereabouts_unknown", "raised", "caseworker", 0),
+        ("whereabouts_unknown", "cancelled", "caseworker", 0),
+    ]
+    assert published(engine)[-1].payload.reason_code == "case_resolved:in_education"
+    assert pending(engine) == 0
+    assert run_timer(engine, deps, utc(2026, 1, 1)) == 0
+
+
+def test_moving_on_cancels_only_rules_watching_the_old_state(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.MISSING_EDUCATION, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    exclusion = child_fact(child, "exclusion-issued", date(2025, 11, 3))
+    assert apply(engine, deps, exclusion, utc(2025, 11, 3, 10)) == "applied"
+    assert pending(engine) == 2  # missing_education_no_outcome + permanent_exclusion_no_provision
+    moved = transition(
+        child, CaseState.AWAITING_PROVISION, utc(2025, 11, 4, 9), from_state=CaseState.MISSING_EDUCATION
+    )
+    apply(engine, deps, moved, utc(2025, 11, 4, 9))
+    with Session(engine) as session:
+        rows = session.exec(select(EscalationDeadline).where(EscalationDeadline.status == "pending")).all()
+    assert sorted(r.rule_id for r in rows) == [
+        "awaiting_provision_20_days",
+        "permanent_exclusion_no_provision",
+    ]
+    # Excluded Mon 3 Nov (day 1): day 6 ends Mon 10 Nov; nothing has been published yet (no alert was due).
+    assert run_timer(engine, deps, utc(2025, 11, 10, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2025, 11, 11, 0, 0)) == 1
+    assert summary(published(engine)) == [("permanent_exclusion_no_provision", "raised", "caseworker", 0)]
+    assert published(engine)[0].payload.case_state == CaseState.AWAITING_PROVISION
+
+
+def test_each_deadline_fires_exactly_once_and_redeliveries_are_no_ops(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    missing = transition(child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10))
+    apply(engine, deps, missing, utc(2025, 11, 3, 10))
+    assert apply(engine, deps, missing, utc(2025, 11, 3, 10)) == "duplicate"
+    with Session(engine) as session:
+        (deadline_id,) = due_deadline_ids(session, utc(2025, 11, 3, 10), 10)
+    with session_scope(engine) as session:
+        assert fire_deadline(session, deps, deadline_id, utc(2025, 11, 3, 10)).action == "fired"
+    with session_scope(engine) as session:
+        assert fire_deadline(session, deps, deadline_id, utc(2025, 11, 3, 10)).action == "already_fired"
+    # The same state again (e.g. a flag changed) does not start a second escalation for the same rule.
+    again = transition(
+        child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 4, 10), from_state=CaseState.WHEREABOUTS_UNKNOWN
+    )
+    apply(engine, deps, again, utc(2025, 11, 4, 10))
+    run_timer(engine, deps, utc(2025, 11, 4, 10))
+    assert summary(published(engine)) == [("whereabouts_unknown", "raised", "caseworker", 0)]
+
+
+def test_stale_transitions_are_ignored(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(engine, deps, transition(child, CaseState.IN_EDUCATION, utc(2025, 11, 5)), utc(2025, 11, 5))
+    late = transition(child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3))
+    assert apply(engine, deps, late, utc(2025, 11, 6)) == "stale"
+    assert pending(engine) == 0
+
+
+def test_social_care_child_missing_alerts_each_level_once(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    missing = transition(
+        child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 7, 16),
+        social_care=SocialCareStatus.CHILD_PROTECTION_PLAN, has_social_worker=True,
+    )  # fmt: skip
+    apply(engine, deps, missing, utc(2025, 11, 7, 16))
+    run_timer(engine, deps, utc(2025, 11, 7, 16))
+    assert summary(published(engine)) == [
+        ("whereabouts_unknown", "raised", "caseworker", 0),
+        ("known_to_social_care_whereabouts_unknown", "raised", "childrens_social_care", 0),
+        # its caseworker step is not sent again: the caseworker was alerted for this case at this instant
+    ]
+    run_timer(engine, deps, utc(2025, 11, 8, 16))
+    assert summary(published(engine))[-1] == (
+        "known_to_social_care_whereabouts_unknown",
+        "stepped_up",
+        "police",
+        2,
+    )
+
+
+def test_concern_alerts_police_and_social_care_at_once(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    missing = transition(
+        child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10), safeguarding_concern=True
+    )
+    apply(engine, deps, missing, utc(2025, 11, 3, 10))
+    run_timer(engine, deps, utc(2025, 11, 3, 10))
+    levels = [(rule, level) for rule, _, level, _ in summary(published(engine))]
+    assert ("whereabouts_unknown_with_concerns", "police") in levels
+    assert ("whereabouts_unknown_with_concerns", "childrens_social_care") in levels
+    assert levels.count(("whereabouts_unknown", "caseworker")) == 1
+
+
+def test_running_escalation_keeps_its_rule_version(engine: Engine, deps: Deps, tmp_path: Path) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    run_timer(engine, deps, utc(2025, 11, 3, 10))
+    # The LA now shortens the senior officer step to 1 school day: the running escalation keeps 5.
+    raw = next(
+        r for r in yaml.safe_load(DEFAULT_RULES_PATH.read_text())["rules"] if r["id"] == "whereabouts_unknown"
+    )
+    raw["version"], raw["ladder"][1]["delay"]["amount"] = 2, 1
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / f"{LA}.yaml").write_text(yaml.safe_dump({"replace": [raw]}))
+    changed = Deps(RuleSet.load(overrides_dir=tmp_path / "rules"), CalendarRegistry(), TOPIC)
+    assert run_timer(engine, changed, utc(2025, 11, 5, 0, 0)) == 0
+    assert run_timer(engine, changed, utc(2025, 11, 11, 0, 0)) == 1
+    events = published(engine)
+    assert {e.payload.rule_fingerprint for e in events} == {
+        deps.rules.rule(LA, "whereabouts_unknown").fingerprint
+    }
+    # A new case under the new version uses it.
+    other = uuid.uuid4()
+    apply(
+        engine,
+        changed,
+        transition(other, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    run_timer(engine, changed, utc(2025, 11, 5, 0, 0))
+    assert published(engine)[-1].payload.child_id == other
+    assert published(engine)[-1].payload.step_index == 1
+
+
+def test_ack_from_another_la_is_ignored_and_resolve_closes(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    run_timer(engine, deps, utc(2025, 11, 3, 10))
+    escalation_id = published(engine)[0].payload.escalation_id
+    foreign = ack(escalation_id, child, 0, AckAction.ACKNOWLEDGED, la="202")
+    assert apply(engine, deps, foreign, utc(2025, 11, 4)) == "ignored_unknown"
+    assert pending(engine) == 1
+    assert (
+        apply(engine, deps, ack(escalation_id, child, 0, AckAction.RESOLVED), utc(2025, 11, 4)) == "resolved"
+    )
+    assert summary(published(engine))[-1] == ("whereabouts_unknown", "cancelled", "caseworker", 0)
+    assert published(engine)[-1].payload.reason_code == "resolved_by_user"
+    assert pending(engine) == 0
+
+
+def test_absence_retraction_cancels_its_clock(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    crossing = child_fact(child, "absence-threshold-crossed", date(2025, 11, 3))
+    apply(engine, deps, crossing, utc(2025, 11, 3, 10))
+    assert pending(engine) == 1
+    retraction = child_fact(
+        child,
+        "absence-threshold-retracted",
+        date(2025, 11, 3),
+        retracts_event_id=str(crossing.payload.fact["event_id"]),
+    )
+    assert apply(engine, deps, retraction, utc(2025, 11, 3, 11)) == "retraction"
+    with Session(engine) as session:
+        statuses = session.exec(select(EscalationDeadline.status)).all()
+    assert statuses == [DeadlineStatus.CANCELLED]
