@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -174,13 +175,14 @@ def insert_deliveries(
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table: Any = NotifyDelivery.__table__  # type: ignore[attr-defined]  # the Core table: a plain INSERT .. ON CONFLICT, not the ORM bulk path
     stmt = (
-        insert(NotifyDelivery)
+        insert(table)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["escalation_id", "step_index", "recipient", "channel"])
+        .returning(table.c.id)
     )
-    result = session.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return len(session.execute(stmt).all())
 
 
 def _recipients(session: Session, event: Escalation, now: datetime) -> list[Recipient]:

@@ -82,6 +82,4 @@ class NotifyWorker:
             await self._producer.stop()
             self._producer = None
         for channel in self.channels.values():
-            close = getattr(channel, "aclose", None)
-            if close is not None:
-                await close()
+            await channel.aclose()

@@ -29,3 +29,6 @@ class ChannelSender(Protocol):
 
     async def find_previous(self, delivery: NotifyDelivery, message: AlertMessage) -> Sent | None:
         """After a crash mid-send: the earlier attempt if the channel can tell it happened, else None."""
+
+    async def aclose(self) -> None:
+        """Release connections."""

@@ -44,6 +44,9 @@ class SmtpSender:
     async def find_previous(self, delivery: NotifyDelivery, message: AlertMessage) -> Sent | None:
         return None  # SMTP cannot be asked whether it took a message: resend (same Message-ID)
 
+    async def aclose(self) -> None:
+        return None  # one connection per message: nothing held open
+
     def _send_sync(self, email: EmailMessage) -> None:
         s = self._settings
         try:

@@ -1,0 +1,391 @@
+"""Delivery on the real broker, PostgreSQL, a real SMTP server and real HTTP receivers: exactly one message
+per recipient (also on redelivery), the crash guarantee per channel, retries, dead letters, cancel, cover."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from services.notify.app import prepare_database
+from services.notify.channels.base import ChannelSender
+from services.notify.channels.email_smtp import SmtpSender
+from services.notify.channels.govuk_notify import GovukNotifySender
+from services.notify.channels.webhook import WebhookSender
+from services.notify.config import NotifySettings
+from services.notify.consumer import EscalationConsumer
+from services.notify.dispatcher import Dispatcher
+from services.notify.models import Channel, DeliveryState, NotifyDelivery, NotifyProcessedEvent
+from shared.events import encode_event
+from shared.events.catalogue import decode_event
+from shared.events.internal import DeadLetter, EscalationAction, LadderLevel
+from shared.settings import Settings
+from shared.topics import DEAD_LETTER, ESCALATIONS
+from tests.integration.test_notify_support import (
+    NOTIFY_API_KEY,
+    TEMPLATE_ID,
+    WEBHOOK_SECRET,
+    WEBHOOK_SECRET_ENV,
+    FakeNotifyApi,
+    SmtpSink,
+    WebhookReceiver,
+    escalation,
+    notify_settings,
+    seed_directory,
+    step,
+)
+from tests.support.kafka import produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+PEOPLE = [
+    {"id": "jsmith", "email": "jo.smith@la801.example.gov.uk"},
+    {"id": "rpatel", "email": "ravi.patel@la801.example.gov.uk"},
+    {"id": "akhan", "email": "aisha.khan@la801.example.gov.uk"},
+]
+DIRECTORY: dict[str, Any] = {
+    "las": {
+        "801": {
+            "people": PEOPLE,
+            "teams": [{"id": "mash", "email": "mash.duty@la801.example.gov.uk"}],
+            "roles": {
+                "caseworker": ["person:jsmith"],
+                "senior_cme_officer": ["person:akhan"],
+                "childrens_social_care": ["team:mash", "person:akhan"],
+            },
+        }
+    }
+}
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def settings(pg_settings: Settings, smtp: SmtpSink) -> NotifySettings:
+    return notify_settings(pg_settings, smtp)
+
+
+@pytest.fixture
+def engine(settings: NotifySettings) -> Iterator[Engine]:
+    engine = prepare_database(settings)
+    seed_directory(engine, DIRECTORY)
+    yield engine
+    engine.dispose()
+
+
+def deliveries(engine: Engine) -> list[NotifyDelivery]:
+    with Session(engine) as session:
+        return list(session.exec(select(NotifyDelivery).order_by(NotifyDelivery.id)).all())  # type: ignore[arg-type]
+
+
+async def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = await asyncio.to_thread(predicate)
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def drain(dispatcher: Dispatcher, engine: Engine, timeout_s: float = 20.0) -> None:
+    """Run the dispatcher until no delivery is pending or in flight."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await dispatcher.run_once()
+        states = {d.state for d in await asyncio.to_thread(deliveries, engine)}
+        if not states & {DeliveryState.PENDING.value, DeliveryState.SENDING.value}:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"deliveries still open: {[(d.recipient, d.state) for d in deliveries(engine)]}")
+
+
+@pytest.fixture
+async def worker(settings: NotifySettings, engine: Engine) -> AsyncIterator[Any]:
+    from services.notify.worker import NotifyWorker
+
+    w = NotifyWorker(settings, engine)
+    await w.start()
+    yield w
+    await w.stop()
+
+
+async def test_one_escalation_one_email_per_recipient_also_when_delivered_twice(
+    settings: NotifySettings, engine: Engine, smtp: SmtpSink, worker: Any
+) -> None:
+    event = escalation(level=LadderLevel.CHILDRENS_SOCIAL_CARE)
+    same_step_new_event = step(event)  # the escalation service re-publishing the same step
+    topic = ESCALATIONS.name(settings)
+    key = str(event.payload.child_id).encode()
+    produce(
+        settings,
+        topic,
+        [(key, encode_event(event)), (key, encode_event(event)), (key, encode_event(same_step_new_event))],
+    )
+
+    await wait_for(lambda: len(smtp.received()) >= 2, what="two emails")
+
+    def processed() -> int:
+        with Session(engine) as session:
+            return len(session.exec(select(NotifyProcessedEvent)).all())
+
+    await wait_for(lambda: processed() == 2, what="both distinct events consumed")
+    # The record handled again after a crash before the offset commit (Kafka redelivers it): a no-op.
+    records = read_topic(settings, topic, expect=3)
+    consumer = EscalationConsumer(settings, engine)
+    assert {(await asyncio.to_thread(consumer.handle_record, r)).action for r in records} == {"duplicate"}
+    await worker.dispatcher.run_once()
+
+    messages = smtp.received()
+    assert sorted(m["To"] for m in messages) == [
+        "aisha.khan@la801.example.gov.uk",
+        "mash.duty@la801.example.gov.uk",
+    ]
+    assert len({m["Message-ID"] for m in messages}) == 2
+    rows = deliveries(engine)
+    assert [r.state for r in rows] == [DeliveryState.SENT.value] * 2
+    assert all(r.attempts == 1 for r in rows)
+    body = messages[0].get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert f"https://cme.example.gov.uk/cases/{event.payload.case_id}" in body
+    assert "whereabouts_unknown" in messages[0]["Subject"]
+    assert str(event.payload.child_id) not in body + messages[0]["Subject"]
+
+
+async def test_worker_killed_between_send_and_ledger_commit(
+    pg_settings: Settings, smtp: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SMTP: at least once, the copies share one Message-ID. Notify API and webhook: exactly once."""
+    monkeypatch.setenv(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET)
+    notify_api = FakeNotifyApi().start()
+    receiver = WebhookReceiver().start()
+    try:
+        settings = notify_settings(
+            pg_settings,
+            smtp,
+            notify_send_lease_s=0.5,
+            notify_send_batch=1,
+            notify_govuk_base_url=notify_api.url,
+            notify_govuk_api_key=NOTIFY_API_KEY,
+            notify_govuk_template_id=TEMPLATE_ID,
+        )
+        engine = prepare_database(settings)
+        seed_directory(
+            engine,
+            {
+                "las": {
+                    "801": {
+                        "people": PEOPLE,
+                        "roles": {"caseworker": ["person:jsmith", "person:rpatel"]},
+                        "webhooks": [
+                            {"id": "cms", "url": f"{receiver.url}/hook", "secret_env": WEBHOOK_SECRET_ENV}
+                        ],
+                    },
+                    "802": {
+                        "email_channel": "govuk_notify",
+                        "people": [{"id": "lee", "email": "lee@la802.example.gov.uk"}],
+                        "roles": {"caseworker": ["person:lee"]},
+                    },
+                }
+            },
+        )
+        consumer = EscalationConsumer(settings, engine)
+        topic = ESCALATIONS.name(settings)
+        events = [escalation(la_code="801"), escalation(la_code="802")]
+        produce(settings, topic, [(str(e.payload.child_id).encode(), encode_event(e)) for e in events])
+        for record in read_topic(settings, topic, expect=2):
+            consumer.handle_record(record)
+        assert len(deliveries(engine)) == 4  # 801: two people + the webhook; 802: one person via Notify
+
+        channels: dict[Channel, ChannelSender] = {
+            Channel.SMTP: SmtpSender(settings),
+            Channel.WEBHOOK: WebhookSender(settings),
+            Channel.GOVUK_NOTIFY: GovukNotifySender(settings),
+        }
+
+        class WorkerKilled(BaseException):
+            pass
+
+        def crash(_: NotifyDelivery) -> None:
+            raise WorkerKilled  # after the channel accepted, before the ledger records it
+
+        doomed = Dispatcher(settings, engine, channels, DEAD_LETTER.name(settings), after_send=crash)
+        for _ in range(4):
+            with pytest.raises(WorkerKilled):
+                await doomed.run_once()
+        rows = deliveries(engine)
+        assert {r.state for r in rows} == {DeliveryState.SENDING.value}
+        assert (
+            len(smtp.received()) == 2 and len(notify_api.notifications) == 1 and len(receiver.accepted) == 1
+        )
+
+        fresh = Dispatcher(settings, engine, channels, DEAD_LETTER.name(settings))
+        await drain(fresh, engine)
+
+        rows = deliveries(engine)
+        assert {r.state for r in rows} == {DeliveryState.SENT.value}
+        assert all(r.attempts == 2 for r in rows)
+        # GOV.UK Notify: the earlier attempt was found by its reference; no second notification.
+        assert len(notify_api.notifications) == 1
+        assert notify_api.notifications[0]["reference"] == next(
+            r.delivery_id for r in rows if r.la_code == "802"
+        )
+        # Webhook: resent under the same delivery id; the receiver acted once and answered 409 to the resend.
+        assert len(receiver.accepted) == 1 and receiver.rejected == ["delivery id already processed"]
+        # SMTP: resent; each person has two copies with one Message-ID (at least once, duplicates detectable).
+        for address in ("jo.smith@la801.example.gov.uk", "ravi.patel@la801.example.gov.uk"):
+            copies = smtp.to(address)
+            assert len(copies) == 2 and len({m["Message-ID"] for m in copies}) == 1
+        for channel in channels.values():
+            await channel.aclose()
+        engine.dispose()
+    finally:
+        notify_api.stop()
+        receiver.stop()
+
+
+async def test_transient_failures_retry_with_backoff_then_dead_letter(
+    pg_settings: Settings, smtp: SmtpSink
+) -> None:
+    dead_port_settings = notify_settings(pg_settings, None, notify_max_attempts=3)  # nothing listens there
+    engine = prepare_database(dead_port_settings)
+    seed_directory(engine, DIRECTORY)
+    from services.notify.worker import NotifyWorker
+
+    worker = NotifyWorker(dead_port_settings, engine)
+    await worker.start()
+    try:
+        event = escalation()
+        produce(dead_port_settings, ESCALATIONS.name(dead_port_settings), [(b"k", encode_event(event))])
+        (row,) = await wait_for(
+            lambda: [d for d in deliveries(engine) if d.state == DeliveryState.DEAD.value],
+            what="dead delivery",
+        )
+        assert row.attempts == 3 and row.last_error and "SMTP connection" in row.last_error
+        (record,) = await asyncio.to_thread(
+            read_topic, dead_port_settings, DEAD_LETTER.name(dead_port_settings), 1
+        )
+        dead = decode_event(record.value)
+        assert isinstance(dead, DeadLetter)
+        assert dead.payload.service == "notify" and dead.payload.attempts == 3
+        assert dead.payload.original_topic == ESCALATIONS.name(dead_port_settings)
+        assert orjson.loads(base64.b64decode(dead.payload.value_base64))["delivery_id"] == row.delivery_id
+        assert "@" not in dead.payload.error  # no address in the dead letter's error text
+    finally:
+        await worker.stop()
+        engine.dispose()
+
+
+async def test_refused_recipient_is_dead_lettered_without_retrying(
+    settings: NotifySettings, engine: Engine, smtp: SmtpSink
+) -> None:
+    smtp.refuse.add("jo.smith@la801.example.gov.uk")
+    consumer = EscalationConsumer(settings, engine)
+    produce(settings, ESCALATIONS.name(settings), [(b"k", encode_event(escalation()))])
+    (record,) = read_topic(settings, ESCALATIONS.name(settings), expect=1)
+    consumer.handle_record(record)
+    await drain(
+        Dispatcher(settings, engine, {Channel.SMTP: SmtpSender(settings)}, DEAD_LETTER.name(settings)), engine
+    )
+    (row,) = deliveries(engine)
+    assert (row.state, row.attempts, row.last_error) == (
+        DeliveryState.DEAD.value,
+        1,
+        "recipient refused (SMTP [550])",
+    )
+
+
+async def test_webhook_receiver_verifies_the_signature_and_rejects_a_replay(
+    settings: NotifySettings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET)
+    receiver = WebhookReceiver().start()
+    try:
+        hook = {
+            "id": "cms",
+            "url": f"{receiver.url}/hook",
+            "secret_env": WEBHOOK_SECRET_ENV,
+            "levels": ["police"],
+        }
+        seed_directory(engine, {"las": {"801": {"people": PEOPLE, "webhooks": [hook]}}})
+        event = escalation(level=LadderLevel.POLICE, step_index=3)
+        produce(settings, ESCALATIONS.name(settings), [(b"k", encode_event(event))])
+        (record,) = read_topic(settings, ESCALATIONS.name(settings), expect=1)
+        EscalationConsumer(settings, engine).handle_record(record)
+        sender = WebhookSender(settings)
+        await drain(
+            Dispatcher(settings, engine, {Channel.WEBHOOK: sender}, DEAD_LETTER.name(settings)), engine
+        )
+        await sender.aclose()
+
+        ((delivery_id, payload),) = receiver.accepted
+        assert payload["case_id"] == str(event.payload.case_id) and payload["level"] == "police"
+        assert "child_id" not in payload
+        captured, body = receiver.raw[0]
+        headers = {k: v for k, v in captured.items() if k.lower().startswith("x-cme-")}
+        async with httpx.AsyncClient() as client:
+            replay = await client.post(f"{receiver.url}/hook", content=body, headers=headers)
+            tampered = await client.post(
+                f"{receiver.url}/hook",
+                content=body.replace(b"police", b"caseworker"),
+                headers={**headers, "X-CME-Delivery": "another"},
+            )
+        assert replay.status_code == 409
+        assert tampered.status_code == 401
+        assert len(receiver.accepted) == 1
+        assert deliveries(engine)[0].delivery_id == delivery_id
+    finally:
+        receiver.stop()
+
+
+async def test_cancelled_escalation_withdraws_pending_sends(
+    settings: NotifySettings, engine: Engine, smtp: SmtpSink
+) -> None:
+    from services.notify.worker import NotifyWorker
+
+    consume_only = NotifyWorker(settings, engine)
+    await consume_only.start(dispatch=False)
+    try:
+        raised = escalation(level=LadderLevel.CHILDRENS_SOCIAL_CARE)
+        cancelled = step(raised, action=EscalationAction.CANCELLED, reason_code="child_located")
+        produce(
+            settings,
+            ESCALATIONS.name(settings),
+            [(b"k", encode_event(raised)), (b"k", encode_event(cancelled))],
+        )
+        await wait_for(
+            lambda: {d.state for d in deliveries(engine)} == {DeliveryState.WITHDRAWN.value}, what="withdrawn"
+        )
+    finally:
+        await consume_only.stop()
+    assert await Dispatcher(settings, engine, {Channel.SMTP: SmtpSender(settings)}, "unused").run_once() == 0
+    assert smtp.received() == []
+    assert len(deliveries(engine)) == 2
+
+
+async def test_cover_receives_when_the_caseworker_is_away(
+    settings: NotifySettings, engine: Engine, smtp: SmtpSink, worker: Any
+) -> None:
+    now = datetime.now(UTC)
+    away = {"from": (now - timedelta(days=1)).isoformat(), "until": (now + timedelta(days=1)).isoformat()}
+    people = [{**PEOPLE[0], "absences": [{**away, "cover": "rpatel"}]}, *PEOPLE[1:]]
+    seed_directory(engine, {"las": {"801": {"people": people, "roles": {"caseworker": ["person:jsmith"]}}}})
+    produce(settings, ESCALATIONS.name(settings), [(b"k", encode_event(escalation()))])
+    (message,) = await wait_for(lambda: smtp.received(), what="an email")
+    assert message["To"] == "ravi.patel@la801.example.gov.uk"
+    assert "cover for a colleague" in message.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    (row,) = deliveries(engine)
+    assert (row.recipient, row.on_behalf_of) == ("person:rpatel", "person:jsmith")
