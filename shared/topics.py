@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.events.attendance import AttendanceMark
 from shared.events.envelope import Envelope
 from shared.events.inbound import INBOUND_EVENT_CLASSES
 from shared.events.internal import (
@@ -78,6 +79,14 @@ ALERT_ACKS = TopicSpec(
     description="A person acknowledged or resolved an alert.",
     events=(AlertAck,),
 )
+ATTENDANCE = TopicSpec(
+    "cme.attendance.v1",
+    key="UPN",
+    producer="attendance (upload API) and schools' MIS (attendance client)",
+    consumers=("attendance",),
+    description="Session attendance marks (2024 codes), with corrections ordered by occurred_at.",
+    events=(AttendanceMark,),
+)
 DEAD_LETTER = TopicSpec(
     "cme.dead-letter.v1",
     key="original key",
@@ -88,4 +97,6 @@ DEAD_LETTER = TopicSpec(
     retention_ms=90 * DAY_MS,
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, ESCALATIONS, ALERT_ACKS, DEAD_LETTER)
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, ESCALATIONS, ALERT_ACKS, DEAD_LETTER, ATTENDANCE
+)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
+from shared.events.attendance import ATTENDANCE_EVENT_CLASSES, AttendanceMark
 from shared.events.envelope import Envelope
 from shared.events.inbound import (
     INBOUND_EVENT_CLASSES,
@@ -82,11 +83,14 @@ AnyEvent = Annotated[
         Escalation,
         AlertAck,
         DeadLetter,
+        AttendanceMark,
     ],
     Field(discriminator="event_type"),
 ]
 
-ALL_EVENT_CLASSES: tuple[type[Envelope], ...] = INBOUND_EVENT_CLASSES + INTERNAL_EVENT_CLASSES
+ALL_EVENT_CLASSES: tuple[type[Envelope], ...] = (
+    INBOUND_EVENT_CLASSES + INTERNAL_EVENT_CLASSES + ATTENDANCE_EVENT_CLASSES
+)
 INBOUND_EVENT_TYPES: tuple[str, ...] = tuple(
     cls.model_fields["event_type"].default for cls in INBOUND_EVENT_CLASSES
 )
