@@ -24,7 +24,7 @@ from services.notify.channels.webhook import WebhookSender
 from services.notify.config import NotifySettings
 from services.notify.consumer import EscalationConsumer
 from services.notify.dispatcher import Dispatcher
-from services.notify.models import Channel, DeliveryState, NotifyDelivery, NotifyProcessedEvent
+from services.notify.models import Channel, DeliveryState, NotifyDelivery, NotifyOutbox, NotifyProcessedEvent
 from shared.events import encode_event
 from shared.events.catalogue import decode_event
 from shared.events.internal import DeadLetter, EscalationAction, LadderLevel
@@ -389,3 +389,37 @@ async def test_cover_receives_when_the_caseworker_is_away(
     assert "cover for a colleague" in message.get_payload(decode=True).decode()  # type: ignore[union-attr]
     (row,) = deliveries(engine)
     assert (row.recipient, row.on_behalf_of) == ("person:rpatel", "person:jsmith")
+
+
+async def test_unroutable_and_undecodable_escalations_are_dead_lettered(
+    settings: NotifySettings, engine: Engine
+) -> None:
+    no_directory = escalation(la_code="802")  # no directory for this LA: nobody to tell
+    produce(settings, ESCALATIONS.name(settings), [(b"k", encode_event(no_directory)), (b"k", b"{not json")])
+    records = await asyncio.to_thread(read_topic, settings, ESCALATIONS.name(settings), 2)
+    consumer = EscalationConsumer(settings, engine)
+    assert [consumer.handle_record(r).action for r in records] == ["unroutable", "dead_lettered"]
+    with Session(engine) as session:
+        outbox = session.exec(select(NotifyOutbox)).all()
+    letters = [decode_event(row.value) for row in outbox]
+    assert {row.topic for row in outbox} == {DEAD_LETTER.name(settings)}
+    assert sorted(d.payload.error_type for d in letters) == ["LookupError", "ValidationError"]
+    assert deliveries(engine) == []
+
+
+async def test_two_dispatchers_never_send_the_same_row(
+    settings: NotifySettings, engine: Engine, smtp: SmtpSink
+) -> None:
+    consumer = EscalationConsumer(settings, engine)
+    events = [escalation(level=LadderLevel.CHILDRENS_SOCIAL_CARE) for _ in range(10)]
+    produce(settings, ESCALATIONS.name(settings), [(b"k", encode_event(e)) for e in events])
+    for record in await asyncio.to_thread(read_topic, settings, ESCALATIONS.name(settings), 10):
+        consumer.handle_record(record)
+    small_batches = settings.model_copy(update={"notify_send_batch": 3})
+    a, b = (
+        Dispatcher(small_batches, engine, {Channel.SMTP: SmtpSender(settings)}, "unused") for _ in range(2)
+    )
+    while any(d.state != DeliveryState.SENT.value for d in deliveries(engine)):
+        await asyncio.gather(a.run_once(), b.run_once())
+    ids = [m["Message-ID"] for m in smtp.received()]
+    assert len(ids) == 20 and len(set(ids)) == 20
