@@ -31,7 +31,14 @@ from services.referral.models import (
     Problem,
     ReferralRequest,
 )
-from services.referral.openapi import BATCH_BODY, CSV_BODY, CTF_BODY, EVENT_BODY, error_responses
+from services.referral.openapi import (
+    BATCH_BODY,
+    CSV_BODY,
+    CTF_BODY,
+    EVENT_BODY,
+    REFERRAL_BODY,
+    error_responses,
+)
 from services.referral.ratelimit import RateLimiter
 from services.referral.relay import OutboxRelay
 from services.referral.service import Intake, Outcome, check, derived_event_id, rejection
@@ -249,16 +256,21 @@ async def submit_batch(request: Request, state: State, client: Client) -> BatchR
         "event_id; send an `Idempotency-Key` header to make retries safe (the same key gives the same event)."
     ),
     responses={202: {"description": "Accepted"}, **error_responses(403, 409, 413, 422)},
+    openapi_extra={"requestBody": REFERRAL_BODY},
     tags=["referrals"],
 )
 async def submit_referral(
-    referral: ReferralRequest,
+    request: Request,
     state: State,
     client: Client,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
 ) -> JSONResponse:
+    try:  # read here, not by FastAPI, so a body that is not even JSON gets the same 422 as any other error
+        referral = ReferralRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise ApiError(422, schema_problems(exc)) from exc
     charge(state, client)
     event_id = (
         derived_event_id(client.id, f"referral\n{idempotency_key}") if idempotency_key else uuid.uuid4()

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.referral.api import ApiError, ReferralState, router, validation_problems
 from services.referral.metrics import EVENTS_REJECTED
@@ -78,6 +79,12 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Framework answers (unknown path, wrong method) in the same shape as the service's own.
+        problem = Problem(field="request", rule=f"http_{exc.status_code}", message=str(exc.detail))
+        return ApiError(exc.status_code, [problem], dict(exc.headers or {})).response()
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

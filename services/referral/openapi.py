@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
-from services.referral.models import ErrorResponse
+from services.referral.models import ErrorResponse, ReferralRequest
 from shared.events.catalogue import InboundEvent
 
 _REF = "#/components/schemas/{model}"
@@ -33,6 +33,10 @@ BATCH_BODY: dict[str, Any] = {
             }
         }
     },
+}
+REFERRAL_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReferralRequest"}}},
 }
 CSV_BODY: dict[str, Any] = {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
 CTF_BODY: dict[str, Any] = {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}
@@ -72,9 +76,10 @@ def install_openapi(app: FastAPI) -> None:
         event_schema = TypeAdapter(InboundEvent).json_schema(ref_template=_REF)
         components.update(event_schema.pop("$defs", {}))
         components["InboundEvent"] = event_schema
-        error_schema = ErrorResponse.model_json_schema(ref_template=_REF)
-        components.update(error_schema.pop("$defs", {}))
-        components["ErrorResponse"] = error_schema
+        for model in (ErrorResponse, ReferralRequest):
+            model_schema = model.model_json_schema(ref_template=_REF)
+            components.update(model_schema.pop("$defs", {}))
+            components[model.__name__] = model_schema
         app.openapi_schema = schema
         return schema
 
