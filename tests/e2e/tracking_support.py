@@ -94,13 +94,19 @@ def case_of(settings: Settings, event_id: uuid.UUID) -> dict[str, Any] | None:
 
 def wait_state(settings: Settings, event_id: uuid.UUID, state: str, facts: int | None = None,
                timeout_s: float = 60) -> dict[str, Any]:  # fmt: skip
+    seen: list[Any] = [None]
+
     def ready() -> dict[str, Any] | None:
-        case = case_of(settings, event_id)
+        case = seen[0] = case_of(settings, event_id)
         if case and case["state"] == state and (facts is None or case["facts_applied"] == facts):
             return case
         return None
 
-    return wait_until(ready, timeout_s=timeout_s, what=f"case in {state}")  # type: ignore[no-any-return]
+    try:
+        return wait_until(ready, timeout_s=timeout_s, what=f"case in {state}")  # type: ignore[no-any-return]
+    except AssertionError as exc:
+        last = seen[0] and {k: seen[0][k] for k in ("state", "facts_applied", "cause_event_id")}
+        raise AssertionError(f"{exc}; case was {last}") from None
 
 
 def event(event_type: str, serial: int, day: int, la_code: str = "801", **kw: Any) -> Envelope:

@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
         ensure_topics(cfg, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
         migrate(cfg.database_url, MIGRATIONS, "tracking")
     data_dir = Path(cfg.data_dir) / f"{cfg.topic_prefix}tracking-faust"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id(cfg),
         **faust_broker_options(cfg),
@@ -73,8 +74,8 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
         transitions=_raw_topic(app, CASE_TRANSITIONS.name(cfg)),
         dead_letter=_raw_topic(app, DEAD_LETTER.name(cfg)),
         children=app.Table(
-            CHILDREN_TABLE, default=None, partitions=cfg.topic_partitions,
-            schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+            # Keys are child_id strings, values ChildRecord JSON strings (faust's json codec for tables).
+            CHILDREN_TABLE, default=None, partitions=cfg.topic_partitions, key_type=str, value_type=str,
         ),  # fmt: skip
     )
     from services.tracking.stream import case_agent, identity_agent

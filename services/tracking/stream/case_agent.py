@@ -57,7 +57,8 @@ def register(app: faust.App, ctx: Any) -> None:
         started = time.perf_counter()
         key: bytes = event.key
         envelope = decode_event(event.value)
-        record = load_record(ctx.children.get(key)) or new_record(key.decode(), str(envelope.payload.la_code))
+        child_id = key.decode()
+        record = load_record(ctx.children.get(child_id)) or new_record(child_id, str(envelope.payload.la_code))
         outcome = apply(record, envelope)
         if outcome.duplicate:
             EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "duplicate").inc()
@@ -74,7 +75,7 @@ def register(app: faust.App, ctx: Any) -> None:
             await send_and_wait(ctx.intake, intake_key(handover), encode_event(handover))
         for child_key, forward in outcome.forwards:
             await send_and_wait(ctx.child_events, child_key.encode(), encode_event(forward))
-        ctx.children[key] = outcome.record.model_dump_json().encode()
+        ctx.children[child_id] = outcome.record.model_dump_json()
         EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "ok").inc()
         LATENCY.labels(AGENT).observe(time.perf_counter() - started)
 
