@@ -1,0 +1,47 @@
+"""cme-attendance: `worker` (the faust worker), `api` (the bulk upload API), `serve` (both in one process)."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from services.attendance.settings import AttendanceSettings
+from shared.logs import configure_logging
+
+
+def run_worker(settings: AttendanceSettings) -> None:
+    import faust
+
+    from services.attendance.worker import create_app
+
+    app = create_app(settings)
+    # The worker owns the event loop and stops cleanly on SIGTERM/SIGINT (tables flushed, offsets committed).
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+def run_api(settings: AttendanceSettings) -> None:
+    import uvicorn
+
+    from services.attendance.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.bind_host, port=settings.attendance_port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cme-attendance", description=__doc__)
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "worker", "api"])
+    args = parser.parse_args(argv)
+    settings = AttendanceSettings()
+    configure_logging("attendance", settings.log_level, settings.log_json)
+    if args.command == "worker":
+        run_worker(settings)
+    elif args.command == "api":
+        run_api(settings)
+    else:
+        threading.Thread(target=run_api, args=(settings,), name="attendance-api", daemon=True).start()
+        run_worker(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The attendance service's own settings (env prefix CME_, like the shared ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class AttendanceSettings(Settings):
+    # Table store of the faust worker: RocksDB (rocksdict) in production, memory in tests; "auto" picks
+    # RocksDB when rocksdict is installed.
+    attendance_store: Literal["auto", "rocksdb", "memory"] = "auto"
+    # Per-LA overrides of the absence-threshold rules (<la_code>.yaml); None: the shipped defaults only.
+    attendance_rules_dir: Path | None = None
+    attendance_port: int = 8005
+    # Largest bulk upload accepted (bytes); bigger bodies get 413. 5 MB is about 40,000 marks as JSON.
+    attendance_upload_max_bytes: int = Field(default=5_000_000, ge=1024)
+    attendance_upload_max_marks: int = Field(default=50_000, ge=1)
+
+    def store_url(self) -> str:
+        store = self.attendance_store
+        if store == "auto":
+            try:
+                import rocksdict  # noqa: F401
+            except ImportError:
+                store = "memory"
+            else:
+                store = "rocksdb"
+        return f"{store}://"
+
+
+def attendance_settings(base: Settings | None = None) -> AttendanceSettings:
+    """Attendance settings from the environment, or carrying over an explicit shared Settings object."""
+    if base is None:
+        return AttendanceSettings()
+    if isinstance(base, AttendanceSettings):
+        return base
+    return AttendanceSettings(**base.model_dump())
