@@ -36,21 +36,32 @@ def create_app(settings: NotifySettings, engine: Engine | None = None, run_worke
 
     metrics.PENDING_ACKS.set_function(pending_acks)
 
+    workers: list[NotifyWorker] = []
+
+    async def worker_check() -> None:
+        for worker in workers:
+            failed = worker.failed_task()
+            if failed:
+                raise RuntimeError(f"background loop {failed} has stopped")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        worker = NotifyWorker(settings, engine) if run_worker else None
-        if worker is not None:
+        if run_worker:
+            worker = NotifyWorker(settings, engine)
             await worker.start()
+            workers.append(worker)
         try:
             yield
         finally:
-            if worker is not None:
+            for worker in workers:
                 await worker.stop()
+            workers.clear()
 
     app = FastAPI(title="CME Tracker notify", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(router)
-    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    checks = {"database": database_check(engine), "kafka": kafka_check(settings), "worker": worker_check}
+    app.include_router(ops_router(checks))
     return app

@@ -17,10 +17,10 @@ from services.notify.config import NotifySettings
 from services.notify.consumer import EscalationConsumer
 from services.notify.dispatcher import AfterSend, Dispatcher
 from services.notify.models import Channel, NotifyOutbox
-from shared.kafka import aiokafka_config
+from shared.kafka import aiokafka_config, ensure_topics
 from shared.logs import get_logger
 from shared.outbox import run_relay
-from shared.topics import DEAD_LETTER
+from shared.topics import ALERT_ACKS, DEAD_LETTER, ESCALATIONS
 
 log = get_logger(__name__)
 
@@ -54,6 +54,7 @@ class NotifyWorker:
 
     async def start(self, consume: bool = True, dispatch: bool = True, relay: bool = True) -> None:
         self._stop.clear()
+        await asyncio.to_thread(ensure_topics, self.settings, (ESCALATIONS, ALERT_ACKS, DEAD_LETTER))
         if relay:
             self._producer = AIOKafkaProducer(
                 acks="all", enable_idempotence=True, client_id="cme-notify", **aiokafka_config(self.settings)
@@ -64,12 +65,26 @@ class NotifyWorker:
             async def send(topic: str, key: bytes | None, value: bytes) -> None:
                 await producer.send_and_wait(topic, value=value, key=key)
 
-            self._tasks.append(asyncio.create_task(run_relay(self.engine, NotifyOutbox, send, self._stop)))
+            self._tasks.append(
+                asyncio.create_task(
+                    run_relay(self.engine, NotifyOutbox, send, self._stop), name="outbox-relay"
+                )
+            )
         if consume:
             await self.consumer.start()
-            self._tasks.append(asyncio.create_task(self.consumer.run(self._stop)))
+            self._tasks.append(asyncio.create_task(self.consumer.run(self._stop), name="escalation-consumer"))
         if dispatch:
-            self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop)))
+            self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
+        log.info("notify_worker_started", consume=consume, dispatch=dispatch, relay=relay)
+
+    def failed_task(self) -> str | None:
+        """The name of a background loop that has died (readiness reports it), or None."""
+        if self._stop.is_set():
+            return None
+        for task in self._tasks:
+            if task.done():
+                return task.get_name()
+        return None
 
     async def stop(self) -> None:
         self._stop.set()
@@ -83,3 +98,4 @@ class NotifyWorker:
             self._producer = None
         for channel in self.channels.values():
             await channel.aclose()
+        log.info("notify_worker_stopped")

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -266,6 +267,8 @@ async def test_transient_failures_retry_with_backoff_then_dead_letter(
     from services.notify.worker import NotifyWorker
 
     worker = NotifyWorker(dead_port_settings, engine)
+    dead_before = REGISTRY.get_sample_value("cme_notify_dead_lettered_total", {"channel": "smtp"}) or 0.0
+    retries_before = REGISTRY.get_sample_value("cme_notify_retries_total", {"channel": "smtp"}) or 0.0
     await worker.start()
     try:
         event = escalation()
@@ -284,6 +287,14 @@ async def test_transient_failures_retry_with_backoff_then_dead_letter(
         assert dead.payload.original_topic == ESCALATIONS.name(dead_port_settings)
         assert orjson.loads(base64.b64decode(dead.payload.value_base64))["delivery_id"] == row.delivery_id
         assert "@" not in dead.payload.error  # no address in the dead letter's error text
+        # The ops alert: the dead-letter counter (and an error log line); two retries before it.
+        assert (
+            REGISTRY.get_sample_value("cme_notify_dead_lettered_total", {"channel": "smtp"})
+            == dead_before + 1
+        )
+        assert (
+            REGISTRY.get_sample_value("cme_notify_retries_total", {"channel": "smtp"}) == retries_before + 2
+        )
     finally:
         await worker.stop()
         engine.dispose()

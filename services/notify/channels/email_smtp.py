@@ -34,6 +34,7 @@ class SmtpSender:
         email["Date"] = formatdate(usegmt=True)
         email["Message-ID"] = message_id(message.delivery_id)
         email["X-CME-Delivery"] = message.delivery_id
+        email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies to an alert
         email.set_content(message.body)
         return email
 
