@@ -1,0 +1,203 @@
+"""Read API of the case store, scoped to the caller's LA; every read of a child's record is audited."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from shared.auth import CaseReader, Principal
+from shared.events.envelope import Source, utcnow
+from shared.events.internal import CaseState, ChildMerged, ChildMergedPayload
+from services.tracking.identity import IdentityResolver
+from services.tracking.matching import normalise_name
+from services.tracking.models import (
+    TrackingCase,
+    TrackingChild,
+    TrackingIdentifier,
+    TrackingReadAudit,
+    TrackingReviewItem,
+    TrackingTimelineEntry,
+)
+
+Reason = Annotated[str, Field(min_length=3, max_length=500, description="Why the record is being read")]
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+class CaseOut(BaseModel):
+    case_id: str
+    child_id: str
+    la_code: str
+    state: str | None
+    reason: str | None
+    cause_event_id: str | None
+    cause_event_type: str | None
+    cause_occurred_at: datetime | None
+    vulnerabilities: list[str]
+    social_care_status: str
+    has_social_worker: bool
+    safeguarding_concern: bool
+    destination_la_code: str | None
+    open_deadlines: list[str]
+    merged_into: str | None
+
+
+class TimelineOut(BaseModel):
+    event_id: str
+    event_type: str
+    event_kind: str | None
+    occurred_at: datetime
+    verdict: str
+    from_state: str | None
+    to_state: str | None
+    school_urn: str | None
+    note: str | None
+
+
+class ChildOut(BaseModel):
+    child_id: str
+    forename: str | None
+    surname: str | None
+    date_of_birth: date | None
+    case: CaseOut | None
+    timeline: list[TimelineOut]
+
+
+class SearchIn(BaseModel):
+    reason: Reason
+    upn: str | None = None
+    surname: str | None = Field(default=None, max_length=100)
+    date_of_birth: date | None = None
+
+
+class Decision(BaseModel):
+    decision: Annotated[str, Field(pattern="^(link|not_link)$")]
+    reason: Reason
+
+
+def _case_out(row: TrackingCase) -> CaseOut:
+    data: dict[str, Any] = row.model_dump()
+    data["vulnerabilities"] = [v for v in row.vulnerabilities.split(",") if v]
+    data["open_deadlines"] = [d for d in row.open_deadlines.split(",") if d]
+    return CaseOut.model_validate(data)
+
+
+def _audit(session: Session, who: Principal, action: str, child_id: str | None, reason: str) -> None:
+    session.add(TrackingReadAudit(subject=who.sub, role=who.role, la_code=who.la_code, action=action,
+                                  child_id=child_id, reason=reason))  # fmt: skip
+
+
+def build_router(publish: Any) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["cases"])
+
+    @router.get("/children/{child_id}")
+    def read_child(child_id: uuid.UUID, who: CaseReader, engine: EngineDep,
+                   reason: Annotated[str, Query(min_length=3, max_length=500)]) -> ChildOut:  # fmt: skip
+        with Session(engine, expire_on_commit=False) as session:
+            child = session.get(TrackingChild, str(child_id))
+            if child is None or child.la_code != who.la_code:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such child")
+            case = session.exec(select(TrackingCase).where(TrackingCase.child_id == child.child_id)).first()
+            rows = session.exec(
+                select(TrackingTimelineEntry)
+                .where(TrackingTimelineEntry.child_id == child.child_id)
+                .order_by(col(TrackingTimelineEntry.occurred_at), col(TrackingTimelineEntry.id))
+            ).all()
+            _audit(session, who, "read_child", child.child_id, reason)
+            session.commit()
+            return ChildOut(
+                child_id=child.child_id, forename=child.forename, surname=child.surname,
+                date_of_birth=child.date_of_birth, case=_case_out(case) if case else None,
+                timeline=[TimelineOut.model_validate(r.model_dump()) for r in rows],
+            )  # fmt: skip
+
+    @router.get("/cases")
+    def cases_by_state(who: CaseReader, engine: EngineDep, state: CaseState,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[CaseOut]:  # fmt: skip
+        with Session(engine, expire_on_commit=False) as session:
+            rows = session.exec(
+                select(TrackingCase)
+                .where(TrackingCase.la_code == who.la_code, TrackingCase.state == state,
+                       col(TrackingCase.merged_into).is_(None))
+                .order_by(col(TrackingCase.cause_occurred_at)).limit(limit)
+            ).all()  # fmt: skip
+            return [_case_out(r) for r in rows]
+
+    @router.post("/children/search")
+    def search(body: SearchIn, who: CaseReader, engine: EngineDep) -> list[CaseOut]:
+        """By UPN, or by surname and date of birth; personal data only in the body, never in the URL."""
+        with Session(engine, expire_on_commit=False) as session:
+            if body.upn:
+                ids = session.exec(select(TrackingIdentifier.child_id).where(
+                    TrackingIdentifier.la_code == who.la_code, TrackingIdentifier.kind == "upn",
+                    TrackingIdentifier.value == body.upn.strip().upper())).all()  # fmt: skip
+            elif body.surname and body.date_of_birth:
+                ids = session.exec(select(TrackingChild.child_id).where(
+                    TrackingChild.la_code == who.la_code, TrackingChild.date_of_birth == body.date_of_birth,
+                    TrackingChild.surname_norm == normalise_name(body.surname))).all()  # fmt: skip
+            else:
+                raise HTTPException(422, "give a UPN, or a surname and a date of birth")
+            survivors = sorted({IdentityResolver.surviving(session, i) for i in ids})
+            rows = session.exec(select(TrackingCase).where(col(TrackingCase.child_id).in_(survivors),
+                                                           TrackingCase.la_code == who.la_code)).all()  # fmt: skip
+            _audit(session, who, "search", None, body.reason)
+            session.commit()
+            return [_case_out(r) for r in rows]
+
+    @router.get("/review-items")
+    def review_items(who: CaseReader, engine: EngineDep, status_: Annotated[str, Query(alias="status")] = "open",
+                     ) -> list[dict[str, Any]]:  # fmt: skip
+        with Session(engine, expire_on_commit=False) as session:
+            rows = session.exec(select(TrackingReviewItem).where(
+                TrackingReviewItem.la_code == who.la_code, TrackingReviewItem.status == status_)
+                .order_by(col(TrackingReviewItem.created_at))).all()  # fmt: skip
+            return [r.model_dump(mode="json") for r in rows]
+
+    @router.post("/review-items/{review_id}/decision")
+    async def decide(review_id: uuid.UUID, body: Decision, who: CaseReader, engine: EngineDep) -> dict[str, Any]:
+        """A person's decision on a possible duplicate: link publishes ChildMerged; not_link closes the item."""
+        with Session(engine, expire_on_commit=False) as session:
+            item = session.get(TrackingReviewItem, str(review_id))
+            if item is None or item.la_code != who.la_code:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item")
+            if item.status != "open":
+                raise HTTPException(status.HTTP_409_CONFLICT, f"already decided: {item.status}")
+            merged: ChildMerged | None = None
+            if body.decision == "link":
+                if item.other_child_id is None:
+                    raise HTTPException(422, "this review item names one child: nothing to link")
+                survivor, gone = sorted((item.child_id, item.other_child_id))  # deterministic, either is fine
+                merged = ChildMerged(
+                    event_id=uuid.uuid5(review_id, "merge"), occurred_at=utcnow(),
+                    source=Source(system="cme-tracking", la_code=who.la_code),
+                    payload=ChildMergedPayload(surviving_child_id=uuid.UUID(survivor),
+                                               merged_child_id=uuid.UUID(gone), la_code=who.la_code,
+                                               decided_by=who.sub, review_item_id=review_id),
+                )  # fmt: skip
+                child = session.get(TrackingChild, gone)
+                if child is not None:
+                    child.merged_into = survivor  # new facts for either child's identifiers now resolve to one
+                    session.add(child)
+            item.status = "linked" if merged else "not_linked"
+            item.decided_by, item.decided_at = who.sub, utcnow()
+            session.add(item)
+            _audit(session, who, f"review_{body.decision}", item.child_id, body.reason)
+            if merged is not None:
+                # Publish before commit: if the commit fails the item stays open and a retry republishes the
+                # same event (its id is derived from the review item), which the case agent deduplicates.
+                await publish(merged)
+            session.commit()
+        return {"review_id": str(review_id), "status": "linked" if merged else "not_linked"}
+
+    return router

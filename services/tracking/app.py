@@ -1,0 +1,52 @@
+"""create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the producer for review decisions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from shared.db import make_engine, migrate
+from shared.events.catalogue import encode_event
+from shared.events.internal import ChildMerged, ChildSplit
+from shared.kafka import aiokafka_config
+from shared.ops import database_check, kafka_check, ops_router
+from shared.settings import Settings, get_settings
+from shared.topics import CHILD_EVENTS
+from services.tracking.api import build_router
+from services.tracking.gauges import register_open_cases_gauge
+from services.tracking.stream.app import MIGRATIONS
+
+
+def create_app(settings: Settings) -> FastAPI:
+    engine = make_engine(settings.database_url)
+    producer_box: dict[str, AIOKafkaProducer] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(settings.database_url, MIGRATIONS, "tracking")
+        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **aiokafka_config(settings))
+        await producer.start()
+        producer_box["p"] = producer
+        try:
+            yield
+        finally:
+            await producer.stop()
+            engine.dispose()
+
+    async def publish(event: ChildMerged | ChildSplit) -> None:
+        # Keyed by the child whose record acts first: the merged child hands its facts on; a split starts at
+        # the surviving child.
+        key = event.payload.merged_child_id if isinstance(event, ChildMerged) else event.payload.child_id
+        await producer_box["p"].send_and_wait(CHILD_EVENTS.name(settings), encode_event(event), key=str(key).encode())
+
+    app = FastAPI(title="CME Tracker: tracking", lifespan=lifespan)
+    app.state.engine = engine
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(build_router(publish))
+    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    register_open_cases_gauge(engine, REGISTRY)
+    return app
