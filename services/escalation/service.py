@@ -144,7 +144,7 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     order = _rule_order(deps.rules, la)
     calendar = deps.calendars.calendar_for(la)
     for rule in rules:
-        if _already_running(session, child, la, rule.id):
+        if _already_running(session, child, la, rule):
             continue
         _start_clock(
             session,
@@ -207,7 +207,7 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     order = _rule_order(deps.rules, la)
     calendar = deps.calendars.calendar_for(la)
     for rule in deps.rules.match_rules(la, fact.event_type, ctx):
-        if _already_running(session, child, la, rule.id):
+        if _already_running(session, child, la, rule):
             continue
         _start_clock(
             session,
@@ -355,7 +355,12 @@ def _rule_order(rules: RuleSet, la: str) -> dict[str, int]:
     return {r.id: i for i, r in enumerate(rules.rules_for(la))}
 
 
-def _already_running(session: Session, child: str, la: str, rule_id: str) -> bool:
+def _already_running(session: Session, child: str, la: str, rule: Rule) -> bool:
+    """A pending clock or a live escalation of this rule for the child. For a state rule an acknowledged
+    escalation still counts (the child is still in that state); a new event (a second exclusion) starts
+    afresh once the earlier escalation was acknowledged."""
+    rule_id = rule.id
+    statuses = OPEN_STATUSES if rule.watches.state is not None else (EscalationStatus.OPEN,)
     pending = session.exec(
         select(EscalationDeadline.id).where(
             EscalationDeadline.child_id == child,
@@ -371,7 +376,7 @@ def _already_running(session: Session, child: str, la: str, rule_id: str) -> boo
         select(EscalationRecord.id).where(
             EscalationRecord.child_id == child,
             EscalationRecord.la_code == la,
-            col(EscalationRecord.status).in_(OPEN_STATUSES),
+            col(EscalationRecord.status).in_(statuses),
             EscalationRecord.rule_id == rule_id,
         )
     ).first()

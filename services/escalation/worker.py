@@ -91,6 +91,7 @@ class EscalationWorker:
         self._failures: dict[tuple[str, int, int], int] = {}
 
     async def start(self) -> None:
+        self._time.now()  # a simulated time file that is missing or invalid stops the start, loudly
         self._producer = AIOKafkaProducer(
             acks="all", enable_idempotence=True, client_id="cme-escalation", **aiokafka_config(self._settings)
         )
