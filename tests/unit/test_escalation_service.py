@@ -309,3 +309,22 @@ def test_absence_retraction_cancels_its_clock(engine: Engine, deps: Deps) -> Non
     with Session(engine) as session:
         statuses = session.exec(select(EscalationDeadline.status)).all()
     assert statuses == [DeadlineStatus.CANCELLED]
+
+
+def test_a_second_exclusion_after_an_acknowledged_one_starts_afresh(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(engine, deps, child_fact(child, "exclusion-issued", date(2025, 11, 3)), utc(2025, 11, 3, 10))
+    run_timer(engine, deps, utc(2025, 11, 11))
+    first = published(engine)[0].payload.escalation_id
+    assert apply(
+        engine, deps, child_fact(child, "exclusion-issued", date(2025, 11, 12)), utc(2025, 11, 12)
+    ) == ("applied")
+    assert pending(engine) == 1  # the first escalation's senior step only: the new exclusion waits its turn
+    apply(engine, deps, ack(first, child, 0, AckAction.ACKNOWLEDGED), utc(2025, 11, 12))
+    apply(engine, deps, child_fact(child, "exclusion-issued", date(2026, 1, 6)), utc(2026, 1, 6))
+    # Excluded Tue 6 Jan 2026 (day 1): day 6 is Tue 13 Jan.
+    run_timer(engine, deps, utc(2026, 1, 14))
+    events = published(engine)
+    assert summary(events)[-1] == ("permanent_exclusion_no_provision", "raised", "caseworker", 0)
+    assert events[-1].occurred_at == utc(2026, 1, 13, 23, 59, 59)
+    assert events[-1].payload.escalation_id != first
