@@ -11,9 +11,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from shared.auth import CaseReader, Principal
-from shared.events.envelope import Source, utcnow
-from shared.events.internal import CaseState, ChildMerged, ChildMergedPayload
 from services.tracking.identity import IdentityResolver
 from services.tracking.matching import normalise_name
 from services.tracking.models import (
@@ -24,6 +21,9 @@ from services.tracking.models import (
     TrackingReviewItem,
     TrackingTimelineEntry,
 )
+from shared.auth import CaseReader, Principal
+from shared.events.envelope import Source, utcnow
+from shared.events.internal import CaseState, ChildMerged, ChildMergedPayload
 
 Reason = Annotated[str, Field(min_length=3, max_length=500, description="Why the record is being read")]
 
@@ -94,16 +94,28 @@ def _case_out(row: TrackingCase) -> CaseOut:
 
 
 def _audit(session: Session, who: Principal, action: str, child_id: str | None, reason: str) -> None:
-    session.add(TrackingReadAudit(subject=who.sub, role=who.role, la_code=who.la_code, action=action,
-                                  child_id=child_id, reason=reason))  # fmt: skip
+    session.add(
+        TrackingReadAudit(
+            subject=who.sub,
+            role=who.role,
+            la_code=who.la_code,
+            action=action,
+            child_id=child_id,
+            reason=reason,
+        )
+    )
 
 
 def build_router(publish: Any) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["cases"])
 
     @router.get("/children/{child_id}")
-    def read_child(child_id: uuid.UUID, who: CaseReader, engine: EngineDep,
-                   reason: Annotated[str, Query(min_length=3, max_length=500)]) -> ChildOut:  # fmt: skip
+    def read_child(
+        child_id: uuid.UUID,
+        who: CaseReader,
+        engine: EngineDep,
+        reason: Annotated[str, Query(min_length=3, max_length=500)],
+    ) -> ChildOut:
         with Session(engine, expire_on_commit=False) as session:
             child = session.get(TrackingChild, str(child_id))
             if child is None or child.la_code != who.la_code:
@@ -117,21 +129,29 @@ def build_router(publish: Any) -> APIRouter:
             _audit(session, who, "read_child", child.child_id, reason)
             session.commit()
             return ChildOut(
-                child_id=child.child_id, forename=child.forename, surname=child.surname,
-                date_of_birth=child.date_of_birth, case=_case_out(case) if case else None,
+                child_id=child.child_id,
+                forename=child.forename,
+                surname=child.surname,
+                date_of_birth=child.date_of_birth,
+                case=_case_out(case) if case else None,
                 timeline=[TimelineOut.model_validate(r.model_dump()) for r in rows],
-            )  # fmt: skip
+            )
 
     @router.get("/cases")
-    def cases_by_state(who: CaseReader, engine: EngineDep, state: CaseState,
-                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[CaseOut]:  # fmt: skip
+    def cases_by_state(
+        who: CaseReader, engine: EngineDep, state: CaseState, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    ) -> list[CaseOut]:
         with Session(engine, expire_on_commit=False) as session:
             rows = session.exec(
                 select(TrackingCase)
-                .where(TrackingCase.la_code == who.la_code, TrackingCase.state == state,
-                       col(TrackingCase.merged_into).is_(None))
-                .order_by(col(TrackingCase.cause_occurred_at)).limit(limit)
-            ).all()  # fmt: skip
+                .where(
+                    TrackingCase.la_code == who.la_code,
+                    TrackingCase.state == state,
+                    col(TrackingCase.merged_into).is_(None),
+                )
+                .order_by(col(TrackingCase.cause_occurred_at))
+                .limit(limit)
+            ).all()
             return [_case_out(r) for r in rows]
 
     @router.post("/children/search")
@@ -139,34 +159,53 @@ def build_router(publish: Any) -> APIRouter:
         """By UPN, or by surname and date of birth; personal data only in the body, never in the URL."""
         with Session(engine, expire_on_commit=False) as session:
             if body.upn:
-                ids = session.exec(select(TrackingIdentifier.child_id).where(
-                    TrackingIdentifier.la_code == who.la_code, TrackingIdentifier.kind == "upn",
-                    TrackingIdentifier.value == body.upn.strip().upper())).all()  # fmt: skip
+                ids = session.exec(
+                    select(TrackingIdentifier.child_id).where(
+                        TrackingIdentifier.la_code == who.la_code,
+                        TrackingIdentifier.kind == "upn",
+                        TrackingIdentifier.value == body.upn.strip().upper(),
+                    )
+                ).all()
             elif body.surname and body.date_of_birth:
-                ids = session.exec(select(TrackingChild.child_id).where(
-                    TrackingChild.la_code == who.la_code, TrackingChild.date_of_birth == body.date_of_birth,
-                    TrackingChild.surname_norm == normalise_name(body.surname))).all()  # fmt: skip
+                ids = session.exec(
+                    select(TrackingChild.child_id).where(
+                        TrackingChild.la_code == who.la_code,
+                        TrackingChild.date_of_birth == body.date_of_birth,
+                        TrackingChild.surname_norm == normalise_name(body.surname),
+                    )
+                ).all()
             else:
                 raise HTTPException(422, "give a UPN, or a surname and a date of birth")
             survivors = sorted({IdentityResolver.surviving(session, i) for i in ids})
-            rows = session.exec(select(TrackingCase).where(col(TrackingCase.child_id).in_(survivors),
-                                                           TrackingCase.la_code == who.la_code)).all()  # fmt: skip
+            rows = session.exec(
+                select(TrackingCase).where(
+                    col(TrackingCase.child_id).in_(survivors), TrackingCase.la_code == who.la_code
+                )
+            ).all()
             _audit(session, who, "search", None, body.reason)
             session.commit()
             return [_case_out(r) for r in rows]
 
     @router.get("/review-items")
-    def review_items(who: CaseReader, engine: EngineDep, status_: Annotated[str, Query(alias="status")] = "open",
-                     ) -> list[dict[str, Any]]:  # fmt: skip
+    def review_items(
+        who: CaseReader,
+        engine: EngineDep,
+        status_: Annotated[str, Query(alias="status")] = "open",
+    ) -> list[dict[str, Any]]:
         with Session(engine, expire_on_commit=False) as session:
-            rows = session.exec(select(TrackingReviewItem).where(
-                TrackingReviewItem.la_code == who.la_code, TrackingReviewItem.status == status_)
-                .order_by(col(TrackingReviewItem.created_at))).all()  # fmt: skip
+            rows = session.exec(
+                select(TrackingReviewItem)
+                .where(TrackingReviewItem.la_code == who.la_code, TrackingReviewItem.status == status_)
+                .order_by(col(TrackingReviewItem.created_at))
+            ).all()
             return [r.model_dump(mode="json") for r in rows]
 
     @router.post("/review-items/{review_id}/decision")
-    async def decide(review_id: uuid.UUID, body: Decision, who: CaseReader, engine: EngineDep) -> dict[str, Any]:
-        """A person's decision on a possible duplicate: link publishes ChildMerged; not_link closes the item."""
+    async def decide(
+        review_id: uuid.UUID, body: Decision, who: CaseReader, engine: EngineDep
+    ) -> dict[str, Any]:
+        """A person's decision on a possible duplicate: link publishes ChildMerged; not_link closes the
+        item."""
         with Session(engine, expire_on_commit=False) as session:
             item = session.get(TrackingReviewItem, str(review_id))
             if item is None or item.la_code != who.la_code:
@@ -179,15 +218,22 @@ def build_router(publish: Any) -> APIRouter:
                     raise HTTPException(422, "this review item names one child: nothing to link")
                 survivor, gone = sorted((item.child_id, item.other_child_id))  # deterministic, either is fine
                 merged = ChildMerged(
-                    event_id=uuid.uuid5(review_id, "merge"), occurred_at=utcnow(),
+                    event_id=uuid.uuid5(review_id, "merge"),
+                    occurred_at=utcnow(),
                     source=Source(system="cme-tracking", la_code=who.la_code),
-                    payload=ChildMergedPayload(surviving_child_id=uuid.UUID(survivor),
-                                               merged_child_id=uuid.UUID(gone), la_code=who.la_code,
-                                               decided_by=who.sub, review_item_id=review_id),
-                )  # fmt: skip
+                    payload=ChildMergedPayload(
+                        surviving_child_id=uuid.UUID(survivor),
+                        merged_child_id=uuid.UUID(gone),
+                        la_code=who.la_code,
+                        decided_by=who.sub,
+                        review_item_id=review_id,
+                    ),
+                )
                 child = session.get(TrackingChild, gone)
                 if child is not None:
-                    child.merged_into = survivor  # new facts for either child's identifiers now resolve to one
+                    child.merged_into = (
+                        survivor  # new facts for either child's identifiers now resolve to one
+                    )
                     session.add(child)
             item.status = "linked" if merged else "not_linked"
             item.decided_by, item.decided_at = who.sub, utcnow()

@@ -1,4 +1,5 @@
-"""create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the producer for review decisions."""
+"""create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the producer for review
+decisions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from services.tracking.api import build_router
+from services.tracking.gauges import register_open_cases_gauge
+from services.tracking.stream.app import MIGRATIONS
 from shared.db import make_engine, migrate
 from shared.events.catalogue import encode_event
 from shared.events.internal import ChildMerged, ChildSplit
@@ -16,9 +20,6 @@ from shared.kafka import aiokafka_config
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import Settings, get_settings
 from shared.topics import CHILD_EVENTS
-from services.tracking.api import build_router
-from services.tracking.gauges import register_open_cases_gauge
-from services.tracking.stream.app import MIGRATIONS
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -41,7 +42,9 @@ def create_app(settings: Settings) -> FastAPI:
         # Keyed by the child whose record acts first: the merged child hands its facts on; a split starts at
         # the surviving child.
         key = event.payload.merged_child_id if isinstance(event, ChildMerged) else event.payload.child_id
-        await producer_box["p"].send_and_wait(CHILD_EVENTS.name(settings), encode_event(event), key=str(key).encode())
+        await producer_box["p"].send_and_wait(
+            CHILD_EVENTS.name(settings), encode_event(event), key=str(key).encode()
+        )
 
     app = FastAPI(title="CME Tracker: tracking", lifespan=lifespan)
     app.state.engine = engine

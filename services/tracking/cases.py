@@ -1,11 +1,15 @@
-"""Apply the events of cme.child-events.v1 to one child's record (the faust table value): idempotent, ordered by
+"""Apply the events of cme.child-events.v1 to one child's record (the faust table value): idempotent,
+ordered by
 event time, and returning everything to publish and project. No Kafka and no database here.
 
 Ordering rule: the case state is always the fold of the child's facts in event-time order (ties by event id).
-A fact newer than (or as new as) the newest applied is applied with one step. A late fact (older than the newest
-applied) is recorded in the timeline and the facts are folded again from the start; if the re-folded state differs
+A fact newer than (or as new as) the newest applied is applied with one step. A late fact (older than the
+newest
+applied) is recorded in the timeline and the facts are folded again from the start; if the re-folded state
+differs
 from the current one, one transition (current -> re-folded) is published with the late fact as its cause;
-otherwise the late fact only adds a timeline row. So a late fact is applied exactly where it changes the outcome.
+otherwise the late fact only adds a timeline row. So a late fact is applied exactly where it changes the
+outcome.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class ChildRecord(BaseModel):
     facts: list[Fact] = Field(default_factory=list)
     seen: list[str] = Field(default_factory=list)
     merged_into: str | None = None
-    # Full inbound facts of a moved-out event are not kept; the handover is published when the move is applied.
+    # Full inbound facts of a moved-out event are not kept; the handover is published when the move is
+    # applied.
 
     @property
     def case_id(self) -> str:
@@ -81,17 +86,30 @@ class Outcome:
     duplicate: bool = False
     timeline: list[TimelineRow] = field(default_factory=list)
     transitions: list[CaseTransition] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (event_id, event kind) for a person to review
-    handovers: list[Envelope] = field(default_factory=list)  # inbound facts for another LA (to the intake topic)
-    forwards: list[tuple[str, Envelope]] = field(default_factory=list)  # (child_id key, event) to child-events
+    refused: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (event_id, event kind) for a person to review
+    handovers: list[Envelope] = field(
+        default_factory=list
+    )  # inbound facts for another LA (to the intake topic)
+    forwards: list[tuple[str, Envelope]] = field(
+        default_factory=list
+    )  # (child_id key, event) to child-events
 
 
 def new_record(child_id: str, la_code: str) -> ChildRecord:
     return ChildRecord(child_id=child_id, la_code=la_code, case=Case(la_code=la_code))
 
 
-def _transition(record: ChildRecord, before: Case, after: Case, cause: Envelope, fact_time: datetime,
-                started: tuple[str, ...], stopped: tuple[str, ...]) -> CaseTransition:  # fmt: skip
+def _transition(
+    record: ChildRecord,
+    before: Case,
+    after: Case,
+    cause: Envelope,
+    fact_time: datetime,
+    started: tuple[str, ...],
+    stopped: tuple[str, ...],
+) -> CaseTransition:
     assert after.state is not None
     to_state = after.state
     return CaseTransition(
@@ -114,14 +132,17 @@ def _transition(record: ChildRecord, before: Case, after: Case, cause: Envelope,
             has_social_worker=after.has_social_worker,
             deadlines_started=[DeadlineRef(name=d, clock_started_on=fact_time.date()) for d in started],
             deadlines_stopped=list(stopped),
-                        destination_la_code=after.destination_la_code,
+            destination_la_code=after.destination_la_code,
             safeguarding_concern=after.safeguarding_concern,
         ),
     )
 
 
-def _net_change(record: ChildRecord, before: Case, after: Case, cause: Envelope, when: datetime) -> CaseTransition | None:
-    """After a re-fold: one transition from the state we were in to the state the facts now give, if different."""
+def _net_change(
+    record: ChildRecord, before: Case, after: Case, cause: Envelope, when: datetime
+) -> CaseTransition | None:
+    """After a re-fold: one transition from the state we were in to the state the facts now give, if
+    different."""
     if after.state == before.state or after.state is None:
         return None
     started = tuple(d for d in after.open_deadlines if d not in before.open_deadlines)
@@ -155,11 +176,19 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
         return out
     if record.merged_into is not None:
         # In flight when the merge happened: the fact belongs to the surviving child now.
-        forwarded = event.model_copy(update={"payload": event.payload.model_copy(update={
-            "child_id": uuid.UUID(record.merged_into)})})  # fmt: skip
+        forwarded = event.model_copy(
+            update={"payload": event.payload.model_copy(update={"child_id": uuid.UUID(record.merged_into)})}
+        )
         out.forwards.append((record.merged_into, forwarded))
-        out.timeline.append(TimelineRow(fact.event_id, fact.event_type, fact.occurred_at, "forwarded",
-                                        note=f"forwarded to surviving child {record.merged_into}"))  # fmt: skip
+        out.timeline.append(
+            TimelineRow(
+                fact.event_id,
+                fact.event_type,
+                fact.occurred_at,
+                "forwarded",
+                note=f"forwarded to surviving child {record.merged_into}",
+            )
+        )
         out.record = record.model_copy(update={"seen": [*record.seen, fact.event_id]})
         return out
     before = record.case
@@ -169,11 +198,22 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
     if not late:
         s = step(before, fact)
         after = s.after
-        row = TimelineRow(fact.event_id, fact.event_type, fact.occurred_at, s.rule.verdict, s.kind, before.state,
-                          after.state, school)  # fmt: skip
+        row = TimelineRow(
+            fact.event_id,
+            fact.event_type,
+            fact.occurred_at,
+            s.rule.verdict,
+            s.kind,
+            before.state,
+            after.state,
+            school,
+        )
         if s.changes:
-            out.transitions.append(_transition(record, before, after, inbound, fact.occurred_at,
-                                               s.deadlines_started, s.deadlines_stopped))  # fmt: skip
+            out.transitions.append(
+                _transition(
+                    record, before, after, inbound, fact.occurred_at, s.deadlines_started, s.deadlines_stopped
+                )
+            )
         if s.handover_to:
             out.handovers.append(_handover(record, inbound, s.handover_to))
         if s.flagged:
@@ -183,8 +223,17 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
         own = next(x for x in steps if x.fact_id == fact.event_id)
         transition = _net_change(record, before, after, inbound, fact.occurred_at)
         verdict = "late" if transition is None else "late-applied"
-        row = TimelineRow(fact.event_id, fact.event_type, fact.occurred_at, verdict, own.kind, before.state,
-                          after.state, school, note=f"late fact; in event-time order it was {own.rule.verdict}")  # fmt: skip
+        row = TimelineRow(
+            fact.event_id,
+            fact.event_type,
+            fact.occurred_at,
+            verdict,
+            own.kind,
+            before.state,
+            after.state,
+            school,
+            note=f"late fact; in event-time order it was {own.rule.verdict}",
+        )
         if transition is not None:
             out.transitions.append(transition)
             if after.state == CaseState.LEFT_AREA and after.destination_la_code:
@@ -192,12 +241,15 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
         if own.flagged:
             out.refused.append((fact.event_id, own.kind))
     out.timeline.append(row)
-    out.record = record.model_copy(update={"case": after, "facts": facts, "seen": [*record.seen, fact.event_id]})
+    out.record = record.model_copy(
+        update={"case": after, "facts": facts, "seen": [*record.seen, fact.event_id]}
+    )
     return out
 
 
 def apply_merge(record: ChildRecord, event: ChildMerged) -> Outcome:
-    """A person linked two children. At the merged child: hand its facts to the survivor. At the survivor: take
+    """A person linked two children. At the merged child: hand its facts to the survivor. At the survivor:
+    take
     them, and re-fold, so the case reflects every fact of the one child."""
     p = event.payload
     out = Outcome(record=record)
@@ -216,8 +268,18 @@ def apply_merge(record: ChildRecord, event: ChildMerged) -> Outcome:
             payload=p.model_copy(update={"facts": [f.model_dump(mode="json") for f in record.facts]}),
         )
         out.forwards.append((survivor, forward))
-        out.timeline.append(TimelineRow(event_id, event.event_type, event.occurred_at, "merged", None,
-                                        record.case.state, None, note=f"merged into {survivor}"))  # fmt: skip
+        out.timeline.append(
+            TimelineRow(
+                event_id,
+                event.event_type,
+                event.occurred_at,
+                "merged",
+                None,
+                record.case.state,
+                None,
+                note=f"merged into {survivor}",
+            )
+        )
         out.record = record.model_copy(update={"merged_into": survivor, "seen": seen})
         return out
     incoming = [Fact.model_validate(f) for f in p.facts]
@@ -228,18 +290,33 @@ def apply_merge(record: ChildRecord, event: ChildMerged) -> Outcome:
     transition = _net_change(record, before, after, event, event.occurred_at)
     if transition is not None:
         out.transitions.append(transition)
-    out.timeline.append(TimelineRow(event_id, event.event_type, event.occurred_at, "merged", None, before.state,
-                                    after.state, note=f"took {len(new_facts)} facts of {p.merged_child_id}"))  # fmt: skip
+    out.timeline.append(
+        TimelineRow(
+            event_id,
+            event.event_type,
+            event.occurred_at,
+            "merged",
+            None,
+            before.state,
+            after.state,
+            note=f"took {len(new_facts)} facts of {p.merged_child_id}",
+        )
+    )
     for f in new_facts:
-        out.timeline.append(TimelineRow(f.event_id, f.event_type, f.occurred_at, "merged-in",
-                                        note=f"from {p.merged_child_id}"))  # fmt: skip
-    out.record = record.model_copy(update={"case": after, "facts": facts,
-                                           "seen": [*seen, *(f.event_id for f in new_facts)]})  # fmt: skip
+        out.timeline.append(
+            TimelineRow(
+                f.event_id, f.event_type, f.occurred_at, "merged-in", note=f"from {p.merged_child_id}"
+            )
+        )
+    out.record = record.model_copy(
+        update={"case": after, "facts": facts, "seen": [*seen, *(f.event_id for f in new_facts)]}
+    )
     return out
 
 
 def apply_split(record: ChildRecord, event: ChildSplit) -> Outcome:
-    """Undo of a merge. At the survivor: give the named facts back and re-fold. At the restored child: take them,
+    """Undo of a merge. At the survivor: give the named facts back and re-fold. At the restored child: take
+    them,
     drop the merge, and re-fold."""
     p = event.payload
     out = Outcome(record=record)
@@ -270,7 +347,17 @@ def apply_split(record: ChildRecord, event: ChildSplit) -> Outcome:
     transition = _net_change(record, before, after, event, event.occurred_at)
     if transition is not None:
         out.transitions.append(transition)
-    out.timeline.append(TimelineRow(event_id, event.event_type, event.occurred_at, "split", None, before.state,
-                                    after.state, note=f"{len(moved)} facts moved"))  # fmt: skip
+    out.timeline.append(
+        TimelineRow(
+            event_id,
+            event.event_type,
+            event.occurred_at,
+            "split",
+            None,
+            before.state,
+            after.state,
+            note=f"{len(moved)} facts moved",
+        )
+    )
     out.record = record.model_copy(update={"case": after, "facts": facts, "seen": seen, "merged_into": None})
     return out

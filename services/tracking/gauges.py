@@ -1,4 +1,5 @@
-"""The open-cases-by-state gauge, read from the case store at scrape time (right whichever worker wrote it)."""
+"""The open-cases-by-state gauge, read from the case store at scrape time (right whichever worker wrote
+it)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@
 
 Race freedom between workers: strong identifiers are unique per LA in the database (a loser of a race gets an
 IntegrityError, rolls back and retries, and then matches the winner exactly); on PostgreSQL the scored path
-takes transaction-scoped advisory locks on the record's block keys (sorted, so no deadlock), so two records that
+takes transaction-scoped advisory locks on the record's block keys (sorted, so no deadlock), so two records
+that
 could be candidates of each other are resolved one after the other. SQLite has a single writer anyway.
 """
 
@@ -51,7 +52,8 @@ class Resolution:
 
 
 def child_id_for(event_id: str) -> str:
-    """A new child's id is derived from the event that first named it: a retried resolution makes the same id."""
+    """A new child's id is derived from the event that first named it: a retried resolution makes the same
+    id."""
     return str(uuid.uuid5(NAMESPACE, f"child:{event_id}"))
 
 
@@ -61,8 +63,13 @@ def review_id_for(kind: str, *parts: str) -> str:
 
 def strong_identifiers(child: dict[str, object]) -> list[tuple[str, str]]:
     ids: list[tuple[str, str]] = []
-    for field_name, kind in (("upn", "upn"), ("former_upn", "upn"), ("uln", "uln"), ("nhs_number", "nhs_number"),
-                             ("la_child_id", "la_child_id")):  # fmt: skip
+    for field_name, kind in (
+        ("upn", "upn"),
+        ("former_upn", "upn"),
+        ("uln", "uln"),
+        ("nhs_number", "nhs_number"),
+        ("la_child_id", "la_child_id"),
+    ):
         value = child.get(field_name)
         if value:
             ids.append((kind, str(value)))
@@ -96,7 +103,9 @@ class IdentityResolver:
                     return result
             except (IntegrityError, OperationalError) as exc:
                 # Lost a race on a strong identifier (or SQLite was busy): the next attempt sees the winner.
-                log.info("identity_retry", event_id=str(event.event_id), attempt=attempt, error=type(exc).__name__)
+                log.info(
+                    "identity_retry", event_id=str(event.event_id), attempt=attempt, error=type(exc).__name__
+                )
                 if attempt == self.attempts:
                     raise
         raise AssertionError("unreachable")
@@ -140,12 +149,20 @@ class IdentityResolver:
             if session.get(TrackingReviewItem, rid) is None:
                 session.add(
                     TrackingReviewItem(
-                        review_id=rid, la_code=la_code, kind=rkind, child_id=child_id, other_child_id=other,
-                        event_id=event_id, score=rscore, detail=f"match score {rscore}" if rscore else None,
+                        review_id=rid,
+                        la_code=la_code,
+                        kind=rkind,
+                        child_id=child_id,
+                        other_child_id=other,
+                        event_id=event_id,
+                        score=rscore,
+                        detail=f"match score {rscore}" if rscore else None,
                     )
-                )  # fmt: skip
+                )
         session.add(
-            TrackingResolution(event_id=event_id, child_id=child_id, la_code=la_code, match=kind, score=match_score)
+            TrackingResolution(
+                event_id=event_id, child_id=child_id, la_code=la_code, match=kind, score=match_score
+            )
         )
         session.flush()  # surface a lost race on an identifier now, inside the retry loop
         return Resolution(child_id, kind, match_score, created=kind in (MatchKind.NEW, MatchKind.REVIEW))
@@ -232,9 +249,13 @@ class IdentityResolver:
         if row is None:
             row = TrackingChild(child_id=child_id, la_code=la_code, created_by_event_id=event_id)
         # Fill what the child's record lacks; a later source never overwrites what an earlier one said.
-        for name, value in (("forename", person.forename), ("surname", person.surname),
-                            ("date_of_birth", person.date_of_birth), ("sex", person.sex),
-                            ("postcode", person.postcode)):  # fmt: skip
+        for name, value in (
+            ("forename", person.forename),
+            ("surname", person.surname),
+            ("date_of_birth", person.date_of_birth),
+            ("sex", person.sex),
+            ("postcode", person.postcode),
+        ):
             if value and getattr(row, name) is None:
                 setattr(row, name, value)
         if row.surname_norm is None and person.surname:
@@ -248,11 +269,15 @@ class IdentityResolver:
     def _claim(session: Session, la_code: str, kind: str, value: str, child_id: str, event_id: str) -> None:
         existing = session.exec(
             select(TrackingIdentifier).where(
-                TrackingIdentifier.la_code == la_code, TrackingIdentifier.kind == kind, TrackingIdentifier.value == value
+                TrackingIdentifier.la_code == la_code,
+                TrackingIdentifier.kind == kind,
+                TrackingIdentifier.value == value,
             )
         ).first()
         if existing is None:
             session.add(
-                TrackingIdentifier(la_code=la_code, kind=kind, value=value, child_id=child_id, first_event_id=event_id)
+                TrackingIdentifier(
+                    la_code=la_code, kind=kind, value=value, child_id=child_id, first_event_id=event_id
+                )
             )
             session.flush()

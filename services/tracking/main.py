@@ -24,7 +24,9 @@ def run_api(settings: TrackingSettings) -> None:
 
     from services.tracking.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.tracking_port, log_level="warning")
+    uvicorn.run(
+        create_app(settings), host=settings.bind_host, port=settings.tracking_port, log_level="warning"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,7 +40,8 @@ class Person:
 
 
 def normalise_name(name: str | None) -> str:
-    """Lower case, accents and punctuation removed, hyphens and spaces collapsed: 'O'Brien-Smith' -> 'obriensmith'."""
+    """Lower case, accents and punctuation removed, hyphens and spaces collapsed: 'O'Brien-Smith' ->
+    'obriensmith'."""
     if not name:
         return ""
     plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

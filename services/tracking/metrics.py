@@ -5,13 +5,18 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 EVENTS_PROCESSED = Counter(
-    "cme_tracking_events_processed_total", "Events processed, by agent, event type and outcome",
+    "cme_tracking_events_processed_total",
+    "Events processed, by agent, event type and outcome",
     ["agent", "event_type", "outcome"],
-)  # fmt: skip
-TRANSITIONS = Counter("cme_tracking_transitions_total", "Case transitions published", ["from_state", "to_state"])
+)
+TRANSITIONS = Counter(
+    "cme_tracking_transitions_total", "Case transitions published", ["from_state", "to_state"]
+)
 MATCHES = Counter("cme_tracking_identity_matches_total", "Identity resolutions by kind of match", ["match"])
 LATENCY = Histogram(
-    "cme_tracking_processing_seconds", "Time to process one event, by agent", ["agent"],
+    "cme_tracking_processing_seconds",
+    "Time to process one event, by agent",
+    ["agent"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)  # fmt: skip
+)
 DEAD_LETTERS = Counter("cme_tracking_dead_letters_total", "Records sent to the dead-letter topic", ["agent"])

@@ -1,4 +1,5 @@
-"""The tracking service's tables (tracking_*): children and their identifiers, identity resolutions, cases, the
+"""The tracking service's tables (tracking_*): children and their identifiers, identity resolutions, cases,
+the
 append-only case timeline, review items for a person, and the audit of reads of a child's record."""
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class TrackingChild(SQLModel, table=True):
 
 
 class TrackingIdentifier(SQLModel, table=True):
-    """A strong identifier of a child in one LA. Unique per LA: two workers cannot give one UPN two children."""
+    """A strong identifier of a child in one LA. Unique per LA: two workers cannot give one UPN two
+    children."""
 
     __tablename__ = "tracking_identifiers"
     __table_args__ = (UniqueConstraint("la_code", "kind", "value", name="uq_tracking_identifier"),)

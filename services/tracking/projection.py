@@ -1,5 +1,7 @@
-"""Project what the case agent decided into the case store. Every write is idempotent: the case row is an upsert
-of the table's state, timeline rows and review items are keyed by (child, event), so a redelivery changes nothing."""
+"""Project what the case agent decided into the case store. Every write is idempotent: the case row is an
+upsert
+of the table's state, timeline rows and review items are keyed by (child, event), so a redelivery changes
+nothing."""
 
 from __future__ import annotations
 
@@ -20,27 +22,39 @@ def project(engine: Engine, outcome: Outcome) -> None:
         for row in outcome.timeline:
             exists = session.exec(
                 select(TrackingTimelineEntry.id).where(
-                    TrackingTimelineEntry.child_id == record.child_id, TrackingTimelineEntry.event_id == row.event_id
+                    TrackingTimelineEntry.child_id == record.child_id,
+                    TrackingTimelineEntry.event_id == row.event_id,
                 )
             ).first()
             if exists is None:
                 session.add(
                     TrackingTimelineEntry(
-                        child_id=record.child_id, la_code=record.la_code, event_id=row.event_id,
-                        event_type=row.event_type, event_kind=row.event_kind, occurred_at=row.occurred_at,
-                        verdict=str(row.verdict), from_state=row.from_state, to_state=row.to_state,
-                        school_urn=row.school_urn, note=row.note,
+                        child_id=record.child_id,
+                        la_code=record.la_code,
+                        event_id=row.event_id,
+                        event_type=row.event_type,
+                        event_kind=row.event_kind,
+                        occurred_at=row.occurred_at,
+                        verdict=str(row.verdict),
+                        from_state=row.from_state,
+                        to_state=row.to_state,
+                        school_urn=row.school_urn,
+                        note=row.note,
                     )
-                )  # fmt: skip
+                )
         for event_id, kind in outcome.refused:
             rid = review_id_for("refused_transition", record.child_id, event_id)
             if session.get(TrackingReviewItem, rid) is None:
                 session.add(
                     TrackingReviewItem(
-                        review_id=rid, la_code=record.la_code, kind="refused_transition", child_id=record.child_id,
-                        event_id=event_id, detail=f"{kind} refused in state {record.case.state or 'no_case'}",
+                        review_id=rid,
+                        la_code=record.la_code,
+                        kind="refused_transition",
+                        child_id=record.child_id,
+                        event_id=event_id,
+                        detail=f"{kind} refused in state {record.case.state or 'no_case'}",
                     )
-                )  # fmt: skip
+                )
 
 
 def _upsert_case(session: Session, outcome: Outcome) -> None:

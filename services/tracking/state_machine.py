@@ -1,15 +1,15 @@
-"""The per-child case state machine: one explicit table of (state, event kind) -> (verdict, new state, actions).
+"""The per-child case state machine: one explicit table of (state, event kind) -> (verdict, state, actions).
 
 Pure Python, no Kafka and no database: the faust agent feeds it facts and publishes what it returns, and the
 unit tests walk every (state, event kind) pair of the table.
 
-An inbound event is first *classified* into an event kind (``classify``): the same event type can mean different
-things (a pupil leaving the roll to a known school is not the same as one leaving to an unknown destination).
-The table then says, for the case's current state, one of three verdicts:
+An inbound event is first *classified* into an event kind (``classify``): the same event type can mean
+different things (leaving the roll for a known school is not leaving for an unknown destination). The table
+then says, for the case's current state, one of three verdicts:
 
 - MOVE: the case moves to the new state (a CaseTransition is published);
-- STAY: the fact is recorded in the timeline and updates the case's context (flags, social care), state unchanged;
-- REFUSE: the fact contradicts the case (impossible here): it is kept in the timeline and flagged for a person.
+- STAY: the fact is recorded in the timeline and updates the case's context (flags, social care);
+- REFUSE: the fact contradicts the case: it is kept in the timeline and flagged for a person.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ EVERY_STATE_STAYS = _row({}, stay=ALL_STATES)
 TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
     EventKind.REGISTERED: _all_to(S.IN_EDUCATION),
     EventKind.LEFT_ROLL_UNKNOWN: _row(
-        {NO_CASE: S.MISSING_EDUCATION, S.ON_ROLL_AT_RISK: S.MISSING_EDUCATION, S.IN_EDUCATION: S.MISSING_EDUCATION},
+        {NO_CASE: S.MISSING_EDUCATION, S.ON_ROLL_AT_RISK: S.MISSING_EDUCATION, S.IN_EDUCATION: S.MISSING_EDUCATION},  # noqa: E501
         stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED],
         refuse=[S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD]),
     EventKind.LEFT_ROLL_ELSEWHERE: _row(
@@ -170,14 +170,14 @@ TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
         stay=[S.LEFT_AREA], refuse=[S.IN_EDUCATION], actions=(Action.HANDOVER,)),
     EventKind.WHEREABOUTS_UNKNOWN: _row(
         {s: S.WHEREABOUTS_UNKNOWN for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION,
-                                            S.AWAITING_PROVISION, S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},
+                                            S.AWAITING_PROVISION, S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},  # noqa: E501
         stay=[S.WHEREABOUTS_UNKNOWN], refuse=[S.IN_EDUCATION, S.LEFT_AREA, S.MOVED_ABROAD]),
     EventKind.HOME_EDUCATION: _row(
         {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION)},
         stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
     EventKind.HOME_EDUCATION_NEEDS_CONSENT: _row({}, refuse=ALL_STATES),
     EventKind.MOVED_OUT: _row(
-        {s: S.LEFT_AREA for s in ALL_STATES if s != S.LEFT_AREA}, stay=[S.LEFT_AREA], actions=(Action.HANDOVER,)),
+        {s: S.LEFT_AREA for s in ALL_STATES if s != S.LEFT_AREA}, stay=[S.LEFT_AREA], actions=(Action.HANDOVER,)),  # noqa: E501
     EventKind.MOVED_IN: _row(
         {NO_CASE: S.MISSING_EDUCATION, S.LEFT_AREA: S.MISSING_EDUCATION, S.MOVED_ABROAD: S.MISSING_EDUCATION},
         stay=[*OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED]),
@@ -214,7 +214,9 @@ SOCIAL_CARE_VULNERABILITY: dict[SocialCareStatus, Vulnerability] = {
     SocialCareStatus.CHILD_PROTECTION_PLAN: Vulnerability.CHILD_PROTECTION_PLAN,
     SocialCareStatus.LOOKED_AFTER: Vulnerability.LOOKED_AFTER,
 }
-OUT_OF_SCOPE_GROUNDS = frozenset({DeletionGround.DETAINED, DeletionGround.DIED, DeletionGround.OVER_COMPULSORY_AGE})
+OUT_OF_SCOPE_GROUNDS = frozenset(
+    {DeletionGround.DETAINED, DeletionGround.DIED, DeletionGround.OVER_COMPULSORY_AGE}
+)
 
 
 class Fact(BaseModel):
@@ -272,7 +274,9 @@ class Step:
 
     @property
     def handover_to(self) -> str | None:
-        return self.after.destination_la_code if Action.HANDOVER in self.rule.actions and self.changes else None
+        return (
+            self.after.destination_la_code if Action.HANDOVER in self.rule.actions and self.changes else None
+        )
 
 
 def classify(case: Case, fact: Fact) -> EventKind:
@@ -308,7 +312,11 @@ def classify(case: Case, fact: Fact) -> EventKind:
             return EventKind.ABSENCE_RETRACTED_CLEARS
         return EventKind.ABSENCE_RETRACTED_PARTIAL
     if t == "exclusion-issued":
-        return EventKind.EXCLUSION_PERMANENT if a["exclusion_type"] == "permanent" else EventKind.EXCLUSION_SUSPENSION
+        return (
+            EventKind.EXCLUSION_PERMANENT
+            if a["exclusion_type"] == "permanent"
+            else EventKind.EXCLUSION_SUSPENSION
+        )
     if t == "place-offered":
         return EventKind.PLACE_OFFERED
     if t == "provision-started":
@@ -338,7 +346,9 @@ def classify(case: Case, fact: Fact) -> EventKind:
     raise ValueError(f"no event kind for event type {t!r}")
 
 
-def _reason(state: CaseState | None, kind: EventKind, vulnerabilities: list[Vulnerability]) -> MissingReason | None:
+def _reason(
+    state: CaseState | None, kind: EventKind, vulnerabilities: list[Vulnerability]
+) -> MissingReason | None:
     """The LA-return reason category for a case in ``state``, entered through ``kind``."""
     if state is None or state == S.IN_EDUCATION:
         return None
@@ -352,7 +362,10 @@ def _reason(state: CaseState | None, kind: EventKind, vulnerabilities: list[Vuln
         return MissingReason.MOVED_ABROAD
     if kind in (EventKind.EXCLUSION_PERMANENT, EventKind.LEFT_ROLL_EXCLUDED):
         return MissingReason.EXCLUDED
-    if state in (S.AWAITING_PROVISION, S.PLACE_OFFERED) or kind in (EventKind.MOVED_IN, EventKind.MOVED_IN_WITH_SCHOOL):
+    if state in (S.AWAITING_PROVISION, S.PLACE_OFFERED) or kind in (
+        EventKind.MOVED_IN,
+        EventKind.MOVED_IN_WITH_SCHOOL,
+    ):
         return MissingReason.AWAITING_PLACE
     if state == S.ON_ROLL_AT_RISK:
         return None  # on a roll: not missing education yet
@@ -404,7 +417,8 @@ def _destination(kind: EventKind, fact: Fact) -> str | None:
 
 
 def step(case: Case, fact: Fact) -> Step:
-    """Apply one fact to a case: classify it, look the pair up in the table, update state, context and clocks."""
+    """Apply one fact to a case: classify it, look the pair up in the table, update state, context and
+    clocks."""
     kind = classify(case, fact)
     rule = TRANSITIONS[kind][case.state]
     actions = rule.actions
@@ -419,7 +433,9 @@ def step(case: Case, fact: Fact) -> Step:
     wanted += [ACTION_DEADLINES[x] for x in actions if x in ACTION_DEADLINES]
     started = tuple(d for d in wanted if d not in case.open_deadlines)
     # A clock started by an action (day-6 provision) keeps running until the child is back in education.
-    kept = [d for d in case.open_deadlines if d in ACTION_DEADLINES.values() and rule.to_state != S.IN_EDUCATION]
+    kept = [
+        d for d in case.open_deadlines if d in ACTION_DEADLINES.values() and rule.to_state != S.IN_EDUCATION
+    ]
     stopped = tuple(d for d in case.open_deadlines if d not in wanted and d not in kept)
     after = after.model_copy(
         update={

@@ -26,15 +26,19 @@ def _facts() -> tuple[list, list]:  # type: ignore[type-arg]
     a = child(21, forename="Kit", surname="Restart", date_of_birth="2013-02-02")
     b = child(22, forename="Lou", surname="Rerun", date_of_birth="2012-12-12")
     before = [event("pupil-left-roll", 21, 3, kid=a), event("pupil-registered", 22, 3, kid=b)]
-    after = [event("whereabouts-unknown", 21, 10, kid=a), event("child-located", 21, 12, kid=a),
-             event("moved-out-of-area", 22, 7, kid=b)]  # fmt: skip
+    after = [
+        event("whereabouts-unknown", 21, 10, kid=a),
+        event("child-located", 21, 12, kid=a),
+        event("moved-out-of-area", 22, 7, kid=b),
+    ]
     return before, after
 
 
 def _store(settings: Settings) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     cases = query(settings, f"SELECT {CASE_COLUMNS} FROM tracking_cases ORDER BY cause_event_id")
-    timeline = query(settings, "SELECT event_id, verdict, from_state, to_state FROM tracking_timeline "
-                               "ORDER BY event_id")  # fmt: skip
+    timeline = query(
+        settings, "SELECT event_id, verdict, from_state, to_state FROM tracking_timeline ORDER BY event_id"
+    )
     return cases, timeline
 
 
@@ -43,8 +47,9 @@ def _db(server: tuple[str, PostgresCluster | None]) -> str:
     return cluster.create_database(f"t_{uuid.uuid4().hex[:12]}") if cluster else url
 
 
-def test_restart_recovers_from_changelog(kafka_bootstrap: str, postgres_server: tuple[str, PostgresCluster | None],
-                                         tmp_path: Path) -> None:  # fmt: skip
+def test_restart_recovers_from_changelog(
+    kafka_bootstrap: str, postgres_server: tuple[str, PostgresCluster | None], tmp_path: Path
+) -> None:
     before, after = _facts()
     settings = make_settings(kafka_bootstrap, _db(postgres_server), tmp_path / "a")
     with tracking_worker(settings, tmp_path / "a.log"):
@@ -57,13 +62,20 @@ def test_restart_recovers_from_changelog(kafka_bootstrap: str, postgres_server: 
     with tracking_worker(settings, tmp_path / "a.log"):
         wait_state(settings, before[0].event_id, "awaiting_provision", facts=3)
         wait_state(settings, before[1].event_id, "left_area", facts=2)
-        transitions = [json.loads(r.value)["payload"] for r in
-                       read_topic(settings, CASE_TRANSITIONS.name(settings), expect=6, timeout_s=30)]  # fmt: skip
+        transitions = [
+            json.loads(r.value)["payload"]
+            for r in read_topic(settings, CASE_TRANSITIONS.name(settings), expect=6, timeout_s=30)
+        ]
     # Recovered, not restarted from nothing: the first fact after the restart moves on from the old state.
     steps = {(t["from_state"], t["to_state"]) for t in transitions}
     assert ("missing_education", "whereabouts_unknown") in steps and ("in_education", "left_area") in steps
-    assert steps == {(None, "missing_education"), (None, "in_education"), ("missing_education", "whereabouts_unknown"),
-                     ("whereabouts_unknown", "awaiting_provision"), ("in_education", "left_area")}  # + handover case
+    assert steps == {
+        (None, "missing_education"),
+        (None, "in_education"),
+        ("missing_education", "whereabouts_unknown"),
+        ("whereabouts_unknown", "awaiting_provision"),
+        ("in_education", "left_area"),
+    }  # + handover case
     assert len({json.dumps(t, sort_keys=True) for t in transitions}) == 6
     interrupted = _store(settings)
 

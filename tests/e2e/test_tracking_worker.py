@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,16 @@ from tests.support.kafka import read_topic
 pytestmark = pytest.mark.e2e
 
 
-def kid(serial: int, surname: str, dob: str, **kw: object) -> dict[str, object]:
+def kid(serial: int, surname: str, dob: str, **kw: Any) -> dict[str, Any]:
     return child(serial, forename="Robin", surname=surname, date_of_birth=dob, **kw)
 
 
 @pytest.fixture(scope="module")
-def running(kafka_bootstrap: str, postgres_server: tuple[str, PostgresCluster | None],
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:  # fmt: skip
+def running(
+    kafka_bootstrap: str,
+    postgres_server: tuple[str, PostgresCluster | None],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Settings]:
     url, cluster = postgres_server
     db = cluster.create_database(f"t_{uuid.uuid4().hex[:12]}") if cluster else url
     tmp = tmp_path_factory.mktemp("tracking")
@@ -52,11 +56,18 @@ def test_missing_child_journey(running: Settings) -> None:
     send(running, events)
     case = wait_state(running, events[0].event_id, "in_education", facts=5)
     steps = [(t["from_state"], t["to_state"]) for t in transitions_of(running, case["child_id"], 5)]
-    assert steps == [(None, "missing_education"), ("missing_education", "whereabouts_unknown"),
-                     ("whereabouts_unknown", "awaiting_provision"), ("awaiting_provision", "place_offered"),
-                     ("place_offered", "in_education")]  # fmt: skip
-    timeline = query(running, "SELECT verdict, to_state FROM tracking_timeline WHERE child_id = :c "
-                              "ORDER BY occurred_at", c=case["child_id"])  # fmt: skip
+    assert steps == [
+        (None, "missing_education"),
+        ("missing_education", "whereabouts_unknown"),
+        ("whereabouts_unknown", "awaiting_provision"),
+        ("awaiting_provision", "place_offered"),
+        ("place_offered", "in_education"),
+    ]
+    timeline = query(
+        running,
+        "SELECT verdict, to_state FROM tracking_timeline WHERE child_id = :c ORDER BY occurred_at",
+        c=case["child_id"],
+    )
     assert [r["to_state"] for r in timeline][-1] == "in_education" and len(timeline) == 5
     # Redelivery of the whole journey changes nothing.
     send(running, events)
@@ -108,7 +119,9 @@ def test_same_child_from_two_schools_one_without_upn(running: Settings) -> None:
     send(running, [second])
     case = wait_state(running, second.event_id, "on_roll_at_risk", facts=2)
     assert wait_state(running, first.event_id, "on_roll_at_risk")["child_id"] == case["child_id"]
-    match = query(running, "SELECT match FROM tracking_resolutions WHERE event_id = :e", e=str(second.event_id))
+    match = query(
+        running, "SELECT match FROM tracking_resolutions WHERE event_id = :e", e=str(second.event_id)
+    )
     assert match[0]["match"] == "scored"
     assert len(query(running, "SELECT 1 FROM tracking_children WHERE surname = 'Twoschools'")) == 1
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from services.tracking.stream.case_agent import intake_key
 from shared.db import make_engine
 from shared.events import encode_event
 from shared.events.envelope import Envelope
@@ -21,7 +22,6 @@ from shared.kafka import ensure_topics
 from shared.samples import sample_event
 from shared.settings import PROJECT_ROOT, Settings
 from shared.topics import INTAKE
-from services.tracking.stream.case_agent import intake_key
 from tests.support.kafka import produce, wait_until
 
 WORKER = PROJECT_ROOT / ".venv" / "bin" / "cme-tracking"
@@ -29,9 +29,12 @@ WORKER = PROJECT_ROOT / ".venv" / "bin" / "cme-tracking"
 
 def make_settings(bootstrap: str, database_url: str, data_dir: Path) -> Settings:
     settings = Settings(
-        kafka_bootstrap=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}-", topic_partitions=2,
-        database_url=database_url, data_dir=data_dir,
-    )  # fmt: skip
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}-",
+        topic_partitions=2,
+        database_url=database_url,
+        data_dir=data_dir,
+    )
     ensure_topics(settings)
     return settings
 
@@ -66,7 +69,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def send(settings: Settings, events: list[Envelope]) -> None:
-    """Publish like the referral service: keyed by the source child identifier (UPN, else LA id, else event id)."""
+    """Publish like the referral service: keyed by the source child identifier (UPN, else LA id, else event
+    id)."""
     produce(settings, INTAKE.name(settings), [(intake_key(e), encode_event(e)) for e in events])
 
 
@@ -92,8 +96,9 @@ def case_of(settings: Settings, event_id: uuid.UUID) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def wait_state(settings: Settings, event_id: uuid.UUID, state: str, facts: int | None = None,
-               timeout_s: float = 60) -> dict[str, Any]:  # fmt: skip
+def wait_state(
+    settings: Settings, event_id: uuid.UUID, state: str, facts: int | None = None, timeout_s: float = 60
+) -> dict[str, Any]:
     seen: list[Any] = [None]
 
     def ready() -> dict[str, Any] | None:

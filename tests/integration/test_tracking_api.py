@@ -1,4 +1,5 @@
-"""The read API on a real database and broker: LA scoping, audit of reads, search by body, review decisions."""
+"""The read API on a real database and broker: LA scoping, audit of reads, search by body, review
+decisions."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from services.tracking.app import create_app
+from services.tracking.cases import ChildRecord, apply_child_fact, new_record
+from services.tracking.identity import IdentityResolver
+from services.tracking.models import TrackingReadAudit, TrackingReviewItem
+from services.tracking.projection import project
+from services.tracking.stream.app import MIGRATIONS
 from shared.auth import Role, issue_token
 from shared.db import make_engine, migrate
 from shared.events.envelope import Source
@@ -18,12 +25,6 @@ from shared.events.internal import ChildFact, ChildFactPayload
 from shared.samples import child, sample_event
 from shared.settings import Settings
 from shared.topics import CHILD_EVENTS
-from services.tracking.app import create_app
-from services.tracking.cases import apply_child_fact, new_record
-from services.tracking.identity import IdentityResolver
-from services.tracking.models import TrackingReadAudit, TrackingReviewItem
-from services.tracking.projection import project
-from services.tracking.stream.app import MIGRATIONS
 from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -32,13 +33,19 @@ pytestmark = pytest.mark.integration
 def _ingest(settings: Settings, events: list) -> list[str]:  # type: ignore[type-arg]
     """Resolve and apply facts in-process, as the two agents do, and project them."""
     engine = make_engine(settings.database_url)
-    resolver, records, ids = IdentityResolver(engine), {}, []
+    resolver, ids = IdentityResolver(engine), []
+    records: dict[str, ChildRecord] = {}
     for e in events:
         r = resolver.resolve(e)
         record = records.get(r.child_id) or new_record(r.child_id, "801")
-        fact = ChildFact(event_id=e.event_id, occurred_at=e.occurred_at, source=Source(system="t", la_code="801"),
-                         payload=ChildFactPayload(child_id=uuid.UUID(r.child_id), la_code="801", match=r.match,
-                                                  fact=e.model_dump(mode="json")))  # fmt: skip
+        fact = ChildFact(
+            event_id=e.event_id,
+            occurred_at=e.occurred_at,
+            source=Source(system="t", la_code="801"),
+            payload=ChildFactPayload(
+                child_id=uuid.UUID(r.child_id), la_code="801", match=r.match, fact=e.model_dump(mode="json")
+            ),
+        )
         outcome = apply_child_fact(record, fact)
         project(engine, outcome)
         records[r.child_id] = outcome.record
@@ -60,13 +67,22 @@ def _auth(settings: Settings, la: str = "801", role: Role = Role.CASEWORKER) -> 
 def test_child_case_timeline_scoped_and_audited(api: tuple[TestClient, Settings]) -> None:
     client, settings = api
     kid = child(31, forename="Ash", surname="Reader", date_of_birth="2013-04-04")
-    ids = _ingest(settings, [sample_event("pupil-left-roll", kid=kid, on=date(2025, 11, 3)),
-                             sample_event("whereabouts-unknown", kid=kid, on=date(2025, 11, 10))])  # fmt: skip
+    ids = _ingest(
+        settings,
+        [
+            sample_event("pupil-left-roll", kid=kid, on=date(2025, 11, 3)),
+            sample_event("whereabouts-unknown", kid=kid, on=date(2025, 11, 10)),
+        ],
+    )
     cid = ids[0]
     assert client.get(f"/v1/children/{cid}", params={"reason": "case review"}).status_code == 401
-    ops = client.get(f"/v1/children/{cid}", params={"reason": "case review"}, headers=_auth(settings, role=Role.OPS))
+    ops = client.get(
+        f"/v1/children/{cid}", params={"reason": "case review"}, headers=_auth(settings, role=Role.OPS)
+    )
     assert ops.status_code == 403
-    other = client.get(f"/v1/children/{cid}", params={"reason": "case review"}, headers=_auth(settings, la="803"))
+    other = client.get(
+        f"/v1/children/{cid}", params={"reason": "case review"}, headers=_auth(settings, la="803")
+    )
     assert other.status_code == 404
     body = client.get(f"/v1/children/{cid}", params={"reason": "case review"}, headers=_auth(settings)).json()
     assert body["case"]["state"] == "whereabouts_unknown"
@@ -77,12 +93,21 @@ def test_child_case_timeline_scoped_and_audited(api: tuple[TestClient, Settings]
 
     listed = client.get("/v1/cases", params={"state": "whereabouts_unknown"}, headers=_auth(settings)).json()
     assert [c["child_id"] for c in listed] == [cid]
-    assert client.get("/v1/cases", params={"state": "whereabouts_unknown"}, headers=_auth(settings, "803")).json() == []
+    assert (
+        client.get(
+            "/v1/cases", params={"state": "whereabouts_unknown"}, headers=_auth(settings, "803")
+        ).json()
+        == []
+    )
 
-    by_upn = client.post("/v1/children/search", json={"upn": kid["upn"], "reason": "phone call"},
-                         headers=_auth(settings)).json()  # fmt: skip
-    by_name = client.post("/v1/children/search", json={"surname": "READER", "date_of_birth": "2013-04-04",
-                                                       "reason": "phone call"}, headers=_auth(settings)).json()  # fmt: skip
+    by_upn = client.post(
+        "/v1/children/search", json={"upn": kid["upn"], "reason": "phone call"}, headers=_auth(settings)
+    ).json()
+    by_name = client.post(
+        "/v1/children/search",
+        json={"surname": "READER", "date_of_birth": "2013-04-04", "reason": "phone call"},
+        headers=_auth(settings),
+    ).json()
     assert [c["child_id"] for c in by_upn] == [cid] == [c["child_id"] for c in by_name]
 
 
@@ -90,17 +115,25 @@ def test_possible_duplicate_decided_link_publishes_merge(api: tuple[TestClient, 
     client, settings = api
     a = child(32, forename="Bea", surname="Double", date_of_birth="2012-03-05")
     b = {k: v for k, v in {**a, "upn": None, "postcode": None, "surname": "Dubble"}.items() if v is not None}
-    ids = _ingest(settings, [sample_event("pupil-left-roll", kid=a), sample_event("referral-received", kid=b)])
+    ids = _ingest(
+        settings, [sample_event("pupil-left-roll", kid=a), sample_event("referral-received", kid=b)]
+    )
     assert ids[0] != ids[1]
     items = client.get("/v1/review-items", headers=_auth(settings)).json()
     dup = [i for i in items if i["kind"] == "possible_duplicate"]
     assert len(dup) == 1 and {dup[0]["child_id"], dup[0]["other_child_id"]} == set(ids)
     assert client.get("/v1/review-items", headers=_auth(settings, "803")).json() == []
-    r = client.post(f"/v1/review-items/{dup[0]['review_id']}/decision", json={"decision": "link", "reason": "same"},
-                    headers=_auth(settings))  # fmt: skip
+    r = client.post(
+        f"/v1/review-items/{dup[0]['review_id']}/decision",
+        json={"decision": "link", "reason": "same"},
+        headers=_auth(settings),
+    )
     assert r.status_code == 200 and r.json()["status"] == "linked"
-    again = client.post(f"/v1/review-items/{dup[0]['review_id']}/decision",
-                        json={"decision": "link", "reason": "same"}, headers=_auth(settings))  # fmt: skip
+    again = client.post(
+        f"/v1/review-items/{dup[0]['review_id']}/decision",
+        json={"decision": "link", "reason": "same"},
+        headers=_auth(settings),
+    )
     assert again.status_code == 409
     merged = [json.loads(m.value) for m in read_topic(settings, CHILD_EVENTS.name(settings), expect=1)]
     assert merged[0]["event_type"] == "child-merged"

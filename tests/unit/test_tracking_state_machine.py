@@ -1,14 +1,14 @@
-"""The transition table: every (state, event kind) pair, allowed and refused, plus classification and folding."""
+"""The transition table: every (state, event kind) pair, allowed and refused, plus classification and
+folding."""
 
 from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from shared.events.internal import CaseState
-from shared.samples import sample_event
 from services.tracking.facts import fact_from_inbound
 from services.tracking.state_machine import (
     ALL_STATES,
@@ -22,18 +22,37 @@ from services.tracking.state_machine import (
     fold,
     step,
 )
+from shared.events.internal import CaseState
+from shared.samples import sample_event
 
 S = CaseState
 NO = None
 M, ST, R = Verdict.MOVE, Verdict.STAY, Verdict.REFUSE
-STATES = [NO, S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED,
-          S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD]  # fmt: skip
-IE, ME, WU, AP, PO = S.IN_EDUCATION, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED
+STATES = [
+    NO,
+    S.ON_ROLL_AT_RISK,
+    S.MISSING_EDUCATION,
+    S.WHEREABOUTS_UNKNOWN,
+    S.AWAITING_PROVISION,
+    S.PLACE_OFFERED,
+    S.IN_EDUCATION,
+    S.ELECTIVELY_HOME_EDUCATED,
+    S.LEFT_AREA,
+    S.MOVED_ABROAD,
+]
+IE, ME, WU, AP, PO = (
+    S.IN_EDUCATION,
+    S.MISSING_EDUCATION,
+    S.WHEREABOUTS_UNKNOWN,
+    S.AWAITING_PROVISION,
+    S.PLACE_OFFERED,
+)
 EHE, LA, AB, RISK = S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD, S.ON_ROLL_AT_RISK
 
 # The expected table, written out independently of the code: one entry per state in STATES order.
 # A state name = MOVE to that state; "stay" / "REFUSE" = the other verdicts.
 stay, REF = "stay", "REFUSE"
+# fmt: off
 EXPECTED: dict[EventKind, list[object]] = {
     EventKind.REGISTERED:                [IE, IE, IE, IE, IE, IE, stay, IE, IE, IE],
     EventKind.LEFT_ROLL_UNKNOWN:         [ME, ME, stay, stay, stay, stay, ME, REF, REF, REF],
@@ -65,7 +84,8 @@ EXPECTED: dict[EventKind, list[object]] = {
     EventKind.REFERRAL:                  [ME, stay, stay, stay, stay, stay, stay, stay, stay, stay],
     EventKind.ENQUIRY:                   [REF, stay, stay, stay, stay, stay, stay, stay, stay, stay],
     EventKind.SOCIAL_CARE:               [stay] * 10,
-}  # fmt: skip
+}
+# fmt: on
 
 PAIRS = list(itertools.product(EventKind, STATES))
 
@@ -90,10 +110,14 @@ def test_every_pair(kind: EventKind, state: CaseState | None) -> None:
         assert rule.to_state != state, "a move to the same state must be written as stay"
 
 
-def _fact(event_type: str, days: int = 0, **attrs: object) -> Fact:
-    return Fact(event_id=f"e-{event_type}-{days}-{sorted(attrs.items())}", event_type=event_type,
-                occurred_at=datetime(2025, 11, 3, 9, tzinfo=UTC) + timedelta(days=days), la_code="801",
-                attrs=attrs)  # fmt: skip
+def _fact(event_type: str, days: int = 0, **attrs: Any) -> Fact:
+    return Fact(
+        event_id=f"e-{event_type}-{days}-{sorted(attrs.items())}",
+        event_type=event_type,
+        occurred_at=datetime(2025, 11, 3, 9, tzinfo=UTC) + timedelta(days=days),
+        la_code="801",
+        attrs=attrs,
+    )
 
 
 def test_classification_of_real_sample_events() -> None:
@@ -121,19 +145,27 @@ def test_classification_of_real_sample_events() -> None:
 
 def test_left_roll_variants() -> None:
     case = Case(la_code="801")
-    base = {"deletion_ground": "i", "destination_known": False}
+    base: dict[str, Any] = {"deletion_ground": "i", "destination_known": False}
     assert classify(case, _fact("pupil-left-roll", **base)) == EventKind.LEFT_ROLL_UNKNOWN
     assert classify(case, _fact("pupil-left-roll", deletion_ground="f")) == EventKind.LEFT_ROLL_HOME_EDUCATION
     assert classify(case, _fact("pupil-left-roll", deletion_ground="o")) == EventKind.LEFT_ROLL_EXCLUDED
     assert classify(case, _fact("pupil-left-roll", deletion_ground="k")) == EventKind.LEFT_ROLL_OUT_OF_SCOPE
-    assert (classify(case, _fact("pupil-left-roll", deletion_ground="a", destination_school_urn="100000"))
-            == EventKind.LEFT_ROLL_ELSEWHERE)  # fmt: skip
-    assert (classify(case, _fact("pupil-left-roll", deletion_ground="g", destination_la_code="803"))
-            == EventKind.LEFT_ROLL_OTHER_LA)  # fmt: skip
-    assert (classify(case, _fact("pupil-left-roll", deletion_ground="g", destination_la_code="801"))
-            == EventKind.LEFT_ROLL_UNKNOWN)  # fmt: skip
-    assert (classify(case, _fact("pupil-left-roll", deletion_ground="g", destination_country="PL"))
-            == EventKind.LEFT_ROLL_ABROAD)  # fmt: skip
+    assert (
+        classify(case, _fact("pupil-left-roll", deletion_ground="a", destination_school_urn="100000"))
+        == EventKind.LEFT_ROLL_ELSEWHERE
+    )
+    assert (
+        classify(case, _fact("pupil-left-roll", deletion_ground="g", destination_la_code="803"))
+        == EventKind.LEFT_ROLL_OTHER_LA
+    )
+    assert (
+        classify(case, _fact("pupil-left-roll", deletion_ground="g", destination_la_code="801"))
+        == EventKind.LEFT_ROLL_UNKNOWN
+    )
+    assert (
+        classify(case, _fact("pupil-left-roll", deletion_ground="g", destination_country="PL"))
+        == EventKind.LEFT_ROLL_ABROAD
+    )
 
 
 def test_the_missing_child_journey_and_its_clocks() -> None:
@@ -156,12 +188,18 @@ def test_the_missing_child_journey_and_its_clocks() -> None:
 
 
 def test_permanent_exclusion_keeps_day6_clock_until_in_education() -> None:
-    case, steps = fold("801", [
-        _fact("exclusion-issued", 0, exclusion_type="permanent"),
-        _fact("place-offered", 3, provision_type="pupil_referral_unit"),
-        _fact("provision-started", 8, provision_type="pupil_referral_unit"),
-    ])  # fmt: skip
-    assert steps[0].after.state == AP and set(steps[0].deadlines_started) == {"awaiting_provision", "pe_provision_day6"}
+    case, steps = fold(
+        "801",
+        [
+            _fact("exclusion-issued", 0, exclusion_type="permanent"),
+            _fact("place-offered", 3, provision_type="pupil_referral_unit"),
+            _fact("provision-started", 8, provision_type="pupil_referral_unit"),
+        ],
+    )
+    assert steps[0].after.state == AP and set(steps[0].deadlines_started) == {
+        "awaiting_provision",
+        "pe_provision_day6",
+    }
     assert steps[0].after.reason == "excluded"
     assert "pe_provision_day6" in steps[1].after.open_deadlines  # still owed until provision starts
     assert "pe_provision_day6" in steps[2].deadlines_stopped and case.state == IE
@@ -186,10 +224,15 @@ def test_retraction_undoes_only_the_last_open_crossing() -> None:
 
 
 def test_context_updates_even_when_the_state_stays() -> None:
-    s = step(Case(la_code="801", state=ME),
-             _fact("social-care-status-changed", 0, status="child_protection_plan", has_social_worker=True))  # fmt: skip
+    s = step(
+        Case(la_code="801", state=ME),
+        _fact("social-care-status-changed", 0, status="child_protection_plan", has_social_worker=True),
+    )
     assert s.rule.verdict == ST and s.after.has_social_worker
-    assert "child_protection_plan" in s.after.vulnerabilities and s.after.social_care_status == "child_protection_plan"
+    assert (
+        "child_protection_plan" in s.after.vulnerabilities
+        and s.after.social_care_status == "child_protection_plan"
+    )
 
 
 def test_refused_fact_keeps_state_and_is_flagged() -> None:
@@ -198,7 +241,10 @@ def test_refused_fact_keeps_state_and_is_flagged() -> None:
 
 
 def test_fold_is_independent_of_arrival_order() -> None:
-    facts = [_fact("pupil-left-roll", 0, deletion_ground="i"), _fact("whereabouts-unknown", 5),
-             _fact("child-located", 9, located_la_code="801")]  # fmt: skip
+    facts = [
+        _fact("pupil-left-roll", 0, deletion_ground="i"),
+        _fact("whereabouts-unknown", 5),
+        _fact("child-located", 9, located_la_code="801"),
+    ]
     for perm in itertools.permutations(facts):
         assert fold("801", perm)[0].state == AP

@@ -75,8 +75,12 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
         dead_letter=_raw_topic(app, DEAD_LETTER.name(cfg)),
         children=app.Table(
             # Keys are child_id strings, values ChildRecord JSON strings (faust's json codec for tables).
-            CHILDREN_TABLE, default=None, partitions=cfg.topic_partitions, key_type=str, value_type=str,
-        ),  # fmt: skip
+            CHILDREN_TABLE,
+            default=None,
+            partitions=cfg.topic_partitions,
+            key_type=str,
+            value_type=str,
+        ),
     )
     from services.tracking.stream import case_agent, identity_agent
 

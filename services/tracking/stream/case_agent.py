@@ -4,6 +4,7 @@ project the result into the case store and publish transitions, handovers and fo
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -58,7 +59,9 @@ def register(app: faust.App, ctx: Any) -> None:
         key: bytes = event.key
         envelope = decode_event(event.value)
         child_id = key.decode()
-        record = load_record(ctx.children.get(child_id)) or new_record(child_id, str(envelope.payload.la_code))
+        record = load_record(ctx.children.get(child_id)) or new_record(
+            child_id, str(envelope.payload.la_code)
+        )
         outcome = apply(record, envelope)
         if outcome.duplicate:
             EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "duplicate").inc()
@@ -69,8 +72,13 @@ def register(app: faust.App, ctx: Any) -> None:
             await send_and_wait(ctx.transitions, key, encode_event(transition))
             p = transition.payload
             TRANSITIONS.labels(str(p.from_state or "no_case"), str(p.to_state)).inc()
-            log.info("case_transition", event_id=str(p.cause_event_id), la_code=p.la_code,
-                     from_state=str(p.from_state), to_state=str(p.to_state))  # fmt: skip
+            log.info(
+                "case_transition",
+                event_id=str(p.cause_event_id),
+                la_code=p.la_code,
+                from_state=str(p.from_state),
+                to_state=str(p.to_state),
+            )
         for handover in outcome.handovers:
             await send_and_wait(ctx.intake, intake_key(handover), encode_event(handover))
         for child_key, forward in outcome.forwards:
@@ -82,8 +90,6 @@ def register(app: faust.App, ctx: Any) -> None:
     @app.agent(ctx.child_events, name=f"{app.conf.id}-cases")
     async def track(stream: Any) -> None:
         async for event in stream.events():
-            ok = await process_or_dead_letter(AGENT, ctx.dead_letter, event, lambda e=event: handle(e))
+            ok = await process_or_dead_letter(AGENT, ctx.dead_letter, event, functools.partial(handle, event))
             if not ok:
                 EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc()
-
-

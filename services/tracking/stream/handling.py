@@ -1,4 +1,5 @@
-"""What every agent does with a record it cannot process: retry what may be transient, dead-letter the rest."""
+"""What every agent does with a record it cannot process: retry what may be transient, dead-letter the
+rest."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ POISON = (ValidationError, ValueError, KeyError, TypeError, AssertionError)
 
 
 async def send_and_wait(topic: Any, key: bytes | None, value: bytes) -> None:
-    """Publish and wait for the broker's ack, so the input offset is committed only after the output exists."""
+    """Publish and wait for the broker's ack, so the input offset is committed only after the output
+    exists."""
     fut = await topic.send(key=key, value=value)
     await fut
 
@@ -33,7 +35,8 @@ async def process_or_dead_letter(
     handler: Callable[[], Awaitable[None]],
     attempts: int = 5,
 ) -> bool:
-    """Run ``handler`` for one record; on a poison record (or repeated failure) publish a dead letter and return
+    """Run ``handler`` for one record; on a poison record (or repeated failure) publish a dead letter and
+    return
     False, so the partition keeps flowing."""
     error: BaseException | None = None
     for attempt in range(1, attempts + 1):
@@ -54,11 +57,22 @@ async def process_or_dead_letter(
     assert error is not None
     msg = event.message
     letter = dead_letter_for(
-        service="tracking", topic=msg.topic, partition=msg.partition, offset=msg.offset, key=event.key,
-        value=event.value if isinstance(event.value, bytes) else bytes(event.value or b""), error=error,
-    )  # fmt: skip
+        service="tracking",
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=event.key,
+        value=event.value if isinstance(event.value, bytes) else bytes(event.value or b""),
+        error=error,
+    )
     await send_and_wait(dead_letter_topic, event.key, encode_event(letter))
     DEAD_LETTERS.labels(agent).inc()
-    log.error("dead_lettered", agent=agent, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-              error_type=type(error).__name__)  # fmt: skip
+    log.error(
+        "dead_lettered",
+        agent=agent,
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        error_type=type(error).__name__,
+    )
     return False

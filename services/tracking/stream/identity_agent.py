@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from typing import Any
@@ -36,10 +37,13 @@ def register(app: faust.App, ctx: Any) -> None:
             source=Source(system="cme-tracking", la_code=la_code),
             correlation_id=inbound.correlation_id or inbound.event_id,
             payload=ChildFactPayload(
-                child_id=uuid.UUID(resolution.child_id), la_code=la_code, match=resolution.match,
-                match_score=resolution.score, fact=inbound.model_dump(mode="json"),
+                child_id=uuid.UUID(resolution.child_id),
+                la_code=la_code,
+                match=resolution.match,
+                match_score=resolution.score,
+                fact=inbound.model_dump(mode="json"),
             ),
-        )  # fmt: skip
+        )
         await send_and_wait(ctx.child_events, resolution.child_id.encode(), encode_event(fact))
         MATCHES.labels(resolution.match).inc()
         EVENTS_PROCESSED.labels(AGENT, inbound.event_type, "ok").inc()
@@ -49,6 +53,6 @@ def register(app: faust.App, ctx: Any) -> None:
     @app.agent(ctx.intake, name=f"{app.conf.id}-identity")
     async def resolve(stream: Any) -> None:
         async for event in stream.events():
-            ok = await process_or_dead_letter(AGENT, ctx.dead_letter, event, lambda e=event: handle(e))
+            ok = await process_or_dead_letter(AGENT, ctx.dead_letter, event, functools.partial(handle, event))
             if not ok:
                 EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc()
