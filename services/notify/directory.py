@@ -5,7 +5,7 @@ Pure logic (no database): the store (``directory_store``) loads the same structu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -259,7 +259,3 @@ def _instant(value: Any) -> datetime:
         return datetime.combine(value, time(0), tzinfo=UTC)
     parsed = datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def role_members(directory: LADirectory) -> Sequence[tuple[LadderLevel, str, int]]:
-    return [(level, m, i) for level, members in directory.roles.items() for i, m in enumerate(members)]

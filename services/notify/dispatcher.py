@@ -10,11 +10,13 @@ answers 409; SMTP: the same Message-ID). See docs/NOTIFY.md for the guarantee pe
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -149,8 +151,11 @@ class Dispatcher:
                 raise PermanentFailure(f"channel {channel.value} is not configured")
             message = build_message(self._settings, alert, delivery)
             outcome: Sent | None = None
-            if claimed.resumed:
+            if claimed.resumed or delivery.attempts > 1:
+                # An earlier attempt may have got through (a crash mid-send, or a timeout after the channel
+                # accepted): ask the channel first where it can tell (GOV.UK Notify, by reference).
                 outcome = await sender.find_previous(delivery, message)
+            if claimed.resumed:
                 metrics.RESUMED.labels(channel=channel.value, how="found" if outcome else "resent").inc()
                 log.warning("delivery_resumed_after_crash", found_previous=outcome is not None, **ids)
             if outcome is None:
@@ -227,10 +232,6 @@ class Dispatcher:
     ) -> None:
         # One dead letter per delivery (its id derives from the delivery id), carrying the escalation's
         # coordinates on the bus; the value names the delivery by ids only.
-        import base64
-
-        import orjson
-
         value = orjson.dumps(
             {
                 "delivery_id": row.delivery_id,

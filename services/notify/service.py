@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from services.notify import metrics
 from services.notify.directory import DirectoryError, Recipient, resolve_recipients
@@ -33,6 +33,7 @@ from services.notify.models import (
 from shared.deadletter import dead_letter_for
 from shared.events.internal import Escalation, EscalationAction
 from shared.logs import get_logger
+from shared.outbox import add_to_outbox
 
 log = get_logger(__name__)
 NOTIFY_NAMESPACE = uuid.UUID("1d7b3c52-5a0e-4c1b-8f0c-3b2f4e6a9d11")
@@ -142,7 +143,9 @@ def handle_escalation(
             value=source.value,
             error=error,
         )
-        _to_outbox(session, dead_letter_topic, source.key, dead)
+        add_to_outbox(
+            session, NotifyOutbox, dead_letter_topic, source.key.decode() if source.key else None, dead
+        )
         _audit(session, p.la_code, "cme-notify", "unroutable", alert_id, str(p.escalation_id), now)
         return Outcome("unroutable")
 
@@ -254,12 +257,6 @@ def withdraw_pending(session: Session, condition: object, why: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _to_outbox(session: Session, topic: str, key: bytes | None, event: object) -> None:
-    from shared.outbox import add_to_outbox
-
-    add_to_outbox(session, NotifyOutbox, topic, key.decode() if key else None, event)  # type: ignore[arg-type]
-
-
 def _audit(
     session: Session,
     la_code: str,
@@ -281,10 +278,3 @@ def _audit(
             detail=detail,
         )
     )
-
-
-def open_alert_ids(session: Session, escalation_id: str) -> list[str]:
-    stmt = select(NotifyAlert.alert_id).where(
-        NotifyAlert.escalation_id == escalation_id, NotifyAlert.state == AlertState.OPEN.value
-    )
-    return list(session.exec(stmt).all())

@@ -434,3 +434,47 @@ async def test_two_dispatchers_never_send_the_same_row(
         await asyncio.gather(a.run_once(), b.run_once())
     ids = [m["Message-ID"] for m in smtp.received()]
     assert len(ids) == 20 and len(set(ids)) == 20
+
+
+async def test_notify_api_timeout_after_acceptance_is_not_sent_twice(pg_settings: Settings) -> None:
+    notify_api = FakeNotifyApi().start()
+    try:
+        settings = notify_settings(
+            pg_settings,
+            None,
+            notify_http_timeout_s=0.5,
+            notify_govuk_base_url=notify_api.url,
+            notify_govuk_api_key=NOTIFY_API_KEY,
+            notify_govuk_template_id=TEMPLATE_ID,
+        )
+        engine = prepare_database(settings)
+        seed_directory(
+            engine,
+            {
+                "las": {
+                    "802": {
+                        "email_channel": "govuk_notify",
+                        "people": [{"id": "lee", "email": "lee@la802.example.gov.uk"}],
+                        "roles": {"caseworker": ["person:lee"]},
+                    }
+                }
+            },
+        )
+        produce(settings, ESCALATIONS.name(settings), [(b"k", encode_event(escalation(la_code="802")))])
+        (record,) = await asyncio.to_thread(read_topic, settings, ESCALATIONS.name(settings), 1)
+        EscalationConsumer(settings, engine).handle_record(record)
+        notify_api.stall_next_reply_s = 1.5
+        sender = GovukNotifySender(settings)
+        await drain(Dispatcher(settings, engine, {Channel.GOVUK_NOTIFY: sender}, "unused"), engine)
+        await sender.aclose()
+        (row,) = deliveries(engine)
+        (notification,) = notify_api.notifications  # the retry found the first one by reference
+        assert (row.state, row.attempts, row.provider_ref) == (
+            DeliveryState.SENT.value,
+            2,
+            notification["id"],
+        )
+        assert notification["personalisation"]["case_url"].startswith("https://cme.example.gov.uk/cases/")
+        engine.dispose()
+    finally:
+        notify_api.stop()

@@ -215,6 +215,10 @@ class _NotifyHandler(_Handler):
         notification = {"id": str(uuid.uuid4()), **request}
         with api.lock:
             api.notifications.append(notification)
+            stall = api.stall_next_reply_s
+            api.stall_next_reply_s = 0.0
+        if stall:
+            time.sleep(stall)  # accepted, but the answer comes too late for the client
         self.reply(201, {"id": notification["id"], "reference": request.get("reference")})
 
     def do_GET(self) -> None:
@@ -235,6 +239,7 @@ class FakeNotifyApi(_Server):
     def __init__(self) -> None:
         super().__init__()
         self.notifications: list[dict[str, Any]] = []
+        self.stall_next_reply_s = 0.0
 
 
 # --- builders ----------------------------------------------------------------------------------------------
