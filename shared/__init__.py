@@ -1,1 +1,2 @@
-"""Code shared by every CME Tracker service: event schemas, topics, settings, logging, storage, local stack."""
+"""Code shared by every CME Tracker service: event schemas, topics, settings, logging, storage, the local
+stack."""

@@ -66,7 +66,9 @@ class InvalidToken(Exception):
 def verify_token(settings: Settings, token: str) -> Principal:
     try:
         body, sig = token.split(".", 1)
-        expected = hmac.new(settings.signing_key.get_secret_value().encode(), body.encode(), hashlib.sha256).digest()
+        expected = hmac.new(
+            settings.signing_key.get_secret_value().encode(), body.encode(), hashlib.sha256
+        ).digest()
         if not hmac.compare_digest(expected, _unb64(sig)):
             raise InvalidToken("bad signature")
         principal = Principal.model_validate(orjson.loads(_unb64(body)))
@@ -84,7 +86,9 @@ def bearer_principal(request: Request, settings: Annotated[Settings, Depends(get
     header = request.headers.get("authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get("cme_session", "")
     if not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "authentication required", {"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "authentication required", {"WWW-Authenticate": "Bearer"}
+        )
     try:
         return verify_token(settings, token)
     except InvalidToken as exc:
@@ -96,7 +100,9 @@ CurrentPrincipal = Annotated[Principal, Depends(bearer_principal)]
 
 def require_case_reader(principal: CurrentPrincipal) -> Principal:
     if principal.role not in CASE_READERS:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role} may not read children's records")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"role {principal.role} may not read children's records"
+        )
     return principal
 
 

@@ -15,7 +15,9 @@ def _broker(settings: Settings):  # type: ignore[no-untyped-def]
 
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
     if host not in ("127.0.0.1", "localhost"):
-        raise SystemExit(f"CME_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is not local: start that broker yourself")
+        raise SystemExit(
+            f"CME_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} is not local: start that broker yourself"
+        )
     return KafkaBroker(data_dir=settings.data_dir / "kafka", port=int(port), controller_port=int(port) + 1)
 
 
@@ -93,7 +95,9 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from shared.localrun import run_pipeline
 
-    return run_pipeline(get_settings(), with_postgres=args.postgres, demo=not args.no_demo, exit_after=args.exit_after)
+    return run_pipeline(
+        get_settings(), with_postgres=args.postgres, demo=not args.no_demo, exit_after=args.exit_after
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,13 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="the local Kafka broker and PostgreSQL")
     stack.add_argument("action", choices=["up", "down", "status"])
-    stack.add_argument("--postgres", action="store_true", help="also start PostgreSQL (default store: SQLite)")
+    stack.add_argument(
+        "--postgres", action="store_true", help="also start PostgreSQL (default store: SQLite)"
+    )
     stack.set_defaults(func=_cmd_stack)
 
     topics = sub.add_parser("topics", help="create the topics that do not exist yet")
     topics.set_defaults(func=_cmd_topics)
 
-    fetch = sub.add_parser("kafka-fetch", help="download the Kafka broker jars from Maven Central into .cache")
+    fetch = sub.add_parser(
+        "kafka-fetch", help="download the Kafka broker jars from Maven Central into .cache"
+    )
     fetch.set_defaults(func=_cmd_kafka_fetch)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas and the AsyncAPI document under docs/")
@@ -134,5 +142,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-

@@ -25,7 +25,8 @@ def dead_letter_for(
     attempts: int = 1,
 ) -> DeadLetter:
     """Build the dead-letter event. Its event_id is derived from (topic, partition, offset), so a handler that
-    dead-letters the same record twice (after a crash) produces the same event, which consumers deduplicate."""
+    dead-letters the same record twice (after a crash) produces the same event, which consumers
+    deduplicate."""
     event_id = uuid.uuid5(DEAD_LETTER_NAMESPACE, f"{topic}:{partition}:{offset}")
     return DeadLetter(
         event_id=event_id,
@@ -50,7 +51,9 @@ def _safe_error(error: BaseException) -> str:
     from pydantic import ValidationError
 
     if isinstance(error, ValidationError):
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_input=False)]
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_input=False)
+        ]
         return "; ".join(parts)[:2000]
     return str(error)[:2000]
 

@@ -35,7 +35,9 @@ STORY: tuple[Step, ...] = (
     # Elective home education notified by the parent.
     Step("home-education-notified", 3, 8),
     # Moved to another LA's area.
-    Step("pupil-left-roll", 4, 15, {"deletion_ground": "g", "destination": {"known": True, "la_code": "803"}}),
+    Step(
+        "pupil-left-roll", 4, 15, {"deletion_ground": "g", "destination": {"known": True, "la_code": "803"}}
+    ),
     Step("moved-out-of-area", 4, 14),
     # Ten consecutive school days of unauthorised absence.
     Step("absence-threshold-crossed", 5, 3),
@@ -51,7 +53,9 @@ def demo_events(today: date | None = None) -> list[dict[str, Any]]:
     events = []
     for step in STORY:
         on = today - timedelta(days=step.days_ago)
-        event = sample_event_dict(step.event_type, kid=child(step.child_serial), on=on, event_id=_stable_id(step))
+        event = sample_event_dict(
+            step.event_type, kid=child(step.child_serial), on=on, event_id=_stable_id(step)
+        )
         if step.changes:
             event["payload"].update(step.changes)
         events.append(event)

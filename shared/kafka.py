@@ -19,7 +19,9 @@ log = get_logger(__name__)
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    ctx = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    ctx = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    )
     if settings.kafka_ssl_certfile:
         ctx.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or ""))
     return ctx
@@ -126,7 +128,9 @@ def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], deadline: float
     while True:
         described = admin.describe_topics(names)
         ready = all(
-            t.get("error_code", 0) == 0 and t["partitions"] and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in t["partitions"])
+            t.get("error_code", 0) == 0
+            and t["partitions"]
+            and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in t["partitions"])
             for t in described
         )
         if ready or time.monotonic() > deadline:

@@ -48,7 +48,9 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> Non
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s")
 
 
-def start_services(settings: Settings, env: dict[str, str], log_dir: Path) -> dict[str, subprocess.Popen[bytes]]:
+def start_services(
+    settings: Settings, env: dict[str, str], log_dir: Path
+) -> dict[str, subprocess.Popen[bytes]]:
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for service in SERVICES:
@@ -83,7 +85,10 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
             from shared.demo import feed_demo
 
             feed_demo(settings, env)
-        print("pipeline running; logs in " + str(settings.data_dir / "logs") + "; Ctrl-C stops it", file=sys.stderr)
+        print(
+            "pipeline running; logs in " + str(settings.data_dir / "logs") + "; Ctrl-C stops it",
+            file=sys.stderr,
+        )
         deadline = time.monotonic() + exit_after if exit_after else None
         while deadline is None or time.monotonic() < deadline:
             for name, proc in procs.items():

@@ -33,8 +33,10 @@ def _dumps(obj: Any, default: Any = None) -> str:
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
-    """Log one JSON object a line to stderr, bound to the service name and any contextvars (correlation_id)."""
-    renderer: Any = structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer()
+    """Log one JSON object a line to stderr, bound to the service name and contextvars (correlation_id)."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer()
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

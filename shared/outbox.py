@@ -8,6 +8,7 @@ Each service defines its own table by subclassing ``OutboxBase`` (tables belong 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -31,11 +32,15 @@ class OutboxBase(SQLModel):
     published_at: datetime | None = Field(default=None, index=True)
 
 
-def add_to_outbox(session: Session, model: type[OutboxBase], topic: str, key: str | None, event: Envelope) -> None:
+def add_to_outbox(
+    session: Session, model: type[OutboxBase], topic: str, key: str | None, event: Envelope
+) -> None:
     """Queue an event for publishing as part of the caller's transaction (no-op if already queued)."""
     exists = session.exec(select(model.id).where(model.event_id == str(event.event_id))).first()
     if exists is None:
-        session.add(model(event_id=str(event.event_id), topic=topic, key=key, value=event.model_dump_json().encode()))
+        session.add(
+            model(event_id=str(event.event_id), topic=topic, key=key, value=event.model_dump_json().encode())
+        )
 
 
 Send = Callable[[str, bytes | None, bytes], Awaitable[Any]]
@@ -79,7 +84,5 @@ async def run_relay(
             published = 0
             await asyncio.sleep(1.0)
         if not published:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=idle_s)
-            except TimeoutError:
-                pass

@@ -28,7 +28,9 @@ class Source(StrictModel):
     """Who sent the fact: the sending system, the school (if any) and the LA it belongs to."""
 
     system: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 ._:/-]+$")]
-    la_code: LACode | None = Field(default=None, description="Required on inbound facts; internal events may omit")
+    la_code: LACode | None = Field(
+        default=None, description="Required on inbound facts; internal events may omit"
+    )
     school_urn: URN | None = None
     client_id: Annotated[str | None, Field(max_length=64)] = None
 

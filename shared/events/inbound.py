@@ -53,7 +53,9 @@ class ChildIdentity(StrictModel):
     def _identifiable(self) -> ChildIdentity:
         strong = self.upn or self.uln or self.nhs_number or self.la_child_id
         if not strong and not (self.surname and self.date_of_birth):
-            raise ValueError("child needs a UPN, ULN, NHS number or LA id, or else a surname and date of birth")
+            raise ValueError(
+                "child needs a UPN, ULN, NHS number or LA id, or else a surname and date of birth"
+            )
         return self
 
 

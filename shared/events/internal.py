@@ -142,7 +142,9 @@ class EscalationPayload(StrictModel):
     level: LadderLevel
     step_index: Annotated[int, Field(ge=0)]
     case_state: CaseState
-    reason_code: str = Field(description="Why, as a code (no personal data): the rule's id or a cancel reason")
+    reason_code: str = Field(
+        description="Why, as a code (no personal data): the rule's id or a cancel reason"
+    )
     next_step_due_at: AwareDatetime | None = None
 
 

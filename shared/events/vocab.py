@@ -26,7 +26,9 @@ class DeletionGround(StrEnum):
 
 
 # Grounds under which the school and the LA must make reasonable enquiries jointly before deletion.
-JOINT_ENQUIRY_GROUNDS = frozenset({DeletionGround.NOT_RETURNED_AFTER_LEAVE, DeletionGround.CONTINUOUS_ABSENCE_20_DAYS})
+JOINT_ENQUIRY_GROUNDS = frozenset(
+    {DeletionGround.NOT_RETURNED_AFTER_LEAVE, DeletionGround.CONTINUOUS_ABSENCE_20_DAYS}
+)
 
 
 class ExclusionType(StrEnum):

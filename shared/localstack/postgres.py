@@ -19,9 +19,13 @@ PG_ROOT = Path("/usr/lib/postgresql")
 
 
 def pg_bin_dir() -> Path:
-    versions = sorted((p for p in PG_ROOT.glob("*/bin") if (p / "initdb").exists()), key=lambda p: p.parent.name)
+    versions = sorted(
+        (p for p in PG_ROOT.glob("*/bin") if (p / "initdb").exists()), key=lambda p: p.parent.name
+    )
     if not versions:
-        raise RuntimeError("PostgreSQL server binaries not found: run `make install` (apt-get install postgresql)")
+        raise RuntimeError(
+            "PostgreSQL server binaries not found: run `make install` (apt-get install postgresql)"
+        )
     return versions[-1]
 
 
@@ -34,7 +38,9 @@ def ensure_installed() -> Path:
             raise
         subprocess.run(["apt-get", "update", "-q"], check=True)
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "postgresql"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            ["apt-get", "install", "-y", "-q", "postgresql"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
         return pg_bin_dir()
 
@@ -76,7 +82,8 @@ class PostgresCluster:
             subprocess.run(
                 self._as_owner(
                     [
-                        str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.user, f"--pwfile={pw.name}",
+                        str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
+                        f"--pwfile={pw.name}",
                         "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
                     ]
                 ),
@@ -104,11 +111,11 @@ class PostgresCluster:
 
     def _ensure_database(self, bin_dir: Path, socket_dir: Path) -> None:
         psql = self._as_owner(
-            [str(bin_dir / "psql"), "-h", str(socket_dir), "-p", str(self.port), "-U", self.user, "-d", "postgres",
-             "-tAc"]
+            [str(bin_dir / "psql"), "-h", str(socket_dir), "-p", str(self.port), "-U", self.user,
+             "-d", "postgres", "-tAc"]
         )  # fmt: skip
         exists = subprocess.run(
-            [*psql, f"SELECT 1 FROM pg_database WHERE datname='{self.database}'"],
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname='{self.database}'"],  # noqa: S608 - our own name
             check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         if exists != "1":
@@ -131,7 +138,9 @@ class PostgresCluster:
         if not (self.data_dir / "postmaster.pid").exists():
             return
         subprocess.run(
-            self._as_owner([str(pg_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]),
+            self._as_owner(
+                [str(pg_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
+            ),
             check=False,
             stdout=subprocess.DEVNULL,
         )

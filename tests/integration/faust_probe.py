@@ -21,7 +21,9 @@ app = faust.App(
     **faust_broker_options(settings),
 )
 intake = app.topic(INTAKE.name(settings), key_type=bytes, value_type=bytes, value_serializer="raw")
-summaries = app.topic(f"{settings.topic_prefix}probe-out", key_type=bytes, value_type=bytes, value_serializer="raw")
+summaries = app.topic(
+    f"{settings.topic_prefix}probe-out", key_type=bytes, value_type=bytes, value_serializer="raw"
+)
 seen_by_la = app.Table("seen-by-la", default=int, partitions=settings.topic_partitions)
 
 

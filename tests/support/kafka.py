@@ -49,7 +49,9 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 3
         consumer.close()
 
 
-def wait_until(predicate: Any, timeout_s: float = 30.0, interval_s: float = 0.2, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Any, timeout_s: float = 30.0, interval_s: float = 0.2, what: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` after the deadline."""
     deadline = time.monotonic() + timeout_s
     last: Any = None

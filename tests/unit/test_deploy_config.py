@@ -1,4 +1,4 @@
-"""The deployment files are checked offline: compose against the Compose spec, manifests against Kubernetes."""
+"""Deployment files are checked offline: compose against the Compose spec, manifests against Kubernetes."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def test_event_schemas_and_asyncapi_match_the_code() -> None:
 
 
 def test_compose_file_follows_the_compose_spec() -> None:
-    spec_text = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    spec_text = (
+        resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
     jsonschema.validate(compose, json.loads(spec_text))
     for name in SERVICES:
@@ -38,7 +40,9 @@ def test_compose_refuses_to_start_without_a_signing_key() -> None:
     assert ":?" in compose["x-service-env"]["CME_SIGNING_KEY"]
 
 
-@pytest.mark.parametrize("manifest", sorted((PROJECT_ROOT / "deploy" / "k8s").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "manifest", sorted((PROJECT_ROOT / "deploy" / "k8s").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_kubernetes_manifests_are_valid(manifest: Path) -> None:
     for document in yaml.safe_load_all(manifest.read_text()):
         kubernetes_validate.validate(document, "1.37.0", strict=True)
@@ -49,5 +53,7 @@ def test_every_service_has_an_entry_point_and_a_manifest() -> None:
     for name in SERVICES:
         assert scripts[f"cme-{name}"] == f"services.{name}.main:main"
         assert (PROJECT_ROOT / "deploy" / "k8s" / f"{name}.yaml").exists()
-    kinds = {d["kind"] for d in yaml.safe_load_all((PROJECT_ROOT / "deploy" / "k8s" / "tracking.yaml").read_text())}
+    kinds = {
+        d["kind"] for d in yaml.safe_load_all((PROJECT_ROOT / "deploy" / "k8s" / "tracking.yaml").read_text())
+    }
     assert "StatefulSet" in kinds  # faust workers keep RocksDB state on a volume

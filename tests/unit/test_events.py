@@ -54,7 +54,7 @@ def test_naive_timestamp_is_rejected() -> None:
 def test_registered_elsewhere_needs_destination_school() -> None:
     data = sample_event_dict("pupil-left-roll")
     data["payload"]["deletion_ground"] = "a"
-    with pytest.raises(ValidationError, match="needs destination.school_urn"):
+    with pytest.raises(ValidationError, match=r"needs destination\.school_urn"):
         decode_inbound(data)
 
 
