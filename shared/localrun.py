@@ -31,6 +31,7 @@ SERVICES = (
     ServiceProcess("tracking", "tracking_port"),
     ServiceProcess("escalation", "escalation_port"),
     ServiceProcess("notify", "notify_port"),
+    ServiceProcess("attendance", "attendance_port"),
 )
 
 

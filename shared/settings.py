@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     tracking_port: int = 8002
     escalation_port: int = 8003
     notify_port: int = 8004
+    attendance_port: int = 8005
     bind_host: str = "127.0.0.1"
 
     log_level: str = "INFO"

@@ -16,7 +16,6 @@ class AttendanceSettings(Settings):
     attendance_store: Literal["auto", "rocksdb", "memory"] = "auto"
     # Per-LA overrides of the absence-threshold rules (<la_code>.yaml); None: the shipped defaults only.
     attendance_rules_dir: Path | None = None
-    attendance_port: int = 8005
     # Largest bulk upload accepted (bytes); bigger bodies get 413. 5 MB is about 40,000 marks as JSON.
     attendance_upload_max_bytes: int = Field(default=5_000_000, ge=1024)
     attendance_upload_max_marks: int = Field(default=50_000, ge=1)

@@ -15,7 +15,7 @@ import yaml
 from shared import schemas
 from shared.settings import PROJECT_ROOT
 
-SERVICES = ("referral", "tracking", "escalation", "notify")
+SERVICES = ("referral", "tracking", "escalation", "notify", "attendance")
 
 
 def test_event_schemas_and_asyncapi_match_the_code() -> None:
@@ -53,7 +53,6 @@ def test_every_service_has_an_entry_point_and_a_manifest() -> None:
     for name in SERVICES:
         assert scripts[f"cme-{name}"] == f"services.{name}.main:main"
         assert (PROJECT_ROOT / "deploy" / "k8s" / f"{name}.yaml").exists()
-    kinds = {
-        d["kind"] for d in yaml.safe_load_all((PROJECT_ROOT / "deploy" / "k8s" / "tracking.yaml").read_text())
-    }
-    assert "StatefulSet" in kinds  # faust workers keep RocksDB state on a volume
+    for stateful in ("tracking", "attendance"):  # faust workers keep RocksDB state on a volume
+        manifest = (PROJECT_ROOT / "deploy" / "k8s" / f"{stateful}.yaml").read_text()
+        assert "StatefulSet" in {d["kind"] for d in yaml.safe_load_all(manifest)}
