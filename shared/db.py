@@ -6,6 +6,8 @@ own version table, so services can be deployed and migrated one at a time agains
 
 from __future__ import annotations
 
+import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -61,6 +63,28 @@ def alembic_config(url: str, script_location: Path, service: str) -> Config:
     return cfg
 
 
+# Alembic's ``context`` is module-global: two threads of one process must not migrate at the same time.
+_MIGRATION_LOCK = threading.Lock()
+
+
 def migrate(url: str, script_location: Path, service: str) -> None:
-    """Bring the service's tables to the newest revision (idempotent; safe at every start)."""
-    command.upgrade(alembic_config(url, script_location, service), "head")
+    """Bring the service's tables to the newest revision (idempotent; safe at every start).
+
+    Replicas of a service start together: on PostgreSQL an advisory lock per service makes them take turns,
+    so the second finds the schema up to date instead of racing the first to create it.
+    """
+    with _MIGRATION_LOCK:
+        if not url.startswith("postgresql"):
+            command.upgrade(alembic_config(url, script_location, service), "head")
+            return
+        engine = make_engine(url, pool_size=1)
+        key = zlib.crc32(f"cme-migrate-{service}".encode())
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                try:
+                    command.upgrade(alembic_config(url, script_location, service), "head")
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        finally:
+            engine.dispose()
