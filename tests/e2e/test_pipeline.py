@@ -1,0 +1,247 @@
+"""The whole pipeline as separate processes on the real broker and PostgreSQL, with a real SMTP server.
+
+A school reports two pupils who left the roll to an unknown destination and could not be found. Each
+caseworker alert arrives by email with no personal data; one is acknowledged through its link and its ladder
+stops; the other is ignored and steps up to the senior CME officer when five school days pass (simulated time
+in the escalation service); once that child is located the escalation is cancelled and nothing more is sent.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import text
+
+from shared.auth import Role, issue_token
+from shared.db import make_engine
+from shared.localrun import start_services, stop_services
+from shared.localstack.net import free_port
+from shared.samples import child, sample_event_dict
+from shared.settings import Settings
+from tests.support.kafka import wait_until
+
+pytestmark = pytest.mark.e2e
+
+LA = "801"
+SIGNING_KEY = "pipeline-test-signing-key-0123456789"
+DIRECTORY = """
+las:
+  "801":
+    email_channel: smtp
+    people:
+      - {id: cw, name: Caseworker, email: caseworker@la.test}
+      - {id: senior, name: Senior CME officer, email: senior@la.test}
+    teams:
+      - {id: mash, name: MASH duty, email: mash@la.test}
+    roles:
+      caseworker: [person:cw]
+      senior_cme_officer: [person:senior]
+      childrens_social_care: [team:mash]
+      police: [team:mash]
+"""
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if address in m["To"]]
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+def _set_time(path: Path, iso: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(iso)
+    tmp.replace(path)  # atomic: the service never reads half a timestamp
+
+
+def _body(message: Message) -> str:
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
+
+
+def test_referral_to_alert_ack_and_step_up(
+    kafka_settings: Settings, postgres_url: str, mailbox: tuple[Mailbox, int], tmp_path: Path
+) -> None:
+    box, smtp_port = mailbox
+    ports = {name: free_port() for name in ("referral", "tracking", "escalation", "notify", "attendance")}
+    clock = tmp_path / "now.txt"
+    _set_time(clock, "2025-11-04T12:00:00+00:00")
+    directory = tmp_path / "directory.yaml"
+    directory.write_text(DIRECTORY)
+    env = {
+        **os.environ,
+        "CME_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
+        "CME_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "CME_TOPIC_PARTITIONS": "2",
+        "CME_DATABASE_URL": postgres_url,
+        "CME_DATA_DIR": str(tmp_path),
+        "CME_SIGNING_KEY": SIGNING_KEY,
+        "CME_LOG_JSON": "true",
+        **{f"CME_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        "CME_NOTIFY_SMTP_PORT": str(smtp_port),
+        "CME_NOTIFY_POLL_INTERVAL_S": "0.2",
+        "CME_NOTIFY_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['notify']}",
+        "CME_ESCALATION_SIMULATED_TIME_FILE": str(clock),
+        "CME_ESCALATION_TICK_S": "0.2",
+    }
+    settings = Settings(**{f"{name}_port": port for name, port in ports.items()}, data_dir=tmp_path)
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([bin_dir / "cme-notify", "load-directory", str(directory)], env=env, check=True)
+
+    def api_key(*args: str) -> str:
+        out = subprocess.run(
+            [bin_dir / "cme-referral", "clients", "create", "--la", LA, *args],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        found = re.search(r"api key:\s+(\S+)", out)
+        assert found, out
+        return found.group(1)
+
+    school_key = api_key("--kind", "school", "--name", "e2e school", "--urn", "108000")
+    cme_team_key = api_key("--kind", "agency", "--name", "LA CME team")
+
+    procs = start_services(settings, env, tmp_path / "logs")
+    try:
+        base_url = f"http://127.0.0.1:{ports['referral']}"
+        school = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {school_key}"}, timeout=10
+        )
+        cme_team = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {cme_team_key}"}, timeout=10
+        )
+        kids = {n: child(n) for n in (1, 2)}
+        submitted: list[tuple[httpx.Client, str]] = []
+        for kid in kids.values():
+            # The school deletes the pupil from its roll; the LA's enquiries then fail to find the child.
+            left = sample_event_dict("pupil-left-roll", kid=kid, on=date(2025, 11, 3))
+            unknown = sample_event_dict("whereabouts-unknown", kid=kid, on=date(2025, 11, 4), school_urn=None)
+            for sender, event in ((school, left), (cme_team, unknown)):
+                response = sender.post("/v1/events", json=event)
+                assert response.status_code == 202, response.text
+                submitted.append((sender, event["event_id"]))
+
+        # Every accepted event is published and processed into a case.
+        def all_processed() -> bool:
+            return all(c.get(f"/v1/events/{i}").json()["status"] == "processed" for c, i in submitted)
+
+        wait_until(all_processed, timeout_s=60, what="referral status processed")
+
+        # Each child's caseworker alert arrives once, by email, with no personal data.
+        wait_until(lambda: len(box.to("caseworker@la.test")) >= 2, timeout_s=60, what="two caseworker emails")
+        caseworker_mail = box.to("caseworker@la.test")
+        for message in box.messages:
+            content = message["Subject"] + _body(message)
+            for kid in kids.values():
+                for personal in (
+                    kid["upn"],
+                    kid["forename"],
+                    kid["surname"],
+                    kid["date_of_birth"],
+                    kid["postcode"],
+                ):
+                    assert personal not in content
+
+        # The caseworker reads child 1's case: the tracking API shows it, scoped to the LA.
+        token = issue_token(Settings(signing_key=SIGNING_KEY), "cw", Role.CASEWORKER, LA)
+        tracking = httpx.Client(
+            base_url=f"http://127.0.0.1:{ports['tracking']}", headers={"Authorization": f"Bearer {token}"}
+        )
+        found = tracking.post(
+            "/v1/children/search", json={"upn": kids[1]["upn"], "reason": "alert follow-up"}
+        )
+        assert found.status_code == 200, found.text
+        [case] = found.json()
+        assert case["state"] == "whereabouts_unknown"
+        other_la = issue_token(Settings(signing_key=SIGNING_KEY), "cw2", Role.CASEWORKER, "803")
+        hidden = tracking.get(
+            f"/v1/children/{case['child_id']}",
+            params={"reason": "curious"},
+            headers={"Authorization": f"Bearer {other_la}"},
+        )
+        assert hidden.status_code == 404
+
+        # Acknowledge the alert about child 1 through the one-time link in its email.
+        links = {m["Message-ID"]: re.search(r"(http://\S+/v1/ack/\S+)", _body(m)) for m in caseworker_mail}
+        assert all(links.values()), [_body(m) for m in caseworker_mail]
+        case_links = {m["Message-ID"]: _body(m) for m in caseworker_mail}
+        child1_mail = next(mid for mid, body in case_links.items() if case["case_id"] in body)
+        link = links[child1_mail]
+        assert link
+        assert httpx.get(link.group(1)).status_code == 200  # the confirm page changes nothing
+        assert httpx.post(link.group(1)).status_code == 200
+        # The ack travels notify -> outbox -> Kafka -> escalation: wait until the escalation service has it.
+        engine = make_engine(postgres_url)
+        with engine.connect() as conn:
+            wait_until(
+                lambda: conn.execute(
+                    text("SELECT count(*) FROM escalation_escalations WHERE acknowledged_step IS NOT NULL")
+                ).scalar(),
+                timeout_s=60,
+                what="the escalation service to record the acknowledgement",
+            )
+        engine.dispose()
+
+        # Five school days on (end of Tue 11 Nov) the ignored alert steps up; the acknowledged one does not.
+        _set_time(clock, "2025-11-12T12:00:00+00:00")
+        wait_until(lambda: box.to("senior@la.test"), timeout_s=60, what="senior CME officer email")
+        senior_mail = box.to("senior@la.test")
+        assert len(senior_mail) == 1
+        assert case["case_id"] not in _body(senior_mail[0])
+
+        # Child 2 is located: the escalation is cancelled; ten more school days pass and nothing else is sent.
+        located = sample_event_dict("child-located", kid=kids[2], on=date(2025, 11, 12), school_urn=None)
+        assert cme_team.post("/v1/events", json=located).status_code == 202
+        wait_until(
+            lambda: cme_team.get(f"/v1/events/{located['event_id']}").json()["status"] == "processed",
+            timeout_s=60,
+            what="child-located processed",
+        )
+        _set_time(clock, "2025-11-27T12:00:00+00:00")
+        time.sleep(3)  # a negative check: give the timer loop (0.2 s ticks) several ticks to misfire
+        assert box.to("mash@la.test") == []
+        assert len(box.to("senior@la.test")) == 1
+        assert len(box.to("caseworker@la.test")) == 2
+    finally:
+        stop_services(procs)
+    for name in ("referral", "tracking", "escalation", "notify"):
+        log = (tmp_path / "logs" / f"{name}.log").read_text()
+        for kid in kids.values():
+            assert kid["upn"] not in log, f"{name} logged a UPN"
+            assert kid["surname"] not in log, f"{name} logged a surname"
