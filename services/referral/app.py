@@ -30,6 +30,7 @@ from shared.topics import INTAKE
 log = get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 DB_RETRY_AFTER_S = "5"
+SHUTDOWN_GRACE_S = 5.0
 
 
 def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
@@ -56,7 +57,12 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
         finally:
             stop.set()
             relay.wakeup.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                # A Kafka client stuck connecting must not hold up shutdown: what is unpublished stays queued.
+                _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             engine.dispose()
 
     app = FastAPI(

@@ -66,7 +66,7 @@ class OutboxRelay:
             return list(session.exec(stmt).all())
 
     def _mark(self, ids: list[int]) -> None:
-        with Session(self.intake.engine) as session:
+        with self.intake.write_lock, Session(self.intake.engine) as session:
             now = utcnow()
             for row in session.exec(select(ReferralOutbox).where(col(ReferralOutbox.id).in_(ids))).all():
                 row.published_at = now

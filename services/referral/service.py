@@ -9,7 +9,9 @@ either fully accepted (and will be published by the relay) or not at all.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -100,6 +102,10 @@ class Intake:
     def __init__(self, engine: Engine, intake_topic: str) -> None:
         self.engine = engine
         self.intake_topic = intake_topic
+        # SQLite has one writer: queueing writers here is cheaper than SQLite's busy-wait sleeps.
+        self.write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def store(
         self, client: ApiClient, events: list[Envelope], digests: list[str | None] | None = None
@@ -107,6 +113,10 @@ class Intake:
         """Accept checked events: all new ones in one transaction; duplicates and conflicts answered from the
         idempotency records. A concurrent submission of one event_id is settled by the unique constraint."""
         hashes = [d or content_hash(e) for e, d in zip(events, digests or [None] * len(events), strict=True)]
+        with self.write_lock:
+            return self._store_settled(client, events, hashes)
+
+    def _store_settled(self, client: ApiClient, events: list[Envelope], hashes: list[str]) -> list[Outcome]:
         try:
             return self._store(client, events, hashes)
         except IntegrityError:
@@ -200,7 +210,7 @@ class Intake:
         """Record that tracking resolved these events (event_id -> child_id); returns how many were ours."""
         if not facts:
             return 0
-        with Session(self.engine) as session:
+        with self.write_lock, Session(self.engine) as session:
             rows = session.exec(select(Submission).where(col(Submission.event_id).in_(list(facts)))).all()
             for row in rows:
                 if row.processed_at is None:
