@@ -21,6 +21,22 @@ class Step:
     days_ago: int
     changes: dict[str, Any] | None = None
 
+    @property
+    def from_school(self) -> bool:
+        # Schools report their own register; the LA's CME team reports enquiries and outcomes.
+        return self.event_type in SCHOOL_EVENTS
+
+
+SCHOOL_EVENTS = frozenset(
+    {
+        "pupil-registered",
+        "pupil-left-roll",
+        "absence-threshold-crossed",
+        "exclusion-issued",
+        "home-education-notified",
+    }
+)
+
 
 # Each child follows a path the statutory guidance describes; dates are relative to today.
 STORY: tuple[Step, ...] = (
@@ -48,17 +64,22 @@ STORY: tuple[Step, ...] = (
 )
 
 
-def demo_events(today: date | None = None) -> list[dict[str, Any]]:
+def demo_events(today: date | None = None) -> list[tuple[bool, dict[str, Any]]]:
+    """(sent by the school?, event) for every step of the story, dated relative to ``today``."""
     today = today or date.today()
     events = []
     for step in STORY:
         on = today - timedelta(days=step.days_ago)
         event = sample_event_dict(
-            step.event_type, kid=child(step.child_serial), on=on, event_id=_stable_id(step)
+            step.event_type,
+            kid=child(step.child_serial),
+            on=on,
+            event_id=_stable_id(step),
+            school_urn=DEMO_SCHOOL_URN if step.from_school else None,
         )
         if step.changes:
             event["payload"].update(step.changes)
-        events.append(event)
+        events.append((step.from_school, event))
     return events
 
 
@@ -70,9 +91,11 @@ def _stable_id(step: Step) -> uuid.UUID:
 def feed_demo(settings: Settings, env: dict[str, str]) -> None:
     from shared.demo_client import demo_api_key
 
-    key = demo_api_key(settings, env, la_code=DEMO_LA, school_urn=DEMO_SCHOOL_URN)
+    school_key = demo_api_key(settings, env, la_code=DEMO_LA, school_urn=DEMO_SCHOOL_URN)
+    team_key = demo_api_key(settings, env, la_code=DEMO_LA, school_urn=None)
     url = f"http://127.0.0.1:{settings.referral_port}/v1/events"
     with httpx.Client(timeout=10) as client:
-        for event in demo_events():
+        for from_school, event in demo_events():
+            key = school_key if from_school else team_key
             response = client.post(url, json=event, headers={"Authorization": f"Bearer {key}"})
             print(f"demo {event['event_type']:<28} -> {response.status_code}", file=sys.stderr)

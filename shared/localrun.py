@@ -15,6 +15,8 @@ import httpx
 from shared.settings import Settings
 
 BIN = Path(sys.executable).parent
+DEMO_SMTP_PORT = 8025
+DEMO_DIRECTORY = Path(__file__).parent / "demo_directory.yaml"
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,20 @@ def stop_services(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after: float | None) -> int:
     from shared.cli import stack_up
+    from shared.mailcatcher import start_mail_catcher
 
     stack_env = stack_up(settings, with_postgres)
-    env = {**os.environ, **stack_env}
+    mail_dir = settings.data_dir / "mail"
+    catcher = start_mail_catcher(mail_dir, DEMO_SMTP_PORT)
+    env = {
+        **os.environ,
+        **stack_env,
+        "CME_NOTIFY_SMTP_PORT": str(DEMO_SMTP_PORT),
+        "CME_NOTIFY_PUBLIC_BASE_URL": f"http://127.0.0.1:{settings.notify_port}",
+    }
+    subprocess.run([str(BIN / "cme-notify"), "load-directory", str(DEMO_DIRECTORY)], env=env, check=True)
     procs = start_services(settings, env, settings.data_dir / "logs")
+    print(f"alerts are delivered as .eml files in {mail_dir}", file=sys.stderr)
     try:
         if demo:
             from shared.demo import feed_demo
@@ -102,3 +114,4 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
         return 0
     finally:
         stop_services(procs)
+        catcher.stop()

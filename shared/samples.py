@@ -6,7 +6,7 @@ The children are invented; their UPNs carry correct check letters so that they p
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.events.catalogue import decode_inbound
@@ -48,7 +48,7 @@ def _payload(event_type: str, kid: dict[str, Any], on: date) -> dict[str, Any]:
         "absence-threshold-crossed": {
             "school_urn": DEMO_SCHOOL_URN,
             "rule": "unauthorised_10_consecutive_days",
-            "first_absent_date": d,
+            "first_absent_date": (on - timedelta(days=13)).isoformat(),  # ten weekdays ending on ``on``
             "last_absent_date": d,
             "school_days": 10,
         },
