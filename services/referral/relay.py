@@ -10,11 +10,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from services.referral.metrics import EVENTS_PUBLISHED, OUTBOX_DEPTH
 from services.referral.models import ReferralOutbox
-from services.referral.service import Intake
+from services.referral.service import Intake, table_of
 from shared.events.envelope import utcnow
 from shared.kafka import aiokafka_config
 from shared.logs import get_logger
@@ -66,12 +67,9 @@ class OutboxRelay:
             return list(session.exec(stmt).all())
 
     def _mark(self, ids: list[int]) -> None:
-        with self.intake.write_lock, Session(self.intake.engine) as session:
-            now = utcnow()
-            for row in session.exec(select(ReferralOutbox).where(col(ReferralOutbox.id).in_(ids))).all():
-                row.published_at = now
-                session.add(row)
-            session.commit()
+        table = table_of(ReferralOutbox)
+        with self.intake.write_lock, self.intake.engine.begin() as connection:
+            connection.execute(update(table).where(table.c.id.in_(ids)).values(published_at=utcnow()))
 
     async def relay_once(self, producer: AIOKafkaProducer) -> int:
         rows = await asyncio.to_thread(self._load)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -345,9 +347,12 @@ async def test_database_unreachable_is_503(api: Api) -> None:
 # --- observability ----------------------------------------------------------------------------------------
 
 
-async def test_metrics_and_logs_carry_no_personal_data(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_metrics_and_logs_carry_no_personal_data(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.logs import configure_logging
 
+    # The log configuration keeps the stream it is given: give it one that outlives this test.
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
     configure_logging("referral-test")
     event = leaver()
     await api.http.post("/v1/events", json=event, headers=api.auth("school"))
@@ -357,7 +362,7 @@ async def test_metrics_and_logs_carry_no_personal_data(api: Api, capsys: pytest.
     metrics = (await api.http.get("/metrics")).text
     assert 'cme_referral_events_accepted_total{event_type="pupil-left-roll"}' in metrics
     assert 'cme_referral_events_rejected_total{reason="school_age"}' in metrics
-    logs = capsys.readouterr().err
+    logs = stream.getvalue()
     assert "events_submitted" in logs
     for personal in (event["payload"]["child"]["upn"], "Example", "2014-03-01", "1990-01-01"):
         assert personal not in metrics and personal not in logs
