@@ -46,9 +46,8 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    broker = KafkaBroker(
-        data_dir=TEST_STACK_DIR / "kafka", port=KAFKA_TEST_PORT, controller_port=KAFKA_TEST_PORT + 1
-    )
+    data_dir = TEST_STACK_DIR / f"kafka-{KAFKA_TEST_PORT}"
+    broker = KafkaBroker(data_dir=data_dir, port=KAFKA_TEST_PORT, controller_port=KAFKA_TEST_PORT + 1)
     started_here = not broker.running()
     broker.start()
     try:
@@ -71,7 +70,9 @@ def postgres() -> Iterator[tuple[str, PostgresCluster | None]]:
         with PostgresContainer(POSTGRES_IMAGE, driver="psycopg") as container:
             yield container.get_connection_url(), None
         return
-    cluster = PostgresCluster(data_dir=Path("/tmp") / "cme-test-pg", port=POSTGRES_TEST_PORT)
+    # Under /tmp: the postgres user must be able to reach it; one cluster per port.
+    data_dir = Path("/tmp") / f"cme-test-pg-{POSTGRES_TEST_PORT}"
+    cluster = PostgresCluster(data_dir=data_dir, port=POSTGRES_TEST_PORT)
     started_here = not cluster.running()
     cluster.start()
     try:
