@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from shared.topics import CHILD_EVENTS
 
 log = get_logger(__name__)
 RETRY_S = 1.0
+LINGER_S = 0.02
 
 
 async def _start_with_retry(make: Callable[[], Any], stop: asyncio.Event, what: str) -> Any | None:
@@ -98,18 +100,23 @@ class OutboxRelay:
         )
         if producer is None:
             return
+        gauge_due = 0.0
         try:
             while not stop.is_set():
                 self.wakeup.clear()
                 try:
                     published = await self.relay_once(producer)
-                    OUTBOX_DEPTH.set(await asyncio.to_thread(self.intake.outbox_depth))
+                    if time.monotonic() >= gauge_due:
+                        OUTBOX_DEPTH.set(await asyncio.to_thread(self.intake.outbox_depth))
+                        gauge_due = time.monotonic() + 1.0
                 except Exception as exc:
                     log.warning("outbox_relay_failed", error=type(exc).__name__)
                     await _wait(stop, RETRY_S)
                     continue
-                if not published:
+                if published < self.batch:
                     await _wait(self.wakeup, 0.5)
+                    # Let a burst of single submissions gather: one cycle (load, send, mark) for many rows.
+                    await _wait(stop, LINGER_S)
         finally:
             await producer.stop()
 
