@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from services.referral.app import create_app
@@ -47,8 +48,8 @@ async def files(
         )
 
 
-def outbox_values(engine: object) -> list[dict[str, object]]:
-    with Session(engine) as session:  # type: ignore[call-overload]
+def outbox_values(engine: Engine) -> list[dict[str, object]]:
+    with Session(engine) as session:
         return [without_nulls(orjson.loads(v)) for v in session.exec(select(ReferralOutbox.value)).all()]
 
 
@@ -58,8 +59,8 @@ def without_nulls(data: Any) -> Any:
     return data
 
 
-def outbox_count(engine: object) -> int:
-    with Session(engine) as session:  # type: ignore[call-overload]
+def outbox_count(engine: Engine) -> int:
+    with Session(engine) as session:
         return int(session.exec(select(func.count()).select_from(ReferralOutbox)).one())
 
 

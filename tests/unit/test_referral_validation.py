@@ -16,6 +16,7 @@ from services.referral.validation import (
     service_rule_problems,
     weekdays_between,
 )
+from shared.identifiers import upn_check_letter
 from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 
 NOW = datetime(2025, 11, 10, 12, 0, tzinfo=UTC)
@@ -47,6 +48,18 @@ def test_upn_with_a_wrong_check_letter_is_named() -> None:
     upn = data["payload"]["child"]["upn"]
     data["payload"]["child"]["upn"] = ("B" if upn[0] != "B" else "C") + upn[1:]
     assert rules_of(data) == {("payload.child.upn", "value_error")}
+
+
+def test_temporary_upn_is_accepted() -> None:
+    data = sample_event_dict("pupil-registered")
+    body = "801200014999"[
+        :11
+    ]  # LA, establishment, year, first two serial digits; a letter ends a temporary UPN
+    upn = upn_check_letter(body + "A") + body + "A"
+    data["payload"]["child"]["upn"] = upn
+    assert rules_of(data) == set()
+    data["payload"]["child"]["upn"] = upn[:-1] + "I"  # I, O and S are never used
+    assert ("payload.child.upn", "value_error") in rules_of(data)
 
 
 def test_unknown_deletion_ground_is_named() -> None:
