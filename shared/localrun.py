@@ -34,6 +34,7 @@ SERVICES = (
     ServiceProcess("escalation", "escalation_port"),
     ServiceProcess("notify", "notify_port"),
     ServiceProcess("attendance", "attendance_port"),
+    ServiceProcess("web", "web_port"),
 )
 
 

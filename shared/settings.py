@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     escalation_port: int = 8003
     notify_port: int = 8004
     attendance_port: int = 8005
+    web_port: int = 8080
     bind_host: str = "127.0.0.1"
 
     log_level: str = "INFO"

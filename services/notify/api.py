@@ -11,15 +11,16 @@ import html
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
 from services.notify.acks import AckResult, AlertClosed, AlertNotFound, LinkAlreadyUsed, acknowledge
 from services.notify.config import NotifySettings
 from services.notify.links import AckLinkClaims, InvalidLink, verify_ack_token
-from services.notify.models import NotifyAlert
+from services.notify.models import NotifyAlert, aware
 from shared.auth import CurrentPrincipal, Principal, Role
 from shared.db import session_scope
 from shared.events.envelope import utcnow
@@ -114,6 +115,53 @@ async def ack_alert(
         "alert_acknowledged", alert_id=alert_id, via="api", la_code=principal.la_code, already=result.already
     )
     return _response(result)
+
+
+class AlertOut(BaseModel):
+    """An alert as the caseworker inbox lists it: codes and ids only, no personal data."""
+
+    alert_id: str
+    escalation_id: str
+    step_index: int
+    child_id: str
+    case_id: str
+    level: str
+    rule_id: str
+    reason_code: str
+    case_state: str
+    escalated_at: datetime
+    next_step_due_at: datetime | None
+    state: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    ack_action: str | None
+
+
+@router.get("/alerts", response_model=list[AlertOut])
+async def list_alerts(
+    principal: Acknowledger,
+    engine: EngineDep,
+    state: Annotated[str | None, Query(pattern="^(open|acknowledged|cancelled|superseded)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 200,
+) -> list[AlertOut]:
+    """The caller's LA's alerts, newest first (the web inbox); another LA's alerts are never listed."""
+
+    def load() -> list[NotifyAlert]:
+        with session_scope(engine) as session:
+            query = select(NotifyAlert).where(NotifyAlert.la_code == principal.la_code)
+            if state is not None:
+                query = query.where(NotifyAlert.state == state)
+            return list(session.exec(query.order_by(col(NotifyAlert.escalated_at).desc()).limit(limit)).all())
+
+    rows = await asyncio.to_thread(load)
+    out = []
+    for row in rows:
+        data = row.model_dump()
+        data["escalated_at"] = aware(row.escalated_at)
+        data["next_step_due_at"] = aware(row.next_step_due_at) if row.next_step_due_at else None
+        data["acknowledged_at"] = aware(row.acknowledged_at) if row.acknowledged_at else None
+        out.append(AlertOut.model_validate(data))
+    return out
 
 
 def _claims(settings: NotifySettings, token: str) -> AckLinkClaims:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from services.tracking.history import provision_codes, spells
 from services.tracking.identity import IdentityResolver
 from services.tracking.matching import normalise_name
 from services.tracking.models import (
@@ -24,6 +25,7 @@ from services.tracking.models import (
 from shared.auth import CaseReader, Principal
 from shared.events.envelope import Source, utcnow
 from shared.events.internal import CaseState, ChildMerged, ChildMergedPayload
+from shared.events.vocab import Vulnerability
 
 Reason = Annotated[str, Field(min_length=3, max_length=500, description="Why the record is being read")]
 
@@ -72,6 +74,33 @@ class ChildOut(BaseModel):
     date_of_birth: date | None
     case: CaseOut | None
     timeline: list[TimelineOut]
+
+
+class SpellOut(BaseModel):
+    start: datetime
+    state: str
+    reason: str | None
+    event_kind: str | None
+
+
+class DetailOut(BaseModel):
+    occurred_at: datetime
+    event_kind: str | None
+    codes: dict[str, str]
+
+
+class HistoryOut(BaseModel):
+    """One child's case over event time, for the LA's reports."""
+
+    child_id: str
+    case_id: str
+    upn: str | None
+    date_of_birth: date | None
+    sex: str | None
+    vulnerabilities: list[str]
+    state: str | None
+    spells: list[SpellOut]
+    details: list[DetailOut]
 
 
 class SearchIn(BaseModel):
@@ -136,6 +165,76 @@ def build_router(publish: Any) -> APIRouter:
                 case=_case_out(case) if case else None,
                 timeline=[TimelineOut.model_validate(r.model_dump()) for r in rows],
             )
+
+    @router.get("/cases/{case_id}")
+    def read_case(
+        case_id: uuid.UUID,
+        who: CaseReader,
+        engine: EngineDep,
+        reason: Annotated[str, Query(min_length=3, max_length=500)],
+    ) -> ChildOut:
+        """The child's record by case id (the id alert messages link to); audited like read_child."""
+        with Session(engine) as session:
+            case = session.get(TrackingCase, str(case_id))
+            if case is None or case.la_code != who.la_code:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such case")
+            child_id = uuid.UUID(case.child_id)
+        return read_child(child_id, who, engine, reason)
+
+    @router.get("/reports/history")
+    def case_history(
+        who: CaseReader, engine: EngineDep, reason: Annotated[str, Query(min_length=3, max_length=500)]
+    ) -> list[HistoryOut]:
+        """Every case of the LA with its states over event time (replayed from the timeline) and the
+        provision/exclusion codes its facts carried: reports compute "as of a date" from this."""
+        with Session(engine, expire_on_commit=False) as session:
+            cases = session.exec(
+                select(TrackingCase).where(
+                    TrackingCase.la_code == who.la_code, col(TrackingCase.merged_into).is_(None)
+                )
+            ).all()
+            children = {
+                c.child_id: c
+                for c in session.exec(select(TrackingChild).where(TrackingChild.la_code == who.la_code)).all()
+            }
+            upns: dict[str, str] = {}
+            for child_id, value in session.exec(
+                select(TrackingIdentifier.child_id, TrackingIdentifier.value).where(
+                    TrackingIdentifier.la_code == who.la_code, TrackingIdentifier.kind == "upn"
+                )
+            ).all():
+                upns.setdefault(child_id, value)
+            rows: dict[str, list[TrackingTimelineEntry]] = {}
+            for row in session.exec(
+                select(TrackingTimelineEntry).where(TrackingTimelineEntry.la_code == who.la_code)
+            ).all():
+                rows.setdefault(row.child_id, []).append(row)
+            out: list[HistoryOut] = []
+            for case in cases:
+                child = children.get(case.child_id)
+                flags = [Vulnerability(v) for v in case.vulnerabilities.split(",") if v]
+                timeline = rows.get(case.child_id, [])
+                out.append(
+                    HistoryOut(
+                        child_id=case.child_id,
+                        case_id=case.case_id,
+                        upn=upns.get(case.child_id),
+                        date_of_birth=child.date_of_birth if child else None,
+                        sex=child.sex if child else None,
+                        vulnerabilities=[str(f) for f in flags],
+                        state=case.state,
+                        spells=[SpellOut(**vars(s)) for s in spells(timeline, flags)],
+                        details=[
+                            DetailOut(occurred_at=r.occurred_at, event_kind=r.event_kind, codes=codes)
+                            for r in sorted(timeline, key=lambda r: (r.occurred_at, r.event_id))
+                            if (codes := provision_codes(r.note))
+                            or (r.event_kind or "").endswith("permanently-excluded")
+                        ],
+                    )
+                )
+            _audit(session, who, "report_history", None, reason)
+            session.commit()
+            return out
 
     @router.get("/cases")
     def cases_by_state(

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from services.tracking.facts import fact_from_inbound
+from services.tracking.facts import fact_from_inbound, note_codes
 from services.tracking.state_machine import Case, Fact, fold, step
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
@@ -207,6 +207,7 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
             before.state,
             after.state,
             school,
+            note=note_codes(fact),
         )
         if s.changes:
             out.transitions.append(
@@ -232,7 +233,9 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
             before.state,
             after.state,
             school,
-            note=f"late fact; in event-time order it was {own.rule.verdict}",
+            note=";".join(
+                filter(None, (f"late fact, in event-time order it was {own.rule.verdict}", note_codes(fact)))
+            ),
         )
         if transition is not None:
             out.transitions.append(transition)

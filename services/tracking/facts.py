@@ -15,7 +15,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "absence-threshold-retracted": ("school_urn", "rule", "retracts_event_id"),
     "exclusion-issued": ("school_urn", "exclusion_type", "school_days"),
     "place-offered": ("provision_type", "school_urn", "fair_access"),
-    "provision-started": ("provision_type", "school_urn", "full_time"),
+    "provision-started": ("provision_type", "school_urn", "full_time", "hours_per_week", "start_date"),
     "child-located": ("in_education",),
     "whereabouts-unknown": (),
     "home-education-notified": ("school_urn", "special_school", "la_consent_given"),
@@ -25,6 +25,21 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "enquiry-recorded": ("enquiry_type", "outcome"),
     "social-care-status-changed": ("status", "has_social_worker"),
 }
+
+
+# Codes a timeline row keeps about provision and exclusion, for the reports (no personal data).
+_NOTE_CODES: dict[str, tuple[str, ...]] = {
+    "provision-started": ("provision_type", "hours_per_week", "full_time", "start_date"),
+    "place-offered": ("provision_type",),
+    "exclusion-issued": ("exclusion_type", "school_days"),
+}
+
+
+def note_codes(fact: Fact) -> str | None:
+    """``key=value;...`` of the fact's provision/exclusion codes, or None when it has none."""
+    names = _NOTE_CODES.get(fact.event_type, ())
+    pairs = [f"{n}={fact.attrs[n]}" for n in names if fact.attrs.get(n) is not None]
+    return ";".join(pairs) or None
 
 
 def fact_from_inbound(event: Envelope) -> Fact:

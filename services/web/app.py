@@ -1,0 +1,94 @@
+"""create_app(settings) -> FastAPI: the caseworker and ops web, its ops endpoints and the lag exporter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+
+from services.web import metrics
+from services.web.identity import IdentityProvider, LocalAccounts
+from services.web.lag import run_lag_exporter
+from services.web.pages import build_router, templates
+from services.web.reports import load_populations
+from services.web.sessions import CsrfFailed, SignInRequired
+from services.web.settings import WebSettings
+from shared.db import make_engine, migrate
+from shared.ops import database_check, kafka_check, ops_router
+from shared.school_calendar import CalendarRegistry
+from shared.settings import get_settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def prepare_database(settings: WebSettings) -> Engine:
+    migrate(settings.database_url, MIGRATIONS, "web")
+    return make_engine(settings.database_url)
+
+
+def create_app(settings: WebSettings, identity: IdentityProvider | None = None) -> FastAPI:
+    engine = prepare_database(settings)
+    stop = asyncio.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = (
+            asyncio.create_task(run_lag_exporter(settings, stop)) if settings.web_lag_interval_s > 0 else None
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 10)
+            engine.dispose()
+
+    app = FastAPI(title="CME Tracker web", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.calendars = CalendarRegistry(settings.calendars_dir)
+    app.state.populations = load_populations(
+        str(settings.web_population_file) if settings.web_population_file else None
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.include_router(build_router(identity or LocalAccounts(engine)))
+    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.exception_handler(SignInRequired)
+    async def to_sign_in(request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse("/sign-in", 303)
+
+    @app.exception_handler(CsrfFailed)
+    async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:
+        metrics.CSRF_REFUSED.inc()
+        return HTMLResponse("<h1>Form expired</h1><p>Go back, reload the page and try again.</p>", 403)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path not in ("/metrics",) and not request.url.path.startswith("/static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    _ = templates  # the pages module owns the template environment
+    return app

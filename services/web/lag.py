@@ -1,0 +1,66 @@
+"""Consumer lag and dead-letter depth, read from Kafka (every service's groups at once) and exported as
+gauges on the web's /metrics: the one place that sees all groups without each service measuring its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.web import metrics
+from services.web.settings import WebSettings
+from shared.kafka import aiokafka_config
+from shared.logs import get_logger
+from shared.topics import DEAD_LETTER
+
+log = get_logger(__name__)
+
+
+async def measure_once(settings: WebSettings) -> dict[tuple[str, str], int]:
+    """Lag per (group, topic) for the groups that consume this deployment's topics (its topic prefix)."""
+    admin = AIOKafkaAdminClient(request_timeout_ms=5000, **aiokafka_config(settings))
+    consumer = AIOKafkaConsumer(request_timeout_ms=5000, **aiokafka_config(settings))
+    await admin.start()
+    await consumer.start()
+    lags: dict[tuple[str, str], int] = {}
+    try:
+        groups = [g[0] if isinstance(g, tuple) else g.group_id for g in await admin.list_consumer_groups()]
+        for group in groups:
+            offsets = await admin.list_consumer_group_offsets(group)
+            ours = {
+                tp: meta.offset
+                for tp, meta in offsets.items()
+                if tp.topic.startswith(settings.topic("cme.")) and meta.offset >= 0
+            }
+            if not ours:
+                continue
+            ends = await consumer.end_offsets(list(ours))
+            for tp, committed in ours.items():
+                key = (group, tp.topic)
+                lags[key] = lags.get(key, 0) + max(0, ends[tp] - committed)
+        dead = DEAD_LETTER.name(settings)
+        parts = consumer.partitions_for_topic(dead) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()  # aiokafka has no public call for this
+            parts = consumer.partitions_for_topic(dead) or set()
+        dead_tps = [TopicPartition(dead, p) for p in parts]
+        depth = sum((await consumer.end_offsets(dead_tps)).values()) if dead_tps else 0
+        metrics.DEAD_LETTER_DEPTH.set(depth)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    for (group, topic), lag in lags.items():
+        metrics.CONSUMER_LAG.labels(group=group, topic=topic).set(lag)
+    return lags
+
+
+async def run_lag_exporter(settings: WebSettings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await measure_once(settings)
+        except Exception as exc:  # Kafka away: keep the last values; readiness reports the broker
+            log.warning("lag_measure_failed", error=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.web_lag_interval_s)

@@ -1,0 +1,379 @@
+"""Report figures computed from the cases' histories (tracking's /v1/reports/history), "as of" a date.
+
+A case's history is its list of spells: from each spell's start (event time) the case was in that state.
+The state on a date is the state of the last spell that started before the end of that date (UTC), so a
+report for a past date shows what the facts, in event time, said then, whatever arrived later.
+
+Children missing education (CME) on a date: the case is in one of CME_STATES. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+import yaml
+from pydantic import BaseModel, Field
+
+from shared.school_calendar import SchoolCalendar
+
+CME_STATES = ("missing_education", "whereabouts_unknown", "awaiting_provision", "place_offered")
+ALL_STATES = (
+    "on_roll_at_risk",
+    *CME_STATES,
+    "in_education",
+    "electively_home_educated",
+    "left_area",
+    "moved_abroad",
+)
+TWELVE_WEEKS = timedelta(weeks=12)
+SCHOOL_DAY_BANDS = ((0, 10, "0-10"), (11, 20, "11-20"), (21, 60, "21-60"), (61, 10**6, "over 60"))
+
+
+class Spell(BaseModel):
+    start: datetime
+    state: str
+    reason: str | None = None
+    event_kind: str | None = None
+
+
+class Detail(BaseModel):
+    occurred_at: datetime
+    event_kind: str | None = None
+    codes: dict[str, str] = Field(default_factory=dict)
+
+
+class CaseHistory(BaseModel):
+    child_id: str
+    case_id: str
+    upn: str | None = None
+    date_of_birth: date | None = None
+    sex: str | None = None
+    vulnerabilities: list[str] = Field(default_factory=list)
+    state: str | None = None
+    spells: list[Spell] = Field(default_factory=list)
+    details: list[Detail] = Field(default_factory=list)
+
+
+class Population(BaseModel):
+    """An LA's whole school population, total and by vulnerable group (a per-LA input: docs/WEB.md)."""
+
+    total: int = Field(ge=0)
+    groups: dict[str, int] = Field(default_factory=dict)
+
+
+def load_populations(path: str | None) -> dict[str, Population]:
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    return {str(la): Population.model_validate(value) for la, value in data.items()}
+
+
+def end_of(on: date) -> datetime:
+    return datetime.combine(on + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def spell_on(history: CaseHistory, on: date) -> Spell | None:
+    cutoff = end_of(on)
+    current = None
+    for spell in sorted(history.spells, key=lambda s: _aware(s.start)):
+        if _aware(spell.start) < cutoff:
+            current = spell
+    return current
+
+
+def missing_since(history: CaseHistory, on: date) -> datetime | None:
+    """Start of the unbroken run of CME spells the child is in on ``on`` (None if not CME then)."""
+    cutoff = end_of(on)
+    run_start: datetime | None = None
+    for spell in sorted(history.spells, key=lambda s: _aware(s.start)):
+        if _aware(spell.start) >= cutoff:
+            break
+        in_cme = spell.state in CME_STATES
+        run_start = (run_start or _aware(spell.start)) if in_cme else None
+    return run_start
+
+
+def is_cme_on(history: CaseHistory, on: date) -> bool:
+    spell = spell_on(history, on)
+    return spell is not None and spell.state in CME_STATES
+
+
+def year_group(dob: date | None, on: date) -> str:
+    """National curriculum year on ``on``: age on 31 August before the academic year, minus 5 (R = age 4)."""
+    if dob is None:
+        return "unknown"
+    start_year = on.year if on.month >= 9 else on.year - 1
+    aug31 = date(start_year, 8, 31)
+    age = aug31.year - dob.year - ((aug31.month, aug31.day) < (dob.month, dob.day))
+    nc = age - 4
+    if nc == 0:
+        return "R"
+    if 1 <= nc <= 11:
+        return f"Y{nc}"
+    return "outside compulsory school age"
+
+
+@dataclass
+class Snapshot:
+    on: date
+    cases: int
+    by_state: dict[str, int]
+    cme_total: int
+    by_reason: dict[str, int]
+    whereabouts_unknown: int
+    awaiting_provision: int
+    school_days_missing: dict[str, int]
+    median_school_days_missing: float | None
+    vulnerable: list[dict[str, object]] = field(default_factory=list)
+    population_total: int | None = None
+
+
+def _median(values: Sequence[int]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return float(ordered[mid]) if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def snapshot(
+    histories: Iterable[CaseHistory], on: date, calendar: SchoolCalendar, population: Population | None
+) -> Snapshot:
+    by_state: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    bands: Counter[str] = Counter({label: 0 for _, _, label in SCHOOL_DAY_BANDS})
+    days: list[int] = []
+    flags: Counter[str] = Counter()
+    cases = 0
+    for history in histories:
+        spell = spell_on(history, on)
+        if spell is None:
+            continue
+        cases += 1
+        by_state[spell.state] += 1
+        if spell.state not in CME_STATES:
+            continue
+        by_reason[spell.reason or "not_recorded"] += 1
+        flags.update(set(history.vulnerabilities))
+        since = missing_since(history, on)
+        if since is None:
+            bands["unknown"] += 1
+            continue
+        n = max(0, calendar.school_days_between(since.date(), on))
+        days.append(n)
+        bands[next(label for lo, hi, label in SCHOOL_DAY_BANDS if lo <= n <= hi)] += 1
+    cme_total = sum(by_state[s] for s in CME_STATES)
+    vulnerable: list[dict[str, object]] = []
+    groups = sorted(set(flags) | set(population.groups if population else {}))
+    for group in groups:
+        pop = population.groups.get(group) if population else None
+        vulnerable.append(
+            {
+                "group": group,
+                "cme": flags[group],
+                "population": pop,
+                "cme_per_1000": round(1000 * flags[group] / pop, 2) if pop else None,
+                "share_of_cme_pct": round(100 * flags[group] / cme_total, 1) if cme_total else None,
+                "share_of_population_pct": (
+                    round(100 * pop / population.total, 1)
+                    if pop and population and population.total
+                    else None
+                ),
+            }
+        )
+    return Snapshot(
+        on=on,
+        cases=cases,
+        by_state={s: by_state[s] for s in ALL_STATES if by_state[s]},
+        cme_total=cme_total,
+        by_reason=dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        whereabouts_unknown=by_state["whereabouts_unknown"],
+        awaiting_provision=by_state["awaiting_provision"],
+        school_days_missing=dict(bands),
+        median_school_days_missing=_median(days),
+        vulnerable=vulnerable,
+        population_total=population.total if population else None,
+    )
+
+
+def cme_rate_per_1000(snap: Snapshot) -> float | None:
+    if not snap.population_total:
+        return None
+    return round(1000 * snap.cme_total / snap.population_total, 2)
+
+
+# --- the list of children not in full-time education (Ofsted) ------------------------------------------
+
+NOT_IN_FTE_HEADER = (
+    "unique_id",
+    "date_of_birth",
+    "upn",
+    "provision_type",
+    "hours_per_week",
+    "exclusion_type",
+    "provision_start_date",
+)
+
+
+def _latest(details: Iterable[Detail], on: date, predicate: object) -> Detail | None:
+    cutoff = end_of(on)
+    found = None
+    for d in sorted(details, key=lambda d: _aware(d.occurred_at)):
+        if _aware(d.occurred_at) < cutoff and callable(predicate) and predicate(d):
+            found = d
+    return found
+
+
+def _is_provision(d: Detail) -> bool:
+    return (d.event_kind or "").startswith("provision-started")
+
+
+def _exclusion_type(d: Detail) -> str | None:
+    kind = d.event_kind or ""
+    if kind.endswith("permanently-excluded"):
+        return "permanent"
+    return d.codes.get("exclusion_type")
+
+
+def not_in_full_time_education(histories: Iterable[CaseHistory], on: date) -> list[tuple[str, ...]]:
+    """Children on ``on`` either missing education or in part-time provision (the latest provision started
+    by then is not full time). Exclusion type: the latest exclusion in the 12 months up to ``on``."""
+    rows: list[tuple[str, ...]] = []
+    for h in sorted(histories, key=lambda h: h.child_id):
+        spell = spell_on(h, on)
+        if spell is None:
+            continue
+        provision = _latest(h.details, on, _is_provision)
+        part_time = (
+            spell.state == "in_education"
+            and provision is not None
+            and provision.codes.get("full_time", "True") == "False"
+        )
+        if spell.state not in CME_STATES and not part_time:
+            continue
+        exclusion = _latest(h.details, on, lambda d: _exclusion_type(d) is not None)
+        if exclusion is not None and _aware(exclusion.occurred_at) < end_of(on) - timedelta(days=365):
+            exclusion = None
+        if part_time and provision is not None:
+            ptype = provision.codes.get("provision_type", "")
+            hours = provision.codes.get("hours_per_week", "")
+            started = provision.codes.get("start_date", _aware(provision.occurred_at).date().isoformat())
+        else:
+            ptype, hours, started = "none", "0", ""
+        rows.append(
+            (
+                h.child_id,
+                h.date_of_birth.isoformat() if h.date_of_birth else "",
+                h.upn or "",
+                ptype,
+                hours,
+                (_exclusion_type(exclusion) or "") if exclusion else "",
+                started,
+            )
+        )
+    return rows
+
+
+# --- the DfE termly CME return -----------------------------------------------------------------------------
+
+DFE_HEADER = ("measure", "sex", "year_group", "time_missing", "reason", "count")
+
+
+def time_missing_band(history: CaseHistory, census: date) -> str:
+    since = missing_since(history, census)
+    if since is None:
+        return "unknown"
+    return "12_weeks_or_less" if census - since.date() <= TWELVE_WEEKS else "over_12_weeks"
+
+
+def cme_in_previous_year(history: CaseHistory, census: date) -> bool:
+    """In a CME state at any moment of the 12 months up to and including census day."""
+    window_start = end_of(census) - timedelta(days=366)
+    spells = sorted(history.spells, key=lambda s: _aware(s.start))
+    for i, spell in enumerate(spells):
+        start = _aware(spell.start)
+        end = _aware(spells[i + 1].start) if i + 1 < len(spells) else None
+        if spell.state not in CME_STATES or start >= end_of(census):
+            continue
+        if end is None or end > window_start:
+            return True
+    return False
+
+
+def dfe_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str, ...]]:
+    on_day = [h for h in histories if is_cme_on(h, census)]
+    by_sex_year: Counter[tuple[str, str]] = Counter(
+        (h.sex or "U", year_group(h.date_of_birth, census)) for h in on_day
+    )
+    by_time: Counter[str] = Counter(time_missing_band(h, census) for h in on_day)
+    by_reason: Counter[str] = Counter(
+        (spell.reason if (spell := spell_on(h, census)) and spell.reason else "not_recorded") for h in on_day
+    )
+    rows: list[tuple[str, ...]] = [("cme_on_census_day", "", "", "", "", str(len(on_day)))]
+    rows += [
+        ("cme_by_sex_and_year_group", sex, yg, "", "", str(n)) for (sex, yg), n in sorted(by_sex_year.items())
+    ]
+    rows += [
+        ("cme_by_time_missing", "", "", band, "", str(by_time[band]))
+        for band in ("12_weeks_or_less", "over_12_weeks", "unknown")
+    ]
+    rows += [("cme_by_primary_reason", "", "", "", reason, str(n)) for reason, n in sorted(by_reason.items())]
+    previous = sum(1 for h in histories if cme_in_previous_year(h, census))
+    rows.append(("cme_at_any_point_in_previous_year", "", "", "", "", str(previous)))
+    return rows
+
+
+# --- trends ---------------------------------------------------------------------------------------------
+
+
+def month_ends(on: date, months: int) -> list[date]:
+    out = [on]
+    first = on.replace(day=1)
+    for _ in range(months - 1):
+        last_of_previous = first - timedelta(days=1)
+        out.append(last_of_previous)
+        first = last_of_previous.replace(day=1)
+    return list(reversed(out))
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    on: date
+    cme: int
+    whereabouts_unknown: int
+    new_cme: int  # children who became CME during the month up to ``on``
+
+
+def trends(histories: Sequence[CaseHistory], on: date, months: int = 12) -> list[TrendPoint]:
+    points = []
+    for end in month_ends(on, months):
+        start = end.replace(day=1)
+        cme = sum(1 for h in histories if is_cme_on(h, end))
+        unknown = sum(1 for h in histories if (s := spell_on(h, end)) and s.state == "whereabouts_unknown")
+        new = 0
+        for h in histories:
+            since = missing_since(h, end)
+            if since is not None and since >= end_of(start - timedelta(days=1)):
+                new += 1
+        points.append(TrendPoint(end, cme, unknown, new))
+    return points
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        # Neutralise spreadsheet formulas: a cell starting with = + - @ is prefixed with a quote.
+        writer.writerow(["'" + c if c[:1] in ("=", "+", "-", "@") else c for c in row])
+    return buffer.getvalue()
