@@ -247,7 +247,7 @@ class Pipeline:
             time.sleep(0.3)
 
     def submit_child(self, n: int) -> None:
-        """Child n leaves a school roll to an unknown destination and cannot be found: one caseworker alert."""
+        """Child n leaves a school roll to an unknown destination and is not found: one caseworker alert."""
         kid = child(n)
         left = sample_event_dict("pupil-left-roll", kid=kid, on=date(2025, 11, 3))
         unknown = sample_event_dict("whereabouts-unknown", kid=kid, on=date(2025, 11, 4), school_urn=None)
@@ -266,7 +266,7 @@ class Pipeline:
                     self.submit_child(n)
                     if interval_s:
                         time.sleep(interval_s)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread by join_stream
+            except BaseException as exc:  # re-raised in the test thread by join_stream
                 errors.append(exc)
 
         thread = threading.Thread(target=run, daemon=True)
@@ -326,11 +326,14 @@ class Pipeline:
         # 1. Accepted once, in the case store once: one resolution and one timeline row per event.
         assert len(ids) == len(set(ids))
         timeline = Counter(
-            r[0] for r in self._rows("SELECT event_id FROM tracking_timeline WHERE event_id = ANY(:ids)", ids=ids)
+            r[0]
+            for r in self._rows("SELECT event_id FROM tracking_timeline WHERE event_id = ANY(:ids)", ids=ids)
         )
         assert set(timeline) == set(ids), f"missing from the case store: {set(ids) - set(timeline)}"
         assert max(timeline.values()) == 1, f"applied twice: {[k for k, v in timeline.items() if v > 1]}"
-        resolutions = self._scalar("SELECT count(*) FROM tracking_resolutions WHERE event_id = ANY(:ids)", ids=ids)
+        resolutions = self._scalar(
+            "SELECT count(*) FROM tracking_resolutions WHERE event_id = ANY(:ids)", ids=ids
+        )
         assert resolutions == len(ids)
         cases = self._scalar(
             "SELECT count(*) FROM tracking_cases WHERE state = 'whereabouts_unknown' AND la_code = :la", la=LA
