@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -42,7 +43,12 @@ def prepare_database(settings: WebSettings) -> Engine:
     return make_engine(settings.database_url)
 
 
-def create_app(settings: WebSettings, identity: IdentityProvider | None = None) -> FastAPI:
+def create_app(
+    settings: WebSettings,
+    identity: IdentityProvider | None = None,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """``transports`` routes calls to a service in-process (unit tests); by default they go over HTTP."""
     engine = prepare_database(settings)
     stop = asyncio.Event()
 
@@ -63,6 +69,7 @@ def create_app(settings: WebSettings, identity: IdentityProvider | None = None) 
     app = FastAPI(title="CME Tracker web", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.transports = transports or {}
     app.state.calendars = CalendarRegistry(settings.calendars_dir)
     app.state.populations = load_populations(
         str(settings.web_population_file) if settings.web_population_file else None

@@ -18,9 +18,12 @@ class ServiceError(Exception):
 
 
 class ServiceClient:
-    def __init__(self, settings: WebSettings, name: str, token: str) -> None:
+    def __init__(
+        self, settings: WebSettings, name: str, token: str, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=settings.service_url(name),
+            transport=transport,
             headers={"Authorization": f"Bearer {token}"},
             timeout=settings.web_http_timeout_s,
         )

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -58,9 +59,10 @@ class Ctx:
     csrf: str
     settings: WebSettings
     engine: Engine
+    transports: dict[str, httpx.AsyncBaseTransport]
 
     def service(self, name: str) -> ServiceClient:
-        return ServiceClient(self.settings, name, self.token)
+        return ServiceClient(self.settings, name, self.token, self.transports.get(name))
 
     def audit(
         self, action: str, target: str | None = None, reason: str | None = None, detail: str | None = None
@@ -91,7 +93,8 @@ def get_engine(request: Request) -> Engine:
 def signed_in(request: Request) -> Ctx:
     settings, engine = get_web_settings(request), get_engine(request)
     who, token = current_session(request, settings, engine)
-    return Ctx(who, token, csrf_token_for(settings, token), settings, engine)
+    transports = request.app.state.transports
+    return Ctx(who, token, csrf_token_for(settings, token), settings, engine, transports)
 
 
 def case_reader(ctx: Annotated[Ctx, Depends(signed_in)]) -> Ctx:
