@@ -14,9 +14,8 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -94,6 +93,28 @@ def _body(message: Message) -> str:
     payload = message.get_payload(decode=True)
     assert isinstance(payload, bytes)
     return payload.decode()
+
+
+def _wait_until_settled(database_url: str, now: str) -> None:
+    """A negative check needs the pipeline to be quiet, not a fixed sleep: nothing is due in escalation,
+    everything escalation published has been consumed by notify, and no delivery is waiting."""
+    engine = make_engine(database_url)
+    queries = (
+        "SELECT count(*) FROM escalation_deadlines WHERE status = 'pending' AND due_at <= :now",
+        "SELECT count(*) FROM escalation_outbox WHERE published_at IS NULL",
+        "SELECT count(*) FROM escalation_outbox o"
+        " LEFT JOIN notify_processed_event p ON p.event_id = o.event_id"
+        " WHERE o.topic LIKE '%escalations%' AND p.event_id IS NULL",
+        "SELECT count(*) FROM notify_delivery WHERE state IN ('pending', 'sending')",
+    )
+    moment = datetime.fromisoformat(now)
+    with engine.connect() as conn:
+
+        def settled() -> bool:
+            return all(conn.execute(text(q), {"now": moment}).scalar() == 0 for q in queries)
+
+        wait_until(settled, timeout_s=60, what="the pipeline to settle")
+    engine.dispose()
 
 
 def test_referral_to_alert_ack_and_step_up(
@@ -234,7 +255,7 @@ def test_referral_to_alert_ack_and_step_up(
             what="child-located processed",
         )
         _set_time(clock, "2025-11-27T12:00:00+00:00")
-        time.sleep(3)  # a negative check: give the timer loop (0.2 s ticks) several ticks to misfire
+        _wait_until_settled(postgres_url, "2025-11-27T12:00:00+00:00")
         assert box.to("mash@la.test") == []
         assert len(box.to("senior@la.test")) == 1
         assert len(box.to("caseworker@la.test")) == 2
