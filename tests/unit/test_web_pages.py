@@ -1,0 +1,247 @@
+"""The web's pages in-process, with tracking's and notify's real APIs (ASGI, SQLite): sign-in, CSRF, LA and
+role scoping, the alert inbox's acknowledgement through notify, audited downloads, sign-out."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from services.notify.app import create_app as notify_app
+from services.notify.config import NotifySettings
+from services.notify.models import NotifyAlert, NotifyOutbox
+from services.tracking.stream.app import MIGRATIONS
+from services.web.app import create_app
+from services.web.models import WebAudit
+from services.web.settings import WebSettings
+from services.web.users import create_user
+from shared.auth import Role
+from shared.db import make_engine, migrate
+from tests.unit.test_web_reports import LA, OTHER_LA, CaseStore, build_scenario, tracking_app
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Web:
+    client: TestClient
+    store: CaseStore
+    settings: WebSettings
+    alert_id: str
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[Web]:
+    url = f"sqlite:///{tmp_path / 'cme.db'}"
+    settings = WebSettings(
+        database_url=url, data_dir=tmp_path, signing_key="web-page-tests-signing-key-0123456789",  # type: ignore[arg-type]
+        web_lag_interval_s=0, kafka_bootstrap="127.0.0.1:1",
+    )  # fmt: skip
+    migrate(url, MIGRATIONS, "tracking")
+    engine = make_engine(url)
+    store = build_scenario(engine)
+    tracking = tracking_app(engine)
+    tracking.dependency_overrides = {k: (lambda: settings) for k in tracking.dependency_overrides}
+    notify = notify_app(NotifySettings.from_base(settings), run_worker=False)
+    case_id = store.records[store.child_ids[1]].case_id
+    alert_id = str(uuid.uuid4())
+    with Session(engine) as session:
+        session.add(
+            NotifyAlert(
+                alert_id=alert_id, escalation_id=str(uuid.uuid4()), step_index=0, la_code=LA,
+                child_id=store.child_ids[1], case_id=case_id, level="caseworker",
+                rule_id="whereabouts_unknown", reason_code="whereabouts_unknown",
+                case_state="whereabouts_unknown", source_event_id=str(uuid.uuid4()),
+                source_topic="t", source_partition=0, source_offset=0, escalated_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+        session.commit()
+    app = create_app(
+        settings,
+        transports={"tracking": httpx.ASGITransport(tracking), "notify": httpx.ASGITransport(notify)},
+    )
+    for name, la, role in (
+        ("cw801", LA, Role.CASEWORKER), ("cw803", OTHER_LA, Role.CASEWORKER), ("ops1", LA, Role.OPS),
+    ):  # fmt: skip
+        create_user(app.state.engine, name, la, role, PASSWORD)
+    with TestClient(app, base_url="http://testserver") as client:
+        yield Web(client, store, settings, alert_id)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def sign_in(web: Web, username: str, password: str = PASSWORD) -> httpx.Response:
+    web.client.cookies.clear()
+    page = web.client.get("/sign-in")
+    return web.client.post(
+        "/sign-in",
+        data={"username": username, "password": password, "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_and_wrong_passwords_fail(web: Web) -> None:
+    bad = sign_in(web, "cw801", "wrong password!!")
+    assert bad.status_code == 303 and bad.headers["location"] == "/sign-in?error=1"
+    assert "cme_session" not in bad.cookies
+    good = sign_in(web, "cw801")
+    assert good.status_code == 303 and good.headers["location"] == "/inbox"
+    cookie = good.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "Secure" not in cookie  # a local run; web_cookie_secure=true in production
+    assert web.client.get("/inbox").status_code == 200
+
+
+def test_pages_need_a_session(web: Web) -> None:
+    for path in ("/inbox", "/search", "/review", "/reports", "/ops", f"/cases/{uuid.uuid4()}"):
+        response = web.client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/sign-in", path
+
+
+def test_every_post_needs_the_csrf_token(web: Web) -> None:
+    page = web.client.get("/sign-in")
+    no_token = web.client.post("/sign-in", data={"username": "cw801", "password": PASSWORD})
+    assert no_token.status_code in (403, 422)
+    mismatched = web.client.post(
+        "/sign-in", data={"username": "cw801", "password": PASSWORD, "csrf_token": csrf_of(page.text) + "x"}
+    )
+    assert mismatched.status_code == 403
+    sign_in(web, "cw801")
+    good = csrf_of(web.client.get("/inbox").text)
+    for path, data in (
+        (f"/alerts/{web.alert_id}/ack", {}),
+        ("/search", {"reason": "follow-up", "upn": web.store.kids[1]["upn"]}),
+        (f"/cases/{web.store.records[web.store.child_ids[1]].case_id}", {"reason": "follow-up"}),
+        ("/sign-out", {}),
+    ):
+        refused = web.client.post(path, data={**data, "csrf_token": "forged"}, follow_redirects=False)
+        assert refused.status_code == 403, path
+    with Session(make_engine(web.settings.database_url)) as session:
+        assert session.get(NotifyAlert, web.alert_id).state == "open"  # type: ignore[union-attr]
+    assert web.client.get("/inbox").status_code == 200  # the forged sign-out did nothing
+    assert good
+
+
+def test_case_page_search_and_scoping_to_the_la(web: Web) -> None:
+    case_id = web.store.records[web.store.child_ids[1]].case_id
+    upn = web.store.kids[1]["upn"]
+    sign_in(web, "cw801")
+    csrf = csrf_of(web.client.get("/search").text)
+    found = web.client.post("/search", data={"upn": upn, "reason": "alert follow-up", "csrf_token": csrf})
+    assert found.status_code == 200 and f"/cases/{case_id}" in found.text
+    case = web.client.post(f"/cases/{case_id}", data={"reason": "alert follow-up", "csrf_token": csrf})
+    assert case.status_code == 200
+    assert "whereabouts unknown" in case.text and "pupil-left-roll" in case.text
+    assert upn not in str(case.url) and upn not in str(found.url)
+
+    sign_in(web, "cw803")
+    csrf = csrf_of(web.client.get("/search").text)
+    hidden = web.client.post(f"/cases/{case_id}", data={"reason": "curious", "csrf_token": csrf})
+    assert hidden.status_code == 404
+    nothing = web.client.post("/search", data={"upn": upn, "reason": "curious", "csrf_token": csrf})
+    assert nothing.status_code == 200 and "0 found" in nothing.text and case_id not in nothing.text
+    assert web.alert_id not in web.client.get("/inbox").text  # another LA's alert is not listed
+
+    with Session(make_engine(web.settings.database_url)) as session:
+        audit = session.exec(select(WebAudit).where(WebAudit.target == case_id)).all()
+    assert {(a.subject, a.action, a.reason) for a in audit} >= {
+        ("cw801", "case_read", "alert follow-up"),
+        ("cw803", "case_read_refused", "curious"),
+    }
+
+
+def test_roles_see_only_their_pages(web: Web) -> None:
+    sign_in(web, "ops1")
+    assert web.client.get("/inbox").status_code == 403
+    ops = web.client.get("/ops")
+    assert ops.status_code == 200 and 'data-service="tracking"' in ops.text
+    sign_in(web, "cw801")
+    assert web.client.get("/ops").status_code == 403
+
+
+def test_inbox_acknowledges_through_notify_and_keeps_assign_and_notes(web: Web) -> None:
+    sign_in(web, "cw801")
+    inbox = web.client.get("/inbox")
+    assert web.alert_id in inbox.text
+    csrf = csrf_of(inbox.text)
+    assert (
+        web.client.post(
+            f"/alerts/{web.alert_id}/assign", data={"assignee": "cw801", "csrf_token": csrf}
+        ).status_code
+        == 200
+    )
+    assert (
+        web.client.post(
+            f"/alerts/{web.alert_id}/note", data={"text": "Phoned the family", "csrf_token": csrf}
+        ).status_code
+        == 200
+    )
+    acked = web.client.post(f"/alerts/{web.alert_id}/ack", data={"csrf_token": csrf})
+    assert (
+        acked.status_code == 200 and "Phoned the family" in acked.text and "assigned to cw801" in acked.text
+    )
+    with Session(make_engine(web.settings.database_url)) as session:
+        alert = session.get(NotifyAlert, web.alert_id)
+        assert alert is not None and alert.state == "acknowledged" and alert.acknowledged_by == "cw801"
+        outbox = session.exec(select(NotifyOutbox)).all()
+    assert len(outbox) == 1  # one AlertAck to the escalation service: the ladder stops
+    sign_in(web, "cw803")
+    csrf = csrf_of(web.client.get("/inbox").text)
+    assert (
+        web.client.post(f"/alerts/{web.alert_id}/note", data={"text": "x", "csrf_token": csrf}).status_code
+        == 404
+    )
+
+
+def test_csv_downloads_are_audited(web: Web) -> None:
+    sign_in(web, "cw801")
+    page = web.client.get("/reports", params={"on": "2025-11-20"})
+    assert page.status_code == 200 and "<svg" in page.text
+    assert re.search(r'id="cme-total">3<', page.text)
+    csrf = csrf_of(page.text)
+    fte = web.client.post(
+        "/reports/not-in-full-time-education.csv",
+        data={"on": "2025-11-20", "reason": "Ofsted", "csrf_token": csrf},
+    )
+    assert fte.status_code == 200 and fte.headers["content-type"].startswith("text/csv")
+    assert (
+        fte.text.splitlines()[0]
+        == "unique_id,date_of_birth,upn,provision_type,hours_per_week,exclusion_type,provision_start_date"
+    )
+    assert len(fte.text.splitlines()) == 5
+    dfe = web.client.post(
+        "/reports/dfe-cme-return.csv", data={"on": "2025-11-20", "reason": "DfE census", "csrf_token": csrf}
+    )
+    assert dfe.status_code == 200 and "cme_at_any_point_in_previous_year" in dfe.text
+    with Session(make_engine(web.settings.database_url)) as session:
+        downloads = session.exec(select(WebAudit).where(WebAudit.action == "download_csv")).all()
+    assert sorted((d.target, d.reason) for d in downloads) == [
+        ("dfe_cme_return:2025-11-20", "DfE census"),
+        ("not_in_full_time_education:2025-11-20", "Ofsted"),
+    ]
+
+
+def test_sign_out_revokes_the_session(web: Web) -> None:
+    sign_in(web, "cw801")
+    token = web.client.cookies["cme_session"]
+    csrf = csrf_of(web.client.get("/inbox").text)
+    assert web.client.post("/sign-out", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    web.client.cookies.set("cme_session", token)
+    assert web.client.get("/inbox", follow_redirects=False).status_code == 303
+
+
+def test_health_and_metrics(web: Web) -> None:
+    assert web.client.get("/health/live").json() == {"status": "ok"}
+    assert "cme_web_sign_ins_total" in web.client.get("/metrics").text
