@@ -100,6 +100,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_dead_letters(args: argparse.Namespace) -> int:
+    from shared.deadletter_replay import find_dead_letter, format_dead_letter, read_dead_letters, replay
+
+    settings = get_settings()
+    if args.action == "list":
+        letters = read_dead_letters(settings)
+        for letter in letters:
+            if args.service in (None, letter.payload.service):
+                print(format_dead_letter(letter))
+        return 0
+    if not args.event_id:
+        print("replay needs --event-id (the dead letter's id, from `cme dead-letters list`)", file=sys.stderr)
+        return 2
+    found = find_dead_letter(settings, args.event_id)
+    if found is None:
+        print(f"no dead letter {args.event_id}", file=sys.stderr)
+        return 1
+    done = replay(settings, found, args.to_topic)
+    print(f"replayed {done.dead_letter_id} to {done.topic}[{done.partition}]@{done.offset}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cme", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="JSON Schemas and the AsyncAPI document under docs/")
     schemas.add_argument("action", choices=["export", "check"])
     schemas.set_defaults(func=_cmd_schemas)
+
+    dead = sub.add_parser("dead-letters", help="list dead letters, or replay one after fixing its cause")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("--event-id", help="replay: the dead letter's event id")
+    dead.add_argument("--to-topic", help="replay: publish here instead of the original topic (full name)")
+    dead.add_argument("--service", help="list: only the dead letters of this service")
+    dead.set_defaults(func=_cmd_dead_letters)
 
     run = sub.add_parser("run", help="the whole pipeline: stack, four services, demo feed")
     run.add_argument("--postgres", action="store_true", help="use PostgreSQL instead of SQLite")

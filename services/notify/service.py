@@ -147,6 +147,12 @@ def handle_escalation(
             session, NotifyOutbox, dead_letter_topic, source.key.decode() if source.key else None, dead
         )
         _audit(session, p.la_code, "cme-notify", "unroutable", alert_id, str(p.escalation_id), now)
+        # Forget that this event and step were seen: once the directory is fixed, a replay of the dead letter
+        # (same event_id, same alert_id) must be alerted, not dropped as a duplicate.
+        session.delete(alert)
+        processed = session.get(NotifyProcessedEvent, str(event.event_id))
+        if processed is not None:
+            session.delete(processed)
         return Outcome("unroutable")
 
     inserted = insert_deliveries(session, alert, recipients, now)

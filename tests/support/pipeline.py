@@ -139,8 +139,6 @@ class Pipeline:
         self.ports = {s.name: free_port() for s in SERVICES}
         self.clock = self.tmp_path / "now.txt"
         set_clock(self.clock, "2025-11-04T12:00:00+00:00")
-        directory = self.tmp_path / "directory.yaml"
-        directory.write_text(DIRECTORY)
         self.log_dir = self.tmp_path / "logs"
         self.log_dir.mkdir(exist_ok=True)
         self.env = {
@@ -160,10 +158,26 @@ class Pipeline:
             "CME_ESCALATION_TICK_S": "0.2",
             **self.extra_env,
         }
-        subprocess.run([BIN / "cme-notify", "load-directory", str(directory)], env=self.env, check=True,
-                       capture_output=True)  # fmt: skip
-        self.school_key = self.create_api_key("--kind", "school", "--name", "fault school", "--urn", "108000")
-        self.team_key = self.create_api_key("--kind", "agency", "--name", "LA CME team")
+        self.load_directory(DIRECTORY)
+        if "referral" in self.services:
+            self.school_key = self.create_api_key(
+                "--kind", "school", "--name", "fault school", "--urn", "108000"
+            )  # fmt: skip
+            self.team_key = self.create_api_key("--kind", "agency", "--name", "LA CME team")
+
+    def load_directory(self, yaml_text: str) -> None:
+        """Replace the notify directory of each LA named in ``yaml_text`` (cme-notify load-directory)."""
+        path = self.tmp_path / f"directory-{time.monotonic_ns()}.yaml"
+        path.write_text(yaml_text)
+        subprocess.run(
+            [BIN / "cme-notify", "load-directory", str(path)], env=self.env, check=True, capture_output=True
+        )
+
+    def cme(self, *args: str) -> str:
+        """Run the ``cme`` umbrella command with this pipeline's environment; returns its stdout."""
+        done = subprocess.run([BIN / "cme", *args], env=self.env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     # -- processes ---------------------------------------------------------------------------------------
 
