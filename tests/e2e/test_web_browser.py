@@ -1,0 +1,213 @@
+"""The web in headless Chromium (Playwright driving /usr/bin/chromium) against the whole pipeline run as
+processes: a caseworker signs in, sees the new alert, opens the case, acknowledges it, and the ladder stops
+(no step-up email after simulated school days pass); a caseworker of another LA cannot see the child.
+Screenshots of the main pages go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import text
+
+from shared.db import make_engine
+from shared.localrun import start_services, stop_services
+from shared.localstack.net import free_port
+from shared.samples import child, sample_event_dict
+from shared.settings import PROJECT_ROOT, Settings
+from tests.e2e.test_pipeline import DIRECTORY, LA, Mailbox, _set_time
+from tests.support.kafka import wait_until
+
+pytestmark = pytest.mark.e2e
+playwright_sync = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+SHOTS = PROJECT_ROOT / "docs" / "screenshots"
+PASSWORD = "browser-test-password-1"
+SIGNING_KEY = "web-browser-test-signing-key-0123456789"
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/install-system-deps.sh)")
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
+    browser: Any, kafka_settings: Settings, postgres_url: str, mailbox: tuple[Mailbox, int], tmp_path: Path
+) -> None:
+    box, smtp_port = mailbox
+    ports = {n: free_port() for n in ("referral", "tracking", "escalation", "notify", "attendance", "web")}
+    clock = tmp_path / "now.txt"
+    _set_time(clock, "2025-11-04T12:00:00+00:00")
+    directory = tmp_path / "directory.yaml"
+    directory.write_text(DIRECTORY)
+    web_url = f"http://127.0.0.1:{ports['web']}"
+    env = {
+        **os.environ,
+        "CME_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
+        "CME_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "CME_TOPIC_PARTITIONS": "2",
+        "CME_DATABASE_URL": postgres_url,
+        "CME_DATA_DIR": str(tmp_path),
+        "CME_SIGNING_KEY": SIGNING_KEY,
+        **{f"CME_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        "CME_NOTIFY_SMTP_PORT": str(smtp_port),
+        "CME_NOTIFY_POLL_INTERVAL_S": "0.2",
+        "CME_NOTIFY_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['notify']}",
+        "CME_NOTIFY_CASE_BASE_URL": f"{web_url}/cases",
+        "CME_ESCALATION_SIMULATED_TIME_FILE": str(clock),
+        "CME_ESCALATION_TICK_S": "0.2",
+        "CME_WEB_LAG_INTERVAL_S": "2",
+    }
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([bin_dir / "cme-notify", "load-directory", str(directory)], env=env, check=True)
+    for username, la, role in (
+        ("cw801", LA, "caseworker"),
+        ("cw803", "803", "caseworker"),
+        ("ops1", LA, "ops"),
+    ):
+        subprocess.run(
+            [bin_dir / "cme-web", "users", "create", "--la", la, "--role", role, "--username", username],
+            env={**env, "CME_WEB_NEW_PASSWORD": PASSWORD}, check=True, capture_output=True,
+        )  # fmt: skip
+
+    def api_key(*args: str) -> str:
+        out = subprocess.run(
+            [bin_dir / "cme-referral", "clients", "create", "--la", LA, *args],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        found = re.search(r"api key:\s+(\S+)", out)
+        assert found, out
+        return found.group(1)
+
+    school_key = api_key("--kind", "school", "--name", "web school", "--urn", "108000")
+    team_key = api_key("--kind", "agency", "--name", "LA CME team")
+    settings = Settings(**{f"{n}_port": p for n, p in ports.items()}, data_dir=tmp_path)  # type: ignore[arg-type]
+    procs = start_services(settings, env, tmp_path / "logs")
+    kid = child(1)
+    try:
+        base = f"http://127.0.0.1:{ports['referral']}"
+        for key, event in (
+            (school_key, sample_event_dict("pupil-left-roll", kid=kid, on=date(2025, 11, 3))),
+            (
+                team_key,
+                sample_event_dict("whereabouts-unknown", kid=kid, on=date(2025, 11, 4), school_urn=None),
+            ),
+        ):
+            sent = httpx.post(f"{base}/v1/events", json=event, headers={"Authorization": f"Bearer {key}"})
+            assert sent.status_code == 202, sent.text
+        wait_until(lambda: box.to("caseworker@la.test"), timeout_s=90, what="the caseworker's alert email")
+
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        SHOTS.mkdir(parents=True, exist_ok=True)
+
+        def sign_in(username: str) -> None:
+            page.context.clear_cookies()
+            page.goto(f"{web_url}/sign-in")
+            page.fill("#username", username)
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+
+        page.goto(f"{web_url}/sign-in")
+        page.screenshot(path=str(SHOTS / "sign-in.png"))
+        sign_in("cw801")
+        page.wait_for_selector("article.alert.open")  # the new alert is in the inbox
+        page.screenshot(path=str(SHOTS / "inbox.png"), full_page=True)
+
+        page.click("article.alert.open >> text=Open case")
+        case_url = page.url
+        case_id = case_url.rsplit("/", 1)[-1]
+        page.fill("#reason", "following up the escalation alert")
+        page.click("button[type=submit] >> text=Open the record")
+        page.wait_for_selector("dd.state")
+        assert page.inner_text("dd.state") == "whereabouts unknown"
+        page.screenshot(path=str(SHOTS / "case.png"), full_page=True)
+        page.click("form[action$='/ack'] button")  # acknowledge from the case page
+        page.wait_for_selector("article.alert.acknowledged")
+        assert "open" not in page.inner_text("article.alert.acknowledged .status")
+
+        # The ack reaches the escalation service through notify's outbox and Kafka.
+        engine = make_engine(postgres_url)
+        with engine.connect() as conn:
+            wait_until(
+                lambda: conn.execute(
+                    text("SELECT count(*) FROM escalation_escalations WHERE acknowledged_step IS NOT NULL")
+                ).scalar(),
+                timeout_s=60, what="the escalation service to record the acknowledgement",
+            )  # fmt: skip
+        engine.dispose()
+
+        page.goto(f"{web_url}/search")
+        page.fill("#upn", kid["upn"])
+        page.fill("#reason", "checking the record")
+        page.click("button[type=submit] >> text=Search")
+        page.wait_for_selector("ul.results li")
+        assert kid["upn"] not in page.url
+        page.screenshot(path=str(SHOTS / "search.png"), full_page=True)
+        page.goto(f"{web_url}/review")
+        page.screenshot(path=str(SHOTS / "review-queue.png"), full_page=True)
+        page.goto(f"{web_url}/reports?on=2025-11-20")
+        assert page.inner_text("#whereabouts-unknown") == "1"
+        page.screenshot(path=str(SHOTS / "snapshot-report.png"), full_page=True)
+
+        # Another LA's caseworker: the case is not found and the search finds nothing.
+        sign_in("cw803")
+        page.wait_for_url(f"{web_url}/inbox")
+        page.goto(case_url)
+        page.fill("#reason", "curious")
+        response_status = []
+        page.on("response", lambda r: response_status.append(r.status) if r.url == case_url else None)
+        page.click("button[type=submit] >> text=Open the record")
+        page.wait_for_selector("text=There is no such case in your local authority")
+        assert 404 in response_status
+        page.goto(f"{web_url}/search")
+        page.fill("#upn", kid["upn"])
+        page.fill("#reason", "curious")
+        page.click("button[type=submit] >> text=Search")
+        page.wait_for_selector("text=0 found")
+        assert case_id not in page.content()
+
+        sign_in("ops1")
+        page.wait_for_url(f"{web_url}/ops")
+        assert page.locator("article.service.ok").count() == 6
+        page.screenshot(path=str(SHOTS / "ops.png"), full_page=True)
+
+        # Five school days on, the acknowledged alert does not step up: no email to the senior officer.
+        _set_time(clock, "2025-11-12T12:00:00+00:00")
+        time.sleep(3)  # a negative check: several 0.2 s timer ticks in which a step-up would be sent
+        assert box.to("senior@la.test") == []
+        assert len(box.to("caseworker@la.test")) == 1
+    finally:
+        stop_services(procs)
+    log = (tmp_path / "logs" / "web.log").read_text()
+    for personal in (kid["upn"], kid["surname"], kid["date_of_birth"]):
+        assert personal not in log
