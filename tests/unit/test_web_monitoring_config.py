@@ -1,0 +1,93 @@
+"""deploy/prometheus and deploy/grafana: structure, and every metric they name is one the code exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.settings import PROJECT_ROOT
+
+DEPLOY = PROJECT_ROOT / "deploy"
+
+
+def exported_metric_names() -> set[str]:
+    """Metric names declared in the code (counters also export ``_total``, histograms ``_bucket``...)."""
+    names: set[str] = set()
+    for path in [*PROJECT_ROOT.glob("services/**/*.py"), *PROJECT_ROOT.glob("shared/**/*.py")]:
+        for match in re.finditer(r'"(cme_[a-z0-9_]+)"', path.read_text()):
+            names.add(match.group(1))
+    return names
+
+
+def metric_names_in(expr: str) -> set[str]:
+    without_labels = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", "", expr)
+    return {n for n in re.findall(r"\b(cme_[a-z0-9_]+)\b", without_labels)}
+
+
+def known(name: str, exported: set[str]) -> bool:
+    for suffix in ("", "_total", "_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name.removesuffix(suffix) in exported | {
+            e.removesuffix("_total") for e in exported
+        }:
+            return True
+    return name in exported
+
+
+def test_grafana_panels_name_only_exported_metrics() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "cme-dashboard.json").read_text())
+    exported = exported_metric_names()
+    titles = {p["title"] for p in dashboard["panels"]}
+    for needed in ("Consumer lag by group", "Open cases by state", "Dead letters", "Delivery failures"):
+        assert needed in titles
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = metric_names_in(target["expr"])
+            assert names, f"{panel['title']}: no metric in {target['expr']}"
+            unknown = {n for n in names if not known(n, exported)}
+            assert not unknown, f"{panel['title']}: {unknown} not exported by any service"
+
+
+def test_alert_rules_name_only_exported_metrics() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exported = exported_metric_names()
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    for needed in (
+        "CmeServiceDown", "CmeConsumerLagHigh", "CmeDeadLettersGrowing", "CmeDeliveryFailures",
+        "CmeEscalationsUnacknowledged", "CmeOutboxBacklog",
+    ):  # fmt: skip
+        assert needed in alerts
+    for name, rule in alerts.items():
+        unknown = {n for n in metric_names_in(rule["expr"]) if not known(n, exported)}
+        assert not unknown, f"{name}: {unknown}"
+
+
+def test_scrape_config_covers_every_service() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    services = {
+        t["labels"]["service"] for job in config["scrape_configs"] for t in job.get("static_configs", [])
+    }
+    assert services == {"referral", "tracking", "escalation", "notify", "attendance", "web"}
+    assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_the_known_check_refuses_an_invented_metric() -> None:
+    assert not known("cme_invented_metric_total", exported_metric_names())
+    assert known("cme_tracking_processing_seconds_bucket", exported_metric_names())
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)"
+)
+def test_promtool_accepts_the_config_and_rules() -> None:
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"]):
+        done = subprocess.run(
+            ["promtool", *args], cwd=Path(DEPLOY / "prometheus"), capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
