@@ -23,6 +23,9 @@ DEMO_DIRECTORY = Path(__file__).parent / "demo_directory.yaml"
 class ServiceProcess:
     name: str
     port_setting: str
+    # Started only when the environment names its port (CME_<NAME>_PORT): callers that give each service a
+    # free port and predate this service (tests) do not get it started on its fixed default port.
+    needs_port_env: bool = False
 
     def argv(self) -> list[str]:
         return [str(BIN / f"cme-{self.name}"), "serve"]
@@ -34,7 +37,7 @@ SERVICES = (
     ServiceProcess("escalation", "escalation_port"),
     ServiceProcess("notify", "notify_port"),
     ServiceProcess("attendance", "attendance_port"),
-    ServiceProcess("web", "web_port"),
+    ServiceProcess("web", "web_port", needs_port_env=True),
 )
 
 
@@ -57,10 +60,11 @@ def start_services(
 ) -> dict[str, subprocess.Popen[bytes]]:
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for service in SERVICES:
+    services = [s for s in SERVICES if not s.needs_port_env or f"CME_{s.name.upper()}_PORT" in env]
+    for service in services:
         log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child process
         procs[service.name] = subprocess.Popen(service.argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
-    for service in SERVICES:
+    for service in services:
         port = getattr(settings, service.port_setting)
         wait_ready(f"http://127.0.0.1:{port}/health/ready", 120, procs[service.name])
         print(f"{service.name} ready on http://127.0.0.1:{port}", file=sys.stderr)
@@ -90,6 +94,7 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
         **stack_env,
         "CME_NOTIFY_SMTP_PORT": str(DEMO_SMTP_PORT),
         "CME_NOTIFY_PUBLIC_BASE_URL": f"http://127.0.0.1:{settings.notify_port}",
+        "CME_WEB_PORT": str(settings.web_port),
     }
     subprocess.run([str(BIN / "cme-notify"), "load-directory", str(DEMO_DIRECTORY)], env=env, check=True)
     procs = start_services(settings, env, settings.data_dir / "logs")
