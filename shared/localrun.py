@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.samples import DEMO_LA
 from shared.settings import Settings
 
 BIN = Path(sys.executable).parent
@@ -23,9 +25,6 @@ DEMO_DIRECTORY = Path(__file__).parent / "demo_directory.yaml"
 class ServiceProcess:
     name: str
     port_setting: str
-    # Started only when the environment names its port (CME_<NAME>_PORT): callers that give each service a
-    # free port and predate this service (tests) do not get it started on its fixed default port.
-    needs_port_env: bool = False
 
     def argv(self) -> list[str]:
         return [str(BIN / f"cme-{self.name}"), "serve"]
@@ -37,7 +36,7 @@ SERVICES = (
     ServiceProcess("escalation", "escalation_port"),
     ServiceProcess("notify", "notify_port"),
     ServiceProcess("attendance", "attendance_port"),
-    ServiceProcess("web", "web_port", needs_port_env=True),
+    ServiceProcess("web", "web_port"),
 )
 
 
@@ -56,11 +55,12 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> Non
 
 
 def start_services(
-    settings: Settings, env: dict[str, str], log_dir: Path
+    settings: Settings, env: dict[str, str], log_dir: Path, only: frozenset[str] | None = None
 ) -> dict[str, subprocess.Popen[bytes]]:
+    """Start the services (``only`` those named, if given) and wait until each answers /health/ready."""
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    services = [s for s in SERVICES if not s.needs_port_env or f"CME_{s.name.upper()}_PORT" in env]
+    services = [s for s in SERVICES if only is None or s.name in only]
     for service in services:
         log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child process
         procs[service.name] = subprocess.Popen(service.argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -82,6 +82,32 @@ def stop_services(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
+DEMO_WEB_ACCOUNTS = (("demo.caseworker", "caseworker"), ("demo.manager", "manager"), ("demo.ops", "ops"))
+
+
+def _demo_web_accounts(settings: Settings, env: dict[str, str]) -> None:
+    """Local sign-ins for the demo LA. The password is made once per data folder and kept there, never in
+    the code; accounts that exist from an earlier run are left as they are."""
+    password_file = settings.data_dir / "demo-web-password.txt"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(12))
+        password_file.chmod(0o600)
+    account_env = {**env, "CME_WEB_NEW_PASSWORD": password_file.read_text().strip()}
+    for username, role in DEMO_WEB_ACCOUNTS:
+        create = ["users", "create", "--la", DEMO_LA, "--role", role, "--username", username]
+        subprocess.run(
+            [str(BIN / "cme-web"), *create],
+            env=account_env,
+            check=False,
+            capture_output=True,
+        )
+    names = ", ".join(name for name, _ in DEMO_WEB_ACCOUNTS)
+    print(
+        f"web: http://127.0.0.1:{settings.web_port}/sign-in as {names}; password in {password_file}",
+        file=sys.stderr,
+    )
+
+
 def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after: float | None) -> int:
     from shared.cli import stack_up
     from shared.mailcatcher import start_mail_catcher
@@ -99,6 +125,7 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
     subprocess.run([str(BIN / "cme-notify"), "load-directory", str(DEMO_DIRECTORY)], env=env, check=True)
     procs = start_services(settings, env, settings.data_dir / "logs")
     print(f"alerts are delivered as .eml files in {mail_dir}", file=sys.stderr)
+    _demo_web_accounts(settings, env)
     try:
         if demo:
             from shared.demo import feed_demo

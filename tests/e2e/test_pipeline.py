@@ -121,7 +121,7 @@ def test_referral_to_alert_ack_and_step_up(
     kafka_settings: Settings, postgres_url: str, mailbox: tuple[Mailbox, int], tmp_path: Path
 ) -> None:
     box, smtp_port = mailbox
-    ports = {name: free_port() for name in ("referral", "tracking", "escalation", "notify", "attendance")}
+    ports = {name: free_port() for name in ("referral", "tracking", "escalation", "notify", "attendance", "web")}
     clock = tmp_path / "now.txt"
     _set_time(clock, "2025-11-04T12:00:00+00:00")
     directory = tmp_path / "directory.yaml"

@@ -15,7 +15,7 @@ import yaml
 from shared import schemas
 from shared.settings import PROJECT_ROOT
 
-SERVICES = ("referral", "tracking", "escalation", "notify", "attendance")
+SERVICES = ("referral", "tracking", "escalation", "notify", "attendance", "web")
 
 
 def test_event_schemas_and_asyncapi_match_the_code() -> None:
