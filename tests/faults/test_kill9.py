@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
 @pytest.fixture
 def pipeline(kafka_settings: Settings, postgres_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    yield from running_pipeline(kafka_settings, postgres_url, tmp_path)
+    with running_pipeline(kafka_settings, postgres_url, tmp_path) as pipeline:
+        yield pipeline
 
 
 @pytest.mark.parametrize("victim", ["referral", "tracking", "escalation", "notify"])

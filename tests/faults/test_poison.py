@@ -55,7 +55,8 @@ def escalation(child_id: uuid.UUID, la: str) -> Escalation:
 
 @pytest.fixture
 def pipeline(kafka_settings: Settings, postgres_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    yield from running_pipeline(kafka_settings, postgres_url, tmp_path, services=("notify",))
+    with running_pipeline(kafka_settings, postgres_url, tmp_path, services=("notify",)) as pipeline:
+        yield pipeline
 
 
 def test_poison_dead_lettered_partition_flows_and_replay_delivers(pipeline: Pipeline) -> None:

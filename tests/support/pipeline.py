@@ -10,6 +10,7 @@ The guarantees every fault test checks (``Pipeline.check_guarantees``):
 
 from __future__ import annotations
 
+import contextlib
 import email
 import os
 import re
@@ -132,10 +133,15 @@ class Pipeline:
     env: dict[str, str] = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
     accepted: list[Accepted] = field(default_factory=list, init=False)
+    # Every answer the retrying client got, by status ("error": no connection): what a client sees in a fault.
+    answers: Counter[str] = field(default_factory=Counter, init=False)
+    # Processes that exited by themselves and were started again, as a supervisor (Kubernetes) would.
+    unexpected_exits: list[tuple[str, int]] = field(default_factory=list, init=False)
     school_key: str = field(default="", init=False)
     team_key: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
+        self.tmp_path.mkdir(parents=True, exist_ok=True)
         self.ports = {s.name: free_port() for s in SERVICES}
         self.clock = self.tmp_path / "now.txt"
         set_clock(self.clock, "2025-11-04T12:00:00+00:00")
@@ -207,18 +213,40 @@ class Pipeline:
             self.spawn(name)
         for name in self.services:
             self.wait_ready(name)
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._supervisor.start()
+
+    def _supervise(self) -> None:
+        """Restart a service that exits on its own (restartPolicy: Always): the deployment's answer to a
+        process that gives up, e.g. a faust worker that crashes while the broker is away."""
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                for name, proc in list(self.procs.items()):
+                    if name not in self._held and proc.poll() is not None:
+                        self.unexpected_exits.append((name, proc.returncode))
+                        self.spawn(name)
 
     def kill9(self, name: str) -> None:
         """SIGKILL: no shutdown hooks, no flush, no commit — the crash the guarantees must survive."""
-        proc = self.procs[name]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        with self._lock:
+            self._held.add(name)  # down on purpose: the test restarts it, not the supervisor
+            proc = self.procs[name]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
 
     def restart(self, name: str) -> None:
-        self.spawn(name)
+        with self._lock:
+            self.spawn(name)
+            self._held.discard(name)
         self.wait_ready(name)
 
     def stop(self) -> None:
+        if hasattr(self, "_stopping"):
+            self._stopping.set()
+            self._supervisor.join(timeout=5)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -251,11 +279,12 @@ class Pipeline:
         while True:
             try:
                 response = client.post("/v1/events", json=event)
+                self.answers[str(response.status_code)] += 1
                 if response.status_code in (200, 202):
                     return
                 assert response.status_code >= 500 or response.status_code == 429, response.text
             except httpx.HTTPError:
-                pass
+                self.answers["error"] += 1
             if time.monotonic() > deadline:
                 raise AssertionError(f"event {event['event_id']} not accepted within {timeout_s}s")
             time.sleep(0.3)
@@ -377,6 +406,7 @@ class Pipeline:
             assert sum(case_id in b for b in bodies) == 1, f"case {case_id}: not exactly one caseworker email"
 
 
+@contextlib.contextmanager
 def running_pipeline(kafka: Settings, database_url: str, tmp_path: Path, **kw: Any) -> Iterator[Pipeline]:
     """Start the pipeline (and its SMTP server); stop both afterwards, whatever happened."""
     smtp = start_smtp()
