@@ -82,9 +82,10 @@ def test_absence_exclusion_and_move_rates() -> None:
     kinds = Counter(
         (e["event_type"], e["payload"].get("exclusion_type") or e["payload"].get("rule")) for e in pop.events
     )
-    crossings = kinds[("absence-threshold-crossed", "persistent_10_percent")] + kinds[
-        ("absence-threshold-crossed", "severe_50_percent")
-    ]
+    crossings = (
+        kinds[("absence-threshold-crossed", "persistent_10_percent")]
+        + kinds[("absence-threshold-crossed", "severe_50_percent")]
+    )
     # Pupils who leave early in the year have no time to cross a threshold: a little under the rate.
     assert 0.85 * synthetic.PERSISTENT_ABSENCE_RATE < crossings / n < 1.01 * synthetic.PERSISTENT_ABSENCE_RATE
     assert kinds[("exclusion-issued", "suspension")] / n == pytest.approx(
@@ -101,7 +102,8 @@ def test_moves_between_generated_las_arrive_in_the_destination() -> None:
     arrivals = {
         e["payload"]["child"]["upn"]: e["source"]["la_code"]
         for e in pop.events
-        if e["event_type"] == "pupil-registered" and e["source"]["la_code"] != e["payload"]["child"]["upn"][1:4]
+        if e["event_type"] == "pupil-registered"
+        and e["source"]["la_code"] != e["payload"]["child"]["upn"][1:4]
     }
     moves = [e for e in pop.events if e["event_type"] == "moved-out-of-area"]
     assert moves
