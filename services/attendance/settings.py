@@ -20,17 +20,6 @@ class AttendanceSettings(Settings):
     attendance_upload_max_bytes: int = Field(default=5_000_000, ge=1024)
     attendance_upload_max_marks: int = Field(default=50_000, ge=1)
 
-    def store_url(self) -> str:
-        store = self.attendance_store
-        if store == "auto":
-            try:
-                import rocksdict  # noqa: F401
-            except ImportError:
-                store = "memory"
-            else:
-                store = "rocksdb"
-        return f"{store}://"
-
 
 def attendance_settings(base: Settings | None = None) -> AttendanceSettings:
     """Attendance settings from the environment, or carrying over an explicit shared Settings object."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -24,10 +23,11 @@ from services.attendance.state import AttendanceEngine, PupilAttendance, Session
 from shared.deadletter import dead_letter_for
 from shared.events.attendance import AttendanceMark
 from shared.events.catalogue import encode_event
-from shared.kafka import ensure_topics, faust_broker_options
+from shared.kafka import ensure_topics
 from shared.logs import get_logger
 from shared.school_calendar import CalendarRegistry
 from shared.settings import Settings
+from shared.streams import raw_topic, stream_app
 from shared.topics import ATTENDANCE, DEAD_LETTER, INTAKE
 
 log = get_logger(__name__)
@@ -79,37 +79,16 @@ def make_engine(cfg: AttendanceSettings) -> AttendanceEngine:
     return AttendanceEngine(CalendarRegistry(cfg.calendars_dir), rules)
 
 
-def _raw_topic(app: faust.App, name: str) -> Any:
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-
 def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     """Build the faust app. With ``prepare`` the topics are created first (a faust worker started before its
     source topic exists never consumes it on Kafka 4, see docs/KAFKA_VERSIONS.md)."""
     cfg = attendance_settings(settings)
     if prepare:
         ensure_topics(cfg, (ATTENDANCE, INTAKE, DEAD_LETTER))
-    data_dir = Path(cfg.data_dir) / f"{cfg.topic_prefix}attendance-faust"
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        app_id(cfg),
-        **faust_broker_options(cfg),
-        store=cfg.store_url(),
-        datadir=str(data_dir),
-        topic_partitions=cfg.topic_partitions,
-        topic_replication_factor=cfg.topic_replication,
-        topic_disable_leader=True,
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        table_standby_replicas=0,
-        broker_commit_interval=0.5,
-    )
-    marks_topic = _raw_topic(app, ATTENDANCE.name(cfg))
-    intake = _raw_topic(app, INTAKE.name(cfg))
-    dead_letter = _raw_topic(app, DEAD_LETTER.name(cfg))
+    app = stream_app(cfg, app_id(cfg), cfg.attendance_store, state_dir=f"{cfg.topic_prefix}attendance-faust")
+    marks_topic = raw_topic(app, ATTENDANCE.name(cfg))
+    intake = raw_topic(app, INTAKE.name(cfg))
+    dead_letter = raw_topic(app, DEAD_LETTER.name(cfg))
     # Keys are UPN bytes, values PupilAttendance.to_bytes(): a few hundred bytes to a few KB per pupil.
     # (The app's raw key/value serializers apply to the table's changelog too.)
     table = app.Table(

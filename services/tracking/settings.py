@@ -13,17 +13,6 @@ class TrackingSettings(Settings):
     tracking_store: Literal["auto", "rocksdb", "memory"] = "auto"
     tracking_worker_name: str = "tracking"
 
-    def store_url(self) -> str:
-        store = self.tracking_store
-        if store == "auto":
-            try:
-                import rocksdict  # noqa: F401
-            except ImportError:
-                store = "memory"
-            else:
-                store = "rocksdb"
-        return f"{store}://"
-
 
 def tracking_settings(base: Settings | None = None) -> TrackingSettings:
     """Tracking settings from the environment, or carrying over an explicit shared Settings object."""

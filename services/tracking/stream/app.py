@@ -11,8 +11,9 @@ from sqlalchemy.engine import Engine
 
 from services.tracking.settings import TrackingSettings, tracking_settings
 from shared.db import make_engine, migrate
-from shared.kafka import ensure_topics, faust_broker_options
+from shared.kafka import ensure_topics
 from shared.settings import Settings
+from shared.streams import raw_topic, stream_app
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -37,10 +38,6 @@ def app_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}cme-tracking"
 
 
-def _raw_topic(app: faust.App, name: str) -> Any:
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-
 def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     """Build the faust app. With ``prepare`` the shared topics are created and the case store migrated first,
     so faust never races to auto-create a topic it does not own."""
@@ -48,31 +45,14 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     if prepare:
         ensure_topics(cfg, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
         migrate(cfg.database_url, MIGRATIONS, "tracking")
-    data_dir = Path(cfg.data_dir) / f"{cfg.topic_prefix}tracking-faust"
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        app_id(cfg),
-        **faust_broker_options(cfg),
-        store=cfg.store_url(),
-        datadir=str(data_dir),
-        topic_partitions=cfg.topic_partitions,
-        topic_replication_factor=cfg.topic_replication,
-        topic_disable_leader=True,
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        table_standby_replicas=0,
-        broker_commit_interval=0.5,
-    )
+    app = stream_app(cfg, app_id(cfg), cfg.tracking_store, state_dir=f"{cfg.topic_prefix}tracking-faust")
     ctx = StreamContext(
         settings=cfg,
         engine=make_engine(cfg.database_url),
-        intake=_raw_topic(app, INTAKE.name(cfg)),
-        child_events=_raw_topic(app, CHILD_EVENTS.name(cfg)),
-        transitions=_raw_topic(app, CASE_TRANSITIONS.name(cfg)),
-        dead_letter=_raw_topic(app, DEAD_LETTER.name(cfg)),
+        intake=raw_topic(app, INTAKE.name(cfg)),
+        child_events=raw_topic(app, CHILD_EVENTS.name(cfg)),
+        transitions=raw_topic(app, CASE_TRANSITIONS.name(cfg)),
+        dead_letter=raw_topic(app, DEAD_LETTER.name(cfg)),
         children=app.Table(
             # Keys are child_id strings, values ChildRecord JSON strings (faust's json codec for tables).
             CHILDREN_TABLE,
