@@ -1,0 +1,463 @@
+"""Authorisation matrix: every endpoint of every bearer-token service against every role, against no, forged
+and expired credentials, and against a caller of another LA (function-level and object-level access).
+
+The endpoint list comes from each app's own routes: an endpoint without an expectation here fails
+``test_every_endpoint_has_an_expectation``, so a new endpoint cannot escape the matrix. Each service runs
+in-process on the real broker and a fresh PostgreSQL database, seeded with one child (and alert) of LA 801;
+a caller of LA 803 must never see anything of it: 404 for an object, nothing of it in a list.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+from starlette.routing import Route
+
+from shared.auth import Principal, Role, issue_token
+from shared.settings import Settings
+
+pytestmark = [pytest.mark.security, pytest.mark.integration]
+
+LA, OTHER_LA = "801", "803"
+SIGNING_KEY = "authz-matrix-signing-key-0123456789abcdef"
+ALL_ROLES = tuple(Role)
+CASE_READERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER, Role.SERVICE})
+ACKNOWLEDGERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER})
+UPLOADERS = frozenset({Role.SERVICE, Role.MANAGER, Role.CME_OFFICER})
+
+
+@dataclass
+class Seed:
+    """The LA-801 objects the requests name, and strings that must never reach an LA-803 caller."""
+
+    child_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    case_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    review_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    alert_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    upn: str = "A801999900001"
+    surname: str = "Zephyrine"
+
+    def secrets(self) -> list[str]:
+        return [self.child_id, self.case_id, self.review_id, self.alert_id, self.upn, self.surname]
+
+
+@dataclass(frozen=True)
+class Req:
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Who may call an endpoint, and how another LA's caller is kept out of LA 801's data.
+
+    roles: None = open (ops endpoints, API docs, one-time links that carry their own signed token).
+    scope: "object" = another LA gets 404 for LA 801's object; "list" = another LA gets a success without
+    any of LA 801's data; "own" = another LA's write is refused (4xx); "none" = nothing of a child involved.
+    """
+
+    roles: frozenset[Role] | None
+    request: Callable[[Seed], Req]
+    scope: str = "none"
+
+
+def _get(path: str, **params: Any) -> Callable[[Seed], Req]:
+    return lambda s: Req("GET", path.format(**vars(s)), params or None)
+
+
+READ = {"reason": "authorisation matrix"}
+
+EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
+    "tracking": {
+        ("GET", "/v1/children/{child_id}"): Expect(
+            CASE_READERS, _get("/v1/children/{child_id}", **READ), "object"
+        ),
+        ("GET", "/v1/cases/{case_id}"): Expect(CASE_READERS, _get("/v1/cases/{case_id}", **READ), "object"),
+        ("GET", "/v1/reports/history"): Expect(CASE_READERS, _get("/v1/reports/history", **READ), "list"),
+        ("GET", "/v1/cases"): Expect(CASE_READERS, _get("/v1/cases", state="whereabouts_unknown"), "list"),
+        ("POST", "/v1/children/search"): Expect(
+            CASE_READERS,
+            lambda s: Req("POST", "/v1/children/search", json={"upn": s.upn, "reason": "matrix search"}),
+            "list",
+        ),
+        ("GET", "/v1/review-items"): Expect(CASE_READERS, _get("/v1/review-items"), "list"),
+        ("POST", "/v1/review-items/{review_id}/decision"): Expect(
+            CASE_READERS,
+            lambda s: Req(
+                "POST",
+                f"/v1/review-items/{s.review_id}/decision",
+                json={"decision": "not_link", "reason": "different children"},
+            ),
+            "object",
+        ),
+    },
+    "notify": {
+        ("GET", "/v1/alerts"): Expect(ACKNOWLEDGERS, _get("/v1/alerts"), "list"),
+        ("POST", "/v1/alerts/{alert_id}/ack"): Expect(
+            ACKNOWLEDGERS, lambda s: Req("POST", f"/v1/alerts/{s.alert_id}/ack", json={}), "object"
+        ),
+        # One-time links: the signed token in the path is the credential (tested in test_hostile_input).
+        ("GET", "/v1/ack/{token}"): Expect(None, _get("/v1/ack/not-a-valid-token")),
+        ("POST", "/v1/ack/{token}"): Expect(None, lambda s: Req("POST", "/v1/ack/not-a-valid-token")),
+    },
+    "attendance": {
+        ("POST", "/v1/attendance/marks"): Expect(
+            UPLOADERS,
+            lambda s: Req(
+                "POST",
+                "/v1/attendance/marks",
+                json=[
+                    {
+                        "upn": s.upn,
+                        "school_urn": "108000",
+                        "la_code": LA,
+                        "date": "2025-11-03",
+                        "session": "AM",
+                        "code": "N",
+                    }
+                ],
+            ),
+            "own",
+        ),
+    },
+    "escalation": {},
+}
+OPEN_ROUTES = {
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+}
+
+
+def routes_of(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path) the app answers: from its routing table (included routers flattened, routes
+    hidden from the schema too) and from its OpenAPI document, so neither can hide an endpoint."""
+    found: set[tuple[str, str]] = set()
+
+    def add(path: str, methods: Any) -> None:
+        found.update((m, path) for m in methods or () if m not in ("HEAD", "OPTIONS"))
+
+    for route in app.routes:
+        contexts = getattr(route, "effective_route_contexts", None)  # FastAPI >= 0.16x: lazy included routers
+        if contexts is not None:
+            for ctx in contexts():
+                add(ctx.path, getattr(ctx.original_route, "methods", None))
+        elif isinstance(route, APIRoute | Route):
+            add(route.path, route.methods)
+    for path, operations in app.openapi().get("paths", {}).items():
+        add(path, [m.upper() for m in operations])
+    return found
+
+
+# -- the apps, seeded -------------------------------------------------------------------------------------
+
+
+def _settings(pg_settings: Settings) -> dict[str, Any]:
+    return {**pg_settings.model_dump(), "signing_key": SIGNING_KEY}
+
+
+def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
+    from services.tracking.app import create_app
+    from services.tracking.models import (
+        TrackingCase,
+        TrackingChild,
+        TrackingIdentifier,
+        TrackingReviewItem,
+        TrackingTimelineEntry,
+    )
+    from services.tracking.settings import TrackingSettings
+    from services.tracking.stream.app import MIGRATIONS
+    from shared.db import make_engine, migrate
+
+    settings = TrackingSettings(**_settings(pg_settings))
+    migrate(settings.database_url, MIGRATIONS, "tracking")
+    engine = make_engine(settings.database_url)
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        session.add(
+            TrackingChild(
+                child_id=seed.child_id,
+                la_code=LA,
+                forename="Ysolde",
+                surname=seed.surname,
+                date_of_birth=date(2014, 3, 9),
+                created_by_event_id=str(uuid.uuid4()),
+            )
+        )
+        session.add(
+            TrackingIdentifier(
+                la_code=LA,
+                kind="upn",
+                value=seed.upn,
+                child_id=seed.child_id,
+                first_event_id=str(uuid.uuid4()),
+            )
+        )
+        session.add(
+            TrackingCase(
+                case_id=seed.case_id, child_id=seed.child_id, la_code=LA, state="whereabouts_unknown"
+            )
+        )
+        session.add(
+            TrackingTimelineEntry(
+                child_id=seed.child_id,
+                la_code=LA,
+                event_id=str(uuid.uuid4()),
+                event_type="whereabouts-unknown",
+                occurred_at=now,
+                verdict="move",
+                to_state="whereabouts_unknown",
+            )
+        )
+        session.add(
+            TrackingReviewItem(
+                review_id=seed.review_id,
+                la_code=LA,
+                kind="possible_duplicate",
+                child_id=seed.child_id,
+                other_child_id=str(uuid.uuid4()),
+                event_id=str(uuid.uuid4()),
+            )
+        )
+        session.commit()
+    engine.dispose()
+    return create_app(settings)
+
+
+def _notify(pg_settings: Settings, seed: Seed) -> FastAPI:
+    from services.notify.app import create_app, prepare_database
+    from services.notify.config import NotifySettings
+    from services.notify.models import NotifyAlert
+
+    settings = NotifySettings(**_settings(pg_settings))
+    engine = prepare_database(settings)
+    with Session(engine) as session:
+        session.add(
+            NotifyAlert(
+                alert_id=seed.alert_id,
+                escalation_id=str(uuid.uuid4()),
+                step_index=0,
+                la_code=LA,
+                child_id=seed.child_id,
+                case_id=seed.case_id,
+                level="caseworker",
+                rule_id="r",
+                reason_code="r",
+                case_state="whereabouts_unknown",
+                source_event_id=str(uuid.uuid4()),
+                source_topic="t",
+                source_partition=0,
+                source_offset=0,
+                escalated_at=datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
+        session.commit()
+    return create_app(settings, engine=engine, run_worker=False)
+
+
+def _attendance(pg_settings: Settings, seed: Seed) -> FastAPI:
+    from services.attendance.app import create_app
+
+    return create_app(Settings(**_settings(pg_settings)))
+
+
+def _escalation(pg_settings: Settings, seed: Seed) -> FastAPI:
+    from services.escalation.app import create_app
+    from services.escalation.config import EscalationSettings
+
+    return create_app(EscalationSettings(**_settings(pg_settings)), run_worker=False)
+
+
+APPS: dict[str, Callable[[Settings, Seed], FastAPI]] = {
+    "tracking": _tracking,
+    "notify": _notify,
+    "attendance": _attendance,
+    "escalation": _escalation,
+}
+
+
+@pytest.fixture(params=sorted(APPS))
+def service(request: pytest.FixtureRequest, pg_settings: Settings) -> Iterator[tuple[str, TestClient, Seed]]:
+    seed = Seed()
+    app = APPS[request.param](pg_settings, seed)
+    with TestClient(app) as client:  # runs the lifespan (migrations, producers)
+        yield request.param, client, seed
+
+
+def _token(role: Role, la: str = LA, ttl_s: int = 3600) -> str:
+    return issue_token(Settings(signing_key=SIGNING_KEY), f"matrix-{role}", role, la, ttl_s=ttl_s)
+
+
+def _forged(role: Role) -> str:
+    """A well-formed token signed with another key: claims anyone could write."""
+    return issue_token(Settings(signing_key="an-attacker-key-0123456789abcdef"), "mallory", role, LA)
+
+
+def _call(client: TestClient, req: Req, token: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return client.request(req.method, req.path, params=req.params, json=req.json, headers=headers)
+
+
+def test_every_endpoint_has_an_expectation(service: tuple[str, TestClient, Seed]) -> None:
+    name, client, _ = service
+    routes = routes_of(client.app)  # type: ignore[arg-type]
+    missing = routes - set(EXPECTATIONS[name]) - OPEN_ROUTES
+    assert not missing, f"{name}: endpoints with no authorisation expectation: {sorted(missing)}"
+    stale = set(EXPECTATIONS[name]) - routes
+    assert not stale, f"{name}: expectations for endpoints that no longer exist: {sorted(stale)}"
+
+
+def test_open_routes_hold_no_personal_data(service: tuple[str, TestClient, Seed]) -> None:
+    _, client, seed = service
+    for method, path in OPEN_ROUTES & routes_of(client.app):  # type: ignore[arg-type]
+        response = client.request(method, path)
+        assert response.status_code < 500, (path, response.status_code)
+        for secret in seed.secrets():
+            assert secret not in response.text, f"{path} shows {secret!r}"
+
+
+def test_matrix(service: tuple[str, TestClient, Seed]) -> None:
+    name, client, seed = service
+    problems: list[str] = []
+
+    def expect(ok: bool, what: str) -> None:
+        if not ok:
+            problems.append(what)
+
+    for (method, path), rule in sorted(EXPECTATIONS[name].items()):
+        req = rule.request(seed)
+        label = f"{method} {path}"
+        if rule.roles is None:
+            r = _call(client, req, None)
+            expect(r.status_code < 500, f"{label} open: {r.status_code}")
+            continue
+        # No credentials, forged and expired credentials: 401, whatever the role claimed.
+        for token, what in (
+            (None, "no token"),
+            ("garbage", "garbage token"),
+            (_forged(Role.ADMIN), "forged token"),
+            (_token(Role.MANAGER, ttl_s=-10), "expired"),
+        ):
+            r = _call(client, req, token)
+            expect(r.status_code == 401, f"{label} {what}: {r.status_code}")
+        # Function level: a role outside the endpoint's set is refused; a role inside is let through.
+        for role in ALL_ROLES:
+            if role in rule.roles:
+                continue
+            r = _call(client, req, _token(role))
+            expect(r.status_code == 403, f"{label} as {role}: {r.status_code} (want 403)")
+        # Object level: an allowed role of another LA never reaches LA 801's data.
+        for role in sorted(rule.roles):
+            r = _call(client, req, _token(role, OTHER_LA))
+            leaked = [s for s in seed.secrets() if s in r.text]
+            expect(not leaked, f"{label} as {role} of LA {OTHER_LA} sees {leaked}")
+            if rule.scope == "object":
+                expect(
+                    r.status_code == 404, f"{label} as {role} of LA {OTHER_LA}: {r.status_code} (want 404)"
+                )
+            elif rule.scope == "list":
+                expect(r.status_code == 200, f"{label} as {role} of LA {OTHER_LA}: {r.status_code}")
+            elif rule.scope == "own":
+                expect(400 <= r.status_code < 500, f"{label} as {role} of LA {OTHER_LA}: {r.status_code}")
+        # Finally the allowed roles of the right LA (after the refusals: some of these calls change state).
+        for role in sorted(rule.roles):
+            r = _call(client, req, _token(role))
+            expect(
+                r.status_code not in (401, 403, 404) and r.status_code < 500,
+                f"{label} as {role}: {r.status_code} {r.text[:200]}",
+            )
+            if rule.scope == "list" and r.status_code == 200 and method == "GET" and "review" not in path:
+                expect(
+                    any(s in r.text for s in (seed.child_id, seed.alert_id, seed.case_id)),
+                    f"{label} as {role}: LA 801's own data missing",
+                )
+    assert not problems, "\n".join(problems)
+
+
+def test_principal_la_is_three_digits() -> None:
+    """An LA code is exactly three digits: no wildcard or empty LA can be signed into a token."""
+    for bad in ("", "*", "80", "8011", "80a"):
+        with pytest.raises(ValueError):
+            Principal(sub="x", role=Role.MANAGER, la_code=bad, exp=0)
+
+
+# -- the referral service: API keys, not bearer tokens ---------------------------------------------------
+
+# Every referral endpoint and who may call it: "any" client of the LA, or "school" clients only.
+REFERRAL: dict[tuple[str, str], str] = {
+    ("POST", "/v1/events"): "any",
+    ("POST", "/v1/events/batch"): "any",
+    ("POST", "/v1/referrals"): "any",
+    ("GET", "/v1/events/{event_id}"): "any",
+    ("POST", "/v1/imports/leavers-csv"): "school",
+    ("POST", "/v1/imports/ctf"): "school",
+}
+
+
+def test_referral_api_key_matrix(pg_settings: Settings) -> None:
+    from services.referral.app import create_app
+    from services.referral.clients import create_client
+    from services.referral.models import ClientKind
+    from shared.samples import sample_event_dict
+
+    app = create_app(pg_settings.model_copy(update={"signing_key": SIGNING_KEY}), background=False)
+    routes = routes_of(app)
+    missing = routes - set(REFERRAL) - OPEN_ROUTES
+    assert not missing, f"referral endpoints with no expectation: {sorted(missing)}"
+    engine = app.state.referral.engine
+
+    def key(kind: ClientKind, la: str, urn: str | None = None) -> str:
+        return create_client(
+            engine, kind=kind, name=f"{kind}-{la}", la_code=la, school_urn=urn, rate_per_s=1000, burst=1000
+        )[1]
+
+    school, agency = key(ClientKind.SCHOOL, LA, "108000"), key(ClientKind.AGENCY, LA)
+    other_la = key(ClientKind.AGENCY, OTHER_LA)
+    problems: list[str] = []
+    with TestClient(app) as client:
+        event = sample_event_dict("whereabouts-unknown", la_code=LA, school_urn=None)
+        accepted = client.post("/v1/events", json=event, headers={"Authorization": f"Bearer {agency}"})
+        assert accepted.status_code == 202, accepted.text
+        bodies: dict[str, Any] = {"/v1/events": event, "/v1/events/batch": [event], "/v1/referrals": {}}
+        for (method, path), who in sorted(REFERRAL.items()):
+            url = path.replace("{event_id}", event["event_id"])
+            send = {"json": bodies.get(path)} if method == "POST" else {}
+            for credential, what in (
+                (None, "no key"),
+                ("cme_garbage.key", "garbage key"),
+                (_token(Role.ADMIN), "a staff bearer token"),
+            ):
+                headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+                r = client.request(method, url, headers=headers, **send)
+                if r.status_code != 401:
+                    problems.append(f"{method} {path} with {what}: {r.status_code}")
+            r = client.request(method, url, headers={"Authorization": f"Bearer {agency}"}, **send)
+            if who == "school" and r.status_code != 403:
+                problems.append(f"{method} {path} as an agency: {r.status_code} (school files only)")
+            if who == "any" and r.status_code in (401, 403):
+                problems.append(f"{method} {path} as an agency of the LA: {r.status_code}")
+        # Object level: another LA's client learns nothing about LA 801's event, not even that it exists.
+        r = client.get(f"/v1/events/{event['event_id']}", headers={"Authorization": f"Bearer {other_la}"})
+        if r.status_code != 404:
+            problems.append(f"event status for another LA's client: {r.status_code}")
+        # An event about another LA's child is refused at the door (the key fixes the LA).
+        foreign = sample_event_dict("whereabouts-unknown", la_code=OTHER_LA, school_urn=None)
+        r = client.post("/v1/events", json=foreign, headers={"Authorization": f"Bearer {school}"})
+        if r.status_code not in (403, 422):
+            problems.append(f"an LA {LA} school submitting for LA {OTHER_LA}: {r.status_code}")
+    assert not problems, "\n".join(problems)
