@@ -55,5 +55,11 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
 
 
+def bind_event(event: Any) -> None:
+    """Put the event's safe identifiers (event id and type, correlation id, LA, URN) on every log line that
+    follows in this task or thread, replacing the previous event's: consumers call it after decoding."""
+    structlog.contextvars.bind_contextvars(**event.log_fields())
+
+
 def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)

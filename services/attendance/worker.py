@@ -24,7 +24,7 @@ from shared.deadletter import dead_letter_for
 from shared.events.attendance import AttendanceMark
 from shared.events.catalogue import encode_event
 from shared.kafka import ensure_topics
-from shared.logs import get_logger
+from shared.logs import bind_event, get_logger
 from shared.school_calendar import CalendarRegistry
 from shared.settings import Settings
 from shared.streams import raw_topic, stream_app
@@ -62,6 +62,7 @@ class MarkHandler:
 
     def handle(self, key: bytes, value: bytes, stored: bytes | None) -> Handled:
         mark = AttendanceMark.model_validate_json(value)
+        bind_event(mark)
         if key != mark.payload.upn.encode():
             # The table is partitioned like the topic: a mark keyed otherwise would split a pupil's state.
             raise ValueError("record key is not the mark's UPN")

@@ -46,7 +46,7 @@ from shared.events.catalogue import decode_event, decode_inbound
 from shared.events.envelope import Envelope
 from shared.events.internal import AlertAck, CaseTransition, ChildFact
 from shared.kafka import aiokafka_config
-from shared.logs import get_logger
+from shared.logs import bind_event, get_logger
 from shared.outbox import add_to_outbox, run_relay
 from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER
 
@@ -192,6 +192,7 @@ class EscalationWorker:
         kind = self._topics.get(raw.topic, "unknown")
         try:
             event = decode_event(raw.value)
+            bind_event(event)
             if isinstance(event, ChildFact):
                 decode_inbound(event.payload.fact)  # a fact we cannot read is a dead letter, not a retry
         except Exception as exc:

@@ -22,7 +22,7 @@ from shared.events.catalogue import decode_event
 from shared.events.envelope import utcnow
 from shared.events.internal import Escalation
 from shared.kafka import aiokafka_config
-from shared.logs import get_logger
+from shared.logs import bind_event, get_logger
 from shared.outbox import add_to_outbox
 from shared.topics import DEAD_LETTER, ESCALATIONS
 
@@ -85,6 +85,7 @@ class EscalationConsumer:
         source = SourceRecord(record.topic, record.partition, record.offset, record.key, record.value)
         try:
             event = decode_event(record.value)
+            bind_event(event)
             if not isinstance(event, Escalation):
                 raise TypeError(f"unexpected event type {event.event_type} on {record.topic}")
         except Exception as exc:  # undecodable: keep it on the dead-letter topic, move on

@@ -24,7 +24,7 @@ from services.tracking.stream.handling import process_or_dead_letter, send_and_w
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import ChildFact, ChildMerged, ChildSplit
-from shared.logs import get_logger
+from shared.logs import bind_event, get_logger
 
 log = get_logger(__name__)
 AGENT = "cases"
@@ -58,6 +58,7 @@ def register(app: faust.App, ctx: Any) -> None:
         started = time.perf_counter()
         key: bytes = event.key
         envelope = decode_event(event.value)
+        bind_event(envelope)
         child_id = key.decode()
         record = load_record(ctx.children.get(child_id)) or new_record(
             child_id, str(envelope.payload.la_code)

@@ -16,7 +16,7 @@ from services.tracking.stream.handling import process_or_dead_letter, send_and_w
 from shared.events.catalogue import decode_inbound, encode_event
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from shared.logs import get_logger
+from shared.logs import bind_event, get_logger
 
 log = get_logger(__name__)
 AGENT = "identity"
@@ -28,6 +28,7 @@ def register(app: faust.App, ctx: Any) -> None:
     async def handle(event: Any) -> None:
         started = time.perf_counter()
         inbound = decode_inbound(event.value)
+        bind_event(inbound)
         resolution = await asyncio.to_thread(resolver.resolve, inbound)
         la_code = str(inbound.source.la_code)
         # event_id equals the inbound event's: the referral service marks the fact processed by it.
