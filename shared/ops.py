@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -63,7 +63,7 @@ def ops_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry = 
         ok = all(v == "ok" for v in results.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": results}, 200 if ok else 503)
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse)  # documents the text exposition format
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -26,6 +26,7 @@ from shared.auth import CurrentPrincipal, Principal, Role
 from shared.events.catalogue import encode_event
 from shared.kafka import aiokafka_config
 from shared.logs import get_logger
+from shared.openapi_errors import document_errors
 from shared.ops import kafka_check, ops_router
 from shared.settings import Settings, get_settings
 from shared.topics import ATTENDANCE
@@ -115,4 +116,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: cfg
     app.include_router(upload_router(cfg))
     app.include_router(ops_router({"kafka": kafka_check(cfg)}))
+    document_errors(app, {("POST", "/v1/attendance/marks"): (400, 413, 415)})
     return app

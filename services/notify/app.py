@@ -16,6 +16,7 @@ from services.notify.api import router
 from services.notify.config import NotifySettings
 from services.notify.worker import NotifyWorker
 from shared.db import make_engine, migrate
+from shared.openapi_errors import document_errors
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import get_settings
 
@@ -64,4 +65,5 @@ def create_app(settings: NotifySettings, engine: Engine | None = None, run_worke
     app.include_router(router)
     checks = {"database": database_check(engine), "kafka": kafka_check(settings), "worker": worker_check}
     app.include_router(ops_router(checks))
+    document_errors(app, {("POST", "/v1/alerts/{alert_id}/ack"): (409,)}, public_prefixes=("/v1/ack/",))
     return app

@@ -274,7 +274,9 @@ def build_router(publish: Any) -> APIRouter:
                     )
                 ).all()
             else:
-                raise HTTPException(422, "give a UPN, or a surname and a date of birth")
+                # FastAPI's documented 422 shape (a list of {loc, msg, type}), like its own validation errors.
+                problem = {"loc": ["body"], "msg": "give a UPN, or a surname and a date of birth"}
+                raise HTTPException(422, [{**problem, "type": "value_error"}])
             survivors = sorted({IdentityResolver.surviving(session, i) for i in ids})
             rows = session.exec(
                 select(TrackingCase).where(

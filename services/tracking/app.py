@@ -17,6 +17,7 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import encode_event
 from shared.events.internal import ChildMerged, ChildSplit
 from shared.kafka import aiokafka_config
+from shared.openapi_errors import document_errors
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import Settings, get_settings
 from shared.topics import CHILD_EVENTS
@@ -52,4 +53,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(build_router(publish))
     app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
     register_open_cases_gauge(engine, REGISTRY)
+    document_errors(app, {("POST", "/v1/review-items/{review_id}/decision"): (409,)})
     return app
