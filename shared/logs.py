@@ -29,7 +29,10 @@ def redact_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) 
 
 
 def _dumps(obj: Any, default: Any = None) -> str:
-    return orjson.dumps(obj, default=default or str).decode()
+    # JSON allows raw U+2028/U+2029 in strings, but some log viewers and shippers break lines on them: escape
+    # them, so no input can start what looks like a new log line.
+    text = orjson.dumps(obj, default=default or str).decode()
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:

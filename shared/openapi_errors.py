@@ -57,7 +57,7 @@ def document_errors(
                 if "{" in path:
                     codes.add(404)
                 if "requestBody" in operation:
-                    codes.add(400)  # a body that is not UTF-8 or not JSON at all is refused before validation
+                    codes |= {400, 413}  # unreadable, or over the body limit (shared.bodylimit)
                 responses = operation.setdefault("responses", {})
                 for code in sorted(codes):
                     responses.setdefault(

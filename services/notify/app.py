@@ -15,6 +15,8 @@ from services.notify.acks import pending_ack_count
 from services.notify.api import router
 from services.notify.config import NotifySettings
 from services.notify.worker import NotifyWorker
+from shared import request_errors
+from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.openapi_errors import document_errors
 from shared.ops import database_check, kafka_check, ops_router
@@ -66,4 +68,6 @@ def create_app(settings: NotifySettings, engine: Engine | None = None, run_worke
     checks = {"database": database_check(engine), "kafka": kafka_check(settings), "worker": worker_check}
     app.include_router(ops_router(checks))
     document_errors(app, {("POST", "/v1/alerts/{alert_id}/ack"): (409,)}, public_prefixes=("/v1/ack/",))
+    app.add_middleware(BodySizeLimit)  # before FastAPI buffers a body, even an unauthenticated one
+    request_errors.install(app)  # 422 without echoing input (personal data, unencodable surrogates)
     return app

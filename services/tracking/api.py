@@ -105,7 +105,7 @@ class HistoryOut(BaseModel):
 
 class SearchIn(BaseModel):
     reason: Reason
-    upn: str | None = None
+    upn: str | None = Field(default=None, max_length=13)  # a UPN is 13 characters
     surname: str | None = Field(default=None, max_length=100)
     date_of_birth: date | None = None
 

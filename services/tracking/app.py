@@ -13,6 +13,8 @@ from prometheus_client import REGISTRY
 from services.tracking.api import build_router
 from services.tracking.gauges import register_open_cases_gauge
 from services.tracking.stream.app import MIGRATIONS
+from shared import request_errors
+from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.events.catalogue import encode_event
 from shared.events.internal import ChildMerged, ChildSplit
@@ -54,4 +56,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
     register_open_cases_gauge(engine, REGISTRY)
     document_errors(app, {("POST", "/v1/review-items/{review_id}/decision"): (409,)})
+    app.add_middleware(BodySizeLimit)  # before FastAPI buffers a body, even an unauthenticated one
+    request_errors.install(app)  # 422 without echoing input (personal data, unencodable surrogates)
     return app
