@@ -289,15 +289,17 @@ class Pipeline:
                 raise AssertionError(f"event {event['event_id']} not accepted within {timeout_s}s")
             time.sleep(0.3)
 
-    def submit_child(self, n: int) -> None:
-        """Child n leaves a school roll to an unknown destination and is not found: one caseworker alert."""
-        kid = child(n)
+    def submit_child(self, n: int, **personal: Any) -> dict[str, Any]:
+        """Child n leaves a school roll to an unknown destination and is not found: one caseworker alert.
+        ``personal`` overrides the sample child's details (names, date of birth...); returns the child."""
+        kid = child(n, **personal)
         left = sample_event_dict("pupil-left-roll", kid=kid, on=date(2025, 11, 3))
         unknown = sample_event_dict("whereabouts-unknown", kid=kid, on=date(2025, 11, 4), school_urn=None)
         with self.referral_client(self.school_key) as school, self.referral_client(self.team_key) as team:
             for sender, event in ((school, left), (team, unknown)):
                 self.submit_with_retry(sender, event)
                 self.accepted.append(Accepted(event["event_id"], n, event["event_type"]))
+        return kid
 
     def stream_children(self, numbers: range, interval_s: float = 0.0) -> threading.Thread:
         """Submit children from a background thread: the stream a fault lands in the middle of."""

@@ -1,0 +1,93 @@
+"""No personal data in logs, URLs or metrics: an end-to-end run with distinctive children, then every
+captured service log, every /metrics page, every alert email and every link in them is searched for the
+children's names, dates of birth (in the forms people and systems write them), postcodes and UPNs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.auth import Role, issue_token
+from shared.settings import Settings
+from tests.support.pipeline import CASEWORKER, LA, SIGNING_KEY, Pipeline, body_of, running_pipeline
+
+pytestmark = [pytest.mark.security, pytest.mark.e2e]
+
+KIDS = {
+    1: {
+        "forename": "Quillon",
+        "surname": "Marrowbrook",
+        "date_of_birth": "2013-07-19",
+        "postcode": "BS7 9QX",
+    },
+    2: {"forename": "Ottoline", "surname": "Vexworthy", "date_of_birth": "2015-02-27", "postcode": "BS3 4LW"},
+}
+
+
+def personal_strings(kid: dict[str, str]) -> list[str]:
+    born = date.fromisoformat(kid["date_of_birth"])
+    return [
+        kid["upn"], kid["forename"], kid["surname"], kid["postcode"], kid["postcode"].replace(" ", ""),
+        born.isoformat(), born.strftime("%d/%m/%Y"), born.strftime("%Y%m%d"),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def pipeline(kafka_settings: Settings, postgres_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    with running_pipeline(kafka_settings, postgres_url, tmp_path) as pipeline:
+        yield pipeline
+
+
+def test_no_personal_data_in_logs_metrics_mail_or_urls(pipeline: Pipeline) -> None:
+    kids = {n: pipeline.submit_child(n, **details) for n, details in KIDS.items()}
+    pipeline.wait_all_processed()
+    pipeline.wait_alerts()
+
+    # Reads that handle personal data: search by UPN and by name + date of birth (in the body), read a child.
+    token = issue_token(Settings(signing_key=SIGNING_KEY), "cw", Role.CASEWORKER, LA)
+    with httpx.Client(base_url=pipeline.url("tracking"), headers={"Authorization": f"Bearer {token}"}) as api:
+        by_upn = api.post("/v1/children/search", json={"upn": kids[1]["upn"], "reason": "scan test"})
+        assert by_upn.status_code == 200 and len(by_upn.json()) == 1, by_upn.text
+        by_name = api.post(
+            "/v1/children/search",
+            json={"surname": kids[2]["surname"], "date_of_birth": kids[2]["date_of_birth"], "reason": "scan"},
+        )
+        assert by_name.status_code == 200 and len(by_name.json()) == 1, by_name.text
+        record = api.get(f"/v1/children/{by_upn.json()[0]['child_id']}", params={"reason": "scan test"})
+        assert record.status_code == 200 and record.json()["surname"] == kids[1]["surname"]
+        # A search that fails validation must not echo the personal data back either.
+        refused = api.post("/v1/children/search", json={"upn": kids[1]["upn"] + "XXXXXXXX", "reason": "r"})
+        assert refused.status_code == 422 and kids[1]["upn"] not in refused.text
+
+    # Acknowledge one alert through its link: the link itself is a URL that must carry nothing personal.
+    mail = pipeline.smtp.box.to(CASEWORKER)
+    links = [m.group(1) for msg in mail if (m := re.search(r"(http://\S+/v1/ack/\S+)", body_of(msg)))]
+    assert links and httpx.post(links[0]).status_code == 200
+
+    pages = {
+        f"{name} /metrics": httpx.get(f"{pipeline.url(name)}/metrics").text for name in pipeline.services
+    }
+    assert all("cme_" in page for page in pages.values())
+    corpus = {
+        **{f"{name} log": text for name, text in pipeline.logs().items()},
+        **pages,
+        **{
+            f"email {i}": msg["Subject"] + "\n" + body_of(msg)
+            for i, msg in enumerate(pipeline.smtp.box.messages)
+        },
+        "links": "\n".join(links),
+    }
+    assert all(corpus.values())
+    found = [
+        (where, secret)
+        for where, text in corpus.items()
+        for kid in kids.values()
+        for secret in personal_strings(kid)
+        if secret.lower() in text.lower()
+    ]
+    assert not found, f"personal data found: {found}"
