@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -47,7 +48,7 @@ def _settings(protocol: str, tls: dict[str, Path] | None = None, **kw: object) -
                     **extra, **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
-SCRAM = {
+SCRAM: dict[str, Any] = {
     "kafka_sasl_mechanism": "SCRAM-SHA-512",
     "kafka_sasl_username": "cme-tracking",
     "kafka_sasl_password": SecretStr("s3cret-scram"),
