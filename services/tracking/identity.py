@@ -179,8 +179,14 @@ class IdentityResolver:
     def _lock(self, session: Session, keys: list[str]) -> None:
         if self.engine.dialect.name != "postgresql":
             return
-        for key in sorted(set(keys)):
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(key.encode()) - 2**31})
+        # One round trip for all the keys: a function scan of unnest() takes them in array order, so the
+        # locks are still taken in sorted-key order (no deadlock).
+        ordered = [zlib.crc32(key.encode()) - 2**31 for key in sorted(set(keys))]
+        if ordered:
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                {"keys": ordered},
+            )
 
     @staticmethod
     def surviving(session: Session, child_id: str) -> str:
@@ -220,15 +226,20 @@ class IdentityResolver:
                 or_(col(TrackingChild.dob_block).in_(blocks), col(TrackingChild.name_block).in_(blocks)),
             )
         ).all()
+        # The candidates' UPNs in one query, not one per candidate (a date-of-birth block of a large LA holds
+        # hundreds of children).
+        upns_of: dict[str, set[str]] = {}
+        if rows:
+            for child_id, upn in session.exec(
+                select(TrackingIdentifier.child_id, TrackingIdentifier.value).where(
+                    col(TrackingIdentifier.child_id).in_([row.child_id for row in rows]),
+                    TrackingIdentifier.kind == "upn",
+                )
+            ).all():
+                upns_of.setdefault(child_id, set()).add(upn)
         best: tuple[str, float] | None = None
         for row in rows:
-            upns = frozenset(
-                session.exec(
-                    select(TrackingIdentifier.value).where(
-                        TrackingIdentifier.child_id == row.child_id, TrackingIdentifier.kind == "upn"
-                    )
-                ).all()
-            )
+            upns = frozenset(upns_of.get(row.child_id, ()))
             candidate = Person(row.forename, row.surname, row.date_of_birth, row.sex, row.postcode, upns)
             value = score(person, candidate)
             if best is None or value > best[1] or (value == best[1] and row.child_id < best[0]):
