@@ -122,6 +122,25 @@ def _cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from shared.db import make_engine
+    from shared.retention import RetentionPolicy, purge
+
+    settings = get_settings()
+    policy = RetentionPolicy(
+        closed_case_days=args.closed_case_days,
+        published_outbox_days=args.outbox_days,
+        topic_days=args.topic_days,
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        report = purge(settings, engine, policy, topics=not args.no_topics)
+    finally:
+        engine.dispose()
+    print("\n".join(report.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cme", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--to-topic", help="replay: publish here instead of the original topic (full name)")
     dead.add_argument("--service", help="list: only the dead letters of this service")
     dead.set_defaults(func=_cmd_dead_letters)
+
+    from shared.retention import RetentionPolicy
+
+    defaults = RetentionPolicy()
+    purge = sub.add_parser("purge", help="delete personal data past its retention period (docs/RETENTION.md)")
+    purge.add_argument("--closed-case-days", type=int, default=defaults.closed_case_days)
+    purge.add_argument("--outbox-days", type=int, default=defaults.published_outbox_days)
+    purge.add_argument("--topic-days", type=int, default=defaults.topic_days)
+    purge.add_argument("--no-topics", action="store_true", help="leave the Kafka topics alone")
+    purge.set_defaults(func=_cmd_purge)
 
     run = sub.add_parser("run", help="the whole pipeline: stack, four services, demo feed")
     run.add_argument("--postgres", action="store_true", help="use PostgreSQL instead of SQLite")
