@@ -140,8 +140,12 @@ def test_purge_deletes_closed_children_everywhere_and_nothing_else(
     produce(pg_settings, intake, [(b"k", b"new-0")])
 
     # The command as an operator runs it.
-    env = {**os.environ, "CME_DATABASE_URL": pg_settings.database_url,
-           "CME_KAFKA_BOOTSTRAP": pg_settings.kafka_bootstrap, "CME_TOPIC_PREFIX": pg_settings.topic_prefix}  # fmt: skip
+    env = {
+        **os.environ,
+        "CME_DATABASE_URL": pg_settings.database_url,
+        "CME_KAFKA_BOOTSTRAP": pg_settings.kafka_bootstrap,
+        "CME_TOPIC_PREFIX": pg_settings.topic_prefix,
+    }
     out = subprocess.run(
         [Path(sys.executable).parent / "cme", "purge"], env=env, capture_output=True, text=True, check=True
     ).stdout
@@ -153,9 +157,8 @@ def test_purge_deletes_closed_children_everywhere_and_nothing_else(
     assert _rows_naming(engine, merged) == {}
     # Kept: the recently closed child and the open case, whole.
     for kept in (recent, still_open):
-        assert set(_rows_naming(engine, kept)) >= {
-            "tracking_children", "tracking_cases", "tracking_timeline", "notify_alert", "referral_submissions",
-        }  # fmt: skip
+        whole = {"tracking_children", "tracking_cases", "tracking_timeline", "notify_alert", "referral_submissions"}
+        assert set(_rows_naming(engine, kept)) >= whole
     with Session(engine) as session:
         values = sorted(row.value for row in session.query(ReferralOutbox).all())
     assert values == [b"fresh copy", b"unpublished"]
