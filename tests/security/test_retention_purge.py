@@ -156,7 +156,7 @@ def test_purge_deletes_closed_children_everywhere_and_nothing_else(
     assert _rows_naming(engine, expired) == {}
     assert _rows_naming(engine, merged) == {}
     # Kept: the recently closed child and the open case, whole.
-    whole = {"tracking_children", "tracking_cases", "tracking_timeline", "notify_alert", "referral_submissions"}
+    whole = {"tracking_children", "tracking_cases", "tracking_timeline", "notify_alert"}
     for kept in (recent, still_open):
         assert set(_rows_naming(engine, kept)) >= whole
     with Session(engine) as session:
