@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from shared.auth import Role, issue_token
 from shared.db import make_engine
-from shared.localrun import start_services, stop_services
+from shared.localrun import SERVICES, start_services, stop_services
 from shared.localstack.net import free_port
 from shared.samples import child, sample_event_dict
 from shared.settings import Settings
@@ -121,7 +121,7 @@ def test_referral_to_alert_ack_and_step_up(
     kafka_settings: Settings, postgres_url: str, mailbox: tuple[Mailbox, int], tmp_path: Path
 ) -> None:
     box, smtp_port = mailbox
-    ports = {name: free_port() for name in ("referral", "tracking", "escalation", "notify", "attendance", "web")}
+    ports = {s.name: free_port() for s in SERVICES}
     clock = tmp_path / "now.txt"
     _set_time(clock, "2025-11-04T12:00:00+00:00")
     directory = tmp_path / "directory.yaml"
@@ -142,7 +142,8 @@ def test_referral_to_alert_ack_and_step_up(
         "CME_ESCALATION_SIMULATED_TIME_FILE": str(clock),
         "CME_ESCALATION_TICK_S": "0.2",
     }
-    settings = Settings(**{f"{name}_port": port for name, port in ports.items()}, data_dir=tmp_path)
+    port_settings = {f"{name}_port": port for name, port in ports.items()}
+    settings = Settings.model_validate({**port_settings, "data_dir": tmp_path})
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "cme-notify", "load-directory", str(directory)], env=env, check=True)
 

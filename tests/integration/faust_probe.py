@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import faust
 import orjson
@@ -28,7 +29,7 @@ seen_by_la = app.Table("seen-by-la", default=int, partitions=settings.topic_part
 
 
 @app.agent(intake)
-async def summarise(stream: AsyncIterator[bytes]) -> AsyncIterator[None]:
+async def summarise(stream: Any) -> AsyncIterator[None]:
     async for value in stream:
         event = decode_inbound(value)
         la = event.source.la_code or "unknown"
