@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/ruff check shared services tests bench
 
 typecheck: install
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services tests bench
 
 schemas: install
 	$(BIN)/cme schemas export
