@@ -9,10 +9,12 @@ a caller of LA 803 must never see anything of it: 404 for an object, nothing of 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -460,4 +462,44 @@ def test_referral_api_key_matrix(pg_settings: Settings) -> None:
         r = client.post("/v1/events", json=foreign, headers={"Authorization": f"Bearer {school}"})
         if r.status_code not in (403, 422):
             problems.append(f"an LA {LA} school submitting for LA {OTHER_LA}: {r.status_code}")
+    assert not problems, "\n".join(problems)
+
+
+# -- the web service: sessions, not bearer headers ---------------------------------------------------------
+
+# Routes anybody may reach: the landing redirect and sign-in (plus OPEN_ROUTES and static files).
+WEB_PUBLIC = {("GET", "/"), ("GET", "/sign-in"), ("POST", "/sign-in")}
+
+
+def test_web_refuses_anonymous_and_forged_sessions(tmp_path: Path) -> None:
+    """Function level for the web UI: every page and form needs a real session. Without one, or with a
+    cookie holding a forged or expired token, the answer is the sign-in redirect or a refusal, never the
+    page. (Per-role checks of the web pages are the web service's own tests.)"""
+    from services.web.app import create_app
+    from services.web.settings import WebSettings
+
+    settings = WebSettings(
+        database_url=f"sqlite:///{tmp_path / 'web.db'}", signing_key=SIGNING_KEY, web_lag_interval_s=0,
+        data_dir=tmp_path,
+    )  # fmt: skip
+    app = create_app(settings)
+    routes = {(m, p) for m, p in routes_of(app) if not p.startswith("/static")}
+    protected = sorted(routes - WEB_PUBLIC - OPEN_ROUTES)
+    assert protected, "no web routes found"
+    forged = issue_token(Settings(signing_key="an-attacker-key-0123456789abcdef"), "m", Role.ADMIN, LA)
+    expired = _token(Role.MANAGER, ttl_s=-10)
+    problems: list[str] = []
+    with TestClient(app, follow_redirects=False) as client:
+        for method, path in protected:
+            url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+            for cookie in (None, forged, expired, "not-a-token"):
+                client.cookies.clear()
+                if cookie:
+                    client.cookies.set("cme_session", cookie)
+                r = client.request(
+                    method, url, data={"csrf_token": "x", "reason": "probe"} if method == "POST" else None
+                )
+                to_sign_in = r.status_code in (302, 303, 307) and "/sign-in" in r.headers.get("location", "")
+                if not (to_sign_in or r.status_code in (401, 403)):
+                    problems.append(f"{method} {path} with session {cookie and cookie[:8]}: {r.status_code}")
     assert not problems, "\n".join(problems)
