@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark against a baseline measured in the same run; one table, one JSON.
 
-    .venv/bin/python -m bench                      # the full run (~25 minutes on 2 cores)
+    .venv/bin/python -m bench                      # the full run (~12 minutes on 2 cores)
     .venv/bin/python -m bench --quick              # small sizes, a smoke run (< 1 minute for the cheap parts)
     .venv/bin/python -m bench --only memory escalation --out /tmp/bench
 

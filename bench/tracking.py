@@ -47,7 +47,7 @@ from shared.settings import Settings
 from shared.synthetic import generate
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE
 
-EVENTS_PER_PUPIL = 0.45  # what shared.synthetic yields in a year (to size the population for N events)
+EVENTS_PER_PUPIL = 0.42  # what shared.synthetic yields in a year (to size the population for N events)
 
 
 def synthetic_intake(n_events: int, seed: int = 42) -> list[tuple[bytes, bytes]]:
@@ -246,7 +246,7 @@ def run(workdir: Path, n_events: int, recovery_sizes: list[int], timeout_s: floa
             rows.append(
                 Row(
                     "tracking",
-                    f"events/s Kafka -> case store ({n_events} events, 2 partitions, 1 worker)",
+                    f"events/s Kafka -> case store ({len(records)} events, 2 partitions, 1 worker)",
                     worker["per_second"],
                     "events/s",
                     "raw aiokafka consume + decode_inbound",
