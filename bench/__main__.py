@@ -95,6 +95,11 @@ QUICK = Sizes(
 )
 
 
+def _out() -> Path:
+    """Where the colleagues' scripts write their JSON (``--out``, passed on to them by the environment)."""
+    return Path(os.environ.get("CME_BENCH_RESULTS_DIR", RESULTS))
+
+
 def _python(args: list[str], timeout_s: float) -> None:
     """Run one of the colleagues' benchmark scripts as it is run by hand (its own table goes to stderr)."""
     subprocess.run(  # noqa: S603 - our own modules
@@ -117,7 +122,7 @@ def part_intake(sizes: Sizes, workdir: Path) -> list[Row]:
             ],
             sizes.timeout_s,
         )
-    result = orjson.loads((RESULTS / "intake.json").read_bytes())["postgres"]
+    result = orjson.loads((_out() / "intake.json").read_bytes())["postgres"]
     rows = []
     for mode, ratio in result["ratio_referral_to_bare"].items():
         ours = next(r for r in result["runs"] if r["mode"] == mode and r["target"] == "referral")
@@ -157,7 +162,7 @@ def part_memory(sizes: Sizes, workdir: Path) -> list[Row]:
 
 def part_escalation(sizes: Sizes, workdir: Path) -> list[Row]:
     small, large = sizes.due_sizes
-    env_url = {**os.environ, "CME_BENCH_DATABASE_URL": admin_url()}
+    env_url = {**os.environ, "CME_BENCH_DATABASE_URL": admin_url()}  # includes CME_BENCH_RESULTS_DIR
     subprocess.run(  # noqa: S603
         [
             sys.executable,
@@ -174,7 +179,7 @@ def part_escalation(sizes: Sizes, workdir: Path) -> list[Row]:
         stdout=sys.stderr,
         env=env_url,
     )
-    result = orjson.loads((RESULTS / "escalation_due.json").read_bytes())
+    result = orjson.loads((_out() / "escalation_due.json").read_bytes())
     rows = []
     for backend, r in result["backends"].items():
         rows.append(
@@ -194,7 +199,7 @@ def part_escalation(sizes: Sizes, workdir: Path) -> list[Row]:
 
 def part_attendance(sizes: Sizes, workdir: Path) -> list[Row]:
     _python(["-m", "bench.attendance", *sizes.attendance_args], sizes.timeout_s * 2)
-    result = orjson.loads((RESULTS / "attendance.json").read_bytes())
+    result = orjson.loads((_out() / "attendance.json").read_bytes())
     base = result["baseline_raw_consume"]["per_second"]
     return [
         Row(
@@ -255,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where summary.json goes")
     args = parser.parse_args(argv)
+    os.environ["CME_BENCH_RESULTS_DIR"] = str(args.out.resolve())  # the part scripts write there too
     sizes = QUICK if args.quick else FULL
     workdir = Path(tempfile.mkdtemp(prefix="cme-bench-"))
     rows: list[Row] = []

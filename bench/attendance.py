@@ -50,7 +50,9 @@ from shared.school_calendar import CalendarRegistry
 from shared.settings import PROJECT_ROOT
 from shared.topics import ATTENDANCE, DEAD_LETTER, INTAKE
 
-RESULTS = PROJECT_ROOT / "bench" / "results" / "attendance.json"
+RESULTS = (
+    Path(os.environ.get("CME_BENCH_RESULTS_DIR", PROJECT_ROOT / "bench" / "results")) / "attendance.json"
+)
 LA = "801"
 URN = "108000"
 TERM_START = date(2024, 9, 4)  # autumn 2024 on the default calendar (2-3 Sep are INSET days)

@@ -44,7 +44,10 @@ NOW = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
 DUE = 5  # deadlines already due at NOW
 BATCH = 200  # the service's default due batch
 DEFAULT_PG = "postgresql://cme:cme-local@127.0.0.1:55433/postgres"
-RESULTS = Path(__file__).resolve().parent / "results" / "escalation_due.json"
+RESULTS = (
+    Path(os.environ.get("CME_BENCH_RESULTS_DIR", Path(__file__).resolve().parent / "results"))
+    / "escalation_due.json"
+)
 COLUMNS = (
     "id", "kind", "status", "due_at", "la_code", "child_id", "case_id", "rule_id", "watch_key",
     "trigger_event_id", "escalation_id", "step_index", "rule_order", "rule_json", "rule_fingerprint",
