@@ -87,17 +87,16 @@ class OutboxRelay:
         return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:
-        producer = await _start_with_retry(
-            lambda: AIOKafkaProducer(
+        def make() -> AIOKafkaProducer:
+            return AIOKafkaProducer(
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=5,
                 request_timeout_ms=15000,
                 **aiokafka_config(self.settings),
-            ),
-            stop,
-            "outbox-producer",
-        )
+            )
+
+        producer = await _start_with_retry(make, stop, "outbox-producer")
         if producer is None:
             return
         gauge_due = 0.0
@@ -111,6 +110,13 @@ class OutboxRelay:
                         gauge_due = time.monotonic() + 1.0
                 except Exception as exc:
                     log.warning("outbox_relay_failed", error=type(exc).__name__)
+                    # A failed batch can leave the idempotent producer unusable for good (after a broker
+                    # restart: OutOfOrderSequenceNumber on every later send). Start a fresh one (new producer
+                    # id); the unmarked rows are sent again and consumers deduplicate them by event_id.
+                    await producer.stop()
+                    producer = await _start_with_retry(make, stop, "outbox-producer")
+                    if producer is None:
+                        return
                     await _wait(stop, RETRY_S)
                     continue
                 if published < self.batch:
@@ -118,7 +124,8 @@ class OutboxRelay:
                     # Let a burst of single submissions gather: one cycle (load, send, mark) for many rows.
                     await _wait(stop, LINGER_S)
         finally:
-            await producer.stop()
+            if producer is not None:  # None: asked to stop while starting a fresh producer
+                await producer.stop()
 
 
 def child_facts(values: list[bytes]) -> dict[str, str]:
