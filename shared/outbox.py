@@ -73,15 +73,28 @@ async def relay_once(engine: Engine, model: type[OutboxBase], send: Send, batch:
 
 
 async def run_relay(
-    engine: Engine, model: type[OutboxBase], send: Send, stop: asyncio.Event, idle_s: float = 0.2
+    engine: Engine,
+    model: type[OutboxBase],
+    send: Send,
+    stop: asyncio.Event,
+    idle_s: float = 0.2,
+    reset: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Drain the outbox until ``stop`` is set; a broker outage only delays publishing."""
+    """Drain the outbox until ``stop`` is set; a broker outage only delays publishing.
+
+    ``reset`` is called after a failed batch: an idempotent producer can be left failing every later send
+    (OutOfOrderSequenceNumber after a broker restart), so its owner replaces it there."""
     while not stop.is_set():
         try:
             published = await relay_once(engine, model, send)
         except Exception:
             log.exception("outbox_relay_failed")
             published = 0
+            if reset is not None:
+                try:
+                    await reset()
+                except Exception as exc:  # the broker is still away: the next failure resets again
+                    log.warning("outbox_producer_reset_failed", error=type(exc).__name__)
             await asyncio.sleep(1.0)
         if not published:
             with contextlib.suppress(TimeoutError):

@@ -92,9 +92,7 @@ class EscalationWorker:
 
     async def start(self) -> None:
         self._time.now()  # a simulated time file that is missing or invalid stops the start, loudly
-        self._producer = AIOKafkaProducer(
-            acks="all", enable_idempotence=True, client_id="cme-escalation", **aiokafka_config(self._settings)
-        )
+        self._producer = self._new_producer()
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             *self._topics,
@@ -111,7 +109,14 @@ class EscalationWorker:
             asyncio.create_task(self._guard("timer", self._timer)),
             asyncio.create_task(self._guard("gauges", self._gauges)),
             asyncio.create_task(
-                run_relay(self._engine, EscalationOutbox, self._send, self._stop, idle_s=0.1)
+                run_relay(
+                    self._engine,
+                    EscalationOutbox,
+                    self._send,
+                    self._stop,
+                    idle_s=0.1,
+                    reset=self._reset_producer,
+                )
             ),
         ]
         log.info("escalation_worker_started", simulated_time=self._time.simulated)
@@ -131,6 +136,18 @@ class EscalationWorker:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            acks="all", enable_idempotence=True, client_id="cme-escalation", **aiokafka_config(self._settings)
+        )
+
+    async def _reset_producer(self) -> None:
+        """A fresh producer (new producer id) after a failed relay batch; see shared.outbox.run_relay."""
+        old, self._producer = self._producer, self._new_producer()
+        if old is not None:
+            await old.stop()
+        await self._producer.start()
 
     async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
         assert self._producer is not None

@@ -56,18 +56,17 @@ class NotifyWorker:
         self._stop.clear()
         await asyncio.to_thread(ensure_topics, self.settings, (ESCALATIONS, ALERT_ACKS, DEAD_LETTER))
         if relay:
-            self._producer = AIOKafkaProducer(
-                acks="all", enable_idempotence=True, client_id="cme-notify", **aiokafka_config(self.settings)
-            )
+            self._producer = self._new_producer()
             await self._producer.start()
-            producer = self._producer
 
             async def send(topic: str, key: bytes | None, value: bytes) -> None:
-                await producer.send_and_wait(topic, value=value, key=key)
+                assert self._producer is not None
+                await self._producer.send_and_wait(topic, value=value, key=key)
 
             self._tasks.append(
                 asyncio.create_task(
-                    run_relay(self.engine, NotifyOutbox, send, self._stop), name="outbox-relay"
+                    run_relay(self.engine, NotifyOutbox, send, self._stop, reset=self._reset_producer),
+                    name="outbox-relay",
                 )
             )
         if consume:
@@ -76,6 +75,18 @@ class NotifyWorker:
         if dispatch:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
         log.info("notify_worker_started", consume=consume, dispatch=dispatch, relay=relay)
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            acks="all", enable_idempotence=True, client_id="cme-notify", **aiokafka_config(self.settings)
+        )
+
+    async def _reset_producer(self) -> None:
+        """A fresh producer (new producer id) after a failed relay batch; see shared.outbox.run_relay."""
+        old, self._producer = self._producer, self._new_producer()
+        if old is not None:
+            await old.stop()
+        await self._producer.start()
 
     def failed_task(self) -> str | None:
         """The name of a background loop that has died (readiness reports it), or None."""
