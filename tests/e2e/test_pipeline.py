@@ -8,21 +8,16 @@ in the escalation service); once that child is located the escalation is cancell
 
 from __future__ import annotations
 
-import email
 import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import date, datetime
-from email.message import Message
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from shared.auth import Role, issue_token
@@ -32,67 +27,20 @@ from shared.localstack.net import free_port
 from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
+from tests.support.pipeline import DIRECTORY, LA, Mailbox, body_of, set_clock, start_smtp
 
 pytestmark = pytest.mark.e2e
 
-LA = "801"
 SIGNING_KEY = "pipeline-test-signing-key-0123456789"
-DIRECTORY = """
-las:
-  "801":
-    email_channel: smtp
-    people:
-      - {id: cw, name: Caseworker, email: caseworker@la.test}
-      - {id: senior, name: Senior CME officer, email: senior@la.test}
-    teams:
-      - {id: mash, name: MASH duty, email: mash@la.test}
-    roles:
-      caseworker: [person:cw]
-      senior_cme_officer: [person:senior]
-      childrens_social_care: [team:mash]
-      police: [team:mash]
-"""
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self._lock:
-            self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def to(self, address: str) -> list[Message]:
-        with self._lock:
-            return [m for m in self.messages if address in m["To"]]
 
 
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
+    smtp = start_smtp()
     try:
-        yield box, port
+        yield smtp.box, smtp.port
     finally:
-        controller.stop()
-
-
-def _set_time(path: Path, iso: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(iso)
-    tmp.replace(path)  # atomic: the service never reads half a timestamp
-
-
-def _body(message: Message) -> str:
-    payload = message.get_payload(decode=True)
-    assert isinstance(payload, bytes)
-    return payload.decode()
+        smtp.stop()
 
 
 def _wait_until_settled(database_url: str, now: str) -> None:
@@ -123,7 +71,7 @@ def test_referral_to_alert_ack_and_step_up(
     box, smtp_port = mailbox
     ports = {s.name: free_port() for s in SERVICES}
     clock = tmp_path / "now.txt"
-    _set_time(clock, "2025-11-04T12:00:00+00:00")
+    set_clock(clock, "2025-11-04T12:00:00+00:00")
     directory = tmp_path / "directory.yaml"
     directory.write_text(DIRECTORY)
     env = {
@@ -189,7 +137,7 @@ def test_referral_to_alert_ack_and_step_up(
         wait_until(lambda: len(box.to("caseworker@la.test")) >= 2, timeout_s=60, what="two caseworker emails")
         caseworker_mail = box.to("caseworker@la.test")
         for message in box.messages:
-            content = message["Subject"] + _body(message)
+            content = message["Subject"] + body_of(message)
             for kid in kids.values():
                 for personal in (
                     kid["upn"],
@@ -220,9 +168,9 @@ def test_referral_to_alert_ack_and_step_up(
         assert hidden.status_code == 404
 
         # Acknowledge the alert about child 1 through the one-time link in its email.
-        links = {m["Message-ID"]: re.search(r"(http://\S+/v1/ack/\S+)", _body(m)) for m in caseworker_mail}
-        assert all(links.values()), [_body(m) for m in caseworker_mail]
-        case_links = {m["Message-ID"]: _body(m) for m in caseworker_mail}
+        links = {m["Message-ID"]: re.search(r"(http://\S+/v1/ack/\S+)", body_of(m)) for m in caseworker_mail}
+        assert all(links.values()), [body_of(m) for m in caseworker_mail]
+        case_links = {m["Message-ID"]: body_of(m) for m in caseworker_mail}
         child1_mail = next(mid for mid, body in case_links.items() if case["case_id"] in body)
         link = links[child1_mail]
         assert link
@@ -241,11 +189,11 @@ def test_referral_to_alert_ack_and_step_up(
         engine.dispose()
 
         # Five school days on (end of Tue 11 Nov) the ignored alert steps up; the acknowledged one does not.
-        _set_time(clock, "2025-11-12T12:00:00+00:00")
+        set_clock(clock, "2025-11-12T12:00:00+00:00")
         wait_until(lambda: box.to("senior@la.test"), timeout_s=60, what="senior CME officer email")
         senior_mail = box.to("senior@la.test")
         assert len(senior_mail) == 1
-        assert case["case_id"] not in _body(senior_mail[0])
+        assert case["case_id"] not in body_of(senior_mail[0])
 
         # Child 2 is located: the escalation is cancelled; ten more school days pass and nothing else is sent.
         located = sample_event_dict("child-located", kid=kids[2], on=date(2025, 11, 12), school_urn=None)
@@ -255,7 +203,7 @@ def test_referral_to_alert_ack_and_step_up(
             timeout_s=60,
             what="child-located processed",
         )
-        _set_time(clock, "2025-11-27T12:00:00+00:00")
+        set_clock(clock, "2025-11-27T12:00:00+00:00")
         _wait_until_settled(postgres_url, "2025-11-27T12:00:00+00:00")
         assert box.to("mash@la.test") == []
         assert len(box.to("senior@la.test")) == 1

@@ -26,8 +26,8 @@ from shared.localrun import start_services, stop_services
 from shared.localstack.net import free_port
 from shared.samples import child, sample_event_dict
 from shared.settings import PROJECT_ROOT, Settings
-from tests.e2e.test_pipeline import DIRECTORY, LA, Mailbox, _set_time
 from tests.support.kafka import wait_until
+from tests.support.pipeline import DIRECTORY, LA, Mailbox, set_clock
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,7 +74,7 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
     shots = DOC_SHOTS if os.environ.get("CME_UPDATE_SCREENSHOTS") == "1" else tmp_path / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     clock = tmp_path / "now.txt"
-    _set_time(clock, "2025-11-04T12:00:00+00:00")
+    set_clock(clock, "2025-11-04T12:00:00+00:00")
     directory = tmp_path / "directory.yaml"
     directory.write_text(DIRECTORY)
     web_url = f"http://127.0.0.1:{ports['web']}"
@@ -208,7 +208,7 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         page.screenshot(path=str(shots / "ops.png"), full_page=True)
 
         # Five school days on, the acknowledged alert does not step up: no email to the senior officer.
-        _set_time(clock, "2025-11-12T12:00:00+00:00")
+        set_clock(clock, "2025-11-12T12:00:00+00:00")
         time.sleep(3)  # a negative check: several 0.2 s timer ticks in which a step-up would be sent
         assert box.to("senior@la.test") == []
         assert len(box.to("caseworker@la.test")) == 1
