@@ -22,6 +22,7 @@ from services.web.reports import load_populations
 from services.web.sessions import CsrfFailed, SignInRequired
 from services.web.settings import WebSettings
 from shared.db import make_engine, migrate
+from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
 from shared.school_calendar import CalendarRegistry
 from shared.settings import get_settings
@@ -36,6 +37,9 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+log = get_logger(__name__)
 
 
 def prepare_database(settings: WebSettings) -> Engine:
@@ -82,6 +86,13 @@ def create_app(
     @app.exception_handler(SignInRequired)
     async def to_sign_in(request: Request, exc: SignInRequired) -> Response:
         return RedirectResponse("/sign-in", 303)
+
+    @app.exception_handler(httpx.TransportError)
+    async def service_unreachable(request: Request, exc: httpx.TransportError) -> Response:
+        # Tracking or notify not answering is an outage to wait out, not a server error of the web's own.
+        log.warning("backend_unreachable", error=type(exc).__name__)
+        page = "<h1>Temporarily unavailable</h1><p>A service this page needs is not answering. Try again.</p>"
+        return HTMLResponse(page, 503, headers={"Retry-After": "10"})
 
     @app.exception_handler(CsrfFailed)
     async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:

@@ -245,3 +245,21 @@ def test_sign_out_revokes_the_session(web: Web) -> None:
 def test_health_and_metrics(web: Web) -> None:
     assert web.client.get("/health/live").json() == {"status": "ok"}
     assert "cme_web_sign_ins_total" in web.client.get("/metrics").text
+
+
+class _Unreachable(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+
+def test_a_service_that_does_not_answer_gives_503_not_500(web: Web) -> None:
+    assert sign_in(web, "cw801").status_code == 303
+    case_id = web.store.records[web.store.child_ids[1]].case_id
+    form = web.client.get(f"/cases/{case_id}")
+    web.client.app.state.transports["tracking"] = _Unreachable()  # type: ignore[attr-defined]
+    page = web.client.post(
+        f"/cases/{case_id}", data={"reason": "checking the alert", "csrf_token": csrf_of(form.text)}
+    )
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "10"
+    assert "not answering" in page.text
