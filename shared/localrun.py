@@ -54,6 +54,11 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> Non
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s")
 
 
+def spawn(service: ServiceProcess, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+    log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child process
+    return subprocess.Popen(service.argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def start_services(
     settings: Settings, env: dict[str, str], log_dir: Path, only: frozenset[str] | None = None
 ) -> dict[str, subprocess.Popen[bytes]]:
@@ -62,8 +67,7 @@ def start_services(
     procs: dict[str, subprocess.Popen[bytes]] = {}
     services = [s for s in SERVICES if only is None or s.name in only]
     for service in services:
-        log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child process
-        procs[service.name] = subprocess.Popen(service.argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs[service.name] = spawn(service, env, log_dir)
     for service in services:
         port = getattr(settings, service.port_setting)
         wait_ready(f"http://127.0.0.1:{port}/health/ready", 120, procs[service.name])
@@ -137,10 +141,13 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
         )
         deadline = time.monotonic() + exit_after if exit_after else None
         while deadline is None or time.monotonic() < deadline:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; see its log", file=sys.stderr)
-                    return 1
+            # Supervise like a deployment would (restartPolicy: Always): a faust worker exits when the broker
+            # goes away, and must come back when it returns.
+            for service in SERVICES:
+                proc = procs.get(service.name)
+                if proc is not None and proc.poll() is not None:
+                    print(f"{service.name} exited with {proc.returncode}; restarting it", file=sys.stderr)
+                    procs[service.name] = spawn(service, env, settings.data_dir / "logs")
             time.sleep(1)
         return 0
     except KeyboardInterrupt:
