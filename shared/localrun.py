@@ -66,12 +66,16 @@ def start_services(
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     services = [s for s in SERVICES if only is None or s.name in only]
-    for service in services:
-        procs[service.name] = spawn(service, env, log_dir)
-    for service in services:
-        port = getattr(settings, service.port_setting)
-        wait_ready(f"http://127.0.0.1:{port}/health/ready", 120, procs[service.name])
-        print(f"{service.name} ready on http://127.0.0.1:{port}", file=sys.stderr)
+    try:
+        for service in services:
+            procs[service.name] = spawn(service, env, log_dir)
+        for service in services:
+            port = getattr(settings, service.port_setting)
+            wait_ready(f"http://127.0.0.1:{port}/health/ready", 120, procs[service.name])
+            print(f"{service.name} ready on http://127.0.0.1:{port}", file=sys.stderr)
+    except BaseException:
+        stop_services(procs)  # the caller never gets the processes: do not leave them running
+        raise
     return procs
 
 
