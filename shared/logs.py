@@ -51,7 +51,9 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Not cached: module-level loggers must follow a later configure (tests, a log level changed later);
+        # building the logger per call costs microseconds against milliseconds of I/O per event.
+        cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
     # Libraries (aiokafka, uvicorn, faust) log through stdlib logging: keep them, at warning and above.
