@@ -15,12 +15,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.referral.api import ApiError, ReferralState, router, validation_problems
 from services.referral.metrics import EVENTS_REJECTED
-from services.referral.middleware import BodySizeLimit, LatencyMetrics
+from services.referral.middleware import LatencyMetrics, body_limit_for, too_large_problem
 from services.referral.models import Problem
 from services.referral.openapi import install_openapi
 from services.referral.ratelimit import RateLimiter
 from services.referral.relay import OutboxRelay, track_processed
 from services.referral.service import Intake
+from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
@@ -79,7 +80,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     app.include_router(router)
     app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
     install_openapi(app)
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(BodySizeLimit, limit_for=body_limit_for, problem=too_large_problem)
     app.add_middleware(LatencyMetrics)
 
     @app.exception_handler(ApiError)

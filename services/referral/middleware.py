@@ -1,4 +1,4 @@
-"""ASGI middleware: request body size limits (413) and request latency metrics by route template."""
+"""ASGI middleware: the referral API's body limits (shared.bodylimit, per path) and latency by route."""
 
 from __future__ import annotations
 
@@ -19,65 +19,10 @@ def body_limit_for(path: str) -> int:
     return LARGE_BODY_LIMIT if path.startswith(LARGE_BODY_PATHS) else DEFAULT_BODY_LIMIT
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = orjson.dumps(
-        {
-            "errors": [
-                {"field": "body", "rule": "body_too_large", "message": f"the body is over {limit} bytes"}
-            ]
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class BodySizeLimit:
-    """Refuse a body over the limit from its Content-Length, or as soon as a chunked body passes it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = body_limit_for(scope["path"])
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _too_large(send, limit)
-                return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _too_large(send, limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
+def too_large_problem(limit: int) -> bytes:
+    """The 413 answer in the referral API's error shape."""
+    problem = {"field": "body", "rule": "body_too_large", "message": f"the body is over {limit} bytes"}
+    return orjson.dumps({"errors": [problem]})
 
 
 class LatencyMetrics:
