@@ -97,7 +97,17 @@ def leavers_from_csv(client: ApiClient, data: bytes) -> list[Row]:
         text = data.decode("utf-8-sig")  # Excel writes a byte-order mark
     except UnicodeDecodeError as exc:
         raise FileRejected([Problem(field="body", rule="encoding", message="the CSV must be UTF-8")]) from exc
-    reader = csv.DictReader(io.StringIO(text))
+    # newline="" hands line endings to the csv module, which knows quoted newlines and lone CRs.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _csv_rows(client, reader)
+    except csv.Error as exc:  # the header row is read lazily too: one net catches both
+        raise FileRejected(
+            [Problem(field="body", rule="csv_format", message="the file is not valid CSV")]
+        ) from exc
+
+
+def _csv_rows(client: ApiClient, reader: csv.DictReader[str]) -> list[Row]:
     header = {name.strip().lower(): name for name in (reader.fieldnames or []) if name}
     missing = [c for c in CSV_REQUIRED if c.lower() not in header]
     if missing:
@@ -108,24 +118,19 @@ def leavers_from_csv(client: ApiClient, data: bytes) -> list[Row]:
             ]
         )
     rows: list[Row] = []
-    try:
-        for line, record in enumerate(reader, start=2):  # row 1 is the header, as a spreadsheet numbers it
-            if len(rows) >= MAX_ROWS:
-                raise FileRejected(
-                    [Problem(field="body", rule="too_many_rows", message=f"at most {MAX_ROWS} rows a file")]
-                )
+    for line, record in enumerate(reader, start=2):  # row 1 is the header, as a spreadsheet numbers it
+        if len(rows) >= MAX_ROWS:
+            raise FileRejected(
+                [Problem(field="body", rule="too_many_rows", message=f"at most {MAX_ROWS} rows a file")]
+            )
 
-            def cell(name: str, record: dict[str, Any] = record) -> str:
-                value = record.get(header.get(name.lower(), name))
-                return value.strip() if isinstance(value, str) else ""
+        def cell(name: str, record: dict[str, Any] = record) -> str:
+            value = record.get(header.get(name.lower(), name))
+            return value.strip() if isinstance(value, str) else ""
 
-            if not any(cell(c) for c in CSV_REQUIRED + CSV_OPTIONAL):
-                continue  # blank line at the end of an export
-            rows.append(_csv_row(client, line, cell))
-    except csv.Error as exc:
-        raise FileRejected(
-            [Problem(field="body", rule="csv_format", message="the file is not valid CSV")]
-        ) from exc
+        if not any(cell(c) for c in CSV_REQUIRED + CSV_OPTIONAL):
+            continue  # blank line at the end of an export
+        rows.append(_csv_row(client, line, cell))
     return rows
 
 

@@ -197,3 +197,17 @@ async def test_unsafe_or_broken_xml_is_400(files, body: bytes, rule: str) -> Non
     r = await http.post("/v1/imports/ctf?deletion_ground=i", content=body, headers=school)
     assert r.status_code == 400 and r.json()["errors"][0]["rule"] == rule
     assert "root:" not in r.text and outbox_count(engine) == 0
+
+
+@pytest.mark.parametrize("body", [b"\r0", b'UPN,Forename\r\n"unclosed', b"UPN\x00,DOB\n1,2"])
+async def test_a_file_that_is_not_csv_is_refused_with_422_not_a_server_error(
+    files: tuple[httpx.AsyncClient, dict[str, str], dict[str, str], object], body: bytes
+) -> None:
+    http, school, _, engine = files
+    response = await http.post(
+        "/v1/imports/leavers-csv", content=body, headers={**school, "Content-Type": "text/csv"}
+    )
+    assert response.status_code == 422, response.text
+    rules = {p["rule"] for p in response.json()["errors"]}
+    assert rules <= {"csv_format", "column_required"}
+    assert outbox_count(engine) == 0  # type: ignore[arg-type]
