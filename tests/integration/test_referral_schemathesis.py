@@ -3,6 +3,7 @@ cause a server error, and every response matches the documented status codes, he
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,12 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=CONFIG).inc
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Fixed examples in CI (a gate must not turn red on a new random draw); CME_FUZZ_RANDOM=1 explores afresh.
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=os.environ.get("CME_FUZZ_RANDOM") != "1",
+)
 def test_api_conforms_to_its_openapi(case: schemathesis.Case) -> None:
     case.call_and_validate(headers=API_KEY, checks=CHECKS)
