@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -27,7 +27,15 @@ from shared.localstack.net import free_port
 from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
-from tests.support.pipeline import DIRECTORY, LA, Mailbox, body_of, set_clock, start_smtp
+from tests.support.pipeline import (
+    DIRECTORY,
+    LA,
+    Mailbox,
+    body_of,
+    set_clock,
+    start_smtp,
+    wait_until_settled,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -41,28 +49,6 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
         yield smtp.box, smtp.port
     finally:
         smtp.stop()
-
-
-def _wait_until_settled(database_url: str, now: str) -> None:
-    """A negative check needs the pipeline to be quiet, not a fixed sleep: nothing is due in escalation,
-    everything escalation published has been consumed by notify, and no delivery is waiting."""
-    engine = make_engine(database_url)
-    queries = (
-        "SELECT count(*) FROM escalation_deadlines WHERE status = 'pending' AND due_at <= :now",
-        "SELECT count(*) FROM escalation_outbox WHERE published_at IS NULL",
-        "SELECT count(*) FROM escalation_outbox o"
-        " LEFT JOIN notify_processed_event p ON p.event_id = o.event_id"
-        " WHERE o.topic LIKE '%escalations%' AND p.event_id IS NULL",
-        "SELECT count(*) FROM notify_delivery WHERE state IN ('pending', 'sending')",
-    )
-    moment = datetime.fromisoformat(now)
-    with engine.connect() as conn:
-
-        def settled() -> bool:
-            return all(conn.execute(text(q), {"now": moment}).scalar() == 0 for q in queries)
-
-        wait_until(settled, timeout_s=60, what="the pipeline to settle")
-    engine.dispose()
 
 
 def test_referral_to_alert_ack_and_step_up(
@@ -204,7 +190,7 @@ def test_referral_to_alert_ack_and_step_up(
             what="child-located processed",
         )
         set_clock(clock, "2025-11-27T12:00:00+00:00")
-        _wait_until_settled(postgres_url, "2025-11-27T12:00:00+00:00")
+        wait_until_settled(postgres_url, "2025-11-27T12:00:00+00:00")
         assert box.to("mash@la.test") == []
         assert len(box.to("senior@la.test")) == 1
         assert len(box.to("caseworker@la.test")) == 2

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -421,3 +421,25 @@ def running_pipeline(kafka: Settings, database_url: str, tmp_path: Path, **kw: A
         if pipeline is not None:
             pipeline.stop()
         smtp.stop()
+
+
+def wait_until_settled(database_url: str, now: str) -> None:
+    """A negative check needs the pipeline to be quiet, not a fixed sleep: nothing is due in escalation,
+    everything escalation published has been consumed by notify, and no delivery is waiting."""
+    engine = make_engine(database_url)
+    queries = (
+        "SELECT count(*) FROM escalation_deadlines WHERE status = 'pending' AND due_at <= :now",
+        "SELECT count(*) FROM escalation_outbox WHERE published_at IS NULL",
+        "SELECT count(*) FROM escalation_outbox o"
+        " LEFT JOIN notify_processed_event p ON p.event_id = o.event_id"
+        " WHERE o.topic LIKE '%escalations%' AND p.event_id IS NULL",
+        "SELECT count(*) FROM notify_delivery WHERE state IN ('pending', 'sending')",
+    )
+    moment = datetime.fromisoformat(now)
+    with engine.connect() as conn:
+
+        def settled() -> bool:
+            return all(conn.execute(text(q), {"now": moment}).scalar() == 0 for q in queries)
+
+        wait_until(settled, timeout_s=60, what="the pipeline to settle")
+    engine.dispose()
