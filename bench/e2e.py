@@ -36,7 +36,7 @@ from bench.common import (
     service_env,
     wait_for,
 )
-from services.tracking.cases import case_id_for
+from shared.case_ids import case_id_for
 from shared.db import make_engine
 from shared.kafka import aiokafka_config, ensure_topics
 from shared.localrun import start_services, stop_services

@@ -36,6 +36,7 @@ from services.escalation.models import (
     EscalationStep,
 )
 from services.escalation.rules import MatchContext, Rule, RuleSet
+from shared.case_ids import case_id_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import (
@@ -311,8 +312,9 @@ def fire_deadline(session: Session, deps: Deps, deadline_id: str, now: datetime)
     metrics.TIMER_LAG.observe(max(0.0, (as_utc(now) - due).total_seconds()))
     if deadline.kind == DeadlineKind.RULE:
         case = session.get(EscalationCase, (deadline.child_id, deadline.la_code))
+        # The clock may have started from a fact that reached us before tracking's case transition did.
         case_id = deadline.case_id or (
-            case.case_id if case else derived_id("case", deadline.child_id, deadline.la_code)
+            case.case_id if case else case_id_for(deadline.child_id, deadline.la_code)
         )
         if case is not None and rule.watches.state is None:
             case_state = case.state

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from services.tracking.facts import fact_from_inbound, note_codes
 from services.tracking.state_machine import Case, Fact, fold, step
+from shared.case_ids import CASE_NAMESPACE, case_id_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import (
@@ -35,12 +36,8 @@ from shared.events.internal import (
     DeadlineRef,
 )
 
-NAMESPACE = uuid.UUID("4c1f7d3e-8a2b-4e6f-9d0c-2b7a5e3f1a90")
+NAMESPACE = CASE_NAMESPACE
 SYSTEM = "cme-tracking"
-
-
-def case_id_for(child_id: str, la_code: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"case:{child_id}:{la_code}"))
 
 
 def derived_id(event_id: str, purpose: str) -> uuid.UUID:

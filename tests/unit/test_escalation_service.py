@@ -25,6 +25,7 @@ from services.escalation.service import (
     handle_transition,
     mark_processed,
 )
+from shared.case_ids import case_id_for
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
 from shared.events.envelope import Envelope
@@ -328,3 +329,13 @@ def test_a_second_exclusion_after_an_acknowledged_one_starts_afresh(engine: Engi
     assert summary(events)[-1] == ("permanent_exclusion_no_provision", "raised", "caseworker", 0)
     assert events[-1].occurred_at == utc(2026, 1, 13, 23, 59, 59)
     assert events[-1].payload.escalation_id != first
+
+
+def test_a_clock_started_before_the_case_is_known_names_trackings_case(engine: Engine, deps: Deps) -> None:
+    # child-facts and case-transitions are separate topics: the fact can win the race. The escalation must
+    # still name the case tracking opens (one id per child and LA), or the alert links to no case.
+    child = uuid.uuid4()
+    apply(engine, deps, child_fact(child, "exclusion-issued", date(2025, 11, 3)), utc(2025, 11, 3, 10))
+    run_timer(engine, deps, utc(2025, 11, 11))
+    [raised] = published(engine)
+    assert str(raised.payload.case_id) == case_id_for(str(child), LA)
