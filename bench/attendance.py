@@ -100,8 +100,13 @@ def to_event(m: SessionMark) -> AttendanceMark:
         event_id=m.event_id,
         occurred_at=m.occurred_at,
         source=Source(system="bench-mis", la_code=LA, school_urn=URN),
-        payload={"upn": m.upn, "school_urn": URN, "date": m.day, "session": "PM" if m.pm else "AM",
-                 "code": code},
+        payload={
+            "upn": m.upn,
+            "school_urn": URN,
+            "date": m.day,
+            "session": "PM" if m.pm else "AM",
+            "code": code,
+        },
     )
 
 
@@ -161,7 +166,10 @@ def produce(settings: AttendanceSettings, records: list[tuple[bytes, bytes]]) ->
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
-        acks="all", enable_idempotence=True, linger_ms=20, batch_size=256 * 1024,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        batch_size=256 * 1024,
         **kafka_python_config(settings),
     )
     topic = ATTENDANCE.name(settings)

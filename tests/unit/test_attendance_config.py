@@ -84,8 +84,14 @@ def test_rows_are_scoped_to_the_callers_la() -> None:
 
 def test_the_same_row_twice_is_the_same_event_and_csv_reads_like_json() -> None:
     [a], _ = parse_rows([row()])
-    [b], _ = parse_rows(rows_from_csv(("upn,school_urn,la_code,date,session,code,recorded_at\n"
-                                       f"{UPN},108000,801,2024-09-23,AM,N,2024-09-23T09:05:00Z\n").encode()))
+    [b], _ = parse_rows(
+        rows_from_csv(
+            (
+                "upn,school_urn,la_code,date,session,code,recorded_at\n"
+                f"{UPN},108000,801,2024-09-23,AM,N,2024-09-23T09:05:00Z\n"
+            ).encode()
+        )
+    )
     assert a.event_id == b.event_id and a == b.model_copy(update={"recorded_at": a.recorded_at})
 
 

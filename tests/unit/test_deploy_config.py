@@ -56,4 +56,3 @@ def test_every_service_has_an_entry_point_and_a_manifest() -> None:
     for stateful in ("tracking", "attendance"):  # faust workers keep RocksDB state on a volume
         manifest = (PROJECT_ROOT / "deploy" / "k8s" / f"{stateful}.yaml").read_text()
         assert "StatefulSet" in {d["kind"] for d in yaml.safe_load_all(manifest)}
-
