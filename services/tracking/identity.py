@@ -125,10 +125,11 @@ class IdentityResolver:
         matched = self._exact(session, la_code, ids)
         match_score: float | None = None
         review: tuple[str, str, float | None] | None = None
+        matched_child_id: str | None = None
         if len(matched) > 1:
-            review = ("conflicting_identifiers", matched[1], None)
+            review = ("conflicting_identifiers", matched[1][0], None)
         if matched:
-            child_id, kind = matched[0], MatchKind.EXACT
+            (child_id, matched_child_id), kind = matched[0], MatchKind.EXACT
         else:
             best = self._best_candidate(session, la_code, person, blocks)
             decision = decide(best[1]) if best else Decision.NEW
@@ -161,7 +162,12 @@ class IdentityResolver:
                 )
         session.add(
             TrackingResolution(
-                event_id=event_id, child_id=child_id, la_code=la_code, match=kind, score=match_score
+                event_id=event_id,
+                child_id=child_id,
+                la_code=la_code,
+                match=kind,
+                score=match_score,
+                matched_child_id=matched_child_id,
             )
         )
         session.flush()  # surface a lost race on an identifier now, inside the retry loop
@@ -200,18 +206,20 @@ class IdentityResolver:
             child_id = row.merged_into
         return child_id
 
-    def _exact(self, session: Session, la_code: str, ids: list[tuple[str, str]]) -> list[str]:
+    def _exact(self, session: Session, la_code: str, ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The children the event's strong identifiers name: (the child carrying the facts now, the child
+        that claimed the identifier), earliest-known first."""
         if not ids:
             return []
         conds = [(col(TrackingIdentifier.kind) == k) & (col(TrackingIdentifier.value) == v) for k, v in ids]
         rows = session.exec(
             select(TrackingIdentifier).where(TrackingIdentifier.la_code == la_code, or_(*conds))
         ).all()
-        found: list[str] = []
-        for row in sorted(rows, key=lambda r: r.id or 0):  # the earliest-known child first
+        found: list[tuple[str, str]] = []
+        for row in sorted(rows, key=lambda r: r.id or 0):
             survivor = self.surviving(session, row.child_id)
-            if survivor not in found:
-                found.append(survivor)
+            if survivor not in (s for s, _ in found):
+                found.append((survivor, row.child_id))
         return found
 
     def _best_candidate(

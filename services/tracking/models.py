@@ -55,6 +55,8 @@ class TrackingResolution(SQLModel, table=True):
     la_code: str = Field(max_length=3)
     match: str = Field(max_length=16)
     score: float | None = None
+    # The child whose identifier matched, before following merges: undoing that merge moves this fact back.
+    matched_child_id: str | None = Field(default=None, index=True, max_length=36)
     resolved_at: datetime = Field(default_factory=utcnow)
 
 
