@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import text
@@ -88,6 +89,60 @@ def _person(child: dict[str, object]) -> Person:
     )
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An inbound event prepared for resolution: what it names and where it would block."""
+
+    event_id: str
+    la_code: str
+    child: dict[str, object]
+    person: Person
+    ids: list[tuple[str, str]]
+    blocks: list[str]
+
+    @classmethod
+    def of(cls, event: Envelope) -> _Pending:
+        la_code = str(event.source.la_code)
+        child = event.payload.child.model_dump(mode="json")
+        person = _person(child)
+        return cls(
+            str(event.event_id),
+            la_code,
+            child,
+            person,
+            strong_identifiers(child),
+            IdentityResolver._blocks(la_code, person),
+        )
+
+    def lock_keys(self) -> list[str]:
+        return [f"{self.la_code}:{k}:{v}" for k, v in self.ids] + self.blocks
+
+
+@dataclass
+class _BatchState:
+    """What one batch's transaction has read of the tables, plus what it wrote so far: each event is resolved
+    from here without a query of its own, and sees what the events before it in the batch wrote (the session
+    holds the same row objects). Read after the batch's advisory locks are held, so no other resolver can
+    change these rows until the commit."""
+
+    resolved: dict[str, TrackingResolution] = field(default_factory=dict)
+    # Strong identifiers the batch names, by (la_code, kind, value); rank orders them earliest-known first.
+    identifiers: dict[tuple[str, str, str], TrackingIdentifier] = field(default_factory=dict)
+    rank: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    # Children read or made (None: known not to exist); block -> children in it (candidates for scoring).
+    children: dict[str, TrackingChild | None] = field(default_factory=dict)
+    block_members: dict[str, set[str]] = field(default_factory=dict)
+    # UPNs of children whose UPNs were read (scoring needs them), kept up to date with the batch's claims.
+    upns: dict[str, set[str]] = field(default_factory=dict)
+    upns_loaded: set[str] = field(default_factory=set)
+    reviews: set[str] = field(default_factory=set)
+
+    def index_blocks(self, row: TrackingChild, blocks: set[str]) -> None:
+        for block in (row.dob_block, row.name_block):
+            if block is not None and block in blocks:
+                self.block_members.setdefault(block, set()).add(row.child_id)
+
+
 class IdentityResolver:
     def __init__(self, engine: Engine, attempts: int = 5) -> None:
         self.engine = engine
@@ -95,34 +150,110 @@ class IdentityResolver:
 
     def resolve(self, event: Envelope) -> Resolution:
         """Resolve (and record) the child of an inbound event; safe to call again for the same event."""
+        return self.resolve_batch([event])[0]
+
+    def resolve_batch(self, events: Sequence[Envelope]) -> list[Resolution]:
+        """Resolve a batch in order, in one transaction (one commit): the same resolutions as resolving the
+        events one after the other, since each event sees what the earlier ones wrote. Safe to call again."""
         for attempt in range(1, self.attempts + 1):
             try:
                 with Session(self.engine, expire_on_commit=False) as session:
-                    result = self._resolve(session, event)
+                    results = self._resolve_batch(session, events)
                     session.commit()
-                    return result
+                    return results
             except (IntegrityError, OperationalError) as exc:
-                # Lost a race on a strong identifier (or SQLite was busy): the next attempt sees the winner.
+                # Lost a race on a strong identifier (or SQLite was busy, or a deadlock with a resolver that
+                # does not lock): the next attempt, in a new transaction, sees the winner.
                 log.info(
-                    "identity_retry", event_id=str(event.event_id), attempt=attempt, error=type(exc).__name__
+                    "identity_retry",
+                    event_id=str(events[0].event_id) if events else None,
+                    batch=len(events),
+                    attempt=attempt,
+                    error=type(exc).__name__,
                 )
                 if attempt == self.attempts:
                     raise
         raise AssertionError("unreachable")
 
-    def _resolve(self, session: Session, event: Envelope) -> Resolution:
-        event_id = str(event.event_id)
-        la_code = str(event.source.la_code)
-        done = session.get(TrackingResolution, event_id)
-        if done is not None:
-            return Resolution(done.child_id, MatchKind(done.match), done.score, created=False)
-        child = event.payload.child.model_dump(mode="json")
-        person = _person(child)
-        ids = strong_identifiers(child)
-        blocks = self._blocks(la_code, person)
-        self._lock(session, [f"{la_code}:{k}:{v}" for k, v in ids] + blocks)
+    def _resolve_batch(self, session: Session, events: Sequence[Envelope]) -> list[Resolution]:
+        state = _BatchState()
+        event_ids = {str(e.event_id) for e in events}
+        for row in session.exec(
+            select(TrackingResolution).where(col(TrackingResolution.event_id).in_(event_ids))
+        ).all():
+            state.resolved[row.event_id] = row
+        pending = [_Pending.of(e) for e in events if str(e.event_id) not in state.resolved]
+        if pending:
+            self._lock(session, [key for p in pending for key in p.lock_keys()])
+            self._prefetch(session, state, pending)
+        by_id = {p.event_id: p for p in pending}
+        results: list[Resolution] = []
+        for event in events:
+            event_id = str(event.event_id)
+            done = state.resolved.get(event_id)
+            if done is not None:  # seen before, or earlier in this batch
+                results.append(Resolution(done.child_id, MatchKind(done.match), done.score, created=False))
+            else:
+                results.append(self._resolve(session, state, by_id[event_id]))
+        session.flush()  # surface a lost race on an identifier now, inside the retry loop
+        return results
 
-        matched = self._exact(session, la_code, ids)
+    def _prefetch(self, session: Session, state: _BatchState, pending: list[_Pending]) -> None:
+        """Three queries for the whole batch: its strong identifiers; the children they name, the children a
+        new child of the batch would be, and the children in the batch's blocks; those candidates' UPNs."""
+        las = {p.la_code for p in pending}
+        wanted = {(p.la_code, k, v) for p in pending for k, v in p.ids}
+        if wanted:
+            rows = session.exec(
+                select(TrackingIdentifier).where(
+                    col(TrackingIdentifier.la_code).in_(las),
+                    col(TrackingIdentifier.kind).in_({k for _, k, _ in wanted}),
+                    col(TrackingIdentifier.value).in_({v for _, _, v in wanted}),
+                )
+            ).all()
+            for row in rows:
+                key = (row.la_code, row.kind, row.value)
+                if key in wanted:
+                    state.identifiers[key] = row
+                    state.rank[key] = (0, row.id or 0)
+        blocks = {b for p in pending for b in p.blocks}
+        child_ids = {row.child_id for row in state.identifiers.values()}
+        child_ids |= {child_id_for(p.event_id) for p in pending}
+        named = col(TrackingChild.child_id).in_(child_ids)
+        in_blocks = col(TrackingChild.la_code).in_(las) & col(TrackingChild.merged_into).is_(None)
+        in_blocks &= or_(col(TrackingChild.dob_block).in_(blocks), col(TrackingChild.name_block).in_(blocks))
+        children = session.exec(select(TrackingChild).where(or_(named, in_blocks) if blocks else named)).all()
+        for child_id in child_ids:
+            state.children[child_id] = None
+        for row in children:
+            state.children[row.child_id] = row
+            if row.merged_into is None:
+                state.index_blocks(row, blocks)
+        candidates = {c for members in state.block_members.values() for c in members}
+        self._load_upns(session, state, candidates)
+
+    @staticmethod
+    def _load_upns(session: Session, state: _BatchState, child_ids: set[str]) -> None:
+        missing = child_ids - state.upns_loaded
+        if not missing:
+            return
+        for child_id, upn in session.exec(
+            select(TrackingIdentifier.child_id, TrackingIdentifier.value).where(
+                col(TrackingIdentifier.child_id).in_(missing), TrackingIdentifier.kind == "upn"
+            )
+        ).all():
+            state.upns.setdefault(child_id, set()).add(upn)
+        state.upns_loaded |= missing
+
+    @staticmethod
+    def _child(session: Session, state: _BatchState, child_id: str) -> TrackingChild | None:
+        if child_id not in state.children:  # a merge chain leading outside what the batch read
+            state.children[child_id] = session.get(TrackingChild, child_id)
+        return state.children[child_id]
+
+    def _resolve(self, session: Session, state: _BatchState, p: _Pending) -> Resolution:
+        event_id, la_code = p.event_id, p.la_code
+        matched = self._exact(session, state, la_code, p.ids)
         match_score: float | None = None
         review: tuple[str, str, float | None] | None = None
         matched_child_id: str | None = None
@@ -131,7 +262,7 @@ class IdentityResolver:
         if matched:
             (child_id, matched_child_id), kind = matched[0], MatchKind.EXACT
         else:
-            best = self._best_candidate(session, la_code, person, blocks)
+            best = self._best_candidate(session, state, la_code, p.person, p.blocks)
             decision = decide(best[1]) if best else Decision.NEW
             if best and decision == Decision.LINK:
                 child_id, kind, match_score = best[0], MatchKind.SCORED, best[1]
@@ -141,13 +272,13 @@ class IdentityResolver:
                 if best and decision == Decision.REVIEW:
                     match_score = best[1]
                     review = ("possible_duplicate", best[0], best[1])
-        self._record_child(session, child_id, la_code, event_id, child, person, blocks)
-        for k, v in ids:
-            self._claim(session, la_code, k, v, child_id, event_id)
+        self._record_child(session, state, child_id, la_code, event_id, p.person, p.blocks)
+        for k, v in p.ids:
+            self._claim(session, state, la_code, k, v, child_id, event_id)
         if review is not None:
             rkind, other, rscore = review
             rid = review_id_for(rkind, *sorted((child_id, other)))
-            if session.get(TrackingReviewItem, rid) is None:
+            if rid not in state.reviews and session.get(TrackingReviewItem, rid) is None:
                 session.add(
                     TrackingReviewItem(
                         review_id=rid,
@@ -160,17 +291,17 @@ class IdentityResolver:
                         detail=f"match score {rscore}" if rscore else None,
                     )
                 )
-        session.add(
-            TrackingResolution(
-                event_id=event_id,
-                child_id=child_id,
-                la_code=la_code,
-                match=kind,
-                score=match_score,
-                matched_child_id=matched_child_id,
-            )
+            state.reviews.add(rid)
+        resolution = TrackingResolution(
+            event_id=event_id,
+            child_id=child_id,
+            la_code=la_code,
+            match=kind,
+            score=match_score,
+            matched_child_id=matched_child_id,
         )
-        session.flush()  # surface a lost race on an identifier now, inside the retry loop
+        session.add(resolution)
+        state.resolved[event_id] = resolution
         return Resolution(child_id, kind, match_score, created=kind in (MatchKind.NEW, MatchKind.REVIEW))
 
     @staticmethod
@@ -206,67 +337,72 @@ class IdentityResolver:
             child_id = row.merged_into
         return child_id
 
-    def _exact(self, session: Session, la_code: str, ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def _surviving(self, session: Session, state: _BatchState, child_id: str) -> str:
+        """``surviving`` over what the batch read."""
+        seen: set[str] = set()
+        while child_id not in seen:
+            seen.add(child_id)
+            row = self._child(session, state, child_id)
+            if row is None or row.merged_into is None:
+                return child_id
+            child_id = row.merged_into
+        return child_id
+
+    def _exact(
+        self, session: Session, state: _BatchState, la_code: str, ids: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
         """The children the event's strong identifiers name: (the child carrying the facts now, the child
         that claimed the identifier), earliest-known first."""
-        if not ids:
-            return []
-        conds = [(col(TrackingIdentifier.kind) == k) & (col(TrackingIdentifier.value) == v) for k, v in ids]
-        rows = session.exec(
-            select(TrackingIdentifier).where(TrackingIdentifier.la_code == la_code, or_(*conds))
-        ).all()
+        keys = {(la_code, k, v) for k, v in ids if (la_code, k, v) in state.identifiers}
         found: list[tuple[str, str]] = []
-        for row in sorted(rows, key=lambda r: r.id or 0):
-            survivor = self.surviving(session, row.child_id)
+        for key in sorted(keys, key=state.rank.__getitem__):
+            claimed_by = state.identifiers[key].child_id
+            survivor = self._surviving(session, state, claimed_by)
             if survivor not in (s for s, _ in found):
-                found.append((survivor, row.child_id))
+                found.append((survivor, claimed_by))
         return found
 
     def _best_candidate(
-        self, session: Session, la_code: str, person: Person, blocks: list[str]
+        self, session: Session, state: _BatchState, la_code: str, person: Person, blocks: list[str]
     ) -> tuple[str, float] | None:
         if not blocks:
             return None
-        rows = session.exec(
-            select(TrackingChild).where(
-                TrackingChild.la_code == la_code,
-                col(TrackingChild.merged_into).is_(None),
-                or_(col(TrackingChild.dob_block).in_(blocks), col(TrackingChild.name_block).in_(blocks)),
-            )
-        ).all()
-        # The candidates' UPNs in one query, not one per candidate (a date-of-birth block of a large LA holds
-        # hundreds of children).
-        upns_of: dict[str, set[str]] = {}
-        if rows:
-            for child_id, upn in session.exec(
-                select(TrackingIdentifier.child_id, TrackingIdentifier.value).where(
-                    col(TrackingIdentifier.child_id).in_([row.child_id for row in rows]),
-                    TrackingIdentifier.kind == "upn",
-                )
-            ).all():
-                upns_of.setdefault(child_id, set()).add(upn)
+        rows: list[TrackingChild] = []
+        for child_id in sorted({c for b in blocks for c in state.block_members.get(b, ())}):
+            row = state.children.get(child_id)
+            if (
+                row is not None
+                and row.la_code == la_code
+                and row.merged_into is None
+                and (row.dob_block in blocks or row.name_block in blocks)
+            ):
+                rows.append(row)
+        # Candidates that came into a block during the batch may not have had their UPNs read yet.
+        self._load_upns(session, state, {row.child_id for row in rows})
         best: tuple[str, float] | None = None
         for row in rows:
-            upns = frozenset(upns_of.get(row.child_id, ()))
+            upns = frozenset(state.upns.get(row.child_id, ()))
             candidate = Person(row.forename, row.surname, row.date_of_birth, row.sex, row.postcode, upns)
             value = score(person, candidate)
             if best is None or value > best[1] or (value == best[1] and row.child_id < best[0]):
                 best = (row.child_id, value)
         return best
 
-    @staticmethod
     def _record_child(
+        self,
         session: Session,
+        state: _BatchState,
         child_id: str,
         la_code: str,
         event_id: str,
-        child: dict[str, object],
         person: Person,
         blocks: list[str],
     ) -> None:
-        row = session.get(TrackingChild, child_id)
+        row = self._child(session, state, child_id)
         if row is None:
             row = TrackingChild(child_id=child_id, la_code=la_code, created_by_event_id=event_id)
+            state.children[child_id] = row
+            state.upns_loaded.add(child_id)  # a new child has no UPNs but those the batch claims
         # Fill what the child's record lacks; a later source never overwrites what an earlier one said.
         for name, value in (
             ("forename", person.forename),
@@ -282,21 +418,30 @@ class IdentityResolver:
         if row.dob_block is None and blocks:
             row.dob_block = blocks[0]
             row.name_block = blocks[1] if len(blocks) > 1 else None
+            if row.merged_into is None:  # a candidate for the rest of the batch now
+                for block in (row.dob_block, row.name_block):
+                    if block is not None:
+                        state.block_members.setdefault(block, set()).add(child_id)
         session.add(row)
 
     @staticmethod
-    def _claim(session: Session, la_code: str, kind: str, value: str, child_id: str, event_id: str) -> None:
-        existing = session.exec(
-            select(TrackingIdentifier).where(
-                TrackingIdentifier.la_code == la_code,
-                TrackingIdentifier.kind == kind,
-                TrackingIdentifier.value == value,
-            )
-        ).first()
-        if existing is None:
-            session.add(
-                TrackingIdentifier(
-                    la_code=la_code, kind=kind, value=value, child_id=child_id, first_event_id=event_id
-                )
-            )
-            session.flush()
+    def _claim(
+        session: Session,
+        state: _BatchState,
+        la_code: str,
+        kind: str,
+        value: str,
+        child_id: str,
+        event_id: str,
+    ) -> None:
+        key = (la_code, kind, value)
+        if key in state.identifiers:  # the batch read every identifier it names: this one is taken
+            return
+        row = TrackingIdentifier(
+            la_code=la_code, kind=kind, value=value, child_id=child_id, first_event_id=event_id
+        )
+        session.add(row)
+        state.identifiers[key] = row
+        state.rank[key] = (1, len(state.rank))
+        if kind == "upn":
+            state.upns.setdefault(child_id, set()).add(value)
