@@ -19,12 +19,13 @@ from services.tracking.models import (
     TrackingChild,
     TrackingIdentifier,
     TrackingReadAudit,
+    TrackingResolution,
     TrackingReviewItem,
     TrackingTimelineEntry,
 )
 from shared.auth import CaseReader, Principal
 from shared.events.envelope import Source, utcnow
-from shared.events.internal import CaseState, ChildMerged, ChildMergedPayload
+from shared.events.internal import CaseState, ChildMerged, ChildMergedPayload, ChildSplit, ChildSplitPayload
 from shared.events.vocab import Vulnerability
 
 Reason = Annotated[str, Field(min_length=3, max_length=500, description="Why the record is being read")]
@@ -113,6 +114,30 @@ class SearchIn(BaseModel):
 class Decision(BaseModel):
     decision: Annotated[str, Field(pattern="^(link|not_link)$")]
     reason: Reason
+
+
+class Undo(BaseModel):
+    reason: Reason
+
+
+def _merge_pair(item: TrackingReviewItem) -> tuple[str, str]:
+    """(surviving, merged) child of a linked review item: the same choice the link made."""
+    assert item.other_child_id is not None
+    survivor, gone = sorted((item.child_id, item.other_child_id))
+    return survivor, gone
+
+
+def _facts_of(session: Session, la_code: str, child_id: str) -> list[uuid.UUID]:
+    """The inbound facts that belong to a merged child: resolved to it before the merge, or matched one of
+    its identifiers afterwards (identity then followed the merge to the survivor)."""
+    rows = session.exec(
+        select(TrackingResolution.event_id).where(
+            TrackingResolution.la_code == la_code,
+            (col(TrackingResolution.child_id) == child_id)
+            | (col(TrackingResolution.matched_child_id) == child_id),
+        )
+    ).all()
+    return sorted(uuid.UUID(r) for r in rows)
 
 
 def _case_out(row: TrackingCase) -> CaseOut:
@@ -317,7 +342,7 @@ def build_router(publish: Any) -> APIRouter:
             if body.decision == "link":
                 if item.other_child_id is None:
                     raise HTTPException(422, "this review item names one child: nothing to link")
-                survivor, gone = sorted((item.child_id, item.other_child_id))  # deterministic, either is fine
+                survivor, gone = _merge_pair(item)  # deterministic, either is fine
                 merged = ChildMerged(
                     event_id=uuid.uuid5(review_id, "merge"),
                     occurred_at=utcnow(),
@@ -346,5 +371,56 @@ def build_router(publish: Any) -> APIRouter:
                 await publish(merged)
             session.commit()
         return {"review_id": str(review_id), "status": "linked" if merged else "not_linked"}
+
+    @router.post("/review-items/{review_id}/undo")
+    async def undo_link(
+        review_id: uuid.UUID, body: Undo, who: CaseReader, engine: EngineDep
+    ) -> dict[str, Any]:
+        """Undo a person's link of two children: publishes ChildSplit, which gives the merged child back its
+        facts and re-folds both cases. New facts with the merged child's identifiers resolve to it again."""
+        with Session(engine, expire_on_commit=False) as session:
+            item = session.get(TrackingReviewItem, str(review_id))
+            if item is None or item.la_code != who.la_code:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item")
+            if item.status != "linked":
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT, f"only a linked item can be undone: {item.status}"
+                )
+            survivor, gone = _merge_pair(item)
+            surviving_child = session.get(TrackingChild, survivor)
+            if surviving_child is not None and surviving_child.merged_into is not None:
+                # Its facts now sit with a third child: undo that later merge first.
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT,
+                    "the surviving child was merged again since: undo that merge first",
+                )
+            split = ChildSplit(
+                event_id=uuid.uuid5(review_id, "split"),
+                occurred_at=utcnow(),
+                source=Source(system="cme-tracking", la_code=who.la_code),
+                payload=ChildSplitPayload(
+                    child_id=uuid.UUID(survivor),
+                    new_child_id=uuid.UUID(gone),
+                    la_code=who.la_code,
+                    moved_event_ids=_facts_of(session, who.la_code, gone),
+                    decided_by=who.sub,
+                ),
+            )
+            merged_child = session.get(TrackingChild, gone)
+            if merged_child is not None:
+                merged_child.merged_into = None  # its identifiers name it again
+                session.add(merged_child)
+            item.status = "split"
+            item.decided_by, item.decided_at = who.sub, utcnow()
+            session.add(item)
+            _audit(session, who, "review_undo_link", item.child_id, body.reason)
+            # As for the link: publish before commit; a retry republishes the same event id (deduplicated).
+            await publish(split)
+            session.commit()
+        return {
+            "review_id": str(review_id),
+            "status": "split",
+            "moved_facts": len(split.payload.moved_event_ids),
+        }
 
     return router

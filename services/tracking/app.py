@@ -55,7 +55,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(build_router(publish))
     app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
     register_open_cases_gauge(engine, REGISTRY)
-    document_errors(app, {("POST", "/v1/review-items/{review_id}/decision"): (409,)})
+    document_errors(
+        app,
+        {
+            ("POST", "/v1/review-items/{review_id}/decision"): (409,),
+            ("POST", "/v1/review-items/{review_id}/undo"): (409,),
+        },
+    )
     app.add_middleware(BodySizeLimit)  # before FastAPI buffers a body, even an unauthenticated one
     request_errors.install(app)  # 422 without echoing input (personal data, unencodable surrogates)
     return app

@@ -340,11 +340,26 @@ def apply_split(record: ChildRecord, event: ChildSplit) -> Outcome:
         )
         out.forwards.append((str(p.new_child_id), forward))
         facts = keep
+        transition = _net_change(record, before, after, event, event.occurred_at)
     else:
         facts = [Fact.model_validate(f) for f in p.facts]
         after, _ = fold(record.la_code, facts)
         seen += [f.event_id for f in facts if f.event_id not in seen]
-    transition = _net_change(record, before, after, event, event.occurred_at)
+        # The restored child's case opens again as its own: announce it whole (from no case), even in the
+        # state it had before the merge, so escalation restarts the clocks it stopped at the merge.
+        transition = (
+            _transition(
+                record,
+                Case(la_code=record.la_code),
+                after,
+                event,
+                event.occurred_at,
+                tuple(after.open_deadlines),
+                (),
+            )
+            if after.state is not None
+            else None
+        )
     if transition is not None:
         out.transitions.append(transition)
     out.timeline.append(

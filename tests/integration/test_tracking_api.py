@@ -140,3 +140,51 @@ def test_possible_duplicate_decided_link_publishes_merge(api: tuple[TestClient, 
     assert {merged[0]["payload"]["surviving_child_id"], merged[0]["payload"]["merged_child_id"]} == set(ids)
     with Session(make_engine(settings.database_url)) as s:
         assert s.exec(select(TrackingReviewItem)).first().status == "linked"  # type: ignore[union-attr]
+
+
+def test_a_link_can_be_undone_once_and_publishes_a_split(api: tuple[TestClient, Settings]) -> None:
+    client, settings = api
+    a = child(33, forename="Cal", surname="Undone", date_of_birth="2011-07-08")
+    b = {k: v for k, v in {**a, "upn": None, "postcode": None, "surname": "Undon"}.items() if v is not None}
+    first, second = sample_event("pupil-left-roll", kid=a), sample_event("referral-received", kid=b)
+    ids = _ingest(settings, [first, second])
+    [item] = [
+        i for i in client.get("/v1/review-items", headers=_auth(settings)).json() if i["child_id"] in ids
+    ]
+    undo = f"/v1/review-items/{item['review_id']}/undo"
+    assert (
+        client.post(undo, json={"reason": "wrong"}, headers=_auth(settings)).status_code == 409
+    )  # not linked
+    link = {"decision": "link", "reason": "same child"}
+    decided = client.post(
+        f"/v1/review-items/{item['review_id']}/decision", json=link, headers=_auth(settings)
+    )
+    assert decided.status_code == 200
+    survivor, gone = sorted(ids)
+    # After the link, a fact with the merged child's identifiers resolves to the survivor...
+    later = sample_event("whereabouts-unknown", kid=b if gone == ids[1] else a)
+    assert _ingest(settings, [later]) == [survivor]
+
+    assert client.post(undo, json={"reason": "wrong"}, headers=_auth(settings, "803")).status_code == 404
+    assert (
+        client.post(undo, json={"reason": "x"}, headers=_auth(settings)).status_code == 422
+    )  # reason too short
+    r = client.post(undo, json={"reason": "different children"}, headers=_auth(settings))
+    assert r.status_code == 200 and r.json()["status"] == "split"
+    assert (
+        client.post(undo, json={"reason": "different children"}, headers=_auth(settings)).status_code == 409
+    )
+
+    events = [json.loads(m.value) for m in read_topic(settings, CHILD_EVENTS.name(settings), expect=2)]
+    [split] = [e for e in events if e["event_type"] == "child-split"]
+    assert split["payload"]["child_id"] == survivor and split["payload"]["new_child_id"] == gone
+    # ...so the split moves it back with the merged child's own fact.
+    gone_event = first if ids[0] == gone else second
+    assert sorted(split["payload"]["moved_event_ids"]) == sorted(
+        [str(gone_event.event_id), str(later.event_id)]
+    )
+    # The merged child's identifiers name it again.
+    assert _ingest(settings, [sample_event("child-located", kid=b if gone == ids[1] else a)]) == [gone]
+    with Session(make_engine(settings.database_url)) as s:
+        actions = [a.action for a in s.exec(select(TrackingReadAudit)).all()]
+    assert actions[-2:] == ["review_link", "review_undo_link"]

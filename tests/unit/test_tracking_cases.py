@@ -111,6 +111,15 @@ def test_merge_moves_facts_to_survivor_and_split_gives_them_back() -> None:
     key, forward_split = back_a.forwards[0]
     back_b = apply_split(at_b.record, forward_split)  # type: ignore[arg-type]
     assert key == B and back_b.record.merged_into is None and back_b.record.case.state == "awaiting_provision"
+    # Both cases announce where they now stand; the restored one opens afresh (escalation stopped its clocks
+    # at the merge), even though its state is the one it had before.
+    assert [(t.payload.from_state, t.payload.to_state) for t in back_a.transitions] == [
+        ("awaiting_provision", "missing_education")
+    ]
+    assert [(t.payload.from_state, t.payload.to_state) for t in back_b.transitions] == [
+        (None, "awaiting_provision")
+    ]
+    assert back_b.transitions[0].payload.case_id == uuid.UUID(back_b.record.case_id)
 
 
 def test_fact_for_a_merged_child_is_forwarded() -> None:
