@@ -46,6 +46,7 @@ from shared.events.internal import (
     CaseState,
     CaseTransition,
     ChildFact,
+    ChildMerged,
     Escalation,
     EscalationAction,
     EscalationPayload,
@@ -222,6 +223,24 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
         )
         outcome.started.append(rule.id)
     return outcome
+
+
+# ----------------------------------------------------------------------------------------------------
+# Merges
+# ----------------------------------------------------------------------------------------------------
+
+
+def handle_merge(session: Session, deps: Deps, event: ChildMerged, now: datetime) -> Outcome:
+    """A person linked two records of one child: the merged child's clocks stop, or the child would be
+    alerted on twice. The survivor's re-folded case arrives as its own transition; undoing the merge
+    re-opens the merged child's case with a transition of its own, which starts its clocks again."""
+    p = event.payload
+    if p.facts:
+        return Outcome("not_watched")  # tracking's forward of the merge to the survivor: nothing to stop
+    cancelled, published = _cancel(
+        session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child"
+    )
+    return Outcome("merged", cancelled=cancelled, published=published)
 
 
 # ----------------------------------------------------------------------------------------------------

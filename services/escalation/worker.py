@@ -36,6 +36,7 @@ from services.escalation.service import (
     fire_deadline,
     handle_ack,
     handle_child_fact,
+    handle_merge,
     handle_transition,
     mark_processed,
 )
@@ -44,7 +45,7 @@ from shared.db import session_scope
 from shared.deadletter import dead_letter_for
 from shared.events.catalogue import decode_event, decode_inbound
 from shared.events.envelope import Envelope
-from shared.events.internal import AlertAck, CaseTransition, ChildFact
+from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged
 from shared.kafka import aiokafka_config
 from shared.logs import bind_event, get_logger
 from shared.outbox import add_to_outbox, run_relay
@@ -240,7 +241,10 @@ class EscalationWorker:
             return handle_child_fact(session, self._deps, event, now)
         if isinstance(event, AlertAck):
             return handle_ack(session, self._deps, event, now)
-        return Outcome("not_watched")  # merges and splits: nothing for the clocks to do
+        if isinstance(event, ChildMerged):
+            return handle_merge(session, self._deps, event, now)
+        # A split needs nothing here: tracking re-opens the restored case with a transition.
+        return Outcome("not_watched")
 
     def _dead_letter(self, raw: _Record, exc: BaseException, attempts: int) -> None:
         dead = dead_letter_for(

@@ -22,14 +22,15 @@ from services.escalation.service import (
     fire_deadline,
     handle_ack,
     handle_child_fact,
+    handle_merge,
     handle_transition,
     mark_processed,
 )
 from shared.case_ids import case_id_for
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
-from shared.events.envelope import Envelope
-from shared.events.internal import AckAction, CaseState, Escalation
+from shared.events.envelope import Envelope, Source
+from shared.events.internal import AckAction, CaseState, ChildMerged, ChildMergedPayload, Escalation
 from shared.events.vocab import SocialCareStatus
 from shared.school_calendar import CalendarRegistry
 from tests.support.escalation import LA, ack, child_fact, transition
@@ -63,6 +64,8 @@ def apply(engine: Engine, deps: Deps, event: Envelope, now: datetime) -> str:
             return handle_transition(session, deps, event, now).action  # type: ignore[arg-type]
         if event.event_type == "child-fact":
             return handle_child_fact(session, deps, event, now).action  # type: ignore[arg-type]
+        if event.event_type == "child-merged":
+            return handle_merge(session, deps, event, now).action  # type: ignore[arg-type]
         return handle_ack(session, deps, event, now).action  # type: ignore[arg-type]
 
 
@@ -339,3 +342,41 @@ def test_a_clock_started_before_the_case_is_known_names_trackings_case(engine: E
     run_timer(engine, deps, utc(2025, 11, 11))
     [raised] = published(engine)
     assert str(raised.payload.case_id) == case_id_for(str(child), LA)
+
+
+def _merge(survivor: uuid.UUID, merged: uuid.UUID, facts: list[dict[str, object]]) -> ChildMerged:
+    return ChildMerged(
+        event_id=uuid.uuid4(),
+        occurred_at=utc(2025, 11, 4, 9),
+        source=Source(system="cme-tracking", la_code=LA),
+        payload=ChildMergedPayload(
+            surviving_child_id=survivor, merged_child_id=merged, la_code=LA, decided_by="officer", facts=facts
+        ),
+    )
+
+
+def test_a_merged_childs_clocks_stop_and_a_restored_case_starts_them_again(
+    engine: Engine, deps: Deps
+) -> None:
+    survivor, merged = uuid.uuid4(), uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(merged, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3),
+    )
+    run_timer(engine, deps, utc(2025, 11, 3, 10))
+    assert summary(published(engine)) == [("whereabouts_unknown", "raised", "caseworker", 0)]
+    # Tracking's forward of the merge to the survivor carries facts and stops nothing.
+    assert apply(engine, deps, _merge(survivor, merged, [{"x": 1}]), utc(2025, 11, 4, 9)) == "not_watched"
+    assert pending(engine) == 1
+    assert apply(engine, deps, _merge(survivor, merged, []), utc(2025, 11, 4, 9)) == "merged"
+    assert summary(published(engine))[-1] == ("whereabouts_unknown", "cancelled", "caseworker", 0)
+    assert published(engine)[-1].payload.reason_code == "merged_into_another_child"
+    assert pending(engine) == 0
+    assert run_timer(engine, deps, utc(2026, 1, 1)) == 0
+    # Undone: tracking re-opens the merged child's case as its own, and its clock runs again.
+    reopened = transition(merged, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 5, 9))
+    assert apply(engine, deps, reopened, utc(2025, 11, 5, 9)) == "applied"
+    assert run_timer(engine, deps, utc(2025, 11, 5, 9)) == 1
+    assert summary(published(engine))[-1] == ("whereabouts_unknown", "raised", "caseworker", 0)
