@@ -113,6 +113,17 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     if case is not None and occurred < as_utc(case.state_since):
         # Out of order: a newer transition was already applied; event time decides, not arrival.
         return Outcome("stale")
+    # Same state, new context (a social worker allocated while missing): only the rules the new context adds
+    # start; those already matched before have run (or been acknowledged or resolved) and must not repeat.
+    earlier: MatchContext | None = None
+    if case is not None and p.from_state == p.to_state and case.state == p.to_state.value:
+        earlier = MatchContext(
+            has_social_worker=case.has_social_worker,
+            social_care_status=case.social_care_status,
+            reason=p.reason.value if p.reason is not None else None,
+            vulnerabilities=frozenset(v for v in case.vulnerabilities.split(",") if v),
+            safeguarding_concern=case.safeguarding_concern,
+        )
     if case is None:
         case = EscalationCase(
             child_id=child, la_code=la, case_id=str(p.case_id), state=p.to_state, state_since=occurred
@@ -143,6 +154,9 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     )
     ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
     rules = deps.rules.match_rules(la, p.to_state.value, ctx)
+    if earlier is not None:
+        matched_before = {r.id for r in deps.rules.match_rules(la, p.to_state.value, earlier)}
+        rules = [r for r in rules if r.id not in matched_before]
     order = _rule_order(deps.rules, la)
     calendar = deps.calendars.calendar_for(la)
     for rule in rules:

@@ -27,6 +27,7 @@ from shared.case_ids import CASE_NAMESPACE, case_id_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import (
+    RESOLVED_STATES,
     CaseState,
     CaseTransition,
     CaseTransitionPayload,
@@ -135,6 +136,18 @@ def _transition(
     )
 
 
+def _context_changed(before: Case, after: Case) -> bool:
+    """An open case whose escalation-relevant context changed without a change of state."""
+    if after.state is None or after.state in RESOLVED_STATES or after.state != before.state:
+        return False
+    return (
+        after.vulnerabilities != before.vulnerabilities
+        or after.social_care_status != before.social_care_status
+        or after.has_social_worker != before.has_social_worker
+        or after.safeguarding_concern != before.safeguarding_concern
+    )
+
+
 def _net_change(
     record: ChildRecord, before: Case, after: Case, cause: Envelope, when: datetime
 ) -> CaseTransition | None:
@@ -212,6 +225,10 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
                     record, before, after, inbound, fact.occurred_at, s.deadlines_started, s.deadlines_stopped
                 )
             )
+        elif _context_changed(before, after):
+            # Same state, new facts about the child (a social worker allocated while missing): escalation
+            # matches rules on these, so it hears of them as a transition to the state the case is in.
+            out.transitions.append(_transition(record, before, after, inbound, fact.occurred_at, (), ()))
         if s.handover_to:
             out.handovers.append(_handover(record, inbound, s.handover_to))
         if s.flagged:

@@ -380,3 +380,32 @@ def test_a_merged_childs_clocks_stop_and_a_restored_case_starts_them_again(
     assert apply(engine, deps, reopened, utc(2025, 11, 5, 9)) == "applied"
     assert run_timer(engine, deps, utc(2025, 11, 5, 9)) == 1
     assert summary(published(engine))[-1] == ("whereabouts_unknown", "raised", "caseworker", 0)
+
+
+def test_a_social_worker_allocated_while_missing_starts_only_the_social_care_rule(
+    engine: Engine, deps: Deps
+) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine, deps, transition(child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 3, 10)), utc(2025, 11, 3)
+    )
+    run_timer(engine, deps, utc(2025, 11, 3, 10))
+    [raised] = published(engine)
+    apply(engine, deps, ack(raised.payload.escalation_id, child, 0, AckAction.RESOLVED), utc(2025, 11, 3, 11))
+    # Still missing; children's social care now holds a plan for the child.
+    context = transition(
+        child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 7, 16), from_state=CaseState.WHEREABOUTS_UNKNOWN,
+        social_care=SocialCareStatus.CHILD_PROTECTION_PLAN, has_social_worker=True,
+    )  # fmt: skip
+    assert apply(engine, deps, context, utc(2025, 11, 7, 16)) == "applied"
+    run_timer(engine, deps, utc(2025, 11, 7, 16))
+    raised_now = [s for s in summary(published(engine)) if s[1] == "raised"]
+    # The resolved whereabouts rule does not start again; the social care one does.
+    assert [r for r, *_ in raised_now] == ["whereabouts_unknown", "known_to_social_care_whereabouts_unknown"]
+    # The same context again (a redelivery under a new id) starts nothing more.
+    again = transition(
+        child, CaseState.WHEREABOUTS_UNKNOWN, utc(2025, 11, 7, 17), from_state=CaseState.WHEREABOUTS_UNKNOWN,
+        social_care=SocialCareStatus.CHILD_PROTECTION_PLAN, has_social_worker=True,
+    )  # fmt: skip
+    apply(engine, deps, again, utc(2025, 11, 7, 17))
+    assert pending(engine) == 1  # the social care escalation's next step only

@@ -126,3 +126,16 @@ def test_fact_for_a_merged_child_is_forwarded() -> None:
     b = new_record(B, "801").model_copy(update={"merged_into": A})
     out = apply_child_fact(b, _cf(B, "whereabouts-unknown", 4))
     assert out.forwards[0][0] == A and out.forwards[0][1].payload.child_id == uuid.UUID(A)
+
+
+def test_new_context_in_the_same_open_state_is_published_for_escalation() -> None:
+    record, _ = _run(new_record(A, "801"), _cf(A, "pupil-left-roll", 3), _cf(A, "whereabouts-unknown", 4))
+    allocated = apply_child_fact(record, _cf(A, "social-care-status-changed", 5))
+    [t] = allocated.transitions
+    assert (t.payload.from_state, t.payload.to_state) == ("whereabouts_unknown", "whereabouts_unknown")
+    assert t.payload.has_social_worker and t.payload.social_care_status == "child_in_need"
+    assert t.payload.deadlines_started == [] and t.payload.deadlines_stopped == []
+    # Nothing new the second time, and nothing for a closed case.
+    assert apply_child_fact(allocated.record, _cf(A, "social-care-status-changed", 6)).transitions == []
+    closed, _ = _run(new_record(B, "801"), _cf(B, "pupil-registered", 3))
+    assert apply_child_fact(closed, _cf(B, "social-care-status-changed", 5)).transitions == []
