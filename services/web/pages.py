@@ -361,7 +361,8 @@ def build_router(identity: IdentityProvider) -> APIRouter:
     async def review_queue(request: Request, ctx: Reader) -> HTMLResponse:
         async with ctx.service("tracking") as tracking:
             items = await tracking.call("GET", "/v1/review-items")
-        return render(request, "review.html", ctx, items=items)
+            linked = await tracking.call("GET", "/v1/review-items", params={"status": "linked"})
+        return render(request, "review.html", ctx, items=items, linked=linked)
 
     @router.post("/review/{review_id}")
     async def review_decision(
@@ -382,6 +383,18 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         except ServiceError as exc:
             raise HTTPException(exc.status_code, exc.detail) from exc
         ctx.audit(f"review_{decision}", str(review_id), reason)
+        return RedirectResponse("/review", status.HTTP_303_SEE_OTHER)
+
+    @router.post("/review/{review_id}/undo")
+    async def review_undo(review_id: uuid.UUID, ctx: Reader, csrf_token: Csrf, reason: Reason) -> Response:
+        """Undo a link a person made: the two records become two children again."""
+        posted(ctx, csrf_token)
+        try:
+            async with ctx.service("tracking") as tracking:
+                await tracking.call("POST", f"/v1/review-items/{review_id}/undo", json={"reason": reason})
+        except ServiceError as exc:
+            raise HTTPException(exc.status_code, exc.detail) from exc
+        ctx.audit("review_undo_link", str(review_id), reason)
         return RedirectResponse("/review", status.HTTP_303_SEE_OTHER)
 
     # --- reports ----------------------------------------------------------------------------------------

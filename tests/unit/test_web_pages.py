@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from services.notify.app import create_app as notify_app
 from services.notify.config import NotifySettings
 from services.notify.models import NotifyAlert, NotifyOutbox
+from services.tracking.models import TrackingReviewItem
 from services.tracking.stream.app import MIGRATIONS
 from services.web.app import create_app
 from services.web.models import WebAudit
@@ -25,6 +26,7 @@ from services.web.settings import WebSettings
 from services.web.users import create_user
 from shared.auth import Role
 from shared.db import make_engine, migrate
+from shared.events.internal import ChildSplit
 from tests.unit.test_web_reports import LA, OTHER_LA, CaseStore, build_scenario, tracking_app
 
 PASSWORD = "correct horse battery staple"
@@ -36,6 +38,7 @@ class Web:
     store: CaseStore
     settings: WebSettings
     alert_id: str
+    published: list[object]
 
 
 @pytest.fixture
@@ -48,7 +51,8 @@ def web(tmp_path: Path) -> Iterator[Web]:
     migrate(url, MIGRATIONS, "tracking")
     engine = make_engine(url)
     store = build_scenario(engine)
-    tracking = tracking_app(engine)
+    published: list[object] = []
+    tracking = tracking_app(engine, published)
     tracking.dependency_overrides = {k: (lambda: settings) for k in tracking.dependency_overrides}
     notify = notify_app(NotifySettings.from_base(settings), run_worker=False)
     case_id = store.records[store.child_ids[1]].case_id
@@ -73,7 +77,7 @@ def web(tmp_path: Path) -> Iterator[Web]:
     ):  # fmt: skip
         create_user(app.state.engine, name, la, role, PASSWORD)
     with TestClient(app, base_url="http://testserver") as client:
-        yield Web(client, store, settings, alert_id)
+        yield Web(client, store, settings, alert_id, published)
 
 
 def csrf_of(page: str) -> str:
@@ -263,3 +267,43 @@ def test_a_service_that_does_not_answer_gives_503_not_500(web: Web) -> None:
     assert page.status_code == 503
     assert page.headers["Retry-After"] == "10"
     assert "not answering" in page.text
+
+
+def test_a_link_made_in_error_is_undone_from_the_review_page(web: Web) -> None:
+    first, second = sorted((web.store.child_ids[1], web.store.child_ids[2]))
+    review_id = str(uuid.uuid4())
+    with Session(make_engine(web.settings.database_url)) as session:
+        session.add(
+            TrackingReviewItem(
+                review_id=review_id, la_code=LA, kind="possible_duplicate", child_id=first,
+                other_child_id=second, event_id=str(uuid.uuid4()), score=0.9, status="linked",
+                decided_by="cw801",
+            )
+        )  # fmt: skip
+        session.commit()
+    sign_in(web, "cw803")  # another LA's caseworker neither sees nor undoes it
+    page = web.client.get("/review")
+    assert review_id not in page.text
+    refused = web.client.post(
+        f"/review/{review_id}/undo", data={"reason": "not ours", "csrf_token": csrf_of(page.text)}
+    )
+    assert refused.status_code == 404 and web.published == []
+
+    sign_in(web, "cw801")
+    page = web.client.get("/review")
+    assert f'action="/review/{review_id}/undo"' in page.text
+    forged = web.client.post(f"/review/{review_id}/undo", data={"reason": "oops", "csrf_token": "forged"})
+    assert forged.status_code == 403 and web.published == []
+    undone = web.client.post(
+        f"/review/{review_id}/undo",
+        data={"reason": "two children", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert undone.status_code == 303
+    [split] = web.published
+    assert isinstance(split, ChildSplit)
+    assert (str(split.payload.child_id), str(split.payload.new_child_id)) == (first, second)
+    assert f'action="/review/{review_id}/undo"' not in web.client.get("/review").text
+    with Session(make_engine(web.settings.database_url)) as session:
+        actions = [a.action for a in session.exec(select(WebAudit)).all()]
+    assert "review_undo_link" in actions

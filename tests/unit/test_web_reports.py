@@ -109,9 +109,13 @@ def case_store(tmp_path: Path) -> CaseStore:
     return build_scenario(make_engine(url))
 
 
-def tracking_app(engine: Engine) -> FastAPI:
+def tracking_app(engine: Engine, published: list[object] | None = None) -> FastAPI:
+    """Tracking's read API in-process; review decisions' events land in ``published`` (refused if None)."""
+
     async def publish(event: object) -> None:
-        raise AssertionError("no review decisions in these tests")
+        if published is None:
+            raise AssertionError("no review decisions in these tests")
+        published.append(event)
 
     app = FastAPI()
     app.state.engine = engine
