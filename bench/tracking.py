@@ -319,3 +319,24 @@ def recovery(settings: Settings, sizes: list[int], timeout_s: float) -> list[Row
         )
     )
     return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Throughput alone (no recovery), e.g. ``python -m bench.tracking --events 3000``."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="tracking worker throughput vs raw aiokafka consume")
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument(
+        "--recovery", type=int, nargs="*", default=[], help="recovery sizes (none by default)"
+    )
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="cme-bench-tracking-"))
+    for row in run(workdir, args.events, args.recovery, args.timeout):
+        print(orjson.dumps(row.as_dict()).decode())
+
+
+if __name__ == "__main__":
+    main()

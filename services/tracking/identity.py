@@ -217,7 +217,7 @@ class IdentityResolver:
                     state.identifiers[key] = row
                     state.rank[key] = (0, row.id or 0)
         blocks = {b for p in pending for b in p.blocks}
-        child_ids = {row.child_id for row in state.identifiers.values()}
+        child_ids = {ident.child_id for ident in state.identifiers.values()}
         child_ids |= {child_id_for(p.event_id) for p in pending}
         named = col(TrackingChild.child_id).in_(child_ids)
         in_blocks = col(TrackingChild.la_code).in_(las) & col(TrackingChild.merged_into).is_(None)
@@ -225,10 +225,10 @@ class IdentityResolver:
         children = session.exec(select(TrackingChild).where(or_(named, in_blocks) if blocks else named)).all()
         for child_id in child_ids:
             state.children[child_id] = None
-        for row in children:
-            state.children[row.child_id] = row
-            if row.merged_into is None:
-                state.index_blocks(row, blocks)
+        for child in children:
+            state.children[child.child_id] = child
+            if child.merged_into is None:
+                state.index_blocks(child, blocks)
         candidates = {c for members in state.block_members.values() for c in members}
         self._load_upns(session, state, candidates)
 

@@ -20,3 +20,15 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 DEAD_LETTERS = Counter("cme_tracking_dead_letters_total", "Records sent to the dead-letter topic", ["agent"])
+BATCH_SIZE = Histogram(
+    "cme_tracking_batch_size",
+    "Records per micro-batch, by agent",
+    ["agent"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+BATCH_FALLBACKS = Counter(
+    "cme_tracking_batch_fallbacks_total",
+    "Batches that failed as a whole and were processed one record at a time (a poison record, or a failure "
+    "that outlasted the retries)",
+    ["agent"],
+)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from shared.settings import Settings
 
 
@@ -12,6 +14,11 @@ class TrackingSettings(Settings):
     # "auto" picks RocksDB when rocksdict is installed.
     tracking_store: Literal["auto", "rocksdb", "memory"] = "auto"
     tracking_worker_name: str = "tracking"
+    # Micro-batches of the worker's agents: at most this many records per batch (one identity transaction,
+    # one projection transaction, one wait for the broker's acks) ...
+    tracking_batch_max: int = Field(default=200, ge=1, le=5000)
+    # ... and no longer than this waiting for more: the added latency of a lone record.
+    tracking_batch_within_s: float = Field(default=0.05, gt=0, le=5)
 
 
 def tracking_settings(base: Settings | None = None) -> TrackingSettings:

@@ -1,11 +1,16 @@
 """Agent on cme.child-events.v1: apply each fact, merge or split to the child's record in the faust table,
-project the result into the case store and publish transitions, handovers and forwards."""
+project the result into the case store and publish transitions, handovers and forwards.
+
+Records come in micro-batches (``stream.batching``): applied in order (several events of one child see each
+other's result), projected in one transaction, their outputs published and acknowledged together, then the
+table written, and only then are the offsets released."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -18,9 +23,10 @@ from services.tracking.cases import (
     apply_split,
     new_record,
 )
-from services.tracking.metrics import EVENTS_PROCESSED, LATENCY, TRANSITIONS
-from services.tracking.projection import project
-from services.tracking.stream.handling import process_or_dead_letter, send_and_wait
+from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, TRANSITIONS
+from services.tracking.projection import project_many
+from services.tracking.stream.batching import batches, current, release
+from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import ChildFact, ChildMerged, ChildSplit
@@ -53,44 +59,73 @@ def intake_key(event: Envelope) -> bytes:
     return (child.upn or child.la_child_id or str(event.event_id)).encode()
 
 
+@dataclass
+class _Applied:
+    event: Any
+    envelope: Envelope
+    outcome: Outcome
+
+
 def register(app: faust.App, ctx: Any) -> None:
-    async def handle(event: Any) -> None:
+    def record_of(event: Any, child_id: str, la_code: str) -> ChildRecord:
+        current(event)  # the table reads the partition of the current event: this child's
+        return load_record(ctx.children.get(child_id)) or new_record(child_id, la_code)
+
+    async def handle(events: Sequence[Any]) -> None:
         started = time.perf_counter()
-        key: bytes = event.key
-        envelope = decode_event(event.value)
-        bind_event(envelope)
-        child_id = key.decode()
-        record = load_record(ctx.children.get(child_id)) or new_record(
-            child_id, str(envelope.payload.la_code)
-        )
-        outcome = apply(record, envelope)
-        if outcome.duplicate:
-            EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "duplicate").inc()
+        # Apply in order; a later event of the same child in the batch starts from the earlier one's result.
+        records: dict[str, ChildRecord] = {}  # child_id -> the record as the batch has left it so far
+        changed: dict[str, Any] = {}  # child_id -> the last event of the batch that changed its record
+        applied: list[_Applied] = []
+        for event in events:
+            envelope = decode_event(event.value)
+            child_id = event.key.decode()
+            record = records.get(child_id)
+            if record is None:
+                record = record_of(event, child_id, str(envelope.payload.la_code))
+            outcome = apply(record, envelope)
+            records[child_id] = outcome.record
+            if outcome.duplicate:
+                EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "duplicate").inc()
+                continue
+            changed[child_id] = event
+            applied.append(_Applied(event, envelope, outcome))
+        if not applied:
             return
         # Side effects first (all idempotent), the table last: a crash in between repeats them harmlessly.
-        await asyncio.to_thread(project, ctx.engine, outcome)
-        for transition in outcome.transitions:
-            await send_and_wait(ctx.transitions, key, encode_event(transition))
-            p = transition.payload
-            TRANSITIONS.labels(str(p.from_state or "no_case"), str(p.to_state)).inc()
-            log.info(
-                "case_transition",
-                event_id=str(p.cause_event_id),
-                la_code=p.la_code,
-                from_state=str(p.from_state),
-                to_state=str(p.to_state),
-            )
-        for handover in outcome.handovers:
-            await send_and_wait(ctx.intake, intake_key(handover), encode_event(handover))
-        for child_key, forward in outcome.forwards:
-            await send_and_wait(ctx.child_events, child_key.encode(), encode_event(forward))
-        ctx.children[child_id] = outcome.record.model_dump_json()
-        EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "ok").inc()
-        LATENCY.labels(AGENT).observe(time.perf_counter() - started)
+        await asyncio.to_thread(project_many, ctx.engine, [a.outcome for a in applied])
+        messages: list[tuple[Any, bytes | None, bytes]] = []
+        for a in applied:
+            key: bytes = a.event.key
+            messages += [(ctx.transitions, key, encode_event(t)) for t in a.outcome.transitions]
+            messages += [(ctx.intake, intake_key(h), encode_event(h)) for h in a.outcome.handovers]
+            messages += [(ctx.child_events, k.encode(), encode_event(f)) for k, f in a.outcome.forwards]
+        await send_all(messages)
+        for child_id, event in changed.items():
+            current(event)
+            ctx.children[child_id] = records[child_id].model_dump_json()
+        seconds = time.perf_counter() - started
+        for a in applied:
+            bind_event(a.envelope)
+            for transition in a.outcome.transitions:
+                p = transition.payload
+                TRANSITIONS.labels(str(p.from_state or "no_case"), str(p.to_state)).inc()
+                log.info(
+                    "case_transition",
+                    event_id=str(p.cause_event_id),
+                    la_code=p.la_code,
+                    from_state=str(p.from_state),
+                    to_state=str(p.to_state),
+                )
+            EVENTS_PROCESSED.labels(AGENT, a.envelope.event_type, "ok").inc()
+            LATENCY.labels(AGENT).observe(seconds)
 
     @app.agent(ctx.child_events, name=f"{app.conf.id}-cases")
     async def track(stream: Any) -> None:
-        async for event in stream.events():
-            ok = await process_or_dead_letter(AGENT, ctx.dead_letter, event, functools.partial(handle, event))
-            if not ok:
-                EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc()
+        settings = ctx.settings
+        async for events in batches(stream, settings.tracking_batch_max, settings.tracking_batch_within_s):
+            BATCH_SIZE.labels(AGENT).observe(len(events))
+            dead = await process_batch_or_one_by_one(AGENT, ctx.dead_letter, events, handle)
+            if dead:
+                EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc(dead)
+            release(events)

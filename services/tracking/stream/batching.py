@@ -1,0 +1,45 @@
+"""Micro-batches of a faust stream, with the offset guarantee of one-at-a-time processing.
+
+``stream.take_events(max, within)`` hands the agent up to ``max`` events, or what came within ``within``
+seconds. It acks the batch's events when the agent asks for the next batch, and also when the agent is
+cancelled mid-batch (its ``finally``), after which faust would commit their offsets on the way out. So every
+event is held here (one more reference on its message) and let go only after the batch's database writes
+are committed and its outputs acknowledged by the broker: an event whose batch did not finish stays unacked,
+its offset is not committed, and it is delivered again after a restart.
+
+The events of a batch may come from several partitions (in order within each). faust's table operations take
+the partition from the stream's current event, which ``take_events`` does not set in the agent's task:
+``current`` sets it before each table read or write, in the agent's task only (a context variable): the
+stream's own ``current_event`` attribute is left alone, since ``take_events`` reads it in the task that fills
+the buffer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from faust import streams as faust_streams
+
+
+async def batches(stream: Any, max_records: int, within_s: float) -> AsyncIterator[Sequence[Any]]:
+    """The stream's events in batches, each event held until ``release``."""
+    async for events in stream.take_events(max_records, within=within_s):
+        for event in events:
+            event.message.incref()
+        yield events
+
+
+def release(events: Sequence[Any]) -> None:
+    """The batch is done (committed and acknowledged): its offsets may be committed."""
+    for event in events:
+        # Drops our reference; the last of the stream's acks marks the offset as safe to commit.
+        event.ack()
+
+
+def current(event: Any) -> None:
+    """Make ``event`` the current event of this task, as ``faust.current_event()`` reports it (faust tables
+    take the partition of a read or write from it). The batch holds the event, so the weak reference
+    lives as long as the batch."""
+    faust_streams._current_event.set(weakref.ref(event))
