@@ -3,7 +3,10 @@
 1. A fact seen before resolves as it did (tracking_resolutions, keyed by event_id): redelivery is harmless.
 2. Exact: any strong identifier (UPN or former UPN, ULN, NHS number, LA child id) already known -> that child.
 3. Scored: candidates from two blocks (date of birth with day/month transposition folded in; phonetic surname
-   and year of birth), scored by ``matching.score``; link, review or new by the thresholds.
+   and year of birth), scored by ``matching.score``; link, review or new by the thresholds. A link to a merged
+   child's details goes to its survivor, recorded as matched through the merged child (like an identifier).
+4. A batch is resolved in one transaction, in order, each event seeing what the earlier ones wrote; what the
+   batch needs is read in a few queries after its advisory locks are held (``resolve_batch``).
 
 Race freedom between workers: strong identifiers are unique per LA in the database (a loser of a race gets an
 IntegrityError, rolls back and retries, and then matches the winner exactly); on PostgreSQL the scored path
@@ -129,7 +132,8 @@ class _BatchState:
     # Strong identifiers the batch names, by (la_code, kind, value); rank orders them earliest-known first.
     identifiers: dict[tuple[str, str, str], TrackingIdentifier] = field(default_factory=dict)
     rank: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
-    # Children read or made (None: known not to exist); block -> children in it (candidates for scoring).
+    # Children read or made (None: known not to exist); block -> children in it (candidates for scoring,
+    # merged ones too: a match on a merged child's details goes to its survivor).
     children: dict[str, TrackingChild | None] = field(default_factory=dict)
     block_members: dict[str, set[str]] = field(default_factory=dict)
     # UPNs of children whose UPNs were read (scoring needs them), kept up to date with the batch's claims.
@@ -220,15 +224,15 @@ class IdentityResolver:
         child_ids = {ident.child_id for ident in state.identifiers.values()}
         child_ids |= {child_id_for(p.event_id) for p in pending}
         named = col(TrackingChild.child_id).in_(child_ids)
-        in_blocks = col(TrackingChild.la_code).in_(las) & col(TrackingChild.merged_into).is_(None)
-        in_blocks &= or_(col(TrackingChild.dob_block).in_(blocks), col(TrackingChild.name_block).in_(blocks))
+        in_blocks = col(TrackingChild.la_code).in_(las) & or_(
+            col(TrackingChild.dob_block).in_(blocks), col(TrackingChild.name_block).in_(blocks)
+        )
         children = session.exec(select(TrackingChild).where(or_(named, in_blocks) if blocks else named)).all()
         for child_id in child_ids:
             state.children[child_id] = None
         for child in children:
             state.children[child.child_id] = child
-            if child.merged_into is None:
-                state.index_blocks(child, blocks)
+            state.index_blocks(child, blocks)
         candidates = {c for members in state.block_members.values() for c in members}
         self._load_upns(session, state, candidates)
 
@@ -265,13 +269,20 @@ class IdentityResolver:
             best = self._best_candidate(session, state, la_code, p.person, p.blocks)
             decision = decide(best[1]) if best else Decision.NEW
             if best and decision == Decision.LINK:
-                child_id, kind, match_score = best[0], MatchKind.SCORED, best[1]
+                # A merged child's details still match: the fact goes to its survivor, recorded as matched
+                # through the merged child (so undoing the merge moves it back), as for an identifier.
+                matched_child_id = best[0]
+                child_id, kind, match_score = (
+                    self._surviving(session, state, best[0]),
+                    MatchKind.SCORED,
+                    best[1],
+                )
             else:
                 child_id = child_id_for(event_id)
                 kind = MatchKind.REVIEW if best and decision == Decision.REVIEW else MatchKind.NEW
                 if best and decision == Decision.REVIEW:
                     match_score = best[1]
-                    review = ("possible_duplicate", best[0], best[1])
+                    review = ("possible_duplicate", self._surviving(session, state, best[0]), best[1])
         self._record_child(session, state, child_id, la_code, event_id, p.person, p.blocks)
         for k, v in p.ids:
             self._claim(session, state, la_code, k, v, child_id, event_id)
@@ -373,7 +384,6 @@ class IdentityResolver:
             if (
                 row is not None
                 and row.la_code == la_code
-                and row.merged_into is None
                 and (row.dob_block in blocks or row.name_block in blocks)
             ):
                 rows.append(row)
@@ -418,10 +428,9 @@ class IdentityResolver:
         if row.dob_block is None and blocks:
             row.dob_block = blocks[0]
             row.name_block = blocks[1] if len(blocks) > 1 else None
-            if row.merged_into is None:  # a candidate for the rest of the batch now
-                for block in (row.dob_block, row.name_block):
-                    if block is not None:
-                        state.block_members.setdefault(block, set()).add(child_id)
+            for block in (row.dob_block, row.name_block):  # a candidate for the rest of the batch now
+                if block is not None:
+                    state.block_members.setdefault(block, set()).add(child_id)
         session.add(row)
 
     @staticmethod

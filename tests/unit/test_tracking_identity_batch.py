@@ -20,6 +20,7 @@ from services.tracking.stream.app import MIGRATIONS
 from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
+from shared.samples import child, sample_event_dict
 from shared.synthetic import generate
 
 NS = uuid.UUID("6c1f7d1e-3a8b-4d8e-9b61-0f1a2b3c4d5e")
@@ -135,3 +136,27 @@ def test_a_batch_resolved_again_changes_nothing(events: list[Envelope], tmp_path
     assert [(r.child_id, r.match, r.score) for r in again] == [(r.child_id, r.match, r.score) for r in first]
     assert not any(r.created for r in again)
     assert _tables(engine) == tables
+
+
+def test_a_scored_match_on_a_merged_childs_details_goes_to_its_survivor(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, "merged.db")
+    resolver = IdentityResolver(engine)
+    gone_kid = child(1, "801", forename="Morgan", surname="Fairweather", date_of_birth="2013-06-07")
+    kept_kid = child(
+        2, "801", forename="Morgan", surname="Fayre", date_of_birth="2013-06-07", postcode="LS1 1AA"
+    )
+    gone = resolver.resolve(decode_inbound(sample_event_dict("pupil-left-roll", kid=gone_kid, la_code="801")))
+    kept = resolver.resolve(decode_inbound(sample_event_dict("pupil-left-roll", kid=kept_kid, la_code="801")))
+    with Session(engine) as session:  # a person linked them, as the review decision does
+        row = session.get(TrackingChild, gone.child_id)
+        assert row is not None
+        row.merged_into = kept.child_id
+        session.add(row)
+        session.commit()
+    again = {**gone_kid, "upn": None, "la_child_id": "LA-77"}  # the merged child's details, no identifier
+    event = decode_inbound(sample_event_dict("whereabouts-unknown", kid=again, la_code="801"))
+    [resolution] = resolver.resolve_batch([event])
+    assert (resolution.child_id, resolution.match) == (kept.child_id, "scored")
+    with Session(engine) as session:
+        recorded = session.get(TrackingResolution, str(event.event_id))
+        assert recorded is not None and recorded.matched_child_id == gone.child_id
