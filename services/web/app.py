@@ -21,6 +21,7 @@ from services.web.pages import build_router, templates
 from services.web.reports import load_populations
 from services.web.sessions import CsrfFailed, SignInRequired
 from services.web.settings import WebSettings
+from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
@@ -45,6 +46,9 @@ log = get_logger(__name__)
 def prepare_database(settings: WebSettings) -> Engine:
     migrate(settings.database_url, MIGRATIONS, "web")
     return make_engine(settings.database_url)
+
+
+FORM_BODY_LIMIT = 64 * 1024
 
 
 def create_app(
@@ -108,5 +112,7 @@ def create_app(
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # Forms are a few hundred bytes: refuse a large body before it is read, even before sign-in.
+    app.add_middleware(BodySizeLimit, limit=FORM_BODY_LIMIT)
     _ = templates  # the pages module owns the template environment
     return app

@@ -307,3 +307,9 @@ def test_a_link_made_in_error_is_undone_from_the_review_page(web: Web) -> None:
     with Session(make_engine(web.settings.database_url)) as session:
         actions = [a.action for a in session.exec(select(WebAudit)).all()]
     assert "review_undo_link" in actions
+
+
+def test_a_large_body_is_refused_before_sign_in(web: Web) -> None:
+    big = web.client.post("/sign-in", content=b"username=" + b"x" * (65 * 1024), headers={
+        "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert big.status_code == 413
