@@ -35,6 +35,15 @@ class Role(StrEnum):
 CASE_READERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER, Role.SERVICE})
 
 
+class Audience(StrEnum):
+    """What a token may be presented to. A web session cookie is not a bearer token for the APIs: a stolen
+    or signed-out cookie reaches nothing but the web, where sign-out revokes it; the web calls the APIs with
+    a short-lived token of their own audience, minted per call."""
+
+    API = "api"
+    WEB_SESSION = "web-session"
+
+
 class Principal(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -42,6 +51,7 @@ class Principal(BaseModel):
     role: Role
     la_code: str = Field(pattern=r"^[0-9]{3}$")
     exp: int
+    aud: Audience = Audience.API
 
 
 def _b64(data: bytes) -> str:
@@ -52,8 +62,15 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_token(settings: Settings, sub: str, role: Role, la_code: str, ttl_s: int = 8 * 3600) -> str:
-    claims = Principal(sub=sub, role=role, la_code=la_code, exp=int(time.time()) + ttl_s)
+def issue_token(
+    settings: Settings,
+    sub: str,
+    role: Role,
+    la_code: str,
+    ttl_s: int = 8 * 3600,
+    audience: Audience = Audience.API,
+) -> str:
+    claims = Principal(sub=sub, role=role, la_code=la_code, exp=int(time.time()) + ttl_s, aud=audience)
     body = _b64(orjson.dumps(claims.model_dump(mode="json")))
     sig = hmac.new(settings.signing_key.get_secret_value().encode(), body.encode(), hashlib.sha256).digest()
     return f"{body}.{_b64(sig)}"
@@ -63,7 +80,7 @@ class InvalidToken(Exception):
     pass
 
 
-def verify_token(settings: Settings, token: str) -> Principal:
+def verify_token(settings: Settings, token: str, audience: Audience = Audience.API) -> Principal:
     try:
         body, sig = token.split(".", 1)
         expected = hmac.new(
@@ -78,13 +95,16 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise InvalidToken("malformed token") from exc
     if principal.exp < time.time():
         raise InvalidToken("token expired")
+    if principal.aud != audience:
+        raise InvalidToken("token not meant for this service")
     return principal
 
 
 def bearer_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
-    """FastAPI dependency: the caller named by ``Authorization: Bearer <token>`` or the session cookie."""
+    """FastAPI dependency: the caller named by ``Authorization: Bearer <token>``. Never a cookie: a browser
+    sends cookies by itself, so an API that took them would need CSRF defences it does not have."""
     header = request.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get("cme_session", "")
+    token = header[7:] if header.lower().startswith("bearer ") else ""
     if not token:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "authentication required", {"WWW-Authenticate": "Bearer"}

@@ -37,7 +37,7 @@ from services.web.sessions import (
     set_session_cookie,
 )
 from services.web.settings import WebSettings
-from shared.auth import CASE_READERS, Principal, Role, issue_token
+from shared.auth import CASE_READERS, Audience, Principal, Role, issue_token
 from shared.events.envelope import utcnow
 from shared.logs import get_logger
 from shared.school_calendar import CalendarRegistry
@@ -48,6 +48,9 @@ OPS_ROLES = frozenset({Role.OPS, Role.ADMIN})
 ACKNOWLEDGERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER})
 Reason = Annotated[str, Form(min_length=3, max_length=500)]
 Csrf = Annotated[str, Form()]
+API_TOKEN_TTL_S = (
+    120  # long enough for one page's calls to the services, short enough to be useless if leaked
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ class Ctx:
     transports: dict[str, httpx.AsyncBaseTransport]
 
     def service(self, name: str) -> ServiceClient:
-        return ServiceClient(self.settings, name, self.token, self.transports.get(name))
+        # The session token is for the web only; the service gets a short-lived API token for the same person.
+        api_token = issue_token(self.settings, self.who.sub, self.who.role, self.who.la_code, API_TOKEN_TTL_S)
+        return ServiceClient(self.settings, name, api_token, self.transports.get(name))
 
     def audit(
         self, action: str, target: str | None = None, reason: str | None = None, detail: str | None = None
@@ -165,7 +170,14 @@ def build_router(identity: IdentityProvider) -> APIRouter:
             metrics.SIGN_INS.labels(outcome="refused").inc()
             log.info("sign_in_refused")
             return RedirectResponse("/sign-in?error=1", status.HTTP_303_SEE_OTHER)
-        token = issue_token(settings, person.subject, person.role, person.la_code, settings.web_session_ttl_s)
+        token = issue_token(
+            settings,
+            person.subject,
+            person.role,
+            person.la_code,
+            settings.web_session_ttl_s,
+            Audience.WEB_SESSION,
+        )
         metrics.SIGN_INS.labels(outcome="ok").inc()
         with Session(engine) as session:
             session.add(

@@ -21,7 +21,7 @@ from sqlmodel import Session, col
 
 from services.web.models import WebRevokedSession
 from services.web.settings import WebSettings
-from shared.auth import InvalidToken, Principal, verify_token
+from shared.auth import Audience, InvalidToken, Principal, verify_token
 
 SESSION_COOKIE = "cme_session"
 LOGIN_CSRF_COOKIE = "cme_login_csrf"
@@ -76,7 +76,7 @@ def current_session(request: Request, settings: WebSettings, engine: Engine) -> 
     if not token:
         raise SignInRequired()
     try:
-        principal = verify_token(settings, token)
+        principal = verify_token(settings, token, Audience.WEB_SESSION)
     except InvalidToken as exc:
         raise SignInRequired() from exc
     with Session(engine) as session:

@@ -103,6 +103,11 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
             ),
             "object",
         ),
+        ("POST", "/v1/review-items/{review_id}/undo"): Expect(
+            CASE_READERS,
+            lambda s: Req("POST", f"/v1/review-items/{s.review_id}/undo", json={"reason": "two children"}),
+            "object",
+        ),
     },
     "notify": {
         ("GET", "/v1/alerts"): Expect(ACKNOWLEDGERS, _get("/v1/alerts"), "list"),

@@ -24,7 +24,7 @@ from services.web.app import create_app
 from services.web.models import WebAudit
 from services.web.settings import WebSettings
 from services.web.users import create_user
-from shared.auth import Role
+from shared.auth import Role, issue_token
 from shared.db import make_engine, migrate
 from shared.events.internal import ChildSplit
 from tests.unit.test_web_reports import LA, OTHER_LA, CaseStore, build_scenario, tracking_app
@@ -313,3 +313,11 @@ def test_a_large_body_is_refused_before_sign_in(web: Web) -> None:
     big = web.client.post("/sign-in", content=b"username=" + b"x" * (65 * 1024), headers={
         "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
     assert big.status_code == 413
+
+
+def test_an_api_token_in_the_session_cookie_is_not_a_session(web: Web) -> None:
+    api_token = issue_token(web.settings, "cw801", Role.CASEWORKER, LA)
+    web.client.cookies.clear()
+    web.client.cookies.set("cme_session", api_token)
+    answer = web.client.get("/inbox", follow_redirects=False)
+    assert answer.status_code in (302, 303) and "/sign-in" in answer.headers["location"]
