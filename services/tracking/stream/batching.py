@@ -17,13 +17,13 @@ the buffer.
 from __future__ import annotations
 
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from faust import streams as faust_streams
 
 
-async def batches(stream: Any, max_records: int, within_s: float) -> AsyncIterator[Sequence[Any]]:
+async def batches(stream: Any, max_records: int, within_s: float) -> AsyncGenerator[Sequence[Any], None]:
     """The stream's events in batches, each event held until ``release``."""
     async for events in stream.take_events(max_records, within=within_s):
         for event in events:
