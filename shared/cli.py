@@ -178,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--closed-case-days", type=int, default=defaults.closed_case_days)
     purge.add_argument("--outbox-days", type=int, default=defaults.published_outbox_days)
     purge.add_argument("--topic-days", type=int, default=defaults.topic_days)
-    purge.add_argument("--no-topics", action="store_true", help="leave the Kafka topics alone")
+    purge.add_argument(
+        "--no-topics",
+        action="store_true",
+        help="leave Kafka alone: no DeleteRecords, and no child-purged events (tracking keeps its copies)",
+    )
     purge.set_defaults(func=_cmd_purge)
 
     run = sub.add_parser("run", help="the whole pipeline: stack, four services, demo feed")

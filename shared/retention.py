@@ -7,6 +7,10 @@ Three sweeps, each a real delete (not a flag), each reporting what it removed by
   table with a ``child_id`` (or ``other_child_id``) column, rows keyed by that child's case ids, and alert
   deliveries of its alerts. Children merged into a purged child go with it. Tables are found by their columns,
   so a new table that stores a child_id is covered without changing this module.
+  Before the rows go, a child-purged event per child is published on the child-events topic (keyed by the
+  child) and acknowledged by the broker: tracking then deletes the child's working record from its faust
+  table, which writes a tombstone to the table's compacted changelog. If that publish fails, nothing is
+  deleted and the next run tries again (the event ids are derived from the child: a repeat is harmless).
 - outboxes: an event row already published to Kafka is only a copy; rows published more than
   ``published_outbox_days`` ago are deleted.
 - topics: records older than ``topic_days`` on the topics that carry personal data are deleted with Kafka's
@@ -15,7 +19,9 @@ Three sweeps, each a real delete (not a flag), each reporting what it removed by
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +29,9 @@ from typing import Any
 from sqlalchemy import MetaData, Table, delete, inspect, select
 from sqlalchemy.engine import Connection, Engine
 
-from shared.events.internal import RESOLVED_STATES
+from shared.events.catalogue import encode_event
+from shared.events.envelope import Source
+from shared.events.internal import RESOLVED_STATES, ChildPurged, ChildPurgedPayload
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topics import ATTENDANCE, CHILD_EVENTS, DEAD_LETTER, INTAKE, TopicSpec
@@ -95,7 +103,64 @@ def children_due(conn: Connection, tables: dict[str, Table], cutoff: datetime) -
     return child_ids, case_ids
 
 
-def purge_closed_cases(engine: Engine, now: datetime, policy: RetentionPolicy, report: PurgeReport) -> None:
+PURGE_NAMESPACE = uuid.UUID("0b6f2a5e-3c1d-4e8f-9a7b-5d4c3b2a1f0e")
+# Tells the services that keep their own copy of a child (tracking's faust table) to delete it.
+Announce = Callable[[Sequence[tuple[str, str]]], None]
+
+
+def purged_event(child_id: str, la_code: str, now: datetime) -> ChildPurged:
+    return ChildPurged(
+        event_id=uuid.uuid5(PURGE_NAMESPACE, f"purge:{child_id}"),
+        occurred_at=now,
+        source=Source(system="cme-purge", la_code=la_code),
+        payload=ChildPurgedPayload(child_id=uuid.UUID(child_id), la_code=la_code),
+    )
+
+
+def announce_on_kafka(settings: Settings, now: datetime) -> Announce:
+    """Publish child-purged for each (child, LA) and wait for every acknowledgement."""
+
+    def announce(children: Sequence[tuple[str, str]]) -> None:
+        from kafka import KafkaProducer
+
+        from shared.kafka import kafka_python_config
+
+        producer = KafkaProducer(acks="all", **kafka_python_config(settings))
+        try:
+            topic = CHILD_EVENTS.name(settings)
+            sent = [
+                producer.send(topic, key=child.encode(), value=encode_event(purged_event(child, la, now)))
+                for child, la in children
+            ]
+            for future in sent:
+                future.get(timeout=60)  # raises: the transaction rolls back, nothing is deleted
+        finally:
+            producer.close()
+
+    return announce
+
+
+def _children_with_la(
+    conn: Connection, tables: dict[str, Table], child_ids: set[str]
+) -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    for name in ("tracking_cases", "tracking_children"):
+        table = tables.get(name)
+        if table is not None:
+            rows = conn.execute(
+                select(table.c.child_id, table.c.la_code).where(table.c.child_id.in_(child_ids))
+            )
+            found.update({r.child_id: r.la_code for r in rows})
+    return sorted(found.items())
+
+
+def purge_closed_cases(
+    engine: Engine,
+    now: datetime,
+    policy: RetentionPolicy,
+    report: PurgeReport,
+    announce: Announce | None = None,
+) -> None:
     cutoff = now - timedelta(days=policy.closed_case_days)
     with engine.begin() as conn:  # one transaction: a child is purged everywhere or nowhere
         tables = _tables(conn)
@@ -103,6 +168,8 @@ def purge_closed_cases(engine: Engine, now: datetime, policy: RetentionPolicy, r
         report.children += len(child_ids)
         if not child_ids:
             return
+        if announce is not None:
+            announce(_children_with_la(conn, tables, child_ids))
         alerts = tables.get("notify_alert")
         alert_ids = (
             set(conn.execute(select(alerts.c.alert_id).where(alerts.c.child_id.in_(child_ids))).scalars())
@@ -182,7 +249,7 @@ def purge(
 ) -> PurgeReport:
     now = now or datetime.now(UTC)
     report = PurgeReport()
-    purge_closed_cases(engine, now, policy, report)
+    purge_closed_cases(engine, now, policy, report, announce_on_kafka(settings, now) if topics else None)
     purge_outboxes(engine, now, policy, report)
     if topics:
         purge_topics(settings, now, policy, report)

@@ -12,6 +12,7 @@ from shared.events.internal import (
     CaseTransition,
     ChildFact,
     ChildMerged,
+    ChildPurged,
     ChildSplit,
     DeadLetter,
     Escalation,
@@ -52,8 +53,8 @@ CHILD_EVENTS = TopicSpec(
     key="child_id",
     producer="tracking (identity resolution)",
     consumers=("tracking (state machine)",),
-    description="Facts about one resolved child, and merges and splits of children.",
-    events=(ChildFact, ChildMerged, ChildSplit),
+    description="Facts about one resolved child, merges and splits of children, and purges at retention.",
+    events=(ChildFact, ChildMerged, ChildSplit, ChildPurged),
 )
 CASE_TRANSITIONS = TopicSpec(
     "cme.case-transitions.v1",

@@ -85,6 +85,20 @@ class ChildSplit(Envelope):
     payload: ChildSplitPayload
 
 
+class ChildPurgedPayload(StrictModel):
+    """Retention: the child's records are deleted from the case store; tracking deletes its working record too
+    (a tombstone on the table's compacted changelog), so no copy of the child's facts outlives the period."""
+
+    child_id: uuid.UUID
+    la_code: LACode
+    reason: Literal["retention"] = "retention"
+
+
+class ChildPurged(Envelope):
+    event_type: Literal["child-purged"] = "child-purged"
+    payload: ChildPurgedPayload
+
+
 class DeadlineRef(StrictModel):
     """A statutory clock a transition starts; escalation turns it into a due time with the LA's rules."""
 
@@ -193,6 +207,7 @@ INTERNAL_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     ChildFact,
     ChildMerged,
     ChildSplit,
+    ChildPurged,
     CaseTransition,
     Escalation,
     AlertAck,

@@ -4,6 +4,7 @@ past their period go; records on the personal-data topics older than the cutoff 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from sqlmodel import Session
 from shared.db import make_engine
 from shared.retention import RetentionPolicy, purge
 from shared.settings import Settings
-from shared.topics import CASE_TRANSITIONS, INTAKE
+from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, INTAKE
 from tests.support.kafka import produce, read_topic
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
@@ -166,6 +167,13 @@ def test_purge_deletes_closed_children_everywhere_and_nothing_else(
     # Kafka: the old intake records are deleted, the new one stays; the topic without personal data is kept.
     assert [r.value for r in read_topic(pg_settings, intake, expect=1, timeout_s=10)] == [b"new-0"]
     assert len(read_topic(pg_settings, transitions, expect=3, timeout_s=10)) == 3
+
+    # Tracking is told to drop its own copy of each purged child (its faust table record).
+    announced = [
+        json.loads(r.value) for r in read_topic(pg_settings, CHILD_EVENTS.name(pg_settings), expect=2)
+    ]
+    assert sorted(e["payload"]["child_id"] for e in announced) == sorted([expired, merged])
+    assert {e["event_type"] for e in announced} == {"child-purged"}
 
     # A second run finds nothing more to do.
     again = purge(pg_settings, engine, RetentionPolicy(), topics=True)
