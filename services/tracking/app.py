@@ -20,12 +20,12 @@ from shared.events.catalogue import encode_event
 from shared.events.internal import ChildMerged, ChildSplit
 from shared.kafka import aiokafka_config
 from shared.openapi_errors import document_errors
-from shared.ops import database_check, kafka_check, ops_router
+from shared.ops import ReadinessCheck, database_check, kafka_check, ops_router
 from shared.settings import Settings, get_settings
 from shared.topics import CHILD_EVENTS
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     producer_box: dict[str, AIOKafkaProducer] = {}
 
@@ -53,7 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(build_router(publish))
-    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    checks = {"database": database_check(engine), "kafka": kafka_check(settings), **(extra_checks or {})}
+    app.include_router(ops_router(checks))
     register_open_cases_gauge(engine, REGISTRY)
     document_errors(
         app,

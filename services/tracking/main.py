@@ -12,21 +12,23 @@ from shared.logs import configure_logging
 def run_worker(settings: TrackingSettings) -> None:
     import faust
 
+    from services.tracking.stream import readiness
     from services.tracking.stream.app import create_app
 
     app = create_app(settings)
+    readiness.watch(app)
     # The worker owns the event loop and stops cleanly on SIGTERM/SIGINT (tables flushed, offsets committed).
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 
 
-def run_api(settings: TrackingSettings) -> None:
+def run_api(settings: TrackingSettings, with_worker: bool = False) -> None:
     import uvicorn
 
     from services.tracking.app import create_app
+    from services.tracking.stream.readiness import worker_check
 
-    uvicorn.run(
-        create_app(settings), host=settings.bind_host, port=settings.tracking_port, log_level="warning"
-    )
+    app = create_app(settings, extra_checks={"worker": worker_check()} if with_worker else None)
+    uvicorn.run(app, host=settings.bind_host, port=settings.tracking_port, log_level="warning")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "api":
         run_api(settings)
     else:
-        threading.Thread(target=run_api, args=(settings,), name="tracking-api", daemon=True).start()
+        # Import both halves before the thread starts: two threads importing sqlalchemy at once can see it
+        # half-initialised (ImportError).
+        import services.tracking.app
+        import services.tracking.stream.app
+        import services.tracking.stream.readiness  # noqa: F401
+
+        # One process, two jobs: the API's readiness includes the worker's.
+        threading.Thread(target=run_api, args=(settings, True), name="tracking-api", daemon=True).start()
         run_worker(settings)
 
 
