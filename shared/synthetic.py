@@ -78,8 +78,9 @@ CHILD_IN_NEED_RATIO_CME = 2.7
 
 # --- Absence and exclusion (DfE statistics, not in DOMAIN.md). ------------------------------------------
 # Pupil absence in schools in England 2023/24: persistent absence (10%+ of sessions) ~20% of pupils, severe
-# absence (50%+) ~2.2%. Each becomes one absence-threshold-crossed event (the attendance service reports a
-# crossing once).
+# absence (50%+) ~2.2%. Checked against DfE "Pupil attendance in schools" (explore-education-statistics:
+# autumn 2023/24 persistent 20.1%, spring 21.8%) and EPI's reading of the spring 2023/24 release (severe
+# 2.2%). Each becomes one absence-threshold-crossed event (the attendance service reports a crossing once).
 PERSISTENT_ABSENCE_RATE = 0.20
 SEVERE_ABSENCE_RATE = 0.022
 # Suspensions and permanent exclusions in England 2022/23: suspension rate 9.33 per 100 pupils (events, not
