@@ -20,14 +20,17 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, or_, select
 
+from services.tracking.bulk import insert_rows
 from services.tracking.matching import (
     Decision,
     Person,
@@ -38,7 +41,7 @@ from services.tracking.matching import (
     score,
 )
 from services.tracking.models import TrackingChild, TrackingIdentifier, TrackingResolution, TrackingReviewItem
-from shared.events.envelope import Envelope
+from shared.events.envelope import Envelope, utcnow
 from shared.events.internal import MatchKind
 from shared.logs import get_logger
 
@@ -121,27 +124,108 @@ class _Pending:
         return [f"{self.la_code}:{k}:{v}" for k, v in self.ids] + self.blocks
 
 
+# The columns of tracking_children a batch reads, and those a later source may fill in (never overwrite).
+_CHILD_COLUMNS = (
+    "child_id",
+    "la_code",
+    "forename",
+    "surname",
+    "surname_norm",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "dob_block",
+    "name_block",
+    "merged_into",
+    "created_by_event_id",
+)
+_FILLED_COLUMNS = (
+    "forename",
+    "surname",
+    "surname_norm",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "dob_block",
+    "name_block",
+)
+
+
+@dataclass
+class _Child:
+    """A row of tracking_children as the batch sees it (plain data: no ORM object to build per row)."""
+
+    child_id: str
+    la_code: str
+    forename: str | None = None
+    surname: str | None = None
+    surname_norm: str | None = None
+    date_of_birth: date | None = None
+    sex: str | None = None
+    postcode: str | None = None
+    dob_block: str | None = None
+    name_block: str | None = None
+    merged_into: str | None = None
+    created_by_event_id: str = ""
+    new: bool = False  # to insert at the end of the batch
+    filled: bool = False  # an existing row the batch filled in: to update at the end
+
+
+def _select_children(session: Session, where: Any) -> list[_Child]:
+    columns = [getattr(TrackingChild.__table__.c, name) for name in _CHILD_COLUMNS]  # type: ignore[attr-defined]
+    return [_Child(*row) for row in session.execute(sa_select(*columns).where(where)).all()]
+
+
+def _write_children(session: Session, children: Sequence[_Child]) -> None:
+    """Insert the batch's new children and fill in the existing ones it completed (only the columns a
+    resolution fills: a concurrent merge decision's merged_into is left alone)."""
+    now = utcnow()
+    insert_rows(
+        session,
+        TrackingChild,
+        [
+            {**{name: getattr(c, name) for name in _CHILD_COLUMNS}, "created_at": now}
+            for c in children
+            if c.new
+        ],
+    )
+    filled = [c for c in children if c.filled and not c.new]
+    if filled:
+        table = TrackingChild.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table)
+            .where(table.c.child_id == bindparam("b_child_id"))
+            .values({name: bindparam(f"b_{name}") for name in _FILLED_COLUMNS}),
+            [{f"b_{name}": getattr(c, name) for name in ("child_id", *_FILLED_COLUMNS)} for c in filled],
+        )
+
+
 @dataclass
 class _BatchState:
     """What one batch's transaction has read of the tables, plus what it wrote so far: each event is resolved
-    from here without a query of its own, and sees what the events before it in the batch wrote (the session
-    holds the same row objects). Read after the batch's advisory locks are held, so no other resolver can
-    change these rows until the commit."""
+    from here without a query of its own, and sees what the events before it in the batch wrote: the rows are
+    plain data kept here, and what the batch changed is written in bulk at its end, in the same transaction.
+    Read after the batch's advisory locks are held, so no other resolver can change these rows until the
+    commit."""
 
-    resolved: dict[str, TrackingResolution] = field(default_factory=dict)
-    # Strong identifiers the batch names, by (la_code, kind, value); rank orders them earliest-known first.
-    identifiers: dict[tuple[str, str, str], TrackingIdentifier] = field(default_factory=dict)
+    resolved: dict[str, Resolution] = field(default_factory=dict)
+    # Strong identifiers the batch names, by (la_code, kind, value) -> the child that claimed it; rank orders
+    # them earliest-known first.
+    identifiers: dict[tuple[str, str, str], str] = field(default_factory=dict)
     rank: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
     # Children read or made (None: known not to exist); block -> children in it (candidates for scoring,
     # merged ones too: a match on a merged child's details goes to its survivor).
-    children: dict[str, TrackingChild | None] = field(default_factory=dict)
+    children: dict[str, _Child | None] = field(default_factory=dict)
     block_members: dict[str, set[str]] = field(default_factory=dict)
     # UPNs of children whose UPNs were read (scoring needs them), kept up to date with the batch's claims.
     upns: dict[str, set[str]] = field(default_factory=dict)
     upns_loaded: set[str] = field(default_factory=set)
     reviews: set[str] = field(default_factory=set)
+    # Rows the batch adds to the append-only tables (tracking_identifiers, tracking_resolutions).
+    new_identifiers: list[dict[str, Any]] = field(default_factory=list)
+    new_resolutions: list[dict[str, Any]] = field(default_factory=list)
 
-    def index_blocks(self, row: TrackingChild, blocks: set[str]) -> None:
+    def index_blocks(self, row: _Child, blocks: set[str]) -> None:
         for block in (row.dob_block, row.name_block):
             if block is not None and block in blocks:
                 self.block_members.setdefault(block, set()).add(row.child_id)
@@ -182,10 +266,15 @@ class IdentityResolver:
     def _resolve_batch(self, session: Session, events: Sequence[Envelope]) -> list[Resolution]:
         state = _BatchState()
         event_ids = {str(e.event_id) for e in events}
-        for row in session.exec(
-            select(TrackingResolution).where(col(TrackingResolution.event_id).in_(event_ids))
+        for event_id, child_id, match, match_score in session.exec(
+            select(
+                TrackingResolution.event_id,
+                TrackingResolution.child_id,
+                TrackingResolution.match,
+                TrackingResolution.score,
+            ).where(col(TrackingResolution.event_id).in_(event_ids))
         ).all():
-            state.resolved[row.event_id] = row
+            state.resolved[event_id] = Resolution(child_id, MatchKind(match), match_score, created=False)
         pending = [_Pending.of(e) for e in events if str(e.event_id) not in state.resolved]
         if pending:
             self._lock(session, [key for p in pending for key in p.lock_keys()])
@@ -196,10 +285,14 @@ class IdentityResolver:
             event_id = str(event.event_id)
             done = state.resolved.get(event_id)
             if done is not None:  # seen before, or earlier in this batch
-                results.append(Resolution(done.child_id, MatchKind(done.match), done.score, created=False))
+                results.append(replace(done, created=False))
             else:
                 results.append(self._resolve(session, state, by_id[event_id]))
-        session.flush()  # surface a lost race on an identifier now, inside the retry loop
+        session.flush()  # review items
+        _write_children(session, [c for c in state.children.values() if c is not None])
+        # A lost race on an identifier surfaces here, inside the retry loop.
+        insert_rows(session, TrackingIdentifier, state.new_identifiers)
+        insert_rows(session, TrackingResolution, state.new_resolutions)
         return results
 
     def _prefetch(self, session: Session, state: _BatchState, pending: list[_Pending]) -> None:
@@ -208,26 +301,32 @@ class IdentityResolver:
         las = {p.la_code for p in pending}
         wanted = {(p.la_code, k, v) for p in pending for k, v in p.ids}
         if wanted:
-            rows = session.exec(
-                select(TrackingIdentifier).where(
+            rows = session.execute(
+                sa_select(
+                    col(TrackingIdentifier.la_code),
+                    col(TrackingIdentifier.kind),
+                    col(TrackingIdentifier.value),
+                    col(TrackingIdentifier.child_id),
+                    col(TrackingIdentifier.id),
+                ).where(
                     col(TrackingIdentifier.la_code).in_(las),
                     col(TrackingIdentifier.kind).in_({k for _, k, _ in wanted}),
                     col(TrackingIdentifier.value).in_({v for _, _, v in wanted}),
                 )
             ).all()
-            for row in rows:
-                key = (row.la_code, row.kind, row.value)
+            for la_code, kind, value, child_id, row_id in rows:
+                key = (la_code, kind, value)
                 if key in wanted:
-                    state.identifiers[key] = row
-                    state.rank[key] = (0, row.id or 0)
+                    state.identifiers[key] = child_id
+                    state.rank[key] = (0, row_id or 0)
         blocks = {b for p in pending for b in p.blocks}
-        child_ids = {ident.child_id for ident in state.identifiers.values()}
+        child_ids = set(state.identifiers.values())
         child_ids |= {child_id_for(p.event_id) for p in pending}
         named = col(TrackingChild.child_id).in_(child_ids)
         in_blocks = col(TrackingChild.la_code).in_(las) & or_(
             col(TrackingChild.dob_block).in_(blocks), col(TrackingChild.name_block).in_(blocks)
         )
-        children = session.exec(select(TrackingChild).where(or_(named, in_blocks) if blocks else named)).all()
+        children = _select_children(session, or_(named, in_blocks) if blocks else named)
         for child_id in child_ids:
             state.children[child_id] = None
         for child in children:
@@ -250,9 +349,10 @@ class IdentityResolver:
         state.upns_loaded |= missing
 
     @staticmethod
-    def _child(session: Session, state: _BatchState, child_id: str) -> TrackingChild | None:
+    def _child(session: Session, state: _BatchState, child_id: str) -> _Child | None:
         if child_id not in state.children:  # a merge chain leading outside what the batch read
-            state.children[child_id] = session.get(TrackingChild, child_id)
+            found = _select_children(session, col(TrackingChild.child_id) == child_id)
+            state.children[child_id] = found[0] if found else None
         return state.children[child_id]
 
     def _resolve(self, session: Session, state: _BatchState, p: _Pending) -> Resolution:
@@ -303,17 +403,22 @@ class IdentityResolver:
                     )
                 )
             state.reviews.add(rid)
-        resolution = TrackingResolution(
-            event_id=event_id,
-            child_id=child_id,
-            la_code=la_code,
-            match=kind,
-            score=match_score,
-            matched_child_id=matched_child_id,
+        state.new_resolutions.append(
+            {
+                "event_id": event_id,
+                "child_id": child_id,
+                "la_code": la_code,
+                "match": str(kind),
+                "score": match_score,
+                "matched_child_id": matched_child_id,
+                "resolved_at": utcnow(),
+            }
         )
-        session.add(resolution)
+        resolution = Resolution(
+            child_id, kind, match_score, created=kind in (MatchKind.NEW, MatchKind.REVIEW)
+        )
         state.resolved[event_id] = resolution
-        return Resolution(child_id, kind, match_score, created=kind in (MatchKind.NEW, MatchKind.REVIEW))
+        return resolution
 
     @staticmethod
     def _blocks(la_code: str, person: Person) -> list[str]:
@@ -367,7 +472,7 @@ class IdentityResolver:
         keys = {(la_code, k, v) for k, v in ids if (la_code, k, v) in state.identifiers}
         found: list[tuple[str, str]] = []
         for key in sorted(keys, key=state.rank.__getitem__):
-            claimed_by = state.identifiers[key].child_id
+            claimed_by = state.identifiers[key]
             survivor = self._surviving(session, state, claimed_by)
             if survivor not in (s for s, _ in found):
                 found.append((survivor, claimed_by))
@@ -378,7 +483,7 @@ class IdentityResolver:
     ) -> tuple[str, float] | None:
         if not blocks:
             return None
-        rows: list[TrackingChild] = []
+        rows: list[_Child] = []
         for child_id in sorted({c for b in blocks for c in state.block_members.get(b, ())}):
             row = state.children.get(child_id)
             if (
@@ -410,7 +515,7 @@ class IdentityResolver:
     ) -> None:
         row = self._child(session, state, child_id)
         if row is None:
-            row = TrackingChild(child_id=child_id, la_code=la_code, created_by_event_id=event_id)
+            row = _Child(child_id=child_id, la_code=la_code, created_by_event_id=event_id, new=True)
             state.children[child_id] = row
             state.upns_loaded.add(child_id)  # a new child has no UPNs but those the batch claims
         # Fill what the child's record lacks; a later source never overwrites what an earlier one said.
@@ -423,15 +528,17 @@ class IdentityResolver:
         ):
             if value and getattr(row, name) is None:
                 setattr(row, name, value)
+                row.filled = True
         if row.surname_norm is None and person.surname:
             row.surname_norm = normalise_name(person.surname)
+            row.filled = True
         if row.dob_block is None and blocks:
+            row.filled = True
             row.dob_block = blocks[0]
             row.name_block = blocks[1] if len(blocks) > 1 else None
             for block in (row.dob_block, row.name_block):  # a candidate for the rest of the batch now
                 if block is not None:
                     state.block_members.setdefault(block, set()).add(child_id)
-        session.add(row)
 
     @staticmethod
     def _claim(
@@ -446,11 +553,16 @@ class IdentityResolver:
         key = (la_code, kind, value)
         if key in state.identifiers:  # the batch read every identifier it names: this one is taken
             return
-        row = TrackingIdentifier(
-            la_code=la_code, kind=kind, value=value, child_id=child_id, first_event_id=event_id
+        state.new_identifiers.append(
+            {
+                "la_code": la_code,
+                "kind": kind,
+                "value": value,
+                "child_id": child_id,
+                "first_event_id": event_id,
+            }
         )
-        session.add(row)
-        state.identifiers[key] = row
+        state.identifiers[key] = child_id
         state.rank[key] = (1, len(state.rank))
         if kind == "upn":
             state.upns.setdefault(child_id, set()).add(value)

@@ -2,16 +2,19 @@
 upsert of the table's state, timeline rows and review items are keyed by (child, event), so a redelivery
 changes nothing.
 
-A batch of outcomes is projected in one transaction with one query per table for what already exists (not
-one per row); outcomes of the same child are applied in order, so its case row ends as the last one says."""
+A batch of outcomes is projected in one transaction: one query per table for what already exists (not one
+per row), the case rows as one upsert (the last outcome of a case in the batch wins: outcomes are in order),
+the new timeline rows as one insert."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from services.tracking.bulk import insert_rows, upsert_rows
 from services.tracking.cases import Outcome
 from services.tracking.identity import review_id_for
 from services.tracking.models import TrackingCase, TrackingReviewItem, TrackingTimelineEntry
@@ -27,18 +30,17 @@ def project_many(engine: Engine, outcomes: Sequence[Outcome]) -> None:
     if not outcomes:
         return
     with session_scope(engine) as session:
-        cases = _cases(session, {o.record.case_id for o in outcomes})
         timeline = _existing_timeline(session, outcomes)
         reviews = _existing_reviews(session, outcomes)
+        cases: dict[str, dict[str, Any]] = {}  # case_id -> its row as the last outcome leaves it
+        new_rows: list[dict[str, Any]] = []
         for outcome in outcomes:
-            _upsert_case(session, cases, outcome)
-            _add_timeline(session, timeline, outcome)
+            cases[outcome.record.case_id] = _case_row(outcome)
+            new_rows += _timeline_rows(timeline, outcome)
             _add_reviews(session, reviews, outcome)
-
-
-def _cases(session: Session, case_ids: set[str]) -> dict[str, TrackingCase]:
-    rows = session.exec(select(TrackingCase).where(col(TrackingCase.case_id).in_(case_ids))).all()
-    return {row.case_id: row for row in rows}
+        session.flush()  # review items
+        upsert_rows(session, TrackingCase, list(cases.values()), key="case_id", update=_CASE_UPDATES)
+        insert_rows(session, TrackingTimelineEntry, new_rows)  # append-only: no ORM objects needed
 
 
 def _existing_timeline(session: Session, outcomes: Sequence[Outcome]) -> set[tuple[str, str]]:
@@ -71,28 +73,31 @@ def _existing_reviews(session: Session, outcomes: Sequence[Outcome]) -> set[str]
     )
 
 
-def _add_timeline(session: Session, stored: set[tuple[str, str]], outcome: Outcome) -> None:
-    record = outcome.record
+def _timeline_rows(stored: set[tuple[str, str]], outcome: Outcome) -> list[dict[str, Any]]:
+    record, now = outcome.record, utcnow()
+    rows: list[dict[str, Any]] = []
     for row in outcome.timeline:
         key = (record.child_id, row.event_id)
         if key in stored:
             continue
         stored.add(key)  # a second row for the same fact later in the batch is a redelivery too
-        session.add(
-            TrackingTimelineEntry(
-                child_id=record.child_id,
-                la_code=record.la_code,
-                event_id=row.event_id,
-                event_type=row.event_type,
-                event_kind=row.event_kind,
-                occurred_at=row.occurred_at,
-                verdict=str(row.verdict),
-                from_state=row.from_state,
-                to_state=row.to_state,
-                school_urn=row.school_urn,
-                note=row.note,
-            )
+        rows.append(
+            {
+                "child_id": record.child_id,
+                "la_code": record.la_code,
+                "event_id": row.event_id,
+                "event_type": row.event_type,
+                "event_kind": row.event_kind,
+                "occurred_at": row.occurred_at,
+                "verdict": str(row.verdict),
+                "from_state": _text(row.from_state),
+                "to_state": _text(row.to_state),
+                "school_urn": row.school_urn,
+                "note": row.note,
+                "recorded_at": now,
+            }
         )
+    return rows
 
 
 def _add_reviews(session: Session, stored: set[str], outcome: Outcome) -> None:
@@ -113,25 +118,47 @@ def _add_reviews(session: Session, stored: set[str], outcome: Outcome) -> None:
         )
 
 
-def _upsert_case(session: Session, cases: dict[str, TrackingCase], outcome: Outcome) -> None:
+_CASE_UPDATES = (
+    "state",
+    "reason",
+    "cause_event_id",
+    "cause_event_type",
+    "cause_occurred_at",
+    "vulnerabilities",
+    "social_care_status",
+    "has_social_worker",
+    "safeguarding_concern",
+    "destination_la_code",
+    "open_deadlines",
+    "merged_into",
+    "facts_applied",
+    "updated_at",
+)
+
+
+def _case_row(outcome: Outcome) -> dict[str, Any]:
+    """The case row is the table's state of the case: an upsert of all of it."""
     record, case = outcome.record, outcome.record.case
-    row = cases.get(record.case_id)
-    if row is None:
-        row = cases[record.case_id] = TrackingCase(
-            case_id=record.case_id, child_id=record.child_id, la_code=record.la_code
-        )
-    row.state = case.state
-    row.reason = case.reason
-    row.cause_event_id = case.cause_event_id
-    row.cause_event_type = case.cause_event_type
-    row.cause_occurred_at = case.cause_occurred_at
-    row.vulnerabilities = ",".join(case.vulnerabilities)
-    row.social_care_status = case.social_care_status
-    row.has_social_worker = case.has_social_worker
-    row.safeguarding_concern = case.safeguarding_concern
-    row.destination_la_code = case.destination_la_code
-    row.open_deadlines = ",".join(case.open_deadlines)
-    row.merged_into = record.merged_into
-    row.facts_applied = len(record.facts)
-    row.updated_at = utcnow()
-    session.add(row)
+    return {
+        "case_id": record.case_id,
+        "child_id": record.child_id,
+        "la_code": record.la_code,
+        "state": _text(case.state),
+        "reason": _text(case.reason),
+        "cause_event_id": case.cause_event_id,
+        "cause_event_type": case.cause_event_type,
+        "cause_occurred_at": case.cause_occurred_at,
+        "vulnerabilities": ",".join(case.vulnerabilities),
+        "social_care_status": str(case.social_care_status),
+        "has_social_worker": case.has_social_worker,
+        "safeguarding_concern": case.safeguarding_concern,
+        "destination_la_code": case.destination_la_code,
+        "open_deadlines": ",".join(case.open_deadlines),
+        "merged_into": record.merged_into,
+        "facts_applied": len(record.facts),
+        "updated_at": utcnow(),
+    }
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
