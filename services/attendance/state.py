@@ -235,6 +235,9 @@ class AttendanceEngine:
         self.calendars = calendars
         self.rules = rules
         self.keep_years = keep_years
+        # (calendar, school year, weekday index) -> the weekday indices of its term: pure calendar arithmetic,
+        # the same for every pupil, so worked out once (a few hundred entries per LA and year).
+        self._terms: dict[tuple[SchoolCalendar, int, int], tuple[int, int]] = {}
 
     def apply(self, state: PupilAttendance, mark: SessionMark) -> Outcome:
         cal = self.calendars.calendar_for(mark.la_code)
@@ -246,12 +249,14 @@ class AttendanceEngine:
         if sy is None:
             sy = state.years[(mark.school_urn, year)] = SchoolYear(mark.school_urn, mark.la_code, year)
             self._prune(state, year)
-        sy.la_code = mark.la_code
         sy.grow(idx + 1)
         codes, keys = (sy.pm, sy.pm_keys) if mark.pm else (sy.am, sy.am_keys)
         key = order_key(mark.occurred_at, mark.version, year)
         if codes[idx] and key <= keys[idx]:
-            return Outcome("stale", [])  # an older version (or a duplicate) of a mark we already hold
+            # An older version (or a duplicate) of a mark we already hold. Nothing is changed before this
+            # return, so a stale mark leaves the state exactly as it was (a batch folds on in memory).
+            return Outcome("stale", [])
+        sy.la_code = mark.la_code
         keys[idx] = key
         if codes[idx] == mark.code:
             return Outcome("unchanged", [])
@@ -266,15 +271,25 @@ class AttendanceEngine:
 
     def _evaluate(self, sy: SchoolYear, mark: SessionMark, cal: SchoolCalendar, idx: int) -> list[Envelope]:
         events: list[Envelope] = []
+        term: TermCounts | None = None  # shared by the percentage rules: counted once per mark
         for rule in self.rules.for_la(sy.la_code):
             if rule.kind == "run":
                 spans, scope = _runs(sy, rule), None
             elif rule.kind == "cumulative":
                 spans, scope = _cumulative(sy, rule), None
             else:
-                spans, scope = _percentage(sy, rule, cal, idx)
+                if term is None:
+                    term = term_counts(sy, *self._term(cal, sy.year, idx))
+                spans, scope = _percentage(sy, rule, term), term.t0
             events.extend(self._diff(sy, rule, spans, scope, mark))
         return events
+
+    def _term(self, cal: SchoolCalendar, year: int, idx: int) -> tuple[int, int]:
+        key = (cal, year, idx)
+        window = self._terms.get(key)
+        if window is None:
+            window = self._terms[key] = term_window(cal, year, idx)
+        return window
 
     def _diff(
         self, sy: SchoolYear, rule: CompiledRule, spans: list[Span], scope: int | None, mark: SessionMark
@@ -285,6 +300,8 @@ class AttendanceEngine:
         A crossing stands while its first absent day still lies inside a qualifying span, so a run that grows
         backwards (marks for earlier days arriving late) keeps its crossing instead of churning.
         """
+        if not spans and not sy.crossings:
+            return []  # the common case: nothing met, nothing standing
         events: list[Envelope] = []
         ri = rule.index
         standing: set[int] = set()
@@ -401,24 +418,46 @@ def term_bounds(cal: SchoolCalendar, d: date) -> tuple[date, date]:
     return date(d.year, 5, 1), date(d.year, 7, 31)
 
 
-def _percentage(sy: SchoolYear, rule: CompiledRule, cal: SchoolCalendar, idx: int) -> tuple[list[Span], int]:
-    """The span (if met) of the term the mark falls in; the scope is the index of the term's first school day,
-    which is also the crossing's first_absent_date."""
-    start, end = term_bounds(cal, index_date(idx, sy.year))
-    t0 = max(weekday_index(cal.add_school_days(max(start, date(sy.year, 8, 1)), 0), sy.year), 0)
-    t1 = min(weekday_index(end - timedelta(days=max(end.weekday() - 4, 0)), sy.year), len(sy.am) - 1)
+def term_window(cal: SchoolCalendar, year: int, idx: int) -> tuple[int, int]:
+    """Weekday indices of the first school day and the last weekday of the term that weekday ``idx`` of
+    school year ``year`` falls in (the last may lie beyond a pupil's marks)."""
+    start, end = term_bounds(cal, index_date(idx, year))
+    t0 = max(weekday_index(cal.add_school_days(max(start, date(year, 8, 1)), 0), year), 0)
+    t1 = weekday_index(end - timedelta(days=max(end.weekday() - 4, 0)), year)
+    return t0, t1
+
+
+class TermCounts(NamedTuple):
+    """A pupil's sessions in one term, as the percentage rules read them."""
+
+    t0: int  # index of the term's first school day: the rule's scope and the crossing's first_absent_date
+    am: bytes | bytearray  # per day "a" absent, "p" attended, "." neither
+    pm: bytes | bytearray
+    absent: int
+    possible: int
+    last: int  # index of the term's last marked day
+
+
+def term_counts(sy: SchoolYear, t0: int, t1: int) -> TermCounts:
+    t1 = min(t1, len(sy.am) - 1)
     am = sy.am[t0 : t1 + 1].translate(_PCT_TABLE)
     pm = sy.pm[t0 : t1 + 1].translate(_PCT_TABLE)
     absent = am.count(b"a") + pm.count(b"a")
     possible = absent + am.count(b"p") + pm.count(b"p")
     last = t0 + max(len(sy.am[t0 : t1 + 1].rstrip(b"\0")), len(sy.pm[t0 : t1 + 1].rstrip(b"\0"))) - 1
+    return TermCounts(t0, am, pm, absent, possible, last)
+
+
+def _percentage(sy: SchoolYear, rule: CompiledRule, term: TermCounts) -> list[Span]:
+    """The span (if met) of the term the mark falls in (the scope of the rule is the term's ``t0``)."""
+    t0, absent, possible = term.t0, term.absent, term.possible
     if _met(absent, possible, rule):
-        return [Span(t0, t0, t0, max(last, t0), possible // 2 or 1, round(100 * absent / possible, 1))], t0
-    if sy.crossings.get((rule.index, t0), 0) & 1 and _ever_met(am, pm, rule):
+        return [Span(t0, t0, t0, max(term.last, t0), possible // 2 or 1, round(100 * absent / possible, 1))]
+    if sy.crossings.get((rule.index, t0), 0) & 1 and _ever_met(term.am, term.pm, rule):
         # A crossing already emitted stands while the corrected marks still reached the threshold at some
         # point of the term; the share falling later (the pupil attends again) does not withdraw it.
-        return [Span(t0, t0, t0, t0, 1)], t0
-    return [], t0
+        return [Span(t0, t0, t0, t0, 1)]
+    return []
 
 
 def _met(absent: int, possible: int, rule: CompiledRule) -> bool:
