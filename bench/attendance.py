@@ -4,10 +4,13 @@ same run, and the memory per pupil of its state.
 1. pure engine: ``AttendanceEngine.apply`` on in-memory states (no JSON, no serialisation);
 2. handler: what the agent does per record apart from I/O: JSON decode and validation of the mark, state
    from bytes, apply, state to bytes (``MarkHandler.handle``);
+   fold: the same per batch (``MarkHandler.fold``, ``--batch-max`` marks): each pupil's state decoded and
+   encoded once per batch, as the worker does;
 3. baseline: a raw aiokafka consumer reading the marks from the broker and decoding each with the shared
    schema (``AttendanceMark.model_validate_json``), nothing else;
-4. faust worker: the real ``cme-attendance worker`` process (RocksDB store) consuming the same topic; the
-   rate is measured from its consumer group's committed offsets (start-up excluded);
+4. faust worker: the real ``cme-attendance worker`` process (RocksDB store, batches of ``--batch-max`` or
+   ``--batch-linger`` seconds) consuming the same topic; the rate is measured from its consumer group's
+   committed offsets (start-up excluded);
 5. memory: states for ``--memory-pupils`` pupils x a term of marks, built from realistic templates, measured
    with tracemalloc (Python objects, as held in memory) and as stored bytes (what RocksDB keeps).
 
@@ -37,10 +40,11 @@ from typing import Any
 import orjson
 
 from services.attendance.codes import CODE_BYTE
+from services.attendance.fold import MarkHandler
 from services.attendance.rules import AttendanceRules
 from services.attendance.settings import AttendanceSettings
 from services.attendance.state import AttendanceEngine, PupilAttendance, SessionMark
-from services.attendance.worker import MarkHandler, app_id
+from services.attendance.worker import app_id
 from shared.events.attendance import AttendanceCode, AttendanceMark
 from shared.events.catalogue import encode_event
 from shared.events.envelope import Source
@@ -139,6 +143,22 @@ def bench_handler(records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {"marks": n, "seconds": seconds, "per_second": n / seconds, "emitted": emitted}
 
 
+def bench_fold(records: list[tuple[bytes, bytes]], batch: int) -> dict[str, Any]:
+    """What the agent does per batch apart from I/O: ``MarkHandler.fold`` over consecutive records (the
+    worker folds per partition; here all records are one partition), each pupil's state once per batch."""
+    handler = MarkHandler(AttendanceEngine(CalendarRegistry(), AttendanceRules()))
+    table: dict[bytes, bytes] = {}
+    emitted = 0
+    start = time.perf_counter()
+    for i in range(0, len(records), batch):
+        folded = handler.fold(records[i : i + batch], table.get)
+        table.update(folded.states)
+        emitted += len(folded.emitted)
+    seconds = time.perf_counter() - start
+    n = len(records)
+    return {"marks": n, "seconds": seconds, "per_second": n / seconds, "emitted": emitted, "batch": batch}
+
+
 def bench_memory(pupils: int, days: int) -> dict[str, Any]:
     """States of ``pupils`` pupils after a term: built from 200 simulated pupils, then copied via bytes."""
     templates_marks = make_marks(200, days, seed=2)
@@ -219,6 +239,8 @@ def committed(settings: AttendanceSettings) -> int:
 def faust_worker(settings: AttendanceSettings, total: int, timeout_s: float) -> dict[str, Any]:
     env = {
         **os.environ,
+        "CME_ATTENDANCE_BATCH_MAX": str(settings.attendance_batch_max),
+        "CME_ATTENDANCE_BATCH_LINGER_S": str(settings.attendance_batch_linger_s),
         "CME_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "CME_TOPIC_PREFIX": settings.topic_prefix,
         "CME_TOPIC_PARTITIONS": str(settings.topic_partitions),
@@ -266,6 +288,11 @@ def main() -> None:
     parser.add_argument("--term-days", type=int, default=70, help="a term of school days for the memory test")
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600)
+    defaults = AttendanceSettings.model_fields
+    parser.add_argument("--batch-max", type=int, default=defaults["attendance_batch_max"].default)
+    parser.add_argument(
+        "--batch-linger", type=float, default=defaults["attendance_batch_linger_s"].default, help="seconds"
+    )
     args = parser.parse_args()
 
     engine_marks = make_marks(args.engine_pupils, args.term_days)
@@ -274,12 +301,14 @@ def main() -> None:
     marks = make_marks(args.pupils, args.days, seed=3)
     records = [(m.upn.encode(), encode_event(to_event(m))) for m in marks]
     handler = bench_handler(records)
+    fold = bench_fold(records, args.batch_max)
     memory = bench_memory(args.memory_pupils, args.term_days)
 
     tmp = Path(tempfile.mkdtemp(prefix="cme-bench-attendance-"))
     settings = AttendanceSettings(
         kafka_bootstrap=args.kafka, topic_prefix=f"bench{uuid.uuid4().hex[:8]}-",
         topic_partitions=args.partitions, data_dir=tmp,
+        attendance_batch_max=args.batch_max, attendance_batch_linger_s=args.batch_linger,
     )  # fmt: skip
     ensure_topics(settings, (ATTENDANCE, INTAKE, DEAD_LETTER))
     produce(settings, records)
@@ -290,6 +319,7 @@ def main() -> None:
         ("raw aiokafka consume + decode (baseline)", baseline),
         ("faust worker from Kafka (RocksDB)", worker),
         ("handler: decode + state bytes + apply", handler),
+        (f"fold: batches of {args.batch_max}, state once per pupil", fold),
         ("pure engine apply (in memory)", engine),
     ]
     print(f"\n{'path':<44} {'marks':>9} {'seconds':>8} {'marks/s':>10} {'vs baseline':>12}")
@@ -313,6 +343,7 @@ def main() -> None:
                 "baseline_raw_consume": baseline,
                 "faust_worker": worker,
                 "handler": handler,
+                "fold": fold,
                 "pure_engine": engine,
                 "memory": memory,
                 "national": {"marks_per_second_needed": national, "workers_at_measured_rate": workers},

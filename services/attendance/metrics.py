@@ -22,6 +22,20 @@ UPLOAD_REJECTED = Counter(
 )
 APPLY_SECONDS = Histogram(
     "cme_attendance_apply_seconds",
-    "Time to apply one mark to a pupil's state (decode to re-encode)",
+    "Time to apply one mark to a pupil's state (decode to re-encode), the mean over a batch",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05),
+)
+BATCH_MARKS = Histogram(
+    "cme_attendance_batch_marks",
+    "Marks per batch of one partition taken by the worker",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+BATCH_SECONDS = Histogram(
+    "cme_attendance_batch_seconds",
+    "Time to process a batch of one partition: fold, send and await the broker's acks, write the states",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_FALLBACKS = Counter(
+    "cme_attendance_batch_fallbacks_total",
+    "Batches redone one mark at a time because a mark failed (it alone is dead-lettered)",
 )

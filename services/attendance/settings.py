@@ -19,6 +19,13 @@ class AttendanceSettings(Settings):
     # Largest bulk upload accepted (bytes); bigger bodies get 413. 5 MB is about 40,000 marks as JSON.
     attendance_upload_max_bytes: int = Field(default=5_000_000, ge=1024)
     attendance_upload_max_marks: int = Field(default=50_000, ge=1)
+    # The worker takes up to this many marks at once (per-partition batches: one table write per pupil per
+    # batch, the batch's events acknowledged together) ...
+    attendance_batch_max: int = Field(default=500, ge=1, le=10_000)
+    # ... or what arrived within this many seconds: a lone mark waits at most this long.
+    attendance_batch_linger_s: float = Field(default=0.05, gt=0, le=5)
+    # How long the worker's producer waits to fill a request (events and table changelog alike).
+    attendance_producer_linger_s: float = Field(default=0.005, ge=0, le=1)
 
 
 def attendance_settings(base: Settings | None = None) -> AttendanceSettings:
