@@ -84,8 +84,8 @@ async def raw_consume(settings: Settings, topic: str, total: int) -> dict[str, f
     return {"events": seen, "seconds": round(seconds, 2), "per_second": round(seen / seconds, 1)}
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = service_env(settings, CME_TRACKING_STORE="rocksdb")
+def start_worker(settings: Settings, log_path: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    env = service_env(settings, CME_TRACKING_STORE="rocksdb", **extra_env)
     with open(log_path, "ab") as out:
         argv = [str(BIN / "cme-tracking"), "worker"]
         return subprocess.Popen(argv, env=env, stdout=out, stderr=out)  # noqa: S603 - our own entry point
@@ -135,6 +135,40 @@ def worker_throughput(
         "seconds_steady": round(steady, 2),
         "per_second": round((len(ids) - first_count) / steady, 1),
         "per_second_incl_startup": round(len(ids) / (finished - launched), 1),
+    }
+
+
+def lone_event_latency(
+    settings: Settings, records: list[tuple[bytes, bytes]], timeout_s: float, **worker_env: str
+) -> dict[str, Any]:
+    """Milliseconds from producing one event (nothing else in flight) to its timeline row, p50/max over
+    ``records`` sent one after the other: what micro-batching costs a lone event (the batch linger)."""
+    from kafka import KafkaProducer
+
+    from shared.kafka import kafka_python_config
+
+    engine = make_engine(settings.database_url)
+    proc = start_worker(settings, Path(settings.data_dir) / "tracking-latency.log", **worker_env)
+    producer = KafkaProducer(acks="all", enable_idempotence=True, **kafka_python_config(settings))
+    topic = INTAKE.name(settings)
+    millis: list[float] = []
+    try:
+        for i, (key, value) in enumerate(records):
+            event_id = str(orjson.loads(value)["event_id"])
+            started = time.perf_counter()
+            producer.send(topic, key=key, value=value).get(timeout=30)
+            wait_for(lambda e=event_id: timeline_count(engine, [e]) == 1, timeout_s, 0.005)  # type: ignore[misc]
+            if i:  # the first one waits for the worker to start
+                millis.append((time.perf_counter() - started) * 1000)
+    finally:
+        producer.close()
+        stop_process(proc)
+        engine.dispose()
+    millis.sort()
+    return {
+        "events": len(millis),
+        "p50_ms": round(millis[len(millis) // 2], 1),
+        "max_ms": round(millis[-1], 1),
     }
 
 
@@ -332,10 +366,36 @@ def main(argv: list[str] | None = None) -> None:
         "--recovery", type=int, nargs="*", default=[], help="recovery sizes (none by default)"
     )
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--latency",
+        type=int,
+        default=0,
+        help="instead: a lone event's latency over N events sent one at a time, batches vs one at a time",
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="cme-bench-tracking-"))
+    if args.latency:
+        print(orjson.dumps(latency(workdir, args.latency, args.timeout)).decode())
+        return
     for row in run(workdir, args.events, args.recovery, args.timeout):
         print(orjson.dumps(row.as_dict()).decode())
+
+
+def latency(workdir: Path, n_events: int, timeout_s: float) -> dict[str, Any]:
+    """Lone-event latency with the default micro-batches and with batches of one (each on a fresh prefix)."""
+    out: dict[str, Any] = {}
+    for label, env in (("batches", {}), ("one_at_a_time", {"CME_TRACKING_BATCH_MAX": "1"})):
+        with scratch_database("tracking_latency") as db_url:
+            settings = bench_settings(db_url, workdir / f"latency-{label}")
+            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+            ensure_topics(settings, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
+            migrate(db_url, MIGRATIONS, "tracking")
+            try:
+                out[label] = lone_event_latency(settings, synthetic_intake(n_events + 1), timeout_s, **env)
+            finally:
+                delete_topics(settings)
+        log(f"tracking latency {label}: {out[label]}")
+    return out
 
 
 if __name__ == "__main__":
