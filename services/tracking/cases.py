@@ -33,6 +33,7 @@ from shared.events.internal import (
     CaseTransitionPayload,
     ChildFact,
     ChildMerged,
+    ChildPurged,
     ChildSplit,
     DeadlineRef,
 )
@@ -93,6 +94,8 @@ class Outcome:
     forwards: list[tuple[str, Envelope]] = field(
         default_factory=list
     )  # (child_id key, event) to child-events
+    # Retention ran out: delete the record from the table (a changelog tombstone); nothing to project or save.
+    purged: bool = False
 
 
 def new_record(child_id: str, la_code: str) -> ChildRecord:
@@ -393,3 +396,11 @@ def apply_split(record: ChildRecord, event: ChildSplit) -> Outcome:
     )
     out.record = record.model_copy(update={"case": after, "facts": facts, "seen": seen, "merged_into": None})
     return out
+
+
+def apply_purge(record: ChildRecord, event: ChildPurged) -> Outcome:
+    """``cme purge`` deleted the child's rows from the case store; the working record goes too. A repeat finds
+    no record (the agent starts from an empty one) and deletes nothing more."""
+    if str(event.payload.child_id) != record.child_id:
+        raise ValueError("a purge names the child it is keyed by")
+    return Outcome(record=record, purged=True)

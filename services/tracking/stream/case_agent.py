@@ -20,6 +20,7 @@ from services.tracking.cases import (
     Outcome,
     apply_child_fact,
     apply_merge,
+    apply_purge,
     apply_split,
     new_record,
 )
@@ -29,7 +30,7 @@ from services.tracking.stream.batching import batches, current, release
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
-from shared.events.internal import ChildFact, ChildMerged, ChildSplit
+from shared.events.internal import ChildFact, ChildMerged, ChildPurged, ChildSplit
 from shared.logs import bind_event, get_logger
 
 log = get_logger(__name__)
@@ -43,6 +44,8 @@ def apply(record: ChildRecord, event: Envelope) -> Outcome:
         return apply_merge(record, event)
     if isinstance(event, ChildSplit):
         return apply_split(record, event)
+    if isinstance(event, ChildPurged):
+        return apply_purge(record, event)
     raise ValueError(f"{event.event_type} does not belong on the child-events topic")
 
 
@@ -76,6 +79,7 @@ def register(app: faust.App, ctx: Any) -> None:
         # Apply in order; a later event of the same child in the batch starts from the earlier one's result.
         records: dict[str, ChildRecord] = {}  # child_id -> the record as the batch has left it so far
         changed: dict[str, Any] = {}  # child_id -> the last event of the batch that changed its record
+        deleted: set[str] = set()  # children whose record the batch leaves purged (retention)
         applied: list[_Applied] = []
         for event in events:
             envelope = decode_event(event.value)
@@ -88,12 +92,19 @@ def register(app: faust.App, ctx: Any) -> None:
             if outcome.duplicate:
                 EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "duplicate").inc()
                 continue
+            if outcome.purged:
+                records[child_id] = new_record(child_id, record.la_code)  # a later event starts afresh
+                deleted.add(child_id)
+            else:
+                deleted.discard(child_id)
             changed[child_id] = event
             applied.append(_Applied(event, envelope, outcome))
         if not applied:
             return
         # Side effects first (all idempotent), the table last: a crash in between repeats them harmlessly.
-        await asyncio.to_thread(project_many, ctx.engine, [a.outcome for a in applied])
+        # A purged child's rows were deleted by `cme purge`: projecting it would bring them back.
+        projected = [a.outcome for a in applied if not a.outcome.purged]
+        await asyncio.to_thread(project_many, ctx.engine, projected)
         messages: list[tuple[Any, bytes | None, bytes]] = []
         for a in applied:
             key: bytes = a.event.key
@@ -103,7 +114,10 @@ def register(app: faust.App, ctx: Any) -> None:
         await send_all(messages)
         for child_id, event in changed.items():
             current(event)
-            ctx.children[child_id] = records[child_id].model_dump_json()
+            if child_id not in deleted:
+                ctx.children[child_id] = records[child_id].model_dump_json()
+            elif child_id in ctx.children:
+                del ctx.children[child_id]  # a tombstone on the changelog: no copy outlives retention
         seconds = time.perf_counter() - started
         for a in applied:
             bind_event(a.envelope)
