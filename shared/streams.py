@@ -47,7 +47,8 @@ def stream_app(settings: Settings, app_id: str, store: StoreChoice, state_dir: s
         web_enabled=False,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        table_standby_replicas=0,
+        table_standby_replicas=settings.stream_standby_replicas,
+        producer_linger=settings.stream_producer_linger_s,
         broker_commit_interval=0.5,
     )
 

@@ -24,8 +24,6 @@ class AttendanceSettings(Settings):
     attendance_batch_max: int = Field(default=500, ge=1, le=10_000)
     # ... or what arrived within this many seconds: a lone mark waits at most this long.
     attendance_batch_linger_s: float = Field(default=0.05, gt=0, le=5)
-    # How long the worker's producer waits to fill a request (events and table changelog alike).
-    attendance_producer_linger_s: float = Field(default=0.005, ge=0, le=1)
 
 
 def attendance_settings(base: Settings | None = None) -> AttendanceSettings:
