@@ -53,8 +53,14 @@ def test_purged_child_leaves_a_tombstone_and_no_record(
     later = [event("child-located", 61, 10, kid=gone), event("child-located", 62, 10, kid=kept)]
     send(settings, later)
     with tracking_worker(settings, tmp_path / "worker.log"):
+        # If the first worker's leave did not reach the group, its partitions come back only after faust's
+        # 60 s session timeout and a second recovery (seen once in a loaded CI rehearsal): allow for that.
+        after_handover = 150
         # Same child id (its identifiers were not deleted here), but its earlier fact is forgotten.
-        assert wait_state(settings, later[0].event_id, "awaiting_provision", facts=1)["child_id"] == child_id
-        wait_state(settings, later[1].event_id, "in_education", facts=2)
+        forgotten = wait_state(
+            settings, later[0].event_id, "awaiting_provision", facts=1, timeout_s=after_handover
+        )
+        assert forgotten["child_id"] == child_id
+        wait_state(settings, later[1].event_id, "in_education", facts=2, timeout_s=after_handover)
     dead = query(settings, "SELECT 1 FROM tracking_timeline WHERE event_id = :e", e=str(purge.event_id))
     assert dead == []  # the purge is not a fact of the child's case
