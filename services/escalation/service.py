@@ -105,6 +105,17 @@ def mark_processed(session: Session, event_id: uuid.UUID, topic: str) -> bool:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _known_context(case: EscalationCase, reason: str | None) -> MatchContext:
+    """What escalation last heard of the child's context, from its copy of the case."""
+    return MatchContext(
+        has_social_worker=case.has_social_worker,
+        social_care_status=case.social_care_status,
+        reason=reason,
+        vulnerabilities=frozenset(v for v in case.vulnerabilities.split(",") if v),
+        safeguarding_concern=case.safeguarding_concern,
+    )
+
+
 def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: datetime) -> Outcome:
     p = event.payload
     child, la = str(p.child_id), p.la_code
@@ -117,13 +128,7 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     # start; those already matched before have run (or been acknowledged or resolved) and must not repeat.
     earlier: MatchContext | None = None
     if case is not None and p.from_state == p.to_state and case.state == p.to_state.value:
-        earlier = MatchContext(
-            has_social_worker=case.has_social_worker,
-            social_care_status=case.social_care_status,
-            reason=p.reason.value if p.reason is not None else None,
-            vulnerabilities=frozenset(v for v in case.vulnerabilities.split(",") if v),
-            safeguarding_concern=case.safeguarding_concern,
-        )
+        earlier = _known_context(case, p.reason.value if p.reason is not None else None)
     if case is None:
         case = EscalationCase(
             child_id=child, la_code=la, case_id=str(p.case_id), state=p.to_state, state_since=occurred
@@ -212,13 +217,7 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     if case is not None and case.state in RESOLVED_STATES and as_utc(case.state_since) >= occurred:
         return Outcome("already_resolved")  # the case was resolved after this fact happened
     reason, start = _fact_reason_and_start(fact.event_type, fact.payload, occurred)
-    ctx = MatchContext(
-        has_social_worker=case.has_social_worker if case else False,
-        social_care_status=case.social_care_status if case else None,
-        reason=reason,
-        vulnerabilities=frozenset(v for v in (case.vulnerabilities.split(",") if case else []) if v),
-        safeguarding_concern=case.safeguarding_concern if case else False,
-    )
+    ctx = _known_context(case, reason) if case else MatchContext(reason=reason)
     outcome = Outcome("applied")
     order = _rule_order(deps.rules, la)
     calendar = deps.calendars.calendar_for(la)
