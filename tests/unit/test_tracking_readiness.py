@@ -35,9 +35,12 @@ def _probe(check: readiness.ReadinessCheck) -> str:
     """Run the probe as the API does: on another thread with its own running event loop."""
     outcome: list[str] = []
 
+    async def probe() -> None:
+        await check()
+
     def run() -> None:
         try:
-            asyncio.run(check())
+            asyncio.run(probe())
             outcome.append("ready")
         except RuntimeError as exc:
             outcome.append(str(exc))
@@ -94,6 +97,7 @@ def test_probing_before_the_worker_runs_binds_nothing_to_the_api_loop(tmp_path: 
     assert _probe(readiness.worker_check()) == "the worker has not started"
 
     # Nothing of faust's got a loop from the probe: the worker's own loop is the first one they will see.
-    assert app.tables._loop is None
-    assert app.tables._recovery is None
+    tables: Any = app.tables
+    assert tables._loop is None
+    assert tables._recovery is None
     assert app._loop is None
