@@ -40,18 +40,28 @@ SERVICES = (
 )
 
 
-def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+def log_tail(log_path: Path | None, lines: int = 40) -> str:
+    """The last lines of a service's log, for a failure message that explains itself."""
+    if log_path is None or not log_path.exists():
+        return ""
+    tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last {len(tail)} lines of {log_path} ---\n" + "\n".join(tail)
+
+
+def wait_ready(
+    url: str, timeout_s: float, proc: subprocess.Popen[bytes], log_path: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}" + log_tail(log_path))
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s")
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s" + log_tail(log_path))
 
 
 def spawn(service: ServiceProcess, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
@@ -71,7 +81,8 @@ def start_services(
             procs[service.name] = spawn(service, env, log_dir)
         for service in services:
             port = getattr(settings, service.port_setting)
-            wait_ready(f"http://127.0.0.1:{port}/health/ready", 120, procs[service.name])
+            log_path = log_dir / f"{service.name}.log"
+            wait_ready(f"http://127.0.0.1:{port}/health/ready", 120, procs[service.name], log_path)
             print(f"{service.name} ready on http://127.0.0.1:{port}", file=sys.stderr)
     except BaseException:
         stop_services(procs)  # the caller never gets the processes: do not leave them running

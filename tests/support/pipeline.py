@@ -206,7 +206,8 @@ class Pipeline:
         )
 
     def wait_ready(self, name: str, timeout_s: float = 90) -> None:
-        wait_ready(f"http://127.0.0.1:{self.ports[name]}/health/ready", timeout_s, self.procs[name])
+        url = f"http://127.0.0.1:{self.ports[name]}/health/ready"
+        wait_ready(url, timeout_s, self.procs[name], self.log_dir / f"{name}.log")
 
     def start(self) -> None:
         for name in self.services:
