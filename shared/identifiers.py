@@ -33,6 +33,29 @@ LA_CODES: frozenset[str] = frozenset(
     )
 )  # fmt: skip
 
+
+
+def _ranges(*spans: tuple[int, int] | int) -> frozenset[str]:
+    numbers: set[int] = set()
+    for span in spans:
+        low, high = span if isinstance(span, tuple) else (span, span)
+        numbers.update(range(low, high + 1))
+    return frozenset(f"{n:03d}" for n in numbers)
+
+
+# What characters 2-4 of a UPN may be: the number of the LA that *issued* it, kept for life. The DfE's school
+# census validation (rule 1530, "characters 2-4 not a recognised LA code") accepts any post-April-1999 LA code
+# or a recognised pseudo-LA code: 001-005 and 701-708 (pseudo-LAs, e.g. service children's schools), Welsh
+# LAs 660-681, and former English LAs: Bedfordshire 820 and Cheshire 875 (to 2009), Dorset, Poole and
+# Bournemouth 835-837 (to 2019), Northamptonshire 928 (to 2021), Cumbria 909 (to 2023). The census list
+# predates the 2019-2023 reorganisations, so the current LAs are added. Never the test of "the LA now".
+UPN_LA_CODES: frozenset[str] = LA_CODES | _ranges(
+    (1, 5), (201, 213), (301, 320), (330, 336), (340, 344), (350, 359), (370, 373), (380, 384), (390, 394),
+    420, (660, 681), (701, 708), (800, 803), (805, 808), (810, 813), 815, 816, (820, 823), 825, 826, 830,
+    831, (835, 837), 840, 841, 845, 846, (850, 852), (855, 857), 860, 861, (865, 896), 908, 909, 916, 919,
+    921, 925, 926, 928, 929, 931, 933, (935, 938),
+)  # fmt: skip
+
 _UPN_SHAPE = re.compile(r"^[A-Z][0-9]{3}[0-9]{4}[0-9]{2}[0-9]{2}[0-9A-Z]$")
 _ONS_LA = re.compile(r"^E0[6-9][0-9]{6}$|^E10[0-9]{6}$")
 
@@ -49,16 +72,16 @@ def upn_check_letter(body: str) -> str:
 def validate_upn(value: str) -> str:
     upn = value.strip().upper()
     if len(upn) != 13:
-        raise ValueError(f"UPN must be 13 characters, got {len(upn)}")
+        raise ValueError("UPN must be 13 characters")
     if not _UPN_SHAPE.match(upn):
         raise ValueError("UPN must be a check letter, 11 digits and a final digit or letter (temporary UPN)")
     if upn[-1].isalpha() and upn[-1] not in UPN_ALPHABET:
         raise ValueError("a temporary UPN's final letter cannot be I, O or S")
-    if upn[1:4] not in LA_CODES:
-        raise ValueError(f"UPN LA number {upn[1:4]} is not a current DfE LA number")
-    expected = upn_check_letter(upn[1:])
-    if upn[0] != expected:
-        raise ValueError(f"UPN check letter is {upn[0]} but the digits give {expected}")
+    if upn[1:4] not in UPN_LA_CODES:
+        # Messages never repeat the digits sent: they are a child's identifier.
+        raise ValueError("UPN characters 2-4 are not the number of any LA that issues UPNs")
+    if upn[0] != upn_check_letter(upn[1:]):
+        raise ValueError("UPN check letter does not match the digits")
     return upn
 
 
@@ -102,7 +125,7 @@ def validate_la_code(value: str) -> str:
     if not (len(code) == 3 and code.isdigit()):
         raise ValueError("LA code must be the 3-digit DfE LA number")
     if code not in LA_CODES:
-        raise ValueError(f"LA code {code} is not a current DfE LA number")
+        raise ValueError("LA code is not a current DfE LA number (a field that means the LA responsible now)")
     return code
 
 

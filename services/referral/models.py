@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictBool
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -132,7 +132,7 @@ class ReferralRequest(BaseModel):
     referrer_type: ReferrerType
     referrer_organisation: Annotated[str | None, PydanticField(max_length=200)] = None
     concern: FreeText
-    safeguarding_concern: bool = False
+    safeguarding_concern: StrictBool = False
     occurred_at: AwareDatetime | None = PydanticField(
         default=None, description="When the concern arose; now if absent"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, StrictBool, model_validator
 
 from shared.events.envelope import URN, Envelope, InboundEnvelope, LACode, StrictModel
 from shared.events.vocab import (
@@ -68,7 +68,7 @@ class ChildFact(StrictModel):
 class Destination(StrictModel):
     """Where a leaver went, as far as the school knows."""
 
-    known: bool
+    known: StrictBool
     school_urn: URN | None = None
     la_code: LACode | None = None
     country: Annotated[str | None, Field(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")] = None
@@ -87,7 +87,7 @@ class Destination(StrictModel):
 class PupilRegisteredPayload(ChildFact):
     school_urn: URN
     entry_date: date
-    non_standard_entry: bool = True
+    non_standard_entry: StrictBool = True
 
 
 class PupilLeftRollPayload(ChildFact):
@@ -95,7 +95,7 @@ class PupilLeftRollPayload(ChildFact):
     deletion_ground: DeletionGround
     leaving_date: date
     destination: Destination
-    enquiries_completed: bool = False
+    enquiries_completed: StrictBool = False
 
     @model_validator(mode="after")
     def _ground_fits_destination(self) -> PupilLeftRollPayload:
@@ -147,7 +147,7 @@ class PlaceOfferedPayload(ChildFact):
     school_urn: URN | None = None
     offered_on: date
     expected_start: date | None = None
-    fair_access: bool = False
+    fair_access: StrictBool = False
 
 
 class ProvisionStartedPayload(ChildFact):
@@ -157,13 +157,13 @@ class ProvisionStartedPayload(ChildFact):
     school_urn: URN | None = None
     start_date: date
     hours_per_week: Annotated[float | None, Field(ge=0, le=40)] = None
-    full_time: bool = True
+    full_time: StrictBool = True
 
 
 class ChildLocatedPayload(ChildFact):
     located_on: date
     la_code: LACode
-    in_education: bool = False
+    in_education: StrictBool = False
 
 
 class WhereaboutsUnknownPayload(ChildFact):
@@ -174,8 +174,8 @@ class WhereaboutsUnknownPayload(ChildFact):
 class HomeEducationNotifiedPayload(ChildFact):
     school_urn: URN | None = None
     notified_on: date
-    special_school: bool = False
-    la_consent_given: bool | None = None
+    special_school: StrictBool = False
+    la_consent_given: StrictBool | None = None
 
     @model_validator(mode="after")
     def _special_school_consent(self) -> HomeEducationNotifiedPayload:
@@ -193,14 +193,14 @@ class MovedOutOfAreaPayload(ChildFact):
 class MovedAbroadPayload(ChildFact):
     country: Annotated[str, Field(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")]
     moved_on: date
-    confirmed: bool = False
+    confirmed: StrictBool = False
 
 
 class ReferralReceivedPayload(ChildFact):
     referrer_type: ReferrerType
     referrer_organisation: Annotated[str | None, Field(max_length=200)] = None
     concern: FreeText
-    safeguarding_concern: bool = False
+    safeguarding_concern: StrictBool = False
 
 
 class EnquiryRecordedPayload(ChildFact):
@@ -211,7 +211,7 @@ class EnquiryRecordedPayload(ChildFact):
 
 class SocialCareStatusChangedPayload(ChildFact):
     status: SocialCareStatus
-    has_social_worker: bool
+    has_social_worker: StrictBool
     effective_from: date
 
 

@@ -7,7 +7,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, StrictBool
 
 from shared.events.envelope import Envelope, LACode, StrictModel
 from shared.events.vocab import MissingReason, SocialCareStatus, Vulnerability
@@ -119,12 +119,12 @@ class CaseTransitionPayload(StrictModel):
     reason: MissingReason | None = None
     vulnerabilities: list[Vulnerability] = Field(default_factory=list)
     social_care_status: SocialCareStatus = SocialCareStatus.NONE
-    has_social_worker: bool = False
+    has_social_worker: StrictBool = False
     deadlines_started: list[DeadlineRef] = Field(default_factory=list)
     deadlines_stopped: list[str] = Field(default_factory=list)
-    flagged_for_review: bool = False
+    flagged_for_review: StrictBool = False
     destination_la_code: LACode | None = None
-    safeguarding_concern: bool = False  # a referrer raised a safeguarding concern about the child
+    safeguarding_concern: StrictBool = False  # a referrer raised a safeguarding concern about the child
 
 
 class CaseTransition(Envelope):

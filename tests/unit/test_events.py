@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -29,7 +30,9 @@ def test_bad_upn_check_letter_names_the_field() -> None:
     with pytest.raises(ValidationError) as info:
         decode_inbound(data)
     assert "payload.child.upn" in str(info.value)
-    assert "check letter is C but the digits give B" in str(info.value)
+    assert "check letter does not match the digits" in str(info.value)
+    messages = " ".join(e["msg"] for e in info.value.errors(include_input=False))
+    assert "801200005001" not in messages  # the digits sent are never echoed
 
 
 def test_unknown_field_is_rejected_not_dropped() -> None:
@@ -103,3 +106,35 @@ def test_log_fields_carry_no_personal_data() -> None:
         assert personal not in flat
     assert fields["event_id"] == str(event.event_id)
     uuid.UUID(fields["event_id"])
+
+
+@pytest.mark.parametrize("value", [0, 1, "no", "yes", "Y", "N", "off", "on", "true", "false", "0", 1.0])
+@pytest.mark.parametrize(
+    ("event_type", "path"),
+    [
+        ("pupil-left-roll", ("destination", "known")),
+        ("pupil-left-roll", ("enquiries_completed",)),
+        ("referral-received", ("safeguarding_concern",)),
+        ("moved-abroad", ("confirmed",)),
+        ("child-located", ("in_education",)),
+    ],
+)
+def test_booleans_are_json_booleans_only(event_type: str, path: tuple[str, ...], value: object) -> None:
+    """0, "no", "Y", "off" are not booleans: a school's export that sends them is refused, not guessed at."""
+    data = sample_event_dict(event_type)
+    target = data["payload"]
+    for name in path[:-1]:
+        target = target[name]
+    target[path[-1]] = value
+    with pytest.raises(ValidationError) as info:
+        decode_inbound(data)
+    assert [e["type"] for e in info.value.errors()] == ["bool_type"]
+    for raw in (orjson.dumps(data),):  # the same over JSON, as the API and the bus read it
+        with pytest.raises(ValidationError):
+            decode_inbound(raw)
+
+
+def test_a_json_boolean_is_still_a_boolean() -> None:
+    data = sample_event_dict("moved-abroad")
+    data["payload"]["confirmed"] = True
+    assert decode_inbound(orjson.dumps(data)).payload.confirmed is True

@@ -22,8 +22,41 @@ def test_worked_upn_examples_are_valid(upn: str) -> None:
 
 
 def test_p207000016049_is_p_not_q() -> None:
-    with pytest.raises(ValueError, match="check letter is Q but the digits give P"):
+    with pytest.raises(ValueError, match="check letter does not match") as info:
         validate_upn("Q207000016049")
+    assert "207000016049" not in str(info.value) and "P" not in str(info.value).split()
+
+
+def _upn(la: str) -> str:
+    body = la + "2000" + "14" + "001"
+    return upn_check_letter(body) + body
+
+
+@pytest.mark.parametrize(
+    "la",
+    [
+        "909",  # Cumbria, until 2023
+        "928",  # Northamptonshire, until 2021
+        "835",  # Bournemouth, until 2019
+        "836",  # Dorset, until 2019
+        "837",  # Poole, until 2019
+        "820",  # Bedfordshire, until 2009
+        "875",  # Cheshire, until 2009
+        "660",  # Isle of Anglesey (Wales)
+        "681",  # Cardiff (Wales)
+        "702",  # a DfE pseudo-LA (service children's schools)
+        "942",  # Cumberland, since 2023
+    ],
+)
+def test_upns_issued_by_former_welsh_and_pseudo_las_are_valid(la: str) -> None:
+    """A UPN keeps the number of the LA that issued it for life (DfE census rule 1530's list)."""
+    assert validate_upn(_upn(la)) == _upn(la)
+
+
+def test_upn_of_an_la_number_never_issued_is_refused() -> None:
+    with pytest.raises(ValueError, match="not the number of any LA") as info:
+        validate_upn(_upn("999"))
+    assert "999" not in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +65,8 @@ def test_p207000016049_is_p_not_q() -> None:
         ("B80120000500", "13 characters"),
         ("B80120000500!", "check letter, 11 digits"),
         ("18012000050011"[:13], "check letter, 11 digits"),
-        ("A999200005001", "not a current DfE LA number"),
+        ("A999200005001", "not the number of any LA"),
+        ("A801200005001", "check letter does not match"),
     ],
 )
 def test_bad_upns_say_which_rule(upn: str, message: str) -> None:
