@@ -44,6 +44,7 @@ def _payload(event_type: str, kid: dict[str, Any], on: date) -> dict[str, Any]:
             "deletion_ground": "i",
             "leaving_date": d,
             "destination": {"known": False, "ctf_destination": "XXXXXXX"},
+            "enquiries_completed": True,  # ground (i) after the joint enquiries with the LA, as the law asks
         },
         "absence-threshold-crossed": {
             "school_urn": DEMO_SCHOOL_URN,
@@ -80,6 +81,11 @@ def _payload(event_type: str, kid: dict[str, Any], on: date) -> dict[str, Any]:
             "status": "child_in_need",
             "has_social_worker": True,
             "effective_from": d,
+        },
+        "sickness-absence-notified": {
+            "school_urn": DEMO_SCHOOL_URN,
+            "first_absent_date": d,
+            "expected_school_days": 30,
         },
     }
     return {"child": kid, **payloads[event_type]}

@@ -96,6 +96,21 @@ REASON_VOCABULARY: dict[str, frozenset[str]] = {
     "pupil-left-roll": frozenset(DeletionGround),  # PupilLeftRollPayload.deletion_ground (reg 9(1) letter)
 }
 
+# Social-care statuses a vulnerability flag on any inbound event also tells us about: a school or agency
+# that marks a child as on a child protection plan has told the LA the child is known to social care,
+# whether or not a social-care-status-changed event ever arrives.
+SOCIAL_CARE_FLAGS: frozenset[str] = frozenset(
+    s.value
+    for s in (
+        SocialCareStatus.CHILD_IN_NEED,
+        SocialCareStatus.CHILD_PROTECTION_PLAN,
+        SocialCareStatus.LOOKED_AFTER,
+    )
+)
+# Watches whose context carries enquiries_completed (PupilLeftRollPayload.enquiries_completed).
+ENQUIRY_WATCHES: frozenset[str] = frozenset({"pupil-left-roll"})
+
+
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 
 LA_CODE_RE = re.compile(r"^\d{3}$")
@@ -150,6 +165,7 @@ class Condition(_Frozen):
     social_care_status_in: tuple[SocialCareStatus, ...] | None = Field(default=None, min_length=1)
     reason_in: tuple[Slug, ...] | None = Field(default=None, min_length=1)
     vulnerability_any: tuple[Vulnerability, ...] | None = Field(default=None, min_length=1)
+    enquiries_completed: bool | None = None  # pupil-left-roll: the joint reasonable enquiries were completed
 
     @model_validator(mode="after")
     def _not_empty(self) -> Condition:
@@ -159,6 +175,7 @@ class Condition(_Frozen):
             and self.social_care_status_in is None
             and self.reason_in is None
             and self.vulnerability_any is None
+            and self.enquiries_completed is None
         ):
             # An empty condition would silently match everyone; an empty `conditions` list says that openly.
             raise ValueError(
@@ -171,12 +188,13 @@ class Condition(_Frozen):
             return False
         if self.safeguarding_concern is not None and ctx.safeguarding_concern != self.safeguarding_concern:
             return False
-        if (
-            self.social_care_status_in is not None
-            and ctx.social_care_status not in self.social_care_status_in
+        if self.social_care_status_in is not None and ctx.social_care_statuses.isdisjoint(
+            self.social_care_status_in
         ):
             return False
         if self.reason_in is not None and ctx.reason not in self.reason_in:
+            return False
+        if self.enquiries_completed is not None and ctx.enquiries_completed != self.enquiries_completed:
             return False
         return not (
             self.vulnerability_any is not None and ctx.vulnerabilities.isdisjoint(self.vulnerability_any)
@@ -240,6 +258,11 @@ class Rule(_Frozen):
                     f"conditions[{i}].reason_in has {', '.join(unknown)}, not a reason code of {watches.key}"
                     f" (expected {expected})"
                 )
+            if cond.enquiries_completed is not None and watches.key not in ENQUIRY_WATCHES:
+                raise ValueError(
+                    f"conditions[{i}].enquiries_completed: {watches.key} carries no enquiries_completed"
+                    f" (only {', '.join(sorted(ENQUIRY_WATCHES))} does)"
+                )
         return conditions
 
     @field_validator("immediate")
@@ -268,29 +291,66 @@ class Rule(_Frozen):
 
 @dataclass(frozen=True, slots=True)
 class MatchContext:
-    """What the escalation service knows about the child when matching rules."""
+    """What the escalation service knows about the child when matching rules: the one context every rule
+    reads, however the service learnt it (the social-care status event, vulnerability flags or a
+    safeguarding concern on any inbound event, a caseworker's record; see docs/ESCALATION.md)."""
 
     has_social_worker: bool = False
     social_care_status: str | None = None  # a SocialCareStatus value
     reason: str | None = None  # from the vocabulary REASON_VOCABULARY names for the watch
     vulnerabilities: frozenset[str] = field(default_factory=frozenset)  # Vulnerability values
     safeguarding_concern: bool = False
+    enquiries_completed: bool | None = None  # pupil-left-roll only
 
     def __post_init__(self) -> None:
         if not isinstance(self.vulnerabilities, frozenset):
             object.__setattr__(self, "vulnerabilities", frozenset(self.vulnerabilities))
 
+    @property
+    def social_care_statuses(self) -> frozenset[str]:
+        """Every social-care status the child is known to have: the recorded status and the social-care
+        vulnerability flags (child_in_need, child_protection_plan, looked_after) any event carried."""
+        known = set(self.vulnerabilities & SOCIAL_CARE_FLAGS)
+        if self.social_care_status in SOCIAL_CARE_FLAGS:
+            known.add(self.social_care_status)
+        return frozenset(known)
+
+    def with_fact(
+        self,
+        *,
+        vulnerabilities: Iterable[str] = (),
+        safeguarding_concern: bool = False,
+        social_care_status: str | None = None,
+        has_social_worker: bool | None = None,
+    ) -> MatchContext:
+        """This context with what one more inbound fact says about the child (flags only ever add; a
+        social-care-status-changed event replaces the status and its flags)."""
+        flags = set(self.vulnerabilities)
+        status, worker = self.social_care_status, self.has_social_worker
+        if social_care_status is not None:
+            status = social_care_status
+            flags -= SOCIAL_CARE_FLAGS
+            worker = bool(has_social_worker)
+        return MatchContext(
+            has_social_worker=worker,
+            social_care_status=status,
+            reason=self.reason,
+            vulnerabilities=frozenset(flags | set(vulnerabilities)),
+            safeguarding_concern=self.safeguarding_concern or safeguarding_concern,
+            enquiries_completed=self.enquiries_completed,
+        )
+
     @classmethod
     def from_transition(
         cls, payload: CaseTransitionPayload, safeguarding_concern: bool = False
     ) -> MatchContext:
-        """Context for a state rule from a case transition (the transition carries no concern flag yet)."""
+        """Context for a state rule from a case transition."""
         return cls(
             has_social_worker=payload.has_social_worker,
             social_care_status=payload.social_care_status.value,
             reason=payload.reason.value if payload.reason is not None else None,
             vulnerabilities=frozenset(v.value for v in payload.vulnerabilities),
-            safeguarding_concern=safeguarding_concern,
+            safeguarding_concern=safeguarding_concern or payload.safeguarding_concern,
         )
 
 

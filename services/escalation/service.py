@@ -9,6 +9,11 @@
   and writes the resulting Escalation events to the outbox in the same transaction, so a deadline fires
   exactly once however often workers crash or race.
 
+Clocks run on event time: a fact that ends an episode cancels only the deadlines due after the fact's event
+time; one due before it was due while the episode was open and is decided by the timer on the partition's
+horizon (``services.escalation.watermarks``), recorded without alerting anyone when the episode had already
+ended by then.
+
 Every function takes ``now`` from the caller (the service's time source), never from the system clock.
 """
 
@@ -16,8 +21,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -36,9 +42,10 @@ from services.escalation.models import (
     EscalationStep,
 )
 from services.escalation.rules import MatchContext, Rule, RuleSet
+from services.escalation.watermarks import Horizon
 from shared.case_ids import case_id_for
 from shared.events.catalogue import decode_inbound
-from shared.events.envelope import Source
+from shared.events.envelope import Envelope, Source
 from shared.events.internal import (
     RESOLVED_STATES,
     AckAction,
@@ -51,9 +58,10 @@ from shared.events.internal import (
     EscalationAction,
     EscalationPayload,
 )
+from shared.events.vocab import DeletionGround, ExclusionType
 from shared.logs import get_logger
 from shared.outbox import add_to_outbox
-from shared.school_calendar import LONDON, CalendarRegistry
+from shared.school_calendar import LONDON, CalendarRegistry, SchoolCalendar
 
 log = get_logger(__name__)
 
@@ -90,6 +98,16 @@ def as_utc(moment: datetime) -> datetime:
 
 def derived_id(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, ":".join(str(p) for p in parts)))
+
+
+def set_record_partition(session: Session, partition: int) -> None:
+    """Tell the units of work which input partition the record they handle came from: the clocks they start
+    are decided on that partition's horizon (the worker sets it; a caller that never does gets 0)."""
+    session.info["partition"] = partition
+
+
+def _record_partition(session: Session) -> int:
+    return int(session.info.get("partition", 0))
 
 
 def mark_processed(session: Session, event_id: uuid.UUID, topic: str) -> bool:
@@ -150,12 +168,13 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
             now,
             reason=f"case_resolved:{p.to_state.value}",
             close=EscalationStatus.RESOLVED,
+            at=occurred,
         )
         return outcome
     # The case left every state other than to_state: rules watching those states no longer apply.
     left = [s.value for s in CaseState if s != p.to_state]
     outcome.cancelled, outcome.published = _cancel(
-        session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left
+        session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left, at=occurred
     )
     ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
     rules = deps.rules.match_rules(la, p.to_state.value, ctx)
@@ -186,19 +205,76 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fact_reason_and_start(
-    event_type: str, payload: object, occurred_at: datetime
-) -> tuple[str | None, datetime]:
-    """The rule-matching reason of a watched event and when its clock starts."""
-    if event_type == "exclusion-issued":
-        # The exclusion's first day is day 1 of the statutory count, whenever the school reported it.
-        start_date: date = payload.start_date  # type: ignore[attr-defined]
-        return str(payload.exclusion_type), datetime.combine(start_date, time(0), tzinfo=LONDON)  # type: ignore[attr-defined]
-    if event_type == "absence-threshold-crossed":
-        return str(payload.rule), occurred_at  # type: ignore[attr-defined]
-    if event_type == "pupil-left-roll":
-        return str(payload.deletion_ground), occurred_at  # type: ignore[attr-defined]
-    return None, occurred_at
+@dataclass(frozen=True)
+class FactWatch:
+    """One way a child fact is watched: the watch key, the rule-matching reason, when the clock starts and
+    whether an acknowledged escalation of the same rule still counts as running (the fact repeats a duty
+    already being worked on rather than starting a new one)."""
+
+    key: str
+    reason: str | None
+    start: datetime
+    acknowledged_counts: bool = False
+    enquiries_completed: bool | None = None
+
+
+def first_school_day_start(on: date, calendar: SchoolCalendar) -> datetime:
+    """00:00 London on the first school day on or after ``on``: day 1 of a statutory count of school days
+    (an exclusion starting on a Saturday or in half term has its first school day afterwards)."""
+    return datetime.combine(calendar.add_school_days(on, 0), time(0), tzinfo=LONDON)
+
+
+def fact_watches(fact: Envelope, occurred_at: datetime, calendar: SchoolCalendar) -> list[FactWatch]:
+    """The watches one inbound fact feeds, with the reason and clock start rules of each."""
+    payload: Any = fact.payload
+    if fact.event_type == "exclusion-issued":
+        # The exclusion's first school day is day 1 of the statutory count, whenever the school reported it.
+        return [
+            FactWatch(
+                "exclusion-issued",
+                str(payload.exclusion_type),
+                first_school_day_start(payload.start_date, calendar),
+            )
+        ]
+    if fact.event_type == "absence-threshold-crossed":
+        return [FactWatch("absence-threshold-crossed", str(payload.rule), occurred_at)]
+    if fact.event_type == "pupil-left-roll":
+        ground = str(payload.deletion_ground)
+        watches = [
+            FactWatch(
+                "pupil-left-roll", ground, occurred_at, enquiries_completed=bool(payload.enquiries_completed)
+            )
+        ]
+        if payload.deletion_ground == DeletionGround.PERMANENTLY_EXCLUDED:
+            # A deletion under ground (o) is a permanent exclusion to the rules watching exclusions: the day-6
+            # duty holds whether or not exclusion-issued was ever sent. Counted from the leaving date (the
+            # first day the LA knows of), and never a second clock while the exclusion's own escalation is
+            # still being worked on.
+            watches.append(
+                FactWatch(
+                    "exclusion-issued",
+                    ExclusionType.PERMANENT.value,
+                    first_school_day_start(payload.leaving_date, calendar),
+                    acknowledged_counts=True,
+                )
+            )
+        return watches
+    return [FactWatch(fact.event_type, None, occurred_at)]
+
+
+def fact_context(base: MatchContext, fact: Envelope, watch: FactWatch) -> MatchContext:
+    """The context an event rule reads: what escalation knows of the child, plus what this fact itself says
+    (its vulnerability flags, a safeguarding concern, a social-care status), so a flag on the very event that
+    starts a clock is never missed because tracking's transition has not arrived yet."""
+    payload: Any = fact.payload
+    status_change = fact.event_type == "social-care-status-changed"
+    ctx = base.with_fact(
+        vulnerabilities=[v.value for v in payload.child.vulnerabilities],
+        safeguarding_concern=bool(getattr(payload, "safeguarding_concern", False)),
+        social_care_status=str(payload.status) if status_change else None,
+        has_social_worker=bool(payload.has_social_worker) if status_change else None,
+    )
+    return replace(ctx, reason=watch.reason, enquiries_completed=watch.enquiries_completed)
 
 
 def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datetime) -> Outcome:
@@ -207,34 +283,37 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     if fact.event_type == "absence-threshold-retracted":
         retracted = str(fact.payload.retracts_event_id)
         cancelled, published = _cancel(
-            session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted
-        )
+            session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted,
+            at=as_utc(fact.occurred_at),
+        )  # fmt: skip
         return Outcome("retraction", cancelled=cancelled, published=published)
-    if not any(r.watches.event == fact.event_type for r in deps.rules.rules_for(la)):
+    calendar = deps.calendars.calendar_for(la)
+    occurred = as_utc(fact.occurred_at)
+    watched = {r.watches.event for r in deps.rules.rules_for(la)}
+    watches = [w for w in fact_watches(fact, occurred, calendar) if w.key in watched]
+    if not watches:
         return Outcome("not_watched")
     case = session.get(EscalationCase, (child, la))
-    occurred = as_utc(fact.occurred_at)
     if case is not None and case.state in RESOLVED_STATES and as_utc(case.state_since) >= occurred:
         return Outcome("already_resolved")  # the case was resolved after this fact happened
-    reason, start = _fact_reason_and_start(fact.event_type, fact.payload, occurred)
-    ctx = _known_context(case, reason) if case else MatchContext(reason=reason)
+    known = _known_context(case, None) if case else MatchContext()
     outcome = Outcome("applied")
     order = _rule_order(deps.rules, la)
-    calendar = deps.calendars.calendar_for(la)
-    for rule in deps.rules.match_rules(la, fact.event_type, ctx):
-        if _already_running(session, child, la, rule):
-            continue
-        _start_clock(
-            session,
-            rule,
-            order.get(rule.id, 0),
-            child=child,
-            la=la,
-            case_id=case.case_id if case else None,
-            trigger_event_id=str(fact.event_id),
-            due_at=rule.clock.due_at(start, calendar),
-        )
-        outcome.started.append(rule.id)
+    for watch in watches:
+        for rule in deps.rules.match_rules(la, watch.key, fact_context(known, fact, watch)):
+            if _already_running(session, child, la, rule, acknowledged_counts=watch.acknowledged_counts):
+                continue
+            _start_clock(
+                session,
+                rule,
+                order.get(rule.id, 0),
+                child=child,
+                la=la,
+                case_id=case.case_id if case else None,
+                trigger_event_id=str(fact.event_id),
+                due_at=rule.clock.due_at(watch.start, calendar),
+            )
+            outcome.started.append(rule.id)
     return outcome
 
 
@@ -251,8 +330,9 @@ def handle_merge(session: Session, deps: Deps, event: ChildMerged, now: datetime
     if p.facts:
         return Outcome("not_watched")  # tracking's forward of the merge to the survivor: nothing to stop
     cancelled, published = _cancel(
-        session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child"
-    )
+        session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child",
+        at=as_utc(event.occurred_at),
+    )  # fmt: skip
     return Outcome("merged", cancelled=cancelled, published=published)
 
 
@@ -389,12 +469,16 @@ def _rule_order(rules: RuleSet, la: str) -> dict[str, int]:
     return {r.id: i for i, r in enumerate(rules.rules_for(la))}
 
 
-def _already_running(session: Session, child: str, la: str, rule: Rule) -> bool:
+def _already_running(
+    session: Session, child: str, la: str, rule: Rule, *, acknowledged_counts: bool = False
+) -> bool:
     """A pending clock or a live escalation of this rule for the child. For a state rule an acknowledged
     escalation still counts (the child is still in that state); a new event (a second exclusion) starts
-    afresh once the earlier escalation was acknowledged."""
+    afresh once the earlier escalation was acknowledged, unless the caller says the fact repeats the duty
+    (``acknowledged_counts``: a ground (o) deletion after the exclusion itself)."""
     rule_id = rule.id
-    statuses = OPEN_STATUSES if rule.watches.state is not None else (EscalationStatus.OPEN,)
+    ack_counts = acknowledged_counts or rule.watches.state is not None
+    statuses = OPEN_STATUSES if ack_counts else (EscalationStatus.OPEN,)
     pending = session.exec(
         select(EscalationDeadline.id).where(
             EscalationDeadline.child_id == child,

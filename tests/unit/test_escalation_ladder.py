@@ -90,6 +90,15 @@ SCENARIOS: dict[str, tuple[datetime, list[tuple[str, datetime]]]] = {
             ("senior_cme_officer", end_of_day(date(2026, 2, 26))),
         ],
     ),
+    # Deleted under ground (i) without joint enquiries on Fri 7 Nov 2025 at 15:00: the caseworker at once;
+    # the senior officer 2 school days later (end of Tue 11 Nov).
+    "deletion_without_joint_enquiries": (
+        utc(2025, 11, 7, 15, 0),
+        [
+            ("caseworker", utc(2025, 11, 7, 15, 0)),
+            ("senior_cme_officer", end_of_day(date(2025, 11, 11))),
+        ],
+    ),
     # 20 school days across the Easter holiday; the senior step skips the early May bank holiday (4 May).
     "awaiting_provision_20_days": (
         utc(2026, 3, 16, 9, 0),

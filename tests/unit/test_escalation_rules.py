@@ -62,6 +62,7 @@ EXPECTED_DEFAULTS = {
     "known_to_social_care_whereabouts_unknown",
     "missing_education_no_outcome",
     "permanent_exclusion_no_provision",
+    "deletion_without_joint_enquiries",
     "awaiting_provision_20_days",
     "place_offered_not_started",
     "unauthorised_absence_10_days",
@@ -85,6 +86,12 @@ def test_statutory_numbers_in_defaults(rules: RuleSet) -> None:
     assert excl.clock == Clock(unit="school_days", amount=5)
     assert excl.watches.event == "exclusion-issued"
     assert "SI 2007/1870" in excl.citation and "sixth" in excl.citation
+    joint = rules.rule(LA, "deletion_without_joint_enquiries")
+    assert "9(1)(h)" in joint.citation and "9(1)(i)" in joint.citation
+    # The CME guidance is cited as its current (August 2024) version, never the superseded 2016 text.
+    for rule in rules.defaults:
+        assert "2016" not in rule.citation, rule.id
+    assert "August 2024" in DEFAULT_RULES_PATH.read_text()
     fap = rules.rule(LA, "awaiting_provision_20_days")
     assert fap.clock == Clock(unit="school_days", amount=20)
     assert "School Admissions Code 2021" in fap.citation
@@ -177,6 +184,39 @@ PLAIN = MatchContext()
             ["continuous_absence_20_days"],
         ),
         ("absence-threshold-crossed", MatchContext(reason="sickness_15_days"), []),
+        # A social-care flag on any event is the same as the social-care status event.
+        (
+            "whereabouts_unknown",
+            MatchContext(vulnerabilities=frozenset({"child_protection_plan"})),
+            ["whereabouts_unknown", "known_to_social_care_whereabouts_unknown"],
+        ),
+        (
+            "whereabouts_unknown",
+            MatchContext(vulnerabilities=frozenset({"looked_after", "ehcp"}), social_care_status="none"),
+            ["whereabouts_unknown", "known_to_social_care_whereabouts_unknown"],
+        ),
+        (
+            "missing_education",
+            MatchContext(vulnerabilities=frozenset({"child_in_need"})),
+            ["known_to_social_care_missing_education", "missing_education_no_outcome"],
+        ),
+        (
+            "missing_education",
+            MatchContext(safeguarding_concern=True),
+            ["known_to_social_care_missing_education", "missing_education_no_outcome"],
+        ),
+        (
+            "pupil-left-roll",
+            MatchContext(reason="h", enquiries_completed=False),
+            ["deletion_without_joint_enquiries"],
+        ),
+        (
+            "pupil-left-roll",
+            MatchContext(reason="i", enquiries_completed=False),
+            ["deletion_without_joint_enquiries"],
+        ),
+        ("pupil-left-roll", MatchContext(reason="i", enquiries_completed=True), []),
+        ("pupil-left-roll", MatchContext(reason="g", enquiries_completed=False), []),
         ("absence-threshold-crossed", PLAIN, []),
         ("awaiting_provision", PLAIN, ["awaiting_provision_20_days"]),
         ("place_offered", MatchContext(has_social_worker=True), ["place_offered_not_started"]),
@@ -205,6 +245,34 @@ def test_condition_fields_are_anded_and_list_is_ored() -> None:
     assert rule.applies_to(MatchContext(vulnerabilities=frozenset({"youth_justice", "young_carer"})))
     assert not rule.applies_to(MatchContext(vulnerabilities=frozenset({"young_carer"})))
     assert not rule.applies_to(PLAIN)
+
+
+def test_social_care_statuses_come_from_status_and_flags() -> None:
+    assert MatchContext().social_care_statuses == frozenset()
+    assert MatchContext(social_care_status="none").social_care_statuses == frozenset()
+    both = MatchContext(
+        social_care_status="child_in_need", vulnerabilities=frozenset({"looked_after", "ehcp"})
+    )
+    assert both.social_care_statuses == {"child_in_need", "looked_after"}
+
+
+def test_context_with_fact_adds_flags_and_a_status_event_replaces_them() -> None:
+    known = MatchContext(vulnerabilities=frozenset({"ehcp", "child_in_need"}), reason="x")
+    flagged = known.with_fact(vulnerabilities=["child_protection_plan"], safeguarding_concern=True)
+    assert flagged.vulnerabilities == {"ehcp", "child_in_need", "child_protection_plan"}
+    assert flagged.safeguarding_concern and flagged.reason == "x"
+    # A concern once raised stays raised; a later event without it does not clear it.
+    assert flagged.with_fact().safeguarding_concern
+    closed = flagged.with_fact(social_care_status="none", has_social_worker=False)
+    assert closed.vulnerabilities == {"ehcp"} and closed.social_care_statuses == frozenset()
+    allocated = known.with_fact(social_care_status="looked_after", has_social_worker=True)
+    assert allocated.has_social_worker and allocated.social_care_statuses == {"looked_after"}
+
+
+def test_enquiries_completed_only_on_deletions() -> None:
+    raw = _default_raw("missing_education_no_outcome") | {"conditions": [{"enquiries_completed": False}]}
+    with pytest.raises(ValidationError, match="carries no enquiries_completed"):
+        Rule.model_validate(raw)
 
 
 def test_match_context_coerces_vulnerabilities() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,8 @@ from shared.events.catalogue import decode_event
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import AckAction, CaseState, ChildMerged, ChildMergedPayload, Escalation
 from shared.events.vocab import SocialCareStatus
-from shared.school_calendar import CalendarRegistry
+from shared.samples import sample_event_dict
+from shared.school_calendar import LONDON, CalendarRegistry
 from tests.support.escalation import LA, ack, child_fact, transition
 
 TOPIC = "test-cme.escalations.v1"
@@ -409,3 +410,127 @@ def test_a_social_worker_allocated_while_missing_starts_only_the_social_care_rul
     )  # fmt: skip
     apply(engine, deps, again, utc(2025, 11, 7, 17))
     assert pending(engine) == 1  # the social care escalation's next step only
+
+
+# -- the sixth-day clock: day 1 is the exclusion's first school day ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "day_six"),
+    [
+        # Mon 27 Oct 2025 is in half term: day 1 is Mon 3 Nov, day 6 Mon 10 Nov (not Fri 7 Nov).
+        (date(2025, 10, 27), date(2025, 11, 10)),
+        # Sat 8 Nov 2025: day 1 is Mon 10 Nov, day 6 Mon 17 Nov.
+        (date(2025, 11, 8), date(2025, 11, 17)),
+        # Mon 4 May 2026 is the early May bank holiday: day 1 Tue 5 May, day 6 Tue 12 May.
+        (date(2026, 5, 4), date(2026, 5, 12)),
+        # A school day: Wed 11 Feb 2026 is day 1; half term 16-20 Feb; day 6 is Wed 25 Feb.
+        (date(2026, 2, 11), date(2026, 2, 25)),
+    ],
+)
+def test_sixth_day_counts_from_the_first_school_day_of_the_exclusion(
+    engine: Engine, deps: Deps, start: date, day_six: date
+) -> None:
+    child = uuid.uuid4()
+    assert apply(engine, deps, child_fact(child, "exclusion-issued", start), utc(2025, 10, 1)) == "applied"
+    end_of_day_six = datetime.combine(day_six, time(23, 59, 59), tzinfo=LONDON).astimezone(UTC)
+    assert run_timer(engine, deps, end_of_day_six - timedelta(seconds=1)) == 0
+    assert run_timer(engine, deps, end_of_day_six) == 1
+    [raised] = published(engine)
+    assert (raised.payload.rule_id, raised.occurred_at) == (
+        "permanent_exclusion_no_provision",
+        end_of_day_six,
+    )
+
+
+def test_a_ground_o_deletion_starts_the_sixth_day_clock(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    deleted = child_fact(
+        child, "pupil-left-roll", date(2025, 11, 12), deletion_ground="o", enquiries_completed=False
+    )
+    assert apply(engine, deps, deleted, utc(2025, 11, 12, 10)) == "applied"
+    # Left on Wed 12 Nov (day 1): day 6 is Wed 19 Nov.
+    assert run_timer(engine, deps, utc(2025, 11, 19, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2025, 11, 20)) == 1
+    assert summary(published(engine)) == [("permanent_exclusion_no_provision", "raised", "caseworker", 0)]
+    assert published(engine)[0].occurred_at == utc(2025, 11, 19, 23, 59, 59)
+
+
+def test_a_ground_o_deletion_after_the_exclusion_starts_no_second_clock(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(engine, deps, child_fact(child, "exclusion-issued", date(2025, 11, 3)), utc(2025, 11, 3, 10))
+    run_timer(engine, deps, utc(2025, 11, 11))
+    first = published(engine)[0].payload.escalation_id
+    apply(engine, deps, ack(first, child, 0, AckAction.ACKNOWLEDGED), utc(2025, 11, 11, 9))
+    deleted = child_fact(child, "pupil-left-roll", date(2025, 12, 1), deletion_ground="o")
+    assert apply(engine, deps, deleted, utc(2025, 12, 1, 10)) == "applied"
+    assert pending(engine) == 0  # acknowledged and still being worked on: the deletion repeats the duty
+    assert run_timer(engine, deps, utc(2026, 1, 31)) == 0
+
+
+def test_only_a_resolution_stops_the_sixth_day_clock(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(engine, deps, child_fact(child, "exclusion-issued", date(2025, 11, 3)), utc(2025, 11, 3, 10))
+    # Offered a place, and missing again: the exclusion's clock keeps running through both.
+    for state, at in (
+        (CaseState.PLACE_OFFERED, utc(2025, 11, 5)),
+        (CaseState.MISSING_EDUCATION, utc(2025, 11, 6)),
+    ):
+        apply(engine, deps, transition(child, state, at), at)
+    assert run_timer(engine, deps, utc(2025, 11, 11)) == 1
+    assert summary(published(engine))[0][:2] == ("permanent_exclusion_no_provision", "raised")
+
+
+# -- joint enquiries for grounds (h) and (i) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ground", "completed", "flagged"), [("h", False, True), ("i", False, True), ("i", True, False)]
+)
+def test_deletion_without_joint_enquiries_is_flagged_at_once(
+    engine: Engine, deps: Deps, ground: str, completed: bool, flagged: bool
+) -> None:
+    child = uuid.uuid4()
+    deleted = child_fact(
+        child, "pupil-left-roll", date(2025, 11, 7), deletion_ground=ground, enquiries_completed=completed
+    )
+    apply(engine, deps, deleted, utc(2025, 11, 7, 9, 30))
+    run_timer(engine, deps, utc(2025, 11, 7, 9, 30))
+    expected = [("deletion_without_joint_enquiries", "raised", "caseworker", 0)] if flagged else []
+    assert summary(published(engine)) == expected
+
+
+# -- one context: flags on the event itself ------------------------------------------------------------------
+
+
+def test_flags_on_the_exclusion_itself_reach_event_rules(engine: Engine, deps: Deps, tmp_path: Path) -> None:
+    overrides = tmp_path / "rules"
+    overrides.mkdir()
+    (overrides / f"{LA}.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "add": [
+                    {
+                        "id": "looked_after_excluded",
+                        "version": 1,
+                        "description": "A looked-after child excluded: the virtual school head at once.",
+                        "citation": "Local practice: the virtual school is told of any exclusion.",
+                        "watches": {"event": "exclusion-issued"},
+                        "clock": {"unit": "hours", "amount": 0},
+                        "immediate": True,
+                        "conditions": [{"social_care_status_in": ["looked_after"]}],
+                        "ladder": [
+                            {"level": "childrens_social_care", "delay": {"unit": "hours", "amount": 0}}
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    local = Deps(RuleSet.load(DEFAULT_RULES_PATH, overrides), CalendarRegistry(), TOPIC)
+    child = uuid.uuid4()
+    kid = sample_event_dict("exclusion-issued")["payload"]["child"] | {"vulnerabilities": ["looked_after"]}
+    excluded = child_fact(child, "exclusion-issued", date(2025, 11, 3), child=kid)
+    apply(engine, local, excluded, utc(2025, 11, 3, 10))
+    run_timer(engine, local, utc(2025, 11, 3, 10))
+    assert ("looked_after_excluded", "raised", "childrens_social_care", 0) in summary(published(engine))
