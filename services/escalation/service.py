@@ -9,11 +9,6 @@
   and writes the resulting Escalation events to the outbox in the same transaction, so a deadline fires
   exactly once however often workers crash or race.
 
-Clocks run on event time: a fact that ends an episode cancels only the deadlines due after the fact's event
-time; one due before it was due while the episode was open and is decided by the timer on the partition's
-horizon (``services.escalation.watermarks``), recorded without alerting anyone when the episode had already
-ended by then.
-
 Every function takes ``now`` from the caller (the service's time source), never from the system clock.
 """
 
@@ -22,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import update
@@ -42,7 +37,6 @@ from services.escalation.models import (
     EscalationStep,
 )
 from services.escalation.rules import MatchContext, Rule, RuleSet
-from services.escalation.watermarks import Horizon
 from shared.case_ids import case_id_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
@@ -98,16 +92,6 @@ def as_utc(moment: datetime) -> datetime:
 
 def derived_id(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, ":".join(str(p) for p in parts)))
-
-
-def set_record_partition(session: Session, partition: int) -> None:
-    """Tell the units of work which input partition the record they handle came from: the clocks they start
-    are decided on that partition's horizon (the worker sets it; a caller that never does gets 0)."""
-    session.info["partition"] = partition
-
-
-def _record_partition(session: Session) -> int:
-    return int(session.info.get("partition", 0))
 
 
 def mark_processed(session: Session, event_id: uuid.UUID, topic: str) -> bool:
@@ -168,13 +152,12 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
             now,
             reason=f"case_resolved:{p.to_state.value}",
             close=EscalationStatus.RESOLVED,
-            at=occurred,
         )
         return outcome
     # The case left every state other than to_state: rules watching those states no longer apply.
     left = [s.value for s in CaseState if s != p.to_state]
     outcome.cancelled, outcome.published = _cancel(
-        session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left, at=occurred
+        session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left
     )
     ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
     rules = deps.rules.match_rules(la, p.to_state.value, ctx)
@@ -283,9 +266,8 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     if fact.event_type == "absence-threshold-retracted":
         retracted = str(fact.payload.retracts_event_id)
         cancelled, published = _cancel(
-            session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted,
-            at=as_utc(fact.occurred_at),
-        )  # fmt: skip
+            session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted
+        )
         return Outcome("retraction", cancelled=cancelled, published=published)
     calendar = deps.calendars.calendar_for(la)
     occurred = as_utc(fact.occurred_at)
@@ -330,9 +312,8 @@ def handle_merge(session: Session, deps: Deps, event: ChildMerged, now: datetime
     if p.facts:
         return Outcome("not_watched")  # tracking's forward of the merge to the survivor: nothing to stop
     cancelled, published = _cancel(
-        session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child",
-        at=as_utc(event.occurred_at),
-    )  # fmt: skip
+        session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child"
+    )
     return Outcome("merged", cancelled=cancelled, published=published)
 
 
