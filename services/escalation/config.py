@@ -15,6 +15,10 @@ class EscalationSettings(Settings):
     escalation_tick_s: float = Field(default=1.0, gt=0)
     # Deadlines fired per due-check (one transaction each); a full batch is followed at once by another.
     escalation_due_batch: int = Field(default=200, ge=1)
+    # How far behind now a partition's event-time horizon may be and still count as live (seconds): a
+    # deadline whose episode is still open is alerted only from a live partition (a backlog waits until it
+    # has caught up), and an alert more than this late after its due time is recorded as late.
+    escalation_live_window_s: float = Field(default=60.0, gt=0)
     # Simulated time for drills and process-level tests: a file holding one ISO-8601 timestamp. Unset (the
     # default) means the real clock; never set it in production.
     escalation_simulated_time_file: Path | None = None

@@ -30,3 +30,19 @@ TIMER_LAG = Histogram(
 RECORDS = Counter(
     "cme_escalation_records_total", "Records consumed, by topic kind and outcome", ["kind", "outcome"]
 )
+WITHHELD = Counter(
+    "cme_escalation_withheld_steps_total",
+    "Steps that fell due while the episode was open but were decided after a fact had ended it (a backlog):"
+    " recorded, alerting nobody",
+    ["level", "rule"],
+)
+LATE = Counter(
+    "cme_escalation_late_steps_total",
+    "Steps published more than the live window after they fell due (a backlog, a worker that was down)",
+    ["level", "rule"],
+)
+LATE_RECORDS = Counter(
+    "cme_escalation_late_records_total",
+    "Input records whose event time was older than their partition's watermark when read",
+    ["kind"],
+)

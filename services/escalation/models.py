@@ -67,10 +67,20 @@ class EscalationDeadline(SQLModel, table=True):
     # The rule as it was when the clock started: a later change of the rules file does not alter it.
     rule_json: str = Field(sa_column=Column(Text, nullable=False))
     rule_fingerprint: str = Field(max_length=64)
+    # The input partition the child's records arrive on (transitions and child facts are both keyed by
+    # child_id, with the same partition count): the deadline is decided only once that partition's
+    # watermark has passed its due time (see EscalationWatermark).
+    partition: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column())
     fired_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     cancelled_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     cancel_reason: str | None = Field(default=None, max_length=64)
+    # A fact with event time after due_at ended the watched episode (the case left the state, was resolved,
+    # merged, the crossing retracted): the deadline was due while the episode was open, so it stays pending
+    # and is decided by event time; when it is decided after ended_at it is recorded but alerts nobody.
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    end_reason: str | None = Field(default=None, max_length=64)
+    end_status: str | None = Field(default=None, max_length=12)  # the EscalationStatus the episode ends in
 
 
 class EscalationRecord(SQLModel, table=True):
@@ -94,6 +104,9 @@ class EscalationRecord(SQLModel, table=True):
     acknowledged_by: str | None = Field(default=None, max_length=128)  # a staff user id, not personal data
     closed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     close_reason: str | None = Field(default=None, max_length=64)
+    # A fact ended the episode (event time) while a step due before that end was still undecided: the
+    # escalation closes once that step is decided, and no longer counts as running for a new episode.
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
 
 
 class EscalationStep(SQLModel, table=True):
@@ -110,6 +123,11 @@ class EscalationStep(SQLModel, table=True):
     alerted_at: datetime = Field(sa_column=_utc_column())
     published: bool = True
     duplicate_of: str | None = Field(default=None, max_length=36)
+    # Why a step that was due was not published although it is no duplicate: "episode_closed" (decided from
+    # a backlog after a fact had already ended the episode; recorded for the returns and the audit).
+    withheld: str | None = Field(default=None, max_length=32)
+    # Published later than the live window after it fell due (a backlog, a worker that was down).
+    late: bool = False
 
 
 class EscalationCase(SQLModel, table=True):
@@ -127,6 +145,21 @@ class EscalationCase(SQLModel, table=True):
     social_care_status: str = Field(default="none", max_length=32)
     vulnerabilities: str = Field(default="", max_length=500)  # comma-separated Vulnerability codes
     safeguarding_concern: bool = False
+
+
+class EscalationWatermark(SQLModel, table=True):
+    """How far escalation has read one input partition, in event time: every fact on the partition with an
+    event time up to ``watermark`` has been applied. It moves to the event time of each record read (a
+    child's facts arrive in event-time order on its partition) and, when the consumer has read everything
+    the partition held at some moment, to that moment. Kept in the database so every worker sharing it
+    decides each deadline on the same horizon."""
+
+    __tablename__ = "escalation_watermarks"
+
+    topic: str = Field(primary_key=True, max_length=255)
+    partition: int = Field(primary_key=True)
+    watermark: datetime = Field(sa_column=_utc_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column())
 
 
 class EscalationProcessedEvent(SQLModel, table=True):

@@ -9,6 +9,11 @@
   and writes the resulting Escalation events to the outbox in the same transaction, so a deadline fires
   exactly once however often workers crash or race.
 
+Clocks run on event time: a fact that ends an episode cancels only the deadlines due after the fact's event
+time; one due before it was due while the episode was open and is decided by the timer on the partition's
+horizon (``services.escalation.watermarks``), recorded without alerting anyone when the episode had already
+ended by then.
+
 Every function takes ``now`` from the caller (the service's time source), never from the system clock.
 """
 
@@ -17,10 +22,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from services.escalation import metrics
@@ -37,6 +42,7 @@ from services.escalation.models import (
     EscalationStep,
 )
 from services.escalation.rules import MatchContext, Rule, RuleSet
+from services.escalation.watermarks import Horizon
 from shared.case_ids import case_id_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
@@ -67,6 +73,7 @@ EVENT_CASE_STATE: dict[str, CaseState] = {
     "exclusion-issued": CaseState.AWAITING_PROVISION,
     "absence-threshold-crossed": CaseState.ON_ROLL_AT_RISK,
     "pupil-left-roll": CaseState.MISSING_EDUCATION,
+    "sickness-absence-notified": CaseState.ON_ROLL_AT_RISK,  # on a roll; the LA owes education (s.19)
 }
 
 
@@ -92,6 +99,16 @@ def as_utc(moment: datetime) -> datetime:
 
 def derived_id(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, ":".join(str(p) for p in parts)))
+
+
+def set_record_partition(session: Session, partition: int) -> None:
+    """Tell the units of work which input partition the record they handle came from: the clocks they start
+    are decided on that partition's horizon (the worker sets it; a caller that never does gets 0)."""
+    session.info["partition"] = partition
+
+
+def _record_partition(session: Session) -> int:
+    return int(session.info.get("partition", 0))
 
 
 def mark_processed(session: Session, event_id: uuid.UUID, topic: str) -> bool:
@@ -152,13 +169,15 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
             now,
             reason=f"case_resolved:{p.to_state.value}",
             close=EscalationStatus.RESOLVED,
+            at=occurred,
         )
         return outcome
     # The case left every state other than to_state: rules watching those states no longer apply.
     left = [s.value for s in CaseState if s != p.to_state]
     outcome.cancelled, outcome.published = _cancel(
-        session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left
-    )
+        session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left,
+        at=occurred,
+    )  # fmt: skip
     ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
     rules = deps.rules.match_rules(la, p.to_state.value, ctx)
     if earlier is not None:
@@ -266,8 +285,9 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     if fact.event_type == "absence-threshold-retracted":
         retracted = str(fact.payload.retracts_event_id)
         cancelled, published = _cancel(
-            session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted
-        )
+            session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted,
+            at=as_utc(fact.occurred_at),
+        )  # fmt: skip
         return Outcome("retraction", cancelled=cancelled, published=published)
     calendar = deps.calendars.calendar_for(la)
     occurred = as_utc(fact.occurred_at)
@@ -312,8 +332,9 @@ def handle_merge(session: Session, deps: Deps, event: ChildMerged, now: datetime
     if p.facts:
         return Outcome("not_watched")  # tracking's forward of the merge to the survivor: nothing to stop
     cancelled, published = _cancel(
-        session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child"
-    )
+        session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child",
+        at=as_utc(event.occurred_at),
+    )  # fmt: skip
     return Outcome("merged", cancelled=cancelled, published=published)
 
 
@@ -358,13 +379,31 @@ def handle_ack(session: Session, deps: Deps, event: AlertAck, now: datetime) -> 
 # ----------------------------------------------------------------------------------------------------
 
 
-def due_deadline_ids(session: Session, now: datetime, limit: int) -> list[str]:
-    """The oldest due deadlines, served by the (status, due_at) index: cost follows what is due."""
+def due_deadline_ids(
+    session: Session, now: datetime, limit: int, horizon: Horizon | None = None
+) -> list[str]:
+    """The oldest deadlines the horizon lets us decide (see :meth:`Horizon.decidable`), served by the
+    (status, due_at) index: cost follows what is due. No horizon: every partition is caught up with now."""
+    horizon = horizon or Horizon.caught_up(now)
+    due = col(EscalationDeadline.due_at)
+    if horizon.partitions is None:
+        decidable = due <= horizon.now
+    else:
+        per_partition = []
+        for partition in sorted(horizon.partitions):
+            as_of = horizon.as_of(partition)
+            assert as_of is not None
+            where = [col(EscalationDeadline.partition) == partition, due <= as_of]
+            if not horizon.live(partition):
+                # A backlog: only what a fact already ended (recorded, alerting nobody) is decided now.
+                where.append(col(EscalationDeadline.ended_at) <= as_of)
+            per_partition.append(and_(*where))
+        if not per_partition:
+            return []
+        decidable = or_(*per_partition)
     stmt = (
         select(EscalationDeadline.id)
-        .where(
-            EscalationDeadline.status == DeadlineStatus.PENDING, col(EscalationDeadline.due_at) <= as_utc(now)
-        )
+        .where(EscalationDeadline.status == DeadlineStatus.PENDING, due <= horizon.now, decidable)
         .order_by(
             col(EscalationDeadline.due_at), col(EscalationDeadline.rule_order), col(EscalationDeadline.id)
         )
@@ -384,8 +423,23 @@ def next_due_at(session: Session) -> datetime | None:
     return as_utc(found) if found is not None else None
 
 
-def fire_deadline(session: Session, deps: Deps, deadline_id: str, now: datetime) -> Outcome:
-    """Fire one due deadline exactly once: claim it and write what it causes, in the caller's transaction."""
+def fire_deadline(
+    session: Session, deps: Deps, deadline_id: str, now: datetime, horizon: Horizon | None = None
+) -> Outcome:
+    """Decide one due deadline exactly once: claim it and write what it causes, in the caller's transaction.
+
+    Decided on its partition's horizon (event time): the ladder moves up to the horizon, never past the
+    event time a fact ended the episode at; when the episode had ended by the horizon the steps are recorded
+    (``withheld='episode_closed'``) and nobody is alerted. No horizon: every partition is caught up with now.
+    """
+    horizon = horizon or Horizon.caught_up(now)
+    deadline = session.get(EscalationDeadline, deadline_id)
+    if deadline is None:
+        return Outcome("unknown")
+    ended = as_utc(deadline.ended_at) if deadline.ended_at is not None else None
+    as_of = horizon.as_of(deadline.partition)
+    if as_of is None or not horizon.decidable(deadline.partition, deadline.due_at, ended):
+        return Outcome("not_decidable")  # its facts up to the due time are not all read yet
     claimed = session.execute(
         update(EscalationDeadline)
         .where(
@@ -396,9 +450,8 @@ def fire_deadline(session: Session, deps: Deps, deadline_id: str, now: datetime)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         return Outcome("already_fired")  # another worker (or an earlier run) got it
-    deadline = session.get(EscalationDeadline, deadline_id)
-    assert deadline is not None
     session.refresh(deadline)
+    ended = as_utc(deadline.ended_at) if deadline.ended_at is not None else None
     rule = Rule.model_validate_json(deadline.rule_json)
     calendar = deps.calendars.calendar_for(deadline.la_code)
     due = as_utc(deadline.due_at)
@@ -426,18 +479,31 @@ def fire_deadline(session: Session, deps: Deps, deadline_id: str, now: datetime)
             step_index=-1,
             step_due_at=due,
             fired_at=due,
+            ended_at=ended,
         )
         session.add(esc)
         session.flush()
-        step_order = deadline.rule_order
     else:
         found = session.get(EscalationRecord, deadline.escalation_id)
         if found is None or found.status != EscalationStatus.OPEN:
             return Outcome("escalation_closed")
-        esc, step_order = found, deadline.rule_order
+        esc = found
+    # Steps due before the episode ended were due while it was open; none after.
+    limit = as_of if ended is None else min(as_of, ended - timedelta(microseconds=1))
+    withheld = "episode_closed" if ended is not None and ended <= as_of else None
     position = LadderPosition(esc.step_index, as_utc(esc.step_due_at))
-    result = advance(rule, position, as_utc(now), calendar)
-    published = _apply_advance(session, deps, esc, rule, result, now, deadline.trigger_event_id, step_order)
+    result = advance(rule, position, limit, calendar)
+    published = _apply_advance(
+        session, deps, esc, rule, result, now, deadline, horizon=horizon, withheld=withheld
+    )
+    if ended is not None and (result.next_due_at is None or result.next_due_at >= ended):
+        # The episode is over: what it alerted is withdrawn, as when the ending fact was applied.
+        status = EscalationStatus(deadline.end_status or EscalationStatus.CANCELLED)
+        reason = deadline.end_reason or "episode_ended"
+        published += _publish_cancel(session, deps, esc, reason, now, at=ended)
+        _close(session, esc, now, status, reason)
+        action = "fired_episode_ended" if withheld is None else "recorded_episode_closed"
+        return Outcome(action, published=published)
     return Outcome("fired", published=published)
 
 
@@ -467,6 +533,7 @@ def _already_running(
             EscalationDeadline.status == DeadlineStatus.PENDING,
             EscalationDeadline.rule_id == rule_id,
             EscalationDeadline.kind == DeadlineKind.RULE,
+            col(EscalationDeadline.ended_at).is_(None),  # an ended episode's clock waits only to be decided
         )
     ).first()
     if pending is not None:
@@ -477,6 +544,7 @@ def _already_running(
             EscalationRecord.la_code == la,
             col(EscalationRecord.status).in_(statuses),
             EscalationRecord.rule_id == rule_id,
+            col(EscalationRecord.ended_at).is_(None),
         )
     ).first()
     return running is not None
@@ -510,6 +578,7 @@ def _start_clock(
             rule_order=order,
             rule_json=rule.canonical_json,
             rule_fingerprint=rule.fingerprint,
+            partition=_record_partition(session),
         )
     )
     session.flush()
@@ -523,13 +592,23 @@ def _apply_advance(
     rule: Rule,
     result: Advance,
     now: datetime,
-    trigger_event_id: str,
-    order: int,
+    deadline: EscalationDeadline,
+    *,
+    horizon: Horizon,
+    withheld: str | None = None,
 ) -> int:
+    """Record the steps ``result`` alerts (published, or suppressed as a duplicate, or ``withheld``) and the
+    next step's deadline, which inherits the partition and the episode's end from ``deadline``."""
     published = 0
+    trigger_event_id, order = deadline.trigger_event_id, deadline.rule_order
+    ended = as_utc(deadline.ended_at) if deadline.ended_at is not None else None
     for i, alert in enumerate(result.alerts):
         following = result.alerts[i + 1].due_at if i + 1 < len(result.alerts) else result.next_due_at
-        duplicate_of = _duplicate_of(session, esc, alert) if alert.step_index > 0 else None
+        if ended is not None and following is not None and following >= ended:
+            following = None  # the episode ends before that step
+        duplicate_of = _duplicate_of(session, esc, alert) if alert.step_index > 0 and not withheld else None
+        send = duplicate_of is None and withheld is None
+        late = send and horizon.is_late(alert.due_at)
         session.add(
             EscalationStep(
                 escalation_id=esc.id,
@@ -538,12 +617,15 @@ def _apply_advance(
                 level=alert.level.value,
                 due_at=alert.due_at,
                 alerted_at=as_utc(now),
-                published=duplicate_of is None,
+                published=send,
                 duplicate_of=duplicate_of,
+                withheld=withheld,
+                late=late,
             )
         )
         session.flush()
-        if duplicate_of is None:
+        labels = {"level": alert.level.value, "rule": rule.id}
+        if send:
             _publish(
                 session,
                 deps,
@@ -557,13 +639,17 @@ def _apply_advance(
                 trigger_event_id,
             )
             published += 1
-        counter = metrics.RAISED if alert.action == EscalationAction.RAISED else metrics.STEPPED_UP
-        counter.labels(level=alert.level.value, rule=rule.id).inc()
-        if duplicate_of is not None:
-            metrics.DUPLICATES.labels(level=alert.level.value, rule=rule.id).inc()
+            counter = metrics.RAISED if alert.action == EscalationAction.RAISED else metrics.STEPPED_UP
+            counter.labels(**labels).inc()
+            if late:
+                metrics.LATE.labels(**labels).inc()
+        elif duplicate_of is not None:
+            metrics.DUPLICATES.labels(**labels).inc()
+        else:
+            metrics.WITHHELD.labels(**labels).inc()
     esc.step_index, esc.step_due_at = result.position.step_index, result.position.step_due_at
     session.add(esc)
-    if result.next_due_at is not None:
+    if result.next_due_at is not None and (ended is None or result.next_due_at < ended):
         next_index = result.position.step_index + 1
         session.add(
             EscalationDeadline(
@@ -581,6 +667,10 @@ def _apply_advance(
                 rule_order=order,
                 rule_json=esc.rule_json,
                 rule_fingerprint=esc.rule_fingerprint,
+                partition=deadline.partition,
+                ended_at=deadline.ended_at,
+                end_reason=deadline.end_reason,
+                end_status=deadline.end_status,
             )
         )
     return published
@@ -647,13 +737,35 @@ def _publish(
     )
 
 
-def _publish_cancel(session: Session, deps: Deps, esc: EscalationRecord, reason: str, now: datetime) -> int:
-    if esc.step_index < 0:
-        return 0  # nothing was ever alerted
-    level = Rule.model_validate_json(esc.rule_json).ladder[esc.step_index].level.value
-    _publish(
-        session, deps, esc, EscalationAction.CANCELLED, esc.step_index, level, reason, as_utc(now), None, None
+def _last_alerted(session: Session, escalation_id: str) -> int | None:
+    """The last step of the escalation that was published (not every recorded step is: see
+    EscalationStep.withheld and duplicate_of), or None when nobody was alerted."""
+    stmt = (
+        select(EscalationStep.step_index)
+        .where(EscalationStep.escalation_id == escalation_id, col(EscalationStep.published).is_(True))
+        .order_by(col(EscalationStep.step_index).desc())
+        .limit(1)
     )
+    return session.exec(stmt).first()
+
+
+def _publish_cancel(
+    session: Session,
+    deps: Deps,
+    esc: EscalationRecord,
+    reason: str,
+    now: datetime,
+    *,
+    at: datetime | None = None,
+) -> int:
+    """Publish ``cancelled`` for an escalation that alerted somebody, at the last step it alerted (``at``: the
+    event time of what ended it, else now)."""
+    step_index = _last_alerted(session, esc.id) if esc.step_index >= 0 else None
+    if step_index is None:
+        return 0  # nothing was ever alerted
+    level = Rule.model_validate_json(esc.rule_json).ladder[step_index].level.value
+    action, moment = EscalationAction.CANCELLED, as_utc(at or now)
+    _publish(session, deps, esc, action, step_index, level, reason, moment, None, None)
     metrics.CANCELLED.labels(level=level, rule=esc.rule_id).inc()
     return 1
 
@@ -689,10 +801,16 @@ def _cancel(
     watch_keys: Sequence[str] | None = None,
     trigger_event_id: str | None = None,
     close: EscalationStatus = EscalationStatus.CANCELLED,
+    at: datetime | None = None,
 ) -> tuple[int, int]:
-    """Cancel the child's pending deadlines and open escalations (all, or those of the watches / trigger
-    named); publish ``cancelled`` for escalations still alerting so notify withdraws pending sends.
+    """End the child's episodes (all, or those of the watches / trigger named) at event time ``at`` (else
+    now): pending deadlines due at or after ``at`` are cancelled (they never fell due while the episode was
+    open); those due before it stay pending, marked with the end, for the timer to decide by event time.
+    Open escalations close, publishing ``cancelled`` when they alerted somebody so notify withdraws pending
+    sends, unless a step due before the end is still undecided: then they close when it is decided.
     Deadlines are updated before escalations, the same order the timer locks them in."""
+    end = as_utc(at) if at is not None else as_utc(now)
+    reason = reason[:64]
     where = [
         col(EscalationDeadline.child_id) == child,
         col(EscalationDeadline.la_code) == la,
@@ -704,14 +822,20 @@ def _cancel(
         where.append(col(EscalationDeadline.trigger_event_id) == trigger_event_id)
     result = session.execute(
         update(EscalationDeadline)
-        .where(*where)
-        .values(status=DeadlineStatus.CANCELLED, cancelled_at=as_utc(now), cancel_reason=reason[:64])
+        .where(*where, col(EscalationDeadline.due_at) >= end)
+        .values(status=DeadlineStatus.CANCELLED, cancelled_at=as_utc(now), cancel_reason=reason)
     )
     cancelled = int(result.rowcount)  # type: ignore[attr-defined]
+    session.execute(
+        update(EscalationDeadline)
+        .where(*where, col(EscalationDeadline.due_at) < end, col(EscalationDeadline.ended_at).is_(None))
+        .values(ended_at=end, end_reason=reason, end_status=close.value)
+    )
     stmt = select(EscalationRecord).where(
         EscalationRecord.child_id == child,
         EscalationRecord.la_code == la,
         col(EscalationRecord.status).in_(OPEN_STATUSES),
+        col(EscalationRecord.ended_at).is_(None),
     )
     if watch_keys is not None:
         stmt = stmt.where(col(EscalationRecord.watch_key).in_(watch_keys))
@@ -727,8 +851,18 @@ def _cancel(
         fired = {derived_id("escalation", deadline_id) for deadline_id in started}
         escalations = [e for e in escalations if e.id in fired]
     for esc in escalations:
+        undecided = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.escalation_id == esc.id,
+                EscalationDeadline.status == DeadlineStatus.PENDING,
+            )
+        ).first()
+        if undecided is not None:
+            esc.ended_at = end  # a step due before the end is still to be decided; it closes the escalation
+            session.add(esc)
+            continue
         if esc.status == EscalationStatus.OPEN:
-            published += _publish_cancel(session, deps, esc, reason[:64], now)
-        _close(session, esc, now, close, reason[:64])
+            published += _publish_cancel(session, deps, esc, reason, now, at=end)
+        _close(session, esc, now, close, reason)
         cancelled += 1
     return cancelled, published

@@ -1,8 +1,10 @@
 """The escalation worker: the Kafka consumer, the timer loop, the outbox relay and the gauges, in one process.
 
 Consumer: transitions, child facts and alert acks, one database transaction per record, offsets committed
-after the transaction (a redelivery is a no-op thanks to the processed-events table). Timer: asks the time
-source for now, fires what is due, one transaction per deadline. Relay: publishes the outbox to Kafka.
+after the transaction (a redelivery is a no-op thanks to the processed-events table); each record moves its
+partition's event-time watermark in the same transaction. Timer: marks the partitions it has read to the end
+as caught up with now, then decides what the horizon lets it (``services.escalation.watermarks``), one
+transaction per deadline. Relay: publishes the outbox to Kafka.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from sqlalchemy import func
@@ -39,8 +41,10 @@ from services.escalation.service import (
     handle_merge,
     handle_transition,
     mark_processed,
+    set_record_partition,
 )
 from services.escalation.timesource import TimeSource
+from services.escalation.watermarks import Horizon, advance_watermark, load_horizon, watermarks
 from shared.db import session_scope
 from shared.deadletter import dead_letter_for
 from shared.events.catalogue import decode_event, decode_inbound
@@ -82,6 +86,11 @@ class EscalationWorker:
             CHILD_EVENTS.name(settings): "child_fact",
             ALERT_ACKS.name(settings): "ack",
         }
+        # The inputs a deadline depends on: its partition's horizon is the lowest watermark of these. Acks are
+        # people acting now, not facts about the child, and are applied when read.
+        self._horizon_topics = (CASE_TRANSITIONS.name(settings), CHILD_EVENTS.name(settings))
+        self._live_window = timedelta(seconds=settings.escalation_live_window_s)
+        self._unhandled: set[TopicPartition] = set()  # partitions with fetched records not yet handled
         self._dead_letter_topic = DEAD_LETTER.name(settings)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -171,11 +180,13 @@ class EscalationWorker:
         assert self._consumer is not None
         while not self._stop.is_set():
             batches = await self._consumer.getmany(timeout_ms=300, max_records=200)
+            self._unhandled = {tp for tp, records in batches.items() if records}
             for tp, records in batches.items():
                 for record in records:
                     if not await self._handle_with_retry(tp, record):
                         break
                     await self._consumer.commit({TopicPartition(tp.topic, tp.partition): record.offset + 1})
+                self._unhandled.discard(tp)
             if batches:
                 self._wake.set()  # an immediate rule may be due now
 
@@ -219,10 +230,17 @@ class EscalationWorker:
             return Outcome("dead_lettered")
         now = self._time.now()
         with session_scope(self._engine) as session:
+            set_record_partition(session, raw.partition)
             if not mark_processed(session, event.event_id, raw.topic):
                 outcome = Outcome("duplicate")
             else:
                 outcome = self._dispatch(session, event, now)
+            if raw.topic in self._horizon_topics:
+                mark = watermarks(session, [raw.topic]).get((raw.topic, raw.partition))
+                if mark is not None and event.occurred_at < mark:
+                    # Older than what the partition has already shown: what was decided stays decided.
+                    metrics.LATE_RECORDS.labels(kind=kind).inc()
+                advance_watermark(session, raw.topic, raw.partition, event.occurred_at)
         metrics.RECORDS.labels(kind=kind, outcome=outcome.action).inc()
         log.info(
             "record_handled",
@@ -283,26 +301,62 @@ class EscalationWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._settings.escalation_tick_s)
             self._wake.clear()
 
+    async def mark_caught_up(self) -> int:
+        """Move the watermark of every assigned input partition this consumer has read and handled to the end
+        to the time sampled *before* asking the broker where the end is: every record published by then was
+        below that end, so every fact up to then is applied. Returns how many partitions were caught up."""
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        mark = self._time.now()
+        partitions = [tp for tp in consumer.assignment() if tp.topic in self._horizon_topics]
+        if not partitions:
+            return 0
+        try:
+            ends = await consumer.end_offsets(partitions)
+        except Exception:
+            log.warning("end_offsets_failed", partitions=len(partitions))
+            return 0
+        caught: list[TopicPartition] = []
+        for tp in partitions:
+            position = await consumer.position(tp)
+            # Checked after the await: records fetched meanwhile are not handled yet.
+            if tp not in self._unhandled and position >= ends.get(tp, position + 1):
+                caught.append(tp)
+        if caught:
+
+            def write() -> None:
+                with session_scope(self._engine) as session:
+                    for tp in caught:
+                        advance_watermark(session, tp.topic, tp.partition, mark)
+
+            async with self._db_lock:
+                await asyncio.to_thread(write)
+        return len(caught)
+
     async def run_due_check(self) -> int:
-        """One due-check: fire every deadline due by now (up to one batch); returns how many were claimed."""
+        """One due-check: mark what is caught up, then decide every deadline the horizon lets us (up to one
+        batch); returns how many were claimed."""
+        await self.mark_caught_up()
         now = self._time.now()
 
-        def due() -> list[str]:
+        def due() -> tuple[list[str], Horizon]:
             started = time.perf_counter()
             with Session(self._engine) as session:
-                ids = due_deadline_ids(session, now, self._settings.escalation_due_batch)
+                horizon = load_horizon(session, self._horizon_topics, now, self._live_window)
+                ids = due_deadline_ids(session, now, self._settings.escalation_due_batch, horizon)
             metrics.DUE_CHECK_SECONDS.observe(time.perf_counter() - started)
-            return ids
+            return ids, horizon
 
-        ids = await asyncio.to_thread(due)
+        ids, horizon = await asyncio.to_thread(due)
         for deadline_id in ids:
             async with self._db_lock:
-                await asyncio.to_thread(self._fire, deadline_id, now)
+                await asyncio.to_thread(self._fire, deadline_id, now, horizon)
         return len(ids)
 
-    def _fire(self, deadline_id: str, now: datetime) -> None:
+    def _fire(self, deadline_id: str, now: datetime, horizon: Horizon) -> None:
         with session_scope(self._engine) as session:
-            outcome = fire_deadline(session, self._deps, deadline_id, now)
+            outcome = fire_deadline(session, self._deps, deadline_id, now, horizon)
         log.info(
             "deadline_fired", deadline_id=deadline_id, outcome=outcome.action, published=outcome.published
         )

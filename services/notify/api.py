@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import html
+import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from services.notify.acks import AckResult, AlertClosed, AlertNotFound, LinkAlreadyUsed, acknowledge
 from services.notify.config import NotifySettings
@@ -137,31 +138,68 @@ class AlertOut(BaseModel):
     ack_action: str | None
 
 
+ALERT_ORDER = {
+    # Every order ends with alert_id, so offset paging is stable when alerts share a timestamp.
+    "newest": (col(NotifyAlert.escalated_at).desc(), col(NotifyAlert.alert_id)),
+    "oldest": (col(NotifyAlert.escalated_at), col(NotifyAlert.alert_id)),
+    "due": (col(NotifyAlert.next_step_due_at).is_(None), col(NotifyAlert.next_step_due_at),
+            col(NotifyAlert.alert_id)),
+}  # fmt: skip
+
+
+def _alert_out(row: NotifyAlert) -> AlertOut:
+    data = row.model_dump()
+    data["escalated_at"] = aware(row.escalated_at)
+    data["next_step_due_at"] = aware(row.next_step_due_at) if row.next_step_due_at else None
+    data["acknowledged_at"] = aware(row.acknowledged_at) if row.acknowledged_at else None
+    return AlertOut.model_validate(data)
+
+
 @router.get("/alerts", response_model=list[AlertOut])
 async def list_alerts(
     principal: Acknowledger,
     engine: EngineDep,
+    response: Response,
     state: Annotated[str | None, Query(pattern="^(open|acknowledged|cancelled|superseded)$")] = None,
+    case_id: Annotated[uuid.UUID | None, Query(description="Only this case's alerts")] = None,
+    level: Annotated[str | None, Query(max_length=32)] = None,
+    sort: Annotated[str, Query(pattern="^(newest|oldest|due)$")] = "newest",
+    offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[AlertOut]:
-    """The caller's LA's alerts, newest first (the web inbox); another LA's alerts are never listed."""
+    """The caller's LA's alerts, one page at a time (the web inbox and case page); another LA's alerts are
+    never listed. ``X-Total-Count`` is the number of alerts the filters match, over all pages."""
 
-    def load() -> list[NotifyAlert]:
+    def load() -> tuple[int, list[NotifyAlert]]:
         with session_scope(engine) as session:
-            query = select(NotifyAlert).where(NotifyAlert.la_code == principal.la_code)
+            where = [NotifyAlert.la_code == principal.la_code]
             if state is not None:
-                query = query.where(NotifyAlert.state == state)
-            return list(session.exec(query.order_by(col(NotifyAlert.escalated_at).desc()).limit(limit)).all())
+                where.append(NotifyAlert.state == state)
+            if case_id is not None:
+                where.append(NotifyAlert.case_id == str(case_id))
+            if level is not None:
+                where.append(NotifyAlert.level == level)
+            total = session.exec(select(func.count()).select_from(NotifyAlert).where(*where)).one()
+            query = select(NotifyAlert).where(*where).order_by(*ALERT_ORDER[sort]).offset(offset).limit(limit)
+            return total, list(session.exec(query).all())
 
-    rows = await asyncio.to_thread(load)
-    out = []
-    for row in rows:
-        data = row.model_dump()
-        data["escalated_at"] = aware(row.escalated_at)
-        data["next_step_due_at"] = aware(row.next_step_due_at) if row.next_step_due_at else None
-        data["acknowledged_at"] = aware(row.acknowledged_at) if row.acknowledged_at else None
-        out.append(AlertOut.model_validate(data))
-    return out
+    total, rows = await asyncio.to_thread(load)
+    response.headers["X-Total-Count"] = str(total)
+    return [_alert_out(row) for row in rows]
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertOut)
+async def read_alert(alert_id: uuid.UUID, principal: Acknowledger, engine: EngineDep) -> AlertOut:
+    """One alert of the caller's LA, however old (404 for another LA's alert, as for one that never was)."""
+
+    def load() -> NotifyAlert | None:
+        with session_scope(engine) as session:
+            return session.get(NotifyAlert, str(alert_id))
+
+    row = await asyncio.to_thread(load)
+    if row is None or row.la_code != principal.la_code:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such alert")
+    return _alert_out(row)
 
 
 def _claims(settings: NotifySettings, token: str) -> AckLinkClaims:

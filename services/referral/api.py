@@ -43,8 +43,10 @@ from services.referral.ratelimit import RateLimiter
 from services.referral.relay import OutboxRelay
 from services.referral.service import Intake, Outcome, check, derived_event_id, rejection
 from services.referral.validation import schema_problems
+from shared.auth import InvalidToken, Role, verify_token
 from shared.events.envelope import Envelope
 from shared.logs import get_logger
+from shared.settings import Settings, get_settings
 
 log = get_logger(__name__)
 MAX_BATCH = 500
@@ -83,10 +85,37 @@ State = Annotated[ReferralState, Depends(get_state)]
 bearer = HTTPBearer(auto_error=False, description="The client's API key: `Authorization: Bearer cmek_...`")
 
 
+# The subject of the web's service tokens: facts caseworkers record in the web come through intake like any
+# other source's, under a client of their own LA ("cme-web-<la>").
+WEB_SERVICE_SUBJECT = "cme-web"
+
+
+def web_client(settings: Settings, token: str) -> ApiClient | None:
+    """The web's own client for the token's LA, if the token is a valid service token of the web (minted per
+    call, short-lived, audience api); None for anything else, which then fails as any invalid key does."""
+    try:
+        principal = verify_token(settings, token)
+    except InvalidToken:
+        return None
+    if principal.role != Role.SERVICE or principal.sub != WEB_SERVICE_SUBJECT:
+        return None
+    return ApiClient(
+        id=f"{WEB_SERVICE_SUBJECT}-{principal.la_code}",
+        name="CME Tracker web",
+        kind=ClientKind.AGENCY.value,
+        la_code=principal.la_code,
+        key_id="",
+        key_hash="",
+    )
+
+
 def authenticate(
-    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    state: State,
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiClient:
-    """The API client named by the bearer key (a sync dependency: FastAPI runs its DB read in a thread)."""
+    """The API client named by the bearer key (a sync dependency: FastAPI runs its DB read in a thread), or
+    the web's client of an LA named by a service token of the web."""
     unauthorised = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise ApiError(
@@ -95,6 +124,10 @@ def authenticate(
             unauthorised,
         )
     parts = split_token(credentials.credentials)
+    if parts is None and "." in credentials.credentials:
+        web = web_client(settings, credentials.credentials)
+        if web is not None:
+            return web
     client = None
     if parts is not None:
         with Session(state.engine) as session:
@@ -327,11 +360,33 @@ def _school_only(client: ApiClient) -> None:
         )
 
 
-async def _import(state: ReferralState, client: ApiClient, rows: list[imports.Row]) -> BatchResponse:
+def _media_type(request: Request, accepted: tuple[str, ...], what: str) -> None:
+    """A file route reads only the type it documents: anything else is a 415, never a guess."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in accepted:
+        raise ApiError(
+            415,
+            [
+                Problem(
+                    field="Content-Type",
+                    rule="unsupported_media_type",
+                    message=f"send the {what} as {' or '.join(accepted)}",
+                )
+            ],
+        )
+
+
+async def _import(
+    state: ReferralState, client: ApiClient, rows: list[imports.Row], fields: dict[str, str]
+) -> BatchResponse:
+    """Submit a file's rows; every problem names the file's column or element, not the event's field."""
     charge(state, client, max(1, len(rows)))
     good = [r for r in rows if r.event is not None]
     stored = iter(await _submit(state, client, [r.event for r in good]) if good else [])
     outcomes = [next(stored) if r.event is not None else rejection(422, r.problems) for r in rows]
+    for outcome in outcomes:
+        if outcome.errors:
+            outcome.errors = imports.in_file_terms(outcome.errors, fields)
     return _results(outcomes, [r.index for r in rows])
 
 
@@ -344,17 +399,18 @@ async def _import(state: ReferralState, client: ApiClient, rows: list[imports.Ro
     + " (required), "
     + ", ".join(imports.CSV_OPTIONAL)
     + " (optional). Results are per row, numbered as a spreadsheet numbers them.",
-    responses=error_responses(403, 413, 422),
+    responses=error_responses(403, 413, 415, 422),
     openapi_extra={"requestBody": CSV_BODY},
     tags=["imports"],
 )
 async def import_leavers_csv(request: Request, state: State, client: Client) -> BatchResponse:
     _school_only(client)
+    _media_type(request, imports.CSV_MEDIA_TYPES, "leavers CSV")
     try:
         rows = imports.leavers_from_csv(client, await request.body())
     except imports.FileRejected as exc:
         raise ApiError(422, exc.problems) from exc
-    return await _import(state, client, rows)
+    return await _import(state, client, rows, imports.CSV_FIELDS)
 
 
 @router.post(
@@ -363,9 +419,11 @@ async def import_leavers_csv(request: Request, state: State, client: Client) -> 
     summary="Import the Common Transfer File of leaving pupils",
     description=(
         "The DfE CTF XML the school sends when pupils leave: one pupil-left-roll per Pupil. Destination "
-        "XXXXXXX is unknown, MMMMMMM independent or outside England and Wales. DTDs and entities are refused."
+        "XXXXXXX is unknown, MMMMMMM independent or outside England and Wales. DTDs and entities are "
+        "refused. A file whose DestSchool is its own SourceSchool, or whose pupils have no LeavingDate at "
+        "the source school, is not a file of leavers: 422 `not_a_leavers_file`."
     ),
-    responses=error_responses(400, 403, 413, 422),
+    responses=error_responses(400, 403, 413, 415, 422),
     openapi_extra={"requestBody": CTF_BODY},
     tags=["imports"],
 )
@@ -378,6 +436,7 @@ async def import_ctf(
     ] = None,
 ) -> BatchResponse:
     _school_only(client)
+    _media_type(request, imports.CTF_MEDIA_TYPES, "Common Transfer File")
     try:
         root = imports.parse_ctf(await request.body())
     except imports.FileRejected as exc:
@@ -389,7 +448,7 @@ async def import_ctf(
         rows = imports.leavers_from_ctf(client, root, deletion_ground)
     except imports.FileRejected as exc:
         raise ApiError(422, exc.problems) from exc
-    return await _import(state, client, rows)
+    return await _import(state, client, rows, imports.CTF_FIELDS)
 
 
 def validation_problems(exc: ValidationError | Any) -> list[Problem]:

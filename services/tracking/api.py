@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
+from sqlalchemy import literal
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from services.tracking.history import provision_codes, spells
 from services.tracking.identity import IdentityResolver
@@ -25,7 +26,14 @@ from services.tracking.models import (
 )
 from shared.auth import CaseReader, Principal
 from shared.events.envelope import Source, utcnow
-from shared.events.internal import CaseState, ChildMerged, ChildMergedPayload, ChildSplit, ChildSplitPayload
+from shared.events.internal import (
+    RESOLVED_STATES,
+    CaseState,
+    ChildMerged,
+    ChildMergedPayload,
+    ChildSplit,
+    ChildSplitPayload,
+)
 from shared.events.vocab import Vulnerability
 
 Reason = Annotated[str, Field(min_length=3, max_length=500, description="Why the record is being read")]
@@ -68,11 +76,20 @@ class TimelineOut(BaseModel):
     note: str | None
 
 
+class IdentifierOut(BaseModel):
+    kind: str  # upn, uln, nhs_number, la_child_id
+    value: str
+
+
 class ChildOut(BaseModel):
     child_id: str
     forename: str | None
     surname: str | None
     date_of_birth: date | None
+    sex: str | None = None
+    # The child's strong identifiers: what a fact recorded from the web names the child by, so it resolves to
+    # this child exactly (identity resolution, as for any source).
+    identifiers: list[IdentifierOut] = []
     case: CaseOut | None
     timeline: list[TimelineOut]
 
@@ -102,6 +119,43 @@ class HistoryOut(BaseModel):
     state: str | None
     spells: list[SpellOut]
     details: list[DetailOut]
+
+
+class CaseQuery(BaseModel):
+    """A page of the LA's cases for a work queue, filtered; ``total`` counts every case the filters match."""
+
+    reason: Reason
+    case_ids: list[uuid.UUID] | None = Field(default=None, max_length=50_000, description="Only these cases")
+    exclude_case_ids: list[uuid.UUID] | None = Field(default=None, max_length=50_000)
+    states: list[CaseState] | None = None
+    open_only: bool = Field(default=False, description="Leave out cases in a resolved state")
+    reason_code: str | None = Field(default=None, max_length=40)
+    vulnerability: Vulnerability | None = None
+    school_urn: str | None = Field(default=None, pattern=r"^[0-9]{6}$", description="A fact from this school")
+    sort: Annotated[str, Field(pattern="^(oldest|newest|surname)$")] = "oldest"
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class CaseSummaryOut(BaseModel):
+    case: CaseOut
+    forename: str | None
+    surname: str | None
+    date_of_birth: date | None
+    school_urn: str | None  # the school of the child's latest fact that named one
+    spells: list[SpellOut]
+
+
+class CasePage(BaseModel):
+    total: int
+    items: list[CaseSummaryOut]
+
+
+QUERY_ORDER = {
+    "oldest": (col(TrackingCase.cause_occurred_at), col(TrackingCase.case_id)),
+    "newest": (col(TrackingCase.cause_occurred_at).desc(), col(TrackingCase.case_id)),
+    "surname": (col(TrackingChild.surname_norm), col(TrackingCase.case_id)),
+}
 
 
 class SearchIn(BaseModel):
@@ -180,6 +234,13 @@ def build_router(publish: Any) -> APIRouter:
                 .where(TrackingTimelineEntry.child_id == child.child_id)
                 .order_by(col(TrackingTimelineEntry.occurred_at), col(TrackingTimelineEntry.id))
             ).all()
+            identifiers = session.exec(
+                select(TrackingIdentifier)
+                .where(
+                    TrackingIdentifier.child_id == child.child_id, TrackingIdentifier.la_code == who.la_code
+                )
+                .order_by(col(TrackingIdentifier.id))
+            ).all()
             _audit(session, who, "read_child", child.child_id, reason)
             session.commit()
             return ChildOut(
@@ -187,6 +248,8 @@ def build_router(publish: Any) -> APIRouter:
                 forename=child.forename,
                 surname=child.surname,
                 date_of_birth=child.date_of_birth,
+                sex=child.sex,
+                identifiers=[IdentifierOut(kind=i.kind, value=i.value) for i in identifiers],
                 case=_case_out(case) if case else None,
                 timeline=[TimelineOut.model_validate(r.model_dump()) for r in rows],
             )
@@ -277,6 +340,66 @@ def build_router(publish: Any) -> APIRouter:
                 .limit(limit)
             ).all()
             return [_case_out(r) for r in rows]
+
+    @router.post("/cases/query")
+    def query_cases(body: CaseQuery, who: CaseReader, engine: EngineDep) -> CasePage:
+        """A page of the LA's cases with the child's name, latest school and state spells: the web's work
+        queues (filters by ids, which the web keeps for ownership, and by the case's own fields). Audited."""
+        where: list[Any] = [TrackingCase.la_code == who.la_code, col(TrackingCase.merged_into).is_(None)]
+        if body.case_ids is not None:
+            where.append(col(TrackingCase.case_id).in_([str(i) for i in body.case_ids]))
+        if body.exclude_case_ids:
+            where.append(col(TrackingCase.case_id).not_in([str(i) for i in body.exclude_case_ids]))
+        if body.states:
+            where.append(col(TrackingCase.state).in_([str(s) for s in body.states]))
+        if body.open_only:
+            where.append(col(TrackingCase.state).not_in([str(s) for s in RESOLVED_STATES]))
+        if body.reason_code:
+            where.append(TrackingCase.reason == body.reason_code)
+        if body.vulnerability:
+            # Codes are comma-separated: match a whole code, not a prefix of another.
+            padded = literal(",").concat(col(TrackingCase.vulnerabilities)).concat(",")
+            where.append(padded.like(f"%,{body.vulnerability.value},%"))
+        if body.school_urn:
+            where.append(
+                col(TrackingCase.child_id).in_(
+                    select(TrackingTimelineEntry.child_id).where(
+                        TrackingTimelineEntry.la_code == who.la_code,
+                        TrackingTimelineEntry.school_urn == body.school_urn,
+                    )
+                )
+            )
+        joined = select(TrackingCase, TrackingChild).join(
+            TrackingChild, col(TrackingChild.child_id) == col(TrackingCase.child_id)
+        )
+        with Session(engine, expire_on_commit=False) as session:
+            total = session.exec(select(func.count()).select_from(TrackingCase).where(*where)).one()
+            page = session.exec(
+                joined.where(*where).order_by(*QUERY_ORDER[body.sort]).offset(body.offset).limit(body.limit)
+            ).all()
+            ids = [case.child_id for case, _ in page]
+            rows: dict[str, list[TrackingTimelineEntry]] = {}
+            for row in session.exec(
+                select(TrackingTimelineEntry).where(col(TrackingTimelineEntry.child_id).in_(ids))
+            ).all():
+                rows.setdefault(row.child_id, []).append(row)
+            items = []
+            for case, child in page:
+                timeline = sorted(rows.get(case.child_id, []), key=lambda r: (r.occurred_at, r.event_id))
+                flags = [Vulnerability(v) for v in case.vulnerabilities.split(",") if v]
+                items.append(
+                    CaseSummaryOut(
+                        case=_case_out(case),
+                        forename=child.forename,
+                        surname=child.surname,
+                        date_of_birth=child.date_of_birth,
+                        school_urn=next((r.school_urn for r in reversed(timeline) if r.school_urn), None),
+                        spells=[SpellOut(**vars(s)) for s in spells(timeline, flags)],
+                    )
+                )
+            _audit(session, who, "case_list", None, body.reason)
+            session.commit()
+        return CasePage(total=total, items=items)
 
     @router.post("/children/search")
     def search(body: SearchIn, who: CaseReader, engine: EngineDep) -> list[CaseOut]:

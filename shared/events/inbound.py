@@ -71,11 +71,25 @@ class Destination(StrictModel):
     known: StrictBool
     school_urn: URN | None = None
     la_code: LACode | None = None
+    school_estab: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[0-9]{4}$",
+            description="The school's DfE establishment number (with la_code, its DfE number), when its URN "
+            "is not known: a CTF names the destination by LEA and Estab",
+        ),
+    ] = None
     country: Annotated[str | None, Field(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")] = None
     ctf_destination: CTFDestination | None = None
 
+    @property
+    def names_school(self) -> bool:
+        return bool(self.school_urn or self.school_estab)
+
     @model_validator(mode="after")
     def _consistent(self) -> Destination:
+        if self.school_estab and not self.la_code:
+            raise ValueError("a destination school_estab needs la_code (the DfE number is LA + establishment)")
         detail = self.school_urn or self.la_code or self.country
         if self.known and not detail:
             raise ValueError("a known destination needs school_urn, la_code or country")
@@ -99,8 +113,11 @@ class PupilLeftRollPayload(ChildFact):
 
     @model_validator(mode="after")
     def _ground_fits_destination(self) -> PupilLeftRollPayload:
-        if self.deletion_ground == DeletionGround.REGISTERED_ELSEWHERE and not self.destination.school_urn:
-            raise ValueError("deletion ground (a) registered at another school needs destination.school_urn")
+        if self.deletion_ground == DeletionGround.REGISTERED_ELSEWHERE and not self.destination.names_school:
+            raise ValueError(
+                "deletion ground (a) registered at another school needs destination.school_urn (or la_code "
+                "and school_estab)"
+            )
         return self
 
 

@@ -21,6 +21,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlmodel import Session
 from starlette.routing import Route
 
@@ -88,6 +89,9 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
         ("GET", "/v1/cases/{case_id}"): Expect(CASE_READERS, _get("/v1/cases/{case_id}", **READ), "object"),
         ("GET", "/v1/reports/history"): Expect(CASE_READERS, _get("/v1/reports/history", **READ), "list"),
         ("GET", "/v1/cases"): Expect(CASE_READERS, _get("/v1/cases", state="whereabouts_unknown"), "list"),
+        ("POST", "/v1/cases/query"): Expect(
+            CASE_READERS, lambda s: Req("POST", "/v1/cases/query", json={"reason": "matrix queue"}), "list"
+        ),
         ("POST", "/v1/children/search"): Expect(
             CASE_READERS,
             lambda s: Req("POST", "/v1/children/search", json={"upn": s.upn, "reason": "matrix search"}),
@@ -111,6 +115,7 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
     },
     "notify": {
         ("GET", "/v1/alerts"): Expect(ACKNOWLEDGERS, _get("/v1/alerts"), "list"),
+        ("GET", "/v1/alerts/{alert_id}"): Expect(ACKNOWLEDGERS, _get("/v1/alerts/{alert_id}"), "object"),
         ("POST", "/v1/alerts/{alert_id}/ack"): Expect(
             ACKNOWLEDGERS, lambda s: Req("POST", f"/v1/alerts/{s.alert_id}/ack", json={}), "object"
         ),
@@ -315,6 +320,15 @@ def _forged(role: Role) -> str:
     return issue_token(Settings(signing_key="an-attacker-key-0123456789abcdef"), "mallory", role, LA)
 
 
+def _web(la: str) -> str:
+    """The web's service token for an LA, as the web mints it for the intake."""
+    return issue_token(Settings(signing_key=SIGNING_KEY), "cme-web", Role.SERVICE, la, ttl_s=120)
+
+
+def _forged_web(la: str) -> str:
+    return issue_token(Settings(signing_key="an-attacker-key-0123456789abcdef"), "cme-web", Role.SERVICE, la)
+
+
 def _call(client: TestClient, req: Req, token: str | None) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     return client.request(req.method, req.path, params=req.params, json=req.json, headers=headers)
@@ -388,7 +402,8 @@ def test_matrix(service: tuple[str, TestClient, Seed]) -> None:
                 r.status_code not in (401, 403, 404) and r.status_code < 500,
                 f"{label} as {role}: {r.status_code} {r.text[:200]}",
             )
-            if rule.scope == "list" and r.status_code == 200 and method == "GET" and "review" not in path:
+            listed = method == "GET" or path == "/v1/cases/query"
+            if rule.scope == "list" and r.status_code == 200 and listed and "review" not in path:
                 expect(
                     any(s in r.text for s in (seed.child_id, seed.alert_id, seed.case_id)),
                     f"{label} as {role}: LA 801's own data missing",
@@ -422,7 +437,7 @@ def test_referral_api_key_matrix(pg_settings: Settings) -> None:
     from services.referral.models import ClientKind
     from shared.samples import sample_event_dict
 
-    app = create_app(pg_settings.model_copy(update={"signing_key": SIGNING_KEY}), background=False)
+    app = create_app(pg_settings.model_copy(update={"signing_key": SecretStr(SIGNING_KEY)}), background=False)
     routes = routes_of(app)
     missing = routes - set(REFERRAL) - OPEN_ROUTES
     assert not missing, f"referral endpoints with no expectation: {sorted(missing)}"
@@ -448,11 +463,20 @@ def test_referral_api_key_matrix(pg_settings: Settings) -> None:
                 (None, "no key"),
                 ("cme_garbage.key", "garbage key"),
                 (_token(Role.ADMIN), "a staff bearer token"),
+                (_token(Role.CASEWORKER), "a caseworker's bearer token"),
+                (_token(Role.SERVICE), "another service's token"),
+                (_forged_web(LA), "a forged web token"),
             ):
                 headers = {"Authorization": f"Bearer {credential}"} if credential else {}
                 r = client.request(method, url, headers=headers, **send)
                 if r.status_code != 401:
                     problems.append(f"{method} {path} with {what}: {r.status_code}")
+            # The web's service token (facts caseworkers record in the web) is a client of its LA.
+            r = client.request(method, url, headers={"Authorization": f"Bearer {_web(LA)}"}, **send)
+            if who == "school" and r.status_code != 403:
+                problems.append(f"{method} {path} as the web: {r.status_code} (school files only)")
+            if who == "any" and r.status_code in (401, 403):
+                problems.append(f"{method} {path} as the web of the LA: {r.status_code}")
             r = client.request(method, url, headers={"Authorization": f"Bearer {agency}"}, **send)
             if who == "school" and r.status_code != 403:
                 problems.append(f"{method} {path} as an agency: {r.status_code} (school files only)")
@@ -462,6 +486,16 @@ def test_referral_api_key_matrix(pg_settings: Settings) -> None:
         r = client.get(f"/v1/events/{event['event_id']}", headers={"Authorization": f"Bearer {other_la}"})
         if r.status_code != 404:
             problems.append(f"event status for another LA's client: {r.status_code}")
+        # The web of another LA can neither see LA 801's events nor submit facts for LA 801's children.
+        r = client.get(
+            f"/v1/events/{event['event_id']}", headers={"Authorization": f"Bearer {_web(OTHER_LA)}"}
+        )
+        if r.status_code != 404:
+            problems.append(f"event status for another LA's web: {r.status_code}")
+        mine = sample_event_dict("whereabouts-unknown", la_code=LA, school_urn=None)
+        r = client.post("/v1/events", json=mine, headers={"Authorization": f"Bearer {_web(OTHER_LA)}"})
+        if r.status_code not in (403, 422):
+            problems.append(f"the web of LA {OTHER_LA} submitting for LA {LA}: {r.status_code}")
         # An event about another LA's child is refused at the door (the key fixes the LA).
         foreign = sample_event_dict("whereabouts-unknown", la_code=OTHER_LA, school_urn=None)
         r = client.post("/v1/events", json=foreign, headers={"Authorization": f"Bearer {school}"})

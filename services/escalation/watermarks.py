@@ -1,0 +1,116 @@
+"""Event-time horizons: how far escalation has read each input partition, so which deadlines it may decide.
+
+A child's transitions and facts arrive in event-time order on one partition of each input topic (both are
+keyed by child_id and have the same partition count, so a child has the same partition number on both). A
+partition's **watermark** is an event time up to which every fact on it has been applied: the event time of
+the newest record read, or, when the consumer has read everything the partition held at a moment ``t`` of the
+service's clock, ``t`` itself (nothing older can still be unread, unless a fact arrives late: see
+docs/ESCALATION.md). A partition's **horizon** is the lowest watermark of the input topics, capped at now.
+
+A deadline due at ``T`` is decided only once its partition's horizon has reached ``T``: by then every fact
+about the child up to ``T`` has been applied, so whether the episode was still open at ``T`` no longer depends
+on how far each consumer had read when the timer ticked. While a partition is a backlog (its horizon more
+than the live window behind now), a deadline is decided only if a fact already ended its episode (recorded,
+alerting nobody); one whose episode is still open waits until the partition is live, when it is alerted,
+marked late if it fell due more than the live window ago. See docs/ESCALATION.md for the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from services.escalation.models import EscalationWatermark
+from shared.events.envelope import utcnow
+
+DEFAULT_LIVE_WINDOW = timedelta(seconds=60)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """What the timer may decide at ``now``.
+
+    ``partitions`` maps an input partition to its horizon (the lowest watermark of the input topics); a
+    partition missing from it has not been read on every input topic yet and decides nothing. ``None`` means
+    every partition is caught up with now: a single-process caller that applies every input before asking
+    (the unit tests, a replay in one thread).
+    """
+
+    now: datetime
+    partitions: Mapping[int, datetime] | None = None
+    live_window: timedelta = DEFAULT_LIVE_WINDOW
+
+    @classmethod
+    def caught_up(cls, now: datetime, live_window: timedelta = DEFAULT_LIVE_WINDOW) -> Horizon:
+        return cls(_utc(now), None, live_window)
+
+    def as_of(self, partition: int) -> datetime | None:
+        """The event time up to which this partition's facts are all applied (never after now)."""
+        if self.partitions is None:
+            return self.now
+        mark = self.partitions.get(partition)
+        return None if mark is None else min(_utc(mark), self.now)
+
+    def live(self, partition: int) -> bool:
+        """The partition is read up to within the live window of now: what is open at its horizon is open now,
+        as far as anybody can know."""
+        as_of = self.as_of(partition)
+        return as_of is not None and as_of >= self.now - self.live_window
+
+    def decidable(self, partition: int, due_at: datetime, ended_at: datetime | None) -> bool:
+        """A deadline can be decided: its partition's horizon has passed its due time, and either the
+        partition is live or a fact at or before the horizon already ended the episode (then it alerts
+        nobody, whenever it is decided)."""
+        as_of = self.as_of(partition)
+        if as_of is None or _utc(due_at) > as_of:
+            return False
+        return self.live(partition) or (ended_at is not None and _utc(ended_at) <= as_of)
+
+    def is_late(self, due_at: datetime) -> bool:
+        """An alert sent now for a step due then is late: it fell due more than the live window ago."""
+        return _utc(due_at) < self.now - self.live_window
+
+
+def advance_watermark(session: Session, topic: str, partition: int, moment: datetime) -> None:
+    """Move the partition's watermark to ``moment`` if that is later (never backwards), in the caller's
+    transaction."""
+    moment = _utc(moment)
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(EscalationWatermark).values(
+        topic=topic, partition=partition, watermark=moment, updated_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["topic", "partition"],
+        set_={"watermark": stmt.excluded.watermark, "updated_at": stmt.excluded.updated_at},
+        where=col(EscalationWatermark.watermark) < stmt.excluded.watermark,
+    )
+    session.execute(stmt)
+
+
+def watermarks(session: Session, topics: Iterable[str]) -> dict[tuple[str, int], datetime]:
+    names = list(topics)
+    rows = session.exec(select(EscalationWatermark).where(col(EscalationWatermark.topic).in_(names))).all()
+    return {(r.topic, r.partition): _utc(r.watermark) for r in rows}
+
+
+def load_horizon(
+    session: Session, topics: Iterable[str], now: datetime, live_window: timedelta = DEFAULT_LIVE_WINDOW
+) -> Horizon:
+    """The horizon of every partition read on all of ``topics`` (the inputs a deadline depends on)."""
+    names = list(topics)
+    marks = watermarks(session, names)
+    partitions = {p for _, p in marks}
+    horizon = {
+        p: min(marks[(t, p)] for t in names) for p in partitions if all((t, p) in marks for t in names)
+    }
+    return Horizon(_utc(now), horizon, live_window)
