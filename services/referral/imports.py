@@ -25,9 +25,56 @@ from services.referral.validation import UK
 CSV_REQUIRED = ("UPN", "Surname", "Forename", "DOB", "LeavingDate", "DeletionGround")
 CSV_OPTIONAL = ("Sex", "DestinationURN", "DestinationLA", "DestinationCountry")
 MAX_ROWS = 5000
+# What a file upload may be labelled. Windows labels a .csv file application/vnd.ms-excel when Excel is
+# installed, so browsers and MIS uploads send that too.
+CSV_MEDIA_TYPES = ("text/csv", "application/csv", "application/vnd.ms-excel")
+CTF_MEDIA_TYPES = ("application/xml", "text/xml")
 CTF_UNKNOWN = "XXXXXXX"  # destination not known: the file goes to the school2school lost pupil database
 CTF_INDEPENDENT = "MMMMMMM"  # independent school or outside England and Wales
 _GROUND = re.compile(r"^\(?([a-oA-O])\)?$")  # "i", "(i)", "I"
+CTF_SEX = frozenset({"F", "M", "U"})  # the DfE Sex codeset (older files write the same codes in <Gender>)
+
+# The event fields a row's problems name, as the file names them (the longest matching prefix wins), so a
+# data officer sees the column or element to fix, not the event's internal path.
+CSV_FIELDS: dict[str, str] = {
+    "payload.child.upn": "UPN",
+    "payload.child.forename": "Forename",
+    "payload.child.surname": "Surname",
+    "payload.child.date_of_birth": "DOB",
+    "payload.child.sex": "Sex",
+    "payload.child": "UPN",  # the identity rule: a UPN (or a name and date of birth)
+    "payload.leaving_date": "LeavingDate",
+    "payload.deletion_ground": "DeletionGround",
+    "payload.destination.school_urn": "DestinationURN",
+    "payload.destination.ctf_destination": "DestinationURN",
+    "payload.destination.la_code": "DestinationLA",
+    "payload.destination.country": "DestinationCountry",
+    "payload.destination": "DestinationURN",
+    "occurred_at": "LeavingDate",
+}
+CTF_FIELDS: dict[str, str] = {
+    "payload.child.upn": "Pupil.UPN",
+    "payload.child.uln": "Pupil.UniqueLearnerNumber",
+    "payload.child.forename": "Pupil.Forename",
+    "payload.child.surname": "Pupil.Surname",
+    "payload.child.date_of_birth": "Pupil.DOB",
+    "payload.child.sex": "Pupil.Sex",
+    "payload.child": "Pupil.UPN",
+    "payload.leaving_date": "SchoolHistory.School.LeavingDate",
+    "payload.deletion_ground": "deletion_ground",
+    "payload.destination": "Header.DestSchool",
+    "occurred_at": "SchoolHistory.School.LeavingDate",
+}
+
+
+def in_file_terms(problems: list[Problem], fields: dict[str, str]) -> list[Problem]:
+    """The problems of a row's event, each naming the column (CSV) or element (CTF) it came from."""
+    named: list[Problem] = []
+    for problem in problems:
+        prefixes = [p for p in fields if problem.field == p or problem.field.startswith(p + ".")]
+        field_name = fields[max(prefixes, key=len)] if prefixes else problem.field
+        named.append(problem.model_copy(update={"field": field_name}))
+    return named
 
 
 class FileRejected(Exception):
@@ -220,37 +267,90 @@ def ctf_source_problems(client: ApiClient, root: Element) -> list[Problem]:
     return problems
 
 
-def leavers_from_ctf(client: ApiClient, root: Element, deletion_ground: str | None) -> list[Row]:
-    """One pupil-left-roll per Pupil of a CTF sent because pupils left the client's school."""
+def ctf_destination(root: Element) -> dict[str, Any]:
+    """The leavers' destination from ``Header/DestSchool``; a file whose destination is its own source school
+    is not a file of leavers (a results or return file, as the Multiplication Tables Check builds it) and is
+    refused as a whole, whatever ground the upload names."""
     header = root.find("Header")
-    source_estab = _text(header, "SourceSchool/Estab")
+    source = header.find("SourceSchool") if header is not None else None
     dest = header.find("DestSchool") if header is not None else None
     dest_la, dest_estab, dest_urn = _text(dest, "LEA"), _text(dest, "Estab"), _text(dest, "URN")
     if dest_la + dest_estab in (CTF_UNKNOWN, CTF_INDEPENDENT):
-        destination: dict[str, Any] = {"known": False, "ctf_destination": dest_la + dest_estab}
-    else:
-        destination = _destination(dest_urn, dest_la, "")
-    file_date = _text(header, "DateTime")[:10]
+        return {"known": False, "ctf_destination": dest_la + dest_estab}
+    source_la, source_estab, source_urn = _text(source, "LEA"), _text(source, "Estab"), _text(source, "URN")
+    same_number = bool(dest_la and dest_estab) and (dest_la, dest_estab) == (source_la, source_estab)
+    if (same_number and dest_urn in ("", source_urn)) or (dest_urn and dest_urn == source_urn):
+        raise FileRejected(
+            [
+                Problem(
+                    field="Header.DestSchool",
+                    rule="not_a_leavers_file",
+                    message="the destination is the source school itself: this is not a file of leavers "
+                    "(a leavers CTF names the new school, XXXXXXX if unknown or MMMMMMM if independent or "
+                    "outside England and Wales)",
+                )
+            ]
+        )
+    destination = _destination(dest_urn, dest_la, "")
+    if dest_estab and dest_la:
+        destination["school_estab"] = dest_estab  # named by its DfE number when the file has no URN
+    return destination
+
+
+def _leaving_at_source(pupil: Element, source_estab: str) -> tuple[str, str]:
+    """The pupil's LeavingDate and LeavingReason at the source school (SchoolHistory), or ("", "")."""
+    leaving_text, reason = "", ""
+    for school in pupil.findall("SchoolHistory/School"):
+        if _text(school, "LeavingDate") and (not source_estab or _text(school, "Estab") == source_estab):
+            leaving_text, reason = _text(school, "LeavingDate"), _text(school, "LeavingReason")
+    return leaving_text, reason
+
+
+def leavers_from_ctf(client: ApiClient, root: Element, deletion_ground: str | None) -> list[Row]:
+    """One pupil-left-roll per Pupil of a CTF sent because pupils left the client's school."""
+    destination = ctf_destination(root)
+    source_estab = _text(root.find("Header"), "SourceSchool/Estab")
+    pupils = root.findall("CTFpupilData/Pupil")
+    if not pupils:
+        raise FileRejected([Problem(field="CTFpupilData", rule="no_pupils", message="the file has no Pupil")])
+    if len(pupils) > MAX_ROWS:
+        raise FileRejected(
+            [Problem(field="body", rule="too_many_rows", message=f"at most {MAX_ROWS} pupils")]
+        )
+    leavings = [_leaving_at_source(pupil, source_estab) for pupil in pupils]
+    if not any(text for text, _ in leavings):
+        raise FileRejected(
+            [
+                Problem(
+                    field="SchoolHistory.School.LeavingDate",
+                    rule="not_a_leavers_file",
+                    message="no pupil in the file has a LeavingDate at the source school: this is not a file "
+                    "of leavers",
+                )
+            ]
+        )
     rows: list[Row] = []
-    for index, pupil in enumerate(root.findall("CTFpupilData/Pupil"), start=1):
-        if index > MAX_ROWS:
-            raise FileRejected(
-                [Problem(field="body", rule="too_many_rows", message=f"at most {MAX_ROWS} pupils")]
-            )
+    for index, (pupil, (leaving_text, reason)) in enumerate(zip(pupils, leavings, strict=True), start=1):
         row = Row(index=index)
-        leaving_text, reason = file_date, ""
-        for school in pupil.findall("SchoolHistory/School"):
-            if _text(school, "LeavingDate") and (not source_estab or _text(school, "Estab") == source_estab):
-                leaving_text, reason = _text(school, "LeavingDate"), _text(school, "LeavingReason")
-        try:
-            leaving = parse_uk_date(leaving_text[:10])
-        except ValueError:
+        leaving: date | None = None
+        if not leaving_text:  # never the file's DateTime: that is the day the file was made
             row.problems.append(
                 Problem(
-                    field="SchoolHistory.School.LeavingDate", rule="date_format", message="no leaving date"
+                    field="SchoolHistory.School.LeavingDate",
+                    rule="required",
+                    message="the pupil has no LeavingDate at the source school in SchoolHistory",
                 )
             )
-        ground = deletion_ground or ("a" if destination.get("school_urn") else "")
+        else:
+            try:
+                leaving = parse_uk_date(leaving_text[:10])
+            except ValueError as exc:
+                row.problems.append(
+                    Problem(field="SchoolHistory.School.LeavingDate", rule="date_format", message=str(exc))
+                )
+        ground = deletion_ground or (
+            "a" if destination.get("school_urn") or destination.get("school_estab") else ""
+        )
         if not ground and _GROUND.match(reason):
             ground = reason.strip("()").lower()
         if not ground:
@@ -261,18 +361,17 @@ def leavers_from_ctf(client: ApiClient, root: Element, deletion_ground: str | No
                     message="give the regulation 9(1) ground (query deletion_ground) for this leaver",
                 )
             )
-        if not row.problems:
-            gender = _text(pupil, "Gender").upper()[:1]
+        if leaving is not None and not row.problems:
+            # DfE's builders write <Sex>; older files <Gender>. A code outside the codeset is left out.
+            sex = (_text(pupil, "Sex") or _text(pupil, "Gender")).upper()
             kid = {
                 "upn": _text(pupil, "UPN").upper(),
                 "uln": _text(pupil, "UniqueLearnerNumber"),
                 "forename": _text(pupil, "Forename"),
                 "surname": _text(pupil, "Surname"),
                 "date_of_birth": _text(pupil, "DOB")[:10],
-                "sex": gender if gender in ("M", "F") else "",
+                "sex": sex if sex in CTF_SEX else "",
             }
             row.event = _leaver_event(client, "ctf", kid, leaving, ground, destination)
         rows.append(row)
-    if not rows:
-        raise FileRejected([Problem(field="CTFpupilData", rule="no_pupils", message="the file has no Pupil")])
     return rows

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
+from services.referral.imports import CSV_MEDIA_TYPES, CTF_MEDIA_TYPES
 from services.referral.models import ErrorResponse, ReferralRequest
 from shared.events.catalogue import InboundEvent
 
@@ -38,8 +39,14 @@ REFERRAL_BODY: dict[str, Any] = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReferralRequest"}}},
 }
-CSV_BODY: dict[str, Any] = {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
-CTF_BODY: dict[str, Any] = {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}
+CSV_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {media: {"schema": {"type": "string"}} for media in CSV_MEDIA_TYPES},
+}
+CTF_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {media: {"schema": {"type": "string"}} for media in CTF_MEDIA_TYPES},
+}
 
 _ERROR_TEXT = {
     400: "The file cannot be read (not XML, or a DTD / entity / external reference)",
@@ -47,7 +54,9 @@ _ERROR_TEXT = {
     403: "Outside this client's school or LA",
     404: "No such event from this client",
     409: "The event_id was already used for a different event",
+    405: "This path does not take this method",
     413: "The body is too large",
+    415: "The body is not of the media type the route reads (its Content-Type)",
     422: "A field broke a rule: each error names the field and the rule",
     429: "Rate limit: retry after the Retry-After seconds",
     503: "The database is unavailable: nothing was written; retry after Retry-After seconds",

@@ -89,7 +89,7 @@ class Destination(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> Destination:
         if self.school_estab and not self.la_code:
-            raise ValueError("a destination school_estab needs la_code (the DfE number is LA + establishment)")
+            raise ValueError("a destination school_estab needs la_code (a DfE number is LA + establishment)")
         detail = self.school_urn or self.la_code or self.country
         if self.known and not detail:
             raise ValueError("a known destination needs school_urn, la_code or country")

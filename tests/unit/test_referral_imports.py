@@ -17,6 +17,7 @@ from services.referral.clients import create_client
 from services.referral.models import ClientKind, ReferralOutbox
 from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, make_upn
 from shared.settings import Settings
+from tests.support.ctf import Ctf, Pupil, School, build_ctf
 
 UPN1, UPN2 = make_upn(DEMO_LA, 2000, 14, 1), make_upn(DEMO_LA, 2000, 14, 2)
 
@@ -64,6 +65,14 @@ def outbox_count(engine: Engine) -> int:
         return int(session.exec(select(func.count()).select_from(ReferralOutbox)).one())
 
 
+def csv_headers(auth: dict[str, str]) -> dict[str, str]:
+    return {**auth, "Content-Type": "text/csv"}
+
+
+def xml_headers(auth: dict[str, str]) -> dict[str, str]:
+    return {**auth, "Content-Type": "application/xml"}
+
+
 LEAVERS_CSV = (
     "\ufeffUPN,Forename,Surname,DOB,Sex,LeavingDate,DeletionGround,DestinationURN,DestinationLA\r\n"
     f"{UPN1},Alex,Example,01/03/2014,F,03/11/2025,i,XXXXXXX,\r\n"
@@ -92,7 +101,9 @@ async def test_leavers_csv_gives_a_result_per_row(files) -> None:  # type: ignor
     assert events[0]["payload"]["destination"] == {"known": False, "ctf_destination": "XXXXXXX"}  # type: ignore[index]
     assert events[1]["payload"]["destination"]["school_urn"] == "108001"  # type: ignore[index]
     assert events[1]["payload"]["deletion_ground"] == "a"  # type: ignore[index]
-    again = await http.post("/v1/imports/leavers-csv", content=LEAVERS_CSV.encode(), headers=school)
+    again = await http.post(
+        "/v1/imports/leavers-csv", content=LEAVERS_CSV.encode(), headers=csv_headers(school)
+    )
     assert (
         again.json()["duplicates"] == 2 and outbox_count(engine) == 2
     )  # a re-sent file publishes nothing new
@@ -100,7 +111,9 @@ async def test_leavers_csv_gives_a_result_per_row(files) -> None:  # type: ignor
 
 async def test_leavers_csv_needs_its_columns(files) -> None:  # type: ignore[no-untyped-def]
     http, school, _, _ = files
-    r = await http.post("/v1/imports/leavers-csv", content=b"UPN,Surname\r\nX,Y\r\n", headers=school)
+    r = await http.post(
+        "/v1/imports/leavers-csv", content=b"UPN,Surname\r\nX,Y\r\n", headers=csv_headers(school)
+    )
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} == {
         "header.Forename", "header.DOB", "header.LeavingDate", "header.DeletionGround"
@@ -153,7 +166,9 @@ async def test_ctf_of_a_lost_pupil_becomes_pupil_left_roll(files) -> None:  # ty
 async def test_ctf_to_independent_school_or_abroad(files) -> None:  # type: ignore[no-untyped-def]
     http, school, _, engine = files
     r = await http.post(
-        "/v1/imports/ctf?deletion_ground=n", content=ctf("<LEA>MMM</LEA><Estab>MMMM</Estab>"), headers=school
+        "/v1/imports/ctf?deletion_ground=n",
+        content=ctf("<LEA>MMM</LEA><Estab>MMMM</Estab>"),
+        headers=xml_headers(school),
     )
     assert r.json()["accepted"] == 1
     assert outbox_values(engine)[0]["payload"]["destination"]["ctf_destination"] == "MMMMMMM"  # type: ignore[index]
@@ -162,16 +177,20 @@ async def test_ctf_to_independent_school_or_abroad(files) -> None:  # type: igno
 async def test_ctf_to_a_named_school_uses_ground_a(files) -> None:  # type: ignore[no-untyped-def]
     http, school, _, engine = files
     dest = "<LEA>803</LEA><Estab>2001</Estab><URN>109001</URN>"
-    r = await http.post("/v1/imports/ctf", content=ctf(dest), headers=school)
+    r = await http.post("/v1/imports/ctf", content=ctf(dest), headers=xml_headers(school))
     assert r.json()["accepted"] == 1, r.text
     payload = outbox_values(engine)[0]["payload"]
     assert payload["deletion_ground"] == "a"  # type: ignore[index]
-    assert payload["destination"] == {"known": True, "school_urn": "109001", "la_code": "803"}  # type: ignore[index]
+    assert payload["destination"] == {  # type: ignore[index]
+        "known": True, "school_urn": "109001", "la_code": "803", "school_estab": "2001"
+    }  # fmt: skip
 
 
 async def test_ctf_from_another_school_is_403(files) -> None:  # type: ignore[no-untyped-def]
     http, school, _, engine = files
-    r = await http.post("/v1/imports/ctf?deletion_ground=i", content=ctf(source_urn="108001"), headers=school)
+    r = await http.post(
+        "/v1/imports/ctf?deletion_ground=i", content=ctf(source_urn="108001"), headers=xml_headers(school)
+    )
     assert r.status_code == 403 and r.json()["errors"][0]["field"] == "Header.SourceSchool.URN"
     assert outbox_count(engine) == 0
 
@@ -194,7 +213,7 @@ XXE = b"""<?xml version="1.0"?>
 )
 async def test_unsafe_or_broken_xml_is_400(files, body: bytes, rule: str) -> None:  # type: ignore[no-untyped-def]
     http, school, _, engine = files
-    r = await http.post("/v1/imports/ctf?deletion_ground=i", content=body, headers=school)
+    r = await http.post("/v1/imports/ctf?deletion_ground=i", content=body, headers=xml_headers(school))
     assert r.status_code == 400 and r.json()["errors"][0]["rule"] == rule
     assert "root:" not in r.text and outbox_count(engine) == 0
 
@@ -211,3 +230,189 @@ async def test_a_file_that_is_not_csv_is_refused_with_422_not_a_server_error(
     rules = {p["rule"] for p in response.json()["errors"]}
     assert rules <= {"csv_format", "column_required"}
     assert outbox_count(engine) == 0  # type: ignore[arg-type]
+
+
+# --- intake fidelity: files made by other people's software -----------------------------------------------
+
+HILL = School(lea=DEMO_LA, estab="2000", name="Hill Primary School", entry_date="2019-09-04")
+CUMBRIA_UPN = make_upn("909", 3001, 15, 7)  # issued in Cumbria before 2023, kept for life
+CARDIFF_UPN = make_upn("681", 2010, 16, 9)  # issued by a Welsh LA
+
+
+def leavers(*, leaving: str | None = "2025-10-24", reason: str | None = None) -> list[Pupil]:
+    """Pupils who left Hill (two after an earlier school elsewhere), as a DfE-built CTF describes them."""
+    earlier = School(
+        lea="909", estab="3001", name="Fell School", entry_date="2015-09-02", leaving_date="2019-07-19"
+    )
+    left = School(**{**HILL.__dict__, "leaving_date": leaving, "leaving_reason": reason})
+    return [
+        Pupil(upn=UPN1, surname="Example", forename="Alex", dob="2014-03-01", sex="F", history=(left,)),
+        Pupil(
+            upn=UPN2,
+            surname="Sample",
+            forename="Sam",
+            dob="2014-05-02",
+            sex="M",
+            uln="9276308686",
+            history=(left,),
+        ),
+        Pupil(
+            upn=CUMBRIA_UPN,
+            surname="Fell",
+            forename="Kim",
+            dob="2013-12-11",
+            sex="F",
+            history=(earlier, left),
+        ),
+        Pupil(upn=CARDIFF_UPN, surname="Taff", forename="Rhys", dob="2014-01-20", sex="M", history=(left,)),
+    ]
+
+
+def hill_ctf(dest_lea: str, dest_estab: str, dest_urn: str | None = None, **kw: Any) -> bytes:
+    return build_ctf(
+        Ctf(source_lea=DEMO_LA, source_estab="2000", source_urn=DEMO_SCHOOL_URN, dest_lea=dest_lea,
+            dest_estab=dest_estab, dest_urn=dest_urn, pupils=kw.pop("pupils", None) or leavers(), **kw)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("lea", "estab", "code", "ground"), [("XXX", "XXXX", "XXXXXXX", "i"), ("MMM", "MMMM", "MMMMMMM", "n")]
+)
+async def test_an_independently_built_ctf_gives_every_pupil_with_sex_and_leaving_date(  # type: ignore[no-untyped-def]
+    files, lea: str, estab: str, code: str, ground: str
+) -> None:
+    http, school, _, engine = files
+    r = await http.post(
+        f"/v1/imports/ctf?deletion_ground={ground}", content=hill_ctf(lea, estab), headers=xml_headers(school)
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 4, r.text
+    values: list[Any] = outbox_values(engine)
+    events = {e["payload"]["child"]["upn"]: e["payload"] for e in values}
+    assert set(events) == {UPN1, UPN2, CUMBRIA_UPN, CARDIFF_UPN}  # former and Welsh LAs' UPNs too
+    assert {upn: p["child"]["sex"] for upn, p in events.items()} == {
+        UPN1: "F", UPN2: "M", CUMBRIA_UPN: "F", CARDIFF_UPN: "M"
+    }  # fmt: skip
+    assert {p["leaving_date"] for p in events.values()} == {"2025-10-24"}  # not the file's DateTime
+    assert {str(p["destination"]) for p in events.values()} == {
+        str({"known": False, "ctf_destination": code})
+    }
+    assert events[UPN2]["child"]["uln"] == "9276308686"
+
+
+async def test_older_files_gender_is_still_read(files) -> None:  # type: ignore[no-untyped-def]
+    http, school, _, engine = files
+    pupil = Pupil(upn=UPN1, surname="Example", forename="Alex", dob="2014-03-01", sex=None, gender="M",
+                  history=(School(**{**HILL.__dict__, "leaving_date": "2025-10-24"}),))  # fmt: skip
+    r = await http.post(
+        "/v1/imports/ctf?deletion_ground=i",
+        content=hill_ctf("XXX", "XXXX", pupils=[pupil]),
+        headers=xml_headers(school),
+    )
+    assert r.json()["accepted"] == 1, r.text
+    assert outbox_values(engine)[0]["payload"]["child"]["sex"] == "M"  # type: ignore[index]
+
+
+async def test_a_pupil_without_a_leaving_date_is_refused_not_given_the_files_date(  # type: ignore[no-untyped-def]
+    files,
+) -> None:
+    http, school, _, engine = files
+    pupils = leavers()
+    no_date = Pupil(
+        upn=make_upn(DEMO_LA, 2000, 14, 3), surname="Nodate", forename="Jo", dob="2014-02-02", history=(HILL,)
+    )
+    r = await http.post(
+        "/v1/imports/ctf?deletion_ground=i",
+        content=hill_ctf("XXX", "XXXX", pupils=[*pupils, no_date]),
+        headers=xml_headers(school),
+    )
+    body = r.json()
+    assert body["accepted"] == 4 and body["rejected"] == 1, body
+    assert body["results"][4]["errors"][0] == {
+        "field": "SchoolHistory.School.LeavingDate",
+        "rule": "required",
+        "message": "the pupil has no LeavingDate at the source school in SchoolHistory",
+    }
+    assert outbox_count(engine) == 4
+
+
+async def test_a_file_whose_pupils_never_left_is_not_a_leavers_file(files) -> None:  # type: ignore[no-untyped-def]
+    http, school, _, engine = files
+    r = await http.post(
+        "/v1/imports/ctf?deletion_ground=i",
+        content=hill_ctf("XXX", "XXXX", pupils=leavers(leaving=None)),
+        headers=xml_headers(school),
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "not_a_leavers_file", r.text
+    assert outbox_count(engine) == 0
+
+
+@pytest.mark.parametrize("urn", [None, DEMO_SCHOOL_URN])
+async def test_a_results_file_sent_back_to_its_own_school_is_refused_whole(  # type: ignore[no-untyped-def]
+    files, urn: str | None
+) -> None:
+    """As the Multiplication Tables Check builds it: DestSchool is the source school. A ground in the query
+    does not turn it into leavers."""
+    http, school, _, engine = files
+    for query in ("", "?deletion_ground=i"):
+        r = await http.post(
+            f"/v1/imports/ctf{query}",
+            content=hill_ctf(DEMO_LA, "2000", urn, document_name="MTC results"),
+            headers=xml_headers(school),
+        )
+        assert r.status_code == 422, r.text
+        [problem] = r.json()["errors"]
+        assert (problem["field"], problem["rule"]) == ("Header.DestSchool", "not_a_leavers_file")
+        assert "source school itself" in problem["message"]
+    assert outbox_count(engine) == 0
+
+
+async def test_a_destination_named_by_lea_and_estab_keeps_both(files) -> None:  # type: ignore[no-untyped-def]
+    http, school, _, engine = files
+    r = await http.post("/v1/imports/ctf", content=hill_ctf("803", "4021"), headers=xml_headers(school))
+    assert r.json()["accepted"] == 4, r.text
+    payload = outbox_values(engine)[0]["payload"]
+    assert payload["destination"] == {"known": True, "la_code": "803", "school_estab": "4021"}  # type: ignore[index]
+    assert payload["deletion_ground"] == "a"  # type: ignore[index]  # a named school: registered elsewhere
+
+
+@pytest.mark.parametrize(
+    ("route", "content_type"),
+    [("/v1/imports/ctf?deletion_ground=i", "text/plain"), ("/v1/imports/ctf?deletion_ground=i", None),
+     ("/v1/imports/leavers-csv", "application/json"), ("/v1/imports/leavers-csv", None)],
+)  # fmt: skip
+async def test_a_file_route_reads_only_its_media_type(  # type: ignore[no-untyped-def]
+    files, route: str, content_type: str | None
+) -> None:
+    http, school, _, engine = files
+    body = hill_ctf("XXX", "XXXX") if "ctf" in route else LEAVERS_CSV.encode()
+    headers = {**school, **({"Content-Type": content_type} if content_type else {})}
+    r = await http.post(route, content=body, headers=headers)
+    assert r.status_code == 415 and r.json()["errors"][0]["rule"] == "unsupported_media_type", r.text
+    assert outbox_count(engine) == 0
+    labelled = "text/xml; charset=utf-8" if "ctf" in route else "application/vnd.ms-excel"
+    ok = await http.post(route, content=body, headers={**school, "Content-Type": labelled})
+    assert ok.status_code == 200, ok.text
+
+
+async def test_csv_problems_name_the_column_and_never_echo_the_value(files) -> None:  # type: ignore[no-untyped-def]
+    http, school, _, _ = files
+    wrong_letter = "B" + UPN1[1:] if UPN1[0] != "B" else "C" + UPN1[1:]
+    csv_text = (
+        "UPN,Forename,Surname,DOB,Sex,LeavingDate,DeletionGround,DestinationURN,DestinationLA\r\n"
+        f"{wrong_letter},Alex,Example,01/03/2014,F,03/11/2025,i,XXXXXXX,\r\n"
+        f"{CUMBRIA_UPN},Kim,Fell,11/12/2013,F,03/11/2025,i,XXXXXXX,\r\n"
+        f"{UPN2},Sam,Sample,02/05/2014,M,03/11/2025,i,,909\r\n"
+    )
+    r = await http.post("/v1/imports/leavers-csv", content=csv_text.encode(), headers=csv_headers(school))
+    results = r.json()["results"]
+    assert [x["outcome"] for x in results] == ["rejected", "accepted", "rejected"], results
+    assert results[0]["errors"][0]["field"] == "UPN"
+    assert results[2]["errors"][0]["field"] == "DestinationLA"  # Cumbria is no LA now: a destination is
+    assert wrong_letter[1:] not in r.text and "909" not in r.text.replace(CUMBRIA_UPN, "")
+
+
+async def test_get_on_the_batch_route_is_405(files) -> None:  # type: ignore[no-untyped-def]
+    http, school, _, _ = files
+    r = await http.get("/v1/events/batch", headers=school)
+    assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
+    assert (await http.get("/v1/events/not-a-uuid", headers=school)).status_code == 422
