@@ -18,6 +18,7 @@ from services.web import metrics
 from services.web.identity import IdentityProvider, LocalAccounts
 from services.web.lag import run_lag_exporter
 from services.web.pages import build_router, templates
+from services.web.queue import build_router as build_queue_router
 from services.web.reports import load_populations
 from services.web.sessions import CsrfFailed, SignInRequired
 from services.web.settings import WebSettings
@@ -27,6 +28,7 @@ from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
 from shared.school_calendar import CalendarRegistry
 from shared.settings import get_settings
+from shared.startup import Startup, StartupGate, migrations
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SECURITY_HEADERS = {
@@ -57,17 +59,22 @@ def create_app(
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     """``transports`` routes calls to a service in-process (unit tests); by default they go over HTTP."""
-    engine = prepare_database(settings)
+    steps = migrations(settings.database_url, MIGRATIONS, "web")
+    engine = make_engine(settings.database_url)
+    startup = Startup("web", pending=bool(steps))
     stop = asyncio.Event()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        starting = await startup.begin(*steps)
         task = (
             asyncio.create_task(run_lag_exporter(settings, stop)) if settings.web_lag_interval_s > 0 else None
         )
         try:
             yield
         finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
             stop.set()
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -84,7 +91,9 @@ def create_app(
     )
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(build_router(identity or LocalAccounts(engine)))
-    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    app.include_router(build_queue_router())
+    checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_check(settings)}
+    app.include_router(ops_router(checks))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(SignInRequired)
@@ -114,5 +123,6 @@ def create_app(
 
     # Forms are a few hundred bytes: refuse a large body before it is read, even before sign-in.
     app.add_middleware(BodySizeLimit, limit=FORM_BODY_LIMIT)
+    app.add_middleware(StartupGate, startup=startup)
     _ = templates  # the pages module owns the template environment
     return app

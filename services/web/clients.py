@@ -34,12 +34,22 @@ class ServiceClient:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.aclose()
 
-    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = await self._client.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
-                detail = str(response.json().get("detail", ""))
-            except ValueError:
+                body = response.json()
+                detail = str(body.get("detail") or body.get("errors") or "")
+            except (ValueError, AttributeError):
                 detail = response.text[:200]
             raise ServiceError(response.status_code, detail)
-        return response.json()
+        return response
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self._request(method, path, **kwargs)).json()
+
+    async def page(self, path: str, **kwargs: Any) -> tuple[list[Any], int]:
+        """One page of a list and the count over all pages (the service's ``X-Total-Count``)."""
+        response = await self._request("GET", path, **kwargs)
+        items: list[Any] = response.json()
+        return items, int(response.headers.get("X-Total-Count", len(items)))

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--la", required=True, help="3-digit LA code")
     create.add_argument("--role", required=True, choices=[r.value for r in Role if r != Role.SERVICE])
     create.add_argument("--username", required=True)
+    create.add_argument("--team", help="the caseworker's team (for the 'my team's cases' queue)")
     create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     args = parser.parse_args(argv)
     settings = WebSettings()
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
         engine = prepare_database(settings)
         try:
-            create_user(engine, args.username, args.la, Role(args.role), read_password(args.password_stdin))
+            create_user(
+                engine, args.username, args.la, Role(args.role), read_password(args.password_stdin), args.team
+            )
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -1,9 +1,10 @@
-"""The web's tables (web_*): local accounts, revoked sessions, the audit of what people did and read, and the
-inbox's own bookkeeping of alerts (assignment, enquiry notes, resolution) next to notify's alert rows."""
+"""The web's tables (web_*): local accounts, revoked sessions, the audit of what people did and read, the
+inbox's own bookkeeping of alerts (assignment, notes, resolution) next to notify's alert rows, and case
+ownership and review dates next to tracking's cases."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
@@ -22,6 +23,7 @@ class WebUser(SQLModel, table=True):
     la_code: str = Field(index=True, max_length=3)
     role: str = Field(max_length=32)
     password_hash: str = Field(max_length=200)  # argon2id
+    team: str | None = Field(default=None, max_length=64)  # the caseworker's team, for "my team's cases"
     disabled: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
 
@@ -76,3 +78,37 @@ class WebAlertNote(SQLModel, table=True):
     author: str = Field(max_length=128)
     at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class WebCaseWork(SQLModel, table=True):
+    """Who owns an LA's case and when it is next reviewed: the web's casework, next to tracking's case.
+
+    The owner is a person (their username) or a team ("team:<name>"). Every change is audited in web_audit
+    (case_owner, case_review) with who made it and when."""
+
+    __tablename__ = "web_case_work"
+
+    case_id: str = Field(primary_key=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    owner: str | None = Field(default=None, index=True, max_length=128)
+    owner_set_by: str | None = Field(default=None, max_length=128)
+    owner_set_at: datetime | None = Field(default=None, sa_column=_ts())
+    review_due: date | None = Field(default=None, index=True)
+    review_set_by: str | None = Field(default=None, max_length=128)
+    review_set_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class WebRecordedFact(SQLModel, table=True):
+    """A fact a person recorded in the web (enquiry, note, outcome), sent to intake: who recorded it, and what
+    they wrote, shown against the timeline row tracking keeps for the same event id (personal data: shown to
+    the LA, never logged)."""
+
+    __tablename__ = "web_recorded_facts"
+
+    event_id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(index=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    event_type: str = Field(max_length=40)
+    recorded_by: str = Field(max_length=128)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
+    summary: str = Field(sa_column=Column(Text, nullable=False))

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, PrefixLoader
 from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from services.web import charts, metrics, opsview, reports
+from services.web import casework, charts, facts, metrics, opsview, reports, words
 from services.web.clients import ServiceClient, ServiceError
 from services.web.identity import IdentityProvider
 from services.web.models import WebAlertNote, WebAlertWork, WebAudit
@@ -39,18 +40,40 @@ from services.web.sessions import (
 from services.web.settings import WebSettings
 from shared.auth import CASE_READERS, Audience, Principal, Role, issue_token
 from shared.events.envelope import utcnow
+from shared.events.vocab import ResolutionReason
 from shared.logs import get_logger
 from shared.school_calendar import CalendarRegistry
 
 log = get_logger(__name__)
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates = Jinja2Templates(
+    env=Environment(
+        loader=ChoiceLoader(
+            [
+                FileSystemLoader(str(Path(__file__).parent / "templates")),
+                # GOV.UK Design System components: {% from "govuk_frontend_jinja/components/.../macro.html" %}
+                PrefixLoader({"govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja")}),
+            ]
+        ),
+        autoescape=True,
+    )
+)
+templates.env.filters.update(
+    state_words=words.state_words, reason_words=words.reason_words, fact_words=words.fact_words,
+    in_words=words.in_words,
+)  # fmt: skip
+# Resolving an alert needs one of these (audited); it stops the alerts and never closes the case.
+templates.env.globals["RESOLUTION_REASONS"] = [(r.value, r.value.replace("_", " ")) for r in ResolutionReason]
 OPS_ROLES = frozenset({Role.OPS, Role.ADMIN})
 ACKNOWLEDGERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER})
 Reason = Annotated[str, Form(min_length=3, max_length=500)]
 Csrf = Annotated[str, Form()]
+# Where an action returns to: the inbox (with its page and filters) or a case page; never another site.
+BACK_PATTERN = r"^/(inbox|cases)(/[0-9a-f-]{36})?(\?[A-Za-z0-9=&_-]*)?$"
 API_TOKEN_TTL_S = (
     120  # long enough for one page's calls to the services, short enough to be useless if leaked
 )
+WEB_SERVICE_SUBJECT = "cme-web"  # the subject referral's intake accepts as the web (services/referral/api.py)
+PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,14 @@ class Ctx:
         # The session token is for the web only; the service gets a short-lived API token for the same person.
         api_token = issue_token(self.settings, self.who.sub, self.who.role, self.who.la_code, API_TOKEN_TTL_S)
         return ServiceClient(self.settings, name, api_token, self.transports.get(name))
+
+    def intake(self) -> ServiceClient:
+        """The referral service's intake, as the web's own service client for this person's LA: facts people
+        record here go in as any source's do (who recorded one is in web_audit)."""
+        token = issue_token(
+            self.settings, WEB_SERVICE_SUBJECT, Role.SERVICE, self.who.la_code, API_TOKEN_TTL_S
+        )
+        return ServiceClient(self.settings, "referral", token, self.transports.get("referral"))
 
     def audit(
         self, action: str, target: str | None = None, reason: str | None = None, detail: str | None = None
@@ -202,9 +233,47 @@ def build_router(identity: IdentityProvider) -> APIRouter:
     # --- alert inbox ------------------------------------------------------------------------------------
 
     @router.get("/inbox", response_class=HTMLResponse)
-    async def inbox(request: Request, ctx: Reader) -> HTMLResponse:
+    async def inbox(
+        request: Request,
+        ctx: Reader,
+        show: Annotated[str, Query(pattern="^(open|acknowledged|all)$")] = "open",
+        sort: Annotated[str, Query(pattern="^(newest|oldest|due)$")] = "newest",
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    ) -> HTMLResponse:
+        """The LA's alerts, a page at a time, as a table naming the child; the counts are notify's own."""
+        params: dict[str, Any] = {"sort": sort, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}
+        if show != "all":
+            params["state"] = show
         async with ctx.service("notify") as notify:
-            alerts: list[dict[str, Any]] = await notify.call("GET", "/v1/alerts")
+            alerts, total = await notify.page("/v1/alerts", params=params)
+            _, waiting = await notify.page("/v1/alerts", params={"state": "open", "limit": 1})
+        await _with_cases(ctx, alerts, "alert inbox")
+        _with_alert_work(ctx, alerts)
+        pages = max(1, -(-total // PAGE_SIZE))
+        return render(
+            request, "inbox.html", ctx, alerts=alerts, total=total, waiting=waiting, show=show, sort=sort,
+            page=min(page, pages), pages=pages, page_size=PAGE_SIZE,
+        )  # fmt: skip
+
+    async def _with_cases(ctx: Ctx, alerts: list[dict[str, Any]], reason: str) -> None:
+        """Each alert gets its child's name, age, school, state and owner (one call to tracking per page)."""
+        case_ids = sorted({a["case_id"] for a in alerts})
+        found: dict[str, dict[str, Any]] = {}
+        if case_ids:
+            async with ctx.service("tracking") as tracking:
+                result = await tracking.call(
+                    "POST", "/v1/cases/query",
+                    json={"reason": reason, "case_ids": case_ids, "limit": len(case_ids)},
+                )  # fmt: skip
+            found = {item["case"]["case_id"]: item for item in result["items"]}
+        owners = casework.owners(ctx.engine, ctx.who.la_code, case_ids)
+        today = date.today()
+        for alert in alerts:
+            item = found.get(alert["case_id"])
+            alert["child"] = casework.summary(item, today) if item else None
+            alert["owner"] = owners.get(alert["case_id"])
+
+    def _with_alert_work(ctx: Ctx, alerts: list[dict[str, Any]]) -> None:
         ids = [a["alert_id"] for a in alerts]
         with Session(ctx.engine) as session:
             work = {
@@ -227,9 +296,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
             alert["assigned_to"] = w.assigned_to if w else None
             alert["resolved"] = bool(w and w.resolved_at) or alert.get("ack_action") == "resolved"
             alert["notes"] = notes.get(alert["alert_id"], [])
-        open_alerts = [a for a in alerts if a["state"] == "open"]
-        others = [a for a in alerts if a["state"] != "open"]
-        return render(request, "inbox.html", ctx, open_alerts=open_alerts, others=others)
+            alert["form_id"] = str(uuid.uuid4())  # a note sent twice is one fact
 
     def _alert_work(session: Session, alert_id: str, la_code: str) -> WebAlertWork:
         work = session.get(WebAlertWork, alert_id)
@@ -240,46 +307,66 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         return work
 
     async def _own_alert(ctx: Ctx, alert_id: str) -> dict[str, Any]:
-        """The alert, if notify lists it for the person's LA (404 otherwise)."""
-        async with ctx.service("notify") as notify:
-            alerts: list[dict[str, Any]] = await notify.call("GET", "/v1/alerts", params={"limit": 500})
-        found = next((a for a in alerts if a["alert_id"] == alert_id), None)
-        if found is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such alert")
-        return found
-
-    async def _ack(ctx: Ctx, alert_id: str, action: str) -> None:
-        if ctx.who.role not in ACKNOWLEDGERS:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "your role does not acknowledge alerts")
+        """The alert, however old, if it is of the person's LA (404 otherwise: notify scopes it)."""
         try:
             async with ctx.service("notify") as notify:
-                await notify.call("POST", f"/v1/alerts/{alert_id}/ack", json={"action": action})
+                found: dict[str, Any] = await notify.call("GET", f"/v1/alerts/{alert_id}")
+        except ServiceError as exc:
+            raise HTTPException(exc.status_code, "no such alert") from exc
+        return found
+
+    async def _ack(
+        ctx: Ctx, alert_id: str, action: str, resolution_reason: ResolutionReason | None = None
+    ) -> None:
+        if ctx.who.role not in ACKNOWLEDGERS:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "your role does not acknowledge alerts")
+        body = {"action": action}
+        if resolution_reason is not None:
+            body["resolution_reason"] = resolution_reason.value
+        try:
+            async with ctx.service("notify") as notify:
+                await notify.call("POST", f"/v1/alerts/{alert_id}/ack", json=body)
         except ServiceError as exc:
             if exc.status_code != status.HTTP_409_CONFLICT:  # already closed: nothing left to stop
                 raise HTTPException(exc.status_code, exc.detail) from exc
 
     @router.post("/alerts/{alert_id}/ack")
-    async def acknowledge(alert_id: uuid.UUID, ctx: Reader, csrf_token: Csrf) -> Response:
+    async def acknowledge(
+        alert_id: uuid.UUID,
+        ctx: Reader,
+        csrf_token: Csrf,
+        back: Annotated[str | None, Form(pattern=BACK_PATTERN)] = None,
+    ) -> Response:
         posted(ctx, csrf_token)
         await _ack(ctx, str(alert_id), "acknowledged")
         ctx.audit("alert_ack", str(alert_id))
-        return RedirectResponse("/inbox", status.HTTP_303_SEE_OTHER)
+        return RedirectResponse(back or "/inbox", status.HTTP_303_SEE_OTHER)
 
     @router.post("/alerts/{alert_id}/resolve")
-    async def resolve(alert_id: uuid.UUID, ctx: Reader, csrf_token: Csrf) -> Response:
+    async def resolve(
+        alert_id: uuid.UUID,
+        ctx: Reader,
+        csrf_token: Csrf,
+        resolution_reason: Annotated[ResolutionReason, Form()],
+    ) -> Response:
+        """Resolve needs a reason from the fixed list (audited here and in notify); the case stays open."""
         posted(ctx, csrf_token)
-        await _ack(ctx, str(alert_id), "resolved")
+        await _ack(ctx, str(alert_id), "resolved", resolution_reason)
         with Session(ctx.engine) as session:
             work = _alert_work(session, str(alert_id), ctx.who.la_code)
             work.resolved_by, work.resolved_at = ctx.who.sub, utcnow()
             session.add(work)
             session.commit()
-        ctx.audit("alert_resolve", str(alert_id))
+        ctx.audit("alert_resolve", str(alert_id), detail=f"resolution_reason={resolution_reason.value}")
         return RedirectResponse("/inbox", status.HTTP_303_SEE_OTHER)
 
     @router.post("/alerts/{alert_id}/assign")
     async def assign(
-        alert_id: uuid.UUID, ctx: Reader, csrf_token: Csrf, assignee: Annotated[str, Form(max_length=128)]
+        alert_id: uuid.UUID,
+        ctx: Reader,
+        csrf_token: Csrf,
+        assignee: Annotated[str, Form(max_length=128)],
+        back: Annotated[str | None, Form(pattern=BACK_PATTERN)] = None,
     ) -> Response:
         posted(ctx, csrf_token)
         await _own_alert(ctx, str(alert_id))
@@ -290,7 +377,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
             session.add(work)
             session.commit()
         ctx.audit("alert_assign", str(alert_id))
-        return RedirectResponse("/inbox", status.HTTP_303_SEE_OTHER)
+        return RedirectResponse(back or "/inbox", status.HTTP_303_SEE_OTHER)
 
     @router.post("/alerts/{alert_id}/note")
     async def add_note(
@@ -298,21 +385,41 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         ctx: Reader,
         csrf_token: Csrf,
         text: Annotated[str, Form(min_length=1, max_length=4000)],
+        form_id: Annotated[str, Form(max_length=36)] = "",
+        back: Annotated[str | None, Form(pattern=BACK_PATTERN)] = None,
     ) -> Response:
         posted(ctx, csrf_token)
-        await _own_alert(ctx, str(alert_id))
+        alert = await _own_alert(ctx, str(alert_id))
+        # The note is a fact on the child's timeline (through intake, like any source's), and stays listed
+        # with the alert it was written on.
+        child = await casework.read_child(ctx, alert["case_id"], "note on an alert")
+        try:
+            recorded = facts.note(form_id or str(uuid.uuid4()), child, ctx.who.la_code, text)
+        except facts.FactRefused as exc:
+            raise HTTPException(422, "; ".join(exc.messages)) from exc
+        event_id = await casework.submit(ctx, recorded, alert["case_id"])
         with Session(ctx.engine) as session:
             session.add(
                 WebAlertNote(alert_id=str(alert_id), la_code=ctx.who.la_code, author=ctx.who.sub, text=text)
             )
             session.commit()
-        ctx.audit("alert_note", str(alert_id))
-        return RedirectResponse("/inbox", status.HTTP_303_SEE_OTHER)
+        ctx.audit("alert_note", str(alert_id), detail=f"event {event_id}")
+        return RedirectResponse(back or "/inbox", status.HTTP_303_SEE_OTHER)
 
     # --- case page: ask why, then show ------------------------------------------------------------------
 
     @router.get("/cases/{case_id}", response_class=HTMLResponse)
-    def case_reason(request: Request, case_id: uuid.UUID, ctx: Reader) -> HTMLResponse:
+    async def case_reason(
+        request: Request,
+        case_id: uuid.UUID,
+        ctx: Reader,
+        recorded: Annotated[str | None, Query(pattern="^(enquiry|outcome|note)$")] = None,
+    ) -> HTMLResponse:
+        # Back on a case this person opened a short while ago (after recording something on it): the reason
+        # they gave then still holds, and is recorded again for this read.
+        reason = casework.recent_reason(ctx.engine, ctx.who, str(case_id))
+        if reason is not None:
+            return await _show_case(request, ctx, case_id, reason, recorded)
         return render(request, "case_reason.html", ctx, case_id=str(case_id))
 
     @router.post("/cases/{case_id}", response_class=HTMLResponse)
@@ -320,6 +427,11 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         request: Request, case_id: uuid.UUID, ctx: Reader, csrf_token: Csrf, reason: Reason
     ) -> HTMLResponse:
         posted(ctx, csrf_token)
+        return await _show_case(request, ctx, case_id, reason)
+
+    async def _show_case(
+        request: Request, ctx: Ctx, case_id: uuid.UUID, reason: str, recorded: str | None = None
+    ) -> HTMLResponse:
         try:
             async with ctx.service("tracking") as tracking:
                 child = await tracking.call("GET", f"/v1/cases/{case_id}", params={"reason": reason})
@@ -329,13 +441,17 @@ def build_router(identity: IdentityProvider) -> APIRouter:
                 return render(request, "not_found.html", ctx, code=404)
             raise HTTPException(exc.status_code, exc.detail) from exc
         ctx.audit("case_read", str(case_id), reason)
-        async with ctx.service("notify") as notify:
-            alerts = [
-                a
-                for a in await notify.call("GET", "/v1/alerts", params={"limit": 500})
-                if a["case_id"] == str(case_id)
-            ]
-        return render(request, "case.html", ctx, child=child, alerts=alerts)
+        alerts = await casework.case_alerts(ctx, str(case_id))
+        _with_alert_work(ctx, alerts)
+        work = casework.work_of(ctx.engine, ctx.who.la_code, str(case_id))
+        here = casework.recorded_here(ctx.engine, ctx.who.la_code, [t["event_id"] for t in child["timeline"]])
+        return render(
+            request, "case.html", ctx, child=child, alerts=alerts, work=work, case_id=str(case_id),
+            people=casework.people(ctx.engine, ctx.who.la_code), today=date.today().isoformat(),
+            form_id=str(uuid.uuid4()), enquiry_types=words.ENQUIRY_TYPES,
+            enquiry_outcomes=words.ENQUIRY_OUTCOMES, outcomes=facts.OUTCOMES,
+            provision_types=facts.PROVISION_TYPES, back=f"/cases/{case_id}", here=here, recorded=recorded,
+        )  # fmt: skip
 
     # --- search -------------------------------------------------------------------------------------------
 

@@ -24,20 +24,31 @@ class UserError(ValueError):
     pass
 
 
-def create_user(engine: Engine, username: str, la_code: str, role: Role, password: str) -> WebUser:
+TEAM_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_user(
+    engine: Engine, username: str, la_code: str, role: Role, password: str, team: str | None = None
+) -> WebUser:
     if not USERNAME_RE.match(username):
         raise UserError("username: 2-128 letters, digits or . _ @ -")
     if not re.fullmatch(r"[0-9]{3}", la_code):
         raise UserError("LA code must be 3 digits")
     if role not in PEOPLE_ROLES:
         raise UserError(f"role must be one of {', '.join(PEOPLE_ROLES)}")
+    if team is not None and not TEAM_RE.match(team):
+        raise UserError("team: 1-64 letters, digits or . _ -")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
     with Session(engine, expire_on_commit=False) as session:
         if session.get(WebUser, username) is not None:
             raise UserError(f"user {username} exists")
         user = WebUser(
-            username=username, la_code=la_code, role=role.value, password_hash=_HASHER.hash(password)
+            username=username,
+            la_code=la_code,
+            role=role.value,
+            password_hash=_HASHER.hash(password),
+            team=team,
         )
         session.add(user)
         session.commit()

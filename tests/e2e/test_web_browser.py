@@ -145,20 +145,20 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         page.goto(f"{web_url}/sign-in")
         page.screenshot(path=str(shots / "sign-in.png"))
         sign_in("cw801")
-        page.wait_for_selector("article.alert.open")  # the new alert is in the inbox
+        page.wait_for_selector("tr[data-alert-id]")  # the new alert is in the inbox (waiting alerts only)
+        assert page.inner_text("#waiting-count") == "1"
         page.screenshot(path=str(shots / "inbox.png"), full_page=True)
 
-        page.click("article.alert.open >> text=Open case")
+        page.click("tr[data-alert-id] td a.govuk-link")  # the child's name opens the case
         case_url = page.url
         case_id = case_url.rsplit("/", 1)[-1]
         page.fill("#reason", "following up the escalation alert")
         page.click("button[type=submit] >> text=Open the record")
         page.wait_for_selector("dd.state")
-        assert page.inner_text("dd.state") == "whereabouts unknown"
+        assert page.inner_text("dd.state") == "Whereabouts unknown"
         page.screenshot(path=str(shots / "case.png"), full_page=True)
-        page.click("form[action$='/ack'] button")  # acknowledge from the case page
-        page.wait_for_selector("article.alert.acknowledged")
-        assert "open" not in page.inner_text("article.alert.acknowledged .status")
+        page.click("#case-alerts form[action$='/ack'] button")  # acknowledge from the case page
+        page.wait_for_selector("#case-alerts .govuk-tag >> text=Acknowledged")
 
         # The ack reaches the escalation service through notify's outbox and Kafka.
         engine = make_engine(postgres_url)

@@ -18,6 +18,8 @@ from sqlmodel import Session, select
 from services.notify.app import create_app as notify_app
 from services.notify.config import NotifySettings
 from services.notify.models import NotifyAlert, NotifyOutbox
+from services.referral.app import create_app as referral_app
+from services.referral.models import ReferralOutbox
 from services.tracking.models import TrackingReviewItem
 from services.tracking.stream.app import MIGRATIONS
 from services.web.app import create_app
@@ -26,6 +28,7 @@ from services.web.settings import WebSettings
 from services.web.users import create_user
 from shared.auth import Role, issue_token
 from shared.db import make_engine, migrate
+from shared.events import decode_event
 from shared.events.internal import ChildSplit
 from tests.unit.test_web_reports import LA, OTHER_LA, CaseStore, build_scenario, tracking_app
 
@@ -68,15 +71,23 @@ def web(tmp_path: Path) -> Iterator[Web]:
             )
         )  # fmt: skip
         session.commit()
+    referral = referral_app(settings, background=False)  # intake without its relay: facts stay in the outbox
     app = create_app(
         settings,
-        transports={"tracking": httpx.ASGITransport(tracking), "notify": httpx.ASGITransport(notify)},
+        transports={
+            "tracking": httpx.ASGITransport(tracking),
+            "notify": httpx.ASGITransport(notify),
+            "referral": httpx.ASGITransport(referral),
+        },
     )
-    for name, la, role in (
-        ("cw801", LA, Role.CASEWORKER), ("cw803", OTHER_LA, Role.CASEWORKER), ("ops1", LA, Role.OPS),
+    for name, la, role, team in (
+        ("cw801", LA, Role.CASEWORKER, "north"), ("cw801b", LA, Role.CASEWORKER, "north"),
+        ("cw803", OTHER_LA, Role.CASEWORKER, None), ("ops1", LA, Role.OPS, None),
+        ("mgr801", LA, Role.MANAGER, None),
     ):  # fmt: skip
-        create_user(app.state.engine, name, la, role, PASSWORD)
-    with TestClient(app, base_url="http://testserver") as client:
+        create_user(app.state.engine, name, la, role, PASSWORD, team)
+    # The services' lifespans run (their start steps), as they would under uvicorn.
+    with TestClient(notify), TestClient(referral), TestClient(app, base_url="http://testserver") as client:
         yield Web(client, store, settings, alert_id, published)
 
 
@@ -147,7 +158,8 @@ def test_case_page_search_and_scoping_to_the_la(web: Web) -> None:
     assert found.status_code == 200 and f"/cases/{case_id}" in found.text
     case = web.client.post(f"/cases/{case_id}", data={"reason": "alert follow-up", "csrf_token": csrf})
     assert case.status_code == 200
-    assert "whereabouts unknown" in case.text and "pupil-left-roll" in case.text
+    assert "Whereabouts unknown" in case.text and "Left a school&#39;s roll" in case.text
+    assert "whereabouts_unknown</" not in case.text  # states in words, never raw codes
     assert upn not in str(case.url) and upn not in str(found.url)
 
     sign_in(web, "cw803")
@@ -192,10 +204,21 @@ def test_inbox_acknowledges_through_notify_and_keeps_assign_and_notes(web: Web) 
         ).status_code
         == 200
     )
-    acked = web.client.post(f"/alerts/{web.alert_id}/ack", data={"csrf_token": csrf})
+    acked = web.client.post(
+        f"/alerts/{web.alert_id}/ack", data={"csrf_token": csrf, "back": "/inbox?show=all&sort=newest&page=1"}
+    )
     assert (
         acked.status_code == 200 and "Phoned the family" in acked.text and "assigned to cw801" in acked.text
     )
+    assert web.alert_id not in web.client.get("/inbox").text  # no longer waiting
+    # The note is a fact on the child's timeline too: an enquiry-recorded event in intake's outbox, naming the
+    # child by the UPN tracking holds, from the web's own client of the LA.
+    with Session(make_engine(web.settings.database_url)) as session:
+        [row] = session.exec(select(ReferralOutbox)).all()
+    event = decode_event(row.value)
+    assert event.event_type == "enquiry-recorded" and event.source.client_id == "cme-web-801"
+    assert event.payload.outcome == "note" and event.payload.note == "Phoned the family"
+    assert event.payload.child.upn == web.store.kids[1]["upn"]
     with Session(make_engine(web.settings.database_url)) as session:
         alert = session.get(NotifyAlert, web.alert_id)
         assert alert is not None and alert.state == "acknowledged" and alert.acknowledged_by == "cw801"
