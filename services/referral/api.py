@@ -32,6 +32,7 @@ from services.referral.models import (
     ReferralRequest,
 )
 from services.referral.openapi import (
+    ACCEPTED_RESPONSE,
     BATCH_BODY,
     CSV_BODY,
     CTF_BODY,
@@ -238,7 +239,7 @@ router = APIRouter(prefix="/v1")
         "will be published to the intake topic. `event_id` is the idempotency key: a retry of the same event "
         "gets the first response again; the same `event_id` with other content is a 409."
     ),
-    responses={202: {"description": "Accepted"}, **error_responses(403, 409, 413, 422)},
+    responses={202: ACCEPTED_RESPONSE, **error_responses(403, 409, 413, 422)},
     openapi_extra={"requestBody": EVENT_BODY},
     tags=["events"],
 )
@@ -288,7 +289,7 @@ async def submit_batch(request: Request, state: State, client: Client) -> BatchR
         "For agencies and members of the public (through the LA's front door). The server assigns the "
         "event_id; send an `Idempotency-Key` header to make retries safe (the same key gives the same event)."
     ),
-    responses={202: {"description": "Accepted"}, **error_responses(403, 409, 413, 422)},
+    responses={202: ACCEPTED_RESPONSE, **error_responses(403, 409, 413, 422)},
     openapi_extra={"requestBody": REFERRAL_BODY},
     tags=["referrals"],
 )
@@ -333,6 +334,7 @@ async def submit_referral(
         "case). A client sees only its own events."
     ),
     responses=error_responses(404, 422),
+    operation_id="event_status",
     tags=["events"],
 )
 async def event_status(event_id: uuid.UUID, state: State, client: Client) -> EventStatus:

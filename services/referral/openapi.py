@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
 from services.referral.imports import CSV_MEDIA_TYPES, CTF_MEDIA_TYPES
-from services.referral.models import ErrorResponse, ReferralRequest
+from services.referral.models import Accepted, ErrorResponse, ReferralRequest
 from shared.events.catalogue import InboundEvent
 
 _REF = "#/components/schemas/{model}"
@@ -46,6 +46,19 @@ CSV_BODY: dict[str, Any] = {
 CTF_BODY: dict[str, Any] = {
     "required": True,
     "content": {media: {"schema": {"type": "string"}} for media in CTF_MEDIA_TYPES},
+}
+
+# 202 with the accepted event's id, linked to its status (schemathesis' stateful phase follows the link).
+ACCEPTED_RESPONSE: dict[str, Any] = {
+    "description": "Accepted: in the durable outbox, to be published to the intake topic",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+    "links": {
+        "EventStatus": {
+            "operationId": "event_status",
+            "parameters": {"event_id": "$response.body#/event_id"},
+            "description": "Where the accepted event has got to",
+        }
+    },
 }
 
 _ERROR_TEXT = {
@@ -85,7 +98,7 @@ def install_openapi(app: FastAPI) -> None:
         event_schema = TypeAdapter(InboundEvent).json_schema(ref_template=_REF)
         components.update(event_schema.pop("$defs", {}))
         components["InboundEvent"] = event_schema
-        for model in (ErrorResponse, ReferralRequest):
+        for model in (Accepted, ErrorResponse, ReferralRequest):
             model_schema = model.model_json_schema(ref_template=_REF)
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema

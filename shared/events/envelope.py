@@ -6,12 +6,29 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from shared.identifiers import validate_la_code, validate_urn
 
-URN = Annotated[str, AfterValidator(validate_urn)]
-LACode = Annotated[str, AfterValidator(validate_la_code)]
+# Shapes in the schema; the validators also check the lists a pattern cannot hold (current LA numbers).
+URN = Annotated[
+    str, AfterValidator(validate_urn), WithJsonSchema({"type": "string", "pattern": "^[1-4][0-9]{5}$"})
+]
+LACode = Annotated[
+    str,
+    AfterValidator(validate_la_code),
+    WithJsonSchema(
+        {"type": "string", "pattern": "^[0-9]{3}$", "description": "A current DfE LA number (3 digits)"}
+    ),
+]
 
 
 def utcnow() -> datetime:

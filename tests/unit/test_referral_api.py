@@ -383,6 +383,49 @@ async def test_openapi_documents_the_v1_api(api: Api) -> None:
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
+def _validator(spec: dict[str, Any], name: str) -> Any:
+    """A JSON Schema validator for one component of the OpenAPI document (its $refs resolved in place)."""
+    import jsonschema  # schemathesis' dependency
+
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+async def test_openapi_states_the_identity_rule_and_identifier_shapes(api: Api) -> None:
+    """The rule the code enforces (a UPN, ULN, NHS number or LA id, else a surname and date of birth) is in
+    the schema, so generated clients and fuzzers know it; so are the identifiers' shapes."""
+    spec = (await api.http.get("/openapi.json")).json()
+    referral = _validator(spec, "ReferralRequest")
+    base = {"referrer_type": "health", "concern": "not at school"}
+    for child in ({}, {"forename": "Alex"}, {"surname": "Example"}, {"upn": None, "surname": "Example"}):
+        assert not referral.is_valid({**base, "child": child}), child
+        r = await api.http.post("/v1/referrals", json={**base, "child": child}, headers=api.auth("agency"))
+        assert r.status_code == 422, child  # the service agrees with its schema
+    for child in (
+        {"upn": "B801200005001"},
+        {"uln": "9276308686"},
+        {"nhs_number": "943 476 5919"},
+        {"la_child_id": "C-1"},
+        {"surname": "Example", "date_of_birth": "2014-03-01"},
+    ):
+        assert referral.is_valid({**base, "child": child}), child
+    event = _validator(spec, "InboundEvent")
+    shapes = leaver()
+    shapes["payload"]["child"]["upn"] = "B80120000500"  # 12 characters
+    assert not event.is_valid(shapes)
+    shapes = leaver()
+    shapes["payload"]["school_urn"] = "12345"
+    assert not event.is_valid(shapes)
+    assert event.is_valid(leaver())
+
+
+async def test_openapi_links_an_accepted_event_to_its_status(api: Api) -> None:
+    spec = (await api.http.get("/openapi.json")).json()
+    accepted = spec["paths"]["/v1/events"]["post"]["responses"]["202"]
+    assert accepted["links"]["EventStatus"]["operationId"] == "event_status"
+    assert spec["paths"]["/v1/events/{event_id}"]["get"]["operationId"] == "event_status"
+
+
 # --- CLI --------------------------------------------------------------------------------------------------
 
 
