@@ -148,6 +148,7 @@ def _context_changed(before: Case, after: Case) -> bool:
         or after.social_care_status != before.social_care_status
         or after.has_social_worker != before.has_social_worker
         or after.safeguarding_concern != before.safeguarding_concern
+        or after.reason != before.reason
     )
 
 

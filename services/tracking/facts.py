@@ -16,14 +16,15 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "exclusion-issued": ("school_urn", "exclusion_type", "school_days"),
     "place-offered": ("provision_type", "school_urn", "fair_access"),
     "provision-started": ("provision_type", "school_urn", "full_time", "hours_per_week", "start_date"),
-    "child-located": ("in_education",),
+    "child-located": ("in_education", "reason"),
     "whereabouts-unknown": (),
     "home-education-notified": ("school_urn", "special_school", "la_consent_given"),
     "moved-out-of-area": ("new_la_code", "new_school_urn"),
     "moved-abroad": ("country", "confirmed"),
-    "referral-received": ("referrer_type", "safeguarding_concern"),
-    "enquiry-recorded": ("enquiry_type", "outcome"),
+    "referral-received": ("referrer_type", "reason"),
+    "enquiry-recorded": ("enquiry_type", "outcome", "reason"),
     "social-care-status-changed": ("status", "has_social_worker"),
+    "sickness-absence-notified": ("school_urn", "expected_school_days", "cumulative"),
 }
 
 
@@ -56,6 +57,8 @@ def fact_from_inbound(event: Envelope) -> Fact:
         )
     if event.event_type == "child-located":
         attrs["located_la_code"] = payload["la_code"]
+    if payload.get("safeguarding_concern"):
+        attrs["safeguarding_concern"] = True  # any event may carry one
     return Fact(
         event_id=str(event.event_id),
         event_type=event.event_type,

@@ -59,6 +59,7 @@ class EventKind(StrEnum):
     REFERRAL = "referral-received"
     ENQUIRY = "enquiry-recorded"
     SOCIAL_CARE = "social-care-status-changed"
+    SICKNESS_NOTICE = "sickness-absence-notified"
 
 
 class Verdict(StrEnum):
@@ -193,6 +194,7 @@ TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
     EventKind.REFERRAL: _row({NO_CASE: S.MISSING_EDUCATION}, stay=CaseState),
     EventKind.ENQUIRY: _row({}, stay=CaseState, refuse=[NO_CASE]),
     EventKind.SOCIAL_CARE: EVERY_STATE_STAYS,
+    EventKind.SICKNESS_NOTICE: EVERY_STATE_STAYS,  # on a roll and sick: the LA's s.19 duty, not a new state
 }
 # fmt: on
 
@@ -214,6 +216,14 @@ SOCIAL_CARE_VULNERABILITY: dict[SocialCareStatus, Vulnerability] = {
     SocialCareStatus.CHILD_PROTECTION_PLAN: Vulnerability.CHILD_PROTECTION_PLAN,
     SocialCareStatus.LOOKED_AFTER: Vulnerability.LOOKED_AFTER,
 }
+# The strongest social-care status a flag says, first match wins: a flag on any event is a status too.
+SOCIAL_CARE_BY_FLAG: tuple[tuple[Vulnerability, SocialCareStatus], ...] = (
+    (Vulnerability.LOOKED_AFTER, SocialCareStatus.LOOKED_AFTER),
+    (Vulnerability.CHILD_PROTECTION_PLAN, SocialCareStatus.CHILD_PROTECTION_PLAN),
+    (Vulnerability.CHILD_IN_NEED, SocialCareStatus.CHILD_IN_NEED),
+)
+# States whose reason category a sender may state (the state itself does not already say why).
+STATED_REASON_STATES = frozenset({S.MISSING_EDUCATION, S.AWAITING_PROVISION, S.PLACE_OFFERED})
 OUT_OF_SCOPE_GROUNDS = frozenset(
     {DeletionGround.DETAINED, DeletionGround.DIED, DeletionGround.OVER_COMPULSORY_AGE}
 )
@@ -343,6 +353,8 @@ def classify(case: Case, fact: Fact) -> EventKind:
         return EventKind.ENQUIRY
     if t == "social-care-status-changed":
         return EventKind.SOCIAL_CARE
+    if t == "sickness-absence-notified":
+        return EventKind.SICKNESS_NOTICE
     raise ValueError(f"no event kind for event type {t!r}")
 
 
@@ -376,6 +388,12 @@ def _reason(
     return MissingReason.NOT_RECORDED
 
 
+def _stated_reason(state: CaseState | None, fact: Fact) -> MissingReason | None:
+    """The reason category the sender stated (referrals, enquiries, located), where the state allows one."""
+    stated = fact.attrs.get("reason")
+    return MissingReason(stated) if stated and state in STATED_REASON_STATES else None
+
+
 def _with_context(case: Case, fact: Fact) -> Case:
     """Context every fact updates whatever the verdict: flags, social care, absence crossings."""
     a = fact.attrs
@@ -386,6 +404,11 @@ def _with_context(case: Case, fact: Fact) -> Case:
         flags -= set(SOCIAL_CARE_VULNERABILITY.values())
     if status in SOCIAL_CARE_VULNERABILITY:
         flags.add(SOCIAL_CARE_VULNERABILITY[status])
+    elif status == SocialCareStatus.NONE and fact.event_type != "social-care-status-changed":
+        status = next((st for flag, st in SOCIAL_CARE_BY_FLAG if flag in flags), status)
+    reason = case.reason
+    if a.get("reason") and case.state in STATED_REASON_STATES:
+        reason = MissingReason(a["reason"])  # the sender says why: more precise than the state's default
     crossings, retracted = list(case.open_crossings), list(case.retracted)
     if fact.event_type == "absence-threshold-crossed" and fact.event_id not in retracted:
         crossings.append(fact.event_id)
@@ -398,6 +421,7 @@ def _with_context(case: Case, fact: Fact) -> Case:
             "social_care_status": status,
             "has_social_worker": has_sw,
             "safeguarding_concern": case.safeguarding_concern or bool(a.get("safeguarding_concern")),
+            "reason": reason,
             "open_crossings": crossings,
             "retracted": retracted,
             "last_occurred_at": max(filter(None, (case.last_occurred_at, fact.occurred_at))),
@@ -443,7 +467,8 @@ def step(case: Case, fact: Fact) -> Step:
             "cause_event_id": fact.event_id,
             "cause_event_type": fact.event_type,
             "cause_occurred_at": fact.occurred_at,
-            "reason": _reason(rule.to_state, kind, after.vulnerabilities),
+            "reason": _stated_reason(rule.to_state, fact)
+            or _reason(rule.to_state, kind, after.vulnerabilities),
             "destination_la_code": _destination(kind, fact),
             "open_deadlines": sorted(set(wanted) | set(kept)),
         }

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, StrictBool, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, StrictBool, model_validator
 
 from shared.events.envelope import URN, Envelope, InboundEnvelope, LACode, StrictModel
 from shared.events.vocab import (
@@ -14,6 +14,7 @@ from shared.events.vocab import (
     EnquiryOutcome,
     EnquiryType,
     ExclusionType,
+    MissingReason,
     ProvisionType,
     ReferrerType,
     Sex,
@@ -22,59 +23,18 @@ from shared.events.vocab import (
 )
 from shared.identifiers import validate_nhs_number, validate_postcode, validate_uln, validate_upn
 
-# The schema documents each identifier's shape; the validator also checks what a pattern cannot (check
-# letters and digits, the LA numbers that issue UPNs) and normalises case and spaces.
-UPN = Annotated[
-    str,
-    AfterValidator(validate_upn),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": "^[A-Za-z][0-9]{11}[0-9A-Za-z]$",
-            "description": "Unique pupil number: check letter, issuing LA (any LA that issued UPNs, former "
-            "and Welsh ones too), establishment, year, serial; a temporary UPN ends in a letter",
-        }
-    ),
-]
-ULN = Annotated[
-    str, AfterValidator(validate_uln), WithJsonSchema({"type": "string", "pattern": "^[1-9][0-9]{9}$"})
-]
-NHSNumber = Annotated[
-    str,
-    AfterValidator(validate_nhs_number),
-    WithJsonSchema({"type": "string", "pattern": "^[0-9]{3} ?[0-9]{3} ?[0-9]{4}$"}),
-]
-Postcode = Annotated[
-    str,
-    AfterValidator(validate_postcode),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{1,2}[0-9][0-9A-Za-z]? ?[0-9][A-Za-z]{2}$"}),
-]
+UPN = Annotated[str, AfterValidator(validate_upn)]
+ULN = Annotated[str, AfterValidator(validate_uln)]
+NHSNumber = Annotated[str, AfterValidator(validate_nhs_number)]
+Postcode = Annotated[str, AfterValidator(validate_postcode)]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 FreeText = Annotated[str, Field(max_length=4000)]
 # CTF destination codes for an unknown (lost pupil) and an independent / outside England-Wales destination.
 CTFDestination = Literal["XXXXXXX", "MMMMMMM"]
 
 
-def _present(*names: str) -> dict[str, Any]:
-    """JSON Schema: these properties are present and not null."""
-    return {"required": list(names), "properties": {n: {"not": {"type": "null"}} for n in names}}
-
-
 class ChildIdentity(StrictModel):
     """What the sender knows of the child. Strong identifiers first; names and date of birth for matching."""
-
-    # The identity rule (``_identifiable``) in the schema too, so clients and generated code see it.
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                _present("upn"),
-                _present("uln"),
-                _present("nhs_number"),
-                _present("la_child_id"),
-                _present("surname", "date_of_birth"),
-            ]
-        }
-    )
 
     upn: UPN | None = None
     former_upn: UPN | None = None
@@ -104,6 +64,21 @@ class ChildFact(StrictModel):
     """Base of every inbound payload: a fact about one child."""
 
     child: ChildIdentity
+    safeguarding_concern: StrictBool = Field(
+        default=False,
+        description=(
+            "The sender has a safeguarding concern about the child: the LA refers it to children's social"
+            " care (MASH) at once, whatever the event (CME statutory guidance)"
+        ),
+    )
+
+
+# A CME reason category the sender states (the LA's return counts it); stated only on events where the
+# sender is in a position to know why the child is out of education.
+StatedReason = Annotated[
+    MissingReason | None,
+    Field(description="Why the child is missing education, as the sender knows it (DfE return category)"),
+]
 
 
 class Destination(StrictModel):
@@ -222,6 +197,7 @@ class ChildLocatedPayload(ChildFact):
     located_on: date
     la_code: LACode
     in_education: StrictBool = False
+    reason: StatedReason = None
 
 
 class WhereaboutsUnknownPayload(ChildFact):
@@ -258,19 +234,42 @@ class ReferralReceivedPayload(ChildFact):
     referrer_type: ReferrerType
     referrer_organisation: Annotated[str | None, Field(max_length=200)] = None
     concern: FreeText
-    safeguarding_concern: StrictBool = False
+    reason: StatedReason = None
 
 
 class EnquiryRecordedPayload(ChildFact):
     enquiry_type: EnquiryType
     outcome: EnquiryOutcome
     note: FreeText | None = None
+    reason: StatedReason = None
 
 
 class SocialCareStatusChangedPayload(ChildFact):
     status: SocialCareStatus
     has_social_worker: StrictBool
     effective_from: date
+
+
+class SicknessAbsenceNotifiedPayload(ChildFact):
+    """The school's notice that a pupil WILL miss 15 school days or more, consecutive or cumulative, through
+    sickness (SI 2024/208 reg 13 sickness return), sent when that becomes clear, not after the days are
+    missed: the LA must then arrange suitable education (s.19 Education Act 1996)."""
+
+    school_urn: URN
+    first_absent_date: date
+    expected_school_days: Annotated[
+        int, Field(ge=15, le=400, description="School days the pupil is expected to miss in all")
+    ]
+    cumulative: StrictBool = Field(
+        default=False, description="Recurring absence adding up, not one continuous spell"
+    )
+    expected_return_date: date | None = None
+
+    @model_validator(mode="after")
+    def _return_after_start(self) -> SicknessAbsenceNotifiedPayload:
+        if self.expected_return_date is not None and self.expected_return_date <= self.first_absent_date:
+            raise ValueError("expected_return_date must be after first_absent_date")
+        return self
 
 
 class PupilRegistered(InboundEnvelope):
@@ -348,6 +347,11 @@ class SocialCareStatusChanged(InboundEnvelope):
     payload: SocialCareStatusChangedPayload
 
 
+class SicknessAbsenceNotified(InboundEnvelope):
+    event_type: Literal["sickness-absence-notified"] = "sickness-absence-notified"
+    payload: SicknessAbsenceNotifiedPayload
+
+
 INBOUND_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     PupilRegistered,
     PupilLeftRoll,
@@ -364,4 +368,5 @@ INBOUND_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     ReferralReceived,
     EnquiryRecorded,
     SocialCareStatusChanged,
+    SicknessAbsenceNotified,
 )

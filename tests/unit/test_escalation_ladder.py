@@ -99,6 +99,15 @@ SCENARIOS: dict[str, tuple[datetime, list[tuple[str, datetime]]]] = {
             ("senior_cme_officer", end_of_day(date(2025, 11, 11))),
         ],
     ),
+    # Notice on Fri 7 Nov 2025 that a pupil will miss 15+ days through sickness: the caseworker at the close
+    # of that school day; the senior officer 5 school days later (end of Fri 14 Nov).
+    "sickness_15_days_provision": (
+        utc(2025, 11, 7, 16, 0),
+        [
+            ("caseworker", end_of_day(date(2025, 11, 7))),
+            ("senior_cme_officer", end_of_day(date(2025, 11, 14))),
+        ],
+    ),
     # 20 school days across the Easter holiday; the senior step skips the early May bank holiday (4 May).
     "awaiting_provision_20_days": (
         utc(2026, 3, 16, 9, 0),

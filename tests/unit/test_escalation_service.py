@@ -534,3 +534,18 @@ def test_flags_on_the_exclusion_itself_reach_event_rules(engine: Engine, deps: D
     apply(engine, local, excluded, utc(2025, 11, 3, 10))
     run_timer(engine, local, utc(2025, 11, 3, 10))
     assert ("looked_after_excluded", "raised", "childrens_social_care", 0) in summary(published(engine))
+
+
+# -- the sickness notice ------------------------------------------------------------------------------------
+
+
+def test_a_sickness_notice_alerts_the_caseworker_on_the_next_school_day_close(
+    engine: Engine, deps: Deps
+) -> None:
+    child = uuid.uuid4()
+    # Reported on Sat 8 Nov 2025: the caseworker at the end of Mon 10 Nov, not on the weekend.
+    notice = child_fact(child, "sickness-absence-notified", date(2025, 11, 8), expected_school_days=20)
+    assert apply(engine, deps, notice, utc(2025, 11, 8, 9, 30)) == "applied"
+    assert run_timer(engine, deps, utc(2025, 11, 10, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2025, 11, 11)) == 1
+    assert summary(published(engine)) == [("sickness_15_days_provision", "raised", "caseworker", 0)]
