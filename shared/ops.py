@@ -14,6 +14,24 @@ from sqlalchemy.engine import Engine
 from shared.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+READY_503 = {
+    503: {
+        "description": "Not ready: a dependency (database, Kafka, the worker, the service's own start) is not "
+        "up; each check says ok or why not. Liveness is separate: a starting service is live and not ready.",
+        "content": {
+            "application/json": {
+                "example": {
+                    "status": "unavailable",
+                    "checks": {"database": "ok", "kafka": "error: KafkaConnectionError"},
+                }
+            }
+        },
+    }
+}
+
+
+class NotReady(RuntimeError):
+    """A readiness check's own explanation (no dependency's message, which may carry a connection string)."""
 
 
 def database_check(engine: Engine) -> ReadinessCheck:
@@ -51,13 +69,15 @@ def ops_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry = 
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/health/ready")
+    @router.get("/health/ready", responses=READY_503)  # type: ignore[arg-type]
     async def ready() -> JSONResponse:
         results: dict[str, str] = {}
         for name, check in checks.items():
             try:
                 await asyncio.wait_for(check(), timeout=5)
                 results[name] = "ok"
+            except NotReady as exc:
+                results[name] = f"not ready: {exc}"
             except Exception as exc:  # any failure means not ready; say which dependency and why
                 results[name] = f"error: {type(exc).__name__}"
         ok = all(v == "ok" for v in results.values())

@@ -29,6 +29,7 @@ from shared.logs import get_logger
 from shared.openapi_errors import document_errors
 from shared.ops import kafka_check, ops_router
 from shared.settings import Settings, get_settings
+from shared.startup import StartStep, Startup, StartupGate
 from shared.topics import ATTENDANCE
 
 log = get_logger(__name__)
@@ -101,20 +102,40 @@ def upload_router(cfg: AttendanceSettings) -> APIRouter:
 
 def create_app(settings: Settings) -> FastAPI:
     cfg = attendance_settings(settings)
+    startup = Startup("attendance")
+    kafka_ready = kafka_check(cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=10, **aiokafka_config(cfg))
-        await producer.start()
-        app.state.producer = producer
+        producers: list[AIOKafkaProducer] = []
+
+        async def start_producer() -> None:
+            producer = AIOKafkaProducer(
+                acks="all", enable_idempotence=True, linger_ms=10, **aiokafka_config(cfg)
+            )
+            producers.append(producer)
+            await producer.start()
+            app.state.producer = producer
+
+        async def stop_producers() -> None:
+            for producer in producers:
+                await producer.stop()
+            producers.clear()
+
+        starting = await startup.begin(
+            StartStep("kafka", kafka_ready), StartStep("producer", start_producer, stop_producers)
+        )
         try:
             yield
         finally:
-            await producer.stop()
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await stop_producers()
 
     app = FastAPI(title="CME Tracker attendance", version="1", lifespan=lifespan)
     app.dependency_overrides[get_settings] = lambda: cfg
     app.include_router(upload_router(cfg))
-    app.include_router(ops_router({"kafka": kafka_check(cfg)}))
+    app.include_router(ops_router({"start": startup.check(), "kafka": kafka_ready}))
     document_errors(app, {("POST", "/v1/attendance/marks"): (400, 413, 415)})
+    app.add_middleware(StartupGate, startup=startup)
     return app

@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "api":
         run_api(settings)
     else:
+        # Import both halves before the thread starts: two threads importing sqlalchemy at once can see it
+        # half-initialised (ImportError: partially initialized module 'sqlalchemy.sql._typing').
+        import services.attendance.app
+        import services.attendance.worker  # noqa: F401
+
         threading.Thread(target=run_api, args=(settings,), name="attendance-api", daemon=True).start()
         run_worker(settings)
 

@@ -33,6 +33,7 @@ from shared.kafka import ensure_topics
 from shared.logs import get_logger
 from shared.school_calendar import CalendarRegistry
 from shared.settings import Settings
+from shared.startup import retry_until_done
 from shared.streams import raw_topic, stream_app
 from shared.topics import ATTENDANCE, DEAD_LETTER, INTAKE
 
@@ -88,7 +89,9 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     source topic exists never consumes it on Kafka 4, see docs/KAFKA_VERSIONS.md)."""
     cfg = attendance_settings(settings)
     if prepare:
-        ensure_topics(cfg, (ATTENDANCE, INTAKE, DEAD_LETTER))
+        # Started before Kafka, the worker waits for it (the API, if any, answers not ready meanwhile).
+        topics = (ATTENDANCE, INTAKE, DEAD_LETTER)
+        retry_until_done("attendance", "topics", lambda: ensure_topics(cfg, topics))
     app = stream_app(cfg, app_id(cfg), cfg.attendance_store, state_dir=f"{cfg.topic_prefix}attendance-faust")
     # A batch sends its events and its table's changelog records together: the shared producer linger
     # (CME_STREAM_PRODUCER_LINGER_S) packs them into a few requests instead of one per record (aiokafka's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from shared.db import make_engine, migrate
 from shared.ops import database_check, kafka_check, ops_router
 from shared.school_calendar import CalendarRegistry
 from shared.settings import get_settings
+from shared.startup import StartStep, Startup, StartupGate, migrations
 from shared.topics import ESCALATIONS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -44,18 +46,27 @@ def create_app(
     run_worker: bool = True,
 ) -> FastAPI:
     deps = load_deps(settings)
-    engine = engine or prepare_database(settings)
+    steps = [] if engine is not None else migrations(settings.database_url, MIGRATIONS, "escalation")
+    engine = engine or make_engine(settings.database_url)
     clock = time_source or settings.time_source()
+    kafka_ready = kafka_check(settings)
+    startup = Startup("escalation", pending=bool(steps) or run_worker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = EscalationWorker(settings, engine, deps, clock) if run_worker else None
         app.state.worker = worker
-        if worker is not None:
-            await worker.start()
+        worker_steps = (
+            [StartStep("kafka", kafka_ready), StartStep("worker", worker.start, undo=worker.stop)]
+            if worker
+            else []
+        )
+        starting = await startup.begin(*steps, *worker_steps)
         try:
             yield
         finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
             if worker is not None:
                 await worker.stop()
 
@@ -63,5 +74,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
-    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_ready}
+    app.include_router(ops_router(checks))
+    app.add_middleware(StartupGate, startup=startup)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from shared.db import make_engine, migrate
 from shared.openapi_errors import document_errors
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import get_settings
+from shared.startup import StartStep, Startup, StartupGate, migrations
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,7 +33,10 @@ def prepare_database(settings: NotifySettings) -> Engine:
 
 
 def create_app(settings: NotifySettings, engine: Engine | None = None, run_worker: bool = True) -> FastAPI:
-    engine = engine or prepare_database(settings)
+    steps = [] if engine is not None else migrations(settings.database_url, MIGRATIONS, "notify")
+    engine = engine or make_engine(settings.database_url)
+    kafka_ready = kafka_check(settings)
+    startup = Startup("notify", pending=bool(steps) or run_worker)
 
     def pending_acks() -> float:
         with Session(engine) as session:
@@ -49,13 +54,29 @@ def create_app(settings: NotifySettings, engine: Engine | None = None, run_worke
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_steps: list[StartStep] = []
         if run_worker:
-            worker = NotifyWorker(settings, engine)
-            await worker.start()
-            workers.append(worker)
+            # A fresh worker per attempt: a stopped one has closed its consumer and channels.
+            async def start_worker() -> None:
+                worker = NotifyWorker(settings, engine)
+                workers.append(worker)
+                await worker.start()
+
+            async def stop_workers() -> None:
+                for worker in workers:
+                    await worker.stop()
+                workers.clear()
+
+            worker_steps = [
+                StartStep("kafka", kafka_ready),
+                StartStep("worker", start_worker, undo=stop_workers),
+            ]
+        starting = await startup.begin(*steps, *worker_steps)
         try:
             yield
         finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
             for worker in workers:
                 await worker.stop()
             workers.clear()
@@ -65,9 +86,15 @@ def create_app(settings: NotifySettings, engine: Engine | None = None, run_worke
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(router)
-    checks = {"database": database_check(engine), "kafka": kafka_check(settings), "worker": worker_check}
+    checks = {
+        "start": startup.check(),
+        "database": database_check(engine),
+        "kafka": kafka_ready,
+        "worker": worker_check,
+    }
     app.include_router(ops_router(checks))
     document_errors(app, {("POST", "/v1/alerts/{alert_id}/ack"): (409,)}, public_prefixes=("/v1/ack/",))
     app.add_middleware(BodySizeLimit)  # before FastAPI buffers a body, even an unauthenticated one
     request_errors.install(app)  # 422 without echoing input (personal data, unencodable surrogates)
+    app.add_middleware(StartupGate, startup=startup)
     return app

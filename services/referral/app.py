@@ -23,10 +23,11 @@ from services.referral.ratelimit import RateLimiter
 from services.referral.relay import OutboxRelay, track_processed
 from services.referral.service import Intake
 from shared.bodylimit import BodySizeLimit
-from shared.db import make_engine, migrate
+from shared.db import make_engine
 from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import Settings, get_settings
+from shared.startup import StartStep, Startup, StartupGate, migrations
 from shared.topics import INTAKE
 
 log = get_logger(__name__)
@@ -46,7 +47,8 @@ def literal_path_methods(path: str) -> set[str]:
 
 def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     """The app; ``background=False`` leaves out the relay and the status consumer (tests without a broker)."""
-    migrate(settings.database_url, MIGRATIONS, "referral")
+    steps = migrations(settings.database_url, MIGRATIONS, "referral")
+    startup = Startup("referral", pending=bool(steps) or background)
     engine = make_engine(settings.database_url)
     intake = Intake(engine, INTAKE.name(settings))
     relay = OutboxRelay(settings, intake)
@@ -55,17 +57,20 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = (
-            [
-                asyncio.create_task(relay.run(stop)),
-                asyncio.create_task(track_processed(settings, intake, stop)),
-            ]
-            if background
-            else []
-        )
+        tasks: list[asyncio.Task[None]] = []
+
+        async def start_background() -> None:
+            # Both loops wait for Kafka themselves (the relay keeps what it cannot publish in the outbox).
+            tasks.append(asyncio.create_task(relay.run(stop)))
+            tasks.append(asyncio.create_task(track_processed(settings, intake, stop)))
+
+        background_steps = [StartStep("background", start_background)] if background else []
+        starting = await startup.begin(*steps, *background_steps)
         try:
             yield
         finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
             stop.set()
             relay.wakeup.set()
             if tasks:
@@ -88,10 +93,12 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     app.state.referral = state
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(router)
-    app.include_router(ops_router({"database": database_check(engine), "kafka": kafka_check(settings)}))
+    checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_check(settings)}
+    app.include_router(ops_router(checks))
     install_openapi(app)
     app.add_middleware(BodySizeLimit, limit_for=body_limit_for, problem=too_large_problem)
     app.add_middleware(LatencyMetrics)
+    app.add_middleware(StartupGate, startup=startup)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

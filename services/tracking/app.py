@@ -3,6 +3,7 @@ decisions."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,30 +16,44 @@ from services.tracking.gauges import register_open_cases_gauge
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
 from shared.bodylimit import BodySizeLimit
-from shared.db import make_engine, migrate
+from shared.db import make_engine
 from shared.events.catalogue import encode_event
 from shared.events.internal import ChildMerged, ChildSplit
 from shared.kafka import aiokafka_config
 from shared.openapi_errors import document_errors
 from shared.ops import ReadinessCheck, database_check, kafka_check, ops_router
 from shared.settings import Settings, get_settings
+from shared.startup import StartStep, Startup, StartupGate, migrations
 from shared.topics import CHILD_EVENTS
 
 
 def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
+    steps = migrations(settings.database_url, MIGRATIONS, "tracking")
     engine = make_engine(settings.database_url)
     producer_box: dict[str, AIOKafkaProducer] = {}
+    startup = Startup("tracking")
+    kafka_ready = kafka_check(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        migrate(settings.database_url, MIGRATIONS, "tracking")
-        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **aiokafka_config(settings))
-        await producer.start()
-        producer_box["p"] = producer
+        async def start_producer() -> None:
+            producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **aiokafka_config(settings))
+            producer_box["p"] = producer
+            await producer.start()
+
+        async def stop_producer() -> None:
+            if "p" in producer_box:
+                await producer_box.pop("p").stop()
+
+        starting = await startup.begin(
+            *steps, StartStep("kafka", kafka_ready), StartStep("producer", start_producer, stop_producer)
+        )
         try:
             yield
         finally:
-            await producer.stop()
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await stop_producer()
             engine.dispose()
 
     async def publish(event: ChildMerged | ChildSplit) -> None:
@@ -53,7 +68,12 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(build_router(publish))
-    checks = {"database": database_check(engine), "kafka": kafka_check(settings), **(extra_checks or {})}
+    checks = {
+        "start": startup.check(),
+        "database": database_check(engine),
+        "kafka": kafka_ready,
+        **(extra_checks or {}),
+    }
     app.include_router(ops_router(checks))
     register_open_cases_gauge(engine, REGISTRY)
     document_errors(
@@ -65,4 +85,5 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     )
     app.add_middleware(BodySizeLimit)  # before FastAPI buffers a body, even an unauthenticated one
     request_errors.install(app)  # 422 without echoing input (personal data, unencodable surrogates)
+    app.add_middleware(StartupGate, startup=startup)
     return app

@@ -38,13 +38,19 @@ def app_id(settings: Settings) -> str:
     return f"{settings.topic_prefix}cme-tracking"
 
 
+def prepare_dependencies(settings: Settings) -> None:
+    """Create the shared topics and migrate the case store, so faust never races to auto-create a topic it
+    does not own."""
+    cfg = tracking_settings(settings)
+    ensure_topics(cfg, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
+    migrate(cfg.database_url, MIGRATIONS, "tracking")
+
+
 def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
-    """Build the faust app. With ``prepare`` the shared topics are created and the case store migrated first,
-    so faust never races to auto-create a topic it does not own."""
+    """Build the faust app, first preparing its topics and case store (``prepare``)."""
     cfg = tracking_settings(settings)
     if prepare:
-        ensure_topics(cfg, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
-        migrate(cfg.database_url, MIGRATIONS, "tracking")
+        prepare_dependencies(cfg)
     app = stream_app(cfg, app_id(cfg), cfg.tracking_store, state_dir=f"{cfg.topic_prefix}tracking-faust")
     ctx = StreamContext(
         settings=cfg,

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.ops import ReadinessCheck
+from shared.ops import NotReady, ReadinessCheck
 
 REPORT_INTERVAL_S = 0.25
 # A snapshot older than this means the worker's loop is blocked or the worker has stopped.
@@ -78,10 +78,10 @@ def worker_check(stale_after_s: float = STALE_AFTER_S) -> ReadinessCheck:
     async def check() -> None:
         state = current()
         if state is None:
-            raise RuntimeError("the worker has not started")
+            raise NotReady("the worker has not started")
         if time.monotonic() - state.reported_at > stale_after_s:
-            raise RuntimeError(f"the worker has not reported for over {stale_after_s:.0f} s")
+            raise NotReady(f"the worker has not reported for over {stale_after_s:.0f} s")
         if not state.ready:
-            raise RuntimeError(state.reason)
+            raise NotReady(state.reason)
 
     return check
