@@ -28,11 +28,16 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-# Codes a timeline row keeps about provision and exclusion, for the reports (no personal data).
+# Codes a timeline row keeps about provision, exclusion and a stated reason, for the reports (no personal
+# data).
 _NOTE_CODES: dict[str, tuple[str, ...]] = {
     "provision-started": ("provision_type", "hours_per_week", "full_time", "start_date"),
     "place-offered": ("provision_type",),
     "exclusion-issued": ("exclusion_type", "school_days"),
+    # The reason a sender stated, so the reports' history replays it (history.spells).
+    "referral-received": ("reason",),
+    "enquiry-recorded": ("reason",),
+    "child-located": ("reason",),
 }
 
 

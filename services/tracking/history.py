@@ -5,7 +5,9 @@ classified as, so replaying the kinds through the transition table in event-time
 gives the state the case was in at any moment, late facts included (a late fact sits where its event time
 puts it). Rows without a kind (merge bookkeeping) carry the state the merge left, which is used as is.
 
-The reason category uses the case's current vulnerability flags: the timeline does not keep past flags.
+The reason category uses the case's current vulnerability flags: the timeline does not keep past flags. A
+reason the sender stated (referrals, enquiries, child-located: the row's ``reason=`` code) replaces the
+default category in the states that allow one, from that fact on, as it does for the live case.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.tracking.models import TrackingTimelineEntry
-from services.tracking.state_machine import TRANSITIONS, EventKind, Verdict, _reason
+from services.tracking.state_machine import STATED_REASON_STATES, TRANSITIONS, EventKind, Verdict, _reason
 from shared.events.internal import CaseState
-from shared.events.vocab import Vulnerability
+from shared.events.vocab import MissingReason, Vulnerability
 
 
 @dataclass(frozen=True)
@@ -46,23 +48,36 @@ def _kind(value: str | None) -> EventKind | None:
         return None
 
 
+def _stated_reason(row: TrackingTimelineEntry) -> MissingReason | None:
+    code = provision_codes(row.note).get("reason")
+    return MissingReason(code) if code in {r.value for r in MissingReason} else None
+
+
 def spells(rows: Iterable[TrackingTimelineEntry], vulnerabilities: list[Vulnerability]) -> list[Spell]:
     ordered = sorted(rows, key=lambda r: (r.occurred_at, r.event_id))
     state: CaseState | None = None
+    reason: MissingReason | None = None
     out: list[Spell] = []
     for row in ordered:
         kind = _kind(row.event_kind)
+        stated = _stated_reason(row)
         if kind is not None:
             rule = TRANSITIONS[kind][state]
-            if rule.verdict != Verdict.MOVE or rule.to_state is None or rule.to_state == state:
-                continue
-            state = rule.to_state
-            reason = _reason(state, kind, vulnerabilities)
+            moves = rule.verdict == Verdict.MOVE and rule.to_state is not None and rule.to_state != state
+            if moves:
+                assert rule.to_state is not None
+                state = rule.to_state
+                reason = _reason(state, kind, vulnerabilities)
+            elif not (stated and state in STATED_REASON_STATES and stated != reason):
+                continue  # nothing changed: the same spell goes on
+            if stated and state in STATED_REASON_STATES:
+                reason = stated  # the sender said why; a new spell when only the reason changed
         elif row.verdict in ("merged", "split") and row.to_state and row.to_state != state:
             state = CaseState(row.to_state)
             reason = _reason(state, EventKind.REFERRAL, vulnerabilities)  # the entry kind is not known
         else:
             continue
+        assert state is not None  # a spell starts only once a state is known
         out.append(Spell(row.occurred_at, state.value, reason.value if reason else None, str(kind or "")))
     return out
 

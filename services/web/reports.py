@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import yaml
 from pydantic import BaseModel, Field
 
+from shared.events.vocab import MissingReason
 from shared.school_calendar import SchoolCalendar
 
 CME_STATES = ("missing_education", "whereabouts_unknown", "awaiting_provision", "place_offered")
@@ -32,6 +33,9 @@ ALL_STATES = (
 )
 TWELVE_WEEKS = timedelta(weeks=12)
 SCHOOL_DAY_BANDS = ((0, 10, "0-10"), (11, 20, "11-20"), (21, 60, "21-60"), (61, 10**6, "over 60"))
+# Every reason category of the DfE return, in the vocabulary's order: a report lists each, 0 included, so a
+# category nobody is in reads as a count of 0, not as a category the system cannot record.
+REASONS: tuple[str, ...] = tuple(r.value for r in MissingReason)
 
 
 class Spell(BaseModel):
@@ -196,7 +200,7 @@ def snapshot(
         cases=cases,
         by_state={s: by_state[s] for s in ALL_STATES if by_state[s]},
         cme_total=cme_total,
-        by_reason=dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        by_reason=_every_reason(by_reason),
         whereabouts_unknown=by_state["whereabouts_unknown"],
         awaiting_provision=by_state["awaiting_provision"],
         school_days_missing=dict(bands),
@@ -204,6 +208,12 @@ def snapshot(
         vulnerable=vulnerable,
         population_total=population.total if population else None,
     )
+
+
+def _every_reason(counts: Counter[str]) -> dict[str, int]:
+    """Counts by reason for every category (0 included), the largest first; an unknown code is kept."""
+    names = [*REASONS, *sorted(set(counts) - set(REASONS))]
+    return dict(sorted(((r, counts[r]) for r in names), key=lambda kv: -kv[1]))
 
 
 def cme_rate_per_1000(snap: Snapshot) -> float | None:
@@ -327,7 +337,8 @@ def dfe_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str
         ("cme_by_time_missing", "", "", band, "", str(by_time[band]))
         for band in ("12_weeks_or_less", "over_12_weeks", "unknown")
     ]
-    rows += [("cme_by_primary_reason", "", "", "", reason, str(n)) for reason, n in sorted(by_reason.items())]
+    reasons = [*REASONS, *sorted(set(by_reason) - set(REASONS))]
+    rows += [("cme_by_primary_reason", "", "", "", reason, str(by_reason[reason])) for reason in reasons]
     previous = sum(1 for h in histories if cme_in_previous_year(h, census))
     rows.append(("cme_at_any_point_in_previous_year", "", "", "", "", str(previous)))
     return rows

@@ -30,6 +30,7 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
+from shared.events.vocab import MissingReason
 from shared.samples import child, sample_event_dict
 from shared.school_calendar import CalendarRegistry
 from shared.settings import Settings
@@ -163,7 +164,11 @@ def test_snapshot_as_of_a_past_date_follows_event_time(case_store: CaseStore) ->
         "in_education": 2, "electively_home_educated": 1,
     }  # fmt: skip
     assert snap.cme_total == 4 and snap.whereabouts_unknown == 1 and snap.awaiting_provision == 1
-    assert snap.by_reason == {"not_recorded": 2, "whereabouts_unknown": 1, "excluded": 1}
+    assert {r: n for r, n in snap.by_reason.items() if n} == {
+        "not_recorded": 2, "whereabouts_unknown": 1, "excluded": 1,
+    }  # fmt: skip
+    assert list(snap.by_reason)[:3] == ["not_recorded", "whereabouts_unknown", "excluded"]  # largest first
+    assert set(snap.by_reason) == set(reports.REASONS)  # every category, 0 included
     # School days missing by 12 Nov: child 1 and 7 since 3 Nov (7 school days), child 2 since 5 Nov (5),
     # child 6 since 1 Aug (summer holiday, then the autumn term): counted by the calendar.
     expected_days = sorted([7, 7, 5, CALENDAR.school_days_between(date(2025, 8, 1), date(2025, 11, 12))])
@@ -205,6 +210,35 @@ def test_dfe_return_for_a_census_day(case_store: CaseStore) -> None:
     assert table[("cme_by_primary_reason", "", "", "", "whereabouts_unknown")] == 1
     # At any point in the year to census day: 1, 2, 3, 4 (June), 6 and 7 (3-15 Nov); not 5 (home educated).
     assert table[("cme_at_any_point_in_previous_year", "", "", "", "")] == 6
+
+
+def test_every_reason_category_a_sender_states_reaches_the_return_and_the_snapshot(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'reasons.db'}"
+    migrate(url, MIGRATIONS, "tracking")
+    store = CaseStore(make_engine(url))
+    serials = {reason: n for n, reason in enumerate(MissingReason, start=20)}
+    for reason, n in serials.items():  # one referral per category, stating it
+        store.fact(n, "referral-received", date(2025, 11, 3), reason=reason.value)
+    # An enquiry on 10 Nov finds the "other" child is out of school for health reasons.
+    store.fact(
+        serials[MissingReason.OTHER], "enquiry-recorded", date(2025, 11, 10),
+        enquiry_type="health", outcome="information_received", reason="health",
+    )  # fmt: skip
+    hs = histories(store.engine)
+
+    def by_reason(census: date) -> dict[str, int]:
+        rows = reports.dfe_return(hs, census)
+        return {r[4]: int(r[5]) for r in rows if r[0] == "cme_by_primary_reason"}
+
+    before = by_reason(date(2025, 11, 5))
+    assert list(before) == list(reports.REASONS)  # every category, in the vocabulary's order
+    assert set(before.values()) == {1}
+    after = by_reason(date(2025, 11, 20))
+    assert after["health"] == 2 and after["other"] == 0
+    assert sum(after.values()) == len(MissingReason)
+    snap = reports.snapshot(hs, date(2025, 11, 20), CALENDAR, None)
+    assert snap.by_reason == {**{r: after[r] for r in snap.by_reason}} and snap.by_reason["health"] == 2
+    assert set(snap.by_reason) == set(reports.REASONS)
 
 
 def test_trends_by_month(case_store: CaseStore) -> None:
