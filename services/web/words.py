@@ -67,6 +67,20 @@ FACTS = {
     "child-split": "Link undone",
 }
 
+VULNERABILITIES = {
+    "sen_support": "SEN support",
+    "ehcp": "EHC plan",
+    "child_in_need": "Child in need",
+    "child_protection_plan": "Child protection plan",
+    "looked_after": "Looked after",
+    "youth_justice": "Known to youth justice",
+    "armed_forces_family": "Armed forces family",
+    "young_carer": "Young carer",
+    "gypsy_roma_traveller": "Gypsy, Roma or Traveller",
+    "pregnant_or_young_parent": "Pregnant or young parent",
+    "none": "None",
+}
+
 ENQUIRY_TYPES = {
     EnquiryType.PHONE_CONTACT: "Phone numbers held for the family",
     EnquiryType.SIBLINGS_SCHOOLS: "Siblings' schools",
@@ -133,7 +147,7 @@ def in_words(code: object, table: dict[str, str] | dict[EnquiryType, str] | None
     tables: list[dict[str, str]] = (
         [table]  # type: ignore[list-item]
         if table is not None
-        else [STATES, REASONS, FACTS, LEVELS, VERDICTS]  # type: ignore[list-item]
+        else [STATES, REASONS, FACTS, LEVELS, VERDICTS, VULNERABILITIES]  # type: ignore[list-item]
     )
     for t in tables:
         if text in t:

@@ -1,7 +1,9 @@
 """The web in headless Chromium (Playwright driving /usr/bin/chromium) against the whole pipeline run as
-processes: a caseworker signs in, sees the new alert, opens the case, acknowledges it, and the ladder stops
-(no step-up email after simulated school days pass); a caseworker of another LA cannot see the child.
-Screenshots of the main pages go to docs/screenshots/ when CME_UPDATE_SCREENSHOTS=1."""
+processes: a caseworker signs in, sees the new alert, takes it (the case is theirs), acknowledges it, and the
+ladder stops (no step-up email after simulated school days pass); they record three enquiries, the child
+located, a place offered and provision started at a school, all through the intake: the case closes and its
+timeline shows every step in order. A caseworker of another LA sees none of it. Every page is checked for
+WCAG 2.2 A/AA with axe-core. Screenshots go to docs/screenshots/ when CME_UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
@@ -20,11 +22,14 @@ from aiosmtpd.controller import Controller
 from playwright.sync_api import sync_playwright
 from sqlalchemy import text
 
+from services.web import words
+from services.web.reports import CME_STATES
 from shared.db import make_engine
 from shared.localrun import start_services, stop_services
 from shared.localstack.net import free_port
 from shared.samples import child, sample_event_dict
 from shared.settings import PROJECT_ROOT, Settings
+from tests.support.a11y import violations
 from tests.support.kafka import wait_until
 from tests.support.pipeline import DIRECTORY, LA, Mailbox, set_clock, wait_until_settled
 
@@ -38,6 +43,8 @@ CHROMIUM_ARGS = [
 # the test's own folder, so a test run does not rewrite tracked files.
 DOC_SHOTS = PROJECT_ROOT / "docs" / "screenshots"
 PASSWORD = "browser-test-password-1"
+NEW_SCHOOL = "100002"  # the URN of the school the child is placed at
+CME_WORDS = {words.state_words(s) for s in CME_STATES}
 SIGNING_KEY = "web-browser-test-signing-key-0123456789"
 
 
@@ -144,19 +151,22 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
 
         page.goto(f"{web_url}/sign-in")
         page.screenshot(path=str(shots / "sign-in.png"))
+        signed_out_problems = violations(page)
         sign_in("cw801")
         page.wait_for_selector("tr[data-alert-id]")  # the new alert is in the inbox (waiting alerts only)
         assert page.inner_text("#waiting-count") == "1"
         page.screenshot(path=str(shots / "inbox.png"), full_page=True)
 
-        page.click("tr[data-alert-id] td a.govuk-link")  # the child's name opens the case
-        case_url = page.url
-        case_id = case_url.rsplit("/", 1)[-1]
+        problems = {"sign-in": signed_out_problems, "inbox": violations(page)}
+        case_id = page.get_attribute("tr[data-alert-id]", "data-case-id")
+        case_url = f"{web_url}/cases/{case_id}"
+        page.click("tr[data-alert-id] form[action$='/take'] button")  # take the alert: the case is mine
         page.fill("#reason", "following up the escalation alert")
         page.click("button[type=submit] >> text=Open the record")
         page.wait_for_selector("dd.state")
-        assert page.inner_text("dd.state") == "Whereabouts unknown"
-        page.screenshot(path=str(shots / "case.png"), full_page=True)
+        assert page.url == case_url and page.inner_text("dd.state") == "Whereabouts unknown"
+        assert page.inner_text("#case-owner") == "cw801"
+        problems["case"] = violations(page)
         page.click("#case-alerts form[action$='/ack'] button")  # acknowledge from the case page
         page.wait_for_selector("#case-alerts .govuk-tag >> text=Acknowledged")
 
@@ -177,12 +187,72 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         page.click("button[type=submit] >> text=Search")
         page.wait_for_selector("ul.results li")
         assert kid["upn"] not in page.url
+        problems["search"] = violations(page)
         page.screenshot(path=str(shots / "search.png"), full_page=True)
         page.goto(f"{web_url}/review")
+        problems["review"] = violations(page)
         page.screenshot(path=str(shots / "review-queue.png"), full_page=True)
         page.goto(f"{web_url}/reports?on=2025-11-20")
         assert page.inner_text("#whereabouts-unknown") == "1"
+        problems["reports"] = violations(page)
         page.screenshot(path=str(shots / "snapshot-report.png"), full_page=True)
+
+        # Five school days on, the acknowledged alert does not step up: no email to the senior officer.
+        set_clock(clock, "2025-11-12T12:00:00+00:00")
+        wait_until_settled(postgres_url, "2025-11-12T12:00:00+00:00")
+        assert box.to("senior@la.test") == []
+        assert len(box.to("caseworker@la.test")) == 1
+
+        # The casework: three enquiries, the child located, a place offered, provision started at a school.
+        page.goto(case_url)  # reopened within the half hour: the reason given stands (and is audited again)
+        page.wait_for_selector("dd.state")
+        for on, asked, result, contact in (
+            ("2025-11-05", "siblings_schools", "not_located", "Head of year, Hillside Primary"),
+            ("2025-11-06", "health", "no_response", "School nursing team"),
+            ("2025-11-07", "housing", "information_received", "Housing options"),
+        ):
+            page.fill("#enquiry-on", on)
+            page.select_option("#enquiry_type", asked)
+            page.check(f"#outcome-{result}")
+            page.fill("#contact", contact)
+            page.fill("#enquiry-note", f"{contact}: asked on {on}")
+            with page.expect_navigation():
+                page.click("#enquiry-form button[type=submit]")
+            page.wait_for_selector("#recorded-title")
+        for event_type, on, fields in (
+            ("child-located", "2025-11-10", {}),
+            ("place-offered", "2025-11-11", {"school_urn": NEW_SCHOOL}),
+            ("provision-started", "2025-11-17", {"school_urn": NEW_SCHOOL}),
+        ):
+            page.click(f"#outcome-{event_type}-details summary")
+            page.fill(f"#{event_type}-on", on)
+            for name, value in fields.items():
+                page.fill(f"form[data-outcome='{event_type}'] input[name='{name}']", value)
+            with page.expect_navigation():
+                page.click(f"form[data-outcome='{event_type}'] button[type=submit]")
+            page.wait_for_selector("#recorded-title")
+        steps = ["Enquiry recorded"] * 3 + ["Child located", "Place offered", "Provision started"]
+
+        def timeline() -> list[str]:
+            page.goto(case_url)
+            return [
+                c.split(" (")[0] for c in page.locator("#timeline tbody tr td:nth-child(2)").all_inner_texts()
+            ]
+
+        wait_until(
+            lambda: timeline()[-6:] == steps, timeout_s=60, what="the six facts on the timeline, in order"
+        )
+        assert page.inner_text("dd.state") not in CME_WORDS  # the case is closed: education confirmed
+        last = page.locator("#timeline tbody tr").last
+        assert NEW_SCHOOL in last.inner_text()  # ... at the school named
+        assert "recorded by cw801" in page.inner_text("#timeline")
+        problems["case with its timeline"] = violations(page)
+        page.screenshot(path=str(shots / "case.png"), full_page=True)
+        page.goto(f"{web_url}/cases?scope=mine&closed=true")
+        assert case_id in page.content() and page.inner_text("#case-count") == "1 case"
+        problems["my cases"] = violations(page)
+        page.screenshot(path=str(shots / "my-cases.png"), full_page=True)
+        assert not {k: v for k, v in problems.items() if v}, problems  # WCAG 2.2 A/AA by axe-core
 
         # Another LA's caseworker: the case is not found and the search finds nothing.
         sign_in("cw803")
@@ -200,17 +270,14 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         page.click("button[type=submit] >> text=Search")
         page.wait_for_selector("text=0 found")
         assert case_id not in page.content()
+        for url in (f"{web_url}/cases?scope=all&closed=true", f"{web_url}/inbox?show=all"):
+            page.goto(url)
+            assert case_id not in page.content() and kid["surname"] not in page.content()
 
         sign_in("ops1")
         page.wait_for_url(f"{web_url}/ops")
         assert page.locator("article.service.ok").count() == 6
         page.screenshot(path=str(shots / "ops.png"), full_page=True)
-
-        # Five school days on, the acknowledged alert does not step up: no email to the senior officer.
-        set_clock(clock, "2025-11-12T12:00:00+00:00")
-        wait_until_settled(postgres_url, "2025-11-12T12:00:00+00:00")
-        assert box.to("senior@la.test") == []
-        assert len(box.to("caseworker@la.test")) == 1
     finally:
         stop_services(procs)
     log = (tmp_path / "logs" / "web.log").read_text()
