@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, WithJsonSchema, model_validator
 
 from shared.events.envelope import URN, Envelope, InboundEnvelope, LACode, StrictModel
 from shared.events.vocab import (
@@ -23,18 +23,59 @@ from shared.events.vocab import (
 )
 from shared.identifiers import validate_nhs_number, validate_postcode, validate_uln, validate_upn
 
-UPN = Annotated[str, AfterValidator(validate_upn)]
-ULN = Annotated[str, AfterValidator(validate_uln)]
-NHSNumber = Annotated[str, AfterValidator(validate_nhs_number)]
-Postcode = Annotated[str, AfterValidator(validate_postcode)]
+# The schema documents each identifier's shape; the validator also checks what a pattern cannot (check
+# letters and digits, the LA numbers that issue UPNs) and normalises case and spaces.
+UPN = Annotated[
+    str,
+    AfterValidator(validate_upn),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Za-z][0-9]{11}[0-9A-Za-z]$",
+            "description": "Unique pupil number: check letter, issuing LA (any LA that issued UPNs, former "
+            "and Welsh ones too), establishment, year, serial; a temporary UPN ends in a letter",
+        }
+    ),
+]
+ULN = Annotated[
+    str, AfterValidator(validate_uln), WithJsonSchema({"type": "string", "pattern": "^[1-9][0-9]{9}$"})
+]
+NHSNumber = Annotated[
+    str,
+    AfterValidator(validate_nhs_number),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]{3} ?[0-9]{3} ?[0-9]{4}$"}),
+]
+Postcode = Annotated[
+    str,
+    AfterValidator(validate_postcode),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{1,2}[0-9][0-9A-Za-z]? ?[0-9][A-Za-z]{2}$"}),
+]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 FreeText = Annotated[str, Field(max_length=4000)]
 # CTF destination codes for an unknown (lost pupil) and an independent / outside England-Wales destination.
 CTFDestination = Literal["XXXXXXX", "MMMMMMM"]
 
 
+def _present(*names: str) -> dict[str, Any]:
+    """JSON Schema: these properties are present and not null."""
+    return {"required": list(names), "properties": {n: {"not": {"type": "null"}} for n in names}}
+
+
 class ChildIdentity(StrictModel):
     """What the sender knows of the child. Strong identifiers first; names and date of birth for matching."""
+
+    # The identity rule (``_identifiable``) in the schema too, so clients and generated code see it.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                _present("upn"),
+                _present("uln"),
+                _present("nhs_number"),
+                _present("la_child_id"),
+                _present("surname", "date_of_birth"),
+            ]
+        }
+    )
 
     upn: UPN | None = None
     former_upn: UPN | None = None
