@@ -92,6 +92,13 @@ class Accepted(BaseModel):
     event_type: str
     status: SubmissionStatus = SubmissionStatus.ACCEPTED
     status_url: str
+    warnings: list[Problem] = PydanticField(
+        default_factory=list,
+        description=(
+            "Accepted, but something is still owed: e.g. a deletion under ground (h) or (i) without the joint"
+            " enquiries with the LA (rule joint_enquiries_required)"
+        ),
+    )
 
 
 class ItemOutcome(StrEnum):

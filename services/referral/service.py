@@ -33,7 +33,13 @@ from services.referral.models import (
     Submission,
     SubmissionStatus,
 )
-from services.referral.validation import Scope, parse_event, scope_problems, service_rule_problems
+from services.referral.validation import (
+    Scope,
+    advisories,
+    parse_event,
+    scope_problems,
+    service_rule_problems,
+)
 from shared.events.envelope import Envelope, utcnow
 
 # Namespace for event_ids the server derives from a client's Idempotency-Key or from file rows.
@@ -146,7 +152,10 @@ class Intake:
                     outcomes.append(self._replay(client, previous, digest, event))
                     continue
                 body = Accepted(
-                    event_id=event.event_id, event_type=event.event_type, status_url=f"/v1/events/{event_id}"
+                    event_id=event.event_id,
+                    event_type=event.event_type,
+                    status_url=f"/v1/events/{event_id}",
+                    warnings=advisories(event),
                 ).model_dump(mode="json")
                 now = utcnow()
                 row = Submission(

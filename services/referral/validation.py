@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from services.referral.models import ClientKind, Problem
 from shared.events import INBOUND_EVENT_TYPES, decode_inbound
 from shared.events.envelope import Envelope
-from shared.events.vocab import AbsenceRule, DeletionGround
+from shared.events.vocab import JOINT_ENQUIRY_GROUNDS, AbsenceRule, DeletionGround
 
 UK = ZoneInfo("Europe/London")
 CLOCK_TOLERANCE = timedelta(minutes=5)  # MIS clocks drift; a few minutes ahead is not a future event
@@ -220,6 +220,32 @@ def service_rule_problems(event: Envelope, now: datetime | None = None) -> list[
             )
         )
     return problems
+
+
+def advisories(event: Envelope) -> list[Problem]:
+    """What an accepted event still owes, told to the sender in the 202 (the event is accepted as it is).
+
+    A deletion under ground (h) or (i) is lawful only after the school and the LA have made reasonable
+    enquiries together (SI 2024/208 reg 9(1)(h), (i)): without ``enquiries_completed`` the LA's caseworker is
+    alerted (escalation rule ``deletion_without_joint_enquiries``) and the school is told here which grounds
+    need them."""
+    if event.event_type != "pupil-left-roll":
+        return []
+    p = event.payload
+    if p.deletion_ground not in JOINT_ENQUIRY_GROUNDS or p.enquiries_completed:
+        return []
+    grounds = " and ".join(f"({g.value})" for g in sorted(JOINT_ENQUIRY_GROUNDS))
+    return [
+        Problem(
+            field="payload.enquiries_completed",
+            rule="joint_enquiries_required",
+            message=(
+                f"deletion grounds {grounds} need reasonable enquiries made jointly by the school and the LA"
+                f" before the name is deleted; ground ({p.deletion_ground.value}) was sent without"
+                " enquiries_completed, so the LA's caseworker has been asked to complete them with you"
+            ),
+        )
+    ]
 
 
 def scope_problems(event: Envelope, scope: Scope) -> list[Problem]:
