@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.web.words import ALL_ENQUIRY_OUTCOMES, ENQUIRY_TYPES
-from shared.events import decode_inbound
+from shared.events import INBOUND_EVENT_TYPES, decode_inbound
 from shared.events.envelope import Envelope
 from shared.events.vocab import EnquiryOutcome, EnquiryType, ProvisionType
 
@@ -44,6 +44,24 @@ PROVISION_TYPES = {
     ProvisionType.TUITION: "Tuition",
     ProvisionType.OTHER: "Other",
 }
+
+
+CLOSE = "case-outcome-recorded"
+# How a case closes: where the child's education is confirmed (or why the child is out of scope), and the
+# field each outcome must name (the event's own model checks the same).
+CLOSING_OUTCOMES = {
+    "school": ("Registered at a school", "school_urn"),
+    "provision": ("Full-time provision the LA arranged", "provision_type"),
+    "registered_home_education": ("Home education, notified to the LA", None),
+    "other_la_accepted": ("Another LA confirmed it has the child", "la_code"),
+    "confirmed_abroad": ("Confirmed living abroad", "country"),
+    "out_of_scope": ("Out of scope: detained, died, or over compulsory school age", "deletion_ground"),
+}
+
+
+def supported(event_type: str) -> bool:
+    """Whether the event catalogue has this fact (closing with an outcome comes with tracking's outcomes)."""
+    return event_type in INBOUND_EVENT_TYPES
 
 
 class FactRefused(ValueError):
@@ -201,3 +219,33 @@ def outcome(
                 f"{name.replace('_', ' ')}: {'yes' if value is True else PROVISION_TYPES.get(value, value)}"
             )  # type: ignore[call-overload]
     return build(event_type, form_id, child, la_code, day, payloads[event_type], now, "; ".join(said))
+
+
+def close(
+    form_id: str, child: dict[str, Any], la_code: str, day: date, form: dict[str, str],
+    now: datetime | None = None,
+) -> Recorded:  # fmt: skip
+    """Closing the case with an outcome that names where the child's education is confirmed."""
+    if not supported(CLOSE):
+        raise FactRefused(["Closing a case with an outcome is not available yet."])
+    chosen = form.get("outcome", "")
+    if chosen not in CLOSING_OUTCOMES:
+        raise FactRefused(["Choose where the child's education is confirmed."])
+    payload = {
+        "outcome": chosen, "recorded_on": day.isoformat(), "school_urn": _opt(form, "school_urn"),
+        "provision_type": _opt(form, "provision_type"), "la_code": _opt(form, "la_code"),
+        "country": (_opt(form, "country") or "").upper() or None,
+        "deletion_ground": _opt(form, "deletion_ground"),
+    }  # fmt: skip
+    label, needed = CLOSING_OUTCOMES[chosen]
+    detail = f"{needed.replace('_', ' ')}: {payload[needed]}" if needed and payload.get(needed) else ""
+    return build(
+        CLOSE,
+        form_id,
+        child,
+        la_code,
+        day,
+        payload,
+        now,
+        "; ".join(p for p in ("Closed", label, detail) if p),
+    )

@@ -451,6 +451,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
             form_id=str(uuid.uuid4()), enquiry_types=words.ENQUIRY_TYPES,
             enquiry_outcomes=words.ENQUIRY_OUTCOMES, outcomes=facts.OUTCOMES,
             provision_types=facts.PROVISION_TYPES, back=f"/cases/{case_id}", here=here, recorded=recorded,
+            closing=facts.CLOSING_OUTCOMES if facts.supported(facts.CLOSE) else None,
         )  # fmt: skip
 
     # --- search -------------------------------------------------------------------------------------------

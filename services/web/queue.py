@@ -31,7 +31,7 @@ OUTCOME_FIELDS = frozenset(
     {
         "la_code", "in_education", "provision_type", "school_urn", "expected_start", "fair_access",
         "hours_per_week", "part_time", "special_school", "la_consent_given", "new_la_code", "country",
-        "confirmed",
+        "confirmed", "deletion_ground",
     }
 )  # fmt: skip
 
@@ -261,6 +261,30 @@ def build_router() -> APIRouter:
             return _refused(request, ctx, case_id, exc.messages)
         event_id = await casework.submit(ctx, recorded, str(case_id))
         ctx.audit("outcome_recorded", str(case_id), detail=f"{event_type} event {event_id}")
+        return RedirectResponse(f"/cases/{case_id}?recorded=outcome", status.HTTP_303_SEE_OTHER)
+
+    @router.post("/cases/{case_id}/close", response_model=None)
+    async def close_case(
+        request: Request,
+        case_id: uuid.UUID,
+        ctx: Reader,
+        csrf_token: Csrf,
+        form_id: FormId,
+        on: DateField,
+        outcome: Annotated[str, Form(max_length=40)],
+    ) -> Response:
+        """Close the case with where the child's education is confirmed: a fact through the intake."""
+        posted(ctx, csrf_token)
+        sent = await request.form()
+        form = {k: str(v)[:40] for k, v in sent.items() if k in OUTCOME_FIELDS and isinstance(v, str)}
+        form["outcome"] = outcome
+        child = await casework.read_child(ctx, str(case_id), "closing the case")
+        try:
+            recorded = facts.close(form_id, child, ctx.who.la_code, _day(on), form)
+        except facts.FactRefused as exc:
+            return _refused(request, ctx, case_id, exc.messages)
+        event_id = await casework.submit(ctx, recorded, str(case_id))
+        ctx.audit("case_closed", str(case_id), detail=f"{outcome} event {event_id}")
         return RedirectResponse(f"/cases/{case_id}?recorded=outcome", status.HTTP_303_SEE_OTHER)
 
     return router

@@ -8,6 +8,7 @@ import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlmodel import Session, col, select
 
 from services.referral.models import ReferralOutbox
@@ -240,3 +241,24 @@ def test_codes_read_as_words_and_new_codes_need_only_a_label() -> None:
     assert words.in_words(None) == "—"
     for table in (words.STATES, words.REASONS, words.FACTS, words.ENQUIRY_TYPES, words.LEVELS):
         assert all("_" not in label for label in table.values())
+
+
+@pytest.mark.skipif(not facts.supported(facts.CLOSE), reason="the catalogue has no case-outcome-recorded yet")
+def test_a_case_closes_with_an_outcome_that_names_the_education(web: Web) -> None:  # noqa: F811
+    case_id = web.store.records[web.store.child_ids[1]].case_id
+    sign_in(web, "cw801")
+    page = _open_case(web, case_id)
+    assert 'id="close-form"' in page
+    csrf, form_id = csrf_of(page), _form_id(page)
+    base = {"csrf_token": csrf, "form_id": form_id, "on": "2025-11-20"}
+    unnamed = web.client.post(f"/cases/{case_id}/close", data={**base, "outcome": "school"})
+    assert unnamed.status_code == 422 and _outbox(web) == []  # a school outcome names the school
+    closed = web.client.post(
+        f"/cases/{case_id}/close",
+        data={**base, "outcome": "school", "school_urn": "100002"},
+        follow_redirects=False,
+    )
+    assert closed.status_code == 303
+    [event] = _outbox(web)
+    assert event.event_type == facts.CLOSE  # type: ignore[attr-defined]
+    assert event.payload.outcome == "school" and event.payload.school_urn == "100002"  # type: ignore[attr-defined]
