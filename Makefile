@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps run stack-up stack-down test test-unit lint typecheck schemas check bench clean
+.PHONY: install system-deps test-deps run stack-up stack-down test test-unit lint typecheck schemas check bench clean
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 system-deps:
 	./scripts/install-system-deps.sh
 
+# The tests also drive Chromium (browser tests); a run does not need it.
+test-deps:
+	./scripts/install-system-deps.sh --browser
+
 run: install system-deps
 	$(BIN)/cme run
 
@@ -26,7 +30,7 @@ stack-down: install
 	$(BIN)/cme stack down
 
 # Everything the tests need is installed and started by the tests themselves (Kafka, PostgreSQL).
-test: install system-deps
+test: install test-deps
 	$(BIN)/cme kafka-fetch
 	$(BIN)/cme schemas check
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -44,7 +48,9 @@ typecheck: install
 schemas: install
 	$(BIN)/cme schemas export
 
+# Starts the tests' broker and PostgreSQL itself when CME_KAFKA_BOOTSTRAP / CME_BENCH_DATABASE_URL are not set.
 bench: install system-deps
+	$(BIN)/cme kafka-fetch
 	$(BIN)/python -m bench
 
 clean:

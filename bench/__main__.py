@@ -4,21 +4,23 @@
     .venv/bin/python -m bench --quick              # small sizes, a smoke run (< 1 minute for the cheap parts)
     .venv/bin/python -m bench --only memory escalation --out /tmp/bench
 
-Parts: intake, tracking (throughput and recovery), e2e, memory, escalation, attendance. Needs the test broker
-(CME_KAFKA_BOOTSTRAP, default 127.0.0.1:19092) and PostgreSQL (CME_BENCH_DATABASE_URL, default the test
-cluster at 127.0.0.1:55433) for every part but memory. Writes <out>/summary.json (default bench/results/).
+Parts: intake, tracking (throughput and recovery), e2e, memory, escalation, attendance. Uses the broker named
+by CME_KAFKA_BOOTSTRAP and the PostgreSQL named by CME_BENCH_DATABASE_URL; without them it starts the tests'
+local broker (127.0.0.1:19092) and PostgreSQL (127.0.0.1:55433) as `make test` does, and stops them at the
+end unless they were already running. Writes <out>/summary.json (default bench/results/).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,7 +254,27 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def local_stack() -> Iterator[None]:
+    """The tests' broker and PostgreSQL, started here unless the environment names others."""
+    from tests.support import stack
+
+    with contextlib.ExitStack() as started:
+        if not os.environ.get("CME_KAFKA_BOOTSTRAP"):
+            os.environ["CME_KAFKA_BOOTSTRAP"] = started.enter_context(stack.kafka_bootstrap())
+        if not os.environ.get("CME_BENCH_DATABASE_URL"):
+            _, cluster = started.enter_context(stack.postgres())
+            if cluster is not None:
+                os.environ["CME_BENCH_DATABASE_URL"] = cluster.url.rsplit("/", 1)[0] + "/postgres"
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
+    with local_stack():
+        return run(argv)
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from shared.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -27,21 +29,60 @@ def _postgres(settings: Settings):  # type: ignore[no-untyped-def]
     return PostgresCluster(data_dir=settings.data_dir / "postgres", port=LOCAL_PG_PORT)
 
 
-def stack_up(settings: Settings, with_postgres: bool) -> dict[str, str]:
-    """Start Kafka (and PostgreSQL), create the topics; returns the environment the services need."""
+class StackError(Exception):
+    """The local stack could not start; the message says what and where its log is."""
+
+
+@dataclass
+class StackStarted:
+    env: dict[str, str]  # what the services need to reach the stack
+    stops: list[tuple[str, Callable[[], None]]] = field(default_factory=list)  # what this call started
+
+    def stop(self) -> None:
+        for name, stop in reversed(self.stops):
+            print(f"stopping {name} (started by this run)", file=sys.stderr)
+            stop()
+
+
+def stack_up(settings: Settings, with_postgres: bool) -> StackStarted:
+    """Start Kafka (and PostgreSQL) unless they run already, create the topics. If a part fails to start,
+    what this call started is stopped again and StackError says where the failing server's log is."""
     from shared.kafka import ensure_topics
 
     broker = _broker(settings)
-    seconds = broker.start()
-    print(f"kafka {broker.version} ready on {broker.bootstrap} ({seconds:.1f}s)", file=sys.stderr)
-    env = {"CME_KAFKA_BOOTSTRAP": broker.bootstrap, "CME_DATA_DIR": str(settings.data_dir)}
-    if with_postgres:
-        cluster = _postgres(settings)
-        cluster.start()
-        print(f"postgres ready on 127.0.0.1:{cluster.port}", file=sys.stderr)
-        env["CME_DATABASE_URL"] = cluster.url
-    ensure_topics(settings)
-    return env
+    started = StackStarted({"CME_KAFKA_BOOTSTRAP": broker.bootstrap, "CME_DATA_DIR": str(settings.data_dir)})
+    try:
+        if broker.running():
+            print(f"kafka already running on {broker.bootstrap} (`cme stack down` stops it)", file=sys.stderr)
+        else:
+            try:
+                seconds = broker.start()
+            except Exception as exc:
+                log_file = broker.data_dir / "server.log"
+                raise StackError(f"kafka did not start ({exc}); its log: {log_file}") from exc
+            started.stops.append(("kafka", broker.stop))
+            print(f"kafka {broker.version} ready on {broker.bootstrap} ({seconds:.1f}s)", file=sys.stderr)
+        if with_postgres:
+            cluster = _postgres(settings)
+            if cluster.running():
+                print(f"postgres already running on 127.0.0.1:{cluster.port}", file=sys.stderr)
+            else:
+                try:
+                    cluster.start()
+                except Exception as exc:
+                    log_file = cluster.data_dir / "server.log"
+                    raise StackError(
+                        f"postgres did not start on 127.0.0.1:{cluster.port} ({type(exc).__name__}; is "
+                        f"the port in use?); its log: {log_file}"
+                    ) from exc
+                started.stops.append(("postgres", cluster.stop))
+                print(f"postgres ready on 127.0.0.1:{cluster.port}", file=sys.stderr)
+            started.env["CME_DATABASE_URL"] = cluster.url
+        ensure_topics(settings)
+    except BaseException:
+        started.stop()
+        raise
+    return started
 
 
 def stack_down(settings: Settings) -> None:
@@ -52,7 +93,12 @@ def stack_down(settings: Settings) -> None:
 def _cmd_stack(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.action == "up":
-        for key, value in stack_up(settings, args.postgres).items():
+        try:
+            env = stack_up(settings, args.postgres).env
+        except StackError as exc:
+            print(f"cme stack up: {exc}", file=sys.stderr)
+            return 1
+        for key, value in env.items():
             print(f"export {key}={value}")
     elif args.action == "down":
         stack_down(settings)
@@ -141,6 +187,27 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token(args: argparse.Namespace) -> int:
+    """A bearer token for the tracking, notify, escalation and attendance APIs, signed with the key."""
+    from shared.auth import Role, issue_token
+    from shared.identifiers import validate_la_code
+
+    settings = get_settings()
+    try:
+        la_code = validate_la_code(args.la)
+    except ValueError as exc:
+        print(f"cme token: --la: {exc}", file=sys.stderr)
+        return 2
+    token = issue_token(settings, sub=args.sub, role=Role(args.role), la_code=la_code, ttl_s=args.ttl)
+    print(token)
+    print(
+        f"token for {args.sub} ({args.role}, LA {la_code}), valid {args.ttl} s; send it as "
+        "'Authorization: Bearer <token>'. Every use is scoped to that LA and audited under that name.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cme", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,9 +252,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.set_defaults(func=_cmd_purge)
 
-    run = sub.add_parser("run", help="the whole pipeline: stack, four services, demo feed")
+    from shared.auth import Role
+
+    token = sub.add_parser(
+        "token",
+        help="a bearer token for the APIs (tracking, notify, escalation, attendance) for a person or tool",
+    )
+    token.add_argument("--la", required=True, help="the LA number the token is scoped to, e.g. 801")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--sub", required=True, help="who uses it: a person's or tool's name, kept in audits")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds it is valid (default 3600)")
+    token.set_defaults(func=_cmd_token)
+
+    run = sub.add_parser(
+        "run",
+        help="the whole pipeline: Kafka (and PostgreSQL), the six services (referral, tracking, escalation, "
+        "notify, attendance, web), a demo feed; Ctrl-C or SIGTERM stops what it started",
+    )
     run.add_argument("--postgres", action="store_true", help="use PostgreSQL instead of SQLite")
-    run.add_argument("--no-demo", action="store_true", help="do not feed the demo events")
+    run.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="no demo events, no demo sign-ins and no demo LA directory",
+    )
     run.add_argument("--exit-after", type=float, default=None, help="stop after N seconds (smoke tests)")
     run.set_defaults(func=_cmd_run)
     return parser

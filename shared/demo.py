@@ -74,7 +74,7 @@ def demo_events(today: date | None = None) -> list[tuple[bool, dict[str, Any]]]:
             step.event_type,
             kid=child(step.child_serial),
             on=on,
-            event_id=_stable_id(step),
+            event_id=_stable_id(step, on),
             school_urn=DEMO_SCHOOL_URN if step.from_school else None,
         )
         if step.changes:
@@ -83,9 +83,11 @@ def demo_events(today: date | None = None) -> list[tuple[bool, dict[str, Any]]]:
     return events
 
 
-def _stable_id(step: Step) -> uuid.UUID:
-    # Re-running the demo re-sends the same facts; the referral service's idempotency makes that harmless.
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"cme-demo/{step.child_serial}/{step.event_type}/{step.days_ago}")
+def _stable_id(step: Step, on: date) -> uuid.UUID:
+    # Re-running the demo on the same day re-sends the same facts (the referral service's idempotency makes
+    # that harmless); on a later day the story is dated anew, so its facts are new facts with ids of their own
+    # (one id with another body would rightly be refused as 409 event_id_reused).
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"cme-demo/{step.child_serial}/{step.event_type}/{on.isoformat()}")
 
 
 def feed_demo(settings: Settings, env: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""``cme run``: the whole pipeline on one machine: Kafka, the database, the four services, a demo feed."""
+"""``cme run``: the whole pipeline on one machine: Kafka, the database, the six services, a demo feed."""
 
 from __future__ import annotations
 
@@ -127,29 +127,55 @@ def _demo_web_accounts(settings: Settings, env: dict[str, str]) -> None:
     )
 
 
+def _interrupt_on_sigterm() -> None:
+    """A process manager stops ``cme run`` with SIGTERM: treat it as Ctrl-C, so the same clean-up runs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after: float | None) -> int:
-    from shared.cli import stack_up
+    from shared.cli import StackError, stack_up
     from shared.mailcatcher import start_mail_catcher
 
-    stack_env = stack_up(settings, with_postgres)
-    mail_dir = settings.data_dir / "mail"
-    catcher = start_mail_catcher(mail_dir, DEMO_SMTP_PORT)
-    env = {
-        **os.environ,
-        **stack_env,
-        "CME_NOTIFY_SMTP_PORT": str(DEMO_SMTP_PORT),
-        "CME_NOTIFY_PUBLIC_BASE_URL": f"http://127.0.0.1:{settings.notify_port}",
-        "CME_WEB_PORT": str(settings.web_port),
-    }
-    subprocess.run([str(BIN / "cme-notify"), "load-directory", str(DEMO_DIRECTORY)], env=env, check=True)
-    procs = start_services(settings, env, settings.data_dir / "logs")
-    print(f"alerts are delivered as .eml files in {mail_dir}", file=sys.stderr)
-    _demo_web_accounts(settings, env)
+    _interrupt_on_sigterm()
     try:
+        stack = stack_up(settings, with_postgres)
+    except StackError as exc:
+        print(f"cme run: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    catcher = None
+    try:
+        mail_dir = settings.data_dir / "mail"
+        catcher = start_mail_catcher(mail_dir, DEMO_SMTP_PORT)
+        env = {
+            **os.environ,
+            **stack.env,
+            "CME_NOTIFY_SMTP_PORT": str(DEMO_SMTP_PORT),
+            "CME_NOTIFY_PUBLIC_BASE_URL": f"http://127.0.0.1:{settings.notify_port}",
+            "CME_WEB_PORT": str(settings.web_port),
+        }
         if demo:
+            load = [str(BIN / "cme-notify"), "load-directory", str(DEMO_DIRECTORY)]
+            subprocess.run(load, env=env, check=True)
+        procs = start_services(settings, env, settings.data_dir / "logs")
+        print(f"alerts are delivered as .eml files in {mail_dir}", file=sys.stderr)
+        if demo:
+            _demo_web_accounts(settings, env)
             from shared.demo import feed_demo
 
             feed_demo(settings, env)
+        else:
+            print(
+                "no demo: load your LA directory with `cme-notify load-directory FILE` and create sign-ins "
+                "with `cme-web users create`",
+                file=sys.stderr,
+            )
         print(
             "pipeline running; logs in " + str(settings.data_dir / "logs") + "; Ctrl-C stops it",
             file=sys.stderr,
@@ -167,6 +193,13 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
         return 0
     except KeyboardInterrupt:
         return 0
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"cme run: {exc}", file=sys.stderr)
+        return 1
     finally:
+        # Everything this run started stops with it; a broker or database that was already running stays.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_services(procs)
-        catcher.stop()
+        if catcher is not None:
+            catcher.stop()
+        stack.stop()

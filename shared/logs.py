@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -37,8 +38,12 @@ def _dumps(obj: Any, default: Any = None) -> str:
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Log one JSON object a line to stderr, bound to the service name and contextvars (correlation_id)."""
+    # Colours only for a person at a terminal (and never with NO_COLOR): not in files, pipes or CI logs.
+    colours = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
     renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=colours)
     )
     structlog.configure(
         processors=[

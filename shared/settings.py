@@ -65,3 +65,16 @@ class Settings(BaseSettings):
 @cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def local_defaults_warning(settings: Settings) -> str | None:
+    """A service started on its own with neither a broker nor a topic prefix given (environment or .env) runs
+    on the local defaults: the broker and topics of a local ``cme run``, whose facts it would then read and
+    publish into. Say so at start; ``cme run`` itself always names its broker."""
+    given = settings.model_fields_set
+    if "kafka_bootstrap" in given or "topic_prefix" in given:
+        return None
+    return (
+        f"no CME_KAFKA_BOOTSTRAP or CME_TOPIC_PREFIX given (environment or .env): using the local defaults, "
+        f"broker {settings.kafka_bootstrap} with unprefixed topics, the topics of any local `cme run`"
+    )

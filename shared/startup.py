@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shared.db import migrate
 from shared.logs import get_logger
 from shared.ops import NotReady, ReadinessCheck
+from shared.settings import Settings, local_defaults_warning
 
 log = get_logger(__name__)
 
@@ -174,3 +175,9 @@ class StartupGate:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def warn_if_local_defaults(service: str, settings: Settings) -> None:
+    warning = local_defaults_warning(settings)
+    if warning:
+        log.warning("local_defaults", service=service, detail=warning)

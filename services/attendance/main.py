@@ -7,6 +7,7 @@ import threading
 
 from services.attendance.settings import AttendanceSettings
 from shared.logs import configure_logging
+from shared.startup import warn_if_local_defaults
 
 
 def run_worker(settings: AttendanceSettings) -> None:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = AttendanceSettings()
     configure_logging("attendance", settings.log_level, settings.log_json)
+    warn_if_local_defaults("attendance", settings)
     if args.command == "worker":
         run_worker(settings)
     elif args.command == "api":

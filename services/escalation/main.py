@@ -7,6 +7,7 @@ import argparse
 
 from services.escalation.config import EscalationSettings
 from shared.logs import configure_logging
+from shared.startup import warn_if_local_defaults
 
 
 def _serve(settings: EscalationSettings) -> int:
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     settings = EscalationSettings()
     configure_logging("escalation", settings.log_level, json=settings.log_json)
+    warn_if_local_defaults("escalation", settings)
     args = build_parser().parse_args(argv)
     if args.command == "migrate":
         return _migrate(settings)

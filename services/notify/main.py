@@ -8,6 +8,7 @@ from pathlib import Path
 from services.notify.config import NotifySettings
 from shared.db import session_scope
 from shared.logs import configure_logging
+from shared.startup import warn_if_local_defaults
 
 
 def _serve(settings: NotifySettings) -> int:
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     settings = NotifySettings()
     configure_logging("notify", settings.log_level, json=settings.log_json)
+    warn_if_local_defaults("notify", settings)
     args = build_parser().parse_args(argv)
     if args.command == "load-directory":
         return _load_directory(settings, args.path)

@@ -24,9 +24,11 @@ def _serve(_: argparse.Namespace) -> int:
     from services.referral.app import create_app
     from shared.logs import configure_logging
     from shared.settings import get_settings
+    from shared.startup import warn_if_local_defaults
 
     settings = get_settings()
     configure_logging("referral", settings.log_level, settings.log_json)
+    warn_if_local_defaults("referral", settings)
     uvicorn.run(
         create_app(settings), host=settings.bind_host, port=settings.referral_port, log_level="warning"
     )

@@ -7,6 +7,7 @@ import threading
 
 from services.tracking.settings import TrackingSettings
 from shared.logs import configure_logging
+from shared.startup import warn_if_local_defaults
 
 
 def run_worker(settings: TrackingSettings) -> None:
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = TrackingSettings()
     configure_logging("tracking", settings.log_level, settings.log_json)
+    warn_if_local_defaults("tracking", settings)
     if args.command == "migrate":
         from services.tracking.stream.app import MIGRATIONS
         from shared.db import migrate

@@ -11,6 +11,7 @@ import sys
 from services.web.settings import WebSettings
 from shared.auth import Role
 from shared.logs import configure_logging
+from shared.startup import warn_if_local_defaults
 
 
 def serve(settings: WebSettings) -> None:
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = WebSettings()
     configure_logging("web", settings.log_level, settings.log_json)
+    warn_if_local_defaults("web", settings)
     if args.command == "users":
         from services.web.app import prepare_database
         from services.web.users import UserError, create_user

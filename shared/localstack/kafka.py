@@ -64,8 +64,8 @@ def fetch(version: str = KAFKA_VERSION) -> Path:
         staging = Path(tmp) / "libs"
         subprocess.run(
             [
-                "mvn", "-q", "-B", "-f", str(Path(tmp) / "pom.xml"), "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+                "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(Path(tmp) / "pom.xml"),
+                "dependency:copy-dependencies", f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
             ],
             check=True,
         )  # fmt: skip
