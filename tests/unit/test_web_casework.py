@@ -262,3 +262,21 @@ def test_a_case_closes_with_an_outcome_that_names_the_education(web: Web) -> Non
     [event] = _outbox(web)
     assert event.event_type == facts.CLOSE  # type: ignore[attr-defined]
     assert event.payload.outcome == "school" and event.payload.school_urn == "100002"  # type: ignore[attr-defined]
+
+
+def test_ops_and_admin_get_no_casework(web: Web) -> None:  # noqa: F811
+    case_id = web.store.records[web.store.child_ids[1]].case_id
+    sign_in(web, "ops1")
+    csrf = csrf_of(web.client.get("/ops").text)
+    assert web.client.get("/cases").status_code == 403
+    fact = {"form_id": str(uuid.uuid4()), "on": "2025-11-18"}
+    for path, data in (
+        (f"/alerts/{web.alert_id}/take", {}),
+        (f"/cases/{case_id}/owner", {"owner": "me"}),
+        (f"/cases/{case_id}/review", {"review_due": "2099-01-05"}),
+        (f"/cases/{case_id}/enquiry", {**fact, "enquiry_type": "police", "outcome": "no_response"}),
+        (f"/cases/{case_id}/outcome", {**fact, "event_type": "child-located"}),
+        (f"/cases/{case_id}/close", {**fact, "outcome": "school", "school_urn": "100002"}),
+    ):
+        assert web.client.post(path, data={**data, "csrf_token": csrf}).status_code == 403, path
+    assert _outbox(web) == []
