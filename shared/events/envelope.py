@@ -52,8 +52,18 @@ class Source(StrictModel):
     client_id: Annotated[str | None, Field(max_length=64)] = None
 
 
+def _event_type_required(schema: dict[str, Any]) -> None:
+    """Each event class defaults its ``event_type``, but a message without one cannot be told apart (the
+    catalogue's unions are discriminated by it): the schema says it is required."""
+    required = schema.setdefault("required", [])
+    if "event_type" not in required:
+        required.insert(0, "event_type")
+
+
 class Envelope(StrictModel):
     """Fields every event carries. Subclasses fix ``event_type`` and type ``payload``."""
+
+    model_config = ConfigDict(json_schema_extra=_event_type_required)
 
     event_id: uuid.UUID = Field(description="Idempotency key: the same fact always carries the same event_id")
     event_type: str
@@ -75,8 +85,18 @@ class Envelope(StrictModel):
         }
 
 
+def _la_code_required(schema: dict[str, Any]) -> None:
+    _event_type_required(schema)
+    source = schema["properties"]["source"]
+    schema["properties"]["source"] = {
+        "allOf": [source, {"required": ["la_code"], "properties": {"la_code": {"not": {"type": "null"}}}}]
+    }
+
+
 class InboundEnvelope(Envelope):
     """An inbound fact: it must say which LA it belongs to."""
+
+    model_config = ConfigDict(json_schema_extra=_la_code_required)
 
     @model_validator(mode="after")
     def _la_known(self) -> InboundEnvelope:
