@@ -238,6 +238,9 @@ class Rule(_Frozen):
     conditions: tuple[Condition, ...] = ()
     ladder: tuple[LadderStep, ...] = Field(min_length=1)
     immediate: bool = False
+    # Event types that end an event rule's clock and escalations for the child (a place allocated ends the
+    # fair access clock); a resolved case ends every rule anyway.
+    ends_on: tuple[str, ...] = ()
 
     @field_validator("conditions")
     @classmethod
@@ -264,6 +267,17 @@ class Rule(_Frozen):
                     f" (only {', '.join(sorted(ENQUIRY_WATCHES))} does)"
                 )
         return conditions
+
+    @field_validator("ends_on")
+    @classmethod
+    def _ends_on_events(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        unknown = sorted(set(value) - EVENT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown event type {', '.join(unknown)} in ends_on")
+        watches = info.data.get("watches")
+        if value and isinstance(watches, Watches) and watches.event is None:
+            raise ValueError("ends_on is for event rules: a state rule ends when the case leaves the state")
+        return value
 
     @field_validator("immediate")
     @classmethod

@@ -74,6 +74,7 @@ EVENT_CASE_STATE: dict[str, CaseState] = {
     "absence-threshold-crossed": CaseState.ON_ROLL_AT_RISK,
     "pupil-left-roll": CaseState.MISSING_EDUCATION,
     "sickness-absence-notified": CaseState.ON_ROLL_AT_RISK,  # on a roll; the LA owes education (s.19)
+    "fair-access-referred": CaseState.AWAITING_PROVISION,
 }
 
 
@@ -240,6 +241,10 @@ def fact_watches(fact: Envelope, occurred_at: datetime, calendar: SchoolCalendar
         ]
     if fact.event_type == "absence-threshold-crossed":
         return [FactWatch("absence-threshold-crossed", str(payload.rule), occurred_at)]
+    if fact.event_type == "fair-access-referred":
+        # The Code counts from the day the LA agreed to consider the child under its protocol.
+        agreed = datetime.combine(payload.agreed_on, time(0), tzinfo=LONDON)
+        return [FactWatch("fair-access-referred", None, agreed)]
     if fact.event_type == "pupil-left-roll":
         ground = str(payload.deletion_ground)
         watches = [
@@ -291,10 +296,17 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
         return Outcome("retraction", cancelled=cancelled, published=published)
     calendar = deps.calendars.calendar_for(la)
     occurred = as_utc(fact.occurred_at)
+    ended = sorted({r.watches.key for r in deps.rules.rules_for(la) if fact.event_type in r.ends_on})
+    ending = (0, 0)
+    if ended:
+        # A place allocated ends the fair access clock (ends_on), at the fact's event time.
+        ending = _cancel(
+            session, deps, child, la, now, reason=f"ended_by:{fact.event_type}", watch_keys=ended, at=occurred
+        )
     watched = {r.watches.event for r in deps.rules.rules_for(la)}
     watches = [w for w in fact_watches(fact, occurred, calendar) if w.key in watched]
     if not watches:
-        return Outcome("not_watched")
+        return Outcome("ended" if ended else "not_watched", cancelled=ending[0], published=ending[1])
     case = session.get(EscalationCase, (child, la))
     if case is not None and case.state in RESOLVED_STATES and as_utc(case.state_since) >= occurred:
         return Outcome("already_resolved")  # the case was resolved after this fact happened

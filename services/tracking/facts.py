@@ -25,6 +25,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "enquiry-recorded": ("enquiry_type", "outcome", "reason"),
     "social-care-status-changed": ("status", "has_social_worker"),
     "sickness-absence-notified": ("school_urn", "expected_school_days", "cumulative"),
+    "fair-access-referred": ("agreed_on",),
 }
 
 

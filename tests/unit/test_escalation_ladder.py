@@ -108,6 +108,15 @@ SCENARIOS: dict[str, tuple[datetime, list[tuple[str, datetime]]]] = {
             ("senior_cme_officer", end_of_day(date(2025, 11, 14))),
         ],
     ),
+    # Agreed for fair access on Mon 2 Mar 2026: 20 school days across the Easter holiday end on Mon 13 Apr;
+    # the senior officer 2 school days later (Wed 15 Apr).
+    "fair_access_place_20_days": (
+        datetime.combine(date(2026, 3, 2), time(0), tzinfo=LONDON),
+        [
+            ("caseworker", end_of_day(date(2026, 4, 13))),
+            ("senior_cme_officer", end_of_day(date(2026, 4, 15))),
+        ],
+    ),
     # 20 school days across the Easter holiday; the senior step skips the early May bank holiday (4 May).
     "awaiting_provision_20_days": (
         utc(2026, 3, 16, 9, 0),

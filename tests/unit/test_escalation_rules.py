@@ -64,6 +64,7 @@ EXPECTED_DEFAULTS = {
     "permanent_exclusion_no_provision",
     "deletion_without_joint_enquiries",
     "sickness_15_days_provision",
+    "fair_access_place_20_days",
     "awaiting_provision_20_days",
     "place_offered_not_started",
     "unauthorised_absence_10_days",
@@ -218,6 +219,7 @@ PLAIN = MatchContext()
         ),
         ("pupil-left-roll", MatchContext(reason="i", enquiries_completed=True), []),
         ("sickness-absence-notified", PLAIN, ["sickness_15_days_provision"]),
+        ("fair-access-referred", PLAIN, ["fair_access_place_20_days"]),
         ("pupil-left-roll", MatchContext(reason="g", enquiries_completed=False), []),
         ("absence-threshold-crossed", PLAIN, []),
         ("awaiting_provision", PLAIN, ["awaiting_provision_20_days"]),
@@ -269,6 +271,16 @@ def test_context_with_fact_adds_flags_and_a_status_event_replaces_them() -> None
     assert closed.vulnerabilities == {"ehcp"} and closed.social_care_statuses == frozenset()
     allocated = known.with_fact(social_care_status="looked_after", has_social_worker=True)
     assert allocated.has_social_worker and allocated.social_care_statuses == {"looked_after"}
+
+
+def test_ends_on_names_known_events_on_event_rules_only() -> None:
+    fair = _default_raw("fair_access_place_20_days")
+    assert Rule.model_validate(fair).ends_on == ("place-offered", "provision-started")
+    with pytest.raises(ValidationError, match="unknown event type place-ofered"):
+        Rule.model_validate(fair | {"ends_on": ["place-ofered"]})
+    state_rule = _default_raw("missing_education_no_outcome") | {"ends_on": ["place-offered"]}
+    with pytest.raises(ValidationError, match="ends_on is for event rules"):
+        Rule.model_validate(state_rule)
 
 
 def test_enquiries_completed_only_on_deletions() -> None:

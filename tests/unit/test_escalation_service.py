@@ -549,3 +549,23 @@ def test_a_sickness_notice_alerts_the_caseworker_on_the_next_school_day_close(
     assert run_timer(engine, deps, utc(2025, 11, 10, 23, 59)) == 0
     assert run_timer(engine, deps, utc(2025, 11, 11)) == 1
     assert summary(published(engine)) == [("sickness_15_days_provision", "raised", "caseworker", 0)]
+
+
+# -- the fair access clock: from the agreement to consider the child to a place allocated -------------------
+
+
+def test_fair_access_clock_runs_from_the_referral_and_a_place_offered_ends_it(
+    engine: Engine, deps: Deps
+) -> None:
+    placed, waiting = uuid.uuid4(), uuid.uuid4()
+    for child in (placed, waiting):
+        referred = child_fact(child, "fair-access-referred", date(2025, 11, 3))
+        assert apply(engine, deps, referred, utc(2025, 11, 3, 10)) == "applied"
+    # A place is offered for one child on Wed 26 Nov, before the 20th school day (Mon 1 Dec): its clock ends.
+    offered = child_fact(placed, "place-offered", date(2025, 11, 26))
+    assert apply(engine, deps, offered, utc(2025, 11, 26, 10)) == "ended"
+    assert run_timer(engine, deps, utc(2025, 12, 1, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2025, 12, 2)) == 1
+    [raised] = published(engine)
+    assert raised.payload.child_id == waiting and raised.payload.rule_id == "fair_access_place_20_days"
+    assert raised.occurred_at == utc(2025, 12, 1, 23, 59, 59)

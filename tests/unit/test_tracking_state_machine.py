@@ -85,6 +85,7 @@ EXPECTED: dict[EventKind, list[object]] = {
     EventKind.ENQUIRY:                   [REF, stay, stay, stay, stay, stay, stay, stay, stay, stay],
     EventKind.SOCIAL_CARE:               [stay] * 10,
     EventKind.SICKNESS_NOTICE:           [stay] * 10,
+    EventKind.FAIR_ACCESS_REFERRED:      [stay] * 10,
 }
 # fmt: on
 
@@ -140,6 +141,7 @@ def test_classification_of_real_sample_events() -> None:
         "enquiry-recorded": EventKind.ENQUIRY,
         "social-care-status-changed": EventKind.SOCIAL_CARE,
         "sickness-absence-notified": EventKind.SICKNESS_NOTICE,
+        "fair-access-referred": EventKind.FAIR_ACCESS_REFERRED,
     }
     for event_type, kind in expected.items():
         assert classify(case, fact_from_inbound(sample_event(event_type))) == kind, event_type
