@@ -82,12 +82,21 @@ def _payload(event_type: str, kid: dict[str, Any], on: date) -> dict[str, Any]:
             "has_social_worker": True,
             "effective_from": d,
         },
-        "fair-access-referred": {"agreed_on": d},
         "sickness-absence-notified": {
             "school_urn": DEMO_SCHOOL_URN,
             "first_absent_date": d,
             "expected_school_days": 30,
         },
+        "home-education-unsuitable": {"assessed_on": d},
+        "home-education-ended": {"ended_on": d},
+        "review-date-set": {"review_on": (on + timedelta(days=70)).isoformat()},
+        "handover-confirmed": {
+            "origin_la_code": DEMO_LA,
+            "accepting_la_code": "803",
+            "how": "located",
+            "confirmed_on": d,
+        },
+        "case-outcome-recorded": {"outcome": "school", "school_urn": "108001", "recorded_on": d},
     }
     return {"child": kid, **payloads[event_type]}
 

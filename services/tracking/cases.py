@@ -37,6 +37,7 @@ from shared.events.internal import (
     ChildSplit,
     DeadlineRef,
 )
+from shared.events.vocab import CaseOutcome, HandoverConfirmation
 
 NAMESPACE = CASE_NAMESPACE
 SYSTEM = "cme-tracking"
@@ -135,6 +136,8 @@ def _transition(
             deadlines_stopped=list(stopped),
             destination_la_code=after.destination_la_code,
             safeguarding_concern=after.safeguarding_concern,
+            outcome=after.outcome,
+            outcome_ref=after.outcome_ref,
         ),
     )
 
@@ -165,25 +168,66 @@ def _net_change(
 
 
 def _handover(record: ChildRecord, inbound: Envelope, destination: str) -> Envelope:
-    """The same fact, addressed to the destination LA: identity resolution there opens (or finds) its case."""
+    """The same fact, addressed to the destination LA as a move into its area, naming this LA as the origin:
+    identity resolution there opens (or finds) its case, which tells this LA once it has the child."""
     data: dict[str, Any] = inbound.model_dump(mode="json")
     data["event_id"] = str(derived_id(f"{inbound.event_id}:{destination}", "handover"))
     data["source"] = {"system": SYSTEM, "la_code": destination}
     data["correlation_id"] = str(inbound.correlation_id or inbound.event_id)
     if inbound.event_type != "moved-out-of-area":
-        # Left roll to another LA, or located there: tell the destination as a move into its area.
+        # Left roll to another LA (for a named school there or not), or located there.
+        school = (data["payload"].get("destination") or {}).get("school_urn")
         data["event_type"] = "moved-out-of-area"
         data["payload"] = {
             "child": data["payload"]["child"],
             "new_la_code": destination,
             "moved_on": inbound.occurred_at.date().isoformat(),
+            **({"new_school_urn": school} if school else {}),
         }
+    data["payload"]["from_la_code"] = record.la_code
     return decode_inbound(data)
 
 
-def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
+def _confirmation(record: ChildRecord, after: Case, inbound: Envelope, origin: str) -> Envelope:
+    """Tell the LA that handed the child over that this LA has the child (located, registered at one of its
+    schools, or accepted by its caseworker): the origin's case closes with this LA (or the school) named."""
+    if after.outcome == CaseOutcome.SCHOOL and after.outcome_ref:
+        how, school = HandoverConfirmation.REGISTERED, after.outcome_ref
+    elif inbound.event_type == "handover-confirmed":
+        how, school = HandoverConfirmation.ACCEPTED, None
+    else:
+        how, school = HandoverConfirmation.LOCATED, None
+    data: dict[str, Any] = {
+        "event_id": str(derived_id(f"{inbound.event_id}:{origin}", "handover-confirmed")),
+        "event_type": "handover-confirmed",
+        "occurred_at": inbound.occurred_at.isoformat(),
+        "source": {"system": SYSTEM, "la_code": origin},
+        "correlation_id": str(inbound.correlation_id or inbound.event_id),
+        "payload": {
+            "child": inbound.payload.child.model_dump(mode="json", exclude_none=True),  # type: ignore[attr-defined]
+            "origin_la_code": origin,
+            "accepting_la_code": record.la_code,
+            "how": how,
+            "confirmed_on": inbound.occurred_at.date().isoformat(),
+            **({"school_urn": school} if school else {}),
+        },
+    }
+    return decode_inbound(data)
+
+
+def _newly_confirmed(before: Case, after: Case) -> str | None:
+    """The origin LA to tell, when this fact is the one that confirmed a handed-in child is here."""
+    if after.handed_from and after.handover_confirmed and not before.handover_confirmed:
+        return after.handed_from
+    return None
+
+
+def apply_child_fact(
+    record: ChildRecord, event: ChildFact, deployment: frozenset[str] | None = None
+) -> Outcome:
+    """``deployment``: the LAs this deployment serves (None: all); see ``facts.fact_from_inbound``."""
     inbound = decode_inbound(event.payload.fact)
-    fact = fact_from_inbound(inbound)
+    fact = fact_from_inbound(inbound, deployment)
     out = Outcome(record=record)
     if fact.event_id in record.seen:
         out.duplicate = True
@@ -235,6 +279,8 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
             out.transitions.append(_transition(record, before, after, inbound, fact.occurred_at, (), ()))
         if s.handover_to:
             out.handovers.append(_handover(record, inbound, s.handover_to))
+        if s.confirms_handover_to:
+            out.handovers.append(_confirmation(record, after, inbound, s.confirms_handover_to))
         if s.flagged:
             out.refused.append((fact.event_id, s.kind))
     else:
@@ -257,8 +303,11 @@ def apply_child_fact(record: ChildRecord, event: ChildFact) -> Outcome:
         )
         if transition is not None:
             out.transitions.append(transition)
-            if after.state == CaseState.LEFT_AREA and after.destination_la_code:
-                out.handovers.append(_handover(record, inbound, after.destination_la_code))
+            if own.handover_to and after.destination_la_code == own.handover_to:
+                out.handovers.append(_handover(record, inbound, own.handover_to))
+        origin = _newly_confirmed(before, after)
+        if origin:
+            out.handovers.append(_confirmation(record, after, inbound, origin))
         if own.flagged:
             out.refused.append((fact.event_id, own.kind))
     out.timeline.append(row)

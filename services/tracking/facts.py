@@ -16,16 +16,27 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "exclusion-issued": ("school_urn", "exclusion_type", "school_days"),
     "place-offered": ("provision_type", "school_urn", "fair_access"),
     "provision-started": ("provision_type", "school_urn", "full_time", "hours_per_week", "start_date"),
-    "child-located": ("in_education", "reason"),
+    "child-located": ("in_education", "reason", "school_urn"),
     "whereabouts-unknown": (),
     "home-education-notified": ("school_urn", "special_school", "la_consent_given"),
-    "moved-out-of-area": ("new_la_code", "new_school_urn"),
+    "moved-out-of-area": ("new_la_code", "new_school_urn", "from_la_code"),
     "moved-abroad": ("country", "confirmed"),
     "referral-received": ("referrer_type", "reason"),
     "enquiry-recorded": ("enquiry_type", "outcome", "reason"),
     "social-care-status-changed": ("status", "has_social_worker"),
+    "home-education-unsuitable": (),
+    "home-education-ended": ("new_school_urn",),
+    "review-date-set": ("review_on",),
+    "handover-confirmed": ("origin_la_code", "accepting_la_code", "how", "school_urn"),
+    "case-outcome-recorded": (
+        "outcome",
+        "school_urn",
+        "provision_type",
+        "la_code",
+        "country",
+        "deletion_ground",
+    ),
     "sickness-absence-notified": ("school_urn", "expected_school_days", "cumulative"),
-    "fair-access-referred": ("agreed_on",),
 }
 
 
@@ -49,8 +60,21 @@ def note_codes(fact: Fact) -> str | None:
     return ";".join(pairs) or None
 
 
-def fact_from_inbound(event: Envelope) -> Fact:
-    """The compact fact of a validated inbound event (``shared.events.decode_inbound``)."""
+def _destination_la(event_type: str, payload: dict[str, Any]) -> str | None:
+    """The LA a leaver, mover or located child went to, for the events that name one."""
+    if event_type == "pupil-left-roll":
+        return payload["destination"].get("la_code")
+    if event_type == "moved-out-of-area":
+        return str(payload["new_la_code"])
+    if event_type == "child-located":
+        return str(payload["la_code"])
+    return None
+
+
+def fact_from_inbound(event: Envelope, deployment: frozenset[str] | None = None) -> Fact:
+    """The compact fact of a validated inbound event (``shared.events.decode_inbound``). ``deployment``: the
+    LAs this deployment serves (None: every LA); a destination outside it is marked ``destination_outside``,
+    so the case waits for a person to record that LA's confirmation instead of a handover nobody reads."""
     payload: dict[str, Any] = event.payload.model_dump(mode="json")
     attrs = {name: payload[name] for name in _FIELDS[event.event_type] if payload.get(name) is not None}
     if event.event_type == "pupil-left-roll":
@@ -63,6 +87,9 @@ def fact_from_inbound(event: Envelope) -> Fact:
         )
     if event.event_type == "child-located":
         attrs["located_la_code"] = payload["la_code"]
+    dest_la = _destination_la(event.event_type, payload)
+    if deployment is not None and dest_la and dest_la not in deployment:
+        attrs["destination_outside"] = True
     if payload.get("safeguarding_concern"):
         attrs["safeguarding_concern"] = True  # any event may carry one
     return Fact(

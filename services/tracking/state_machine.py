@@ -15,15 +15,23 @@ then says, for the case's current state, one of three verdicts:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events.internal import CaseState
-from shared.events.vocab import DeletionGround, MissingReason, SocialCareStatus, Vulnerability
+from shared.events.internal import RESOLVED_STATES, CaseState
+from shared.events.vocab import (
+    CHILD_PROTECTION_STATUSES,
+    CaseOutcome,
+    DeletionGround,
+    HandoverConfirmation,
+    MissingReason,
+    SocialCareStatus,
+    Vulnerability,
+)
 
 NO_CASE: CaseState | None = None  # the state of a child the LA has no case for yet
 
@@ -32,6 +40,9 @@ class EventKind(StrEnum):
     REGISTERED = "pupil-registered"
     LEFT_ROLL_UNKNOWN = "pupil-left-roll:unknown-destination"
     LEFT_ROLL_ELSEWHERE = "pupil-left-roll:registered-elsewhere"
+    LEFT_ROLL_ELSEWHERE_OTHER_LA = "pupil-left-roll:registered-elsewhere-other-la"
+    LEFT_ROLL_ALREADY_ARRIVED = "pupil-left-roll:registered-elsewhere-already-arrived"
+    LEFT_ROLL_HOME_EDUCATION_BLOCKED = "pupil-left-roll:home-education-child-protection"
     LEFT_ROLL_HOME_EDUCATION = "pupil-left-roll:home-education"
     LEFT_ROLL_EXCLUDED = "pupil-left-roll:permanently-excluded"
     LEFT_ROLL_OTHER_LA = "pupil-left-roll:other-la"
@@ -45,12 +56,29 @@ class EventKind(StrEnum):
     EXCLUSION_SUSPENSION = "exclusion-issued:suspension"
     PLACE_OFFERED = "place-offered"
     PROVISION_STARTED = "provision-started"
+    PROVISION_PART_TIME = "provision-started:part-time"
     LOCATED = "child-located"
     LOCATED_IN_EDUCATION = "child-located:in-education"
+    LOCATED_EDUCATION_UNCONFIRMED = "child-located:in-education-no-school-named"
     LOCATED_OTHER_LA = "child-located:other-la"
     WHEREABOUTS_UNKNOWN = "whereabouts-unknown"
     HOME_EDUCATION = "home-education-notified"
     HOME_EDUCATION_NEEDS_CONSENT = "home-education-notified:special-school-without-consent"
+    HOME_EDUCATION_BLOCKED = "home-education-notified:child-protection"
+    HOME_EDUCATION_UNSUITABLE = "home-education-unsuitable"
+    HOME_EDUCATION_ENDED = "home-education-ended"
+    HOME_EDUCATION_ENDED_SCHOOL_NAMED = "home-education-ended:school-named"
+    REVIEW_DATE_SET = "review-date-set"
+    HANDOVER_OUTSIDE = "handover:la-outside-deployment"
+    HANDOVER_CONFIRMED = "handover-confirmed"
+    HANDOVER_CONFIRMED_REGISTERED = "handover-confirmed:registered"
+    HANDOVER_ACCEPTED_HERE = "handover-confirmed:accepted-here"
+    OUTCOME_SCHOOL = "case-outcome-recorded:school"
+    OUTCOME_PROVISION = "case-outcome-recorded:provision"
+    OUTCOME_HOME_EDUCATION = "case-outcome-recorded:registered_home_education"
+    OUTCOME_OTHER_LA = "case-outcome-recorded:other_la_accepted"
+    OUTCOME_ABROAD = "case-outcome-recorded:confirmed_abroad"
+    OUTCOME_OUT_OF_SCOPE = "case-outcome-recorded:out_of_scope"
     MOVED_OUT = "moved-out-of-area"
     MOVED_IN = "moved-out-of-area:arrived-here"
     MOVED_IN_WITH_SCHOOL = "moved-out-of-area:arrived-here-school-named"
@@ -60,7 +88,6 @@ class EventKind(StrEnum):
     ENQUIRY = "enquiry-recorded"
     SOCIAL_CARE = "social-care-status-changed"
     SICKNESS_NOTICE = "sickness-absence-notified"
-    FAIR_ACCESS_REFERRED = "fair-access-referred"
 
 
 class Verdict(StrEnum):
@@ -71,6 +98,7 @@ class Verdict(StrEnum):
 
 class Action(StrEnum):
     HANDOVER = "handover"  # open a case for the destination LA: a child is never in no LA's hands
+    # (a case handed in from another LA tells that LA once it has the child: Step.confirms_handover_to)
     START_PE_DAY6 = "start_pe_provision_day6"  # LA provides full-time education from the 6th school day
     START_FAIR_ACCESS = "start_fair_access_20_days"  # a place within 20 school days under fair access
     FLAG_FOR_REVIEW = "flag_for_review"
@@ -111,92 +139,177 @@ def _all_to(target: CaseState, actions: tuple[Action, ...] = ()) -> dict[CaseSta
 
 
 OPEN = (S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED)
+# Open while the child is out of this LA's sight: the education somewhere else is not confirmed yet.
+WATCHING = (S.TRANSFER_PENDING, S.HANDED_OVER, S.AWAITING_LA_CONFIRMATION)
+PT = S.PART_TIME_PROVISION
+GONE = (S.HANDED_OVER, S.AWAITING_LA_CONFIRMATION, S.LEFT_AREA, S.MOVED_ABROAD)  # not (or no longer) here
 EVERY_STATE_STAYS = _row({}, stay=ALL_STATES)
+
+
+def _all_but_no_case(target: CaseState) -> dict[CaseState | None, Rule]:
+    """A person's decision about an existing case: moves it from any state; there is nothing to decide
+    without a case."""
+    return _row({s: target for s in CaseState if s != target}, stay=[target], refuse=[NO_CASE])
+
 
 # fmt: off
 TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
     EventKind.REGISTERED: _all_to(S.IN_EDUCATION),
     EventKind.LEFT_ROLL_UNKNOWN: _row(
-        {NO_CASE: S.MISSING_EDUCATION, S.ON_ROLL_AT_RISK: S.MISSING_EDUCATION, S.IN_EDUCATION: S.MISSING_EDUCATION},  # noqa: E501
+        {s: S.MISSING_EDUCATION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.TRANSFER_PENDING, PT)},  # noqa: E501
         stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED],
-        refuse=[S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD]),
+        refuse=[S.ELECTIVELY_HOME_EDUCATED, *GONE, S.OUT_OF_SCOPE]),
+    # A named school: the case waits for that school's (or any school's) registration of the child.
     EventKind.LEFT_ROLL_ELSEWHERE: _row(
-        {s: S.IN_EDUCATION for s in (NO_CASE, *OPEN, S.ELECTIVELY_HOME_EDUCATED)},
-        stay=[S.IN_EDUCATION], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+        {s: S.TRANSFER_PENDING for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, PT)},
+        stay=[S.TRANSFER_PENDING], refuse=[*GONE, S.OUT_OF_SCOPE]),
+    # Deletion under reg 9(1)(a) after the new school's registration was already applied: nothing to wait for.
+    EventKind.LEFT_ROLL_ALREADY_ARRIVED: EVERY_STATE_STAYS,
+    # A named school in another LA of this deployment: that LA is handed the child and waits too.
+    EventKind.LEFT_ROLL_ELSEWHERE_OTHER_LA: _row(
+        {s: S.TRANSFER_PENDING for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, PT,
+                                         S.AWAITING_LA_CONFIRMATION)},
+        stay=[S.TRANSFER_PENDING], refuse=[S.HANDED_OVER, S.LEFT_AREA, S.MOVED_ABROAD, S.OUT_OF_SCOPE],
+        actions=(Action.HANDOVER,)),
     EventKind.LEFT_ROLL_HOME_EDUCATION: _row(
-        {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION)},
-        stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+        {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.TRANSFER_PENDING, PT)},
+        stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[*GONE, S.OUT_OF_SCOPE]),
+    # Deleted for home education while on a child protection plan or under an enquiry: not home education
+    # (Children's Wellbeing and Schools Act 2026); off roll with no confirmed education, so missing education.
+    EventKind.LEFT_ROLL_HOME_EDUCATION_BLOCKED: _row(
+        {s: S.MISSING_EDUCATION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.TRANSFER_PENDING, PT,
+                                          S.ELECTIVELY_HOME_EDUCATED)},
+        refuse=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED, *GONE,
+                S.OUT_OF_SCOPE], actions=(Action.FLAG_FOR_REVIEW,)),
     EventKind.LEFT_ROLL_EXCLUDED: _row(
         {s: S.AWAITING_PROVISION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.MISSING_EDUCATION,
-                                           S.PLACE_OFFERED)},
+                                           S.PLACE_OFFERED, S.TRANSFER_PENDING, PT)},
         stay=[S.AWAITING_PROVISION, S.WHEREABOUTS_UNKNOWN],
-        refuse=[S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD], actions=(Action.START_PE_DAY6,)),
+        refuse=[S.ELECTIVELY_HOME_EDUCATED, *GONE, S.OUT_OF_SCOPE], actions=(Action.START_PE_DAY6,)),
     EventKind.LEFT_ROLL_OTHER_LA: _row(
-        {s: S.LEFT_AREA for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED)},
-        stay=[S.LEFT_AREA], refuse=[S.MOVED_ABROAD], actions=(Action.HANDOVER,)),
+        {s: S.HANDED_OVER for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, PT,
+                                    S.TRANSFER_PENDING, S.AWAITING_LA_CONFIRMATION)},
+        stay=[S.HANDED_OVER, S.LEFT_AREA], refuse=[S.MOVED_ABROAD, S.OUT_OF_SCOPE], actions=(Action.HANDOVER,)),  # noqa: E501
+    # Leaving, moving or found in an LA outside this deployment: nobody here can hand over, a person must.
+    EventKind.HANDOVER_OUTSIDE: _row(
+        {s: S.AWAITING_LA_CONFIRMATION for s in ALL_STATES
+         if s not in (S.AWAITING_LA_CONFIRMATION, S.OUT_OF_SCOPE)},
+        stay=[S.AWAITING_LA_CONFIRMATION], refuse=[S.OUT_OF_SCOPE]),
     EventKind.LEFT_ROLL_ABROAD: _row(
         {s: S.MISSING_EDUCATION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.AWAITING_PROVISION,
-                                          S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},
-        stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.MOVED_ABROAD], refuse=[S.LEFT_AREA]),
+                                          S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED, S.TRANSFER_PENDING, PT)},  # noqa: E501
+        stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.MOVED_ABROAD],
+        refuse=[S.HANDED_OVER, S.AWAITING_LA_CONFIRMATION, S.LEFT_AREA, S.OUT_OF_SCOPE]),
     EventKind.LEFT_ROLL_OUT_OF_SCOPE: _row({}, refuse=ALL_STATES),
     EventKind.ABSENCE_CROSSED: _row(
         {NO_CASE: S.ON_ROLL_AT_RISK, S.IN_EDUCATION: S.ON_ROLL_AT_RISK, S.PLACE_OFFERED: S.ON_ROLL_AT_RISK},
-        stay=[S.ON_ROLL_AT_RISK],
+        stay=[S.ON_ROLL_AT_RISK, S.TRANSFER_PENDING, PT],
         refuse=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.ELECTIVELY_HOME_EDUCATED,
-                S.LEFT_AREA, S.MOVED_ABROAD]),
+                *GONE, S.OUT_OF_SCOPE]),
     EventKind.ABSENCE_CROSSED_ALREADY_RETRACTED: EVERY_STATE_STAYS,
     EventKind.ABSENCE_RETRACTED_CLEARS: _row(
         {S.ON_ROLL_AT_RISK: S.IN_EDUCATION}, stay=[s for s in ALL_STATES if s != S.ON_ROLL_AT_RISK]),
     EventKind.ABSENCE_RETRACTED_PARTIAL: EVERY_STATE_STAYS,
     EventKind.EXCLUSION_PERMANENT: _row(
-        {s: S.AWAITING_PROVISION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.PLACE_OFFERED)},
+        {s: S.AWAITING_PROVISION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.PLACE_OFFERED, PT,
+                                           S.TRANSFER_PENDING)},
         stay=[S.AWAITING_PROVISION, S.WHEREABOUTS_UNKNOWN],
-        refuse=[S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD],
+        refuse=[S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, *GONE, S.OUT_OF_SCOPE],
         actions=(Action.START_PE_DAY6,)),
     EventKind.EXCLUSION_SUSPENSION: _row(
-        {}, stay=[NO_CASE, *OPEN, S.IN_EDUCATION],
-        refuse=[S.ELECTIVELY_HOME_EDUCATED, S.LEFT_AREA, S.MOVED_ABROAD]),
+        {}, stay=[NO_CASE, *OPEN, S.IN_EDUCATION, S.TRANSFER_PENDING, PT],
+        refuse=[S.ELECTIVELY_HOME_EDUCATED, *GONE, S.OUT_OF_SCOPE]),
     EventKind.PLACE_OFFERED: _row(
         {s: S.PLACE_OFFERED for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN,
-                                      S.AWAITING_PROVISION, S.ELECTIVELY_HOME_EDUCATED)},
-        stay=[S.PLACE_OFFERED, S.IN_EDUCATION], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+                                      S.AWAITING_PROVISION, S.ELECTIVELY_HOME_EDUCATED, S.TRANSFER_PENDING, PT)},  # noqa: E501
+        stay=[S.PLACE_OFFERED, S.IN_EDUCATION], refuse=[*GONE, S.OUT_OF_SCOPE]),
     EventKind.PROVISION_STARTED: _all_to(S.IN_EDUCATION),
+    # Part-time or reduced provision is not the full-time education s.7 and s.19(3A) require: a case of its own.  # noqa: E501
+    EventKind.PROVISION_PART_TIME: _all_to(PT),
     EventKind.LOCATED_IN_EDUCATION: _all_to(S.IN_EDUCATION),
+    # Said to be in education, but no school named: wait for a registration, as for a transfer.
+    EventKind.LOCATED_EDUCATION_UNCONFIRMED: _row(
+        {s: S.TRANSFER_PENDING for s in (NO_CASE, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN,
+                                         S.AWAITING_PROVISION, *GONE)},
+        stay=[S.ON_ROLL_AT_RISK, S.PLACE_OFFERED, S.TRANSFER_PENDING, PT, S.IN_EDUCATION,
+              S.ELECTIVELY_HOME_EDUCATED],
+        refuse=[S.OUT_OF_SCOPE]),
     EventKind.LOCATED: _row(
-        {s: S.AWAITING_PROVISION for s in (NO_CASE, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.LEFT_AREA,
-                                           S.MOVED_ABROAD)},
-        stay=[S.ON_ROLL_AT_RISK, S.AWAITING_PROVISION, S.PLACE_OFFERED, S.IN_EDUCATION,
-              S.ELECTIVELY_HOME_EDUCATED]),
+        {s: S.AWAITING_PROVISION for s in (NO_CASE, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.TRANSFER_PENDING,  # noqa: E501
+                                           *GONE)},
+        stay=[S.ON_ROLL_AT_RISK, S.AWAITING_PROVISION, S.PLACE_OFFERED, S.IN_EDUCATION, PT,
+              S.ELECTIVELY_HOME_EDUCATED],
+        refuse=[S.OUT_OF_SCOPE]),
     EventKind.LOCATED_OTHER_LA: _row(
-        {s: S.LEFT_AREA for s in (NO_CASE, *OPEN, S.ELECTIVELY_HOME_EDUCATED, S.MOVED_ABROAD)},
-        stay=[S.LEFT_AREA], refuse=[S.IN_EDUCATION], actions=(Action.HANDOVER,)),
+        {s: S.HANDED_OVER for s in (NO_CASE, *OPEN, S.ELECTIVELY_HOME_EDUCATED, S.MOVED_ABROAD, S.TRANSFER_PENDING,  # noqa: E501
+                                    PT, S.AWAITING_LA_CONFIRMATION)},
+        stay=[S.HANDED_OVER, S.LEFT_AREA], refuse=[S.IN_EDUCATION, S.OUT_OF_SCOPE], actions=(Action.HANDOVER,)),  # noqa: E501
     EventKind.WHEREABOUTS_UNKNOWN: _row(
         {s: S.WHEREABOUTS_UNKNOWN for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.MISSING_EDUCATION,
-                                            S.AWAITING_PROVISION, S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},  # noqa: E501
-        stay=[S.WHEREABOUTS_UNKNOWN], refuse=[S.IN_EDUCATION, S.LEFT_AREA, S.MOVED_ABROAD]),
+                                            S.AWAITING_PROVISION, S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED,
+                                            *WATCHING, PT)},
+        stay=[S.WHEREABOUTS_UNKNOWN], refuse=[S.IN_EDUCATION, S.LEFT_AREA, S.MOVED_ABROAD, S.OUT_OF_SCOPE]),
     EventKind.HOME_EDUCATION: _row(
-        {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION)},
-        stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[S.LEFT_AREA, S.MOVED_ABROAD]),
+        {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.TRANSFER_PENDING, PT)},
+        stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[*GONE, S.OUT_OF_SCOPE]),
     EventKind.HOME_EDUCATION_NEEDS_CONSENT: _row({}, refuse=ALL_STATES),
+    # A notice of home education for a child on a child protection plan or under an enquiry: refused as a
+    # transition (flagged); a child with no open case gets one, on roll and at risk, so somebody owns it.
+    EventKind.HOME_EDUCATION_BLOCKED: _row(
+        {NO_CASE: S.ON_ROLL_AT_RISK, S.IN_EDUCATION: S.ON_ROLL_AT_RISK},
+        refuse=[s for s in CaseState if s != S.IN_EDUCATION], actions=(Action.FLAG_FOR_REVIEW,)),
+    # The LA assessed home education as unsuitable: missing education (DfE EHE guidance 2025).
+    EventKind.HOME_EDUCATION_UNSUITABLE: _row(
+        {NO_CASE: S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED: S.MISSING_EDUCATION},
+        stay=[*OPEN, *WATCHING, PT], refuse=[S.IN_EDUCATION, S.LEFT_AREA, S.MOVED_ABROAD, S.OUT_OF_SCOPE]),
+    EventKind.HOME_EDUCATION_ENDED: _row(
+        {NO_CASE: S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED: S.MISSING_EDUCATION},
+        stay=[*OPEN, *WATCHING, PT, S.IN_EDUCATION], refuse=[S.LEFT_AREA, S.MOVED_ABROAD, S.OUT_OF_SCOPE]),
+    EventKind.HOME_EDUCATION_ENDED_SCHOOL_NAMED: _row(
+        {NO_CASE: S.TRANSFER_PENDING, S.ELECTIVELY_HOME_EDUCATED: S.TRANSFER_PENDING},
+        stay=[*OPEN, *WATCHING, PT, S.IN_EDUCATION], refuse=[S.LEFT_AREA, S.MOVED_ABROAD, S.OUT_OF_SCOPE]),
+    EventKind.REVIEW_DATE_SET: _row({}, stay=CaseState, refuse=[NO_CASE]),
     EventKind.MOVED_OUT: _row(
-        {s: S.LEFT_AREA for s in ALL_STATES if s != S.LEFT_AREA}, stay=[S.LEFT_AREA], actions=(Action.HANDOVER,)),  # noqa: E501
+        {s: S.HANDED_OVER for s in ALL_STATES if s not in (S.HANDED_OVER, S.OUT_OF_SCOPE)},
+        stay=[S.HANDED_OVER], refuse=[S.OUT_OF_SCOPE], actions=(Action.HANDOVER,)),
     EventKind.MOVED_IN: _row(
-        {NO_CASE: S.MISSING_EDUCATION, S.LEFT_AREA: S.MISSING_EDUCATION, S.MOVED_ABROAD: S.MISSING_EDUCATION},
-        stay=[*OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED]),
+        {s: S.MISSING_EDUCATION for s in (NO_CASE, *GONE)},
+        stay=[*OPEN, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, S.TRANSFER_PENDING, PT],
+        refuse=[S.OUT_OF_SCOPE]),
+    # Moved in with a school named: wait for that school's registration.
     EventKind.MOVED_IN_WITH_SCHOOL: _row(
-        {s: S.PLACE_OFFERED for s in (NO_CASE, S.LEFT_AREA, S.MOVED_ABROAD, S.MISSING_EDUCATION,
-                                      S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION)},
-        stay=[S.PLACE_OFFERED, S.IN_EDUCATION, S.ON_ROLL_AT_RISK, S.ELECTIVELY_HOME_EDUCATED]),
+        {s: S.TRANSFER_PENDING for s in (NO_CASE, *GONE, S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN,
+                                         S.AWAITING_PROVISION)},
+        stay=[S.PLACE_OFFERED, S.IN_EDUCATION, S.ON_ROLL_AT_RISK, S.ELECTIVELY_HOME_EDUCATED, S.TRANSFER_PENDING,  # noqa: E501
+              PT],
+        refuse=[S.OUT_OF_SCOPE]),
     EventKind.MOVED_ABROAD_CONFIRMED: _all_to(S.MOVED_ABROAD),
     EventKind.MOVED_ABROAD_UNCONFIRMED: _row(
         {s: S.MISSING_EDUCATION for s in (NO_CASE, S.ON_ROLL_AT_RISK, S.IN_EDUCATION, S.AWAITING_PROVISION,
-                                          S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED)},
-        stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.MOVED_ABROAD], refuse=[S.LEFT_AREA]),
+                                          S.PLACE_OFFERED, S.ELECTIVELY_HOME_EDUCATED, S.TRANSFER_PENDING, PT)},  # noqa: E501
+        stay=[S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.MOVED_ABROAD],
+        refuse=[S.HANDED_OVER, S.AWAITING_LA_CONFIRMATION, S.LEFT_AREA, S.OUT_OF_SCOPE]),
+    # The LA the child was handed to confirms it has the child: the origin closes (another LA's acceptance,
+    # or the school the child registered at).
+    EventKind.HANDOVER_CONFIRMED: _row(
+        {s: S.LEFT_AREA for s in (*OPEN, *WATCHING, PT)},
+        stay=[S.LEFT_AREA, S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, S.MOVED_ABROAD, S.OUT_OF_SCOPE],
+        refuse=[NO_CASE]),
+    EventKind.HANDOVER_CONFIRMED_REGISTERED: _row(
+        {s: S.IN_EDUCATION for s in (*OPEN, *WATCHING, PT, S.LEFT_AREA)},
+        stay=[S.IN_EDUCATION, S.ELECTIVELY_HOME_EDUCATED, S.MOVED_ABROAD, S.OUT_OF_SCOPE], refuse=[NO_CASE]),
+    # This LA's caseworker accepts a child handed in: the state stays, the origin is told (Step.confirms).
+    EventKind.HANDOVER_ACCEPTED_HERE: _row({}, stay=CaseState, refuse=[NO_CASE]),
+    EventKind.OUTCOME_SCHOOL: _all_but_no_case(S.IN_EDUCATION),
+    EventKind.OUTCOME_PROVISION: _all_but_no_case(S.IN_EDUCATION),
+    EventKind.OUTCOME_HOME_EDUCATION: _all_but_no_case(S.ELECTIVELY_HOME_EDUCATED),
+    EventKind.OUTCOME_OTHER_LA: _all_but_no_case(S.LEFT_AREA),
+    EventKind.OUTCOME_ABROAD: _all_but_no_case(S.MOVED_ABROAD),
+    EventKind.OUTCOME_OUT_OF_SCOPE: _all_but_no_case(S.OUT_OF_SCOPE),
     EventKind.REFERRAL: _row({NO_CASE: S.MISSING_EDUCATION}, stay=CaseState),
     EventKind.ENQUIRY: _row({}, stay=CaseState, refuse=[NO_CASE]),
     EventKind.SOCIAL_CARE: EVERY_STATE_STAYS,
     EventKind.SICKNESS_NOTICE: EVERY_STATE_STAYS,  # on a roll and sick: the LA's s.19 duty, not a new state
-    EventKind.FAIR_ACCESS_REFERRED: EVERY_STATE_STAYS,  # escalation runs the 20-day clock to a place
 }
 # fmt: on
 
@@ -207,6 +320,29 @@ STATE_DEADLINES: dict[CaseState, str] = {
     S.WHEREABOUTS_UNKNOWN: "whereabouts_unknown",
     S.AWAITING_PROVISION: "awaiting_provision",
     S.PLACE_OFFERED: "place_offered",
+    S.TRANSFER_PENDING: "transfer_pending",
+    S.HANDED_OVER: "handed_over",
+    S.AWAITING_LA_CONFIRMATION: "awaiting_la_confirmation",
+    S.PART_TIME_PROVISION: "part_time_provision",
+}
+# Where a case handed in from another LA counts as found here: that LA is told and closes its case.
+CONFIRMS_ARRIVAL = frozenset(
+    {
+        S.ON_ROLL_AT_RISK,
+        S.AWAITING_PROVISION,
+        S.PLACE_OFFERED,
+        S.PART_TIME_PROVISION,
+        S.IN_EDUCATION,
+        S.ELECTIVELY_HOME_EDUCATED,
+    }
+)
+OUTCOME_KINDS: dict[str, EventKind] = {
+    CaseOutcome.SCHOOL: EventKind.OUTCOME_SCHOOL,
+    CaseOutcome.PROVISION: EventKind.OUTCOME_PROVISION,
+    CaseOutcome.HOME_EDUCATION: EventKind.OUTCOME_HOME_EDUCATION,
+    CaseOutcome.OTHER_LA: EventKind.OUTCOME_OTHER_LA,
+    CaseOutcome.ABROAD: EventKind.OUTCOME_ABROAD,
+    CaseOutcome.OUT_OF_SCOPE: EventKind.OUTCOME_OUT_OF_SCOPE,
 }
 ACTION_DEADLINES: dict[Action, str] = {
     Action.START_PE_DAY6: "pe_provision_day6",
@@ -262,6 +398,12 @@ class Case(BaseModel):
     has_social_worker: bool = False
     safeguarding_concern: bool = False
     destination_la_code: str | None = None
+    # Set on entering a resolved state: where the child's education is confirmed, and what names it.
+    outcome: CaseOutcome | None = None
+    outcome_ref: str | None = None
+    # A case handed in by another LA: that LA keeps its case open until this one confirms it has the child.
+    handed_from: str | None = None
+    handover_confirmed: bool = False
     open_deadlines: list[str] = Field(default_factory=list)
     open_crossings: list[str] = Field(default_factory=list)  # absence crossings not retracted
     retracted: list[str] = Field(default_factory=list)  # event ids named by a retraction
@@ -280,9 +422,11 @@ class Step:
     changes: bool = field(default=False)
     fact_id: str = ""
 
+    confirms_handover_to: str | None = None  # the origin LA to tell that this LA has the child
+
     @property
     def flagged(self) -> bool:
-        return self.rule.verdict == Verdict.REFUSE
+        return self.rule.verdict == Verdict.REFUSE or Action.FLAG_FOR_REVIEW in self.rule.actions
 
     @property
     def handover_to(self) -> str | None:
@@ -301,13 +445,22 @@ def classify(case: Case, fact: Fact) -> EventKind:
         if ground in OUT_OF_SCOPE_GROUNDS:
             return EventKind.LEFT_ROLL_OUT_OF_SCOPE
         if ground == DeletionGround.ELECTIVE_HOME_EDUCATION:
+            if _child_protection(case, fact):
+                return EventKind.LEFT_ROLL_HOME_EDUCATION_BLOCKED
             return EventKind.LEFT_ROLL_HOME_EDUCATION
         if ground == DeletionGround.PERMANENTLY_EXCLUDED:
             return EventKind.LEFT_ROLL_EXCLUDED
-        if a.get("destination_school_urn"):
-            return EventKind.LEFT_ROLL_ELSEWHERE
         dest_la = a.get("destination_la_code")
-        if dest_la and dest_la != case.la_code:
+        elsewhere = dest_la and dest_la != case.la_code
+        if elsewhere and a.get("destination_outside"):
+            return EventKind.HANDOVER_OUTSIDE
+        if a.get("destination_school_urn"):
+            if elsewhere:
+                return EventKind.LEFT_ROLL_ELSEWHERE_OTHER_LA
+            if case.state == S.IN_EDUCATION and case.outcome_ref == a["destination_school_urn"]:
+                return EventKind.LEFT_ROLL_ALREADY_ARRIVED
+            return EventKind.LEFT_ROLL_ELSEWHERE
+        if elsewhere:
             return EventKind.LEFT_ROLL_OTHER_LA
         country = a.get("destination_country")
         if country and country != "GB":
@@ -332,21 +485,45 @@ def classify(case: Case, fact: Fact) -> EventKind:
     if t == "place-offered":
         return EventKind.PLACE_OFFERED
     if t == "provision-started":
-        return EventKind.PROVISION_STARTED
+        return EventKind.PROVISION_STARTED if a.get("full_time", True) else EventKind.PROVISION_PART_TIME
     if t == "child-located":
         if a["located_la_code"] != case.la_code:
-            return EventKind.LOCATED_OTHER_LA
-        return EventKind.LOCATED_IN_EDUCATION if a.get("in_education") else EventKind.LOCATED
+            return EventKind.HANDOVER_OUTSIDE if a.get("destination_outside") else EventKind.LOCATED_OTHER_LA
+        if not a.get("in_education"):
+            return EventKind.LOCATED
+        return (
+            EventKind.LOCATED_IN_EDUCATION if a.get("school_urn") else EventKind.LOCATED_EDUCATION_UNCONFIRMED
+        )
     if t == "whereabouts-unknown":
         return EventKind.WHEREABOUTS_UNKNOWN
     if t == "home-education-notified":
+        if _child_protection(case, fact):
+            return EventKind.HOME_EDUCATION_BLOCKED
         if a.get("special_school") and not a.get("la_consent_given"):
             return EventKind.HOME_EDUCATION_NEEDS_CONSENT
         return EventKind.HOME_EDUCATION
+    if t == "home-education-unsuitable":
+        return EventKind.HOME_EDUCATION_UNSUITABLE
+    if t == "home-education-ended":
+        return (
+            EventKind.HOME_EDUCATION_ENDED_SCHOOL_NAMED
+            if a.get("new_school_urn")
+            else EventKind.HOME_EDUCATION_ENDED
+        )
+    if t == "review-date-set":
+        return EventKind.REVIEW_DATE_SET
+    if t == "handover-confirmed":
+        if a["accepting_la_code"] == case.la_code:
+            return EventKind.HANDOVER_ACCEPTED_HERE
+        if a["how"] == HandoverConfirmation.REGISTERED:
+            return EventKind.HANDOVER_CONFIRMED_REGISTERED
+        return EventKind.HANDOVER_CONFIRMED
+    if t == "case-outcome-recorded":
+        return OUTCOME_KINDS[a["outcome"]]
     if t == "moved-out-of-area":
         if a["new_la_code"] == case.la_code:
             return EventKind.MOVED_IN_WITH_SCHOOL if a.get("new_school_urn") else EventKind.MOVED_IN
-        return EventKind.MOVED_OUT
+        return EventKind.HANDOVER_OUTSIDE if a.get("destination_outside") else EventKind.MOVED_OUT
     if t == "moved-abroad":
         return EventKind.MOVED_ABROAD_CONFIRMED if a.get("confirmed") else EventKind.MOVED_ABROAD_UNCONFIRMED
     if t == "referral-received":
@@ -357,21 +534,64 @@ def classify(case: Case, fact: Fact) -> EventKind:
         return EventKind.SOCIAL_CARE
     if t == "sickness-absence-notified":
         return EventKind.SICKNESS_NOTICE
-    if t == "fair-access-referred":
-        return EventKind.FAIR_ACCESS_REFERRED
     raise ValueError(f"no event kind for event type {t!r}")
+
+
+def _child_protection(case: Case, fact: Fact) -> bool:
+    """On a child protection plan or under a child protection enquiry, as the case or the fact says."""
+    return (
+        case.social_care_status in CHILD_PROTECTION_STATUSES
+        or Vulnerability.CHILD_PROTECTION_PLAN in case.vulnerabilities
+        or Vulnerability.CHILD_PROTECTION_PLAN in fact.vulnerabilities
+    )
+
+
+def _outcome(kind: EventKind, fact: Fact) -> tuple[CaseOutcome | None, str | None]:
+    """Where the child's education is confirmed, for a fact that moves a case into a resolved state."""
+    a = fact.attrs
+    if kind in (
+        EventKind.REGISTERED,
+        EventKind.LOCATED_IN_EDUCATION,
+        EventKind.ABSENCE_RETRACTED_CLEARS,
+        EventKind.HANDOVER_CONFIRMED_REGISTERED,
+        EventKind.OUTCOME_SCHOOL,
+    ):
+        return CaseOutcome.SCHOOL, a.get("school_urn")
+    if kind in (EventKind.PROVISION_STARTED, EventKind.OUTCOME_PROVISION):
+        if a.get("school_urn"):
+            return CaseOutcome.SCHOOL, a["school_urn"]
+        return CaseOutcome.PROVISION, a.get("provision_type")
+    if kind in (
+        EventKind.HOME_EDUCATION,
+        EventKind.LEFT_ROLL_HOME_EDUCATION,
+        EventKind.OUTCOME_HOME_EDUCATION,
+    ):
+        return CaseOutcome.HOME_EDUCATION, None
+    if kind == EventKind.HANDOVER_CONFIRMED:
+        return CaseOutcome.OTHER_LA, a.get("accepting_la_code")
+    if kind == EventKind.OUTCOME_OTHER_LA:
+        return CaseOutcome.OTHER_LA, a.get("la_code")
+    if kind == EventKind.MOVED_ABROAD_CONFIRMED:
+        return CaseOutcome.ABROAD, a.get("country")
+    if kind == EventKind.OUTCOME_ABROAD:
+        return CaseOutcome.ABROAD, a.get("country")
+    if kind == EventKind.OUTCOME_OUT_OF_SCOPE:
+        return CaseOutcome.OUT_OF_SCOPE, a.get("deletion_ground")
+    return None, None
 
 
 def _reason(
     state: CaseState | None, kind: EventKind, vulnerabilities: list[Vulnerability]
 ) -> MissingReason | None:
     """The LA-return reason category for a case in ``state``, entered through ``kind``."""
-    if state is None or state == S.IN_EDUCATION:
-        return None
+    if state is None or state in (S.IN_EDUCATION, S.OUT_OF_SCOPE, S.TRANSFER_PENDING, S.PART_TIME_PROVISION):
+        return None  # in education, out of scope, or not (yet) missing: a transfer or part-time provision
     if state == S.ELECTIVELY_HOME_EDUCATED:
         return MissingReason.ELECTIVE_HOME_EDUCATION
-    if state == S.LEFT_AREA:
+    if state in (S.LEFT_AREA, S.HANDED_OVER, S.AWAITING_LA_CONFIRMATION):
         return MissingReason.LEFT_LA
+    if kind == EventKind.HOME_EDUCATION_UNSUITABLE:
+        return MissingReason.HOME_EDUCATION_UNSUITABLE
     if state == S.WHEREABOUTS_UNKNOWN:
         return MissingReason.WHEREABOUTS_UNKNOWN
     if state == S.MOVED_ABROAD or kind in (EventKind.LEFT_ROLL_ABROAD, EventKind.MOVED_ABROAD_UNCONFIRMED):
@@ -437,10 +657,12 @@ def _destination(kind: EventKind, fact: Fact) -> str | None:
     a = fact.attrs
     if kind == EventKind.MOVED_OUT:
         return str(a["new_la_code"])
-    if kind == EventKind.LEFT_ROLL_OTHER_LA:
+    if kind in (EventKind.LEFT_ROLL_OTHER_LA, EventKind.LEFT_ROLL_ELSEWHERE_OTHER_LA):
         return str(a["destination_la_code"])
     if kind == EventKind.LOCATED_OTHER_LA:
         return str(a["located_la_code"])
+    if kind == EventKind.HANDOVER_OUTSIDE:
+        return str(a.get("destination_la_code") or a.get("new_la_code") or a.get("located_la_code"))
     return None
 
 
@@ -453,9 +675,9 @@ def step(case: Case, fact: Fact) -> Step:
     if kind == EventKind.PLACE_OFFERED and fact.attrs.get("fair_access") and rule.verdict == Verdict.MOVE:
         actions = (*actions, Action.START_FAIR_ACCESS)
         rule = Rule(rule.verdict, rule.to_state, actions)
-    after = _with_context(case, fact)
+    after = _handed_in(_with_context(case, fact), fact)
     if rule.verdict != Verdict.MOVE:
-        return Step(kind, rule, case, after, fact_id=fact.event_id)
+        return _confirming(Step(kind, rule, case, after, fact_id=fact.event_id))
     assert rule.to_state is not None
     wanted = [STATE_DEADLINES[rule.to_state]] if rule.to_state in STATE_DEADLINES else []
     wanted += [ACTION_DEADLINES[x] for x in actions if x in ACTION_DEADLINES]
@@ -475,9 +697,40 @@ def step(case: Case, fact: Fact) -> Step:
             or _reason(rule.to_state, kind, after.vulnerabilities),
             "destination_la_code": _destination(kind, fact),
             "open_deadlines": sorted(set(wanted) | set(kept)),
+            **_outcome_fields(rule.to_state, kind, fact),
         }
     )
-    return Step(kind, rule, case, after, started, stopped, changes=True, fact_id=fact.event_id)
+    return _confirming(Step(kind, rule, case, after, started, stopped, changes=True, fact_id=fact.event_id))
+
+
+def _outcome_fields(state: CaseState, kind: EventKind, fact: Fact) -> dict[str, Any]:
+    """A resolved state is entered only with an outcome naming the child's education; an open one has none."""
+    if state not in RESOLVED_STATES:
+        return {"outcome": None, "outcome_ref": None}
+    outcome, ref = _outcome(kind, fact)
+    if outcome is None:
+        raise ValueError(f"{kind} moves a case to {state} without an outcome")  # a table error: tests walk it
+    return {"outcome": outcome, "outcome_ref": ref}
+
+
+def _handed_in(case: Case, fact: Fact) -> Case:
+    """A handover from another LA (tracking's moved-out-of-area naming this LA and the origin): remember the
+    origin, which waits for this LA to confirm it has the child."""
+    a = fact.attrs
+    if fact.event_type == "moved-out-of-area" and a.get("from_la_code") and a["new_la_code"] == case.la_code:
+        return case.model_copy(update={"handed_from": a["from_la_code"], "handover_confirmed": False})
+    return case
+
+
+def _confirming(s: Step) -> Step:
+    """A case handed in that is now found here (or accepted by a caseworker here): tell the origin, once."""
+    after = s.after
+    if after.handed_from is None or after.handover_confirmed:
+        return s
+    if s.kind == EventKind.HANDOVER_ACCEPTED_HERE or (s.changes and after.state in CONFIRMS_ARRIVAL):
+        confirmed = after.model_copy(update={"handover_confirmed": True})
+        return replace(s, after=confirmed, confirms_handover_to=after.handed_from)
+    return s
 
 
 def fold(la_code: str, facts: Iterable[Fact]) -> tuple[Case, list[Step]]:

@@ -22,14 +22,26 @@ from pydantic import BaseModel, Field
 from shared.events.vocab import MissingReason
 from shared.school_calendar import SchoolCalendar
 
-CME_STATES = ("missing_education", "whereabouts_unknown", "awaiting_provision", "place_offered")
+# A child who left for another LA counts as missing until that LA confirms it has the child (NCB 2014 counts
+# "left the LA" as CME until confirmed): handed_over and awaiting_la_confirmation are CME, reason left_la.
+CME_STATES = (
+    "missing_education",
+    "whereabouts_unknown",
+    "awaiting_provision",
+    "place_offered",
+    "handed_over",
+    "awaiting_la_confirmation",
+)
 ALL_STATES = (
     "on_roll_at_risk",
     *CME_STATES,
+    "transfer_pending",  # waiting for the named school's registration (an alert when it is overdue)
+    "part_time_provision",  # not full-time: on the Ofsted list, not CME
     "in_education",
     "electively_home_educated",
     "left_area",
     "moved_abroad",
+    "out_of_scope",
 )
 TWELVE_WEEKS = timedelta(weeks=12)
 SCHOOL_DAY_BANDS = ((0, 10, "0-10"), (11, 20, "11-20"), (21, 60, "21-60"), (61, 10**6, "over 60"))
@@ -264,8 +276,8 @@ def not_in_full_time_education(histories: Iterable[CaseHistory], on: date) -> li
         if spell is None:
             continue
         provision = _latest(h.details, on, _is_provision)
-        part_time = (
-            spell.state == "in_education"
+        part_time = spell.state == "part_time_provision" or (
+            spell.state == "in_education"  # histories from before part-time had a state of its own
             and provision is not None
             and provision.codes.get("full_time", "True") == "False"
         )

@@ -10,10 +10,12 @@ from pydantic import AfterValidator, ConfigDict, Field, StrictBool, WithJsonSche
 from shared.events.envelope import URN, Envelope, InboundEnvelope, LACode, StrictModel
 from shared.events.vocab import (
     AbsenceRule,
+    CaseOutcome,
     DeletionGround,
     EnquiryOutcome,
     EnquiryType,
     ExclusionType,
+    HandoverConfirmation,
     MissingReason,
     ProvisionType,
     ReferrerType,
@@ -238,6 +240,8 @@ class ChildLocatedPayload(ChildFact):
     located_on: date
     la_code: LACode
     in_education: StrictBool = False
+    # Where: without a school the education is not confirmed, and the case waits for a registration.
+    school_urn: URN | None = None
     reason: StatedReason = None
 
 
@@ -263,6 +267,9 @@ class MovedOutOfAreaPayload(ChildFact):
     new_la_code: LACode
     moved_on: date
     new_school_urn: URN | None = None
+    # Set by tracking on a handover: the LA that handed the child over, which keeps watching until this LA
+    # confirms it has the child.
+    from_la_code: LACode | None = None
 
 
 class MovedAbroadPayload(ChildFact):
@@ -291,11 +298,78 @@ class SocialCareStatusChangedPayload(ChildFact):
     effective_from: date
 
 
-class FairAccessReferredPayload(ChildFact):
-    """The LA agreed that the child will be considered under its fair access protocol: from that day a school
-    place must be allocated within 20 school days (School Admissions Code 2021, section 3)."""
+class HomeEducationUnsuitablePayload(ChildFact):
+    """The LA assessed the home education as unsuitable: the child is missing education (DfE EHE guidance)."""
 
-    agreed_on: date
+    assessed_on: date
+
+
+class HomeEducationEndedPayload(ChildFact):
+    """Home education stopped; a named school means a transfer to wait for, none means missing education."""
+
+    ended_on: date
+    new_school_urn: URN | None = None
+
+
+class ReviewDateSetPayload(ChildFact):
+    """The LA sets when it will next look at a monitored case (home education, part-time provision)."""
+
+    review_on: date
+
+
+class HandoverConfirmedPayload(ChildFact):
+    """The LA a child was handed over to has the child. Sent by tracking for an LA on this deployment, or by
+    the origin LA's team for one outside it (after contacting it)."""
+
+    origin_la_code: LACode
+    accepting_la_code: LACode
+    how: HandoverConfirmation
+    confirmed_on: date
+    school_urn: URN | None = None
+
+    @model_validator(mode="after")
+    def _registered_names_school(self) -> HandoverConfirmedPayload:
+        if self.how == HandoverConfirmation.REGISTERED and not self.school_urn:
+            raise ValueError("a confirmation by registration needs school_urn")
+        if self.origin_la_code == self.accepting_la_code:
+            raise ValueError("origin_la_code and accepting_la_code must differ")
+        return self
+
+
+# What each outcome must name, so a closed case always says where the child's education is.
+OUTCOME_NEEDS: dict[CaseOutcome, str] = {
+    CaseOutcome.SCHOOL: "school_urn",
+    CaseOutcome.PROVISION: "provision_type",
+    CaseOutcome.OTHER_LA: "la_code",
+    CaseOutcome.ABROAD: "country",
+    CaseOutcome.OUT_OF_SCOPE: "deletion_ground",
+}
+OUT_OF_SCOPE_GROUNDS = frozenset(
+    {DeletionGround.DETAINED, DeletionGround.DIED, DeletionGround.OVER_COMPULSORY_AGE}
+)
+
+
+class CaseOutcomeRecordedPayload(ChildFact):
+    """A person closes the case with where the child's education is confirmed."""
+
+    outcome: CaseOutcome
+    recorded_on: date
+    school_urn: URN | None = None
+    provision_type: ProvisionType | None = None
+    la_code: LACode | None = None
+    country: Annotated[str | None, Field(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$")] = None
+    deletion_ground: DeletionGround | None = None
+
+    @model_validator(mode="after")
+    def _names_the_education(self) -> CaseOutcomeRecordedPayload:
+        needed = OUTCOME_NEEDS.get(self.outcome)
+        if needed and getattr(self, needed) is None:
+            raise ValueError(f"outcome {self.outcome.value} needs {needed}")
+        if self.outcome == CaseOutcome.OUT_OF_SCOPE and self.deletion_ground not in OUT_OF_SCOPE_GROUNDS:
+            raise ValueError("out_of_scope needs deletion_ground j (detained), k (died) or l (over age)")
+        if self.country == "GB":
+            raise ValueError("confirmed_abroad needs a country other than GB")
+        return self
 
 
 class SicknessAbsenceNotifiedPayload(ChildFact):
@@ -395,9 +469,29 @@ class SocialCareStatusChanged(InboundEnvelope):
     payload: SocialCareStatusChangedPayload
 
 
-class FairAccessReferred(InboundEnvelope):
-    event_type: Literal["fair-access-referred"] = "fair-access-referred"
-    payload: FairAccessReferredPayload
+class HomeEducationUnsuitable(InboundEnvelope):
+    event_type: Literal["home-education-unsuitable"] = "home-education-unsuitable"
+    payload: HomeEducationUnsuitablePayload
+
+
+class HomeEducationEnded(InboundEnvelope):
+    event_type: Literal["home-education-ended"] = "home-education-ended"
+    payload: HomeEducationEndedPayload
+
+
+class ReviewDateSet(InboundEnvelope):
+    event_type: Literal["review-date-set"] = "review-date-set"
+    payload: ReviewDateSetPayload
+
+
+class HandoverConfirmed(InboundEnvelope):
+    event_type: Literal["handover-confirmed"] = "handover-confirmed"
+    payload: HandoverConfirmedPayload
+
+
+class CaseOutcomeRecorded(InboundEnvelope):
+    event_type: Literal["case-outcome-recorded"] = "case-outcome-recorded"
+    payload: CaseOutcomeRecordedPayload
 
 
 class SicknessAbsenceNotified(InboundEnvelope):
@@ -422,5 +516,9 @@ INBOUND_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     EnquiryRecorded,
     SocialCareStatusChanged,
     SicknessAbsenceNotified,
-    FairAccessReferred,
+    HomeEducationUnsuitable,
+    HomeEducationEnded,
+    ReviewDateSet,
+    HandoverConfirmed,
+    CaseOutcomeRecorded,
 )

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, StrictBool
 
 from shared.events.envelope import Envelope, LACode, StrictModel
-from shared.events.vocab import MissingReason, SocialCareStatus, Vulnerability
+from shared.events.vocab import CaseOutcome, MissingReason, SocialCareStatus, Vulnerability
 
 
 class CaseState(StrEnum):
@@ -19,15 +19,31 @@ class CaseState(StrEnum):
     WHEREABOUTS_UNKNOWN = "whereabouts_unknown"
     AWAITING_PROVISION = "awaiting_provision"
     PLACE_OFFERED = "place_offered"
+    # Left for a named school (or said to be in education somewhere): open until a registration confirms it.
+    TRANSFER_PENDING = "transfer_pending"
+    # Handed to another LA on this deployment: open here until that LA confirms it has the child.
+    HANDED_OVER = "handed_over"
+    # Gone to an LA outside this deployment: open until a person records that LA's confirmation.
+    AWAITING_LA_CONFIRMATION = "awaiting_la_confirmation"
+    # Part-time or reduced provision: not the full-time education the law requires; reviewed.
+    PART_TIME_PROVISION = "part_time_provision"
     IN_EDUCATION = "in_education"
     ELECTIVELY_HOME_EDUCATED = "electively_home_educated"
     LEFT_AREA = "left_area"
     MOVED_ABROAD = "moved_abroad"
+    OUT_OF_SCOPE = "out_of_scope"  # died, detained, over compulsory school age (a person recorded it)
 
 
-# States in which the LA's work on the child is done (the case is closed or only monitored).
+# States in which the LA's work on the child is done: each is entered only with an outcome naming where the
+# child's education is (CaseTransitionPayload.outcome). Home education stays monitored (its review dates).
 RESOLVED_STATES = frozenset(
-    {CaseState.IN_EDUCATION, CaseState.ELECTIVELY_HOME_EDUCATED, CaseState.LEFT_AREA, CaseState.MOVED_ABROAD}
+    {
+        CaseState.IN_EDUCATION,
+        CaseState.ELECTIVELY_HOME_EDUCATED,
+        CaseState.LEFT_AREA,
+        CaseState.MOVED_ABROAD,
+        CaseState.OUT_OF_SCOPE,
+    }
 )
 
 
@@ -125,6 +141,10 @@ class CaseTransitionPayload(StrictModel):
     flagged_for_review: StrictBool = False
     destination_la_code: LACode | None = None
     safeguarding_concern: StrictBool = False  # a referrer raised a safeguarding concern about the child
+    # Set when to_state is resolved: where the child's education is confirmed, and what names it (a URN, an
+    # LA code, a country, a provision type or a reg 9(1) letter).
+    outcome: CaseOutcome | None = None
+    outcome_ref: str | None = None
 
 
 class CaseTransition(Envelope):

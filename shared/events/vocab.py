@@ -57,6 +57,14 @@ class SocialCareStatus(StrEnum):
     CHILD_IN_NEED = "child_in_need"
     CHILD_PROTECTION_PLAN = "child_protection_plan"
     LOOKED_AFTER = "looked_after"
+    # A s.47 Children Act 1989 child protection enquiry is under way (no plan yet).
+    CHILD_PROTECTION_ENQUIRY = "child_protection_enquiry"
+
+
+# Under either, a child cannot move into elective home education (Children's Wellbeing and Schools Act 2026).
+CHILD_PROTECTION_STATUSES = frozenset(
+    {SocialCareStatus.CHILD_PROTECTION_PLAN, SocialCareStatus.CHILD_PROTECTION_ENQUIRY}
+)
 
 
 class Vulnerability(StrEnum):
@@ -82,6 +90,8 @@ class MissingReason(StrEnum):
     GYPSY_ROMA_TRAVELLER = "gypsy_roma_traveller"
     FAILED_TO_ENROL_OR_TRANSITION = "failed_to_enrol_or_transition"
     ELECTIVE_HOME_EDUCATION = "elective_home_education"
+    # Home education the LA has assessed as unsuitable: counted as CME (DfE EHE guidance 2025).
+    HOME_EDUCATION_UNSUITABLE = "home_education_unsuitable"
     SEN = "sen"
     HEALTH = "health"
     EXCLUDED = "excluded"
@@ -140,3 +150,37 @@ class EnquiryOutcome(StrEnum):
     LOCATED = "located"
     INFORMATION_RECEIVED = "information_received"
     NOTE = "note"
+
+
+class CaseOutcome(StrEnum):
+    """Where a closed case's child is confirmed to be educated (or why the child is out of scope). A case
+    closes only with one of these; "enquiries inconclusive" is not an outcome."""
+
+    SCHOOL = "school"  # registered at a school: the URN
+    PROVISION = "provision"  # full-time provision the LA arranged (AP, tuition, hospital): its type or URN
+    HOME_EDUCATION = "registered_home_education"  # the parent's notice, known to the LA
+    OTHER_LA = "other_la_accepted"  # another LA confirmed it has the child: its LA code
+    ABROAD = "confirmed_abroad"  # confirmed living abroad: the country
+    OUT_OF_SCOPE = "out_of_scope"  # a reg 9(1) ground that takes the child out of scope (j, k, l): the letter
+
+
+class ResolutionReason(StrEnum):
+    """Why a person resolved an escalation: a fixed list, audited. Resolving never closes the case (only an
+    outcome does), and an open case comes back on the LA's review cadence."""
+
+    ENQUIRIES_CONTINUING = "enquiries_continuing"  # the caseworker is working the case; alerts are not needed
+    REFERRED_TO_SOCIAL_CARE = "referred_to_social_care"  # children's social care (MASH) has the concern
+    REFERRED_TO_POLICE = "referred_to_police"
+    OTHER_LA_CONTACTED = "other_la_contacted"  # waiting for another LA's confirmation
+    OUTCOME_BEING_RECORDED = "outcome_being_recorded"  # the child's education is confirmed; outcome to follow
+    DUPLICATE_ALERT = "duplicate_alert"  # another alert about the same child covers it
+    RAISED_IN_ERROR = "raised_in_error"  # the facts behind the alert were wrong (to be corrected)
+
+
+class HandoverConfirmation(StrEnum):
+    """How a destination LA confirmed a child handed over to it."""
+
+    LOCATED = "located"  # its enquiries found the child
+    REGISTERED = "registered"  # the child registered at one of its schools (the URN)
+    ACCEPTED = "accepted"  # its caseworker accepted the case
+    CONFIRMED_BY_CONTACT = "confirmed_by_contact"  # an LA outside this deployment, confirmed to a person

@@ -6,7 +6,8 @@ import uuid
 from datetime import date
 
 from services.tracking.cases import ChildRecord, apply_child_fact, apply_merge, apply_split, new_record
-from shared.events.envelope import Source, utcnow
+from shared.events.catalogue import decode_inbound
+from shared.events.envelope import Envelope, Source, utcnow
 from shared.events.internal import (
     ChildFact,
     ChildFactPayload,
@@ -15,7 +16,7 @@ from shared.events.internal import (
     ChildSplit,
     ChildSplitPayload,
 )
-from shared.samples import sample_event
+from shared.samples import sample_event, sample_event_dict
 
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
 
@@ -64,9 +65,10 @@ def test_late_fact_applied_only_where_it_changes_the_outcome() -> None:
 def test_late_fact_that_changes_the_outcome_publishes_one_transition() -> None:
     record, _ = _run(new_record(A, "801"), _cf(A, "pupil-left-roll", 3))
     late = apply_child_fact(record, _cf(A, "moved-out-of-area", 2))  # moved away the day before the deletion
-    assert late.record.case.state == "left_area" and late.timeline[0].verdict == "late-applied"
+    # Handed over the day before, the deletion is refused in event-time order: the case waits for 803.
+    assert late.record.case.state == "handed_over" and late.timeline[0].verdict == "late-applied"
     assert [(t.payload.from_state, t.payload.to_state) for t in late.transitions] == [
-        ("missing_education", "left_area")
+        ("missing_education", "handed_over")
     ]
     assert len(late.handovers) == 1 and late.handovers[0].source.la_code == "803"
 
@@ -139,3 +141,55 @@ def test_new_context_in_the_same_open_state_is_published_for_escalation() -> Non
     assert apply_child_fact(allocated.record, _cf(A, "social-care-status-changed", 6)).transitions == []
     closed, _ = _run(new_record(B, "801"), _cf(B, "pupil-registered", 3))
     assert apply_child_fact(closed, _cf(B, "social-care-status-changed", 5)).transitions == []
+
+
+def _in(la: str, child_id: str, event: Envelope) -> ChildFact:
+    return ChildFact(
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        source=Source(system="t", la_code=la),
+        payload=ChildFactPayload(
+            child_id=uuid.UUID(child_id), la_code=la, match="exact", fact=event.model_dump(mode="json")
+        ),
+    )
+
+
+def test_a_transfer_to_another_la_closes_in_both_only_when_the_child_registers() -> None:
+    """Left 801's school for a named school in 803 (Mon 3 Nov 2025): 801 waits and hands 803 the child;
+    803's school registers the child (Mon 10 Nov); 803 tells 801, which closes with the URN."""
+    left = sample_event_dict("pupil-left-roll", on=date(2025, 11, 3))
+    left["payload"].update(
+        deletion_ground="a", destination={"known": True, "school_urn": "140001", "la_code": "803"}
+    )
+    origin = apply_child_fact(new_record(A, "801"), _in("801", A, decode_inbound(left)))
+    assert origin.record.case.state == "transfer_pending"
+    [handover] = origin.handovers
+    assert handover.event_type == "moved-out-of-area" and handover.source.la_code == "803"
+    assert handover.payload.new_school_urn == "140001" and handover.payload.from_la_code == "801"  # type: ignore[attr-defined]
+    destination = apply_child_fact(new_record(B, "803"), _in("803", B, handover))
+    assert destination.record.case.state == "transfer_pending" and destination.handovers == []
+    registered_data = sample_event_dict("pupil-registered", on=date(2025, 11, 10), la_code="803")
+    registered_data["payload"]["school_urn"] = "140001"
+    registered = decode_inbound(registered_data)
+    arrived = apply_child_fact(destination.record, _in("803", B, registered))
+    assert arrived.record.case.state == "in_education"
+    [confirmation] = arrived.handovers
+    assert confirmation.event_type == "handover-confirmed" and confirmation.source.la_code == "801"
+    assert confirmation.payload.how == "registered" and confirmation.payload.school_urn == "140001"  # type: ignore[attr-defined]
+    closed = apply_child_fact(origin.record, _in("801", A, confirmation))
+    assert closed.record.case.state == "in_education"
+    [t] = closed.transitions
+    assert (t.payload.from_state, t.payload.to_state) == ("transfer_pending", "in_education")
+    assert (t.payload.outcome, t.payload.outcome_ref) == ("school", "140001")
+    # A redelivered registration at 803 tells 801 nothing more.
+    assert apply_child_fact(arrived.record, _in("803", B, registered)).handovers == []
+
+
+def test_a_move_to_an_la_outside_the_deployment_waits_for_a_person() -> None:
+    moved = _cf(A, "moved-out-of-area", 3)  # to 803
+    out = apply_child_fact(new_record(A, "801"), moved, deployment=frozenset({"801", "802"}))
+    assert out.record.case.state == "awaiting_la_confirmation" and out.handovers == []
+    [t] = out.transitions
+    assert t.payload.destination_la_code == "803" and t.payload.deadlines_started[0].name == (
+        "awaiting_la_confirmation"
+    )

@@ -75,7 +75,7 @@ def build_scenario(engine: Engine) -> CaseStore:
 
     1: left roll 3 Nov 2025 (unknown destination), whereabouts unknown 10 Nov      -> whereabouts_unknown
     2: permanently excluded 5 Nov                                                  -> awaiting_provision
-    3: left roll 3 Nov, part-time alternative provision (10 h) from 12 Nov         -> in_education, part time
+    3: left roll 3 Nov, part-time alternative provision (10 h) from 12 Nov         -> part_time_provision
     4: left roll 2 Jun 2025, located in education 10 Sep                            -> in_education
     5: home education notified 4 Nov                                               -> electively_home_educated
     6: boy born 2012, EHCP, referred 1 Aug 2025 (no case before)                   -> missing_education
@@ -94,10 +94,10 @@ def build_scenario(engine: Engine) -> CaseStore:
         provision_type="alternative_provision", hours_per_week=10, full_time=False, school_urn=None,
     )  # fmt: skip
     store.fact(4, "pupil-left-roll", date(2025, 6, 2))
-    store.fact(4, "child-located", date(2025, 9, 10), in_education=True)
+    store.fact(4, "child-located", date(2025, 9, 10), in_education=True, school_urn="108002")
     store.fact(5, "home-education-notified", date(2025, 11, 4))
     store.fact(6, "referral-received", date(2025, 8, 1))
-    store.fact(7, "child-located", date(2025, 11, 15), in_education=True)
+    store.fact(7, "child-located", date(2025, 11, 15), in_education=True, school_urn="108002")
     store.fact(7, "pupil-left-roll", date(2025, 11, 3))
     store.fact(8, "pupil-left-roll", date(2025, 11, 3), la=OTHER_LA)
     return store
@@ -161,7 +161,7 @@ def test_snapshot_as_of_a_past_date_follows_event_time(case_store: CaseStore) ->
     snap = reports.snapshot(hs, date(2025, 11, 12), CALENDAR, None)
     assert snap.by_state == {
         "whereabouts_unknown": 1, "awaiting_provision": 1, "missing_education": 2,
-        "in_education": 2, "electively_home_educated": 1,
+        "part_time_provision": 1, "in_education": 1, "electively_home_educated": 1,
     }  # fmt: skip
     assert snap.cme_total == 4 and snap.whereabouts_unknown == 1 and snap.awaiting_provision == 1
     assert {r: n for r, n in snap.by_reason.items() if n} == {

@@ -37,9 +37,9 @@ log = get_logger(__name__)
 AGENT = "cases"
 
 
-def apply(record: ChildRecord, event: Envelope) -> Outcome:
+def apply(record: ChildRecord, event: Envelope, deployment: frozenset[str] | None = None) -> Outcome:
     if isinstance(event, ChildFact):
-        return apply_child_fact(record, event)
+        return apply_child_fact(record, event, deployment)
     if isinstance(event, ChildMerged):
         return apply_merge(record, event)
     if isinstance(event, ChildSplit):
@@ -87,7 +87,7 @@ def register(app: faust.App, ctx: Any) -> None:
             record = records.get(child_id)
             if record is None:
                 record = record_of(event, child_id, str(envelope.payload.la_code))
-            outcome = apply(record, envelope)
+            outcome = apply(record, envelope, ctx.settings.deployment_las)
             records[child_id] = outcome.record
             if outcome.duplicate:
                 EVENTS_PROCESSED.labels(AGENT, envelope.event_type, "duplicate").inc()
