@@ -82,6 +82,7 @@ def _payload(event_type: str, kid: dict[str, Any], on: date) -> dict[str, Any]:
             "has_social_worker": True,
             "effective_from": d,
         },
+        "fair-access-referred": {"agreed_on": d},
         "sickness-absence-notified": {
             "school_urn": DEMO_SCHOOL_URN,
             "first_absent_date": d,

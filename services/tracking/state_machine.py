@@ -88,6 +88,7 @@ class EventKind(StrEnum):
     ENQUIRY = "enquiry-recorded"
     SOCIAL_CARE = "social-care-status-changed"
     SICKNESS_NOTICE = "sickness-absence-notified"
+    FAIR_ACCESS_REFERRED = "fair-access-referred"
 
 
 class Verdict(StrEnum):
@@ -310,6 +311,7 @@ TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
     EventKind.ENQUIRY: _row({}, stay=CaseState, refuse=[NO_CASE]),
     EventKind.SOCIAL_CARE: EVERY_STATE_STAYS,
     EventKind.SICKNESS_NOTICE: EVERY_STATE_STAYS,  # on a roll and sick: the LA's s.19 duty, not a new state
+    EventKind.FAIR_ACCESS_REFERRED: EVERY_STATE_STAYS,  # escalation runs the 20-day clock to a place
 }
 # fmt: on
 
@@ -534,6 +536,8 @@ def classify(case: Case, fact: Fact) -> EventKind:
         return EventKind.SOCIAL_CARE
     if t == "sickness-absence-notified":
         return EventKind.SICKNESS_NOTICE
+    if t == "fair-access-referred":
+        return EventKind.FAIR_ACCESS_REFERRED
     raise ValueError(f"no event kind for event type {t!r}")
 
 
