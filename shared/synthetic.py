@@ -563,7 +563,8 @@ def _moved_la(b: _Builder, p: Pupil, on: date) -> None:
 
 
 def _moved_school(b: _Builder, p: Pupil, schools: Sequence[School], on: date) -> None:
-    new_school = b.rng.choice(schools).urn
+    # Another school: a deletion under ground (a) naming the school being left is refused at intake.
+    new_school = b.rng.choice([s for s in schools if s.urn != p.school_urn] or schools).urn
     _left_roll(b, p, on, "a", {"known": True, "school_urn": new_school})
     joined = on + timedelta(days=1)
     b.emit(

@@ -109,3 +109,20 @@ def test_moves_between_generated_las_arrive_in_the_destination() -> None:
     assert moves
     for move in moves:
         assert arrivals.get(move["payload"]["child"]["upn"]) == move["payload"]["new_la_code"]
+
+
+def test_every_synthetic_event_passes_the_referral_services_rules() -> None:
+    """The load and scale tests feed the year through the API: an event it refuses would be lost from them
+    (a move to "another" school that was the pupil's own was refused once intake learned to check)."""
+    from datetime import UTC, datetime
+
+    from services.referral.validation import service_rule_problems
+
+    pop = generate(las=2, pupils_per_la=3_000, seed=11)
+    after_the_year = datetime(2025, 8, 1, tzinfo=UTC)
+    refused = [
+        (envelope.event_type, problems)
+        for envelope in pop.envelopes()
+        if (problems := service_rule_problems(envelope, after_the_year))
+    ]
+    assert not refused, refused[:3]
