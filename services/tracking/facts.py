@@ -37,6 +37,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
         "deletion_ground",
     ),
     "sickness-absence-notified": ("school_urn", "expected_school_days", "cumulative"),
+    "fair-access-referred": ("agreed_on",),
 }
 
 

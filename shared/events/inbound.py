@@ -372,6 +372,13 @@ class CaseOutcomeRecordedPayload(ChildFact):
         return self
 
 
+class FairAccessReferredPayload(ChildFact):
+    """The LA agreed that the child will be considered under its fair access protocol: from that day a school
+    place must be allocated within 20 school days (School Admissions Code 2021, section 3)."""
+
+    agreed_on: date
+
+
 class SicknessAbsenceNotifiedPayload(ChildFact):
     """The school's notice that a pupil WILL miss 15 school days or more, consecutive or cumulative, through
     sickness (SI 2024/208 reg 13 sickness return), sent when that becomes clear, not after the days are
@@ -494,6 +501,11 @@ class CaseOutcomeRecorded(InboundEnvelope):
     payload: CaseOutcomeRecordedPayload
 
 
+class FairAccessReferred(InboundEnvelope):
+    event_type: Literal["fair-access-referred"] = "fair-access-referred"
+    payload: FairAccessReferredPayload
+
+
 class SicknessAbsenceNotified(InboundEnvelope):
     event_type: Literal["sickness-absence-notified"] = "sickness-absence-notified"
     payload: SicknessAbsenceNotifiedPayload
@@ -516,6 +528,7 @@ INBOUND_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     EnquiryRecorded,
     SocialCareStatusChanged,
     SicknessAbsenceNotified,
+    FairAccessReferred,
     HomeEducationUnsuitable,
     HomeEducationEnded,
     ReviewDateSet,

@@ -129,6 +129,7 @@ EXPECTED: dict[EventKind, list[object]] = {
     EventKind.ENQUIRY:                [REF, *([stay] * (N - 1))],
     EventKind.SOCIAL_CARE:            [stay] * N,
     EventKind.SICKNESS_NOTICE:        [stay] * N,
+    EventKind.FAIR_ACCESS_REFERRED:   [stay] * N,
 }
 # fmt: on
 
@@ -184,6 +185,7 @@ def test_classification_of_real_sample_events() -> None:
         "enquiry-recorded": EventKind.ENQUIRY,
         "social-care-status-changed": EventKind.SOCIAL_CARE,
         "sickness-absence-notified": EventKind.SICKNESS_NOTICE,
+        "fair-access-referred": EventKind.FAIR_ACCESS_REFERRED,
     }
     for event_type, kind in expected.items():
         assert classify(case, fact_from_inbound(sample_event(event_type))) == kind, event_type
