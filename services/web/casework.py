@@ -20,6 +20,7 @@ from services.web import facts, reports, words
 from services.web.clients import ServiceError
 from services.web.models import WebAudit, WebCaseWork, WebRecordedFact, WebUser
 from shared.auth import CASE_READERS, Principal
+from shared.school_calendar import SchoolCalendar
 
 if TYPE_CHECKING:
     from services.web.pages import Ctx
@@ -50,8 +51,10 @@ def age_on(dob: date | None, on: date) -> int | None:
     return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
 
 
-def summary(item: dict[str, Any], today: date) -> ChildLine:
-    """One case of tracking's ``/v1/cases/query`` as a table row (days missing from the state spells)."""
+def summary(item: dict[str, Any], today: date, calendar: SchoolCalendar | None = None) -> ChildLine:
+    """One case of tracking's ``/v1/cases/query`` as a table row. Days missing run from the start of the
+    child's unbroken run of CME states (its state spells): school days on the LA's calendar, as the statutory
+    clocks and the DfE return count them (calendar days without one)."""
     case = item["case"]
     dob = date.fromisoformat(item["date_of_birth"]) if item.get("date_of_birth") else None
     history = reports.CaseHistory(
@@ -66,10 +69,16 @@ def summary(item: dict[str, Any], today: date) -> ChildLine:
         state=words.state_words(case["state"]),
         state_code=case["state"],
         reason=words.reason_words(case["reason"]) if case.get("reason") else "—",
-        days_missing=(today - since.date()).days if since else None,
+        days_missing=_days(since.date(), today, calendar) if since else None,
         vulnerabilities=[words.in_words(v) for v in case.get("vulnerabilities", [])],
         destination_la_code=case.get("destination_la_code"),
     )
+
+
+def _days(since: date, today: date, calendar: SchoolCalendar | None) -> int:
+    if calendar is None:
+        return max(0, (today - since).days)
+    return max(0, calendar.school_days_between(since, today))
 
 
 # --- owners and review dates ---------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from shared.auth import CASE_READERS, Audience, Principal, Role, issue_token
 from shared.events.envelope import utcnow
 from shared.events.vocab import ResolutionReason
 from shared.logs import get_logger
-from shared.school_calendar import CalendarRegistry
+from shared.school_calendar import CalendarRegistry, SchoolCalendar
 
 log = get_logger(__name__)
 templates = Jinja2Templates(
@@ -247,7 +247,8 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         async with ctx.service("notify") as notify:
             alerts, total = await notify.page("/v1/alerts", params=params)
             _, waiting = await notify.page("/v1/alerts", params={"state": "open", "limit": 1})
-        await _with_cases(ctx, alerts, "alert inbox")
+        calendar = request.app.state.calendars.calendar_for(ctx.who.la_code)
+        await _with_cases(ctx, alerts, "alert inbox", calendar)
         _with_alert_work(ctx, alerts)
         pages = max(1, -(-total // PAGE_SIZE))
         return render(
@@ -255,7 +256,9 @@ def build_router(identity: IdentityProvider) -> APIRouter:
             page=min(page, pages), pages=pages, page_size=PAGE_SIZE,
         )  # fmt: skip
 
-    async def _with_cases(ctx: Ctx, alerts: list[dict[str, Any]], reason: str) -> None:
+    async def _with_cases(
+        ctx: Ctx, alerts: list[dict[str, Any]], reason: str, calendar: SchoolCalendar | None = None
+    ) -> None:
         """Each alert gets its child's name, age, school, state and owner (one call to tracking per page)."""
         case_ids = sorted({a["case_id"] for a in alerts})
         found: dict[str, dict[str, Any]] = {}
@@ -270,7 +273,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         today = date.today()
         for alert in alerts:
             item = found.get(alert["case_id"])
-            alert["child"] = casework.summary(item, today) if item else None
+            alert["child"] = casework.summary(item, today, calendar) if item else None
             alert["owner"] = owners.get(alert["case_id"])
 
     def _with_alert_work(ctx: Ctx, alerts: list[dict[str, Any]]) -> None:

@@ -100,10 +100,11 @@ def build_router() -> APIRouter:
         items = result["items"]
         page_ids = [i["case"]["case_id"] for i in items]
         work = _work(ctx, page_ids)
+        calendar = request.app.state.calendars.calendar_for(la)
         rows = [
             {
                 "case_id": i["case"]["case_id"],
-                "child": casework.summary(i, today),
+                "child": casework.summary(i, today, calendar),
                 "work": work.get(i["case"]["case_id"]),
             }
             for i in items

@@ -277,6 +277,7 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         sign_in("ops1")
         page.wait_for_url(f"{web_url}/ops")
         assert page.locator("article.service.ok").count() == 6
+        assert not violations(page), violations(page)  # the ops page too: WCAG 2.2 A/AA
         page.screenshot(path=str(shots / "ops.png"), full_page=True)
     finally:
         stop_services(procs)

@@ -280,3 +280,23 @@ def test_ops_and_admin_get_no_casework(web: Web) -> None:  # noqa: F811
     ):
         assert web.client.post(path, data={**data, "csrf_token": csrf}).status_code == 403, path
     assert _outbox(web) == []
+
+
+def test_days_missing_are_school_days_on_the_la_calendar() -> None:
+    from services.web import casework
+    from shared.school_calendar import CalendarRegistry
+
+    item = {
+        "case": {"case_id": "c", "child_id": "k", "state": "whereabouts_unknown", "reason": None},
+        "forename": "Ada", "surname": "Lovelace", "date_of_birth": "2014-03-09", "school_urn": "108000",
+        "spells": [
+            {"start": "2025-09-01T09:00:00+00:00", "state": "on_roll_at_risk"},
+            {"start": "2025-11-03T09:00:00+00:00", "state": "missing_education"},  # Monday after half term
+            {"start": "2025-11-04T09:00:00+00:00", "state": "whereabouts_unknown"},  # the run goes on
+        ],
+    }  # fmt: skip
+    calendar = CalendarRegistry(None).calendar_for("801")
+    line = casework.summary(item, date(2025, 11, 10), calendar)
+    assert line.days_missing == 5  # Tue 4 to Mon 10 November: five school days (seven calendar days)
+    assert casework.summary(item, date(2025, 11, 10)).days_missing == 7
+    assert (line.name, line.age, line.state) == ("Ada Lovelace", 11, "Whereabouts unknown")
