@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from services.web.words import ALL_ENQUIRY_OUTCOMES, ENQUIRY_TYPES
 from shared.events import INBOUND_EVENT_TYPES, decode_inbound
+from shared.events.catalogue import event_class
 from shared.events.envelope import Envelope
 from shared.events.vocab import EnquiryOutcome, EnquiryType, ProvisionType
 
@@ -62,6 +63,14 @@ CLOSING_OUTCOMES = {
 def supported(event_type: str) -> bool:
     """Whether the event catalogue has this fact (closing with an outcome comes with tracking's outcomes)."""
     return event_type in INBOUND_EVENT_TYPES
+
+
+def allows_reason(event_type: str) -> bool:
+    """Whether the fact may state why the child is missing education (the DfE return's reason category)."""
+    if not supported(event_type):
+        return False
+    payload = event_class(event_type).model_fields["payload"].annotation
+    return "reason" in getattr(payload, "model_fields", {})
 
 
 class FactRefused(ValueError):
@@ -132,9 +141,10 @@ def build(
 
 def enquiry(
     form_id: str, child: dict[str, Any], la_code: str, day: date, enquiry_type: str, outcome: str,
-    contact: str, note: str, now: datetime | None = None,
+    contact: str, note: str, now: datetime | None = None, reason: str = "",
 ) -> Recorded:  # fmt: skip
-    """An enquiry (who was asked, and what came of it) as an enquiry-recorded fact."""
+    """An enquiry (who was asked, and what came of it) as an enquiry-recorded fact; with the reason the child
+    is missing education when the enquiry found it out (and the event carries one)."""
     text = "\n".join(
         part for part in (f"Contact: {contact.strip()}" if contact.strip() else "", note.strip()) if part
     )
@@ -143,7 +153,11 @@ def enquiry(
     said = f"{ENQUIRY_TYPES[EnquiryType(enquiry_type)]}: {ALL_ENQUIRY_OUTCOMES[EnquiryOutcome(outcome)]}"
     return build(
         "enquiry-recorded", form_id, child, la_code, day,
-        {"enquiry_type": enquiry_type, "outcome": outcome, "note": text or None}, now,
+        {
+            "enquiry_type": enquiry_type, "outcome": outcome, "note": text or None,
+            **_reason("enquiry-recorded", reason),
+        },
+        now,
         "\n".join(p for p in (said, text) if p),
     )  # fmt: skip
 
@@ -158,6 +172,15 @@ def note(
         {"enquiry_type": EnquiryType.OTHER.value, "outcome": EnquiryOutcome.NOTE.value, "note": text}, now,
         f"Note: {text}",
     )  # fmt: skip
+
+
+def _reason(event_type: str, reason: str) -> dict[str, str]:
+    """The stated reason, where the event has one and the person gave it."""
+    if not reason.strip():
+        return {}
+    if not allows_reason(event_type):
+        raise FactRefused(["This kind of fact does not carry a reason."])
+    return {"reason": reason.strip()}
 
 
 def _flag(form: dict[str, str], name: str) -> bool:
@@ -180,7 +203,7 @@ def outcome(
     payloads: dict[str, dict[str, Any]] = {
         "child-located": {
             "located_on": d, "la_code": _opt(form, "la_code") or la_code,
-            "in_education": _flag(form, "in_education"),
+            "in_education": _flag(form, "in_education"), **_reason(event_type, form.get("reason", "")),
         },
         "place-offered": {
             "provision_type": _opt(form, "provision_type"), "school_urn": _opt(form, "school_urn"),

@@ -31,7 +31,7 @@ OUTCOME_FIELDS = frozenset(
     {
         "la_code", "in_education", "provision_type", "school_urn", "expected_start", "fair_access",
         "hours_per_week", "part_time", "special_school", "la_consent_given", "new_la_code", "country",
-        "confirmed", "deletion_ground",
+        "confirmed", "deletion_ground", "reason",
     }
 )  # fmt: skip
 
@@ -228,12 +228,13 @@ def build_router() -> APIRouter:
         outcome: Annotated[str, Form(max_length=40)],
         contact: Annotated[str, Form(max_length=200)] = "",
         note: Annotated[str, Form(max_length=3500)] = "",
+        reason: Annotated[str, Form(max_length=40)] = "",
     ) -> Response:
         posted(ctx, csrf_token)
         child = await casework.read_child(ctx, str(case_id), "recording an enquiry")
         try:
             recorded = facts.enquiry(
-                form_id, child, ctx.who.la_code, _day(on), enquiry_type, outcome, contact, note
+                form_id, child, ctx.who.la_code, _day(on), enquiry_type, outcome, contact, note, reason=reason
             )
         except facts.FactRefused as exc:
             return _refused(request, ctx, case_id, exc.messages)

@@ -300,3 +300,24 @@ def test_days_missing_are_school_days_on_the_la_calendar() -> None:
     assert line.days_missing == 5  # Tue 4 to Mon 10 November: five school days (seven calendar days)
     assert casework.summary(item, date(2025, 11, 10)).days_missing == 7
     assert (line.name, line.age, line.state) == ("Ada Lovelace", 11, "Whereabouts unknown")
+
+
+def test_a_reason_is_stated_only_where_the_event_carries_one() -> None:
+    form_id = str(uuid.uuid4())
+    found = facts.enquiry(
+        form_id, CHILD, "801", date(2025, 11, 18), "other_la", "information_received", "", "", FIXED_NOW,
+        reason="left_la",
+    )  # fmt: skip
+    assert found.event.payload.reason == "left_la"  # type: ignore[attr-defined]
+    located = facts.outcome(
+        "child-located", form_id, CHILD, "801", date(2025, 11, 18), {"reason": "awaiting_place"}, FIXED_NOW
+    )
+    assert located.event.payload.reason == "awaiting_place"  # type: ignore[attr-defined]
+    assert not facts.allows_reason("place-offered")
+    try:
+        facts.enquiry(form_id, CHILD, "801", date(2025, 11, 18), "police", "no_response", "", "", FIXED_NOW,
+                      reason="not_a_reason")  # fmt: skip
+    except facts.FactRefused as exc:
+        assert exc.messages == ["Check reason."]
+    else:
+        raise AssertionError("an unknown reason was accepted")
