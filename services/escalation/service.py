@@ -435,6 +435,23 @@ def next_due_at(session: Session) -> datetime | None:
     return as_utc(found) if found is not None else None
 
 
+def decide_due(
+    session: Session, deps: Deps, now: datetime, horizon: Horizon | None, limit: int
+) -> list[tuple[str, Outcome]]:
+    """Decide up to ``limit`` deadlines, strictly in the order (due_at, rule_order, id) over everything the
+    horizon lets us decide, re-reading the first after each: a deadline one decision creates (the next
+    ladder step, a review) that falls due before the others is decided before them, as it would have been
+    at its due time, so a backlog decides in the same order as a worker that kept up (which step of two
+    escalations alerting the same level at the same instant is the duplicate depends on it)."""
+    decided: list[tuple[str, Outcome]] = []
+    while len(decided) < limit:
+        found = due_deadline_ids(session, now, 1, horizon)
+        if not found or (decided and decided[-1][0] == found[0]):
+            break
+        decided.append((found[0], fire_deadline(session, deps, found[0], now, horizon)))
+    return decided
+
+
 def fire_deadline(
     session: Session, deps: Deps, deadline_id: str, now: datetime, horizon: Horizon | None = None
 ) -> Outcome:

@@ -1,7 +1,8 @@
 """The escalation worker: the Kafka consumer, the timer loop, the outbox relay and the gauges, in one process.
 
-Consumer: transitions, child facts and alert acks, one database transaction per record, offsets committed
-after the transaction (a redelivery is a no-op thanks to the processed-events table); each record moves its
+Consumer: transitions, child facts and alert acks, one database transaction per fetched batch of a partition
+(one per record when a batch fails, so only a failing record is retried and dead-lettered), offsets committed
+after the transaction (a redelivery is a no-op thanks to the processed-events table); the records move their
 partition's event-time watermark in the same transaction. Timer: marks the partitions it has read to the end
 as caught up with now, then decides what the horizon lets it (``services.escalation.watermarks``), one
 transaction per deadline. Relay: publishes the outbox to Kafka.
@@ -34,8 +35,7 @@ from services.escalation.service import (
     SERVICE,
     Deps,
     Outcome,
-    due_deadline_ids,
-    fire_deadline,
+    decide_due,
     handle_ack,
     handle_child_fact,
     handle_merge,
@@ -57,6 +57,7 @@ from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTE
 
 log = get_logger(__name__)
 
+FIRE_BATCH = 50  # deadlines decided per transaction
 MAX_ATTEMPTS = 5  # a record that keeps failing after this many tries is dead-lettered, not retried forever
 
 
@@ -182,13 +183,36 @@ class EscalationWorker:
             batches = await self._consumer.getmany(timeout_ms=300, max_records=200)
             self._unhandled = {tp for tp, records in batches.items() if records}
             for tp, records in batches.items():
-                for record in records:
-                    if not await self._handle_with_retry(tp, record):
-                        break
-                    await self._consumer.commit({TopicPartition(tp.topic, tp.partition): record.offset + 1})
+                if records and await self._handle_batch(records):
+                    await self._consumer.commit(
+                        {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1}
+                    )
+                else:
+                    for record in records:
+                        if not await self._handle_with_retry(tp, record):
+                            break
+                        await self._consumer.commit(
+                            {TopicPartition(tp.topic, tp.partition): record.offset + 1}
+                        )
                 self._unhandled.discard(tp)
             if batches:
                 self._wake.set()  # an immediate rule may be due now
+
+    async def _handle_batch(self, records: list[ConsumerRecord]) -> bool:  # type: ignore[type-arg]
+        """A partition's fetched records in one transaction; False (nothing written) when any of them fails,
+        and the caller goes one by one."""
+        if len(records) < 2:
+            return False
+        raws = [_Record(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
+        try:
+            async with self._db_lock:
+                await asyncio.to_thread(self.handle_records, raws)
+            return True
+        except Exception:
+            log.warning(
+                "batch_failed_one_by_one", topic=raws[0].topic, partition=raws[0].partition, size=len(raws)
+            )
+            return False
 
     async def _handle_with_retry(self, tp: TopicPartition, record: ConsumerRecord) -> bool:  # type: ignore[type-arg]
         assert self._consumer is not None
@@ -218,39 +242,61 @@ class EscalationWorker:
             return False
 
     def handle_record(self, raw: _Record) -> Outcome:
-        kind = self._topics.get(raw.topic, "unknown")
-        try:
-            event = decode_event(raw.value)
-            bind_event(event)
-            if isinstance(event, ChildFact):
-                decode_inbound(event.payload.fact)  # a fact we cannot read is a dead letter, not a retry
-        except Exception as exc:
-            self._dead_letter(raw, exc, 1)
-            metrics.RECORDS.labels(kind=kind, outcome="dead_lettered").inc()
-            return Outcome("dead_lettered")
+        return self.handle_records([raw])[0]
+
+    def handle_records(self, raws: list[_Record]) -> list[Outcome]:
+        """Records of one partition, in order, in one transaction. A record that cannot be decoded is
+        dead-lettered (in the same transaction), not retried."""
+        decoded: list[tuple[_Record, Envelope | BaseException]] = []
+        for raw in raws:
+            try:
+                event = decode_event(raw.value)
+                if isinstance(event, ChildFact):
+                    decode_inbound(event.payload.fact)  # a fact we cannot read is a dead letter, not a retry
+                decoded.append((raw, event))
+            except Exception as exc:
+                decoded.append((raw, exc))
         now = self._time.now()
+        results: list[tuple[_Record, Envelope | None, Outcome]] = []
         with session_scope(self._engine) as session:
-            set_record_partition(session, raw.partition)
-            if not mark_processed(session, event.event_id, raw.topic):
-                outcome = Outcome("duplicate")
-            else:
-                outcome = self._dispatch(session, event, now)
-            if raw.topic in self._horizon_topics:
-                mark = watermarks(session, [raw.topic]).get((raw.topic, raw.partition))
-                if mark is not None and event.occurred_at < mark:
-                    # Older than what the partition has already shown: what was decided stays decided.
-                    metrics.LATE_RECORDS.labels(kind=kind).inc()
-                advance_watermark(session, raw.topic, raw.partition, event.occurred_at)
-        metrics.RECORDS.labels(kind=kind, outcome=outcome.action).inc()
-        log.info(
-            "record_handled",
-            outcome=outcome.action,
-            started=outcome.started,
-            cancelled=outcome.cancelled,
-            published=outcome.published,
-            **event.log_fields(),
-        )
-        return outcome
+            newest: dict[tuple[str, int], datetime] = {}
+            for raw, item in decoded:
+                if not isinstance(item, Envelope):
+                    self._add_dead_letter(session, raw, item, 1)
+                    results.append((raw, None, Outcome("dead_lettered")))
+                    continue
+                bind_event(item)
+                set_record_partition(session, raw.partition)
+                if not mark_processed(session, item.event_id, raw.topic):
+                    outcome = Outcome("duplicate")
+                else:
+                    outcome = self._dispatch(session, item, now)
+                results.append((raw, item, outcome))
+                if raw.topic in self._horizon_topics:
+                    where = (raw.topic, raw.partition)
+                    if where not in newest:
+                        newest[where] = watermarks(session, [raw.topic]).get(where) or item.occurred_at
+                    if item.occurred_at < newest[where]:
+                        # Older than what the partition has already shown: what was decided stays decided.
+                        metrics.LATE_RECORDS.labels(kind=self._topics[raw.topic]).inc()
+                    newest[where] = max(newest[where], item.occurred_at)
+            for (topic, partition), moment in newest.items():
+                advance_watermark(session, topic, partition, moment)
+        for raw, handled, outcome in results:
+            kind = self._topics.get(raw.topic, "unknown")
+            metrics.RECORDS.labels(kind=kind, outcome=outcome.action).inc()
+            if handled is None:
+                log.error("record_dead_lettered", topic=raw.topic, partition=raw.partition, offset=raw.offset)
+                continue
+            log.info(
+                "record_handled",
+                outcome=outcome.action,
+                started=outcome.started,
+                cancelled=outcome.cancelled,
+                published=outcome.published,
+                **handled.log_fields(),
+            )
+        return [outcome for _, _, outcome in results]
 
     def _dispatch(self, session: Session, event: Envelope, now: datetime) -> Outcome:
         if isinstance(event, CaseTransition):
@@ -265,6 +311,17 @@ class EscalationWorker:
         return Outcome("not_watched")
 
     def _dead_letter(self, raw: _Record, exc: BaseException, attempts: int) -> None:
+        with session_scope(self._engine) as session:
+            self._add_dead_letter(session, raw, exc, attempts)
+        log.error(
+            "record_dead_lettered",
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            error_type=type(exc).__name__,
+        )
+
+    def _add_dead_letter(self, session: Session, raw: _Record, exc: BaseException, attempts: int) -> None:
         dead = dead_letter_for(
             service=SERVICE,
             topic=raw.topic,
@@ -275,16 +332,8 @@ class EscalationWorker:
             error=exc,
             attempts=attempts,
         )
-        with session_scope(self._engine) as session:
-            key = raw.key.decode(errors="replace") if raw.key else None
-            add_to_outbox(session, EscalationOutbox, self._dead_letter_topic, key, dead)
-        log.error(
-            "record_dead_lettered",
-            topic=raw.topic,
-            partition=raw.partition,
-            offset=raw.offset,
-            error_type=type(exc).__name__,
-        )
+        key = raw.key.decode(errors="replace") if raw.key else None
+        add_to_outbox(session, EscalationOutbox, self._dead_letter_topic, key, dead)
 
     # -- timer ------------------------------------------------------------------------------------------
 
@@ -336,30 +385,38 @@ class EscalationWorker:
 
     async def run_due_check(self) -> int:
         """One due-check: mark what is caught up, then decide every deadline the horizon lets us (up to one
-        batch); returns how many were claimed."""
+        batch, in transactions of FIRE_BATCH); returns how many were decided."""
         await self.mark_caught_up()
         now = self._time.now()
 
-        def due() -> tuple[list[str], Horizon]:
+        def horizon() -> Horizon:
             started = time.perf_counter()
             with Session(self._engine) as session:
-                horizon = load_horizon(session, self._horizon_topics, now, self._live_window)
-                ids = due_deadline_ids(session, now, self._settings.escalation_due_batch, horizon)
+                found = load_horizon(session, self._horizon_topics, now, self._live_window)
             metrics.DUE_CHECK_SECONDS.observe(time.perf_counter() - started)
-            return ids, horizon
+            return found
 
-        ids, horizon = await asyncio.to_thread(due)
-        for deadline_id in ids:
+        current = await asyncio.to_thread(horizon)
+        total = 0
+        while total < self._settings.escalation_due_batch:
+            limit = min(FIRE_BATCH, self._settings.escalation_due_batch - total)
             async with self._db_lock:
-                await asyncio.to_thread(self._fire, deadline_id, now, horizon)
-        return len(ids)
+                decided = await asyncio.to_thread(self._fire, now, current, limit)
+            total += decided
+            if decided < limit:
+                break
+        return total
 
-    def _fire(self, deadline_id: str, now: datetime, horizon: Horizon) -> None:
+    def _fire(self, now: datetime, horizon: Horizon, limit: int) -> int:
+        """Decide due deadlines in one transaction, in due order (the order every worker claims them in, so
+        two workers never wait on each other in a cycle); a failure rolls them all back for the next check."""
         with session_scope(self._engine) as session:
-            outcome = fire_deadline(session, self._deps, deadline_id, now, horizon)
-        log.info(
-            "deadline_fired", deadline_id=deadline_id, outcome=outcome.action, published=outcome.published
-        )
+            decided = decide_due(session, self._deps, now, horizon, limit)
+        for deadline_id, outcome in decided:
+            log.info(
+                "deadline_fired", deadline_id=deadline_id, outcome=outcome.action, published=outcome.published
+            )
+        return len(decided)
 
     # -- gauges -----------------------------------------------------------------------------------------
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from kafka import KafkaProducer
+
+from shared.events.catalogue import decode_inbound, encode_event
 from shared.events.envelope import Source
 from shared.events.internal import (
     AckAction,
@@ -19,7 +23,11 @@ from shared.events.internal import (
     MatchKind,
 )
 from shared.events.vocab import SocialCareStatus
+from shared.kafka import kafka_python_config
 from shared.samples import sample_event_dict
+from shared.settings import Settings
+from shared.synthetic import Population
+from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, TopicSpec
 
 LA = "801"
 
@@ -82,3 +90,91 @@ def ack(
             action=action, by_user="officer-17",
         ),
     )  # fmt: skip
+
+
+# -- replays of a synthetic school year --------------------------------------------------------------------
+
+REPLAY_NAMESPACE = uuid.UUID("5d0f1b6e-2c47-4e8a-9a53-7b6c1e0f2d22")
+
+
+@dataclass(frozen=True)
+class ReplayInput:
+    """One record of escalation's input topics, as tracking would publish it."""
+
+    topic: TopicSpec  # CHILD_EVENTS or CASE_TRANSITIONS
+    key: bytes  # the child id
+    value: bytes
+    event_id: str
+    at: datetime  # event time
+
+
+@dataclass
+class Replay:
+    inputs: list[ReplayInput]  # in event-time order (per child: each fact, then the transitions it caused)
+    states: dict[str, list[tuple[datetime, CaseState]]]  # per child id: (event time, state entered)
+    la_of: dict[str, str]  # child id -> LA code
+    events: int  # synthetic inbound events the inputs come from
+
+
+def replay_of(population: Population) -> Replay:
+    """What tracking publishes for a synthetic year, computed by tracking's own pure code: each inbound
+    event becomes the child fact identity resolution would publish (one child per LA and UPN, an exact
+    match) and ``services.tracking.cases.apply_child_fact`` gives the case transitions it causes.
+
+    Hand-overs to another LA (a move) are not replayed as arrivals there: the destination LA's facts are the
+    synthetic events sent to it."""
+    # Imported here: only replays need tracking's code.
+    from services.tracking.cases import ChildRecord, apply_child_fact, new_record
+
+    records: dict[str, ChildRecord] = {}
+    inputs: list[ReplayInput] = []
+    states: dict[str, list[tuple[datetime, CaseState]]] = {}
+    la_of: dict[str, str] = {}
+    for raw in population.events:
+        inbound = decode_inbound(raw)
+        la = str(inbound.source.la_code)
+        child_id = str(uuid.uuid5(REPLAY_NAMESPACE, f"{la}:{raw['payload']['child']['upn']}"))
+        key = child_id.encode()
+        fact = ChildFact(
+            event_id=inbound.event_id,
+            occurred_at=inbound.occurred_at,
+            source=Source(system="cme-tracking", la_code=la),
+            payload=ChildFactPayload(
+                child_id=uuid.UUID(child_id),
+                la_code=la,
+                match=MatchKind.EXACT,
+                fact=inbound.model_dump(mode="json"),
+            ),
+        )
+        outcome = apply_child_fact(records.get(child_id) or new_record(child_id, la), fact)
+        records[child_id] = outcome.record
+        la_of[child_id] = la
+        inputs.append(
+            ReplayInput(CHILD_EVENTS, key, encode_event(fact), str(fact.event_id), inbound.occurred_at)
+        )
+        for t in outcome.transitions:
+            at = t.payload.cause_occurred_at
+            inputs.append(ReplayInput(CASE_TRANSITIONS, key, encode_event(t), str(t.event_id), at))
+            states.setdefault(child_id, []).append((at, t.payload.to_state))
+    return Replay(inputs, states, la_of, len(population.events))
+
+
+def replay_producer(settings: Settings) -> KafkaProducer:
+    return KafkaProducer(acks="all", linger_ms=5, **kafka_python_config(settings))
+
+
+def produce_inputs(
+    settings: Settings, inputs: list[ReplayInput], producer: KafkaProducer | None = None
+) -> None:
+    """Publish in order, keyed by child id (so a child's records share a partition number on both topics),
+    and wait for every acknowledgement (on ``producer`` if given, else a producer of its own)."""
+    own = producer is None
+    sender = replay_producer(settings) if producer is None else producer
+    try:
+        futures = [sender.send(i.topic.name(settings), key=i.key, value=i.value) for i in inputs]
+        sender.flush(timeout=120)
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        if own:
+            sender.close()
