@@ -14,7 +14,7 @@ from sqlmodel import Field, SQLModel
 
 from shared.events.envelope import utcnow
 from shared.events.inbound import ChildIdentity, FreeText
-from shared.events.vocab import ReferrerType
+from shared.events.vocab import MissingReason, ReferrerType
 from shared.outbox import OutboxBase
 
 # ---------------------------------------------------------------- tables
@@ -140,6 +140,10 @@ class ReferralRequest(BaseModel):
     referrer_organisation: Annotated[str | None, PydanticField(max_length=200)] = None
     concern: FreeText
     safeguarding_concern: StrictBool = False
+    reason: MissingReason | None = PydanticField(
+        default=None,
+        description="Why the child is missing education, as the referrer knows it (DfE category)",
+    )
     occurred_at: AwareDatetime | None = PydanticField(
         default=None, description="When the concern arose; now if absent"
     )
