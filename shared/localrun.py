@@ -104,6 +104,9 @@ def stop_services(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 DEMO_WEB_ACCOUNTS = (("demo.caseworker", "caseworker"), ("demo.manager", "manager"), ("demo.ops", "ops"))
 
 
+DEMO_TEAM = "cme-team"
+
+
 def _demo_web_accounts(settings: Settings, env: dict[str, str]) -> None:
     """Local sign-ins for the demo LA. The password is made once per data folder and kept there, never in
     the code; accounts that exist from an earlier run are left as they are."""
@@ -114,6 +117,8 @@ def _demo_web_accounts(settings: Settings, env: dict[str, str]) -> None:
     account_env = {**env, "CME_WEB_NEW_PASSWORD": password_file.read_text().strip()}
     for username, role in DEMO_WEB_ACCOUNTS:
         create = ["users", "create", "--la", DEMO_LA, "--role", role, "--username", username]
+        if role not in ("ops", "admin"):
+            create += ["--team", DEMO_TEAM]  # the demo's caseworkers share "my team's cases"
         subprocess.run(
             [str(BIN / "cme-web"), *create],
             env=account_env,
