@@ -24,6 +24,7 @@ from services.referral.models import (
     ApiClient,
     BatchResponse,
     ClientKind,
+    CorrectionRequest,
     ErrorResponse,
     EventStatus,
     ItemOutcome,
@@ -34,6 +35,7 @@ from services.referral.models import (
 from services.referral.openapi import (
     ACCEPTED_RESPONSE,
     BATCH_BODY,
+    CORRECTION_BODY,
     CSV_BODY,
     CTF_BODY,
     EVENT_BODY,
@@ -346,6 +348,90 @@ async def event_status(event_id: uuid.UUID, state: State, client: Client) -> Eve
             [Problem(field="event_id", rule="not_found", message="no event with this id from this client")],
         )
     return status
+
+
+@router.post(
+    "/events/{event_id}/correction",
+    status_code=202,
+    summary="Correct a leaver's destination (a new event that replaces the one named)",
+    description=(
+        "For a `pupil-left-roll` this client sent: the new destination (and the ground or leaving date if "
+        "they change with it). The server builds a new `pupil-left-roll` with everything else of the "
+        "original and `payload.corrects_event_id` naming it; tracking folds it in the original's place. "
+        "A retry of the same correction gets the same answer; an event already corrected is a 409 naming "
+        "the correction (correct that one). Once the original has left the outbox (published rows are kept "
+        "30 days) this is a 410: send the corrected `pupil-left-roll` with `payload.corrects_event_id` to "
+        "`POST /v1/events` instead."
+    ),
+    responses={202: ACCEPTED_RESPONSE, **error_responses(403, 404, 409, 410, 413, 422)},
+    openapi_extra={"requestBody": CORRECTION_BODY},
+    tags=["events"],
+)
+async def correct_leaver(event_id: uuid.UUID, request: Request, state: State, client: Client) -> JSONResponse:
+    try:
+        correction = CorrectionRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise ApiError(422, schema_problems(exc)) from exc
+    charge(state, client)
+    original, value = await asyncio.to_thread(state.intake.original, client, event_id)
+    if original is None:
+        raise ApiError(
+            404,
+            [Problem(field="event_id", rule="not_found", message="no event with this id from this client")],
+        )
+    if original.event_type != "pupil-left-roll":
+        raise ApiError(
+            422,
+            [
+                Problem(
+                    field="event_id",
+                    rule="not_a_leaver",
+                    message="only a pupil-left-roll's destination is corrected this way",
+                )
+            ],
+        )
+    if value is None:
+        raise ApiError(
+            410,
+            [
+                Problem(
+                    field="event_id",
+                    rule="original_not_held",
+                    message="the original is no longer held: send the corrected pupil-left-roll to "
+                    "POST /v1/events with payload.corrects_event_id",
+                )
+            ],
+        )
+    digest = hashlib.sha256(f"{event_id}\n{correction.model_dump_json()}".encode()).hexdigest()
+    event = corrected_leaver(
+        orjson.loads(value), correction, derived_event_id(client.id, f"correction\n{digest}")
+    )
+    outcome = (await _submit(state, client, [event], [digest]))[0]
+    return JSONResponse(outcome.body, outcome.status_code)
+
+
+def corrected_leaver(
+    original: dict[str, Any], correction: CorrectionRequest, event_id: uuid.UUID
+) -> dict[str, Any]:
+    """The original pupil-left-roll with the corrected fields, naming it in corrects_event_id (the server's
+    stamps, recorded_at and the client id, are set again when it is accepted)."""
+    payload = {
+        **original["payload"],
+        **correction.model_dump(mode="json", exclude_none=True),
+        "corrects_event_id": original["event_id"],
+    }
+    occurred_at = original["occurred_at"]
+    if correction.leaving_date is not None:
+        occurred_at = imports.occurred_at_for(correction.leaving_date)
+    source = {k: v for k, v in original["source"].items() if k != "client_id"}
+    return {
+        "event_id": str(event_id),
+        "event_type": "pupil-left-roll",
+        "occurred_at": occurred_at,
+        "correlation_id": original.get("correlation_id") or original["event_id"],
+        "source": source,
+        "payload": payload,
+    }
 
 
 def _school_only(client: ApiClient) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -13,8 +13,8 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.events.envelope import utcnow
-from shared.events.inbound import ChildIdentity, FreeText
-from shared.events.vocab import MissingReason, ReferrerType
+from shared.events.inbound import ChildIdentity, Destination, FreeText
+from shared.events.vocab import DeletionGround, MissingReason, ReferrerType
 from shared.outbox import OutboxBase
 
 # ---------------------------------------------------------------- tables
@@ -66,6 +66,9 @@ class Submission(SQLModel, table=True):
     accepted_at: datetime = Field(default_factory=utcnow)
     processed_at: datetime | None = None
     child_id: str | None = Field(default=None, max_length=36)
+    # The event that corrected this one (a pupil-left-roll with corrects_event_id): one correction per event,
+    # so a chain of corrections has one end.
+    corrected_by: str | None = Field(default=None, max_length=36)
 
 
 class ReferralOutbox(OutboxBase, table=True):
@@ -150,6 +153,18 @@ class ReferralRequest(BaseModel):
     correlation_id: uuid.UUID | None = None
 
 
+class CorrectionRequest(BaseModel):
+    """A correction of a leaver (pupil-left-roll) this client sent: the new destination, and the ground or
+    leaving date if they change with it. Everything else is the original's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    destination: Destination
+    deletion_ground: DeletionGround | None = None
+    leaving_date: date | None = None
+    enquiries_completed: StrictBool | None = None
+
+
 class EventStatus(BaseModel):
     event_id: uuid.UUID
     event_type: str
@@ -158,6 +173,9 @@ class EventStatus(BaseModel):
     published_at: datetime | None = None
     processed_at: datetime | None = None
     child_id: uuid.UUID | None = None
+    corrected_by: uuid.UUID | None = PydanticField(
+        default=None, description="The event that corrected this one, if a correction replaced it"
+    )
 
 
 class ApiClientPublic(BaseModel):

@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
 from services.referral.imports import CSV_MEDIA_TYPES, CTF_MEDIA_TYPES
-from services.referral.models import Accepted, ErrorResponse, ReferralRequest
+from services.referral.models import Accepted, CorrectionRequest, ErrorResponse, ReferralRequest
 from shared.events.catalogue import InboundEvent
 
 _REF = "#/components/schemas/{model}"
@@ -39,6 +39,10 @@ REFERRAL_BODY: dict[str, Any] = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReferralRequest"}}},
 }
+CORRECTION_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CorrectionRequest"}}},
+}
 CSV_BODY: dict[str, Any] = {
     "required": True,
     "content": {media: {"schema": {"type": "string"}} for media in CSV_MEDIA_TYPES},
@@ -66,7 +70,8 @@ _ERROR_TEXT = {
     401: "Missing, invalid or revoked API key",
     403: "Outside this client's school or LA",
     404: "No such event from this client",
-    409: "The event_id was already used for a different event",
+    409: "The event_id was already used for a different event (or the event was already corrected)",
+    410: "The original event is no longer held (retention): send the correction to POST /v1/events",
     405: "This path does not take this method",
     413: "The body is too large",
     415: "The body is not of the media type the route reads (its Content-Type)",
@@ -98,7 +103,7 @@ def install_openapi(app: FastAPI) -> None:
         event_schema = TypeAdapter(InboundEvent).json_schema(ref_template=_REF)
         components.update(event_schema.pop("$defs", {}))
         components["InboundEvent"] = event_schema
-        for model in (Accepted, ErrorResponse, ReferralRequest):
+        for model in (Accepted, CorrectionRequest, ErrorResponse, ReferralRequest):
             model_schema = model.model_json_schema(ref_template=_REF)
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema

@@ -57,6 +57,35 @@ def partition_key(event: Envelope) -> str:
     return str(child.upn or child.la_child_id or event.event_id)
 
 
+def corrects(event: Envelope) -> str | None:
+    """The event a correction names (a pupil-left-roll's ``corrects_event_id``), if it is one."""
+    target = getattr(event.payload, "corrects_event_id", None)
+    return str(target) if target is not None else None
+
+
+def _correction_refused(client: ApiClient, target: Submission | None, event_id: str) -> Outcome | None:
+    """A correction must name a pupil-left-roll this client sent that no other correction replaced."""
+    field = "payload.corrects_event_id"
+    if target is None or target.client_id != client.id or target.event_type != "pupil-left-roll":
+        problem = Problem(
+            field=field,
+            rule="corrects_unknown_event",
+            message="a correction names a pupil-left-roll this client sent (its event_id)",
+        )
+        return rejection(422, [problem])
+    if target.corrected_by is not None and target.corrected_by != event_id:
+        problem = Problem(
+            field=field,
+            rule="already_corrected",
+            message=f"that event was already corrected by event {target.corrected_by}: correct that one",
+        )
+        return rejection(409, [problem], ItemOutcome.CONFLICT)
+    if target.event_id == event_id:
+        problem = Problem(field=field, rule="corrects_itself", message="an event cannot correct itself")
+        return rejection(422, [problem])
+    return None
+
+
 def content_hash(event: Envelope) -> str:
     """What makes two submissions 'the same event': everything the sender said (not when we recorded it)."""
     data = event.model_dump(mode="json", exclude={"recorded_at": True, "source": {"client_id"}})
@@ -136,7 +165,7 @@ class Intake:
             return [self._store(client, [e], [h])[0] for e, h in zip(events, hashes, strict=True)]
 
     def _store(self, client: ApiClient, events: list[Envelope], hashes: list[str]) -> list[Outcome]:
-        ids = list({str(e.event_id) for e in events})
+        ids = list({str(e.event_id) for e in events} | {c for e in events if (c := corrects(e))})
         with Session(self.engine, expire_on_commit=False) as session:
             known = {
                 row.event_id: row
@@ -144,6 +173,7 @@ class Intake:
             }
             outcomes: list[Outcome] = []
             new_submissions: list[dict[str, Any]] = []
+            new_index: dict[str, int] = {}  # event_id -> its position in new_submissions
             new_outbox: list[dict[str, Any]] = []
             for event, digest in zip(events, hashes, strict=True):
                 event_id = str(event.event_id)
@@ -151,6 +181,18 @@ class Intake:
                 if previous is not None:
                     outcomes.append(self._replay(client, previous, digest, event))
                     continue
+                target_id = corrects(event)
+                if target_id is not None:
+                    refused = _correction_refused(client, known.get(target_id), event_id)
+                    if refused is not None:
+                        outcomes.append(refused)
+                        continue
+                    target = known[target_id]
+                    target.corrected_by = event_id  # one correction per event: the chain has one end
+                    if target.id is not None:
+                        session.add(target)  # stored before: updated with this transaction
+                    else:
+                        new_submissions[new_index[target_id]]["corrected_by"] = event_id
                 body = Accepted(
                     event_id=event.event_id,
                     event_type=event.event_type,
@@ -167,6 +209,7 @@ class Intake:
                     response_body=body,
                     accepted_at=now,
                 )
+                new_index[event_id] = len(new_submissions)
                 new_submissions.append(row.model_dump(exclude={"id"}))
                 # The unique event_id of the submission already rules out a second outbox row.
                 new_outbox.append(
@@ -228,7 +271,20 @@ class Intake:
             published_at=published_at,
             processed_at=row.processed_at,
             child_id=uuid.UUID(row.child_id) if row.child_id else None,
+            corrected_by=uuid.UUID(row.corrected_by) if row.corrected_by else None,
         )
+
+    def original(self, client: ApiClient, event_id: uuid.UUID) -> tuple[Submission | None, bytes | None]:
+        """A client's own submission and the event as it was accepted (None once the published outbox row
+        has been purged by retention)."""
+        with Session(self.engine) as session:
+            row = session.exec(select(Submission).where(Submission.event_id == str(event_id))).first()
+            if row is None or row.client_id != client.id:
+                return None, None
+            value = session.exec(
+                select(ReferralOutbox.value).where(ReferralOutbox.event_id == row.event_id)
+            ).first()
+        return row, value
 
     def mark_processed(self, facts: dict[str, str]) -> int:
         """Record that tracking resolved these events (event_id -> child_id); returns how many were ours."""

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from services.tracking.facts import fact_from_inbound, note_codes
-from services.tracking.state_machine import Case, Fact, fold, step
+from services.tracking.state_machine import Case, Fact, corrected_ids, fold, step
 from shared.case_ids import CASE_NAMESPACE, case_id_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
@@ -253,7 +253,11 @@ def apply_child_fact(
     late = before.last_occurred_at is not None and fact.occurred_at < before.last_occurred_at
     facts = [*record.facts, fact]
     school = fact.attrs.get("school_urn")
-    if not late:
+    # A correction replaces the fact it names; a fact already corrected (it arrives after its correction)
+    # changes nothing. Either way the facts are folded again, the corrected one left out.
+    correction = fact.attrs.get("corrects_event_id") in {f.event_id for f in record.facts}
+    superseded = fact.event_id in corrected_ids(record.facts)
+    if not (late or correction or superseded):
         s = step(before, fact)
         after = s.after
         row = TimelineRow(
@@ -283,11 +287,30 @@ def apply_child_fact(
             out.handovers.append(_confirmation(record, after, inbound, s.confirms_handover_to))
         if s.flagged:
             out.refused.append((fact.event_id, s.kind))
+    elif superseded:
+        after = before
+        row = TimelineRow(
+            fact.event_id,
+            fact.event_type,
+            fact.occurred_at,
+            "superseded",
+            None,
+            before.state,
+            after.state,
+            school,
+            note="corrected before it arrived: its correction is applied in its place",
+        )
     else:
         after, steps = fold(record.la_code, facts)
         own = next(x for x in steps if x.fact_id == fact.event_id)
         transition = _net_change(record, before, after, inbound, fact.occurred_at)
-        verdict = "late" if transition is None else "late-applied"
+        kind_of_change = "correction" if correction else "late"
+        verdict = kind_of_change if transition is None else f"{kind_of_change}-applied"
+        why = (
+            f"corrects {fact.attrs['corrects_event_id']}, folded in its place: it was {own.rule.verdict}"
+            if correction
+            else f"late fact, in event-time order it was {own.rule.verdict}"
+        )
         row = TimelineRow(
             fact.event_id,
             fact.event_type,
@@ -297,9 +320,7 @@ def apply_child_fact(
             before.state,
             after.state,
             school,
-            note=";".join(
-                filter(None, (f"late fact, in event-time order it was {own.rule.verdict}", note_codes(fact)))
-            ),
+            note=";".join(filter(None, (why, note_codes(fact)))),
         )
         if transition is not None:
             out.transitions.append(transition)

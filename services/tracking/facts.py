@@ -10,7 +10,7 @@ from shared.events.envelope import Envelope
 # The payload fields each event type contributes to the state machine (flat names in Fact.attrs).
 _FIELDS: dict[str, tuple[str, ...]] = {
     "pupil-registered": ("school_urn",),
-    "pupil-left-roll": ("school_urn", "deletion_ground", "enquiries_completed"),
+    "pupil-left-roll": ("school_urn", "deletion_ground", "enquiries_completed", "corrects_event_id"),
     "absence-threshold-crossed": ("school_urn", "rule", "school_days"),
     "absence-threshold-retracted": ("school_urn", "rule", "retracts_event_id"),
     "exclusion-issued": ("school_urn", "exclusion_type", "school_days"),

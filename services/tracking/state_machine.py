@@ -737,11 +737,21 @@ def _confirming(s: Step) -> Step:
     return s
 
 
+def corrected_ids(facts: Iterable[Fact]) -> set[str]:
+    """Facts named by another's ``corrects_event_id``: a school's correction of a leaver's destination, ground
+    or date replaces the fact it names."""
+    return {str(f.attrs["corrects_event_id"]) for f in facts if f.attrs.get("corrects_event_id")}
+
+
 def fold(la_code: str, facts: Iterable[Fact]) -> tuple[Case, list[Step]]:
     """The case its facts produce in event-time order (ties broken by event id, so any replay agrees)."""
+    facts = list(facts)
+    corrected = corrected_ids(facts)
     case = Case(la_code=la_code)
     steps: list[Step] = []
     for fact in sorted(facts, key=Fact.sort_key):
+        if fact.event_id in corrected:
+            continue  # replaced by a correction (corrects_event_id), which is folded in its place
         s = step(case, fact)
         steps.append(s)
         case = s.after

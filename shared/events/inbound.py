@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -169,6 +170,12 @@ class PupilLeftRollPayload(ChildFact):
     leaving_date: date
     destination: Destination
     enquiries_completed: StrictBool = False
+    corrects_event_id: uuid.UUID | None = Field(
+        default=None,
+        description="Set on a correction: the earlier pupil-left-roll of this pupil, from this school, that "
+        "this one replaces (its destination, ground or date was wrong). Tracking folds the correction in its "
+        "place. The referral API builds one with POST /v1/events/{event_id}/correction",
+    )
 
     @model_validator(mode="after")
     def _ground_fits_destination(self) -> PupilLeftRollPayload:

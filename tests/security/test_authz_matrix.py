@@ -426,6 +426,7 @@ REFERRAL: dict[tuple[str, str], str] = {
     ("POST", "/v1/events/batch"): "any",
     ("POST", "/v1/referrals"): "any",
     ("GET", "/v1/events/{event_id}"): "any",
+    ("POST", "/v1/events/{event_id}/correction"): "any",  # a client's own leaver (404 for anyone else's)
     ("POST", "/v1/imports/leavers-csv"): "school",
     ("POST", "/v1/imports/ctf"): "school",
 }

@@ -426,6 +426,103 @@ async def test_openapi_links_an_accepted_event_to_its_status(api: Api) -> None:
     assert spec["paths"]["/v1/events/{event_id}"]["get"]["operationId"] == "event_status"
 
 
+# --- correcting a leaver's destination ------------------------------------------------------------------
+
+TO_HILLSIDE: dict[str, Any] = {
+    "destination": {"known": True, "school_urn": "108001", "la_code": "801"},
+    "deletion_ground": "a",
+}
+
+
+def outbox_event(api: Api, event_id: str) -> dict[str, Any]:
+    import orjson
+
+    with Session(api.app.state.referral.engine) as session:
+        value = session.exec(select(ReferralOutbox.value).where(ReferralOutbox.event_id == event_id)).one()
+    return dict(orjson.loads(value))
+
+
+async def test_a_leavers_destination_is_corrected_by_a_new_event_naming_it(api: Api) -> None:
+    school = api.auth("school")
+    original = leaver()
+    assert (await api.http.post("/v1/events", json=original, headers=school)).status_code == 202
+    # Resending it with the new destination is a conflict: the event_id names the first version...
+    resent = {**original, "payload": {**original["payload"], **TO_HILLSIDE}}
+    conflict = await api.http.post("/v1/events", json=resent, headers=school)
+    assert conflict.status_code == 409 and conflict.json()["errors"][0]["rule"] == "event_id_reused"
+    # ...the correction is a new event that names it.
+    r = await api.http.post(f"/v1/events/{original['event_id']}/correction", json=TO_HILLSIDE, headers=school)
+    assert r.status_code == 202, r.text
+    correction_id = r.json()["event_id"]
+    assert correction_id != original["event_id"]
+    corrected = outbox_event(api, correction_id)
+    assert corrected["payload"]["corrects_event_id"] == original["event_id"]
+    assert corrected["payload"]["destination"] == {**TO_HILLSIDE["destination"], "ctf_destination": None,
+                                                   "country": None, "school_estab": None}  # fmt: skip
+    assert corrected["payload"]["deletion_ground"] == "a"
+    assert corrected["payload"]["child"] == outbox_event(api, original["event_id"])["payload"]["child"]
+    assert corrected["occurred_at"] == outbox_event(api, original["event_id"])["occurred_at"]
+    # A retry of the same correction is the same event; another correction of the original is refused.
+    again = await api.http.post(
+        f"/v1/events/{original['event_id']}/correction", json=TO_HILLSIDE, headers=school
+    )
+    assert again.status_code == 202 and again.json()["event_id"] == correction_id
+    assert api.count(ReferralOutbox) == 2
+    other = {"destination": {"known": False, "ctf_destination": "MMMMMMM"}, "deletion_ground": "n"}
+    twice = await api.http.post(f"/v1/events/{original['event_id']}/correction", json=other, headers=school)
+    assert twice.status_code == 409 and twice.json()["errors"][0]["rule"] == "already_corrected"
+    assert correction_id in twice.json()["errors"][0]["message"]
+    status = (await api.http.get(f"/v1/events/{original['event_id']}", headers=school)).json()
+    assert status["corrected_by"] == correction_id
+    # The correction can itself be corrected: the chain has one end.
+    chained = await api.http.post(f"/v1/events/{correction_id}/correction", json=other, headers=school)
+    assert chained.status_code == 202, chained.text
+    assert outbox_event(api, chained.json()["event_id"])["payload"]["corrects_event_id"] == correction_id
+
+
+async def test_only_a_clients_own_leaver_is_corrected(api: Api) -> None:
+    original = leaver()
+    await api.http.post("/v1/events", json=original, headers=api.auth("school"))
+    url = f"/v1/events/{original['event_id']}/correction"
+    assert (await api.http.post(url, json=TO_HILLSIDE, headers=api.auth("other_school"))).status_code == 404
+    assert (await api.http.post(f"/v1/events/{uuid.uuid4()}/correction", json=TO_HILLSIDE,
+                                headers=api.auth("school"))).status_code == 404  # fmt: skip
+    referral = sample_event_dict("referral-received", school_urn=None)
+    assert (await api.http.post("/v1/events", json=referral, headers=api.auth("agency"))).status_code == 202
+    r = await api.http.post(f"/v1/events/{referral['event_id']}/correction", json=TO_HILLSIDE,
+                            headers=api.auth("agency"))  # fmt: skip
+    assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "not_a_leaver"
+    bad = await api.http.post(url, json={"destination": {"known": 0}}, headers=api.auth("school"))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "destination.known"
+
+
+async def test_a_correction_sent_as_an_event_must_name_a_leaver_of_this_client(api: Api) -> None:
+    school = api.auth("school")
+    stray = leaver()
+    stray["payload"]["corrects_event_id"] = str(uuid.uuid4())
+    r = await api.http.post("/v1/events", json=stray, headers=school)
+    assert r.status_code == 422 and r.json()["errors"][0]["rule"] == "corrects_unknown_event"
+    original = leaver()
+    await api.http.post("/v1/events", json=original, headers=school)
+    correction = leaver()
+    correction["payload"].update(TO_HILLSIDE, corrects_event_id=original["event_id"])
+    assert (await api.http.post("/v1/events", json=correction, headers=school)).status_code == 202
+    assert api.count(ReferralOutbox) == 2
+
+
+async def test_once_the_original_is_purged_the_correction_goes_to_post_events(api: Api) -> None:
+    original = leaver()
+    await api.http.post("/v1/events", json=original, headers=api.auth("school"))
+    with Session(
+        api.app.state.referral.engine
+    ) as session:  # retention: published outbox rows go after 30 days
+        session.execute(text("DELETE FROM referral_outbox"))
+        session.commit()
+    r = await api.http.post(f"/v1/events/{original['event_id']}/correction", json=TO_HILLSIDE,
+                            headers=api.auth("school"))  # fmt: skip
+    assert r.status_code == 410 and "POST /v1/events" in r.json()["errors"][0]["message"]
+
+
 # --- CLI --------------------------------------------------------------------------------------------------
 
 
