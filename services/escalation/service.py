@@ -58,7 +58,7 @@ from shared.events.internal import (
     EscalationAction,
     EscalationPayload,
 )
-from shared.events.vocab import DeletionGround, ExclusionType
+from shared.events.vocab import AbsenceRule, DeletionGround, ExclusionType
 from shared.logs import get_logger
 from shared.outbox import add_to_outbox
 from shared.school_calendar import LONDON, CalendarRegistry, SchoolCalendar
@@ -240,7 +240,15 @@ def fact_watches(fact: Envelope, occurred_at: datetime, calendar: SchoolCalendar
             )
         ]
     if fact.event_type == "absence-threshold-crossed":
-        return [FactWatch("absence-threshold-crossed", str(payload.rule), occurred_at)]
+        crossed = [FactWatch("absence-threshold-crossed", str(payload.rule), occurred_at)]
+        if payload.rule == AbsenceRule.SICKNESS_15_DAYS:
+            # 15 school days already missed through sickness: the school's notice (due when it became clear
+            # the pupil WOULD miss them) never came, or came and is being worked on. The LA's duty is the
+            # same, so the rules watching the notice start from the crossing unless one is already running.
+            crossed.append(
+                FactWatch("sickness-absence-notified", None, occurred_at, acknowledged_counts=True)
+            )
+        return crossed
     if fact.event_type == "fair-access-referred":
         # The Code counts from the day the LA agreed to consider the child under its protocol.
         agreed = datetime.combine(payload.agreed_on, time(0), tzinfo=LONDON)

@@ -569,3 +569,25 @@ def test_fair_access_clock_runs_from_the_referral_and_a_place_offered_ends_it(
     [raised] = published(engine)
     assert raised.payload.child_id == waiting and raised.payload.rule_id == "fair_access_place_20_days"
     assert raised.occurred_at == utc(2025, 12, 1, 23, 59, 59)
+
+
+def test_fifteen_sick_days_without_the_notice_start_the_same_duty_once(engine: Engine, deps: Deps) -> None:
+    noticed, silent = uuid.uuid4(), uuid.uuid4()
+    notice = child_fact(noticed, "sickness-absence-notified", date(2025, 11, 3), expected_school_days=20)
+    apply(engine, deps, notice, utc(2025, 11, 3, 9, 30))
+    run_timer(engine, deps, utc(2025, 11, 4))
+    first = published(engine)[0].payload.escalation_id
+    apply(engine, deps, ack(first, noticed, 0, AckAction.ACKNOWLEDGED), utc(2025, 11, 4, 9))
+    for child in (noticed, silent):  # the attendance stream: 15 school days missed through sickness
+        crossed = child_fact(
+            child, "absence-threshold-crossed", date(2025, 11, 24), rule="sickness_15_days", school_days=15,
+            first_absent_date="2025-11-03",
+        )  # fmt: skip
+        apply(engine, deps, crossed, utc(2025, 11, 24, 9, 30))
+    run_timer(engine, deps, utc(2025, 11, 25))
+    raised = [e for e in published(engine) if e.payload.action == "raised"]
+    # The school that gave notice is not alerted on again; the silent one is, as if it had given notice.
+    assert [(e.payload.child_id, e.payload.rule_id) for e in raised] == [
+        (noticed, "sickness_15_days_provision"),
+        (silent, "sickness_15_days_provision"),
+    ]
