@@ -472,10 +472,25 @@ async def _import(
     good = [r for r in rows if r.event is not None]
     stored = iter(await _submit(state, client, [r.event for r in good]) if good else [])
     outcomes = [next(stored) if r.event is not None else rejection(422, r.problems) for r in rows]
-    for outcome in outcomes:
+    for row, outcome in zip(rows, outcomes, strict=True):
         if outcome.errors:
             outcome.errors = imports.in_file_terms(outcome.errors, fields)
+        if outcome.outcome == ItemOutcome.CONFLICT and row.event is not None:
+            outcome.event_id = uuid.UUID(row.event["event_id"])  # the first import's event: correct that
+            outcome.errors = [_imported_before(p) for p in outcome.errors]
     return _results(outcomes, [r.index for r in rows])
+
+
+def _imported_before(problem: Problem) -> Problem:
+    """A row whose pupil and leaving date were imported before with other details (a new destination)."""
+    if problem.rule != "event_id_reused":
+        return problem
+    return problem.model_copy(
+        update={
+            "message": "this pupil's leaving on this date was imported before with other details: to correct "
+            "its destination, POST /v1/events/{event_id}/correction with this row's event_id"
+        }
+    )
 
 
 @router.post(

@@ -416,3 +416,20 @@ async def test_get_on_the_batch_route_is_405(files) -> None:  # type: ignore[no-
     r = await http.get("/v1/events/batch", headers=school)
     assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
     assert (await http.get("/v1/events/not-a-uuid", headers=school)).status_code == 422
+
+
+async def test_a_reimported_row_with_a_new_destination_points_to_the_correction(files) -> None:  # type: ignore[no-untyped-def]
+    http, school, _, engine = files
+    first = await http.post(
+        "/v1/imports/leavers-csv", content=LEAVERS_CSV.encode(), headers=csv_headers(school)
+    )
+    event_id = first.json()["results"][0]["event_id"]
+    changed = LEAVERS_CSV.replace("i,XXXXXXX,", "i,MMMMMMM,", 1)
+    again = await http.post("/v1/imports/leavers-csv", content=changed.encode(), headers=csv_headers(school))
+    row = again.json()["results"][0]
+    assert (row["outcome"], row["status_code"], row["event_id"]) == ("conflict", 409, event_id)
+    assert "/v1/events/{event_id}/correction" in row["errors"][0]["message"]
+    fix = {"destination": {"known": False, "ctf_destination": "MMMMMMM"}}
+    r = await http.post(f"/v1/events/{event_id}/correction", json=fix, headers=school)
+    assert r.status_code == 202, r.text
+    assert outbox_count(engine) == 3
