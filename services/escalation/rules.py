@@ -81,9 +81,12 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rule_data" / "defaults.y
 
 CASE_STATES: frozenset[str] = frozenset(CaseState)
 # Inbound event types a rule may watch (the escalation service sees them wrapped in child facts).
+# ``case-review`` is escalation's own: an open case whose alert was acknowledged, resolved or ran out of steps
+# comes back to its caseworker on the LA's review cadence until an outcome closes the case.
+CASE_REVIEW = "case-review"
 EVENT_TYPES: frozenset[str] = frozenset(
     str(cls.model_fields["event_type"].default) for cls in INBOUND_EVENT_CLASSES
-)
+) | {CASE_REVIEW}
 
 # What MatchContext.reason holds for each watch, hence the values reason_in may use. A state's reason is the
 # case's CME reason category (CaseTransitionPayload.reason); events carry their own code lists. Watches not

@@ -41,7 +41,7 @@ from services.escalation.models import (
     EscalationStatus,
     EscalationStep,
 )
-from services.escalation.rules import MatchContext, Rule, RuleSet
+from services.escalation.rules import CASE_REVIEW, MatchContext, Rule, RuleSet
 from services.escalation.watermarks import Horizon
 from shared.case_ids import case_id_for
 from shared.events.catalogue import decode_inbound
@@ -75,6 +75,8 @@ EVENT_CASE_STATE: dict[str, CaseState] = {
     "pupil-left-roll": CaseState.MISSING_EDUCATION,
     "sickness-absence-notified": CaseState.ON_ROLL_AT_RISK,  # on a roll; the LA owes education (s.19)
     "fair-access-referred": CaseState.AWAITING_PROVISION,
+    "home-education-notified": CaseState.ON_ROLL_AT_RISK,  # refused for a child under child protection
+    "review-date-set": CaseState.ELECTIVELY_HOME_EDUCATED,
 }
 
 
@@ -274,6 +276,9 @@ def fact_watches(fact: Envelope, occurred_at: datetime, calendar: SchoolCalendar
                 )
             )
         return watches
+    if fact.event_type == "review-date-set":
+        # The LA's own review date (home education, part-time provision): alerted at the close of that day.
+        return [FactWatch("review-date-set", None, first_school_day_start(payload.review_on, calendar))]
     return [FactWatch(fact.event_type, None, occurred_at)]
 
 
@@ -380,6 +385,7 @@ def handle_ack(session: Session, deps: Deps, event: AlertAck, now: datetime) -> 
         esc.acknowledged_step, esc.acknowledged_by = p.step_index, p.by_user
         session.add(esc)
         metrics.ACKNOWLEDGED.labels(rule=esc.rule_id).inc()
+        schedule_review(session, deps, esc, at=min(as_utc(event.occurred_at), as_utc(now)))
         return Outcome("acknowledged", cancelled=cancelled)
     # Resolved: the escalation ends, whichever step it was at.
     if esc.status in (EscalationStatus.RESOLVED, EscalationStatus.CANCELLED):
@@ -388,10 +394,52 @@ def handle_ack(session: Session, deps: Deps, event: AlertAck, now: datetime) -> 
         return Outcome("ignored_not_alerted")
     was_open = esc.status == EscalationStatus.OPEN
     cancelled = _cancel_step_deadlines(session, esc.id, now, "resolved")
-    _close(session, esc, now, EscalationStatus.RESOLVED, "resolved_by_user")
+    # The reason (a fixed list) is kept with the escalation; resolving ends the alerts, never the case.
+    reason = f"resolved:{p.resolution_reason.value}" if p.resolution_reason else "resolved_by_user"
+    _close(session, esc, now, EscalationStatus.RESOLVED, reason)
     esc.acknowledged_by = esc.acknowledged_by or p.by_user
     published = _publish_cancel(session, deps, esc, "resolved_by_user", now) if was_open else 0
+    schedule_review(session, deps, esc, at=min(as_utc(event.occurred_at), as_utc(now)))
     return Outcome("resolved", cancelled=cancelled, published=published)
+
+
+def schedule_review(
+    session: Session, deps: Deps, esc: EscalationRecord, *, at: datetime, partition: int | None = None
+) -> bool:
+    """"Enquiries inconclusive" never closes a case: an open case whose alert was acknowledged, resolved or
+    ran out of steps comes back to its caseworker on the LA's review cadence (the rule watching
+    ``case-review``), one review at a time, counted from ``at``, until the case leaves the state (its
+    watch key) or an outcome resolves it. False when nothing was scheduled."""
+    case = session.get(EscalationCase, (esc.child_id, esc.la_code))
+    if case is None or case.state in RESOLVED_STATES:
+        return False
+    rules = [r for r in deps.rules.rules_for(esc.la_code) if r.watches.event == CASE_REVIEW]
+    if not rules:
+        return False  # the LA disabled reviews
+    pending = session.exec(
+        select(EscalationDeadline.id).where(
+            EscalationDeadline.child_id == esc.child_id,
+            EscalationDeadline.la_code == esc.la_code,
+            EscalationDeadline.status == DeadlineStatus.PENDING,
+            col(EscalationDeadline.rule_id).in_([r.id for r in rules]),
+        )
+    ).first()
+    if pending is not None:
+        return False
+    rule = rules[0]
+    _start_clock(
+        session,
+        rule,
+        _rule_order(deps.rules, esc.la_code).get(rule.id, 0),
+        child=esc.child_id,
+        la=esc.la_code,
+        case_id=esc.case_id,
+        trigger_event_id=derived_id("review", esc.id),
+        due_at=rule.clock.due_at(at, deps.calendars.calendar_for(esc.la_code)),
+        watch_key=case.state,
+        partition=partition,
+    )
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -541,6 +589,9 @@ def fire_deadline(
         _close(session, esc, now, status, reason)
         action = "fired_episode_ended" if withheld is None else "recorded_episode_closed"
         return Outcome(action, published=published)
+    if result.next_due_at is None and withheld is None:
+        # The ladder has run out with the case still open: it comes back on the review cadence.
+        schedule_review(session, deps, esc, at=as_utc(esc.step_due_at), partition=deadline.partition)
     return Outcome("fired", published=published)
 
 
@@ -597,6 +648,8 @@ def _start_clock(
     case_id: str | None,
     trigger_event_id: str,
     due_at: datetime,
+    watch_key: str | None = None,
+    partition: int | None = None,
 ) -> None:
     deadline_id = derived_id("rule", child, la, rule.id, trigger_event_id)
     if session.get(EscalationDeadline, deadline_id) is not None:
@@ -610,12 +663,12 @@ def _start_clock(
             child_id=child,
             case_id=case_id,
             rule_id=rule.id,
-            watch_key=rule.watches.key,
+            watch_key=watch_key or rule.watches.key,
             trigger_event_id=trigger_event_id,
             rule_order=order,
             rule_json=rule.canonical_json,
             rule_fingerprint=rule.fingerprint,
-            partition=_record_partition(session),
+            partition=_record_partition(session) if partition is None else partition,
         )
     )
     session.flush()

@@ -27,6 +27,7 @@ from services.notify.models import (
 from services.notify.service import NOTIFY_NAMESPACE, withdraw_pending
 from shared.events.envelope import Source
 from shared.events.internal import AckAction, AlertAck, AlertAckPayload
+from shared.events.vocab import ResolutionReason
 from shared.outbox import add_to_outbox
 
 
@@ -68,6 +69,7 @@ def acknowledge(
     acks_topic: str,
     la_code: str | None = None,
     link_token_id: str | None = None,
+    resolution_reason: ResolutionReason | None = None,
 ) -> AckResult:
     """Acknowledge in the caller's transaction. ``la_code`` scopes the lookup (an alert of another LA is
     "not found"); ``link_token_id`` marks a one-time link as used (a second use raises LinkAlreadyUsed)."""
@@ -108,10 +110,12 @@ def acknowledge(
             step_index=alert.step_index,
             action=action,
             by_user=by_user,
+            resolution_reason=resolution_reason,
         ),
     )
     add_to_outbox(session, NotifyOutbox, acks_topic, alert.child_id, event)
-    _audit(session, alert, by_user, f"{action.value}_{via}", now)
+    reason = f"resolution_reason={resolution_reason.value}" if resolution_reason else None
+    _audit(session, alert, by_user, f"{action.value}_{via}", now, detail=reason)
     metrics.ACKS.labels(via=via).inc()
     return _result(alert, already=False)
 
@@ -123,7 +127,9 @@ def pending_ack_count(session: Session) -> int:
     return int(session.exec(stmt).one())
 
 
-def _audit(session: Session, alert: NotifyAlert, actor: str, action: str, now: datetime) -> None:
+def _audit(
+    session: Session, alert: NotifyAlert, actor: str, action: str, now: datetime, detail: str | None = None
+) -> None:
     session.add(
         NotifyAudit(
             at=now,
@@ -132,6 +138,7 @@ def _audit(session: Session, alert: NotifyAlert, actor: str, action: str, now: d
             action=action,
             alert_id=alert.alert_id,
             escalation_id=alert.escalation_id,
+            detail=detail,
         )
     )
 

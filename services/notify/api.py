@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
@@ -26,6 +26,7 @@ from shared.auth import CurrentPrincipal, Principal, Role
 from shared.db import session_scope
 from shared.events.envelope import utcnow
 from shared.events.internal import AckAction
+from shared.events.vocab import ResolutionReason
 from shared.logs import get_logger
 from shared.topics import ALERT_ACKS
 
@@ -56,6 +57,16 @@ Acknowledger = Annotated[Principal, Depends(require_acknowledger)]
 
 class AckRequest(BaseModel):
     action: AckAction = AckAction.ACKNOWLEDGED
+    # Required to resolve (a fixed list, audited); resolving stops the alerts, never closes the case.
+    resolution_reason: ResolutionReason | None = None
+
+    @model_validator(mode="after")
+    def _resolve_needs_reason(self) -> AckRequest:
+        if self.action == AckAction.RESOLVED and self.resolution_reason is None:
+            raise ValueError("resolving an alert needs resolution_reason (one of the fixed list)")
+        if self.action == AckAction.ACKNOWLEDGED and self.resolution_reason is not None:
+            raise ValueError("resolution_reason is only for action resolved")
+        return self
 
 
 class AckResponse(BaseModel):
@@ -91,7 +102,8 @@ async def ack_alert(
     settings: SettingsDep,
     body: Annotated[AckRequest | None, Body()] = None,
 ) -> AckResponse:
-    action = (body or AckRequest()).action
+    request = body or AckRequest()
+    action = request.action
 
     def run() -> AckResult:
         with session_scope(engine) as session:
@@ -104,6 +116,7 @@ async def ack_alert(
                 now=utcnow(),
                 acks_topic=ALERT_ACKS.name(settings),
                 la_code=principal.la_code,
+                resolution_reason=request.resolution_reason,
             )
 
     try:

@@ -7,10 +7,10 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StrictBool
+from pydantic import AwareDatetime, Field, StrictBool, model_validator
 
 from shared.events.envelope import Envelope, LACode, StrictModel
-from shared.events.vocab import CaseOutcome, MissingReason, SocialCareStatus, Vulnerability
+from shared.events.vocab import CaseOutcome, MissingReason, ResolutionReason, SocialCareStatus, Vulnerability
 
 
 class CaseState(StrEnum):
@@ -199,6 +199,16 @@ class AlertAckPayload(StrictModel):
     step_index: Annotated[int, Field(ge=0)]
     action: AckAction
     by_user: Annotated[str, Field(min_length=1, max_length=128)]
+    # Required to resolve (a fixed list, audited): resolving ends the alerts, never the case.
+    resolution_reason: ResolutionReason | None = None
+
+    @model_validator(mode="after")
+    def _resolve_needs_reason(self) -> AlertAckPayload:
+        if self.action == AckAction.RESOLVED and self.resolution_reason is None:
+            raise ValueError("resolving an escalation needs resolution_reason")
+        if self.action == AckAction.ACKNOWLEDGED and self.resolution_reason is not None:
+            raise ValueError("resolution_reason is only for action resolved")
+        return self
 
 
 class AlertAck(Envelope):

@@ -22,7 +22,7 @@ from shared.events.internal import (
     ChildFactPayload,
     MatchKind,
 )
-from shared.events.vocab import SocialCareStatus
+from shared.events.vocab import ResolutionReason, SocialCareStatus
 from shared.kafka import kafka_python_config
 from shared.samples import sample_event_dict
 from shared.settings import Settings
@@ -88,6 +88,7 @@ def ack(
         payload=AlertAckPayload(
             escalation_id=escalation_id, child_id=child_id, la_code=la, step_index=step_index,
             action=action, by_user="officer-17",
+            resolution_reason=ResolutionReason.ENQUIRIES_CONTINUING if action == AckAction.RESOLVED else None,
         ),
     )  # fmt: skip
 

@@ -143,6 +143,69 @@ SCENARIOS: dict[str, tuple[datetime, list[tuple[str, datetime]]]] = {
             ("senior_cme_officer", end_of_day(date(2026, 1, 12))),
         ],
     ),
+    # Left for a named school on Mon 3 Nov 2025: no registration by the 10th school day after (Mon 17 Nov);
+    # the senior officer 5 school days on (Mon 24 Nov).
+    "transfer_not_registered": (
+        utc(2025, 11, 3, 10, 0),
+        [
+            ("caseworker", end_of_day(date(2025, 11, 17))),
+            ("senior_cme_officer", end_of_day(date(2025, 11, 24))),
+        ],
+    ),
+    # Handed over on Wed 10 Dec 2025: 11-19 Dec are days 1-7, 5 Jan is an INSET day, 6-8 Jan are days 8-10.
+    "handover_not_confirmed": (
+        utc(2025, 12, 10, 9, 0),
+        [
+            ("caseworker", end_of_day(date(2026, 1, 8))),
+            ("senior_cme_officer", end_of_day(date(2026, 1, 15))),
+        ],
+    ),
+    # Moved to an LA outside the deployment on Fri 7 Nov 2025 at 16:00: the task at once; the senior
+    # officer 10 school days later (Fri 21 Nov).
+    "handover_outside_deployment": (
+        utc(2025, 11, 7, 16, 0),
+        [
+            ("caseworker", utc(2025, 11, 7, 16, 0)),
+            ("senior_cme_officer", end_of_day(date(2025, 11, 21))),
+        ],
+    ),
+    # Home education notified on a Friday afternoon for a child on a child protection plan: social care and
+    # the caseworker at once; the senior officer at the end of the next school day (Monday).
+    "home_education_child_protection": (
+        utc(2025, 11, 7, 16, 0),
+        [
+            ("childrens_social_care", utc(2025, 11, 7, 16, 0)),
+            ("caseworker", utc(2025, 11, 7, 16, 0)),
+            ("senior_cme_officer", end_of_day(date(2025, 11, 10))),
+        ],
+    ),
+    "home_education_deletion_child_protection": (
+        utc(2025, 11, 7, 16, 0),
+        [
+            ("childrens_social_care", utc(2025, 11, 7, 16, 0)),
+            ("caseworker", utc(2025, 11, 7, 16, 0)),
+            ("senior_cme_officer", end_of_day(date(2025, 11, 10))),
+        ],
+    ),
+    # Part-time from Mon 2 Mar 2026: 30 school days across the Easter holiday end on Mon 27 Apr; the senior
+    # step skips the early May bank holiday (Tue 5 May).
+    "part_time_provision_review": (
+        utc(2026, 3, 2, 9, 0),
+        [("caseworker", end_of_day(date(2026, 4, 27))), ("senior_cme_officer", end_of_day(date(2026, 5, 5)))],
+    ),
+    # The LA set Mon 12 Jan 2026 as the review date: the close of that day; the senior officer Mon 19 Jan.
+    "review_date_due": (
+        datetime.combine(date(2026, 1, 12), time(0), tzinfo=LONDON),
+        [
+            ("caseworker", end_of_day(date(2026, 1, 12))),
+            ("senior_cme_officer", end_of_day(date(2026, 1, 19))),
+        ],
+    ),
+    # Acknowledged on Tue 18 Nov 2025 with no outcome: back to the caseworker 10 school days on (Tue 2 Dec).
+    "open_case_review": (
+        utc(2025, 11, 18, 11, 0),
+        [("caseworker", end_of_day(date(2025, 12, 2)))],
+    ),
 }
 
 

@@ -69,6 +69,14 @@ EXPECTED_DEFAULTS = {
     "place_offered_not_started",
     "unauthorised_absence_10_days",
     "continuous_absence_20_days",
+    "transfer_not_registered",
+    "handover_not_confirmed",
+    "handover_outside_deployment",
+    "home_education_child_protection",
+    "home_education_deletion_child_protection",
+    "part_time_provision_review",
+    "review_date_due",
+    "open_case_review",
 }
 
 

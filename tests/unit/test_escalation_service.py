@@ -14,7 +14,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from services.escalation.app import MIGRATIONS
-from services.escalation.models import DeadlineStatus, EscalationDeadline, EscalationOutbox
+from services.escalation.models import (
+    DeadlineStatus,
+    EscalationCase,
+    EscalationDeadline,
+    EscalationOutbox,
+    EscalationRecord,
+)
 from services.escalation.rules import DEFAULT_RULES_PATH, RuleSet
 from services.escalation.service import (
     Deps,
@@ -30,7 +36,14 @@ from shared.case_ids import case_id_for
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
 from shared.events.envelope import Envelope, Source
-from shared.events.internal import AckAction, CaseState, ChildMerged, ChildMergedPayload, Escalation
+from shared.events.internal import (
+    AckAction,
+    AlertAckPayload,
+    CaseState,
+    ChildMerged,
+    ChildMergedPayload,
+    Escalation,
+)
 from shared.events.vocab import SocialCareStatus
 from shared.samples import sample_event_dict
 from shared.school_calendar import LONDON, CalendarRegistry
@@ -124,9 +137,14 @@ def test_missing_child_steps_up_until_acknowledged(engine: Engine, deps: Deps) -
     assert apply(engine, deps, ack(escalation_id, child, 1, AckAction.ACKNOWLEDGED), utc(2025, 11, 11)) == (
         "acknowledged"
     )
-    assert pending(engine) == 0
-    assert run_timer(engine, deps, utc(2026, 1, 1)) == 0
-    assert len(published(engine)) == 2
+    # Acknowledged with no outcome: the ladder stops, and the case comes back to its caseworker every 10
+    # school days from the acknowledgement (Tue 11 Nov): the end of Tue 25 Nov, then of Tue 9 Dec.
+    assert pending(engine) == 1
+    assert run_timer(engine, deps, utc(2026, 1, 1)) == 2
+    reviews = published(engine)[2:]
+    assert summary(reviews) == [("open_case_review", "raised", "caseworker", 0)] * 2
+    assert [r.occurred_at for r in reviews] == [utc(2025, 11, 25, 23, 59, 59), utc(2025, 12, 9, 23, 59, 59)]
+    assert all(r.payload.case_state == CaseState.WHEREABOUTS_UNKNOWN for r in reviews)
 
 
 def test_resolution_cancels_and_tells_notify(engine: Engine, deps: Deps) -> None:
@@ -296,7 +314,7 @@ def test_ack_from_another_la_is_ignored_and_resolve_closes(engine: Engine, deps:
     )
     assert summary(published(engine))[-1] == ("whereabouts_unknown", "cancelled", "caseworker", 0)
     assert published(engine)[-1].payload.reason_code == "resolved_by_user"
-    assert pending(engine) == 0
+    assert pending(engine) == 1  # resolving closes the escalation, not the case: its review is pending
 
 
 def test_absence_retraction_cancels_its_clock(engine: Engine, deps: Deps) -> None:
@@ -409,7 +427,7 @@ def test_a_social_worker_allocated_while_missing_starts_only_the_social_care_rul
         social_care=SocialCareStatus.CHILD_PROTECTION_PLAN, has_social_worker=True,
     )  # fmt: skip
     apply(engine, deps, again, utc(2025, 11, 7, 17))
-    assert pending(engine) == 1  # the social care escalation's next step only
+    assert pending(engine) == 2  # the social care escalation's next step, and the resolved one's review
 
 
 # -- the sixth-day clock: day 1 is the exclusion's first school day ------------------------------------------
@@ -569,6 +587,125 @@ def test_fair_access_clock_runs_from_the_referral_and_a_place_offered_ends_it(
     [raised] = published(engine)
     assert raised.payload.child_id == waiting and raised.payload.rule_id == "fair_access_place_20_days"
     assert raised.occurred_at == utc(2025, 12, 1, 23, 59, 59)
+
+
+# --- issue 14: reviews of open cases, resolve reasons, home education and child protection ---------------
+
+
+def test_resolving_needs_a_reason_keeps_the_case_and_the_review_comes_back(
+    engine: Engine, deps: Deps
+) -> None:
+    with pytest.raises(ValueError, match="resolution_reason"):
+        AlertAckPayload(
+            escalation_id=uuid.uuid4(), child_id=uuid.uuid4(), la_code=LA, step_index=0,
+            action=AckAction.RESOLVED, by_user="officer-17",
+        )  # fmt: skip
+    child = uuid.uuid4()
+    # Left for a named school on Mon 3 Nov 2025 and never registered: the caseworker at the end of Mon 17 Nov.
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.TRANSFER_PENDING, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    assert run_timer(engine, deps, utc(2025, 11, 17, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2025, 11, 18, 9)) == 1
+    raised = published(engine)[0]
+    assert summary([raised]) == [("transfer_not_registered", "raised", "caseworker", 0)]
+    resolved = ack(raised.payload.escalation_id, child, 0, AckAction.RESOLVED)
+    assert apply(engine, deps, resolved, utc(2025, 11, 18, 9)) == "resolved"
+    with Session(engine) as session:
+        esc = session.get(EscalationRecord, str(raised.payload.escalation_id))
+        assert esc is not None and esc.close_reason == "resolved:enquiries_continuing"
+        case = session.get(EscalationCase, (str(child), LA))
+        assert case is not None and case.state == CaseState.TRANSFER_PENDING  # resolving closes no case
+    # 10 school days after Tue 18 Nov: the end of Tue 2 Dec.
+    assert run_timer(engine, deps, utc(2025, 12, 2, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2025, 12, 3, 9)) == 1
+    assert summary(published(engine))[-1] == ("open_case_review", "raised", "caseworker", 0)
+    # The child registers: the case is resolved with an outcome and the reviews stop.
+    registered = transition(
+        child, CaseState.IN_EDUCATION, utc(2025, 12, 4, 9), from_state=CaseState.TRANSFER_PENDING
+    )
+    apply(engine, deps, registered, utc(2025, 12, 4, 9))
+    assert pending(engine) == 0
+    assert run_timer(engine, deps, utc(2026, 3, 1)) == 0
+
+
+def test_a_review_stops_when_the_case_moves_to_another_state(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.AWAITING_LA_CONFIRMATION, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    assert run_timer(engine, deps, utc(2025, 11, 3, 10)) == 1  # the task to contact the other LA, at once
+    task = published(engine)[0]
+    assert summary([task]) == [("handover_outside_deployment", "raised", "caseworker", 0)]
+    apply(
+        engine, deps, ack(task.payload.escalation_id, child, 0, AckAction.ACKNOWLEDGED), utc(2025, 11, 4, 9)
+    )
+    assert pending(engine) == 1  # the review
+    moved = transition(
+        child,
+        CaseState.WHEREABOUTS_UNKNOWN,
+        utc(2025, 11, 6, 9),
+        from_state=CaseState.AWAITING_LA_CONFIRMATION,
+    )
+    apply(engine, deps, moved, utc(2025, 11, 6, 9))
+    with Session(engine) as session:
+        rules = session.exec(
+            select(EscalationDeadline.rule_id).where(EscalationDeadline.status == DeadlineStatus.PENDING)
+        ).all()
+    assert "open_case_review" not in rules  # the new state's own rules apply instead
+
+
+@pytest.mark.parametrize("flagged_on_the_fact", [True, False])
+def test_home_education_for_a_child_under_child_protection_alerts_social_care_at_once(
+    engine: Engine, deps: Deps, flagged_on_the_fact: bool
+) -> None:
+    child = uuid.uuid4()
+    at = utc(2025, 11, 7, 16)
+    if not flagged_on_the_fact:  # tracking's transition carried the status before the notice arrived
+        apply(
+            engine, deps,
+            transition(child, CaseState.ON_ROLL_AT_RISK, at - timedelta(days=3),
+                       social_care=SocialCareStatus.CHILD_PROTECTION_PLAN, has_social_worker=True),
+            at,
+        )  # fmt: skip
+    notice = child_fact(child, "home-education-notified", at.date())
+    if flagged_on_the_fact:
+        notice.payload.fact["payload"]["child"]["vulnerabilities"] = ["child_protection_plan"]  # type: ignore[index]
+    assert "home_education_child_protection" in started_rules(engine, deps, notice, at)
+    assert run_timer(engine, deps, at) >= 1
+    raised = [e for e in published(engine) if e.payload.rule_id == "home_education_child_protection"]
+    assert summary(raised) == [
+        ("home_education_child_protection", "raised", "childrens_social_care", 0),
+        ("home_education_child_protection", "stepped_up", "caseworker", 1),
+    ]
+
+
+def test_a_review_date_alerts_on_that_school_day(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.ELECTIVELY_HOME_EDUCATED, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    review = child_fact(child, "review-date-set", date(2025, 11, 4), review_on="2026-01-12")
+    assert started_rules(engine, deps, review, utc(2025, 11, 4, 10)) == ["review_date_due"]
+    assert run_timer(engine, deps, utc(2026, 1, 12, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2026, 1, 13, 0, 0)) == 1
+    assert summary(published(engine)) == [("review_date_due", "raised", "caseworker", 0)]
+    assert published(engine)[0].payload.case_state == CaseState.ELECTIVELY_HOME_EDUCATED
+
+
+def started_rules(engine: Engine, deps: Deps, event: Envelope, now: datetime) -> list[str]:
+    with session_scope(engine) as session:
+        assert mark_processed(session, event.event_id, "t")
+        return handle_child_fact(session, deps, event, now).started  # type: ignore[arg-type]
 
 
 def test_fifteen_sick_days_without_the_notice_start_the_same_duty_once(engine: Engine, deps: Deps) -> None:
