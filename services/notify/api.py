@@ -151,6 +151,7 @@ class AlertOut(BaseModel):
     ack_action: str | None
 
 
+MAX_OFFSET = 10_000_000  # far beyond any LA's alerts; keeps the offset a database integer
 ALERT_ORDER = {
     # Every order ends with alert_id, so offset paging is stable when alerts share a timestamp.
     "newest": (col(NotifyAlert.escalated_at).desc(), col(NotifyAlert.alert_id)),
@@ -177,7 +178,7 @@ async def list_alerts(
     case_id: Annotated[uuid.UUID | None, Query(description="Only this case's alerts")] = None,
     level: Annotated[str | None, Query(max_length=32)] = None,
     sort: Annotated[str, Query(pattern="^(newest|oldest|due)$")] = "newest",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[AlertOut]:
     """The caller's LA's alerts, one page at a time (the web inbox and case page); another LA's alerts are

@@ -133,7 +133,7 @@ class CaseQuery(BaseModel):
     vulnerability: Vulnerability | None = None
     school_urn: str | None = Field(default=None, pattern=r"^[0-9]{6}$", description="A fact from this school")
     sort: Annotated[str, Field(pattern="^(oldest|newest|surname)$")] = "oldest"
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=10_000_000)  # far beyond any LA's cases; a database integer
     limit: int = Field(default=50, ge=1, le=500)
 
 
