@@ -60,6 +60,8 @@ class CaseOut(BaseModel):
     has_social_worker: bool
     safeguarding_concern: bool
     destination_la_code: str | None
+    outcome: str | None = None  # where a closed case's child is educated (CaseOutcome), and its reference
+    outcome_ref: str | None = None
     open_deadlines: list[str]
     merged_into: str | None
 

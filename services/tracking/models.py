@@ -76,6 +76,9 @@ class TrackingCase(SQLModel, table=True):
     has_social_worker: bool = False
     safeguarding_concern: bool = False
     destination_la_code: str | None = Field(default=None, max_length=3)
+    # A closed case names where the child's education is confirmed (CaseOutcome) and what names it.
+    outcome: str | None = Field(default=None, max_length=32)
+    outcome_ref: str | None = Field(default=None, max_length=16)
     open_deadlines: str = Field(default="", max_length=400)
     merged_into: str | None = Field(default=None, max_length=36)
     facts_applied: int = 0

@@ -20,6 +20,7 @@ from services.tracking.projection import project
 from services.tracking.stream.app import MIGRATIONS
 from shared.auth import Role, issue_token
 from shared.db import make_engine, migrate
+from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
 from shared.samples import child, sample_event
@@ -188,3 +189,28 @@ def test_a_link_can_be_undone_once_and_publishes_a_split(api: tuple[TestClient, 
     with Session(make_engine(settings.database_url)) as s:
         actions = [a.action for a in s.exec(select(TrackingReadAudit)).all()]
     assert actions[-2:] == ["review_link", "review_undo_link"]
+
+
+def test_a_closed_case_names_where_the_childs_education_is(api: tuple[TestClient, Settings]) -> None:
+    """Left for a named school on Mon 3 Nov 2025 (open, waiting), registered there on Thu 6 Nov: the case
+    store and the API say the case closed with that school's URN."""
+    client, settings = api
+    kid = child(32, forename="Bo", surname="Arrives", date_of_birth="2013-05-05")
+    left = sample_event("pupil-left-roll", kid=kid, on=date(2025, 11, 3))
+    left_data = left.model_dump(mode="json")
+    left_data["payload"].update(deletion_ground="a", destination={"known": True, "school_urn": "108001"})
+    registered = sample_event("pupil-registered", kid=kid, on=date(2025, 11, 6)).model_dump(mode="json")
+    registered["payload"]["school_urn"] = "108001"
+    [cid] = set(_ingest(settings, [decode_inbound(left_data)]))
+    waiting = client.get(f"/v1/children/{cid}", params={"reason": "transfer check"}, headers=_auth(settings))
+    assert waiting.status_code == 200, waiting.text
+    case = waiting.json()["case"]
+    assert (case["state"], case["outcome"], case["open_deadlines"]) == (
+        "transfer_pending",
+        None,
+        ["transfer_pending"],
+    )
+    _ingest(settings, [decode_inbound(left_data), decode_inbound(registered)])  # the worker's record, again
+    closed = client.get(f"/v1/children/{cid}", params={"reason": "transfer check"}, headers=_auth(settings))
+    case = closed.json()["case"]
+    assert (case["state"], case["outcome"], case["outcome_ref"]) == ("in_education", "school", "108001")
