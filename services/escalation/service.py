@@ -727,6 +727,7 @@ def _apply_advance(
                 alert.due_at,
                 following,
                 trigger_event_id,
+                late=late,
             )
             published += 1
             counter = metrics.RAISED if alert.action == EscalationAction.RAISED else metrics.STEPPED_UP
@@ -794,6 +795,8 @@ def _publish(
     occurred_at: datetime,
     next_due: datetime | None,
     trigger_event_id: str | None,
+    *,
+    late: bool = False,
 ) -> None:
     event = Escalation(
         event_id=uuid.uuid5(uuid.UUID(esc.id), f"{action.value}:{step_index}"),
@@ -813,6 +816,7 @@ def _publish(
             case_state=esc.case_state,  # type: ignore[arg-type]
             reason_code=reason_code,
             next_step_due_at=next_due,
+            late=late,
         ),
     )
     add_to_outbox(session, EscalationOutbox, deps.escalations_topic, esc.child_id, event)

@@ -180,6 +180,11 @@ class EscalationPayload(StrictModel):
         description="Why, as a code (no personal data): the rule's id or a cancel reason"
     )
     next_step_due_at: AwareDatetime | None = None
+    late: bool = Field(
+        default=False,
+        description="Sent from a backlog: the step fell due (occurred_at) more than the live window before"
+        " escalation could decide it; the episode was still open when it was sent",
+    )
 
 
 class Escalation(Envelope):

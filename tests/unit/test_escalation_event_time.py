@@ -225,6 +225,7 @@ def test_live_the_alert_goes_out_at_the_due_time_and_the_later_return_withdraws_
         ("missing_education_no_outcome", "cancelled", 0, utc(2025, 11, 18, 9)),
     ]
     assert steps(engine) == [(0, "caseworker", True, None, False)]
+    assert not any(e.payload.late for e in published(engine))
 
 
 def test_an_immediate_rule_fires_once_for_an_open_episode_however_late_it_is_seen(
@@ -248,6 +249,7 @@ def test_an_immediate_rule_fires_once_for_an_open_episode_however_late_it_is_see
     ]
     sent_late = [(i, sent, late) for i, _, sent, _, late in steps(engine)]
     assert sent_late == [(0, True, True), (1, True, True), (2, True, True)]
+    assert all(e.payload.late for e in published(engine))
     assert read(engine, deps, missing, now) == "duplicate"
     assert tick(engine, deps, utc(2026, 1, 5)) == []
     assert len(published(engine)) == 3
