@@ -27,6 +27,7 @@ OLDEST_AGE = 18  # compulsory school age ends at 16; sixth-formers can still be 
 FUTURE_DATES_ALLOWED: dict[str, frozenset[str]] = {
     "place-offered": frozenset({"expected_start"}),
     "exclusion-issued": frozenset({"start_date"}),
+    "review-date-set": frozenset({"review_on"}),  # the next review is always ahead
 }
 # Minimum school days (or percentage of sessions) that each absence rule needs before it is crossed.
 ABSENCE_MINIMUM_DAYS = {

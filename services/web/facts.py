@@ -60,6 +60,9 @@ CLOSING_OUTCOMES = {
 }
 
 
+REVIEW = "review-date-set"
+
+
 def supported(event_type: str) -> bool:
     """Whether the event catalogue has this fact (closing with an outcome comes with tracking's outcomes)."""
     return event_type in INBOUND_EVENT_TYPES
@@ -272,3 +275,12 @@ def close(
         now,
         "; ".join(p for p in ("Closed", label, detail) if p),
     )
+
+
+def review(
+    form_id: str, child: dict[str, Any], la_code: str, due: date, now: datetime | None = None
+) -> Recorded:
+    """The next review date the case's owner set, as a review-date-set fact (event time: now)."""
+    now = now or datetime.now(UTC)
+    return build(REVIEW, form_id, child, la_code, now.date(), {"review_on": due.isoformat()}, now,
+                 f"Next review on {due.isoformat()}")  # fmt: skip

@@ -193,10 +193,17 @@ def build_router() -> APIRouter:
         ctx.audit("case_owner", str(case_id), detail=f"owner {chosen or 'none'}")
         return RedirectResponse(f"/cases/{case_id}", status.HTTP_303_SEE_OTHER)
 
-    @router.post("/cases/{case_id}/review")
+    @router.post("/cases/{case_id}/review", response_model=None)
     async def case_review(
-        case_id: uuid.UUID, ctx: Reader, csrf_token: Csrf, review_due: DateField
+        request: Request,
+        case_id: uuid.UUID,
+        ctx: Reader,
+        csrf_token: Csrf,
+        review_due: DateField,
+        form_id: Annotated[str, Form(max_length=36)] = "",
     ) -> Response:
+        """The owner's next review date: kept with the case's work, and a review-date-set fact on the child's
+        timeline through the intake (escalation alerts when the day comes)."""
         posted(ctx, csrf_token)
         due = _day(review_due)
         if due < date.today():
@@ -210,8 +217,16 @@ def build_router() -> APIRouter:
                 status.HTTP_403_FORBIDDEN, "the case's owner (or a manager) sets its review date"
             )
         await _own_case(ctx, case_id)
+        event_id = None
+        if facts.supported(facts.REVIEW):
+            child = await casework.read_child(ctx, str(case_id), "setting the review date")
+            try:
+                recorded = facts.review(form_id or str(uuid.uuid4()), child, ctx.who.la_code, due)
+            except facts.FactRefused as exc:
+                return _refused(request, ctx, case_id, exc.messages)
+            event_id = await casework.submit(ctx, recorded, str(case_id))
         casework.set_review(ctx.engine, ctx.who, str(case_id), due)
-        ctx.audit("case_review", str(case_id), detail=f"review due {due.isoformat()}")
+        ctx.audit("case_review", str(case_id), detail=f"review due {due.isoformat()} event {event_id}")
         return RedirectResponse(f"/cases/{case_id}", status.HTTP_303_SEE_OTHER)
 
     # --- enquiries and outcomes: facts through the intake ----------------------------------------------

@@ -124,6 +124,12 @@ def test_expected_start_of_a_place_may_be_in_the_future() -> None:
     assert rules_of(data) == set()
 
 
+def test_a_review_date_is_ahead() -> None:
+    data = sample_event_dict("review-date-set")
+    data["payload"]["review_on"] = (NOW.date() + timedelta(days=70)).isoformat()
+    assert rules_of(data) == set()
+
+
 @pytest.mark.parametrize(
     ("dob", "ok"), [("2007-11-11", True), ("2006-11-02", False), ("2021-11-03", True), ("2022-01-01", False)]
 )

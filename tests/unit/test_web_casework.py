@@ -111,6 +111,8 @@ def test_review_dates_and_overdue_reviews(web: Web) -> None:  # noqa: F811
     due = (date.today() + timedelta(days=7)).isoformat()
     set_ = web.client.post(f"/cases/{case_id}/review", data={"review_due": due, "csrf_token": csrf})
     assert set_.status_code == 200 and f'id="case-review">{due}' in set_.text  # a team member sets it
+    [fact] = _outbox(web)  # and it is a fact on the child's timeline, through intake
+    assert fact.event_type == "review-date-set" and fact.payload.review_on.isoformat() == due  # type: ignore[attr-defined]
     assert case_id not in web.client.get("/cases", params={"scope": "team", "overdue": "true"}).text
     with Session(make_engine(web.settings.database_url)) as session:  # a week passes without a review
         work = session.get(WebCaseWork, case_id)
