@@ -34,7 +34,6 @@ LA_CODES: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
-
 def _ranges(*spans: tuple[int, int] | int) -> frozenset[str]:
     numbers: set[int] = set()
     for span in spans:
