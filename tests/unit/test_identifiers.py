@@ -108,3 +108,29 @@ def test_urn_la_and_postcode() -> None:
     assert validate_postcode("bs15tr") == "BS1 5TR"
     with pytest.raises(ValueError):
         validate_postcode("NOT A CODE")
+
+
+@pytest.mark.parametrize("la", ["909", "928", "836", "681"])
+def test_a_moved_childs_attendance_mark_leaver_and_referral_are_accepted(la: str) -> None:
+    """The children who moved are exactly those whose UPN names a former or another country's LA."""
+    from shared.events.attendance import AttendanceMark
+    from shared.samples import child, sample_event
+
+    upn = _upn(la)
+    mark = AttendanceMark.model_validate(
+        {
+            "event_id": "5f0c3d5e-8d0e-4a53-9a55-6f1d8d7b2a01",
+            "occurred_at": "2025-11-03T09:00:00+00:00",
+            "source": {"system": "SIMS", "la_code": "801", "school_urn": "108000"},
+            "payload": {
+                "upn": upn,
+                "school_urn": "108000",
+                "date": "2025-11-03",
+                "session": "AM",
+                "code": "N",
+            },
+        }
+    )
+    assert mark.payload.upn == upn
+    for event_type in ("pupil-left-roll", "referral-received"):
+        assert sample_event(event_type, kid=child(1, upn=upn)).payload.child.upn == upn
