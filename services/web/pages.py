@@ -239,11 +239,14 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         show: Annotated[str, Query(pattern="^(open|acknowledged|all)$")] = "open",
         sort: Annotated[str, Query(pattern="^(newest|oldest|due)$")] = "newest",
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+        level: Annotated[str | None, Query(pattern="^[a-z_]{0,32}$")] = None,
     ) -> HTMLResponse:
         """The LA's alerts, a page at a time, as a table naming the child; the counts are notify's own."""
         params: dict[str, Any] = {"sort": sort, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}
         if show != "all":
             params["state"] = show
+        if level:
+            params["level"] = level
         async with ctx.service("notify") as notify:
             alerts, total = await notify.page("/v1/alerts", params=params)
             _, waiting = await notify.page("/v1/alerts", params={"state": "open", "limit": 1})
@@ -253,7 +256,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         pages = max(1, -(-total // PAGE_SIZE))
         return render(
             request, "inbox.html", ctx, alerts=alerts, total=total, waiting=waiting, show=show, sort=sort,
-            page=min(page, pages), pages=pages, page_size=PAGE_SIZE,
+            page=min(page, pages), pages=pages, page_size=PAGE_SIZE, level=level or "", levels=words.LEVELS,
         )  # fmt: skip
 
     async def _with_cases(

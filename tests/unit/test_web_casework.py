@@ -323,3 +323,13 @@ def test_a_reason_is_stated_only_where_the_event_carries_one() -> None:
         assert exc.messages == ["Check reason."]
     else:
         raise AssertionError("an unknown reason was accepted")
+
+
+def test_the_inbox_filters_by_ladder_step_with_notify_counts(web: Web) -> None:  # noqa: F811
+    sign_in(web, "cw801")
+    mine = web.client.get("/inbox", params={"level": "caseworker"})
+    assert re.search(r'id="alert-count">1 alert<', mine.text) and web.alert_id in mine.text
+    senior = web.client.get("/inbox", params={"level": "senior_cme_officer", "show": "all"})
+    assert re.search(r'id="alert-count">0 alerts<', senior.text) and web.alert_id not in senior.text
+    assert 'href="/inbox?show=open&sort=newest&page=1&level=senior_cme_officer"' in senior.text  # kept
+    assert web.client.get("/inbox", params={"level": "Robert'); DROP"}).status_code == 422
