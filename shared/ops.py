@@ -16,8 +16,8 @@ from shared.settings import Settings
 ReadinessCheck = Callable[[], Awaitable[None]]
 READY_503 = {
     503: {
-        "description": "Not ready: a dependency (database, Kafka, the worker, the service's own start) is not "
-        "up; each check says ok or why not. Liveness is separate: a starting service is live and not ready.",
+        "description": "Not ready: a dependency (database, Kafka, the worker, the service's own start) is "
+        "not up; each check says ok or why not. Liveness is separate: a starting service is live, not ready.",
         "content": {
             "application/json": {
                 "example": {
