@@ -62,7 +62,9 @@ templates.env.filters.update(
     in_words=words.in_words,
 )  # fmt: skip
 # Resolving an alert needs one of these (audited); it stops the alerts and never closes the case.
-templates.env.globals["RESOLUTION_REASONS"] = [(r.value, r.value.replace("_", " ")) for r in ResolutionReason]
+templates.env.globals["RESOLUTION_REASONS"] = [
+    (r.value, words.in_words(r.value, words.RESOLUTIONS)) for r in ResolutionReason
+]
 OPS_ROLES = frozenset({Role.OPS, Role.ADMIN})
 ACKNOWLEDGERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER})
 Reason = Annotated[str, Form(min_length=3, max_length=500)]

@@ -126,6 +126,16 @@ VERDICTS = {
     "forwarded": "Forwarded",
 }
 
+RESOLUTIONS = {
+    "enquiries_continuing": "Enquiries are continuing",
+    "referred_to_social_care": "Referred to children's social care",
+    "referred_to_police": "Referred to the police",
+    "other_la_contacted": "Waiting for the other LA",
+    "outcome_being_recorded": "Education confirmed: outcome to follow",
+    "duplicate_alert": "Another alert covers it",
+    "raised_in_error": "Raised in error",
+}
+
 ALERT_STATES = {
     "open": "Waiting",
     "acknowledged": "Acknowledged",

@@ -241,7 +241,14 @@ def test_codes_read_as_words_and_new_codes_need_only_a_label() -> None:
     assert words.reason_words("awaiting_place") == "Awaiting a school place"
     assert words.fact_words("moved-abroad:confirmed") == "Moved abroad (confirmed)"
     assert words.in_words(None) == "—"
-    for table in (words.STATES, words.REASONS, words.FACTS, words.ENQUIRY_TYPES, words.LEVELS):
+    for table in (
+        words.STATES,
+        words.REASONS,
+        words.FACTS,
+        words.ENQUIRY_TYPES,
+        words.LEVELS,
+        words.RESOLUTIONS,
+    ):
         assert all("_" not in label for label in table.values())
 
 
@@ -333,3 +340,9 @@ def test_the_inbox_filters_by_ladder_step_with_notify_counts(web: Web) -> None: 
     assert re.search(r'id="alert-count">0 alerts<', senior.text) and web.alert_id not in senior.text
     assert 'href="/inbox?show=open&sort=newest&page=1&level=senior_cme_officer"' in senior.text  # kept
     assert web.client.get("/inbox", params={"level": "Robert'); DROP"}).status_code == 422
+
+
+def test_every_resolution_reason_has_words() -> None:
+    from shared.events.vocab import ResolutionReason
+
+    assert set(words.RESOLUTIONS) == {r.value for r in ResolutionReason}
