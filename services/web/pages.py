@@ -460,6 +460,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
             enquiry_outcomes=words.ENQUIRY_OUTCOMES, outcomes=facts.OUTCOMES,
             provision_types=facts.PROVISION_TYPES, back=f"/cases/{case_id}", here=here, recorded=recorded,
             closing=facts.CLOSING_OUTCOMES if facts.supported(facts.CLOSE) else None,
+            closing_words={code: label for code, (label, _) in facts.CLOSING_OUTCOMES.items()},
             with_reason={t for t in ("enquiry-recorded", *facts.OUTCOMES) if facts.allows_reason(t)},
             reasons=words.REASONS,
         )  # fmt: skip

@@ -271,6 +271,15 @@ def test_a_case_closes_with_an_outcome_that_names_the_education(web: Web) -> Non
     [event] = _outbox(web)
     assert event.event_type == facts.CLOSE  # type: ignore[attr-defined]
     assert event.payload.outcome == "school" and event.payload.school_urn == "100002"  # type: ignore[attr-defined]
+    with Session(make_engine(web.settings.database_url)) as session:  # as tracking keeps a closed case
+        from services.tracking.models import TrackingCase
+
+        case = session.get(TrackingCase, case_id)
+        assert case is not None
+        case.state, case.outcome, case.outcome_ref = "in_education", "school", "100002"
+        session.add(case)
+        session.commit()
+    assert 'id="case-outcome">Registered at a school: 100002<' in web.client.get(f"/cases/{case_id}").text
 
 
 def test_ops_and_admin_get_no_casework(web: Web) -> None:  # noqa: F811
