@@ -243,6 +243,13 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
             lambda: timeline()[-6:] == steps, timeout_s=60, what="the six facts on the timeline, in order"
         )
         assert page.inner_text("dd.state") not in CME_WORDS  # the case is closed: education confirmed
+
+        def facts_shown() -> str:
+            page.goto(case_url)
+            return str(page.inner_text("#case-facts"))
+
+        wait_until(lambda: NEW_SCHOOL in facts_shown(), timeout_s=30, what="the outcome naming the school")
+        assert "Registered at a school: " + NEW_SCHOOL in page.inner_text("#case-outcome")
         last = page.locator("#timeline tbody tr").last
         assert NEW_SCHOOL in last.inner_text()  # ... at the school named
         assert "recorded by cw801" in page.inner_text("#timeline")
