@@ -11,10 +11,15 @@ ABBREV = {
     "whereabouts_unknown": "WU",
     "awaiting_provision": "AP",
     "place_offered": "PO",
+    "transfer_pending": "TP",
+    "handed_over": "HO",
+    "awaiting_la_confirmation": "ALC",
+    "part_time_provision": "PT",
     "in_education": "IE",
     "electively_home_educated": "EHE",
     "left_area": "LA",
     "moved_abroad": "abroad",
+    "out_of_scope": "OOS",
 }
 
 
