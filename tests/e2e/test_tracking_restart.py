@@ -61,20 +61,20 @@ def test_restart_recovers_from_changelog(
     send(settings, after)
     with tracking_worker(settings, tmp_path / "a.log"):
         wait_state(settings, before[0].event_id, "awaiting_provision", facts=3)
-        wait_state(settings, before[1].event_id, "left_area", facts=2)
+        wait_state(settings, before[1].event_id, "handed_over", facts=2)
         transitions = [
             json.loads(r.value)["payload"]
             for r in read_topic(settings, CASE_TRANSITIONS.name(settings), expect=6, timeout_s=30)
         ]
     # Recovered, not restarted from nothing: the first fact after the restart moves on from the old state.
     steps = {(t["from_state"], t["to_state"]) for t in transitions}
-    assert ("missing_education", "whereabouts_unknown") in steps and ("in_education", "left_area") in steps
+    assert ("missing_education", "whereabouts_unknown") in steps and ("in_education", "handed_over") in steps
     assert steps == {
         (None, "missing_education"),
         (None, "in_education"),
         ("missing_education", "whereabouts_unknown"),
         ("whereabouts_unknown", "awaiting_provision"),
-        ("in_education", "left_area"),
+        ("in_education", "handed_over"),
     }  # + handover case
     assert len({json.dumps(t, sort_keys=True) for t in transitions}) == 6
     interrupted = _store(settings)
@@ -84,7 +84,7 @@ def test_restart_recovers_from_changelog(
     with tracking_worker(reference, tmp_path / "b.log"):
         send(reference, before + after)
         wait_state(reference, before[0].event_id, "awaiting_provision", facts=3)
-        wait_state(reference, before[1].event_id, "left_area", facts=2)
+        wait_state(reference, before[1].event_id, "handed_over", facts=2)
         from tests.support.kafka import wait_until
 
         wait_until(lambda: len(_store(reference)[0]) == len(interrupted[0]), what="the handed-over case")

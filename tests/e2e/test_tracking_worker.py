@@ -96,8 +96,9 @@ def test_move_to_another_la_hands_the_case_over(running: Settings) -> None:
     k = kid(14, "Mover", "2011-11-30")
     events = [event("pupil-registered", 14, 3, kid=k), event("moved-out-of-area", 14, 6, kid=k)]
     send(running, events)
-    case = wait_state(running, events[0].event_id, "left_area", facts=2)
-    assert case["destination_la_code"] == "803" and case["la_code"] == "801"
+    # The origin keeps the case, handed over, until 803 confirms it has the child (docs/TRACKING.md).
+    case = wait_state(running, events[0].event_id, "handed_over", facts=2)
+    assert case["destination_la_code"] == "803" and case["la_code"] == "801" and case["outcome"] is None
 
     def destination_case() -> list[dict[str, object]]:
         return query(running, "SELECT * FROM tracking_cases WHERE la_code = '803'")
