@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import and_, or_, update
@@ -413,6 +413,11 @@ def schedule_review(
     case = session.get(EscalationCase, (esc.child_id, esc.la_code))
     if case is None or case.state in RESOLVED_STATES:
         return False
+    if as_utc(case.state_since) > as_utc(at):
+        # By event time the case left the state it was in at ``at`` (a backlog read the facts after it before
+        # deciding): that state's review would have stopped there, so none starts; the same facts give the
+        # same reviews however far behind escalation was.
+        return False
     rules = [r for r in deps.rules.rules_for(esc.la_code) if r.watches.event == CASE_REVIEW]
     if not rules:
         return False  # the LA disabled reviews
@@ -422,6 +427,7 @@ def schedule_review(
             EscalationDeadline.la_code == esc.la_code,
             EscalationDeadline.status == DeadlineStatus.PENDING,
             col(EscalationDeadline.rule_id).in_([r.id for r in rules]),
+            col(EscalationDeadline.ended_at).is_(None),  # an ended one only waits to be recorded
         )
     ).first()
     if pending is not None:
@@ -573,8 +579,11 @@ def fire_deadline(
         if found is None or found.status != EscalationStatus.OPEN:
             return Outcome("escalation_closed")
         esc = found
-    # Steps due before the episode ended were due while it was open; none after.
-    limit = as_of if ended is None else min(as_of, ended - timedelta(microseconds=1))
+    # Only the steps due at this deadline's instant (zero-delay steps go together); a later step, even one
+    # already due, gets its own deadline, decided in due order with every other one, so a backlog decides
+    # in the order a worker that kept up did (a ladder running out schedules a review, which depends on
+    # what ran out first). The episode's end is later than the due time, or the deadline was cancelled.
+    limit = due
     withheld = "episode_closed" if ended is not None and ended <= as_of else None
     position = LadderPosition(esc.step_index, as_utc(esc.step_due_at))
     result = advance(rule, position, limit, calendar)

@@ -239,7 +239,7 @@ def test_an_immediate_rule_fires_once_for_an_open_episode_however_late_it_is_see
     caught_up(engine, utc(2025, 11, 4))
     assert tick(engine, deps, now) == []
     caught_up(engine, now)
-    assert tick(engine, deps, now) == ["fired"]
+    assert tick(engine, deps, now) == ["fired", "fired", "fired"]  # each step its own deadline, in due order
     # Caseworker, and the ladder steps due since (5 school days: Mon 10 Nov; 5 more: Mon 17 Nov), each with
     # the time it fell due, once; all marked late.
     assert brief(engine) == [
