@@ -115,9 +115,19 @@ async def test_missing_child_alerts_step_up_and_stop_when_acknowledged(running: 
     await wait_for(
         lambda: (e := running.escalation(escalation_id)) and e.status == "acknowledged", "acknowledged"
     )
-    # The social care step (end of Mon 17 Nov) never comes.
-    assert await running.move_time(utc(2025, 12, 1, 9, 0)) == 0
-    assert len(await running.escalations(2)) == 2
+    # The social care step (end of Mon 17 Nov) never comes. The case, still open, comes back to its
+    # caseworker for review 10 school days after the acknowledgement (Tue 11 Nov): the end of Tue 25 Nov.
+    assert await running.move_time(utc(2025, 11, 25, 23, 59)) == 0
+    await running.move_time(utc(2025, 12, 1, 9, 0))
+    events = await running.escalations(3)
+    assert [e.payload.escalation_id for e in events].count(escalation_id) == 2
+    review = events[-1].payload
+    assert (review.rule_id, review.action.value, review.level.value) == (
+        "open_case_review",
+        "raised",
+        "caseworker",
+    )
+    assert events[-1].occurred_at == utc(2025, 11, 25, 23, 59, 59)
 
 
 async def test_resolution_stops_the_ladder(running: Running) -> None:
