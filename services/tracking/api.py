@@ -12,12 +12,15 @@ from sqlalchemy import literal
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from services.tracking import crossla
+from services.tracking.crossla import CrossLAMatcher
 from services.tracking.history import provision_codes, spells
 from services.tracking.identity import IdentityResolver
 from services.tracking.matching import normalise_name
 from services.tracking.models import (
     TrackingCase,
     TrackingChild,
+    TrackingCrossLALink,
     TrackingIdentifier,
     TrackingReadAudit,
     TrackingResolution,
@@ -83,6 +86,26 @@ class IdentifierOut(BaseModel):
     value: str
 
 
+class CrossLAOut(BaseModel):
+    """One side of a cross-LA match, as this LA may see it: never the other LA's child, case or timeline."""
+
+    link_id: str
+    review_id: str  # this LA's review item (confirm or reject there)
+    side: str  # possible_location (this LA seeks the child), sought_by (another LA seeks this child)
+    other_la_code: str
+    other_la_contact: str
+    fact_type: str | None  # possible_location: the other LA's fact that named the child, and its date
+    fact_on: date | None
+    sought_state: str | None  # sought_by: the other LA's open state and since when
+    missing_since: date | None
+    match: str  # exact, scored
+    identifier_kind: str | None
+    score: float | None
+    fields_agreed: list[str]
+    status: str  # open, confirmed, rejected
+    decided_la_code: str | None
+
+
 class ChildOut(BaseModel):
     child_id: str
     forename: str | None
@@ -94,6 +117,8 @@ class ChildOut(BaseModel):
     identifiers: list[IdentifierOut] = []
     case: CaseOut | None
     timeline: list[TimelineOut]
+    # Cross-LA matches of this child (docs/TRACKING.md "Found anywhere"), this LA's side only.
+    cross_la: list[CrossLAOut] = []
 
 
 class SpellOut(BaseModel):
@@ -168,7 +193,8 @@ class SearchIn(BaseModel):
 
 
 class Decision(BaseModel):
-    decision: Annotated[str, Field(pattern="^(link|not_link)$")]
+    # link / not_link: a possible duplicate in the LA; confirm / reject: a cross-LA match (cross_la_match).
+    decision: Annotated[str, Field(pattern="^(link|not_link|confirm|reject)$")]
     reason: Reason
 
 
@@ -196,6 +222,46 @@ def _facts_of(session: Session, la_code: str, child_id: str) -> list[uuid.UUID]:
     return sorted(uuid.UUID(r) for r in rows)
 
 
+class CrossLACounts(BaseModel):
+    open: int = 0
+    confirmed: int = 0
+    rejected: int = 0
+
+
+class CrossLAReport(BaseModel):
+    """Children found across LAs, from this LA's side, and how long its children were missing before."""
+
+    la_code: str
+    matching_enabled: bool  # off: this LA's children are neither sought elsewhere nor found for others
+    found_elsewhere: CrossLACounts  # this LA's sought children named by a fact in another LA
+    sought_by_others: CrossLACounts  # this LA's records of children another LA seeks
+    # Confirmed found elsewhere: days from the start of the missing spell to the other LA's fact (event time).
+    days_missing_to_found: list[int]
+    median_days_missing_to_found: float | None
+
+
+def _cross_la_out(link: TrackingCrossLALink, la_code: str, matcher: CrossLAMatcher) -> CrossLAOut:
+    sought = link.sought_la_code == la_code
+    other = link.found_la_code if sought else link.sought_la_code
+    return CrossLAOut(
+        link_id=link.link_id,
+        review_id=link.sought_review_id if sought else link.found_review_id,
+        side="possible_location" if sought else "sought_by",
+        other_la_code=other,
+        other_la_contact=matcher.contact(other),
+        fact_type=link.fact_type if sought else None,
+        fact_on=link.fact_occurred_at.date() if sought else None,
+        sought_state=None if sought else link.sought_state,
+        missing_since=None if sought or link.missing_since is None else link.missing_since.date(),
+        match=link.match,
+        identifier_kind=link.identifier_kind,
+        score=link.score,
+        fields_agreed=[f for f in link.fields_agreed.split(",") if f],
+        status=link.status,
+        decided_la_code=link.decided_la_code,
+    )
+
+
 def _case_out(row: TrackingCase) -> CaseOut:
     data: dict[str, Any] = row.model_dump()
     data["vulnerabilities"] = [v for v in row.vulnerabilities.split(",") if v]
@@ -216,8 +282,9 @@ def _audit(session: Session, who: Principal, action: str, child_id: str | None, 
     )
 
 
-def build_router(publish: Any) -> APIRouter:
+def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["cases"])
+    cross = matcher or CrossLAMatcher()
 
     @router.get("/children/{child_id}")
     def read_child(
@@ -243,6 +310,20 @@ def build_router(publish: Any) -> APIRouter:
                 )
                 .order_by(col(TrackingIdentifier.id))
             ).all()
+            links = session.exec(
+                select(TrackingCrossLALink)
+                .where(
+                    (
+                        (col(TrackingCrossLALink.sought_child_id) == child.child_id)
+                        & (col(TrackingCrossLALink.sought_la_code) == who.la_code)
+                    )
+                    | (
+                        (col(TrackingCrossLALink.found_child_id) == child.child_id)
+                        & (col(TrackingCrossLALink.found_la_code) == who.la_code)
+                    )
+                )
+                .order_by(col(TrackingCrossLALink.created_at))
+            ).all()
             _audit(session, who, "read_child", child.child_id, reason)
             session.commit()
             return ChildOut(
@@ -254,6 +335,7 @@ def build_router(publish: Any) -> APIRouter:
                 identifiers=[IdentifierOut(kind=i.kind, value=i.value) for i in identifiers],
                 case=_case_out(case) if case else None,
                 timeline=[TimelineOut.model_validate(r.model_dump()) for r in rows],
+                cross_la=[_cross_la_out(link, who.la_code, cross) for link in links],
             )
 
     @router.get("/cases/{case_id}")
@@ -463,6 +545,28 @@ def build_router(publish: Any) -> APIRouter:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, "no such review item")
             if item.status != "open":
                 raise HTTPException(status.HTTP_409_CONFLICT, f"already decided: {item.status}")
+            if (item.kind == crossla.REVIEW_KIND) != (body.decision in ("confirm", "reject")):
+                raise HTTPException(
+                    422,
+                    "a cross-LA match is confirmed or rejected; other items are linked or not linked",
+                )
+            if item.kind == crossla.REVIEW_KIND:
+                link = session.exec(
+                    select(TrackingCrossLALink).where(
+                        (col(TrackingCrossLALink.sought_review_id) == item.review_id)
+                        | (col(TrackingCrossLALink.found_review_id) == item.review_id)
+                    )
+                ).first()
+                if link is None or link.status != "open":
+                    raise HTTPException(status.HTTP_409_CONFLICT, "the match was decided already")
+                closing = cross.closing_fact(session, link, who.sub) if body.decision == "confirm" else None
+                crossla.decide(session, link, body.decision, who.la_code, who.sub, body.reason)
+                _audit(session, who, f"review_{body.decision}", item.child_id, body.reason)
+                if closing is not None:
+                    # As for a merge: publish before commit; a retry publishes the same event id.
+                    await publish(closing)
+                session.commit()
+                return {"review_id": str(review_id), "status": link.status}
             merged: ChildMerged | None = None
             if body.decision == "link":
                 if item.other_child_id is None:
@@ -496,6 +600,46 @@ def build_router(publish: Any) -> APIRouter:
                 await publish(merged)
             session.commit()
         return {"review_id": str(review_id), "status": "linked" if merged else "not_linked"}
+
+    @router.get("/reports/cross-la")
+    def cross_la_report(
+        who: CaseReader, engine: EngineDep, reason: Annotated[str, Query(min_length=3, max_length=500)]
+    ) -> CrossLAReport:
+        """Counts of this LA's children found in other LAs and of other LAs' children found here, and the
+        days from missing to found (event time) of those confirmed. No child is named. Audited."""
+        with Session(engine, expire_on_commit=False) as session:
+            links = session.exec(
+                select(TrackingCrossLALink).where(
+                    (col(TrackingCrossLALink.sought_la_code) == who.la_code)
+                    | (col(TrackingCrossLALink.found_la_code) == who.la_code)
+                )
+            ).all()
+            found, sought_by = CrossLACounts(), CrossLACounts()
+            days: list[int] = []
+            for link in links:
+                counts = found if link.sought_la_code == who.la_code else sought_by
+                setattr(counts, link.status, getattr(counts, link.status) + 1)
+                if counts is found and link.status == "confirmed" and link.missing_since is not None:
+                    days.append((link.fact_occurred_at - link.missing_since).days)
+            _audit(session, who, "report_cross_la", None, reason)
+            session.commit()
+        days.sort()
+        middle = len(days) // 2
+        median = (
+            None
+            if not days
+            else float(days[middle])
+            if len(days) % 2
+            else (days[middle - 1] + days[middle]) / 2
+        )
+        return CrossLAReport(
+            la_code=who.la_code,
+            matching_enabled=cross.enabled(who.la_code),
+            found_elsewhere=found,
+            sought_by_others=sought_by,
+            days_missing_to_found=days,
+            median_days_missing_to_found=median,
+        )
 
     @router.post("/review-items/{review_id}/undo")
     async def undo_link(

@@ -12,13 +12,15 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.tracking.api import build_router
+from services.tracking.crossla import CrossLAMatcher
 from services.tracking.gauges import register_open_cases_gauge
+from services.tracking.settings import tracking_settings
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
 from shared.events.catalogue import encode_event
-from shared.events.internal import ChildMerged, ChildSplit
+from shared.events.internal import ChildFact, ChildMerged, ChildSplit
 from shared.kafka import aiokafka_config
 from shared.openapi_errors import document_errors
 from shared.ops import ReadinessCheck, database_check, kafka_check, ops_router
@@ -56,9 +58,9 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
             await stop_producer()
             engine.dispose()
 
-    async def publish(event: ChildMerged | ChildSplit) -> None:
+    async def publish(event: ChildMerged | ChildSplit | ChildFact) -> None:
         # Keyed by the child whose record acts first: the merged child hands its facts on; a split starts at
-        # the surviving child.
+        # the surviving child; a fact (a cross-LA confirmation) goes to its child.
         key = event.payload.merged_child_id if isinstance(event, ChildMerged) else event.payload.child_id
         await producer_box["p"].send_and_wait(
             CHILD_EVENTS.name(settings), encode_event(event), key=str(key).encode()
@@ -67,7 +69,8 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     app = FastAPI(title="CME Tracker: tracking", lifespan=lifespan)
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
-    app.include_router(build_router(publish))
+    cfg = tracking_settings(settings)
+    app.include_router(build_router(publish, CrossLAMatcher(cfg.cross_la_off, cfg.tracking_la_contacts)))
     checks = {
         "start": startup.check(),
         "database": database_check(engine),

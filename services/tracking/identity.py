@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, or_, select
 
 from services.tracking.bulk import insert_rows
+from services.tracking.crossla import CrossLAMatcher, Named
 from services.tracking.matching import (
     Decision,
     Person,
@@ -232,9 +233,12 @@ class _BatchState:
 
 
 class IdentityResolver:
-    def __init__(self, engine: Engine, attempts: int = 5) -> None:
+    def __init__(self, engine: Engine, attempts: int = 5, cross_la: CrossLAMatcher | None = None) -> None:
         self.engine = engine
         self.attempts = attempts
+        # Cross-LA matching (``crossla``), in the batch's transaction after its own LA's resolution; None:
+        # identity stays within each LA.
+        self.cross_la = cross_la
 
     def resolve(self, event: Envelope) -> Resolution:
         """Resolve (and record) the child of an inbound event; safe to call again for the same event."""
@@ -293,6 +297,24 @@ class IdentityResolver:
         # A lost race on an identifier surfaces here, inside the retry loop.
         insert_rows(session, TrackingIdentifier, state.new_identifiers)
         insert_rows(session, TrackingResolution, state.new_resolutions)
+        if self.cross_la is not None and by_id:
+            self.cross_la.match(
+                session,
+                [
+                    Named(
+                        event_id=p.event_id,
+                        event_type=event.event_type,
+                        occurred_at=event.occurred_at,
+                        la_code=p.la_code,
+                        child_id=result.child_id,
+                        created=result.created,
+                        ids=p.ids,
+                        person=p.person,
+                    )
+                    for event, result in zip(events, results, strict=True)
+                    if (p := by_id.get(str(event.event_id))) is not None
+                ],
+            )
         return results
 
     def _prefetch(self, session: Session, state: _BatchState, pending: list[_Pending]) -> None:

@@ -99,17 +99,31 @@ def _sex_similarity(a: str | None, b: str | None) -> float | None:
     return 1.0 if a == b else 0.0
 
 
-def score(a: Person, b: Person) -> float:
-    """Similarity in [0, 1]; a missing field on either side counts half (neither evidence for nor against)."""
-    if a.upns and b.upns and not (a.upns & b.upns):
-        return 0.0  # two different UPNs are two different pupils
-    parts = {
+def _parts(a: Person, b: Person) -> dict[str, float | None]:
+    """Each field's similarity (None: missing on either side)."""
+    return {
         "surname": _name_similarity(a.surname, b.surname),
         "forename": _name_similarity(a.forename, b.forename),
         "date_of_birth": _dob_similarity(a.date_of_birth, b.date_of_birth),
         "sex": _sex_similarity(a.sex, b.sex),
         "postcode": _postcode_similarity(a.postcode, b.postcode),
     }
+
+
+AGREES = 0.9  # a field whose similarity reaches this agreed (a spelling variant of a name still does)
+
+
+def fields_agreed(a: Person, b: Person) -> list[str]:
+    """The fields both records have and that agree: what a person reviewing a match is told besides the
+    score (the names of the fields, never their values)."""
+    return [name for name, value in _parts(a, b).items() if value is not None and value >= AGREES]
+
+
+def score(a: Person, b: Person) -> float:
+    """Similarity in [0, 1]; a missing field on either side counts half (neither evidence for nor against)."""
+    if a.upns and b.upns and not (a.upns & b.upns):
+        return 0.0  # two different UPNs are two different pupils
+    parts = _parts(a, b)
     if parts["date_of_birth"] == 0.0:
         return 0.0  # a different date of birth is a different child, however alike the names
     total = sum(WEIGHTS[k] * (0.5 if v is None else v) for k, v in parts.items())

@@ -138,3 +138,38 @@ class TrackingReadAudit(SQLModel, table=True):
     action: str = Field(max_length=40)
     child_id: str | None = Field(default=None, max_length=36, index=True)
     reason: str = Field(max_length=500)
+
+
+class TrackingCrossLALink(SQLModel, table=True):
+    """A child sought by one LA (an open case) named by a fact in another LA of this deployment: by a strong
+    identifier (exact) or by names, date of birth and sex (scored). Each LA sees only its own side: the sought
+    LA that the child may be in the found LA (the fact's type and date), the found LA that the child is sought
+    by the other (its open state); neither reads the other's case or timeline. A person confirms (the sought
+    LA's case closes with the found LA as destination) or rejects (both keep their own records)."""
+
+    __tablename__ = "tracking_cross_la_links"
+    __table_args__ = (
+        UniqueConstraint("sought_child_id", "found_child_id", name="uq_tracking_cross_la_pair"),
+    )
+
+    link_id: str = Field(primary_key=True, max_length=36)
+    sought_la_code: str = Field(index=True, max_length=3)
+    sought_child_id: str = Field(index=True, max_length=36)
+    sought_state: str = Field(max_length=32)  # the open state the sought LA's case was in
+    missing_since: datetime | None = None  # event time the sought case entered that open spell
+    found_la_code: str = Field(index=True, max_length=3)
+    found_child_id: str = Field(index=True, max_length=36)
+    event_id: str = Field(max_length=36)  # the found LA's fact that made the match
+    fact_type: str = Field(max_length=40)
+    fact_occurred_at: datetime
+    match: str = Field(max_length=16)  # exact, scored
+    identifier_kind: str | None = Field(default=None, max_length=16)  # upn, uln, nhs_number (never its value)
+    score: float | None = None
+    fields_agreed: str = Field(default="", max_length=100)  # comma-separated field names
+    sought_review_id: str = Field(index=True, max_length=36)
+    found_review_id: str = Field(index=True, max_length=36)
+    status: str = Field(default="open", index=True, max_length=16)  # open, confirmed, rejected
+    decided_by: str | None = Field(default=None, max_length=128)
+    decided_la_code: str | None = Field(default=None, max_length=3)
+    decided_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)

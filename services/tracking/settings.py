@@ -24,6 +24,17 @@ class TrackingSettings(Settings):
     # outside it cannot be handed over: the case waits for a person to record that LA's confirmation.
     tracking_deployment_las: str = Field(default="", pattern=r"^(\d{3}(,\d{3})*)?$")
 
+    # Cross-LA matching (docs/TRACKING.md "Found anywhere"): LAs that have switched it off (comma-separated
+    # codes). Such an LA's children are neither sought in nor found for other LAs; its caseworkers see so.
+    tracking_cross_la_off: str = Field(default="", pattern=r"^(\d{3}(,\d{3})*)?$")
+    # Each LA's CME team contact (LA code -> a team mailbox or phone), told to the other LA of a cross-LA
+    # match: staff contact only, never a child's data. JSON in the environment: CME_TRACKING_LA_CONTACTS.
+    tracking_la_contacts: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def cross_la_off(self) -> frozenset[str]:
+        return frozenset(c for c in self.tracking_cross_la_off.split(",") if c)
+
     @property
     def deployment_las(self) -> frozenset[str] | None:
         codes = frozenset(c for c in self.tracking_deployment_las.split(",") if c)

@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from services.tracking.crossla import CrossLAMatcher
 from services.tracking.identity import IdentityResolver, Resolution
 from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, MATCHES
 from services.tracking.stream.batching import batches, release
@@ -45,7 +46,10 @@ def child_fact(inbound: Envelope, resolution: Resolution) -> ChildFact:
 
 
 def register(app: faust.App, ctx: Any) -> None:
-    resolver = IdentityResolver(ctx.engine)
+    settings = ctx.settings
+    resolver = IdentityResolver(
+        ctx.engine, cross_la=CrossLAMatcher(settings.cross_la_off, settings.tracking_la_contacts)
+    )
 
     async def handle(events: Sequence[Any]) -> None:
         started = time.perf_counter()
