@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 
 from services.tracking.settings import TrackingSettings
@@ -39,13 +40,53 @@ def run_api(settings: TrackingSettings, with_worker: bool = False) -> None:
     uvicorn.run(app, host=settings.bind_host, port=settings.tracking_port, log_level="warning")
 
 
+def run_rebuild(settings: TrackingSettings, command: str, into: str | None, batch: int, check: bool) -> int:
+    from services.tracking import rebuild
+
+    if not into:
+        print("--into DATABASE_URL is required", file=sys.stderr)
+        return 2
+    if into == settings.database_url:
+        print("--into must name a store other than the live one (CME_DATABASE_URL)", file=sys.stderr)
+        return 2
+    if command == "rebuild":
+        report = rebuild.rebuild(
+            settings, into, batch=batch, deployment=settings.deployment_las, on_progress=rebuild.printer()
+        )
+        print(
+            f"rebuilt {report.events:,} events in {report.seconds:.1f} s "
+            f"(resumed after {report.resumed_from:,}; skipped {report.skipped}, "
+            f"duplicates {report.duplicates}, purged {report.purged})"
+        )
+        if not check:
+            return 0
+    differences = rebuild.compare(settings.database_url, into)
+    for line in rebuild.describe(differences):
+        print(line)
+    return 0 if all(d.equal for d in differences) else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cme-tracking", description=__doc__)
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "worker", "api", "migrate"])
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "worker", "api", "migrate", "rebuild", "rebuild-check"],
+        help="rebuild: replay cme.child-events.v1 into the fresh case store --into (resumable); "
+        "rebuild-check: compare the store --into with the live one (CME_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--into", metavar="DATABASE_URL", help="the store to rebuild (rebuild, rebuild-check)"
+    )
+    parser.add_argument("--batch", type=int, default=2000, help="records per committed batch (rebuild)")
+    parser.add_argument("--check", action="store_true", help="compare with the live store after the rebuild")
     args = parser.parse_args(argv)
     settings = TrackingSettings()
     configure_logging("tracking", settings.log_level, settings.log_json)
     warn_if_local_defaults("tracking", settings)
+    if args.command in ("rebuild", "rebuild-check"):
+        raise SystemExit(run_rebuild(settings, args.command, args.into, args.batch, args.check))
     if args.command == "migrate":
         from services.tracking.stream.app import MIGRATIONS
         from shared.db import migrate

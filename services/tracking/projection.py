@@ -30,17 +30,24 @@ def project_many(engine: Engine, outcomes: Sequence[Outcome]) -> None:
     if not outcomes:
         return
     with session_scope(engine) as session:
-        timeline = _existing_timeline(session, outcomes)
-        reviews = _existing_reviews(session, outcomes)
-        cases: dict[str, dict[str, Any]] = {}  # case_id -> its row as the last outcome leaves it
-        new_rows: list[dict[str, Any]] = []
-        for outcome in outcomes:
-            cases[outcome.record.case_id] = _case_row(outcome)
-            new_rows += _timeline_rows(timeline, outcome)
-            _add_reviews(session, reviews, outcome)
-        session.flush()  # review items
-        upsert_rows(session, TrackingCase, list(cases.values()), key="case_id", update=_CASE_UPDATES)
-        insert_rows(session, TrackingTimelineEntry, new_rows)  # append-only: no ORM objects needed
+        project_into(session, outcomes)
+
+
+def project_into(session: Session, outcomes: Sequence[Outcome]) -> None:
+    """``project_many`` within the caller's transaction (the rebuild commits its offsets in the same one)."""
+    if not outcomes:
+        return
+    timeline = _existing_timeline(session, outcomes)
+    reviews = _existing_reviews(session, outcomes)
+    cases: dict[str, dict[str, Any]] = {}  # case_id -> its row as the last outcome leaves it
+    new_rows: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        cases[outcome.record.case_id] = _case_row(outcome)
+        new_rows += _timeline_rows(timeline, outcome)
+        _add_reviews(session, reviews, outcome)
+    session.flush()  # review items
+    upsert_rows(session, TrackingCase, list(cases.values()), key="case_id", update=_CASE_UPDATES)
+    insert_rows(session, TrackingTimelineEntry, new_rows)  # append-only: no ORM objects needed
 
 
 def _existing_timeline(session: Session, outcomes: Sequence[Outcome]) -> set[tuple[str, str]]:
