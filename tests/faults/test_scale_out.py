@@ -341,9 +341,9 @@ def run(
             lambda: dep.timeline_count() >= len(events) + expected_attendance,
             timeout_s=900, interval_s=2, what="every accepted fact and attendance event in the case store",
         )  # fmt: skip
-        wait_until_settled(database_url, FROZEN_AT)
+        wait_until_settled(database_url, FROZEN_AT, timeout_s=1800)
         time.sleep(5)  # a last tick on every escalation instance: nothing more may come
-        wait_until_settled(database_url, FROZEN_AT)
+        wait_until_settled(database_url, FROZEN_AT, timeout_s=300)
         assert not dep.exited(), f"instances exited on their own: {dep.exited()}"
         return snapshot(dep)
     finally:

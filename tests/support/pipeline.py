@@ -424,7 +424,7 @@ def running_pipeline(kafka: Settings, database_url: str, tmp_path: Path, **kw: A
         smtp.stop()
 
 
-def wait_until_settled(database_url: str, now: str) -> None:
+def wait_until_settled(database_url: str, now: str, timeout_s: float = 60) -> None:
     """A negative check needs the pipeline to be quiet, not a fixed sleep: nothing is due in escalation,
     everything escalation published has been consumed by notify, and no delivery is waiting."""
     engine = make_engine(database_url)
@@ -442,5 +442,5 @@ def wait_until_settled(database_url: str, now: str) -> None:
         def settled() -> bool:
             return all(conn.execute(text(q), {"now": moment}).scalar() == 0 for q in queries)
 
-        wait_until(settled, timeout_s=60, what="the pipeline to settle")
+        wait_until(settled, timeout_s=timeout_s, what="the pipeline to settle")
     engine.dispose()
