@@ -4,7 +4,8 @@
     .venv/bin/python -m bench --quick              # small sizes, a smoke run (< 1 minute for the cheap parts)
     .venv/bin/python -m bench --only memory escalation --out /tmp/bench
 
-Parts: intake, tracking (throughput and recovery), e2e, memory, escalation, attendance. Uses the broker named
+Parts: intake, tracking (throughput and recovery), e2e, memory, escalation, attendance, rebuild (from
+the log, extrapolated to the national year). Uses the broker named
 by CME_KAFKA_BOOTSTRAP and the PostgreSQL named by CME_BENCH_DATABASE_URL; without them it starts the tests'
 local broker (127.0.0.1:19092) and PostgreSQL (127.0.0.1:55433) as `make test` does, and stops them at the
 end unless they were already running. Writes <out>/summary.json (default bench/results/).
@@ -31,7 +32,7 @@ from bench.common import Row, admin_url, log, scratch_database
 from shared.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-PARTS = ("intake", "tracking", "e2e", "memory", "escalation", "attendance")
+PARTS = ("intake", "tracking", "e2e", "memory", "escalation", "attendance", "rebuild")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Sizes:
     due_repeat: int
     attendance_args: list[str]
     timeout_s: float
+    rebuild_las: int = 4
+    rebuild_pupils: int = 25_000
 
 
 FULL = Sizes(
@@ -94,6 +97,8 @@ QUICK = Sizes(
         "10",
     ],
     timeout_s=180,
+    rebuild_las=1,
+    rebuild_pupils=2_000,
 )
 
 
@@ -224,6 +229,12 @@ def part_attendance(sizes: Sizes, workdir: Path) -> list[Row]:
     ]
 
 
+def part_rebuild(sizes: Sizes, workdir: Path) -> list[Row]:
+    from bench import rebuild
+
+    return rebuild.run(workdir, sizes.rebuild_las, sizes.rebuild_pupils)
+
+
 RUNNERS: dict[str, Callable[[Sizes, Path], list[Row]]] = {
     "intake": part_intake,
     "tracking": part_tracking,
@@ -231,6 +242,7 @@ RUNNERS: dict[str, Callable[[Sizes, Path], list[Row]]] = {
     "memory": part_memory,
     "escalation": part_escalation,
     "attendance": part_attendance,
+    "rebuild": part_rebuild,
 }
 
 

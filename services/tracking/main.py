@@ -40,7 +40,14 @@ def run_api(settings: TrackingSettings, with_worker: bool = False) -> None:
     uvicorn.run(app, host=settings.bind_host, port=settings.tracking_port, log_level="warning")
 
 
-def run_rebuild(settings: TrackingSettings, command: str, into: str | None, batch: int, check: bool) -> int:
+def run_rebuild(
+    settings: TrackingSettings,
+    command: str,
+    into: str | None,
+    batch: int,
+    check: bool,
+    partitions: list[int] | None = None,
+) -> int:
     from services.tracking import rebuild
 
     if not into:
@@ -51,7 +58,12 @@ def run_rebuild(settings: TrackingSettings, command: str, into: str | None, batc
         return 2
     if command == "rebuild":
         report = rebuild.rebuild(
-            settings, into, batch=batch, deployment=settings.deployment_las, on_progress=rebuild.printer()
+            settings,
+            into,
+            batch=batch,
+            deployment=settings.deployment_las,
+            partitions=partitions,
+            on_progress=rebuild.printer(),
         )
         print(
             f"rebuilt {report.events:,} events in {report.seconds:.1f} s "
@@ -81,12 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--batch", type=int, default=2000, help="records per committed batch (rebuild)")
     parser.add_argument("--check", action="store_true", help="compare with the live store after the rebuild")
+    parser.add_argument(
+        "--partitions",
+        help="comma-separated child-events partitions to rebuild (default all): one process per share, "
+        "same --into, runs them in parallel",
+    )
     args = parser.parse_args(argv)
     settings = TrackingSettings()
     configure_logging("tracking", settings.log_level, settings.log_json)
     warn_if_local_defaults("tracking", settings)
     if args.command in ("rebuild", "rebuild-check"):
-        raise SystemExit(run_rebuild(settings, args.command, args.into, args.batch, args.check))
+        parts = [int(p) for p in args.partitions.split(",")] if args.partitions else None
+        raise SystemExit(run_rebuild(settings, args.command, args.into, args.batch, args.check, parts))
     if args.command == "migrate":
         from services.tracking.stream.app import MIGRATIONS
         from shared.db import migrate
