@@ -601,6 +601,12 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
             session.commit()
         return {"review_id": str(review_id), "status": "linked" if merged else "not_linked"}
 
+    @router.get("/cross-la/status")
+    def cross_la_status(who: CaseReader) -> dict[str, Any]:
+        """Whether cross-LA matching is on for the caller's LA (CME_TRACKING_CROSS_LA_OFF): what the review
+        page tells its caseworkers. Names no child."""
+        return {"la_code": who.la_code, "matching_enabled": cross.enabled(who.la_code)}
+
     @router.get("/reports/cross-la")
     def cross_la_report(
         who: CaseReader, engine: EngineDep, reason: Annotated[str, Query(min_length=3, max_length=500)]

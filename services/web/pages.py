@@ -502,7 +502,8 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         async with ctx.service("tracking") as tracking:
             items = await tracking.call("GET", "/v1/review-items")
             linked = await tracking.call("GET", "/v1/review-items", params={"status": "linked"})
-        return render(request, "review.html", ctx, items=items, linked=linked)
+            cross_la = await tracking.call("GET", "/v1/cross-la/status")
+        return render(request, "review.html", ctx, items=items, linked=linked, cross_la=cross_la)
 
     @router.post("/review/{review_id}")
     async def review_decision(
@@ -510,7 +511,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         ctx: Reader,
         csrf_token: Csrf,
         reason: Reason,
-        decision: Annotated[str, Form(pattern="^(link|not_link)$")],
+        decision: Annotated[str, Form(pattern="^(link|not_link|confirm|reject)$")],
     ) -> Response:
         posted(ctx, csrf_token)
         try:

@@ -91,7 +91,7 @@ def _get(path: str, **params: Any) -> Callable[[Seed], Req]:
 
 READ = {"reason": "authorisation matrix"}
 # Lists of counts only: no child of either LA is named, so there is no LA-801 id to find in them.
-COUNTS_ONLY = frozenset({"/v1/reports/cross-la"})
+COUNTS_ONLY = frozenset({"/v1/reports/cross-la", "/v1/cross-la/status"})
 
 EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
     "tracking": {
@@ -101,6 +101,7 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
         ("GET", "/v1/cases/{case_id}"): Expect(CASE_READERS, _get("/v1/cases/{case_id}", **READ), "object"),
         ("GET", "/v1/reports/history"): Expect(CASE_READERS, _get("/v1/reports/history", **READ), "list"),
         ("GET", "/v1/reports/cross-la"): Expect(CASE_READERS, _get("/v1/reports/cross-la", **READ), "list"),
+        ("GET", "/v1/cross-la/status"): Expect(CASE_READERS, _get("/v1/cross-la/status"), "list"),
         ("GET", "/v1/cases"): Expect(CASE_READERS, _get("/v1/cases", state="whereabouts_unknown"), "list"),
         ("POST", "/v1/cases/query"): Expect(
             CASE_READERS, lambda s: Req("POST", "/v1/cases/query", json={"reason": "matrix queue"}), "list"

@@ -20,7 +20,7 @@ from services.notify.config import NotifySettings
 from services.notify.models import NotifyAlert, NotifyOutbox
 from services.referral.app import create_app as referral_app
 from services.referral.models import ReferralOutbox
-from services.tracking.models import TrackingReviewItem
+from services.tracking.models import TrackingCase, TrackingCrossLALink, TrackingReviewItem
 from services.tracking.stream.app import MIGRATIONS
 from services.web.app import create_app
 from services.web.models import WebAudit
@@ -29,7 +29,7 @@ from services.web.users import create_user
 from shared.auth import Role, issue_token
 from shared.db import make_engine, migrate
 from shared.events import decode_event
-from shared.events.internal import ChildSplit
+from shared.events.internal import ChildFact, ChildSplit
 from tests.unit.test_web_reports import LA, OTHER_LA, CaseStore, build_scenario, tracking_app
 
 PASSWORD = "correct horse battery staple"
@@ -344,3 +344,59 @@ def test_an_api_token_in_the_session_cookie_is_not_a_session(web: Web) -> None:
     web.client.cookies.set("cme_session", api_token)
     answer = web.client.get("/inbox", follow_redirects=False)
     assert answer.status_code in (302, 303) and "/sign-in" in answer.headers["location"]
+
+
+def test_a_cross_la_match_is_confirmed_from_the_review_page_each_la_its_own_side(web: Web) -> None:
+    """Issue 18: 801's child, whereabouts unknown, named by a fact in 803: each LA's review page shows its own
+    item (never the other's) with confirm / reject; 801's confirmation sends the closing fact to its case."""
+    sought, found = web.store.child_ids[1], str(uuid.uuid4())
+    link_id, fact_id = str(uuid.uuid4()), str(uuid.uuid4())
+    review_801, review_803 = str(uuid.uuid4()), str(uuid.uuid4())
+    with Session(make_engine(web.settings.database_url)) as session:
+        case = session.exec(select(TrackingCase).where(TrackingCase.child_id == sought)).one()
+        case.state = "whereabouts_unknown"
+        session.add(case)
+        session.add(
+            TrackingCrossLALink(
+                link_id=link_id, sought_la_code=LA, sought_child_id=sought,
+                sought_state="whereabouts_unknown", found_la_code=OTHER_LA, found_child_id=found,
+                event_id=fact_id, fact_type="pupil-registered", match="exact", identifier_kind="upn",
+                fact_occurred_at=datetime(2025, 12, 1, 9, 30, tzinfo=UTC),
+                sought_review_id=review_801, found_review_id=review_803,
+            )
+        )  # fmt: skip
+        for review_id, la, child_id, detail in (
+            (review_801, LA, sought, "possible location: LA 803 (pupil-registered 2025-12-01); exact on upn"),
+            (review_803, OTHER_LA, found, "sought by LA 801 (whereabouts_unknown since 2025-11-03)"),
+        ):
+            session.add(
+                TrackingReviewItem(
+                    review_id=review_id, la_code=la, kind="cross_la_match", child_id=child_id,
+                    event_id=fact_id, detail=detail,
+                )
+            )  # fmt: skip
+        session.commit()
+
+    sign_in(web, "cw803")
+    page = web.client.get("/review")
+    assert "sought by LA 801" in page.text and review_801 not in page.text and sought not in page.text
+    assert f'action="/review/{review_803}"' in page.text and 'value="confirm"' in page.text
+    assert "Cross-LA matching is off" not in page.text  # on for every LA in this deployment
+
+    sign_in(web, "cw801")
+    page = web.client.get("/review")
+    assert "possible location: LA 803" in page.text and review_803 not in page.text
+    done = web.client.post(
+        f"/review/{review_801}",
+        data={"decision": "confirm", "reason": "803 confirmed by phone", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    [closing] = web.published
+    assert isinstance(closing, ChildFact) and str(closing.payload.child_id) == sought
+    fact = closing.payload.fact["payload"]
+    assert isinstance(fact, dict)
+    assert (fact["outcome"], fact["la_code"]) == ("other_la_accepted", OTHER_LA)
+    assert f'action="/review/{review_801}"' not in web.client.get("/review").text
+    sign_in(web, "cw803")
+    assert f'action="/review/{review_803}"' not in web.client.get("/review").text  # decided for both
