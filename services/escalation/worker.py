@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -28,6 +28,7 @@ from services.escalation.models import (
     DeadlineStatus,
     EscalationDeadline,
     EscalationOutbox,
+    EscalationProcessedEvent,
     EscalationRecord,
     EscalationStatus,
 )
@@ -40,7 +41,6 @@ from services.escalation.service import (
     handle_child_fact,
     handle_merge,
     handle_transition,
-    mark_processed,
     set_record_partition,
 )
 from services.escalation.timesource import TimeSource
@@ -48,7 +48,7 @@ from services.escalation.watermarks import Horizon, advance_watermark, load_hori
 from shared.db import session_scope
 from shared.deadletter import dead_letter_for
 from shared.events.catalogue import decode_event, decode_inbound
-from shared.events.envelope import Envelope
+from shared.events.envelope import Envelope, utcnow
 from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged
 from shared.kafka import aiokafka_config
 from shared.logs import bind_event, get_logger
@@ -260,6 +260,17 @@ class EscalationWorker:
         results: list[tuple[_Record, Envelope | None, Outcome]] = []
         with session_scope(self._engine) as session:
             newest: dict[tuple[str, int], datetime] = {}
+            # Event ids already handled, read for the whole batch at once; the new ones are written together
+            # at the end of the batch's transaction (a redelivery is a no-op).
+            ids = [str(item.event_id) for _, item in decoded if isinstance(item, Envelope)]
+            seen = set(
+                session.exec(
+                    select(EscalationProcessedEvent.event_id).where(
+                        col(EscalationProcessedEvent.event_id).in_(ids)
+                    )
+                ).all()
+            )
+            processed: list[dict[str, object]] = []
             for raw, item in decoded:
                 if not isinstance(item, Envelope):
                     self._add_dead_letter(session, raw, item, 1)
@@ -267,9 +278,13 @@ class EscalationWorker:
                     continue
                 bind_event(item)
                 set_record_partition(session, raw.partition)
-                if not mark_processed(session, item.event_id, raw.topic):
+                if str(item.event_id) in seen:
                     outcome = Outcome("duplicate")
                 else:
+                    seen.add(str(item.event_id))
+                    processed.append(
+                        {"event_id": str(item.event_id), "topic": raw.topic, "processed_at": utcnow()}
+                    )
                     outcome = self._dispatch(session, item, now)
                 results.append((raw, item, outcome))
                 if raw.topic in self._horizon_topics:
@@ -280,6 +295,8 @@ class EscalationWorker:
                         # Older than what the partition has already shown: what was decided stays decided.
                         metrics.LATE_RECORDS.labels(kind=self._topics[raw.topic]).inc()
                     newest[where] = max(newest[where], item.occurred_at)
+            if processed:
+                session.execute(insert(EscalationProcessedEvent), processed)
             for (topic, partition), moment in newest.items():
                 advance_watermark(session, topic, partition, moment)
         for raw, handled, outcome in results:
