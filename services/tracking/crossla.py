@@ -106,95 +106,132 @@ class CrossLAMatcher:
         return self.contacts.get(la_code) or f"the CME team of LA {la_code}"
 
     def match(self, session: Session, named: Sequence[Named]) -> list[TrackingCrossLALink]:
-        """Find, link and record (in ``session``, uncommitted) the cross-LA matches of a resolved batch."""
+        """Find, link and record (in ``session``, uncommitted) the cross-LA matches of a resolved batch: a few
+        queries for the whole batch (identifiers known elsewhere; other LAs' sought children born on the
+        batch's dates; the candidates' cases; the links made before), then each fact in order."""
+        facts = [f for f in named if self.enabled(f.la_code)]
+        if not facts:
+            return []
+        found = self._exact(session, facts)
+        scored_for = [
+            f
+            for f in facts
+            if not found.get(f.event_id) and f.created and f.person.surname and f.person.date_of_birth
+        ]
+        for event_id, candidates in self._scored(session, scored_for).items():
+            found.setdefault(event_id, []).extend(candidates)
+        wanted = {c.child_id for candidates in found.values() for c in candidates}
+        if not wanted:
+            return []
+        cases = {
+            c.child_id: c
+            for c in session.exec(select(TrackingCase).where(col(TrackingCase.child_id).in_(wanted))).all()
+        }
+        pairs = {link_id_for(c.child_id, f.child_id) for f in facts for c in found.get(f.event_id, [])}
+        # Raised before (open, confirmed or rejected): not again.
+        seen = set(
+            session.exec(
+                select(TrackingCrossLALink.link_id).where(col(TrackingCrossLALink.link_id).in_(pairs))
+            ).all()
+        )
         made: list[TrackingCrossLALink] = []
-        seen: set[str] = set()
-        for fact in named:
-            if not self.enabled(fact.la_code):
-                continue
-            for candidate in self._candidates(session, fact):
+        for fact in facts:
+            for candidate in found.get(fact.event_id, []):
                 link_id = link_id_for(candidate.child_id, fact.child_id)
-                if link_id in seen or session.get(TrackingCrossLALink, link_id) is not None:
-                    continue  # raised before (open, confirmed or rejected): not again
+                case = cases.get(candidate.child_id)
+                if link_id in seen or case is None or not _sought(case, fact.la_code):
+                    continue
                 seen.add(link_id)
-                link = self._link(session, fact, candidate, link_id)
-                if link is not None:
-                    made.append(link)
+                made.append(self._link(session, fact, candidate, case, link_id))
         return made
 
-    def _candidates(self, session: Session, fact: Named) -> list[_Candidate]:
-        ids = [(k, v) for k, v in fact.ids if k in CROSS_KINDS]
-        found: dict[str, _Candidate] = {}
-        if ids:
-            rows = session.exec(
-                select(
-                    TrackingIdentifier.child_id,
-                    TrackingIdentifier.la_code,
-                    TrackingIdentifier.kind,
-                    TrackingIdentifier.value,
-                ).where(
-                    col(TrackingIdentifier.la_code) != fact.la_code,
-                    col(TrackingIdentifier.kind).in_({k for k, _ in ids}),
-                    col(TrackingIdentifier.value).in_({v for _, v in ids}),
-                )
-            ).all()
-            wanted = set(ids)
-            for child_id, la_code, kind, value in sorted(rows):
-                if (kind, value) not in wanted or not self.enabled(la_code):
-                    continue
-                survivor = _surviving(session, child_id)
-                found.setdefault(survivor, _Candidate(survivor, la_code, MatchKind.EXACT, kind, None, ()))
-        if not found and fact.created and fact.person.surname and fact.person.date_of_birth:
-            for candidate in self._scored(session, fact):
-                found.setdefault(candidate.child_id, candidate)
-        return [c for c in found.values() if self._sought(session, c.child_id, fact.la_code) is not None]
-
-    def _scored(self, session: Session, fact: Named) -> list[_Candidate]:
-        dob = fact.person.date_of_birth
-        assert dob is not None
-        dates = {dob, dob - timedelta(days=1), dob + timedelta(days=1)}
-        if dob.day <= 12:
-            dates.add(date(dob.year, dob.day, dob.month))  # day and month transposed
+    def _exact(self, session: Session, facts: Sequence[Named]) -> dict[str, list[_Candidate]]:
+        """Per fact, the children of other LAs its strong identifiers name (one query for the batch)."""
+        ids = {(k, v) for f in facts for k, v in f.ids if k in CROSS_KINDS}
+        if not ids:
+            return {}
         rows = session.exec(
-            select(TrackingChild).where(
-                col(TrackingChild.date_of_birth).in_(dates),
-                col(TrackingChild.la_code) != fact.la_code,
-                col(TrackingChild.merged_into).is_(None),
+            select(
+                TrackingIdentifier.child_id,
+                TrackingIdentifier.la_code,
+                TrackingIdentifier.kind,
+                TrackingIdentifier.value,
+            ).where(
+                col(TrackingIdentifier.value).in_({v for _, v in ids}),
+                col(TrackingIdentifier.kind).in_({k for k, _ in ids}),
             )
         ).all()
-        out: list[_Candidate] = []
-        for row in rows:
-            if not self.enabled(row.la_code):
-                continue
-            upns = frozenset(
-                session.exec(
-                    select(TrackingIdentifier.value).where(
-                        TrackingIdentifier.child_id == row.child_id, TrackingIdentifier.kind == "upn"
-                    )
-                ).all()
-            )
-            other = Person(row.forename, row.surname, row.date_of_birth, row.sex, row.postcode, upns)
-            value = score(fact.person, other)
-            if value >= REVIEW_THRESHOLD:
-                agreed = tuple(fields_agreed(fact.person, other))
-                out.append(_Candidate(row.child_id, row.la_code, MatchKind.SCORED, None, value, agreed))
+        by_id: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for child_id, la_code, kind, value in sorted(rows):
+            if (kind, value) in ids and self.enabled(la_code):
+                by_id.setdefault((kind, value), []).append((la_code, child_id))
+        out: dict[str, list[_Candidate]] = {}
+        for fact in facts:
+            chosen: dict[str, _Candidate] = {}
+            for kind, value in fact.ids:
+                for la_code, child_id in by_id.get((kind, value), []):
+                    if la_code != fact.la_code:
+                        survivor = _surviving(session, child_id)
+                        chosen.setdefault(
+                            survivor, _Candidate(survivor, la_code, MatchKind.EXACT, kind, None, ())
+                        )
+            if chosen:
+                out[fact.event_id] = list(chosen.values())
         return out
 
-    @staticmethod
-    def _sought(session: Session, child_id: str, found_la: str) -> TrackingCase | None:
-        case = session.exec(select(TrackingCase).where(TrackingCase.child_id == child_id)).first()
-        if case is None or case.merged_into is not None or case.state not in SOUGHT_STATES:
-            return None
-        if case.state == CaseState.HANDED_OVER and case.destination_la_code == found_la:
-            return None  # handed over to that very LA: its confirmation closes the case already
-        return case
+    def _scored(self, session: Session, facts: Sequence[Named]) -> dict[str, list[_Candidate]]:
+        """Per fact, the sought children of other LAs whose details score REVIEW_THRESHOLD or more. Only
+        children with a case in a sought state are read: one query for the batch, one for their UPNs."""
+        dates = {f.event_id: _near(f.person.date_of_birth) for f in facts}
+        every = {d for near in dates.values() for d in near}
+        if not every:
+            return {}
+        rows = [
+            row
+            for row in session.exec(
+                select(TrackingChild)
+                .join(TrackingCase, col(TrackingCase.child_id) == col(TrackingChild.child_id))
+                .where(
+                    col(TrackingChild.date_of_birth).in_(every),
+                    col(TrackingChild.merged_into).is_(None),
+                    col(TrackingCase.state).in_([str(s) for s in SOUGHT_STATES]),
+                )
+            ).all()
+            if self.enabled(row.la_code)
+        ]
+        upns: dict[str, set[str]] = {}
+        if rows:
+            for child_id, upn in session.exec(
+                select(TrackingIdentifier.child_id, TrackingIdentifier.value).where(
+                    col(TrackingIdentifier.child_id).in_({r.child_id for r in rows}),
+                    TrackingIdentifier.kind == "upn",
+                )
+            ).all():
+                upns.setdefault(child_id, set()).add(upn)
+        out: dict[str, list[_Candidate]] = {}
+        for fact in facts:
+            for row in rows:
+                if row.la_code == fact.la_code or row.date_of_birth not in dates[fact.event_id]:
+                    continue
+                other = Person(
+                    row.forename,
+                    row.surname,
+                    row.date_of_birth,
+                    row.sex,
+                    row.postcode,
+                    frozenset(upns.get(row.child_id, ())),
+                )
+                value = score(fact.person, other)
+                if value >= REVIEW_THRESHOLD:
+                    agreed = tuple(fields_agreed(fact.person, other))
+                    out.setdefault(fact.event_id, []).append(
+                        _Candidate(row.child_id, row.la_code, MatchKind.SCORED, None, value, agreed)
+                    )
+        return out
 
     def _link(
-        self, session: Session, fact: Named, candidate: _Candidate, link_id: str
-    ) -> TrackingCrossLALink | None:
-        case = self._sought(session, candidate.child_id, fact.la_code)
-        if case is None:
-            return None
+        self, session: Session, fact: Named, candidate: _Candidate, case: TrackingCase, link_id: str
+    ) -> TrackingCrossLALink:
         sought_la, found_la = candidate.la_code, fact.la_code
         link = TrackingCrossLALink(
             link_id=link_id,
@@ -376,6 +413,24 @@ def _identity(session: Session, child_id: str) -> ChildIdentity | None:
     if child is None or not child.surname or child.date_of_birth is None:
         return None
     return ChildIdentity(surname=child.surname, date_of_birth=child.date_of_birth)
+
+
+def _sought(case: TrackingCase, found_la: str) -> bool:
+    """Whether the case is open in a state another LA's fact may answer."""
+    if case.merged_into is not None or case.state not in SOUGHT_STATES:
+        return False
+    # Handed over to that very LA: the handover's own confirmation closes the case already.
+    return not (case.state == CaseState.HANDED_OVER and case.destination_la_code == found_la)
+
+
+def _near(dob: date | None) -> set[date]:
+    """Birth dates a keying error could turn ``dob`` into: a day either side, day and month transposed."""
+    if dob is None:
+        return set()
+    near = {dob, dob - timedelta(days=1), dob + timedelta(days=1)}
+    if dob.day <= 12:
+        near.add(date(dob.year, dob.day, dob.month))
+    return near
 
 
 def _surviving(session: Session, child_id: str) -> str:

@@ -40,7 +40,8 @@ class TrackingIdentifier(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     la_code: str = Field(max_length=3)
     kind: str = Field(max_length=16)  # upn, uln, nhs_number, la_child_id
-    value: str = Field(max_length=64)
+    # Indexed alone too: cross-LA matching looks a value up in every other LA (crossla.py).
+    value: str = Field(max_length=64, index=True)
     child_id: str = Field(index=True, max_length=36)
     first_event_id: str = Field(max_length=36)
 
