@@ -5,7 +5,7 @@
     .venv/bin/python -m bench --only memory escalation --out /tmp/bench
 
 Parts: intake, tracking (throughput and recovery), e2e, memory, escalation, attendance, rebuild (from
-the log, extrapolated to the national year). Uses the broker named
+the log, extrapolated to the national year), reports (the web's reports at LA size). Uses the broker named
 by CME_KAFKA_BOOTSTRAP and the PostgreSQL named by CME_BENCH_DATABASE_URL; without them it starts the tests'
 local broker (127.0.0.1:19092) and PostgreSQL (127.0.0.1:55433) as `make test` does, and stops them at the
 end unless they were already running. Writes <out>/summary.json (default bench/results/).
@@ -32,7 +32,7 @@ from bench.common import Row, admin_url, log, scratch_database
 from shared.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-PARTS = ("intake", "tracking", "e2e", "memory", "escalation", "attendance", "rebuild")
+PARTS = ("intake", "tracking", "e2e", "memory", "escalation", "attendance", "rebuild", "reports")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Sizes:
     timeout_s: float
     rebuild_las: int = 4
     rebuild_pupils: int = 25_000
+    reports_pupils: int = 150_000  # one LA: ~50,000 cases
 
 
 FULL = Sizes(
@@ -99,6 +100,7 @@ QUICK = Sizes(
     timeout_s=180,
     rebuild_las=1,
     rebuild_pupils=2_000,
+    reports_pupils=2_000,
 )
 
 
@@ -235,6 +237,12 @@ def part_rebuild(sizes: Sizes, workdir: Path) -> list[Row]:
     return rebuild.run(workdir, sizes.rebuild_las, sizes.rebuild_pupils)
 
 
+def part_reports(sizes: Sizes, workdir: Path) -> list[Row]:
+    from bench import reports
+
+    return reports.run(workdir, sizes.reports_pupils)
+
+
 RUNNERS: dict[str, Callable[[Sizes, Path], list[Row]]] = {
     "intake": part_intake,
     "tracking": part_tracking,
@@ -243,6 +251,7 @@ RUNNERS: dict[str, Callable[[Sizes, Path], list[Row]]] = {
     "escalation": part_escalation,
     "attendance": part_attendance,
     "rebuild": part_rebuild,
+    "reports": part_reports,
 }
 
 
