@@ -357,6 +357,7 @@ def population() -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
     yield pop.events, pop.la_codes
 
 
+@pytest.mark.timeout(3600)
 def test_two_of_everything_with_kill9_give_the_single_instance_result(
     kafka_bootstrap: str, postgres_server: Any, tmp_path: Path,
     population: tuple[list[dict[str, Any]], list[str]],
