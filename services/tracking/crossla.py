@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from services.tracking.matching import REVIEW_THRESHOLD, Person, fields_agreed, score
@@ -34,6 +36,7 @@ from services.tracking.models import (
     TrackingReadAudit,
     TrackingResolution,
     TrackingReviewItem,
+    TrackingTimelineEntry,
 )
 from shared.events.envelope import Source, utcnow
 from shared.events.inbound import CaseOutcomeRecorded, CaseOutcomeRecordedPayload, ChildIdentity
@@ -228,6 +231,79 @@ class CrossLAMatcher:
                         _Candidate(row.child_id, row.la_code, MatchKind.SCORED, None, value, agreed)
                     )
         return out
+
+    def match_sought(self, engine: Engine, sought: Sequence[tuple[str, str]], attempts: int = 3) -> int:
+        """The other direction: cases that just became sought ((child_id, la_code), after the case agent
+        projected them) whose child another LA already knows by a strong identifier, with a case there that
+        is not itself sought (the other LA has the child: registered at a school, at risk, in provision).
+        The other LA's latest fact about its child is the "found" fact. One transaction; a link made at the
+        same moment by identity (the same deterministic id) is seen on retry. Returns the links made."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine, expire_on_commit=False) as session:
+                    made = self._match_sought(session, sought)
+                    session.commit()
+                    return made
+            except IntegrityError:
+                if attempt == attempts:
+                    raise
+        return 0
+
+    def _match_sought(self, session: Session, sought: Sequence[tuple[str, str]]) -> int:
+        pairs = [(c, la) for c, la in sought if self.enabled(la)]
+        if not pairs:
+            return 0
+        ids = session.exec(
+            select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
+                col(TrackingIdentifier.child_id).in_({c for c, _ in pairs}),
+                col(TrackingIdentifier.kind).in_(CROSS_KINDS),
+            )
+        ).all()
+        named: list[Named] = []
+        for child_id, la_code in pairs:
+            mine = [(k, v) for c, k, v in ids if c == child_id]
+            if mine:
+                named.append(Named("", "", utcnow(), la_code, child_id, False, mine, Person()))
+        made = 0
+        for fact in named:  # few: only cases that have just become sought
+            case = session.exec(select(TrackingCase).where(TrackingCase.child_id == fact.child_id)).first()
+            for other in self._exact(session, [fact]).get(fact.event_id, []):
+                there = session.exec(
+                    select(TrackingCase).where(TrackingCase.child_id == other.child_id)
+                ).first()
+                latest = session.exec(
+                    select(TrackingTimelineEntry)
+                    .where(TrackingTimelineEntry.child_id == other.child_id)
+                    .order_by(
+                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
+                    )
+                ).first()
+                link_id = link_id_for(fact.child_id, other.child_id)
+                if (
+                    case is None
+                    or not _sought(case, other.la_code)
+                    or there is None
+                    or there.state in SOUGHT_STATES
+                    or latest is None
+                    or session.get(TrackingCrossLALink, link_id) is not None
+                ):
+                    continue
+                found = Named(
+                    latest.event_id,
+                    latest.event_type,
+                    latest.occurred_at,
+                    other.la_code,
+                    other.child_id,
+                    False,
+                    (),
+                    Person(),
+                )
+                sought_side = _Candidate(
+                    fact.child_id, fact.la_code, MatchKind.EXACT, other.identifier_kind, None, ()
+                )
+                self._link(session, found, sought_side, case, link_id)
+                made += 1
+        return made
 
     def _link(
         self, session: Session, fact: Named, candidate: _Candidate, case: TrackingCase, link_id: str

@@ -222,3 +222,26 @@ def test_found_in_another_la_both_told_one_confirms_neither_reads_the_other(pipe
         assert not [p for p in personal if p in log], f"{name} logged a child's data"
     metrics = httpx.get(f"{pipeline.url('tracking')}/metrics", timeout=10).text
     assert not [p for p in personal if p in metrics]
+
+    # The other order (a move without a CTF): 803's school registers a child first, then 801 loses the same
+    # UPN. 801's fact finds nobody sought when identity resolves it; once the case agent has made 801's case
+    # whereabouts unknown, it looks across LAs and both are told.
+    mover = child(63, forename="Isolde", surname="Farthingale", date_of_birth="2012-01-20")
+    arrived = sample_event_dict(
+        "pupil-registered", kid=mover, on=date(2025, 12, 1), la_code=OTHER_LA, school_urn="140001"
+    )
+    arrived["payload"]["school_urn"] = "140001"
+    with pipeline.referral_client(school_803) as school:
+        pipeline.submit_with_retry(school, arrived)
+    mover_803 = wait_until(lambda: _resolved(pipeline, arrived["event_id"]), timeout_s=60, what="803's mover")
+    wait_until(lambda: _case(pipeline, mover_803), timeout_s=60, what="803's mover's case")
+    gone = sample_event_dict("whereabouts-unknown", kid=mover, on=date(2025, 12, 8), school_urn=None)
+    with pipeline.referral_client(pipeline.team_key) as team:
+        pipeline.submit_with_retry(team, gone)
+    mover_801 = wait_until(lambda: _resolved(pipeline, gone["event_id"]), timeout_s=60, what="801's mover")
+    [late_801] = wait_until(lambda: _cross_items(api_801), timeout_s=60, what="801's item, the other order")
+    [late_803] = _cross_items(api_803)
+    assert (late_801["child_id"], late_803["child_id"]) == (mover_801, mover_803)
+    assert late_801["detail"].startswith("possible location: LA 803 (pupil-registered 2025-12-01)")
+    assert late_803["detail"].startswith("sought by LA 801 (whereabouts_unknown since 2025-12-08)")
+    assert _cross_items(api_802) == []

@@ -22,6 +22,7 @@ from services.tracking.models import (
     TrackingCrossLALink,
     TrackingReadAudit,
     TrackingReviewItem,
+    TrackingTimelineEntry,
 )
 from services.tracking.stream.app import MIGRATIONS
 from services.tracking.stream.identity_agent import child_fact
@@ -192,3 +193,59 @@ def test_without_a_matcher_identity_stays_within_each_la(engine: Engine) -> None
     _open_case(engine, resolver, CaseState.WHEREABOUTS_UNKNOWN)
     resolver.resolve(_event("pupil-registered", "803", FOUND_ON, KID))
     assert _rows(engine, TrackingCrossLALink) == []
+
+
+def test_the_other_direction_a_case_that_becomes_sought_finds_the_child_another_la_already_has(
+    engine: Engine,
+) -> None:
+    """The usual order of a move without a CTF: 803's school registers the child (Mon 1 Dec), then 801's
+    school deletes the child with an unknown destination and 801 records whereabouts unknown (Mon 8 Dec).
+    The case agent asks once 801's case has become sought; 803's latest fact is the found one."""
+    matcher = CrossLAMatcher()
+    resolver = IdentityResolver(engine, cross_la=matcher)
+    registered = _event("pupil-registered", "803", FOUND_ON, KID)
+    found_child = resolver.resolve(registered).child_id
+    with Session(engine) as session:
+        session.add(
+            TrackingCase(
+                case_id=str(uuid.uuid4()), child_id=found_child, la_code="803", state="in_education",
+                cause_occurred_at=registered.occurred_at,
+            )
+        )  # fmt: skip
+        session.add(
+            TrackingTimelineEntry(
+                child_id=found_child, la_code="803", event_id=str(registered.event_id),
+                event_type="pupil-registered", occurred_at=registered.occurred_at, verdict="move",
+                to_state="in_education",
+            )
+        )  # fmt: skip
+        session.commit()
+    missing = _event("whereabouts-unknown", "801", date(2025, 12, 8), KID)
+    sought_child = resolver.resolve(missing).child_id
+    assert _rows(engine, TrackingCrossLALink) == []  # 801's case is not sought yet when identity runs
+    with Session(engine) as session:
+        session.add(
+            TrackingCase(
+                case_id=str(uuid.uuid4()), child_id=sought_child, la_code="801", state="whereabouts_unknown",
+                cause_occurred_at=missing.occurred_at,
+            )
+        )  # fmt: skip
+        session.commit()
+    assert matcher.match_sought(engine, [(sought_child, "801")]) == 1
+    [link] = _rows(engine, TrackingCrossLALink)
+    assert (link.sought_child_id, link.found_child_id, link.found_la_code) == (
+        sought_child,
+        found_child,
+        "803",
+    )
+    assert (link.fact_type, link.fact_occurred_at.date(), link.identifier_kind) == (
+        "pupil-registered",
+        FOUND_ON,
+        "upn",
+    )
+    assert sorted(i.la_code for i in _rows(engine, TrackingReviewItem) if i.kind == REVIEW_KIND) == [
+        "801",
+        "803",
+    ]
+    assert matcher.match_sought(engine, [(sought_child, "801")]) == 0  # once
+    assert CrossLAMatcher(off={"803"}).match_sought(engine, [(sought_child, "801")]) == 0

@@ -24,6 +24,7 @@ from services.tracking.cases import (
     apply_split,
     new_record,
 )
+from services.tracking.crossla import SOUGHT_STATES, CrossLAMatcher
 from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, TRANSITIONS
 from services.tracking.projection import project_many
 from services.tracking.stream.batching import batches, current, release
@@ -70,6 +71,8 @@ class _Applied:
 
 
 def register(app: faust.App, ctx: Any) -> None:
+    cross_la = CrossLAMatcher(ctx.settings.cross_la_off, ctx.settings.tracking_la_contacts)
+
     def record_of(event: Any, child_id: str, la_code: str) -> ChildRecord:
         current(event)  # the table reads the partition of the current event: this child's
         return load_record(ctx.children.get(child_id)) or new_record(child_id, la_code)
@@ -105,6 +108,15 @@ def register(app: faust.App, ctx: Any) -> None:
         # A purged child's rows were deleted by `cme purge`: projecting it would bring them back.
         projected = [a.outcome for a in applied if not a.outcome.purged]
         await asyncio.to_thread(project_many, ctx.engine, projected)
+        # A case that has just become sought may be a child another LA already has (crossla.py).
+        became_sought = [
+            (str(t.payload.child_id), t.payload.la_code)
+            for o in projected
+            for t in o.transitions
+            if t.payload.to_state in SOUGHT_STATES and t.payload.from_state != t.payload.to_state
+        ]
+        if became_sought:
+            await asyncio.to_thread(cross_la.match_sought, ctx.engine, became_sought)
         messages: list[tuple[Any, bytes | None, bytes]] = []
         for a in applied:
             key: bytes = a.event.key
