@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from shared.auth import Role, issue_token
+from shared.samples import sample_event_dict
 from shared.settings import Settings
+from tests.support.kafka import wait_until
 from tests.support.pipeline import CASEWORKER, LA, SIGNING_KEY, Pipeline, body_of, running_pipeline
 
 pytestmark = [pytest.mark.security, pytest.mark.e2e]
@@ -64,6 +66,35 @@ def test_no_personal_data_in_logs_metrics_mail_or_urls(pipeline: Pipeline) -> No
         refused = api.post("/v1/children/search", json={"upn": kids[1]["upn"] + "XXXXXXXX", "reason": "r"})
         assert refused.status_code == 422 and kids[1]["upn"] not in refused.text
 
+    # Found in another LA (issue 18): a school in LA 803 registers child 1 (the same UPN). Both LAs' review
+    # items, the report and a decision (reject: the alert below stays) go through logs, URLs and the audit.
+    school_803 = pipeline.create_api_key(
+        "--kind", "school", "--name", "803 school", "--urn", "140001", la="803"
+    )
+    registered = sample_event_dict(
+        "pupil-registered", kid=kids[1], on=date(2025, 12, 1), la_code="803", school_urn="140001"
+    )
+    registered["payload"]["school_urn"] = "140001"
+    with pipeline.referral_client(school_803) as school:
+        pipeline.submit_with_retry(school, registered)
+    cross_texts: list[str] = []
+    with httpx.Client(base_url=pipeline.url("tracking"), headers={"Authorization": f"Bearer {token}"}) as api:
+        items = wait_until(
+            lambda: [i for i in api.get("/v1/review-items").json() if i["kind"] == "cross_la_match"],
+            timeout_s=60,
+            what="the cross-LA review item",
+        )
+        cross_texts.append(str(items))
+        cross_texts.append(api.get("/v1/reports/cross-la", params={"reason": "scan"}).text)
+        decided = api.post(
+            f"/v1/review-items/{items[0]['review_id']}/decision",
+            json={"decision": "reject", "reason": "scan"},
+        )
+        assert decided.status_code == 200, decided.text
+    audit = pipeline._rows("SELECT reason FROM tracking_read_audit WHERE action LIKE 'cross_la_%'")
+    assert audit
+    cross_texts += [row[0] for row in audit]
+
     # Acknowledge one alert through its link: the link itself is a URL that must carry nothing personal.
     mail = pipeline.smtp.box.to(CASEWORKER)
     links = [m.group(1) for msg in mail if (m := re.search(r"(http://\S+/v1/ack/\S+)", body_of(msg)))]
@@ -81,6 +112,7 @@ def test_no_personal_data_in_logs_metrics_mail_or_urls(pipeline: Pipeline) -> No
             for i, msg in enumerate(pipeline.smtp.box.messages)
         },
         "links": "\n".join(links),
+        "cross-LA review items, report and audit": "\n".join(cross_texts),
     }
     assert all(corpus.values())
     found = [
