@@ -254,23 +254,21 @@ def rebuild(
             messages = [
                 m for tp, ms in polled.items() for m in ms if m.offset < ends[tp]
             ]  # what arrived after the start is the live worker's, not this run's
-            if not polled:
+            # The consumer's position, not the last record's offset + 1: it also steps over offsets that hold
+            # no record for us (transaction markers, compacted gaps), which would otherwise never be reached.
+            moved = {tp: min(consumer.position(tp), ends[tp]) for tp in todo}
+            moved = {tp: p for tp, p in moved.items() if p != position[tp]}
+            if not moved and not messages:
                 continue
-            for tp, ms in polled.items():
-                if ms:
-                    position[tp] = max(position[tp], ms[-1].offset + 1)
+            position.update(moved)
             with session_scope(engine) as session:
                 applier.batch(session, messages, report)
                 _upsert(
                     session,
                     OFFSETS,
                     [
-                        {
-                            "topic": topic,
-                            "partition": tp.partition,
-                            "next_offset": min(position[tp], ends[tp]),
-                        }
-                        for tp in polled
+                        {"topic": topic, "partition": tp.partition, "next_offset": p}
+                        for tp, p in moved.items()
                     ],
                     ("topic", "partition"),
                 )
