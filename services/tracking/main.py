@@ -40,6 +40,19 @@ def run_api(settings: TrackingSettings, with_worker: bool = False) -> None:
     uvicorn.run(app, host=settings.bind_host, port=settings.tracking_port, log_level="warning")
 
 
+def _same_store(a: str, b: str) -> bool:
+    """The same database however the URL is spelled (driver, password, options aside)."""
+    from sqlalchemy.engine import make_url
+
+    ua, ub = make_url(a), make_url(b)
+    return (ua.get_backend_name(), ua.host, ua.port or 5432, ua.database) == (
+        ub.get_backend_name(),
+        ub.host,
+        ub.port or 5432,
+        ub.database,
+    )
+
+
 def run_rebuild(
     settings: TrackingSettings,
     command: str,
@@ -53,7 +66,7 @@ def run_rebuild(
     if not into:
         print("--into DATABASE_URL is required", file=sys.stderr)
         return 2
-    if into == settings.database_url:
+    if _same_store(into, settings.database_url):
         print("--into must name a store other than the live one (CME_DATABASE_URL)", file=sys.stderr)
         return 2
     if command == "rebuild":

@@ -141,3 +141,15 @@ def test_progress_line() -> None:
     line = Progress(done=120_000, total=3_900_000, seconds=60.0).line()
     assert line == "rebuild: 120,000/3,900,000 events (3.1%), 2,000 events/s, ETA 31m 30s"
     assert Progress(0, 10, 0.0).eta_s is None
+
+
+def test_the_live_store_is_never_the_target(tmp_path: Path) -> None:
+    from services.tracking.main import _same_store, run_rebuild
+    from services.tracking.settings import TrackingSettings
+
+    live = "postgresql://cme:secret@db.internal:5432/cme"
+    assert _same_store(live, "postgresql+psycopg://other@db.internal/cme")
+    assert not _same_store(live, "postgresql://cme@db.internal:5432/cme_rebuilt")
+    settings = TrackingSettings(database_url=live)
+    assert run_rebuild(settings, "rebuild", "postgresql+psycopg://cme@db.internal/cme", 100, False) == 2
+    assert run_rebuild(settings, "rebuild-check", None, 100, False) == 2
