@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from services.tracking.matching import REVIEW_THRESHOLD, Person, fields_agreed, score
+from services.tracking.metrics import CROSS_LA_MATCHES
 from services.tracking.models import (
     TrackingCase,
     TrackingChild,
@@ -146,6 +147,7 @@ class CrossLAMatcher:
                     continue
                 seen.add(link_id)
                 made.append(self._link(session, fact, candidate, case, link_id))
+                CROSS_LA_MATCHES.labels(str(candidate.match), "found_by_fact").inc()
         return made
 
     def _exact(self, session: Session, facts: Sequence[Named]) -> dict[str, list[_Candidate]]:
@@ -302,6 +304,7 @@ class CrossLAMatcher:
                     fact.child_id, fact.la_code, MatchKind.EXACT, other.identifier_kind, None, ()
                 )
                 self._link(session, found, sought_side, case, link_id)
+                CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_became_sought").inc()
                 made += 1
         return made
 

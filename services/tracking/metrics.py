@@ -13,6 +13,11 @@ TRANSITIONS = Counter(
     "cme_tracking_transitions_total", "Case transitions published", ["from_state", "to_state"]
 )
 MATCHES = Counter("cme_tracking_identity_matches_total", "Identity resolutions by kind of match", ["match"])
+CROSS_LA_MATCHES = Counter(
+    "cme_tracking_cross_la_matches_total",
+    "Cross-LA matches made (a child sought by one LA named in another), by kind of match and direction",
+    ["match", "direction"],
+)
 LATENCY = Histogram(
     "cme_tracking_processing_seconds",
     "Time to process one event, by agent",

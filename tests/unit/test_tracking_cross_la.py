@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -78,7 +79,10 @@ def test_exact_match_links_both_las_with_a_review_item_each_and_audits_both(engi
     resolver = IdentityResolver(engine, cross_la=CrossLAMatcher(contacts={"801": "cme@801.invalid"}))
     sought_child, _ = _open_case(engine, resolver, CaseState.WHEREABOUTS_UNKNOWN)
     registered = _event("pupil-registered", "803", FOUND_ON, KID)
+    labels = {"match": "exact", "direction": "found_by_fact"}
+    before = REGISTRY.get_sample_value("cme_tracking_cross_la_matches_total", labels) or 0
     found_child = resolver.resolve(registered).child_id
+    assert REGISTRY.get_sample_value("cme_tracking_cross_la_matches_total", labels) == before + 1
     assert found_child != sought_child  # identity stays per LA: 803 has its own child
 
     [link] = _rows(engine, TrackingCrossLALink)
