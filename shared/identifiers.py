@@ -128,6 +128,20 @@ def validate_la_code(value: str) -> str:
     return code
 
 
+# Welsh LAs' DfE numbers: a child can move to Wales. A destination is where the child went, not an LA of this
+# system, so it may be Welsh (outside England the receiving LA is told by a person: see docs/TRACKING.md).
+WELSH_LA_CODES: frozenset[str] = _ranges((660, 681))
+
+
+def validate_destination_la_code(value: str) -> str:
+    code = value.strip()
+    if not (len(code) == 3 and code.isdigit()):
+        raise ValueError("LA code must be the 3-digit DfE LA number")
+    if code not in LA_CODES and code not in WELSH_LA_CODES:
+        raise ValueError("LA code is not a current English or Welsh LA number")
+    return code
+
+
 def validate_ons_la_code(value: str) -> str:
     code = value.strip().upper()
     if not _ONS_LA.match(code):

@@ -6,6 +6,7 @@ from typing import Any
 
 from services.tracking.state_machine import Fact
 from shared.events.envelope import Envelope
+from shared.identifiers import LA_CODES
 
 # The payload fields each event type contributes to the state machine (flat names in Fact.attrs).
 _FIELDS: dict[str, tuple[str, ...]] = {
@@ -74,8 +75,9 @@ def _destination_la(event_type: str, payload: dict[str, Any]) -> str | None:
 
 def fact_from_inbound(event: Envelope, deployment: frozenset[str] | None = None) -> Fact:
     """The compact fact of a validated inbound event (``shared.events.decode_inbound``). ``deployment``: the
-    LAs this deployment serves (None: every LA); a destination outside it is marked ``destination_outside``,
-    so the case waits for a person to record that LA's confirmation instead of a handover nobody reads."""
+    LAs this deployment serves (None: every English LA); a destination outside it (a Welsh LA always is) is
+    marked ``destination_outside``, so the case waits for a person to record that LA's confirmation instead of
+    a handover nobody reads."""
     payload: dict[str, Any] = event.payload.model_dump(mode="json")
     attrs = {name: payload[name] for name in _FIELDS[event.event_type] if payload.get(name) is not None}
     if event.event_type == "pupil-left-roll":
@@ -89,7 +91,7 @@ def fact_from_inbound(event: Envelope, deployment: frozenset[str] | None = None)
     if event.event_type == "child-located":
         attrs["located_la_code"] = payload["la_code"]
     dest_la = _destination_la(event.event_type, payload)
-    if deployment is not None and dest_la and dest_la not in deployment:
+    if dest_la and (dest_la not in LA_CODES or (deployment is not None and dest_la not in deployment)):
         attrs["destination_outside"] = True
     if payload.get("safeguarding_concern"):
         attrs["safeguarding_concern"] = True  # any event may carry one

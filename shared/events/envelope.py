@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.identifiers import validate_la_code, validate_urn
+from shared.identifiers import validate_destination_la_code, validate_la_code, validate_urn
 
 # Shapes in the schema; the validators also check the lists a pattern cannot hold (current LA numbers).
 URN = Annotated[
@@ -27,6 +27,20 @@ LACode = Annotated[
     AfterValidator(validate_la_code),
     WithJsonSchema(
         {"type": "string", "pattern": "^[0-9]{3}$", "description": "A current DfE LA number (3 digits)"}
+    ),
+]
+
+
+# Where a child went (a leaver's destination, a move): any current English LA, or a Welsh one.
+DestinationLACode = Annotated[
+    str,
+    AfterValidator(validate_destination_la_code),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[0-9]{3}$",
+            "description": "A current DfE LA number of England, or a Welsh LA number (660-681)",
+        }
     ),
 ]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, WithJsonSchema, model_validator
 
-from shared.events.envelope import URN, Envelope, InboundEnvelope, LACode, StrictModel
+from shared.events.envelope import URN, DestinationLACode, Envelope, InboundEnvelope, LACode, StrictModel
 from shared.events.vocab import (
     AbsenceRule,
     CaseOutcome,
@@ -130,7 +130,7 @@ class Destination(StrictModel):
 
     known: StrictBool
     school_urn: URN | None = None
-    la_code: LACode | None = None
+    la_code: DestinationLACode | None = None
     school_estab: Annotated[
         str | None,
         Field(
@@ -271,7 +271,7 @@ class HomeEducationNotifiedPayload(ChildFact):
 
 
 class MovedOutOfAreaPayload(ChildFact):
-    new_la_code: LACode
+    new_la_code: DestinationLACode
     moved_on: date
     new_school_urn: URN | None = None
     # Set by tracking on a handover: the LA that handed the child over, which keeps watching until this LA

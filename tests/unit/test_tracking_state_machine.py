@@ -529,3 +529,39 @@ def test_new_events_classify_from_real_payloads() -> None:
         assert classify(case, fact_from_inbound(sample_event(event_type))) == kind, event_type
     outside = fact_from_inbound(sample_event("moved-out-of-area"), deployment=frozenset({"801"}))
     assert outside.attrs["destination_outside"] and classify(case, outside) == EventKind.HANDOVER_OUTSIDE
+
+
+@pytest.mark.parametrize("event_type", ["moved-out-of-area", "pupil-left-roll"])
+def test_a_child_who_moves_to_wales_is_never_handed_to_an_la_nobody_reads(event_type: str) -> None:
+    """A Welsh LA is a real destination (accepted at intake) but never an LA of this deployment: the origin's
+    case waits for a person to record the Welsh LA's confirmation, whatever the deployment setting."""
+    from shared.events.catalogue import decode_inbound
+    from shared.samples import sample_event_dict
+
+    event = sample_event_dict(event_type)
+    if event_type == "moved-out-of-area":
+        event["payload"]["new_la_code"] = "662"
+    else:
+        event["payload"]["deletion_ground"] = "g"
+        event["payload"]["destination"] = {"known": True, "la_code": "662"}
+    fact = fact_from_inbound(decode_inbound(event))  # deployment None: every English LA
+    assert fact.attrs["destination_outside"]
+    assert classify(Case(la_code="801", state=None), fact) == EventKind.HANDOVER_OUTSIDE
+
+
+def test_a_source_la_must_be_english_but_a_destination_may_be_welsh() -> None:
+    from pydantic import ValidationError
+
+    from shared.events.catalogue import decode_inbound
+    from shared.samples import sample_event_dict
+
+    event = sample_event_dict("moved-out-of-area")
+    event["payload"]["new_la_code"] = "681"
+    assert decode_inbound(event).payload.new_la_code == "681"  # type: ignore[attr-defined]
+    event["source"]["la_code"] = "681"
+    with pytest.raises(ValidationError):
+        decode_inbound(event)
+    event["source"]["la_code"] = "801"
+    event["payload"]["new_la_code"] = "999"
+    with pytest.raises(ValidationError):
+        decode_inbound(event)
