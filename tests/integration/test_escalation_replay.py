@@ -1,7 +1,9 @@
 """The same facts give the same alerts, whatever the lag, replay or crash (issue 22), on the real broker and
 PostgreSQL.
 
-Input: a synthetic school year (``shared.synthetic``, 2 LAs x 24,000 pupils, seed 22: 20,685 inbound events).
+Input: a synthetic school year (``shared.synthetic``, seed 22): by hand, 2 LAs x 24,000 pupils (20,685 inbound
+events; about an hour on this shared 2-core machine): ``CME_REPLAY_PUPILS_PER_LA=24000``; in ``make test``,
+2 LAs x 1,400 pupils (about 1,200 events), which CI's time allows.
 Feeding the whole pipeline (referral, tracking, escalation) six times is too slow for this machine, so
 the test feeds escalation's own input topics directly with what tracking publishes: each inbound event as
 the child fact identity resolution would publish, and the case transitions tracking's own pure code
@@ -67,14 +69,15 @@ from tests.support.kafka import wait_until
 # Minutes on a quiet machine, far longer on a loaded one: -m 'not replay' deselects it (make test runs it).
 pytestmark = [pytest.mark.integration, pytest.mark.replay, pytest.mark.timeout(3600)]
 
-LAS, PUPILS_PER_LA, SEED = 2, 24_000, 22
+LAS, SEED = 2, 22
+PUPILS_PER_LA = int(os.environ.get("CME_REPLAY_PUPILS_PER_LA", "1400"))
 Alert = tuple[str, str, int, datetime]  # (child id, rule id, step index, when the step fell due)
 
 
 @pytest.fixture(scope="module")
 def replay() -> Replay:
     found = replay_of(generate(las=LAS, pupils_per_la=PUPILS_PER_LA, seed=SEED))
-    assert found.events >= 20_000
+    assert found.events >= (20_000 if PUPILS_PER_LA >= 24_000 else 1_000)
     return found
 
 
