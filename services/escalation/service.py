@@ -356,9 +356,12 @@ def handle_merge(session: Session, deps: Deps, event: ChildMerged, now: datetime
     p = event.payload
     if p.facts:
         return Outcome("not_watched")  # tracking's forward of the merge to the survivor: nothing to stop
+    # A person's decision takes effect when it is made, and never after this service's present: on simulated
+    # time (tests, a replay) the decision's wall-clock time can lie ahead of the clock, and an end in the
+    # future would keep the merged child's steps due before it "to be decided" while its clocks must stop.
     cancelled, published = _cancel(
         session, deps, str(p.merged_child_id), p.la_code, now, reason="merged_into_another_child",
-        at=as_utc(event.occurred_at),
+        at=min(as_utc(event.occurred_at), as_utc(now)),
     )  # fmt: skip
     return Outcome("merged", cancelled=cancelled, published=published)
 
