@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -31,6 +30,13 @@ def _status(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def _body(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return ""
 
 
 def test_every_service_waits_for_kafka_and_postgres_then_becomes_ready(
@@ -72,7 +78,10 @@ def test_every_service_waits_for_kafka_and_postgres_then_becomes_ready(
         assert refused.headers["Retry-After"]
         assert refused.json()["errors"][0]["rule"] == "starting"
 
-        time.sleep(3)  # a few more retries of every start step against nothing
+        # Every service has tried its first start step against nothing, failed, and waits to retry: alive.
+        for service in SERVICES:
+            ready = f"http://127.0.0.1:{ports[service.name]}/health/ready"
+            wait_until(lambda url=ready: "Error)" in _body(url), 60, what=f"{service.name} retrying")  # type: ignore[misc]
         assert all(p.poll() is None for p in procs.values()), "a service gave up waiting"
 
         db_proxy.open()

@@ -51,7 +51,7 @@ from shared.localrun import SERVICES, ServiceProcess, wait_ready
 from shared.localstack.net import free_port
 from shared.settings import Settings
 from shared.synthetic import generate
-from shared.topics import ATTENDANCE, ESCALATIONS
+from shared.topics import ALERT_ACKS, ATTENDANCE, CASE_TRANSITIONS, CHILD_EVENTS, ESCALATIONS
 from tests.support import attendance_feed
 from tests.support.kafka import read_topic, wait_until
 from tests.support.pipeline import SIGNING_KEY, SmtpServer, body_of, set_clock, start_smtp, wait_until_settled
@@ -365,9 +365,12 @@ def run(
             lambda: dep.timeline_count() >= len(events) + expected_attendance,
             timeout_s=900, interval_s=2, what="every accepted fact and attendance event in the case store",
         )  # fmt: skip
+        # Escalation has read every transition and fact (its group's committed offsets are at the ends), and
+        # then nothing is due, unpublished or undelivered: nothing more can come on a frozen clock.
+        wait_until(
+            lambda: escalation_lag(kafka) == 0, timeout_s=1800, interval_s=2, what="escalation to read all"
+        )
         wait_until_settled(database_url, FROZEN_AT, timeout_s=1800)
-        time.sleep(5)  # a last tick on every escalation instance: nothing more may come
-        wait_until_settled(database_url, FROZEN_AT, timeout_s=300)
         assert not dep.exited(), f"instances exited on their own: {dep.exited()}"
         return snapshot(dep)
     finally:
@@ -431,6 +434,28 @@ def test_two_of_everything_with_kill9_give_the_single_instance_result(
         common = sum((single[part] & scaled[part]).values())
         total_single, total_scaled = sum(single[part].values()), sum(scaled[part].values())
         print(f"{part}: single {total_single}, scaled {total_scaled}, same {common}")
+
+
+def escalation_lag(settings: Settings) -> int:
+    """Records on escalation's input topics that its consumer group has not committed yet."""
+    from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    config = kafka_python_config(settings)
+    admin = KafkaAdminClient(**config)
+    consumer = KafkaConsumer(**config)
+    try:
+        group = f"{settings.topic_prefix}cme-escalation"
+        committed = admin.list_group_offsets(group).get(group, {})
+        topics = [t.name(settings) for t in (CASE_TRANSITIONS, CHILD_EVENTS, ALERT_ACKS)]
+        partitions = [
+            TopicPartition(topic, p) for topic in topics for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        ends = consumer.end_offsets(partitions)
+        return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+    finally:
+        consumer.close()
+        admin.close()
 
 
 def orjson_id(value: bytes) -> str:
