@@ -197,10 +197,13 @@ def _confirmation(record: ChildRecord, after: Case, inbound: Envelope, origin: s
         how, school = HandoverConfirmation.ACCEPTED, None
     else:
         how, school = HandoverConfirmation.LOCATED, None
+    # When this LA had the child: the fact that put the case where it is. A move that arrives after the
+    # registration it led to (a late fact) confirms as of the registration, as the facts in order would.
+    confirmed_at = max(inbound.occurred_at, after.cause_occurred_at or inbound.occurred_at)
     data: dict[str, Any] = {
         "event_id": str(derived_id(f"{inbound.event_id}:{origin}", "handover-confirmed")),
         "event_type": "handover-confirmed",
-        "occurred_at": inbound.occurred_at.isoformat(),
+        "occurred_at": confirmed_at.isoformat(),
         "source": {"system": SYSTEM, "la_code": origin},
         "correlation_id": str(inbound.correlation_id or inbound.event_id),
         "payload": {
@@ -208,7 +211,7 @@ def _confirmation(record: ChildRecord, after: Case, inbound: Envelope, origin: s
             "origin_la_code": origin,
             "accepting_la_code": record.la_code,
             "how": how,
-            "confirmed_on": inbound.occurred_at.date().isoformat(),
+            "confirmed_on": confirmed_at.date().isoformat(),
             **({"school_urn": school} if school else {}),
         },
     }

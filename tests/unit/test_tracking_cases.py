@@ -193,3 +193,27 @@ def test_a_move_to_an_la_outside_the_deployment_waits_for_a_person() -> None:
     assert t.payload.destination_la_code == "803" and t.payload.deadlines_started[0].name == (
         "awaiting_la_confirmation"
     )
+
+
+def test_a_handover_that_arrives_after_the_registration_confirms_as_of_the_registration() -> None:
+    """803's school registers the child (Mon 10 Nov 2025) before 801's handover of the move (Mon 3 Nov)
+    reaches 803 (a late fact): 803 tells 801 the child is here as of the registration, the same confirmation
+    time as when the facts arrive in order. (The scale-out test found the move's date used instead.)"""
+    left = sample_event_dict("pupil-left-roll", on=date(2025, 11, 3))
+    left["payload"].update(
+        deletion_ground="a", destination={"known": True, "school_urn": "140001", "la_code": "803"}
+    )
+    [handover] = apply_child_fact(new_record(A, "801"), _in("801", A, decode_inbound(left))).handovers
+    registered_data = sample_event_dict("pupil-registered", on=date(2025, 11, 10), la_code="803")
+    registered_data["payload"]["school_urn"] = "140001"
+    registered = decode_inbound(registered_data)
+
+    in_order = apply_child_fact(
+        apply_child_fact(new_record(B, "803"), _in("803", B, handover)).record, _in("803", B, registered)
+    )
+    first = apply_child_fact(new_record(B, "803"), _in("803", B, registered))
+    late = apply_child_fact(first.record, _in("803", B, handover))
+    [a] = in_order.handovers
+    [b] = late.handovers
+    assert a.occurred_at == b.occurred_at == registered.occurred_at
+    assert a.payload.confirmed_on == b.payload.confirmed_on == date(2025, 11, 10)  # type: ignore[attr-defined]
