@@ -369,8 +369,12 @@ def run(
             dep.wait_ready(inst)  # the restarted ones have recovered
         assert not dep.refused, dep.refused[:5]
         assert len(dep.accepted) == len(events)
+        def missing_from_store() -> set[str]:
+            in_store = {r["event_id"] for r in dep.rows("SELECT DISTINCT event_id FROM tracking_timeline")}
+            return dep.accepted - in_store
+
         wait_until(
-            lambda: dep.timeline_count() >= len(events) + expected_attendance,
+            lambda: not missing_from_store() and dep.timeline_count() >= len(events) + expected_attendance,
             timeout_s=900, interval_s=2, what="every accepted fact and attendance event in the case store",
         )  # fmt: skip
         # Escalation has read every transition and fact (its group's committed offsets are at the ends), and
