@@ -59,7 +59,7 @@ from tests.support.pipeline import SIGNING_KEY, SmtpServer, body_of, set_clock, 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
 # 30,000 a LA gives the synthetic year of 51,485 events (the size the issue asks for, run by hand: see
-# docs/ARCHITECTURE.md "Scale-out"); `make test` runs 3,000 a LA (5,100 events) to stay within CI's time.
+# docs/ARCHITECTURE.md, Operations); `make test` runs 3,000 a LA (5,144 events) to stay within CI's time.
 PUPILS_PER_LA = int(os.environ.get("CME_SCALE_PUPILS_PER_LA", "3000"))
 SEED = 11
 FROZEN_AT = "2024-10-15T18:00:00+00:00"  # six weeks into the synthetic year (2024-09-02 to 2025-07-18)
