@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,7 @@ import httpx
 
 from shared.localrun import SERVICES, log_tail
 from shared.localstack.net import free_port
+from tests.e2e.tracking_support import stop
 from tests.support import stack
 
 
@@ -55,13 +55,7 @@ def one_start(service: str, bootstrap: str, database_url: str, workdir: Path, ti
             time.sleep(0.001)
         return f"not ready after {timeout_s:.0f} s" + log_tail(log_path, 15)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
 
 
 def main() -> int:
