@@ -47,13 +47,22 @@ from services.referral.models import ClientKind
 from shared.db import make_engine
 from shared.events.catalogue import decode_event
 from shared.kafka import ensure_topics, kafka_python_config
-from shared.localrun import SERVICES, ServiceProcess, wait_ready
+from shared.localrun import SERVICES, ServiceProcess, log_tail, wait_ready
 from shared.localstack.net import free_port
 from shared.settings import Settings
 from shared.synthetic import generate
-from shared.topics import ALERT_ACKS, ATTENDANCE, CASE_TRANSITIONS, CHILD_EVENTS, ESCALATIONS
+from shared.topics import (
+    ALERT_ACKS,
+    ATTENDANCE,
+    CASE_TRANSITIONS,
+    CHILD_EVENTS,
+    DEAD_LETTER,
+    ESCALATIONS,
+    INTAKE,
+    TopicSpec,
+)
 from tests.support import attendance_feed
-from tests.support.kafka import read_topic, wait_until
+from tests.support.kafka import Pending, read_topic, wait_until
 from tests.support.pipeline import SIGNING_KEY, SmtpServer, body_of, set_clock, start_smtp, wait_until_settled
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
@@ -278,9 +287,6 @@ class Deployment:
         finally:
             engine.dispose()
 
-    def timeline_count(self) -> int:
-        return int(self.rows("SELECT count(DISTINCT event_id) AS n FROM tracking_timeline")[0]["n"])
-
 
 def _sender(event: dict[str, Any]) -> tuple[str, str | None]:
     return event["source"]["la_code"], event["source"].get("school_urn")
@@ -288,6 +294,7 @@ def _sender(event: dict[str, Any]) -> tuple[str, str | None]:
 
 def snapshot(dep: Deployment) -> dict[str, Any]:
     """What two runs of the same input must agree on, keyed by (LA, UPN) instead of internal ids."""
+
     def external(column: str, value: Any) -> str:
         """An event id the outside world sent stays itself; one tracking derived (a handover, its
         confirmation) is made from internal child ids, so only its existence is compared."""
@@ -307,9 +314,7 @@ def snapshot(dep: Deployment) -> dict[str, Any]:
         cases[key] = tuple(sorted((k, external(k, v)) for k, v in row.items() if k not in INTERNAL))
     clocks: Counter[tuple[Any, ...]] = Counter()
     for row in dep.rows("SELECT * FROM escalation_deadlines"):
-        clocks[
-            (upn_of.get(row["child_id"]), *(str(row.get(c)) for c in DEADLINE_COLUMNS))
-        ] += 1
+        clocks[(upn_of.get(row["child_id"]), *(str(row.get(c)) for c in DEADLINE_COLUMNS))] += 1
     facts: dict[Any, Counter[tuple[str, str]]] = defaultdict(Counter)
     for row in dep.rows("SELECT child_id, event_id, event_type FROM tracking_timeline"):
         child = upn_of.get(row["child_id"], ("?", row["child_id"]))
@@ -369,14 +374,25 @@ def run(
             dep.wait_ready(inst)  # the restarted ones have recovered
         assert not dep.refused, dep.refused[:5]
         assert len(dep.accepted) == len(events)
-        def missing_from_store() -> set[str]:
-            in_store = {r["event_id"] for r in dep.rows("SELECT DISTINCT event_id FROM tracking_timeline")}
-            return dep.accepted - in_store
 
-        wait_until(
-            lambda: not missing_from_store() and dep.timeline_count() >= len(events) + expected_attendance,
-            timeout_s=900, interval_s=2, what="every accepted fact and attendance event in the case store",
-        )  # fmt: skip
+        def all_in_store() -> bool | Pending:
+            in_store = {r["event_id"] for r in dep.rows("SELECT DISTINCT event_id FROM tracking_timeline")}
+            missing = dep.accepted - in_store
+            expected = len(events) + expected_attendance
+            if missing or len(in_store) < expected:
+                return Pending(
+                    f"{len(missing)} accepted events missing (e.g. {sorted(missing)[:3]}); "
+                    f"{len(in_store)} of {expected} facts and attendance events in the timeline"
+                )
+            return True
+
+        try:
+            wait_until(
+                all_in_store, timeout_s=900, interval_s=2,
+                what="every accepted fact and attendance event in the case store",
+            )  # fmt: skip
+        except AssertionError as stalled:
+            raise AssertionError(f"{stalled}; {where_it_stopped(dep)}") from stalled
         # Escalation has read every transition and fact (its group's committed offsets are at the ends), and
         # then nothing is due, unpublished or undelivered: nothing more can come on a frozen clock.
         wait_until(
@@ -385,6 +401,10 @@ def run(
         wait_until_settled(database_url, FROZEN_AT, timeout_s=1800)
         assert not dep.exited(), f"instances exited on their own: {dep.exited()}"
         return snapshot(dep)
+    except AssertionError as failure:
+        # What each instance said last: the cause of a stall is in a service's log, not in the test's.
+        tails = "".join(log_tail(dep.log_dir / f"{i.name}.log", 15) for i in dep.instances)
+        raise AssertionError(f"{failure}{tails}") from failure
     finally:
         dep.stop()
         smtp.stop()
@@ -448,8 +468,33 @@ def test_two_of_everything_with_kill9_give_the_single_instance_result(
         print(f"{part}: single {total_single}, scaled {total_scaled}, same {common}")
 
 
+def where_it_stopped(dep: Deployment) -> str:
+    """Where accepted facts wait: referral's outbox, a consumer group's lag, the dead-letter topic."""
+    kafka = dep.kafka
+    unpublished = dep.rows("SELECT count(*) AS n FROM referral_outbox WHERE published_at IS NULL")[0]["n"]
+    tracking = group_lag(kafka, f"{kafka.topic_prefix}cme-tracking", (INTAKE, CHILD_EVENTS))
+    attendance = group_lag(kafka, f"{kafka.topic_prefix}cme-attendance", (ATTENDANCE,))
+    reasons: Counter[str] = Counter()
+    for record in read_topic(kafka, DEAD_LETTER.name(kafka), expect=0, timeout_s=5):
+        letter = decode_event(record.value).payload
+        reasons[f"{letter.service}: {letter.error_type}: {letter.error[:100]}"] += 1
+    return (
+        f"referral outbox unpublished: {unpublished}; tracking lag: {tracking}; "
+        f"attendance lag: {attendance}; dead letters: {dict(reasons)}; instances exited: {dep.exited()}"
+    )
+
+
 def escalation_lag(settings: Settings) -> int:
     """Records on escalation's input topics that its consumer group has not committed yet."""
+    return sum(
+        group_lag(
+            settings, f"{settings.topic_prefix}cme-escalation", (CASE_TRANSITIONS, CHILD_EVENTS, ALERT_ACKS)
+        ).values()
+    )
+
+
+def group_lag(settings: Settings, group: str, specs: tuple[TopicSpec, ...]) -> dict[str, int]:
+    """Per topic, the records a consumer group has not committed yet."""
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.structs import TopicPartition
 
@@ -457,14 +502,17 @@ def escalation_lag(settings: Settings) -> int:
     admin = KafkaAdminClient(**config)
     consumer = KafkaConsumer(**config)
     try:
-        group = f"{settings.topic_prefix}cme-escalation"
         committed = admin.list_group_offsets(group).get(group, {})
-        topics = [t.name(settings) for t in (CASE_TRANSITIONS, CHILD_EVENTS, ALERT_ACKS)]
+        topics = [t.name(settings) for t in specs]
         partitions = [
             TopicPartition(topic, p) for topic in topics for p in consumer.partitions_for_topic(topic) or ()
         ]
-        ends = consumer.end_offsets(partitions)
-        return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+        lag: Counter[str] = Counter()
+        for tp, end in consumer.end_offsets(partitions).items():
+            lag[tp.topic.removeprefix(settings.topic_prefix)] += end - (
+                committed[tp].offset if tp in committed else 0
+            )
+        return dict(lag)
     finally:
         consumer.close()
         admin.close()

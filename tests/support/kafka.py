@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -47,6 +48,16 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 3
         return records
     finally:
         consumer.close()
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A predicate's "not yet" that says what is still missing, so a timeout explains itself."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
 
 
 def wait_until(
