@@ -62,7 +62,7 @@ from shared.topics import (
     TopicSpec,
 )
 from tests.support import attendance_feed
-from tests.support.kafka import Pending, read_topic, wait_until
+from tests.support.kafka import Pending, read_topic, wait_until, wait_while_progressing
 from tests.support.pipeline import SIGNING_KEY, SmtpServer, body_of, set_clock, start_smtp, wait_until_settled
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
@@ -167,7 +167,7 @@ class Deployment:
         log = open(self.log_dir / f"{inst.name}.log", "ab")  # noqa: SIM115 - owned by the child process
         inst.proc = subprocess.Popen(inst.service.argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, inst: Instance, timeout_s: float = 180) -> None:
+    def wait_ready(self, inst: Instance, timeout_s: float = 600) -> None:
         assert inst.proc is not None
         url = f"http://127.0.0.1:{inst.port}/health/ready"
         wait_ready(url, timeout_s, inst.proc, self.log_dir / f"{inst.name}.log")
@@ -227,7 +227,7 @@ class Deployment:
         """Post a batch until every item is accepted (or refused for cause), trying the referral instances in
         turn: a client of a scaled service retries on another replica when one is down."""
         apis = self.of("referral")
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600
         pending = batch
         while pending:
             inst = apis[turn % len(apis)]
@@ -255,7 +255,7 @@ class Deployment:
             elif response is not None and response.status_code < 500 and response.status_code != 429:
                 raise AssertionError(f"batch refused: {response.status_code} {response.text[:300]}")
             if pending:
-                assert time.monotonic() < deadline, "a batch was not accepted within 180 s"
+                assert time.monotonic() < deadline, "a batch was not accepted within 600 s"
                 time.sleep(0.3)
 
     def feed(
@@ -382,15 +382,15 @@ def run(
             if missing or len(in_store) < expected:
                 return Pending(
                     f"{len(missing)} accepted events missing (e.g. {sorted(missing)[:3]}); "
-                    f"{len(in_store)} of {expected} facts and attendance events in the timeline"
+                    f"{len(in_store)} of {expected} facts and attendance events in the timeline",
+                    progress=len(in_store),
                 )
             return True
 
         try:
-            wait_until(
-                all_in_store, timeout_s=900, interval_s=2,
-                what="every accepted fact and attendance event in the case store",
-            )  # fmt: skip
+            wait_while_progressing(
+                all_in_store, stall_s=300, what="every accepted fact and attendance event in the case store"
+            )
         except AssertionError as stalled:
             raise AssertionError(f"{stalled}; {where_it_stopped(dep)}") from stalled
         # Escalation has read every transition and fact (its group's committed offsets are at the ends), and

@@ -55,6 +55,7 @@ class Pending:
     """A predicate's "not yet" that says what is still missing, so a timeout explains itself."""
 
     reason: str
+    progress: int = 0  # how much is done so far: wait_while_progressing waits as long as it grows
 
     def __bool__(self) -> bool:
         return False
@@ -72,3 +73,23 @@ def wait_until(
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last value: {last!r})")
+
+
+def wait_while_progressing(
+    predicate: Any, stall_s: float, interval_s: float = 2.0, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy, failing only when its ``Pending.progress`` has
+    not grown for ``stall_s``: on a loaded machine a big run is slow, and only a stall is a failure."""
+    last: Any = None
+    best = -1
+    stalled_since = time.monotonic()
+    while True:
+        last = predicate()
+        if last:
+            return last
+        progress = last.progress if isinstance(last, Pending) else 0
+        if progress > best:
+            best, stalled_since = progress, time.monotonic()
+        elif time.monotonic() - stalled_since > stall_s:
+            raise AssertionError(f"no progress for {stall_s:.0f}s waiting for {what} (last value: {last!r})")
+        time.sleep(interval_s)
