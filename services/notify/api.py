@@ -144,6 +144,7 @@ class AlertOut(BaseModel):
     reason_code: str
     case_state: str
     escalated_at: datetime
+    late: bool
     next_step_due_at: datetime | None
     state: str
     acknowledged_at: datetime | None

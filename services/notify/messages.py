@@ -54,13 +54,22 @@ def build_message(settings: NotifySettings, alert: NotifyAlert, delivery: Notify
     due = _fmt(alert.next_step_due_at)
     case_link = case_url(settings, alert.case_id)
     ack_link = ack_url(settings, alert, delivery)
-    subject = f"CME Tracker: escalation for {level} - action needed ({alert.reason_code})"
+    fell_due = _fmt(alert.escalated_at)
+    late = "[late] " if alert.late else ""
+    subject = f"CME Tracker: {late}escalation for {level} - action needed ({alert.reason_code})"
     lines = [
         f"A child missing education case needs action at {level} level.",
         "",
         f"Reason: {alert.reason_code}",
         f"Escalation step: {alert.step_index + 1}",
+        f"Fell due: {fell_due}",
     ]
+    if alert.late:
+        # Said plainly: the reader must know this is not a new event, and that the case is still open.
+        lines.append(
+            "This alert is late: CME Tracker was catching up on a backlog when it fell due."
+            " The case was still open when this was sent."
+        )
     if due:
         lines.append(f"If not acknowledged, it steps up at: {due}")
     if delivery.on_behalf_of:
@@ -82,6 +91,8 @@ def build_message(settings: NotifySettings, alert: NotifyAlert, delivery: Notify
         "step_index": alert.step_index,
         "reason_code": alert.reason_code,
         "case_state": alert.case_state,
+        "fell_due_at": fell_due,
+        "late": "yes" if alert.late else "no",
         "next_step_due_at": due,
         "case_url": case_link,
         "ack_url": ack_link,

@@ -136,6 +136,8 @@ class NotifyAlert(SQLModel, table=True):
     source_partition: int
     source_offset: int
     escalated_at: datetime = Field(sa_column=_ts(nullable=False))  # the escalation event's occurred_at
+    # Sent from a backlog: the step fell due (escalated_at) well before escalation could decide it.
+    late: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(nullable=False))
     state: str = Field(default=AlertState.OPEN.value, index=True, max_length=16)
     acknowledged_at: datetime | None = Field(default=None, sa_column=_ts())

@@ -105,6 +105,7 @@ def handle_escalation(
         source_partition=source.partition,
         source_offset=source.offset,
         escalated_at=event.occurred_at,
+        late=p.late,
         created_at=now,
         state=AlertState.SUPERSEDED.value if superseded else AlertState.OPEN.value,
     )

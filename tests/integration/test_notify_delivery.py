@@ -25,7 +25,14 @@ from services.notify.channels.webhook import WebhookSender
 from services.notify.config import NotifySettings
 from services.notify.consumer import EscalationConsumer
 from services.notify.dispatcher import Dispatcher
-from services.notify.models import Channel, DeliveryState, NotifyDelivery, NotifyOutbox, NotifyProcessedEvent
+from services.notify.models import (
+    Channel,
+    DeliveryState,
+    NotifyAlert,
+    NotifyDelivery,
+    NotifyOutbox,
+    NotifyProcessedEvent,
+)
 from shared.events import encode_event
 from shared.events.catalogue import decode_event
 from shared.events.internal import DeadLetter, EscalationAction, LadderLevel
@@ -164,6 +171,30 @@ async def test_one_escalation_one_email_per_recipient_also_when_delivered_twice(
     assert f"https://cme.example.gov.uk/cases/{event.payload.case_id}" in body
     assert "whereabouts_unknown" in messages[0]["Subject"]
     assert str(event.payload.child_id) not in body + messages[0]["Subject"]
+
+
+async def test_a_late_step_is_mailed_as_late_with_the_time_it_fell_due(
+    settings: NotifySettings, engine: Engine, smtp: SmtpSink, worker: Any
+) -> None:
+    fell_due = datetime(2024, 10, 7, 9, tzinfo=UTC)
+    on_time = escalation(occurred_at=datetime.now(UTC))
+    late = escalation(occurred_at=fell_due)
+    late = late.model_copy(update={"payload": late.payload.model_copy(update={"late": True})})
+    produce(
+        settings,
+        ESCALATIONS.name(settings),
+        [(str(e.payload.child_id).encode(), encode_event(e)) for e in (on_time, late)],
+    )
+
+    await wait_for(lambda: len(smtp.received()) >= 2, what="both emails")
+    subjects = sorted(m["Subject"] for m in smtp.received())
+    assert [s.startswith("CME Tracker: [late] ") for s in subjects].count(True) == 1
+    (late_mail,) = [m for m in smtp.received() if "[late]" in m["Subject"]]
+    body = late_mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "Fell due: 2024-10-07T09:00:00+00:00" in body and "This alert is late" in body
+    with Session(engine) as session:
+        stored = {str(a.escalation_id): a.late for a in session.exec(select(NotifyAlert)).all()}
+    assert stored == {str(on_time.payload.escalation_id): False, str(late.payload.escalation_id): True}
 
 
 async def test_worker_killed_between_send_and_ledger_commit(

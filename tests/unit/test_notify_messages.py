@@ -105,3 +105,18 @@ def test_email_has_a_stable_message_id_from_the_delivery_id() -> None:
 
 def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff(SETTINGS, n).total_seconds() for n in range(1, 7)] == [30, 60, 120, 240, 480, 600]
+
+
+def test_a_late_alert_says_when_it_fell_due_and_that_it_is_late() -> None:
+    alert = _alert()
+    alert.escalated_at = NOW - timedelta(days=20)
+    on_time = build_message(SETTINGS, alert, _delivery(alert))
+    assert "[late]" not in on_time.subject and "late" not in on_time.body
+    assert on_time.fields["late"] == "no"
+
+    alert.late = True
+    late = build_message(SETTINGS, alert, _delivery(alert))
+    assert late.subject.startswith("CME Tracker: [late] escalation")
+    assert "Fell due: 2026-11-03T12:00:00+00:00" in late.body
+    assert "This alert is late" in late.body and "still open" in late.body
+    assert late.fields["late"] == "yes" and late.fields["fell_due_at"] == "2026-11-03T12:00:00+00:00"
