@@ -8,6 +8,7 @@ this version.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,13 +63,20 @@ def fetch(version: str = KAFKA_VERSION) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, version=version))
         staging = Path(tmp) / "libs"
-        subprocess.run(
+        # Quiet, and captured: even with colour off, mvn writes bare ANSI resets; its words matter only
+        # when it fails.
+        fetched = subprocess.run(
             [
                 "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(Path(tmp) / "pom.xml"),
                 "dependency:copy-dependencies", f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
             ],
-            check=True,
+            capture_output=True, text=True,
         )  # fmt: skip
+        if fetched.returncode != 0:
+            raise RuntimeError(
+                f"mvn could not fetch Kafka {version} from Maven Central (exit {fetched.returncode}):\n"
+                + re.sub(r"\x1b\[[0-9;]*m", "", fetched.stdout + fetched.stderr)[-3000:]
+            )
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
