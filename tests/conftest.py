@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +60,24 @@ def kafka_settings(kafka_bootstrap: str, topic_prefix: str, tmp_path) -> Setting
 def pg_settings(kafka_settings: Settings, postgres_url: str) -> Settings:
     """Like kafka_settings, with the case store on the real PostgreSQL."""
     return kafka_settings.model_copy(update={"database_url": postgres_url})
+
+
+LOG_TAIL_LINES = 30
+LOG_TAIL_FILES = 12
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    """A failed test that ran services as processes shows the end of each service's log (every harness
+    writes them under the test's tmp_path): the cause of a stall is in a service's log, and CI keeps only
+    what pytest prints."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.when != "call" or not report.failed or not isinstance(tmp_path, Path):
+        return
+    logs = sorted(tmp_path.rglob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for log in sorted(logs[:LOG_TAIL_FILES]):
+        tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        if tail:
+            report.sections.append((f"last lines of {log.relative_to(tmp_path)}", "\n".join(tail)))
