@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from services.web import casework, facts, words
+from services.web import allocation, casework, facts, words
 from services.web.clients import ServiceError
 from services.web.models import WebAlertWork, WebCaseWork
 from services.web.pages import PAGE_SIZE, Csrf, Ctx, Reader, posted, render
@@ -81,6 +81,10 @@ def build_router() -> APIRouter:
                 else []
             )
         elif scope == "unassigned":
+            # Allocate first: what is left is what the policy could not allocate, each with its reason.
+            await allocation.allocate_la(
+                ctx.settings, ctx.engine, request.app.state.policies, la, ctx.transports.get("tracking")
+            )
             exclude = casework.owned_case_ids(ctx.engine, la)
         if overdue:
             late = set(casework.overdue_case_ids(ctx.engine, la, today))
