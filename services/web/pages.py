@@ -242,16 +242,30 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         sort: Annotated[str, Query(pattern="^(newest|oldest|due)$")] = "newest",
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
         level: Annotated[str | None, Query(pattern="^[a-z_]{0,32}$")] = None,
+        whose: Annotated[str, Query(pattern="^(all|mine|team)$")] = "all",
     ) -> HTMLResponse:
-        """The LA's alerts, a page at a time, as a table naming the child; the counts are notify's own."""
+        """The LA's alerts, a page at a time, as a table naming the child; the counts are notify's own. "Mine"
+        and "my team's" are the alerts of the cases the person (or their team or a member) owns."""
         params: dict[str, Any] = {"sort": sort, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}
         if show != "all":
             params["state"] = show
         if level:
             params["level"] = level
+        team = casework.team_of(ctx.engine, ctx.who)
         async with ctx.service("notify") as notify:
-            alerts, total = await notify.page("/v1/alerts", params=params)
-            _, waiting = await notify.page("/v1/alerts", params={"state": "open", "limit": 1})
+            if whose == "all":
+                alerts, total = await notify.page("/v1/alerts", params=params)
+                _, waiting = await notify.page("/v1/alerts", params={"state": "open", "limit": 1})
+            else:
+                owners = [ctx.who.sub] if whose == "mine" else (
+                    casework.team_owners(ctx.engine, ctx.who.la_code, team) if team else []
+                )  # fmt: skip
+                case_ids = casework.owned_case_ids(ctx.engine, ctx.who.la_code, owners)
+                query = "/v1/alerts/query"
+                alerts, total = await notify.page(query, "POST", json={**params, "case_ids": case_ids})
+                _, waiting = await notify.page(
+                    query, "POST", json={"state": "open", "limit": 1, "case_ids": case_ids}
+                )
         calendar = request.app.state.calendars.calendar_for(ctx.who.la_code)
         await _with_cases(ctx, alerts, "alert inbox", calendar)
         _with_alert_work(ctx, alerts)
@@ -259,6 +273,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         return render(
             request, "inbox.html", ctx, alerts=alerts, total=total, waiting=waiting, show=show, sort=sort,
             page=min(page, pages), pages=pages, page_size=PAGE_SIZE, level=level or "", levels=words.LEVELS,
+            whose=whose, team=team,
         )  # fmt: skip
 
     async def _with_cases(
