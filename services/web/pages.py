@@ -507,8 +507,34 @@ def build_router(identity: IdentityProvider) -> APIRouter:
                           error="Give a UPN, or a surname and a date of birth.")  # fmt: skip
         async with ctx.service("tracking") as tracking:
             results = await tracking.call("POST", "/v1/children/search", json=body)
+            # The children found, named as in the inbox (an audited read at tracking, for the same reason).
+            case_ids = [r["case_id"] for r in results]
+            found: dict[str, dict[str, Any]] = {}
+            if case_ids:
+                page = await tracking.call(
+                    "POST", "/v1/cases/query",
+                    json={"reason": reason, "case_ids": case_ids, "limit": min(500, len(case_ids))},
+                )  # fmt: skip
+                found = {item["case"]["case_id"]: item for item in page["items"]}
         ctx.audit("search", None, reason, detail=f"{len(results)} found")
-        return render(request, "search.html", ctx, results=results)
+        today = date.today()
+        calendar = request.app.state.calendars.calendar_for(ctx.who.la_code)
+        owners = casework.owners(ctx.engine, ctx.who.la_code, case_ids)
+        rows = []
+        for r in results:
+            item = found.get(r["case_id"])
+            ctx.audit("search_result", r["case_id"], reason)  # who saw which child's name, and why
+            rows.append(
+                {
+                    "case_id": r["case_id"],
+                    "child": casework.summary(item, today, calendar) if item else None,
+                    "date_of_birth": item.get("date_of_birth") if item else None,
+                    "state": r["state"],
+                    "reason": r.get("reason"),
+                    "owner": owners.get(r["case_id"]),
+                }
+            )
+        return render(request, "search.html", ctx, results=rows)
 
     # --- possible-duplicate review queue ---------------------------------------------------------------
 

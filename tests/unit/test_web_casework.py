@@ -406,3 +406,42 @@ def test_the_inbox_filters_mine_and_my_teams_with_true_counts_and_pages(web: Web
 
     sign_in(web, "cw803")  # another LA: its "all" has none of them; its "mine" is empty
     assert reached("all") == (0, []) and reached("mine") == (0, [])
+
+
+def test_search_results_name_the_child_keep_data_out_of_urls_and_audit_the_read(web: Web) -> None:  # noqa: F811
+    from services.tracking.models import TrackingReadAudit
+    from services.web.casework import age_on
+
+    case_id = web.store.records[web.store.child_ids[1]].case_id
+    kid = web.store.kids[1]
+    sign_in(web, "cw801")
+    csrf = csrf_of(web.client.get("/search").text)
+    found = web.client.post(
+        "/search", data={"upn": kid["upn"], "reason": "call from a school", "csrf_token": csrf}
+    )
+    assert found.status_code == 200 and str(found.url).endswith("/search")  # no child data in the URL
+    row = re.search(rf'data-case-id="{case_id}">.*?</tr>', found.text, re.S)
+    assert row, found.text[-2000:]
+    age = age_on(date.fromisoformat(kid["date_of_birth"]), date.today())
+    assert f"{kid['forename']} {kid['surname']}" in row.group(0) and f"age {age}" in row.group(0)
+    assert kid["date_of_birth"] in row.group(0) and "Whereabouts unknown" in row.group(0)
+    by_name = web.client.post(
+        "/search",
+        data={"surname": kid["surname"], "date_of_birth": kid["date_of_birth"], "reason": "call", "csrf_token": csrf},
+    )
+    assert f"{kid['forename']} {kid['surname']}" in by_name.text
+    engine = make_engine(web.settings.database_url)
+    with Session(engine) as session:
+        web_audit = session.exec(select(WebAudit).where(WebAudit.action == "search_result")).all()
+        read = session.exec(
+            select(TrackingReadAudit).where(
+                TrackingReadAudit.action == "case_list", TrackingReadAudit.reason == "call from a school"
+            )
+        ).all()
+    assert ("cw801", case_id, "call from a school") in {(a.subject, a.target, a.reason) for a in web_audit}
+    assert [r.subject for r in read] == ["cw801"]  # tracking recorded the read of the names, and why
+
+    sign_in(web, "cw803")  # another LA: nothing found, no name shown
+    csrf = csrf_of(web.client.get("/search").text)
+    nothing = web.client.post("/search", data={"upn": kid["upn"], "reason": "curious", "csrf_token": csrf})
+    assert "0 found" in nothing.text and kid["surname"] not in nothing.text
