@@ -10,7 +10,7 @@ import asyncio
 import html
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
@@ -185,7 +185,12 @@ async def list_alerts(
     never listed. ``X-Total-Count`` is the number of alerts the filters match, over all pages."""
 
     query = AlertQuery(
-        state=state, case_ids=[case_id] if case_id else None, level=level, sort=sort, offset=offset, limit=limit
+        state=state,
+        case_ids=[case_id] if case_id else None,
+        level=level,
+        sort=sort,
+        offset=offset,
+        limit=limit,
     )
     return await _alert_page(engine, principal, query, response)
 
@@ -215,7 +220,7 @@ async def _alert_page(
 ) -> list[AlertOut]:
     def load() -> tuple[int, list[NotifyAlert]]:
         with session_scope(engine) as session:
-            where = [NotifyAlert.la_code == principal.la_code]
+            where: list[Any] = [NotifyAlert.la_code == principal.la_code]
             if body.state is not None:
                 where.append(NotifyAlert.state == body.state)
             if body.case_ids is not None:

@@ -13,15 +13,16 @@ The decision is a pure function of the policy, the LA's active casework accounts
 in event time (the case is open, and the school of the latest fact by the moment it opened), so it does not
 depend on when the allocator ran or which replica got there first. It is made once: an owner is written only
 where there is none (a person's "Take" or reassignment always wins and is never overwritten), audited as
-``case_owner_auto`` by ``cme-web-allocation``. A person who sets the owner to nobody hands the case back to the
-policy. Ownership is the web's own (``web_case_work``): the allocator learns which cases are open by asking
-tracking (``POST /v1/cases/query``, scoped to the LA by its token), every few seconds and before the Nobody's
-queue is shown.
+``case_owner_auto`` by ``cme-web-allocation``. A person who sets the owner to nobody hands the case back to
+the policy. Ownership is the web's own (``web_case_work``): the allocator learns which cases are open by
+asking tracking (``POST /v1/cases/query``, scoped to the LA by its token), every few seconds and before the
+Nobody's queue is shown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -164,16 +165,22 @@ def apply(engine: Engine, la_code: str, case_id: str, decision: Decision) -> str
         if work is not None and (work.la_code != la_code or work.owner):
             return "owned"
         if decision.owner is not None:
-            values = {
+            values: dict[str, Any] = {
                 "owner": decision.owner, "owner_set_by": ALLOCATOR, "owner_set_at": now,
                 "owner_source": "policy", "allocation_problem": None, "allocation_tried_at": now,
             }  # fmt: skip
-            outcome, action, detail = "allocated", "case_owner_auto", f"owner {decision.owner} by {decision.rule}"
+            outcome, action, detail = (
+                "allocated",
+                "case_owner_auto",
+                f"owner {decision.owner} by {decision.rule}",
+            )
         else:
             values = {"allocation_problem": decision.problem, "allocation_tried_at": now}
             unchanged = work is not None and work.allocation_problem == decision.problem
             outcome, action, detail = (
-                ("unchanged", "", "") if unchanged else ("failed", "case_allocation_failed", decision.problem or "")
+                ("unchanged", "", "")
+                if unchanged
+                else ("failed", "case_allocation_failed", decision.problem or "")
             )
         if work is None:
             session.add(WebCaseWork(case_id=case_id, la_code=la_code, **values))
@@ -276,13 +283,13 @@ async def run_allocator(
                 las = []
             for la_code in las:
                 try:
-                    counts = await allocate_la(settings, engine, policies, la_code, transports.get("tracking"))
+                    counts = await allocate_la(
+                        settings, engine, policies, la_code, transports.get("tracking")
+                    )
                 except Exception as exc:  # tracking down or slow: the next round tries again
                     log.warning("allocation_round_failed", la_code=la_code, error=type(exc).__name__)
                     continue
                 if counts.get("allocated") or counts.get("failed"):
                     log.info("cases_allocated", la_code=la_code, **counts)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.web_allocation_interval_s)
-        except TimeoutError:
-            pass

@@ -73,7 +73,9 @@ def create_app(
             asyncio.create_task(run_lag_exporter(settings, stop)) if settings.web_lag_interval_s > 0 else None
         )
         allocator = (
-            asyncio.create_task(run_allocator(settings, engine, policies, app.state.transports, stop, startup.done))
+            asyncio.create_task(
+                run_allocator(settings, engine, policies, app.state.transports, stop, startup.done)
+            )
             if settings.web_allocation_interval_s > 0
             else None
         )

@@ -8,6 +8,7 @@ import asyncio
 import random
 import re
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlmodel import Session, col, select
@@ -38,9 +39,13 @@ def test_no_owner_says_why() -> None:
     team_gone = decide(POLICY, "100002", ACCOUNTS)  # team south has no active casework member
     assert team_gone.owner is None and "team south" in (team_gone.problem or "")
     person_gone = decide(LAPolicy(default="jo"), None, ACCOUNTS)
-    assert person_gone.owner is None and "jo, who has no active casework account" in (person_gone.problem or "")
+    assert person_gone.owner is None and "jo, who has no active casework account" in (
+        person_gone.problem or ""
+    )
     no_default = decide(LAPolicy(schools={"100001": "alex"}), "100003", ACCOUNTS)
-    assert no_default.owner is None and "no allocation rule matches (school 100003)" in (no_default.problem or "")
+    assert no_default.owner is None and "no allocation rule matches (school 100003)" in (
+        no_default.problem or ""
+    )
 
 
 def test_the_same_facts_give_the_same_owners_in_any_order() -> None:
@@ -65,10 +70,14 @@ def test_the_policy_file_is_checked() -> None:
 
 
 def _allocate(w: Web, la: str = LA) -> dict[str, int]:
-    app = w.client.app
+    app: Any = w.client.app
     return asyncio.run(
         allocation.allocate_la(
-            w.settings, app.state.engine, app.state.policies, la, app.state.transports["tracking"]  # type: ignore[attr-defined]
+            w.settings,
+            app.state.engine,
+            app.state.policies,
+            la,
+            app.state.transports["tracking"],
         )
     )
 
@@ -130,7 +139,10 @@ def test_every_open_case_gets_an_owner_without_anybody_clicking(web: Web) -> Non
     # A person reassigns an automatically allocated case: a person's choice from then on.
     other = sorted(by_policy)[0]
     csrf = csrf_of(mine.text)
-    assert web.client.post(f"/cases/{other}/owner", data={"owner": "mgr801", "csrf_token": csrf}).status_code == 200
+    assert (
+        web.client.post(f"/cases/{other}/owner", data={"owner": "mgr801", "csrf_token": csrf}).status_code
+        == 200
+    )
     assert _work(web)[other].owner == "mgr801" and _work(web)[other].owner_source == "person"
     _allocate(web)
     assert _work(web)[other].owner == "mgr801"

@@ -427,7 +427,12 @@ def test_search_results_name_the_child_keep_data_out_of_urls_and_audit_the_read(
     assert kid["date_of_birth"] in row.group(0) and "Whereabouts unknown" in row.group(0)
     by_name = web.client.post(
         "/search",
-        data={"surname": kid["surname"], "date_of_birth": kid["date_of_birth"], "reason": "call", "csrf_token": csrf},
+        data={
+            "surname": kid["surname"],
+            "date_of_birth": kid["date_of_birth"],
+            "reason": "call",
+            "csrf_token": csrf,
+        },
     )
     assert f"{kid['forename']} {kid['surname']}" in by_name.text
     engine = make_engine(web.settings.database_url)
