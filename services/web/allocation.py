@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ ALLOCATOR = "cme-web-allocation"  # the subject of automatic assignments in web_
 TEAM_PREFIX = "team:"
 QUERY_PAGE = 500  # tracking's largest page
 TOKEN_TTL_S = 120
+RETRY_FAILED_AFTER = timedelta(minutes=5)  # the background round; the Nobody's queue tries every failed case
 
 
 class PolicyError(ValueError):
@@ -217,15 +218,23 @@ def allocate_items(
     return counts
 
 
-def _owned(engine: Engine, la_code: str) -> list[str]:
+def _settled(engine: Engine, la_code: str, failed_since: datetime | None) -> list[str]:
+    """Cases not to ask about: those with an owner, and those that failed since ``failed_since``."""
     with Session(engine) as session:
-        return list(
-            session.exec(
-                select(WebCaseWork.case_id).where(
-                    WebCaseWork.la_code == la_code, col(WebCaseWork.owner).is_not(None)
-                )
-            ).all()
-        )
+        rows = session.exec(
+            select(WebCaseWork.case_id, WebCaseWork.owner, WebCaseWork.allocation_tried_at).where(
+                WebCaseWork.la_code == la_code
+            )
+        ).all()
+    return [
+        case_id
+        for case_id, owner, tried in rows
+        if owner or (failed_since is not None and tried is not None and aware(tried) >= failed_since)
+    ]
+
+
+def aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite gives naive UTC back
 
 
 async def allocate_la(
@@ -234,10 +243,12 @@ async def allocate_la(
     policies: Mapping[str, LAPolicy],
     la_code: str,
     transport: httpx.AsyncBaseTransport | None = None,
+    failed_since: datetime | None = None,
 ) -> dict[str, int]:
-    """Allocate every open case of the LA that nobody owns (tracking scopes the query to the LA)."""
+    """Allocate every open case of the LA that nobody owns (tracking scopes the query to the LA). A case whose
+    allocation failed since ``failed_since`` is not asked about again (None: every case is)."""
     token = issue_token(settings, ALLOCATOR, Role.SERVICE, la_code, TOKEN_TTL_S)
-    owned = _owned(engine, la_code)
+    owned = _settled(engine, la_code, failed_since)
     counts: dict[str, int] = {}
     offset = 0
     async with ServiceClient(settings, "tracking", token, transport) as tracking:
@@ -282,9 +293,12 @@ async def run_allocator(
                 log.warning("allocation_round_failed", error=type(exc).__name__)
                 las = []
             for la_code in las:
+                # A failed case is tried again after a while (an account created, a team joined), not in every
+                # round: an LA without a policy would otherwise be read whole every few seconds.
+                since = datetime.now(UTC) - RETRY_FAILED_AFTER
                 try:
                     counts = await allocate_la(
-                        settings, engine, policies, la_code, transports.get("tracking")
+                        settings, engine, policies, la_code, transports.get("tracking"), since
                     )
                 except Exception as exc:  # tracking down or slow: the next round tries again
                     log.warning("allocation_round_failed", la_code=la_code, error=type(exc).__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -174,3 +174,46 @@ def test_nobodys_queue_shows_only_what_the_policy_could_not_allocate(web: Web) -
     assert _work(web)[case_id].owner is None
     web.client.get("/cases", params={"scope": "unassigned"})
     assert _work(web)[case_id].owner == "team:north" and _work(web)[case_id].owner_source == "policy"
+
+
+def test_the_background_round_allocates_and_retries_failures_only_after_a_while(web: Web) -> None:  # noqa: F811
+    app: Any = web.client.app
+    policies = {LA: LAPolicy(default="team:north")}
+    settings = web.settings.model_copy(update={"web_allocation_interval_s": 0.05})
+    open_cases = _open_cases(web)
+
+    async def rounds() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            allocation.run_allocator(settings, app.state.engine, policies, app.state.transports, stop)
+        )
+        deadline = asyncio.get_running_loop().time() + 20
+        while not all(w.owner for c, w in _work(web).items() if c in open_cases) or not open_cases <= set(
+            _work(web)
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "the round did not allocate every case"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(rounds())  # nobody signed in or clicked
+    assert {_work(web)[c].owner for c in open_cases} == {"team:north"}
+
+    # A failure is not asked about again by the background round until RETRY_FAILED_AFTER has passed.
+    case_id = sorted(open_cases)[0]
+    with Session(make_engine(web.settings.database_url)) as session:
+        work = session.get(WebCaseWork, case_id)
+        assert work is not None
+        work.owner, work.owner_source = None, None
+        session.add(work)
+        session.commit()
+    app.state.policies = {LA: LAPolicy(default="ghost")}
+    assert _allocate(web) == {"failed": 1}
+    recent = datetime.now(UTC) - allocation.RETRY_FAILED_AFTER
+    later = asyncio.run(
+        allocation.allocate_la(
+            web.settings, app.state.engine, app.state.policies, LA, app.state.transports["tracking"], recent
+        )
+    )
+    assert later == {}  # tracking was asked for nothing: the failure is recent
+    assert _allocate(web) == {"unchanged": 1}  # the Nobody's queue path asks again (and audits nothing new)
