@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from services.web import metrics
 from services.web.clients import ServiceClient
 from services.web.models import WebAudit, WebCaseWork, WebUser
 from services.web.settings import WebSettings
@@ -215,6 +216,8 @@ def allocate_items(
         decision = decide(policy, item.get("opening_school_urn"), accounts)
         outcome = apply(engine, la_code, item["case"]["case_id"], decision)
         counts[outcome] = counts.get(outcome, 0) + 1
+        if outcome in ("allocated", "failed"):
+            metrics.ALLOCATIONS.labels(outcome=outcome).inc()
     return counts
 
 

@@ -166,7 +166,9 @@ def build_router() -> APIRouter:
             session.commit()
         ctx.audit("alert_take", str(alert_id))
         current = casework.work_of(ctx.engine, ctx.who.la_code, case_id)
-        if current is None or not current.owner:
+        # The case too, if nobody owns it or only the allocation policy chose its owner: a person's choice
+        # beats the policy's; another person's stands (reassigning it is the owner form).
+        if current is None or not current.owner or current.owner_source == "policy":
             casework.set_owner(ctx.engine, ctx.who, case_id, ctx.who.sub)
             ctx.audit("case_owner", case_id, detail=f"owner {ctx.who.sub} (took alert {alert_id})")
         return RedirectResponse(f"/cases/{case_id}", status.HTTP_303_SEE_OTHER)

@@ -217,3 +217,18 @@ def test_the_background_round_allocates_and_retries_failures_only_after_a_while(
     )
     assert later == {}  # tracking was asked for nothing: the failure is recent
     assert _allocate(web) == {"unchanged": 1}  # the Nobody's queue path asks again (and audits nothing new)
+
+
+def test_taking_an_alert_overrides_the_policy_but_not_a_person(web: Web) -> None:  # noqa: F811
+    case_id = web.store.records[web.store.child_ids[1]].case_id  # the fixture's alert is on this case
+    web.client.app.state.policies = {LA: LAPolicy(default="team:north")}  # type: ignore[attr-defined]
+    _allocate(web)
+    assert (_work(web)[case_id].owner, _work(web)[case_id].owner_source) == ("team:north", "policy")
+    sign_in(web, "cw801b")
+    csrf = csrf_of(web.client.get("/inbox").text)
+    web.client.post(f"/alerts/{web.alert_id}/take", data={"csrf_token": csrf})
+    assert (_work(web)[case_id].owner, _work(web)[case_id].owner_source) == ("cw801b", "person")
+    sign_in(web, "cw801")
+    csrf = csrf_of(web.client.get("/inbox").text)
+    web.client.post(f"/alerts/{web.alert_id}/take", data={"csrf_token": csrf})
+    assert _work(web)[case_id].owner == "cw801b"  # another person's choice stands
