@@ -10,11 +10,11 @@ import asyncio
 import html
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
@@ -185,17 +185,57 @@ async def list_alerts(
     """The caller's LA's alerts, one page at a time (the web inbox and case page); another LA's alerts are
     never listed. ``X-Total-Count`` is the number of alerts the filters match, over all pages."""
 
+    query = AlertQuery(
+        state=state,
+        case_ids=[case_id] if case_id else None,
+        level=level,
+        sort=sort,
+        offset=offset,
+        limit=limit,
+    )
+    return await _alert_page(engine, principal, query, response)
+
+
+class AlertQuery(BaseModel):
+    """A page of the caller's LA's alerts by the filters; ``case_ids`` (the cases a person or team owns, which
+    the web keeps) travel in the body, so any number fit."""
+
+    state: Annotated[str | None, Field(pattern="^(open|acknowledged|cancelled|superseded)$")] = None
+    case_ids: list[uuid.UUID] | None = Field(default=None, max_length=50_000, description="Only these cases")
+    level: Annotated[str | None, Field(max_length=32)] = None
+    sort: Annotated[str, Field(pattern="^(newest|oldest|due)$")] = "newest"
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(default=200, ge=1, le=500)
+
+
+@router.post("/alerts/query", response_model=list[AlertOut])
+async def query_alerts(
+    body: AlertQuery, principal: Acknowledger, engine: EngineDep, response: Response
+) -> list[AlertOut]:
+    """As ``GET /v1/alerts``, with the filters in the body (the web inbox's "mine" and "my team's")."""
+    return await _alert_page(engine, principal, body, response)
+
+
+async def _alert_page(
+    engine: Engine, principal: Principal, body: AlertQuery, response: Response
+) -> list[AlertOut]:
     def load() -> tuple[int, list[NotifyAlert]]:
         with session_scope(engine) as session:
-            where = [NotifyAlert.la_code == principal.la_code]
-            if state is not None:
-                where.append(NotifyAlert.state == state)
-            if case_id is not None:
-                where.append(NotifyAlert.case_id == str(case_id))
-            if level is not None:
-                where.append(NotifyAlert.level == level)
+            where: list[Any] = [NotifyAlert.la_code == principal.la_code]
+            if body.state is not None:
+                where.append(NotifyAlert.state == body.state)
+            if body.case_ids is not None:
+                where.append(col(NotifyAlert.case_id).in_([str(c) for c in body.case_ids]))
+            if body.level is not None:
+                where.append(NotifyAlert.level == body.level)
             total = session.exec(select(func.count()).select_from(NotifyAlert).where(*where)).one()
-            query = select(NotifyAlert).where(*where).order_by(*ALERT_ORDER[sort]).offset(offset).limit(limit)
+            query = (
+                select(NotifyAlert)
+                .where(*where)
+                .order_by(*ALERT_ORDER[body.sort])
+                .offset(body.offset)
+                .limit(body.limit)
+            )
             return total, list(session.exec(query).all())
 
     total, rows = await asyncio.to_thread(load)

@@ -170,7 +170,22 @@ class CaseSummaryOut(BaseModel):
     surname: str | None
     date_of_birth: date | None
     school_urn: str | None  # the school of the child's latest fact that named one
+    # Since when the case has been open (event time: the start of its current run of open states) and the
+    # school of the latest fact, by then, that named one: facts that do not move with later arrivals, which
+    # the web's allocation policy decides on.
+    opened_at: datetime | None = None
+    opening_school_urn: str | None = None
     spells: list[SpellOut]
+
+
+def _opened_at(case_spells: list[Any]) -> datetime | None:
+    """The start of the case's current run of open (not resolved) states; None when it is resolved now."""
+    opened = None
+    for spell in reversed(case_spells):
+        if spell.state in RESOLVED_STATES:
+            break
+        opened = spell.start
+    return opened
 
 
 class CasePage(BaseModel):
@@ -471,6 +486,8 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
             for case, child in page:
                 timeline = sorted(rows.get(case.child_id, []), key=lambda r: (r.occurred_at, r.event_id))
                 flags = [Vulnerability(v) for v in case.vulnerabilities.split(",") if v]
+                case_spells = spells(timeline, flags)
+                opened = _opened_at(case_spells)
                 items.append(
                     CaseSummaryOut(
                         case=_case_out(case),
@@ -478,7 +495,16 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
                         surname=child.surname,
                         date_of_birth=child.date_of_birth,
                         school_urn=next((r.school_urn for r in reversed(timeline) if r.school_urn), None),
-                        spells=[SpellOut(**vars(s)) for s in spells(timeline, flags)],
+                        opened_at=opened,
+                        opening_school_urn=next(
+                            (
+                                r.school_urn
+                                for r in reversed(timeline)
+                                if r.school_urn and opened is not None and r.occurred_at <= opened
+                            ),
+                            None,
+                        ),
+                        spells=[SpellOut(**vars(s)) for s in case_spells],
                     )
                 )
             _audit(session, who, "case_list", None, body.reason)

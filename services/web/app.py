@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 
 from services.web import metrics
+from services.web.allocation import load_policies, run_allocator
 from services.web.identity import IdentityProvider, LocalAccounts
 from services.web.lag import run_lag_exporter
 from services.web.pages import build_router, templates
@@ -63,6 +64,7 @@ def create_app(
     engine = make_engine(settings.database_url)
     startup = Startup("web", pending=bool(steps))
     stop = asyncio.Event()
+    policies = load_policies(settings.web_allocation_file)  # a bad file stops the start, saying why
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,21 +72,30 @@ def create_app(
         task = (
             asyncio.create_task(run_lag_exporter(settings, stop)) if settings.web_lag_interval_s > 0 else None
         )
+        allocator = (
+            asyncio.create_task(
+                run_allocator(settings, engine, policies, app.state.transports, stop, startup.done)
+            )
+            if settings.web_allocation_interval_s > 0
+            else None
+        )
         try:
             yield
         finally:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
             stop.set()
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(task, 10)
+            for running in (task, allocator):
+                if running is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait_for(running, 10)
             engine.dispose()
 
     app = FastAPI(title="CME Tracker web", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.transports = transports or {}
+    app.state.policies = policies
     app.state.calendars = CalendarRegistry(settings.calendars_dir)
     app.state.populations = load_populations(
         str(settings.web_population_file) if settings.web_population_file else None

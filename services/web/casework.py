@@ -161,6 +161,9 @@ def set_owner(engine: Engine, who: Principal, case_id: str, owner: str | None) -
         if work.la_code != who.la_code:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such case")
         work.owner, work.owner_set_by, work.owner_set_at = owner, who.sub, datetime.now(UTC)
+        # A person's choice; "nobody" hands the case back to the allocation policy, which decides afresh.
+        work.owner_source = "person" if owner else None
+        work.allocation_problem = None
         session.add(work)
         session.commit()
 

@@ -48,8 +48,8 @@ class ServiceClient:
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return (await self._request(method, path, **kwargs)).json()
 
-    async def page(self, path: str, **kwargs: Any) -> tuple[list[Any], int]:
+    async def page(self, path: str, method: str = "GET", **kwargs: Any) -> tuple[list[Any], int]:
         """One page of a list and the count over all pages (the service's ``X-Total-Count``)."""
-        response = await self._request("GET", path, **kwargs)
+        response = await self._request(method, path, **kwargs)
         items: list[Any] = response.json()
         return items, int(response.headers.get("X-Total-Count", len(items)))

@@ -83,8 +83,10 @@ class WebAlertNote(SQLModel, table=True):
 class WebCaseWork(SQLModel, table=True):
     """Who owns an LA's case and when it is next reviewed: the web's casework, next to tracking's case.
 
-    The owner is a person (their username) or a team ("team:<name>"). Every change is audited in web_audit
-    (case_owner, case_review) with who made it and when."""
+    The owner is a person (their username) or a team ("team:<name>"), set by a person (``owner_source``
+    "person") or by the LA's allocation policy ("policy", services/web/allocation.py). A case the policy could
+    not allocate keeps no owner and says why (``allocation_problem``). Every change is audited in web_audit
+    (case_owner, case_owner_auto, case_allocation_failed, case_review) with who made it and when."""
 
     __tablename__ = "web_case_work"
 
@@ -93,6 +95,9 @@ class WebCaseWork(SQLModel, table=True):
     owner: str | None = Field(default=None, index=True, max_length=128)
     owner_set_by: str | None = Field(default=None, max_length=128)
     owner_set_at: datetime | None = Field(default=None, sa_column=_ts())
+    owner_source: str | None = Field(default=None, max_length=16)  # "person" or "policy"
+    allocation_problem: str | None = Field(default=None, max_length=200)  # why the policy gave no owner
+    allocation_tried_at: datetime | None = Field(default=None, sa_column=_ts())
     review_due: date | None = Field(default=None, index=True)
     review_set_by: str | None = Field(default=None, max_length=128)
     review_set_at: datetime | None = Field(default=None, sa_column=_ts())

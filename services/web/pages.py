@@ -242,16 +242,30 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         sort: Annotated[str, Query(pattern="^(newest|oldest|due)$")] = "newest",
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
         level: Annotated[str | None, Query(pattern="^[a-z_]{0,32}$")] = None,
+        whose: Annotated[str, Query(pattern="^(all|mine|team)$")] = "all",
     ) -> HTMLResponse:
-        """The LA's alerts, a page at a time, as a table naming the child; the counts are notify's own."""
+        """The LA's alerts, a page at a time, as a table naming the child; the counts are notify's own. "Mine"
+        and "my team's" are the alerts of the cases the person (or their team or a member) owns."""
         params: dict[str, Any] = {"sort": sort, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}
         if show != "all":
             params["state"] = show
         if level:
             params["level"] = level
+        team = casework.team_of(ctx.engine, ctx.who)
         async with ctx.service("notify") as notify:
-            alerts, total = await notify.page("/v1/alerts", params=params)
-            _, waiting = await notify.page("/v1/alerts", params={"state": "open", "limit": 1})
+            if whose == "all":
+                alerts, total = await notify.page("/v1/alerts", params=params)
+                _, waiting = await notify.page("/v1/alerts", params={"state": "open", "limit": 1})
+            else:
+                owners = [ctx.who.sub] if whose == "mine" else (
+                    casework.team_owners(ctx.engine, ctx.who.la_code, team) if team else []
+                )  # fmt: skip
+                case_ids = casework.owned_case_ids(ctx.engine, ctx.who.la_code, owners)
+                query = "/v1/alerts/query"
+                alerts, total = await notify.page(query, "POST", json={**params, "case_ids": case_ids})
+                _, waiting = await notify.page(
+                    query, "POST", json={"state": "open", "limit": 1, "case_ids": case_ids}
+                )
         calendar = request.app.state.calendars.calendar_for(ctx.who.la_code)
         await _with_cases(ctx, alerts, "alert inbox", calendar)
         _with_alert_work(ctx, alerts)
@@ -259,6 +273,7 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         return render(
             request, "inbox.html", ctx, alerts=alerts, total=total, waiting=waiting, show=show, sort=sort,
             page=min(page, pages), pages=pages, page_size=PAGE_SIZE, level=level or "", levels=words.LEVELS,
+            whose=whose, team=team,
         )  # fmt: skip
 
     async def _with_cases(
@@ -492,8 +507,34 @@ def build_router(identity: IdentityProvider) -> APIRouter:
                           error="Give a UPN, or a surname and a date of birth.")  # fmt: skip
         async with ctx.service("tracking") as tracking:
             results = await tracking.call("POST", "/v1/children/search", json=body)
+            # The children found, named as in the inbox (an audited read at tracking, for the same reason).
+            case_ids = [r["case_id"] for r in results]
+            found: dict[str, dict[str, Any]] = {}
+            if case_ids:
+                page = await tracking.call(
+                    "POST", "/v1/cases/query",
+                    json={"reason": reason, "case_ids": case_ids, "limit": min(500, len(case_ids))},
+                )  # fmt: skip
+                found = {item["case"]["case_id"]: item for item in page["items"]}
         ctx.audit("search", None, reason, detail=f"{len(results)} found")
-        return render(request, "search.html", ctx, results=results)
+        today = date.today()
+        calendar = request.app.state.calendars.calendar_for(ctx.who.la_code)
+        owners = casework.owners(ctx.engine, ctx.who.la_code, case_ids)
+        rows = []
+        for r in results:
+            item = found.get(r["case_id"])
+            ctx.audit("search_result", r["case_id"], reason)  # who saw which child's name, and why
+            rows.append(
+                {
+                    "case_id": r["case_id"],
+                    "child": casework.summary(item, today, calendar) if item else None,
+                    "date_of_birth": item.get("date_of_birth") if item else None,
+                    "state": r["state"],
+                    "reason": r.get("reason"),
+                    "owner": owners.get(r["case_id"]),
+                }
+            )
+        return render(request, "search.html", ctx, results=rows)
 
     # --- possible-duplicate review queue ---------------------------------------------------------------
 

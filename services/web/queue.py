@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from services.web import casework, facts, words
+from services.web import allocation, casework, facts, words
 from services.web.clients import ServiceError
 from services.web.models import WebAlertWork, WebCaseWork
 from services.web.pages import PAGE_SIZE, Csrf, Ctx, Reader, posted, render
@@ -81,6 +81,10 @@ def build_router() -> APIRouter:
                 else []
             )
         elif scope == "unassigned":
+            # Allocate first: what is left is what the policy could not allocate, each with its reason.
+            await allocation.allocate_la(
+                ctx.settings, ctx.engine, request.app.state.policies, la, ctx.transports.get("tracking")
+            )
             exclude = casework.owned_case_ids(ctx.engine, la)
         if overdue:
             late = set(casework.overdue_case_ids(ctx.engine, la, today))
@@ -162,7 +166,9 @@ def build_router() -> APIRouter:
             session.commit()
         ctx.audit("alert_take", str(alert_id))
         current = casework.work_of(ctx.engine, ctx.who.la_code, case_id)
-        if current is None or not current.owner:
+        # The case too, if nobody owns it or only the allocation policy chose its owner: a person's choice
+        # beats the policy's; another person's stands (reassigning it is the owner form).
+        if current is None or not current.owner or current.owner_source == "policy":
             casework.set_owner(ctx.engine, ctx.who, case_id, ctx.who.sub)
             ctx.audit("case_owner", case_id, detail=f"owner {ctx.who.sub} (took alert {alert_id})")
         return RedirectResponse(f"/cases/{case_id}", status.HTTP_303_SEE_OTHER)

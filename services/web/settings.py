@@ -24,6 +24,12 @@ class WebSettings(Settings):
     web_population_file: Path | None = None
     # How often the lag exporter reads consumer-group offsets from Kafka (0 turns it off).
     web_lag_interval_s: float = Field(default=15.0, ge=0)
+    # Per-LA automatic allocation policy (YAML; docs/WEB.md "Allocation"); unset: no LA has one, and new
+    # cases wait in the Nobody's queue saying so.
+    web_allocation_file: Path | None = None
+    # How often open cases nobody owns are allocated by the policy (0 turns the background round off; the
+    # Nobody's queue still allocates before it lists).
+    web_allocation_interval_s: float = Field(default=10.0, ge=0)
     # An LA's OpenID Connect provider (the seam in services/web/identity.py); unset: local accounts only.
     web_oidc_issuer: str | None = None
     web_oidc_client_id: str | None = None

@@ -1,5 +1,6 @@
 """The web in headless Chromium (Playwright driving /usr/bin/chromium) against the whole pipeline run as
-processes: a caseworker signs in, sees the new alert, takes it (the case is theirs), acknowledges it, and the
+processes: the new case gets its owner by the LA's allocation policy before anybody signs in; a caseworker
+signs in, sees the new alert, takes it (the case is theirs), acknowledges it, and the
 ladder stops (no step-up email after simulated school days pass); they record three enquiries, the child
 located, a place offered and provision started at a school, all through the intake: the case closes and its
 timeline shows every step in order. A caseworker of another LA sees none of it. Every page is checked for
@@ -83,6 +84,8 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
     set_clock(clock, "2025-11-04T12:00:00+00:00")
     directory = tmp_path / "directory.yaml"
     directory.write_text(DIRECTORY)
+    policy = tmp_path / "allocation.yaml"  # the LA's CME caseworker gets every new case
+    policy.write_text(f'"{LA}":\n  default: cw801\n')
     web_url = f"http://127.0.0.1:{ports['web']}"
     env = {
         **os.environ,
@@ -100,6 +103,8 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         "CME_ESCALATION_SIMULATED_TIME_FILE": str(clock),
         "CME_ESCALATION_TICK_S": "0.2",
         "CME_WEB_LAG_INTERVAL_S": "2",
+        "CME_WEB_ALLOCATION_FILE": str(policy),
+        "CME_WEB_ALLOCATION_INTERVAL_S": "1",
     }
     bin_dir = Path(sys.executable).parent
     subprocess.run([bin_dir / "cme-notify", "load-directory", str(directory)], env=env, check=True)
@@ -139,6 +144,25 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
             sent = httpx.post(f"{base}/v1/events", json=event, headers={"Authorization": f"Bearer {key}"})
             assert sent.status_code == 202, sent.text
         wait_until(lambda: box.to("caseworker@la.test"), timeout_s=90, what="the caseworker's alert email")
+        # Nobody has signed in or clicked: the new case already has its owner, by the LA's policy (audited).
+        engine = make_engine(postgres_url)
+        with engine.connect() as conn:
+
+            def allocated() -> list[Any]:
+                return list(
+                    conn.execute(
+                        text(
+                            "SELECT w.owner, w.owner_source, a.subject FROM web_case_work w "
+                            "JOIN web_audit a ON a.target = w.case_id AND a.action = 'case_owner_auto' "
+                            "WHERE w.la_code = :la"
+                        ),
+                        {"la": LA},
+                    ).all()
+                )
+
+            wait_until(allocated, timeout_s=30, what="the new case allocated by the LA's policy")
+            assert [tuple(r) for r in allocated()] == [("cw801", "policy", "cme-web-allocation")]
+        engine.dispose()
 
         page = browser.new_page(viewport={"width": 1200, "height": 900})
 
@@ -165,7 +189,7 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         page.click("button[type=submit] >> text=Open the record")
         page.wait_for_selector("dd.state")
         assert page.url == case_url and page.inner_text("dd.state") == "Whereabouts unknown"
-        assert page.inner_text("#case-owner") == "cw801"
+        assert page.inner_text("#case-owner") == "cw801"  # the policy's owner: taking the alert kept it
         problems["case"] = violations(page)
         page.click("#case-alerts form[action$='/ack'] button")  # acknowledge from the case page
         page.wait_for_selector("#case-alerts .govuk-tag >> text=Acknowledged")
@@ -185,10 +209,17 @@ def test_caseworker_acknowledges_in_the_browser_and_the_ladder_stops(
         page.fill("#upn", kid["upn"])
         page.fill("#reason", "checking the record")
         page.click("button[type=submit] >> text=Search")
-        page.wait_for_selector("ul.results li")
+        page.wait_for_selector("#search-results tbody tr")
         assert kid["upn"] not in page.url
+        assert f"{kid['forename']} {kid['surname']}" in page.inner_text("#search-results")
         problems["search"] = violations(page)
         page.screenshot(path=str(shots / "search.png"), full_page=True)
+        page.goto(f"{web_url}/inbox?whose=mine&show=all")  # the alerts of my cases
+        assert page.inner_text("#alert-count") == "1 alert"
+        problems["my alerts"] = violations(page)
+        page.goto(f"{web_url}/cases?scope=unassigned")  # every open case has an owner: nobody's is empty
+        assert page.inner_text("#case-count") == "0 cases"
+        problems["nobody's cases"] = violations(page)
         page.goto(f"{web_url}/review")
         problems["review"] = violations(page)
         page.screenshot(path=str(shots / "review-queue.png"), full_page=True)

@@ -130,6 +130,11 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
     "notify": {
         ("GET", "/v1/alerts"): Expect(ACKNOWLEDGERS, _get("/v1/alerts"), "list"),
         ("GET", "/v1/alerts/{alert_id}"): Expect(ACKNOWLEDGERS, _get("/v1/alerts/{alert_id}"), "object"),
+        ("POST", "/v1/alerts/query"): Expect(
+            ACKNOWLEDGERS,
+            lambda s: Req("POST", "/v1/alerts/query", json={"case_ids": [s.case_id], "limit": 50}),
+            "list",
+        ),
         ("POST", "/v1/alerts/{alert_id}/ack"): Expect(
             ACKNOWLEDGERS, lambda s: Req("POST", f"/v1/alerts/{s.alert_id}/ack", json={}), "object"
         ),
@@ -451,7 +456,7 @@ def test_matrix(service: tuple[str, TestClient, Seed]) -> None:
                 r.status_code not in (401, 403, 404) and r.status_code < 500,
                 f"{label} as {role}: {r.status_code} {r.text[:200]}",
             )
-            listed = method == "GET" or path == "/v1/cases/query"
+            listed = method == "GET" or path in ("/v1/cases/query", "/v1/alerts/query")
             if (
                 rule.scope == "list"
                 and r.status_code == 200

@@ -355,3 +355,98 @@ def test_every_resolution_reason_has_words() -> None:
     from shared.events.vocab import ResolutionReason
 
     assert set(words.RESOLUTIONS) == {r.value for r in ResolutionReason}
+
+
+def test_the_inbox_filters_mine_and_my_teams_with_true_counts_and_pages(web: Web) -> None:  # noqa: F811
+    from services.notify.models import NotifyAlert
+
+    engine = make_engine(web.settings.database_url)
+    mine_case = web.store.records[web.store.child_ids[1]].case_id  # has the fixture's alert
+    team_case = web.store.records[web.store.child_ids[2]].case_id  # owned by a team member
+    other_case = web.store.records[web.store.child_ids[3]].case_id  # owned by nobody
+    ids: dict[str, set[str]] = {mine_case: {web.alert_id}, team_case: set(), other_case: set()}
+    with Session(engine) as session:
+        for n in range(70):
+            case_id = team_case if n < 60 else other_case
+            alert_id = str(uuid.uuid4())
+            ids[case_id].add(alert_id)
+            session.add(
+                NotifyAlert(
+                    alert_id=alert_id, escalation_id=str(uuid.uuid4()), step_index=0, la_code="801",
+                    child_id=str(uuid.uuid4()), case_id=case_id, level="caseworker", rule_id="r",
+                    reason_code="whereabouts_unknown", case_state="awaiting_provision",
+                    source_event_id=str(uuid.uuid4()), source_topic="t", source_partition=0, source_offset=n,
+                    escalated_at=FIXED_NOW - timedelta(hours=n % 7),  # ties: paging must not lose any
+                )
+            )  # fmt: skip
+        session.add(WebCaseWork(case_id=team_case, la_code="801", owner="cw801b", owner_source="person"))
+        session.commit()
+    sign_in(web, "cw801")
+    csrf = csrf_of(web.client.get("/inbox").text)
+    web.client.post(f"/alerts/{web.alert_id}/take", data={"csrf_token": csrf})
+
+    def reached(whose: str) -> tuple[int, list[str]]:
+        first = web.client.get("/inbox", params={"whose": whose, "sort": "oldest"})
+        count = re.search(r'id="alert-count">(\d+) alert', first.text)
+        assert count, first.text[:500]
+        total, seen = int(count.group(1)), []
+        for page in range(1, -(-total // 50) + 1):
+            text = web.client.get("/inbox", params={"whose": whose, "sort": "oldest", "page": page}).text
+            seen += re.findall(r'data-alert-id="([0-9a-f-]{36})"', text)
+        return total, seen
+
+    total, seen = reached("mine")
+    assert total == 1 and seen == [web.alert_id]
+    total, seen = reached("team")  # cw801's team: north (cw801, cw801b)
+    assert total == 61 and sorted(seen) == sorted(ids[mine_case] | ids[team_case])
+    total, seen = reached("all")
+    assert total == 71 and sorted(seen) == sorted(set().union(*ids.values()))
+    mine = web.client.get("/inbox", params={"whose": "mine"})
+    assert re.search(r'id="waiting-count">1<', mine.text) and "whose=mine" in mine.text
+
+    sign_in(web, "cw803")  # another LA: its "all" has none of them; its "mine" is empty
+    assert reached("all") == (0, []) and reached("mine") == (0, [])
+
+
+def test_search_results_name_the_child_keep_data_out_of_urls_and_audit_the_read(web: Web) -> None:  # noqa: F811
+    from services.tracking.models import TrackingReadAudit
+    from services.web.casework import age_on
+
+    case_id = web.store.records[web.store.child_ids[1]].case_id
+    kid = web.store.kids[1]
+    sign_in(web, "cw801")
+    csrf = csrf_of(web.client.get("/search").text)
+    found = web.client.post(
+        "/search", data={"upn": kid["upn"], "reason": "call from a school", "csrf_token": csrf}
+    )
+    assert found.status_code == 200 and str(found.url).endswith("/search")  # no child data in the URL
+    row = re.search(rf'data-case-id="{case_id}">.*?</tr>', found.text, re.S)
+    assert row, found.text[-2000:]
+    age = age_on(date.fromisoformat(kid["date_of_birth"]), date.today())
+    assert f"{kid['forename']} {kid['surname']}" in row.group(0) and f"age {age}" in row.group(0)
+    assert kid["date_of_birth"] in row.group(0) and "Whereabouts unknown" in row.group(0)
+    by_name = web.client.post(
+        "/search",
+        data={
+            "surname": kid["surname"],
+            "date_of_birth": kid["date_of_birth"],
+            "reason": "call",
+            "csrf_token": csrf,
+        },
+    )
+    assert f"{kid['forename']} {kid['surname']}" in by_name.text
+    engine = make_engine(web.settings.database_url)
+    with Session(engine) as session:
+        web_audit = session.exec(select(WebAudit).where(WebAudit.action == "search_result")).all()
+        read = session.exec(
+            select(TrackingReadAudit).where(
+                TrackingReadAudit.action == "case_list", TrackingReadAudit.reason == "call from a school"
+            )
+        ).all()
+    assert ("cw801", case_id, "call from a school") in {(a.subject, a.target, a.reason) for a in web_audit}
+    assert [r.subject for r in read] == ["cw801"]  # tracking recorded the read of the names, and why
+
+    sign_in(web, "cw803")  # another LA: nothing found, no name shown
+    csrf = csrf_of(web.client.get("/search").text)
+    nothing = web.client.post("/search", data={"upn": kid["upn"], "reason": "curious", "csrf_token": csrf})
+    assert "0 found" in nothing.text and kid["surname"] not in nothing.text

@@ -49,7 +49,7 @@ def web(tmp_path: Path) -> Iterator[Web]:
     url = f"sqlite:///{tmp_path / 'cme.db'}"
     settings = WebSettings(
         database_url=url, data_dir=tmp_path, signing_key="web-page-tests-signing-key-0123456789",  # type: ignore[arg-type]
-        web_lag_interval_s=0, kafka_bootstrap="127.0.0.1:1",
+        web_lag_interval_s=0, web_allocation_interval_s=0, kafka_bootstrap="127.0.0.1:1",
     )  # fmt: skip
     migrate(url, MIGRATIONS, "tracking")
     engine = make_engine(url)
