@@ -132,6 +132,14 @@ def _demo_web_accounts(settings: Settings, env: dict[str, str]) -> None:
     )
 
 
+def _demo_allocation(settings: Settings) -> Path:
+    """The demo LA's allocation policy (docs/WEB.md, "Allocation"): every new case to the demo's CME team,
+    so each open case has an owner from the start, as it would in an LA."""
+    path = settings.data_dir / "demo-allocation.yaml"
+    path.write_text(f'"{DEMO_LA}":\n  default: team:{DEMO_TEAM}\n')
+    return path
+
+
 def _interrupt_on_sigterm() -> None:
     """A process manager stops ``cme run`` with SIGTERM: treat it as Ctrl-C, so the same clean-up runs."""
 
@@ -168,6 +176,7 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
         if demo:
             load = [str(BIN / "cme-notify"), "load-directory", str(DEMO_DIRECTORY)]
             subprocess.run(load, env=env, check=True)
+            env["CME_WEB_ALLOCATION_FILE"] = str(_demo_allocation(settings))
         procs = start_services(settings, env, settings.data_dir / "logs")
         print(f"alerts are delivered as .eml files in {mail_dir}", file=sys.stderr)
         if demo:

@@ -113,6 +113,15 @@ def test_the_demo_directory_covers_every_la_the_demo_reaches() -> None:
     assert reached <= set(directory), f"no directory for {reached - set(directory)}"
 
 
+def test_the_demo_allocates_every_new_case_of_its_la_to_the_demo_team(tmp_path: Path) -> None:
+    from services.web.allocation import load_policies
+    from shared.samples import DEMO_LA
+
+    policies = load_policies(localrun._demo_allocation(Settings(data_dir=tmp_path)))
+    assert set(policies) == {DEMO_LA}
+    assert policies[DEMO_LA].default == f"team:{localrun.DEMO_TEAM}"
+
+
 def test_a_service_started_on_the_local_defaults_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.settings import local_defaults_warning
 
