@@ -125,7 +125,7 @@ class NotifyAlert(SQLModel, table=True):
     step_index: int
     la_code: str = Field(index=True, max_length=3)
     child_id: str = Field(max_length=36)
-    case_id: str = Field(max_length=36)
+    case_id: str = Field(index=True, max_length=36)  # a case page's alerts; the inbox's "Mine"
     level: str = Field(max_length=32)
     rule_id: str = Field(max_length=128)
     reason_code: str = Field(max_length=128)
