@@ -13,6 +13,7 @@ import faust
 
 from shared.kafka import faust_broker_options
 from shared.settings import Settings
+from shared.stream_offsets import disable_gap_booking
 
 StoreChoice = Literal["auto", "rocksdb", "memory"]
 
@@ -34,6 +35,7 @@ def stream_app(settings: Settings, app_id: str, store: StoreChoice, state_dir: s
     data dir should carry the settings' topic prefix, so side-by-side runs do not share them."""
     data_dir = Path(settings.data_dir) / state_dir
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    disable_gap_booking()  # our topics are never compacted: see shared/stream_offsets.py
     return faust.App(
         app_id,
         **faust_broker_options(settings),

@@ -34,6 +34,7 @@ from shared.logs import get_logger
 from shared.school_calendar import CalendarRegistry
 from shared.settings import Settings
 from shared.startup import retry_until_done
+from shared.stream_offsets import guard_for, in_position
 from shared.streams import raw_topic, stream_app
 from shared.topics import ATTENDANCE, DEAD_LETTER, INTAKE
 
@@ -166,8 +167,11 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     @app.agent(marks_topic)
     async def process_marks(stream: Any) -> None:
         batches = stream.take_events(cfg.attendance_batch_max, within=cfg.attendance_batch_linger_s)
-        async for events in batches:
-            hold(events)
+        guard = guard_for(app)
+        async for taken in batches:
+            hold(taken)
+            # Only marks in offset position: one beyond it stays held (uncommitted) and is read again.
+            events = await in_position(taken, guard)
             try:
                 for group in by_partition(events):
                     await handle_partition(group)

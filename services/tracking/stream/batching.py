@@ -22,13 +22,19 @@ from typing import Any
 
 from faust import streams as faust_streams
 
+from shared.stream_offsets import guard_for, in_position
+
 
 async def batches(stream: Any, max_records: int, within_s: float) -> AsyncGenerator[Sequence[Any], None]:
-    """The stream's events in batches, each event held until ``release``."""
+    """The stream's events in batches, each event held until ``release``; only events in offset position
+    (``shared.stream_offsets``): one beyond it stays held and unacknowledged, and is read again."""
+    guard = guard_for(stream.app)
     async for events in stream.take_events(max_records, within=within_s):
         for event in events:
             event.message.incref()
-        yield events
+        admitted = await in_position(events, guard)
+        if admitted:
+            yield admitted
 
 
 def release(events: Sequence[Any]) -> None:
