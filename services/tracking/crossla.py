@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +45,9 @@ from shared.events.inbound import CaseOutcomeRecorded, CaseOutcomeRecordedPayloa
 from shared.events.internal import CaseState, ChildFact, ChildFactPayload, MatchKind
 from shared.events.vocab import CaseOutcome
 from shared.logs import get_logger
+
+if TYPE_CHECKING:
+    from services.tracking.peers import Federation
 
 log = get_logger(__name__)
 NAMESPACE = uuid.UUID("5d0f3b8e-2a61-4c1e-9a0b-7c1e18a0c418")
@@ -102,6 +106,8 @@ class CrossLAMatcher:
     def __init__(self, off: Iterable[str] = (), contacts: dict[str, str] | None = None) -> None:
         self.off = frozenset(off)
         self.contacts = dict(contacts or {})
+        # Other deployments (``peers``): set by ``peers.matcher_for``; None: this deployment alone.
+        self.federation: Federation | None = None
 
     def enabled(self, la_code: str) -> bool:
         return la_code not in self.off
@@ -116,6 +122,8 @@ class CrossLAMatcher:
         facts = [f for f in named if self.enabled(f.la_code)]
         if not facts:
             return []
+        if self.federation is not None:
+            self.federation.on_facts(session, facts)  # peers' standing queries, and the hashes they ask by
         found = self._exact(session, facts)
         scored_for = [
             f
@@ -261,6 +269,11 @@ class CrossLAMatcher:
                 col(TrackingIdentifier.kind).in_(CROSS_KINDS),
             )
         ).all()
+        if self.federation is not None:
+            by_child: dict[str, list[tuple[str, str]]] = {}
+            for c, k, v in ids:
+                by_child.setdefault(c, []).append((k, v))
+            self.federation.on_sought(session, pairs, by_child)
         named: list[Named] = []
         for child_id, la_code in pairs:
             mine = [(k, v) for c, k, v in ids if c == child_id]
