@@ -468,15 +468,21 @@ def decide(
 def _audit_both(
     session: Session, link: TrackingCrossLALink, action: str, what: str, subject: str = "cme-tracking"
 ) -> None:
-    """One audit row in each LA: what crossed, between whom, on which legal basis."""
-    for la_code, child_id in (
-        (link.sought_la_code, link.sought_child_id),
-        (link.found_la_code, link.found_child_id),
+    """One audit row in each LA of this deployment: what crossed, between whom, on which legal basis. (A
+    link with a peer has one side here, the one with a review item; the peer audits its own.)"""
+    for la_code, child_id, review_id in (
+        (link.sought_la_code, link.sought_child_id, link.sought_review_id),
+        (link.found_la_code, link.found_child_id, link.found_review_id),
     ):
+        if not review_id:
+            continue
+        role = (
+            "system" if subject == "cme-tracking" else "peer" if subject.startswith("peer:") else "caseworker"
+        )
         session.add(
             TrackingReadAudit(
                 subject=subject,
-                role="system" if subject == "cme-tracking" else "caseworker",
+                role=role,
                 la_code=la_code,
                 action=action,
                 child_id=child_id,

@@ -15,7 +15,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -90,7 +90,7 @@ def build_peer_router(
             ) from None
         return peer
 
-    PeerDep = Annotated[Peer, Depends(authenticate)]
+    signed = Depends(authenticate)  # a default, not an annotation: the route's annotations are strings
 
     def speaks_for(request: Request, peer: Peer, la_code: str) -> None:
         if la_code not in peer.las:
@@ -101,7 +101,7 @@ def build_peer_router(
         return federation
 
     @router.post("/queries")
-    def queries(query: PeerQuery, peer: PeerDep, request: Request) -> PeerQueryResult:
+    def queries(query: PeerQuery, request: Request, peer: Peer = signed) -> PeerQueryResult:
         """A peer's LA seeks a child (keyed hashes of its identifiers): known here, or not known."""
         speaks_for(request, peer, query.sought_la_code)
         with Session(engine, expire_on_commit=False) as session:
@@ -113,7 +113,7 @@ def build_peer_router(
         return result
 
     @router.post("/answers")
-    def answers(answer: PeerAnswer, peer: PeerDep, request: Request) -> dict[str, str]:
+    def answers(answer: PeerAnswer, request: Request, peer: Peer = signed) -> dict[str, str]:
         """A fact in the peer named a child this deployment asked about."""
         speaks_for(request, peer, answer.found_la_code)
         with Session(engine, expire_on_commit=False) as session:
@@ -125,7 +125,7 @@ def build_peer_router(
         return {"link_id": str(answer.link_id), "status": outcome}
 
     @router.post("/decisions")
-    async def decisions(decision: PeerDecision, peer: PeerDep, request: Request) -> dict[str, str]:
+    async def decisions(decision: PeerDecision, request: Request, peer: Peer = signed) -> dict[str, str]:
         """A person in the peer confirmed or rejected a match; a confirmation closes the case here."""
         speaks_for(request, peer, decision.decided_la_code)
         with Session(engine, expire_on_commit=False) as session:

@@ -251,7 +251,7 @@ def test_found_in_another_deployment(stacks: Stacks) -> None:
 
     # Refused and audited: an unknown peer, a wrong signature, a replay, a stale request, a peer speaking
     # for an LA it does not serve, a user's token instead of a signature.
-    probe = json.loads(query_row["body"])
+    probe = {**json.loads(query_row["body"]), "digests": [{"kind": "upn", "digest": "0" * 64}]}
     body = json.dumps({**probe, "query_id": str(uuid.uuid4())}).encode()
     assert _post_signed(b, "/v1/peer/queries", body, sender="dep-x")[0].status_code == 401
     assert (
