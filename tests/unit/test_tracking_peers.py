@@ -40,7 +40,7 @@ from services.tracking.stream.app import MIGRATIONS
 from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
-from shared.events.internal import CaseState
+from shared.events.internal import CaseState, ChildFact
 from shared.samples import child, sample_event_dict
 
 SECRET = "secret-agreed-by-deployments-a-and-b-0123456789"
@@ -83,6 +83,12 @@ def _case(engine: Engine, child_id: str, la_code: str, state: CaseState, at: dat
             )
         )
         session.commit()
+
+
+def _payload(fact: ChildFact) -> dict[str, Any]:
+    payload = fact.payload.fact["payload"]
+    assert isinstance(payload, dict)
+    return payload
 
 
 def _outbox(engine: Engine, kind: str) -> list[TrackingPeerOutbox]:
@@ -175,7 +181,8 @@ def test_standing_query_answered_by_a_later_fact_then_confirmed(tmp_path: Path) 
         decide(session, link, "confirm", "801", "cw-801", "confirmed by phone")
         a.send_decision(session, link, "confirm", "801")
         session.commit()
-    assert closing is not None and closing.payload.fact["payload"]["la_code"] == "803"
+    assert closing is not None
+    assert _payload(closing)["la_code"] == "803"
     decision = PeerDecision.model_validate_json(_outbox(engine_a, "decision")[0].body)
     for _ in range(2):
         with Session(engine_b) as session:
@@ -234,7 +241,7 @@ def test_a_known_child_is_answered_at_once_and_a_decision_from_the_peer_closes_h
         closing = a.receive_decision(session, a.peers["dep-b"], decision)
         session.commit()
     assert closing is not None and str(closing.payload.child_id) == sought
-    assert closing.payload.fact["payload"]["outcome"] == "other_la_accepted"
+    assert (_payload(closing)["outcome"], _payload(closing)["la_code"]) == ("other_la_accepted", "803")
     with Session(engine_a) as session:
         assert a.receive_decision(session, a.peers["dep-b"], decision) is None  # redelivered: taken once
     [link] = _rows(engine_a, TrackingCrossLALink)
