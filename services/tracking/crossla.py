@@ -259,6 +259,76 @@ class CrossLAMatcher:
                     raise
         return 0
 
+    def match_found(self, engine: Engine, found: Sequence[tuple[str, str]], attempts: int = 3) -> int:
+        """The race between the two: cases just projected into a state that is not sought ((child_id,
+        la_code)) whose child another LA seeks. Identity matched the other LA's fact only if the sought case
+        was already in the case store, and ``match_sought`` matches only a child whose case here already
+        was: when both cases were projected in the other order, neither saw the other. This LA's latest
+        fact is the "found" fact. Exact matches only (strong identifiers). Returns the links made."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine, expire_on_commit=False) as session:
+                    made = self._match_found(session, found)
+                    session.commit()
+                    return made
+            except IntegrityError:
+                if attempt == attempts:
+                    raise
+        return 0
+
+    def _match_found(self, session: Session, found: Sequence[tuple[str, str]]) -> int:
+        pairs = sorted({(c, la) for c, la in found if self.enabled(la)})
+        if not pairs:
+            return 0
+        if self.federation is not None:
+            self.federation.on_found(session, pairs)  # peers' standing queries this child now answers
+        ids = session.exec(
+            select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
+                col(TrackingIdentifier.child_id).in_({c for c, _ in pairs}),
+                col(TrackingIdentifier.kind).in_(CROSS_KINDS),
+            )
+        ).all()
+        # One lookup for the batch (keyed by child here): most children have no namesake sought elsewhere.
+        here = [
+            Named(child_id, "", utcnow(), la_code, child_id, False, mine, Person())
+            for child_id, la_code in pairs
+            if (mine := [(k, v) for c, k, v in ids if c == child_id])
+        ]
+        candidates = self._exact(session, here)
+        made = 0
+        for child_id, la_code in pairs:
+            for other in candidates.get(child_id, []):
+                link_id = link_id_for(other.child_id, child_id)
+                case = session.exec(
+                    select(TrackingCase).where(TrackingCase.child_id == other.child_id)
+                ).first()
+                linked = session.get(TrackingCrossLALink, link_id) is not None
+                if case is None or not _sought(case, la_code) or linked:
+                    continue
+                latest = session.exec(
+                    select(TrackingTimelineEntry)
+                    .where(TrackingTimelineEntry.child_id == child_id)
+                    .order_by(
+                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
+                    )
+                ).first()
+                if latest is None:
+                    continue
+                fact = Named(
+                    latest.event_id,
+                    latest.event_type,
+                    latest.occurred_at,
+                    la_code,
+                    child_id,
+                    False,
+                    (),
+                    Person(),
+                )
+                self._link(session, fact, other, case, link_id)
+                CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_projected").inc()
+                made += 1
+        return made
+
     def _match_sought(self, session: Session, sought: Sequence[tuple[str, str]]) -> int:
         pairs = [(c, la) for c, la in sought if self.enabled(la)]
         if not pairs:

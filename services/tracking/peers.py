@@ -369,22 +369,69 @@ class Federation:
                     if session.get(TrackingCrossLALink, link_id) is not None:
                         continue
                     named_fact = (fact.event_id, fact.event_type, fact.occurred_at)
-                    link = self._found_half(
-                        session, peer, query, link_id, fact.child_id, fact.la_code, named_fact
-                    )
-                    body = _answer(link, query.query_id, self.matcher)
-                    session.add(
-                        TrackingPeerOutbox(
-                            message_id=str(uuid.uuid5(NS, f"message:answer:{link_id}")),
-                            peer=peer.id,
-                            kind="answer",
-                            query_id=query.query_id,
-                            la_code=fact.la_code,
-                            body=body.model_dump_json(),
-                        )
-                    )
+                    self._answer_later(session, peer, query, link_id, fact.child_id, fact.la_code, named_fact)
                     made += 1
         return made
+
+    def on_found(self, session: Session, pairs: Sequence[tuple[str, str]]) -> int:
+        """Cases just projected into a state that is not sought ((child_id, la_code)): a standing query whose
+        hash the child carries, that arrived after the child's fact but before its case was in the case
+        store (``receive_query`` answers only a child with a case), is answered now (pushed)."""
+        children = {c: la for c, la in pairs}
+        made = 0
+        for peer in self.peers.values():
+            rows = session.exec(
+                select(TrackingPeerDigest, TrackingPeerQuery)
+                .join(TrackingPeerQuery, col(TrackingPeerQuery.digest) == col(TrackingPeerDigest.digest))
+                .where(
+                    TrackingPeerDigest.peer == peer.id,
+                    TrackingPeerQuery.peer == peer.id,
+                    col(TrackingPeerDigest.child_id).in_(set(children)),
+                )
+                .order_by(col(TrackingPeerQuery.id))
+            ).all()
+            for known, query in rows:
+                link_id = peer_link_id(query.query_id, known.child_id)
+                if session.get(TrackingCrossLALink, link_id) is not None:
+                    continue
+                latest = session.exec(
+                    select(TrackingTimelineEntry)
+                    .where(TrackingTimelineEntry.child_id == known.child_id)
+                    .order_by(
+                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
+                    )
+                ).first()
+                if latest is None:
+                    continue
+                fact = (latest.event_id, latest.event_type, latest.occurred_at)
+                self._answer_later(
+                    session, peer, query, link_id, known.child_id, children[known.child_id], fact
+                )
+                made += 1
+        return made
+
+    def _answer_later(
+        self,
+        session: Session,
+        peer: Peer,
+        query: TrackingPeerQuery,
+        link_id: str,
+        child_id: str,
+        la_code: str,
+        fact: tuple[str, str, datetime],
+    ) -> None:
+        """This LA's half of a match with a standing query, and the answer pushed to the peer."""
+        link = self._found_half(session, peer, query, link_id, child_id, la_code, fact)
+        session.add(
+            TrackingPeerOutbox(
+                message_id=str(uuid.uuid5(NS, f"message:answer:{link_id}")),
+                peer=peer.id,
+                kind="answer",
+                query_id=query.query_id,
+                la_code=la_code,
+                body=_answer(link, query.query_id, self.matcher).model_dump_json(),
+            )
+        )
 
     def _found_half(
         self,

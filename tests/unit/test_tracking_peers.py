@@ -246,3 +246,46 @@ def test_a_known_child_is_answered_at_once_and_a_decision_from_the_peer_closes_h
         assert a.receive_decision(session, a.peers["dep-b"], decision) is None  # redelivered: taken once
     [link] = _rows(engine_a, TrackingCrossLALink)
     assert (link.status, link.decided_la_code, link.decided_by) == ("confirmed", "803", "peer:dep-b")
+
+
+def test_a_query_that_arrives_before_the_childs_case_is_answered_once_the_case_is_there(
+    tmp_path: Path,
+) -> None:
+    engine_a, a = _deployment(tmp_path, "dep-a", "dep-b", "803")
+    engine_b, b = _deployment(tmp_path, "dep-b", "dep-a", "801")
+    registered = _event("pupil-registered", "803", date(2025, 12, 1))
+    found = IdentityResolver(engine_b, cross_la=b.matcher).resolve(registered).child_id  # no case yet
+    missing = _event("whereabouts-unknown", "801", date(2025, 12, 8))
+    sought = IdentityResolver(engine_a, cross_la=a.matcher).resolve(missing).child_id
+    _case(engine_a, sought, "801", CaseState.WHEREABOUTS_UNKNOWN, missing.occurred_at)
+    a.matcher.match_sought(engine_a, [(sought, "801")])
+    query = PeerQuery.model_validate_json(_outbox(engine_a, "query")[0].body)
+    with Session(engine_b) as session:
+        assert b.receive_query(session, b.peers["dep-a"], query).known is False  # B's case is not there yet
+        session.commit()
+    _case(engine_b, found, "803", CaseState.IN_EDUCATION, registered.occurred_at)
+    with Session(engine_b) as session:
+        session.add(
+            TrackingTimelineEntry(
+                child_id=found,
+                la_code="803",
+                event_id=str(registered.event_id),
+                event_type=registered.event_type,
+                occurred_at=registered.occurred_at,
+                verdict="move",
+            )
+        )
+        session.commit()
+    b.matcher.match_found(engine_b, [(found, "803")])  # the case agent, after projecting B's case
+    b.matcher.match_found(engine_b, [(found, "803")])  # again: nothing more
+    [half_b] = _rows(engine_b, TrackingCrossLALink)
+    assert (half_b.found_child_id, half_b.sought_la_code, half_b.fact_type) == (
+        found,
+        "801",
+        "pupil-registered",
+    )
+    [answer_row] = _outbox(engine_b, "answer")
+    with Session(engine_a) as session:
+        answer = PeerAnswer.model_validate_json(answer_row.body)
+        assert a.receive_answer(session, a.peers["dep-b"], answer) == "linked"
+        session.commit()

@@ -118,6 +118,16 @@ def register(app: faust.App, ctx: Any) -> None:
         ]
         if became_sought:
             await asyncio.to_thread(cross_la.match_sought, ctx.engine, became_sought)
+        # A case that has just been projected (not sought) may be the child another LA seeks, when the two
+        # cases reached the case store in the order in which neither of the other checks saw the other.
+        now_here = [
+            (str(t.payload.child_id), t.payload.la_code)
+            for o in projected
+            for t in o.transitions
+            if t.payload.to_state not in SOUGHT_STATES
+        ]
+        if now_here:
+            await asyncio.to_thread(cross_la.match_found, ctx.engine, now_here)
         messages: list[tuple[Any, bytes | None, bytes]] = []
         for a in applied:
             key: bytes = a.event.key
