@@ -127,7 +127,7 @@ def build_peer_router(
     @router.post("/decisions")
     async def decisions(decision: PeerDecision, request: Request, peer: Peer = signed) -> dict[str, str]:
         """A person in the peer confirmed or rejected a match; a confirmation closes the case here."""
-        speaks_for(request, peer, decision.decided_la_code)
+        await asyncio.to_thread(speaks_for, request, peer, decision.decided_la_code)
         with Session(engine, expire_on_commit=False) as session:
             try:
                 closing = _federation().receive_decision(session, peer, decision)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from shared.settings import Settings
 
@@ -53,6 +53,14 @@ class TrackingSettings(Settings):
     tracking_peers: dict[str, PeerConfig] = Field(default_factory=dict)
     # How often the API's sender delivers queued peer messages (and retries failed ones).
     tracking_peer_poll_s: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _peers_need_an_id(self) -> TrackingSettings:
+        if self.tracking_peers and not self.tracking_deployment_id:
+            raise ValueError(
+                "CME_TRACKING_PEERS needs CME_TRACKING_DEPLOYMENT_ID (this deployment's id at its peers)"
+            )
+        return self
 
     @property
     def cross_la_off(self) -> frozenset[str]:
