@@ -263,7 +263,7 @@ def _cross_la_out(link: TrackingCrossLALink, la_code: str, matcher: CrossLAMatch
         review_id=link.sought_review_id if sought else link.found_review_id,
         side="possible_location" if sought else "sought_by",
         other_la_code=other,
-        other_la_contact=matcher.contact(other),
+        other_la_contact=link.peer_contact or matcher.contact(other),
         fact_type=link.fact_type if sought else None,
         fact_on=link.fact_occurred_at.date() if sought else None,
         sought_state=None if sought else link.sought_state,
@@ -587,6 +587,9 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
                     raise HTTPException(status.HTTP_409_CONFLICT, "the match was decided already")
                 closing = cross.closing_fact(session, link, who.sub) if body.decision == "confirm" else None
                 crossla.decide(session, link, body.decision, who.la_code, who.sub, body.reason)
+                if link.peer is not None and cross.federation is not None:
+                    # The other LA is on another deployment: it learns the decision by a signed message.
+                    cross.federation.send_decision(session, link, body.decision, who.la_code)
                 _audit(session, who, f"review_{body.decision}", item.child_id, body.reason)
                 if closing is not None:
                     # As for a merge: publish before commit; a retry publishes the same event id.

@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.tracking.api import build_router
-from services.tracking.crossla import CrossLAMatcher
 from services.tracking.gauges import register_open_cases_gauge
+from services.tracking.peer_api import PeerSender, build_peer_router
+from services.tracking.peers import matcher_for
 from services.tracking.settings import tracking_settings
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
@@ -35,6 +36,8 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     producer_box: dict[str, AIOKafkaProducer] = {}
     startup = Startup("tracking")
     kafka_ready = kafka_check(settings)
+    cfg = tracking_settings(settings)
+    matcher = matcher_for(cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,11 +53,19 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
         starting = await startup.begin(
             *steps, StartStep("kafka", kafka_ready), StartStep("producer", start_producer, stop_producer)
         )
+        # Messages to other deployments (docs/TRACKING.md "Between deployments"), if there are any.
+        sender = (
+            asyncio.create_task(PeerSender(engine, matcher.federation, cfg.tracking_peer_poll_s).run())
+            if matcher.federation is not None
+            else None
+        )
         try:
             yield
         finally:
             starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
+            if sender is not None:
+                sender.cancel()
+            await asyncio.gather(starting, *([sender] if sender else []), return_exceptions=True)
             await stop_producer()
             engine.dispose()
 
@@ -69,8 +80,8 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     app = FastAPI(title="CME Tracker: tracking", lifespan=lifespan)
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
-    cfg = tracking_settings(settings)
-    app.include_router(build_router(publish, CrossLAMatcher(cfg.cross_la_off, cfg.tracking_la_contacts)))
+    app.include_router(build_router(publish, matcher))
+    app.include_router(build_peer_router(matcher.federation, engine, publish))
     checks = {
         "start": startup.check(),
         "database": database_check(engine),

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +45,9 @@ from shared.events.inbound import CaseOutcomeRecorded, CaseOutcomeRecordedPayloa
 from shared.events.internal import CaseState, ChildFact, ChildFactPayload, MatchKind
 from shared.events.vocab import CaseOutcome
 from shared.logs import get_logger
+
+if TYPE_CHECKING:
+    from services.tracking.peers import Federation
 
 log = get_logger(__name__)
 NAMESPACE = uuid.UUID("5d0f3b8e-2a61-4c1e-9a0b-7c1e18a0c418")
@@ -102,6 +106,8 @@ class CrossLAMatcher:
     def __init__(self, off: Iterable[str] = (), contacts: dict[str, str] | None = None) -> None:
         self.off = frozenset(off)
         self.contacts = dict(contacts or {})
+        # Other deployments (``peers``): set by ``peers.matcher_for``; None: this deployment alone.
+        self.federation: Federation | None = None
 
     def enabled(self, la_code: str) -> bool:
         return la_code not in self.off
@@ -116,6 +122,8 @@ class CrossLAMatcher:
         facts = [f for f in named if self.enabled(f.la_code)]
         if not facts:
             return []
+        if self.federation is not None:
+            self.federation.on_facts(session, facts)  # peers' standing queries, and the hashes they ask by
         found = self._exact(session, facts)
         scored_for = [
             f
@@ -251,6 +259,76 @@ class CrossLAMatcher:
                     raise
         return 0
 
+    def match_found(self, engine: Engine, found: Sequence[tuple[str, str]], attempts: int = 3) -> int:
+        """The race between the two: cases just projected into a state that is not sought ((child_id,
+        la_code)) whose child another LA seeks. Identity matched the other LA's fact only if the sought case
+        was already in the case store, and ``match_sought`` matches only a child whose case here already
+        was: when both cases were projected in the other order, neither saw the other. This LA's latest
+        fact is the "found" fact. Exact matches only (strong identifiers). Returns the links made."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine, expire_on_commit=False) as session:
+                    made = self._match_found(session, found)
+                    session.commit()
+                    return made
+            except IntegrityError:
+                if attempt == attempts:
+                    raise
+        return 0
+
+    def _match_found(self, session: Session, found: Sequence[tuple[str, str]]) -> int:
+        pairs = sorted({(c, la) for c, la in found if self.enabled(la)})
+        if not pairs:
+            return 0
+        if self.federation is not None:
+            self.federation.on_found(session, pairs)  # peers' standing queries this child now answers
+        ids = session.exec(
+            select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
+                col(TrackingIdentifier.child_id).in_({c for c, _ in pairs}),
+                col(TrackingIdentifier.kind).in_(CROSS_KINDS),
+            )
+        ).all()
+        # One lookup for the batch (keyed by child here): most children have no namesake sought elsewhere.
+        here = [
+            Named(child_id, "", utcnow(), la_code, child_id, False, mine, Person())
+            for child_id, la_code in pairs
+            if (mine := [(k, v) for c, k, v in ids if c == child_id])
+        ]
+        candidates = self._exact(session, here)
+        made = 0
+        for child_id, la_code in pairs:
+            for other in candidates.get(child_id, []):
+                link_id = link_id_for(other.child_id, child_id)
+                case = session.exec(
+                    select(TrackingCase).where(TrackingCase.child_id == other.child_id)
+                ).first()
+                linked = session.get(TrackingCrossLALink, link_id) is not None
+                if case is None or not _sought(case, la_code) or linked:
+                    continue
+                latest = session.exec(
+                    select(TrackingTimelineEntry)
+                    .where(TrackingTimelineEntry.child_id == child_id)
+                    .order_by(
+                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
+                    )
+                ).first()
+                if latest is None:
+                    continue
+                fact = Named(
+                    latest.event_id,
+                    latest.event_type,
+                    latest.occurred_at,
+                    la_code,
+                    child_id,
+                    False,
+                    (),
+                    Person(),
+                )
+                self._link(session, fact, other, case, link_id)
+                CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_projected").inc()
+                made += 1
+        return made
+
     def _match_sought(self, session: Session, sought: Sequence[tuple[str, str]]) -> int:
         pairs = [(c, la) for c, la in sought if self.enabled(la)]
         if not pairs:
@@ -261,6 +339,11 @@ class CrossLAMatcher:
                 col(TrackingIdentifier.kind).in_(CROSS_KINDS),
             )
         ).all()
+        if self.federation is not None:
+            by_child: dict[str, list[tuple[str, str]]] = {}
+            for c, k, v in ids:
+                by_child.setdefault(c, []).append((k, v))
+            self.federation.on_sought(session, pairs, by_child)
         named: list[Named] = []
         for child_id, la_code in pairs:
             mine = [(k, v) for c, k, v in ids if c == child_id]
@@ -455,15 +538,21 @@ def decide(
 def _audit_both(
     session: Session, link: TrackingCrossLALink, action: str, what: str, subject: str = "cme-tracking"
 ) -> None:
-    """One audit row in each LA: what crossed, between whom, on which legal basis."""
-    for la_code, child_id in (
-        (link.sought_la_code, link.sought_child_id),
-        (link.found_la_code, link.found_child_id),
+    """One audit row in each LA of this deployment: what crossed, between whom, on which legal basis. (A
+    link with a peer has one side here, the one with a review item; the peer audits its own.)"""
+    for la_code, child_id, review_id in (
+        (link.sought_la_code, link.sought_child_id, link.sought_review_id),
+        (link.found_la_code, link.found_child_id, link.found_review_id),
     ):
+        if not review_id:
+            continue
+        role = (
+            "system" if subject == "cme-tracking" else "peer" if subject.startswith("peer:") else "caseworker"
+        )
         session.add(
             TrackingReadAudit(
                 subject=subject,
-                role="system" if subject == "cme-tracking" else "caseworker",
+                role=role,
                 la_code=la_code,
                 action=action,
                 child_id=child_id,

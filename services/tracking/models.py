@@ -174,3 +174,74 @@ class TrackingCrossLALink(SQLModel, table=True):
     decided_la_code: str | None = Field(default=None, max_length=3)
     decided_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # Set when the other LA is on another deployment (docs/TRACKING.md "Between deployments"): that peer's
+    # id, and the other LA's contact as the peer told it. The other side's child id is then an opaque id
+    # (this deployment never learns the peer's), its review item is the peer's.
+    peer: str | None = Field(default=None, max_length=64)
+    peer_contact: str | None = Field(default=None, max_length=200)
+
+
+class TrackingPeerDigest(SQLModel, table=True):
+    """A strong identifier of a child of this deployment as one peer would hash it (keyed by the secret
+    shared with that peer): how a peer's query for a hashed identifier finds the child here. The raw value
+    never leaves ``tracking_identifiers``."""
+
+    __tablename__ = "tracking_peer_digests"
+    __table_args__ = (UniqueConstraint("peer", "digest", "child_id", name="uq_tracking_peer_digest"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    peer: str = Field(max_length=64)
+    digest: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)
+    child_id: str = Field(index=True, max_length=36)
+    la_code: str = Field(max_length=3)
+
+
+class TrackingPeerQuery(SQLModel, table=True):
+    """A peer's standing question "do you know this child?" (one row per hashed identifier): kept while the
+    peer's LA seeks the child, so a fact that names the child here later answers it. Holds the digest, the
+    peer LA, its open state and since when, and its contact: nothing else of the child."""
+
+    __tablename__ = "tracking_peer_queries"
+    __table_args__ = (UniqueConstraint("query_id", "digest", name="uq_tracking_peer_query"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    query_id: str = Field(max_length=36, index=True)
+    peer: str = Field(max_length=64)
+    digest: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)
+    sought_la_code: str = Field(max_length=3)
+    sought_state: str = Field(max_length=32)
+    missing_since: datetime | None = None
+    contact: str = Field(default="", max_length=200)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingPeerOutbox(SQLModel, table=True):
+    """A message to a peer (query, answer, decision), written in the transaction that decided it and sent
+    by the API's sender until the peer accepts it. Its id is derived from what it says: written again, it
+    is the same row."""
+
+    __tablename__ = "tracking_peer_outbox"
+
+    message_id: str = Field(primary_key=True, max_length=36)
+    peer: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)  # query, answer, decision
+    query_id: str | None = Field(default=None, max_length=36, index=True)
+    child_id: str | None = Field(default=None, max_length=36)  # this deployment's child (a query's)
+    la_code: str = Field(max_length=3)
+    body: str = Field(sa_column=Column(Text, nullable=False))  # JSON: hashed identifiers and codes only
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=200)
+    sent_at: datetime | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingPeerNonce(SQLModel, table=True):
+    """Nonces of signed peer requests already accepted: the same request twice is a replay."""
+
+    __tablename__ = "tracking_peer_nonces"
+
+    peer: str = Field(primary_key=True, max_length=64)
+    nonce: str = Field(primary_key=True, max_length=64)
+    at: datetime = Field(default_factory=utcnow, index=True)

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from shared.settings import Settings
+
+
+class PeerConfig(BaseModel):
+    """Another deployment this one exchanges cross-LA queries with."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr = Field(min_length=32)  # shared with that peer only
+    las: list[str] = Field(min_length=1)  # the LAs it serves: it may speak for these and no other
+
+    @field_validator("las")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        if not all(len(c) == 3 and c.isdigit() for c in value):
+            raise ValueError("LA codes are three digits")
+        return value
 
 
 class TrackingSettings(Settings):
@@ -30,6 +45,22 @@ class TrackingSettings(Settings):
     # Each LA's CME team contact (LA code -> a team mailbox or phone), told to the other LA of a cross-LA
     # match: staff contact only, never a child's data. JSON in the environment: CME_TRACKING_LA_CONTACTS.
     tracking_la_contacts: dict[str, str] = Field(default_factory=dict)
+    # Found anywhere across deployments (docs/TRACKING.md "Between deployments"): this deployment's id as its
+    # peers know it, and its peers: JSON {"<peer id>": {"url": ..., "secret": ..., "las": ["803", ...]}}
+    # (CME_TRACKING_PEERS). The secret is agreed with that peer alone; it keys both the request signatures and
+    # the hashed identifiers. Empty: no peers, the deployment behaves as one.
+    tracking_deployment_id: str = Field(default="", max_length=64, pattern=r"^[a-z0-9-]*$")
+    tracking_peers: dict[str, PeerConfig] = Field(default_factory=dict)
+    # How often the API's sender delivers queued peer messages (and retries failed ones).
+    tracking_peer_poll_s: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _peers_need_an_id(self) -> TrackingSettings:
+        if self.tracking_peers and not self.tracking_deployment_id:
+            raise ValueError(
+                "CME_TRACKING_PEERS needs CME_TRACKING_DEPLOYMENT_ID (this deployment's id at its peers)"
+            )
+        return self
 
     @property
     def cross_la_off(self) -> frozenset[str]:

@@ -85,6 +85,22 @@ class Expect:
     scope: str = "none"
 
 
+PEER, PEER_SECRET = "dep-peer", "matrix-peer-secret-0123456789abcdef0123"
+
+
+def _query(s: Seed, la: str = OTHER_LA) -> dict[str, Any]:
+    """A peer's query for the seed child's UPN (as the peer hashes it), on behalf of ``la``."""
+    from services.tracking.peer_auth import digest
+
+    return {
+        "query_id": str(uuid.uuid4()),
+        "sought_la_code": la,
+        "digests": [{"kind": "upn", "digest": digest(PEER_SECRET, "upn", s.upn)}],
+        "sought_state": "whereabouts_unknown",
+        "missing_since": "2025-11-03",
+    }
+
+
 def _get(path: str, **params: Any) -> Callable[[Seed], Req]:
     return lambda s: Req("GET", path.format(**vars(s)), params or None)
 
@@ -125,6 +141,35 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
             CASE_READERS,
             lambda s: Req("POST", f"/v1/review-items/{s.review_id}/undo", json={"reason": "two children"}),
             "object",
+        ),
+        # Between deployments: a peer's signature is the credential; no user or service token opens them.
+        ("POST", "/v1/peer/queries"): Expect(
+            frozenset(), lambda s: Req("POST", "/v1/peer/queries", json=_query(s)), "peer"
+        ),
+        ("POST", "/v1/peer/answers"): Expect(
+            frozenset(),
+            lambda s: Req(
+                "POST",
+                "/v1/peer/answers",
+                json={
+                    "query_id": str(uuid.uuid4()),
+                    "link_id": str(uuid.uuid4()),
+                    "found_la_code": OTHER_LA,
+                    "fact_type": "pupil-registered",
+                    "fact_on": "2025-12-01",
+                    "identifier_kind": "upn",
+                },
+            ),
+            "peer",
+        ),
+        ("POST", "/v1/peer/decisions"): Expect(
+            frozenset(),
+            lambda s: Req(
+                "POST",
+                "/v1/peer/decisions",
+                json={"link_id": str(uuid.uuid4()), "decision": "confirm", "decided_la_code": OTHER_LA},
+            ),
+            "peer",
         ),
     },
     "notify": {
@@ -209,14 +254,19 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
         TrackingChild,
         TrackingCrossLALink,
         TrackingIdentifier,
+        TrackingPeerDigest,
         TrackingReviewItem,
         TrackingTimelineEntry,
     )
+    from services.tracking.peer_auth import digest
     from services.tracking.settings import TrackingSettings
     from services.tracking.stream.app import MIGRATIONS
     from shared.db import make_engine, migrate
 
-    settings = TrackingSettings(**_settings(pg_settings))
+    peers = {PEER: {"url": "http://127.0.0.1:9", "secret": PEER_SECRET, "las": [OTHER_LA]}}
+    settings = TrackingSettings(
+        **_settings(pg_settings), tracking_deployment_id="dep-matrix", tracking_peers=peers
+    )
     migrate(settings.database_url, MIGRATIONS, "tracking")
     engine = make_engine(settings.database_url)
     now = datetime.now(UTC)
@@ -243,6 +293,15 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
         session.add(
             TrackingCase(
                 case_id=seed.case_id, child_id=seed.child_id, la_code=LA, state="whereabouts_unknown"
+            )
+        )
+        session.add(
+            TrackingPeerDigest(
+                peer=PEER,
+                digest=digest(PEER_SECRET, "upn", seed.upn),
+                kind="upn",
+                child_id=seed.child_id,
+                la_code=LA,
             )
         )
         session.add(
@@ -421,6 +480,15 @@ def test_matrix(service: tuple[str, TestClient, Seed]) -> None:
             r = _call(client, req, None)
             expect(r.status_code < 500, f"{label} open: {r.status_code}")
             continue
+        if rule.scope == "peer":  # signed by a peer deployment: any token, of any role or LA, is 401
+            tokens = [None, "garbage", _forged(Role.ADMIN)] + [
+                _token(role, la) for role in ALL_ROLES for la in (LA, OTHER_LA)
+            ]
+            for token in tokens:
+                r = _call(client, req, token)
+                expect(r.status_code == 401, f"{label} with a user token: {r.status_code}")
+                expect(not [x for x in seed.secrets() if x in r.text], f"{label} shows LA 801's data")
+            continue
         # No credentials, forged and expired credentials: 401, whatever the role claimed.
         for token, what in (
             (None, "no token"),
@@ -469,6 +537,58 @@ def test_matrix(service: tuple[str, TestClient, Seed]) -> None:
                     f"{label} as {role}: LA 801's own data missing",
                 )
     assert not problems, "\n".join(problems)
+
+
+def test_peer_interface(pg_settings: Settings) -> None:
+    """The LA-to-LA interface, signed as the peer: it reaches nothing of LA 801 (a child sought here is not
+    "known" to a peer; it may not speak for 801); another key, another peer or a replay is 401; a message
+    about a query or link it never had is 404; every refusal is audited."""
+    import json
+
+    from sqlalchemy import text
+
+    from services.tracking.peer_auth import sign
+    from shared.db import make_engine
+    from shared.events.envelope import utcnow
+
+    seed = Seed()
+    app = _tracking(pg_settings, seed)
+
+    def post(client: TestClient, path: str, body: dict[str, Any], **kw: Any) -> Any:
+        raw = json.dumps(body).encode()
+        headers = kw.get("headers") or sign(
+            kw.get("secret", PEER_SECRET), "POST", path, raw, kw.get("peer", PEER), utcnow()
+        )
+        return client.post(
+            path, content=raw, headers={**headers, "Content-Type": "application/json"}
+        ), headers
+
+    with TestClient(app) as client:
+        query = _query(seed)
+        known, headers = post(client, "/v1/peer/queries", query)
+        assert known.status_code == 200 and known.json()["known"] is False, known.text
+        assert not [x for x in seed.secrets() if x in known.text]
+        assert post(client, "/v1/peer/queries", query, headers=headers)[0].status_code == 401  # replay
+        assert post(client, "/v1/peer/queries", _query(seed, LA))[0].status_code == 403
+        other_key = "another-secret-0123456789abcdef0123456"
+        assert post(client, "/v1/peer/queries", _query(seed), secret=other_key)[0].status_code == 401
+        assert post(client, "/v1/peer/queries", _query(seed), peer="dep-nobody")[0].status_code == 401
+        answer = EXPECTATIONS["tracking"][("POST", "/v1/peer/answers")].request(seed).json
+        assert post(client, "/v1/peer/answers", answer)[0].status_code == 404
+        decision = EXPECTATIONS["tracking"][("POST", "/v1/peer/decisions")].request(seed).json
+        assert post(client, "/v1/peer/decisions", decision)[0].status_code == 404
+    engine = make_engine(pg_settings.database_url)
+    with engine.connect() as conn:
+        refused = conn.execute(
+            text("SELECT subject, reason FROM tracking_read_audit WHERE action = 'peer_refused' ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [(subject, reason.split(": ", 1)[1]) for subject, reason in refused] == [
+        ("peer:dep-peer", "401 replayed request"),
+        ("peer:dep-peer", f"403 LA {LA} is not served by this peer"),
+        ("peer:dep-peer", "401 bad signature"),
+        ("peer:dep-nobody", "401 unknown peer"),
+    ]
 
 
 def test_principal_la_is_three_digits() -> None:

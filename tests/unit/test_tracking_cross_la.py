@@ -253,3 +253,61 @@ def test_the_other_direction_a_case_that_becomes_sought_finds_the_child_another_
     ]
     assert matcher.match_sought(engine, [(sought_child, "801")]) == 0  # once
     assert CrossLAMatcher(off={"803"}).match_sought(engine, [(sought_child, "801")]) == 0
+
+
+def test_cases_projected_in_the_order_neither_check_sees_are_still_matched(engine: Engine) -> None:
+    """801's fact and 803's fact are resolved before either case is in the case store (identity sees no
+    sought case); 801's case is projected first (``match_sought``: 803's case is not there yet); then
+    803's case is projected: ``match_found`` links them, once."""
+    matcher = CrossLAMatcher()
+    resolver = IdentityResolver(engine, cross_la=matcher)
+    missing = _event("whereabouts-unknown", "801", MISSING_ON, KID)
+    sought_child = resolver.resolve(missing).child_id
+    registered = _event("pupil-registered", "803", FOUND_ON, KID)
+    found_child = resolver.resolve(registered).child_id
+    assert _rows(engine, TrackingCrossLALink) == []
+    with Session(engine) as session:
+        session.add(
+            TrackingCase(
+                case_id=str(uuid.uuid4()),
+                child_id=sought_child,
+                la_code="801",
+                state=str(CaseState.WHEREABOUTS_UNKNOWN),
+                cause_occurred_at=missing.occurred_at,
+            )
+        )
+        session.commit()
+    assert matcher.match_sought(engine, [(sought_child, "801")]) == 0
+    assert matcher.match_found(engine, [(found_child, "803")]) == 0  # 803's case is not there yet either
+    with Session(engine) as session:
+        session.add(
+            TrackingCase(
+                case_id=str(uuid.uuid4()),
+                child_id=found_child,
+                la_code="803",
+                state=str(CaseState.IN_EDUCATION),
+                cause_occurred_at=registered.occurred_at,
+            )
+        )
+        session.add(
+            TrackingTimelineEntry(
+                child_id=found_child,
+                la_code="803",
+                event_id=str(registered.event_id),
+                event_type=registered.event_type,
+                occurred_at=registered.occurred_at,
+                verdict="move",
+            )
+        )
+        session.commit()
+    assert matcher.match_found(engine, [(found_child, "803")]) == 1
+    assert matcher.match_found(engine, [(found_child, "803")]) == 0  # again: nothing more
+    [link] = _rows(engine, TrackingCrossLALink)
+    assert (link.sought_child_id, link.found_child_id, link.fact_type) == (
+        sought_child,
+        found_child,
+        "pupil-registered",
+    )
+    items = {i.la_code: i for i in _rows(engine, TrackingReviewItem) if i.kind == REVIEW_KIND}
+    assert items["801"].detail.startswith("possible location: LA 803 (pupil-registered 2025-12-01)")
+    assert items["803"].detail.startswith("sought by LA 801 (whereabouts_unknown since 2025-11-03)")

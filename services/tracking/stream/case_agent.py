@@ -24,8 +24,9 @@ from services.tracking.cases import (
     apply_split,
     new_record,
 )
-from services.tracking.crossla import SOUGHT_STATES, CrossLAMatcher
+from services.tracking.crossla import SOUGHT_STATES
 from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, TRANSITIONS
+from services.tracking.peers import matcher_for
 from services.tracking.projection import project_many
 from services.tracking.stream.batching import batches, current, release
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
@@ -71,7 +72,7 @@ class _Applied:
 
 
 def register(app: faust.App, ctx: Any) -> None:
-    cross_la = CrossLAMatcher(ctx.settings.cross_la_off, ctx.settings.tracking_la_contacts)
+    cross_la = matcher_for(ctx.settings)
 
     def record_of(event: Any, child_id: str, la_code: str) -> ChildRecord:
         current(event)  # the table reads the partition of the current event: this child's
@@ -117,6 +118,16 @@ def register(app: faust.App, ctx: Any) -> None:
         ]
         if became_sought:
             await asyncio.to_thread(cross_la.match_sought, ctx.engine, became_sought)
+        # A case that has just been projected (not sought) may be the child another LA seeks, when the two
+        # cases reached the case store in the order in which neither of the other checks saw the other.
+        now_here = [
+            (str(t.payload.child_id), t.payload.la_code)
+            for o in projected
+            for t in o.transitions
+            if t.payload.to_state not in SOUGHT_STATES
+        ]
+        if now_here:
+            await asyncio.to_thread(cross_la.match_found, ctx.engine, now_here)
         messages: list[tuple[Any, bytes | None, bytes]] = []
         for a in applied:
             key: bytes = a.event.key

@@ -13,9 +13,9 @@ from typing import Any
 
 import faust
 
-from services.tracking.crossla import CrossLAMatcher
 from services.tracking.identity import IdentityResolver, Resolution
 from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, MATCHES
+from services.tracking.peers import matcher_for
 from services.tracking.stream.batching import batches, release
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
 from shared.events.catalogue import decode_inbound, encode_event
@@ -47,9 +47,7 @@ def child_fact(inbound: Envelope, resolution: Resolution) -> ChildFact:
 
 def register(app: faust.App, ctx: Any) -> None:
     settings = ctx.settings
-    resolver = IdentityResolver(
-        ctx.engine, cross_la=CrossLAMatcher(settings.cross_la_off, settings.tracking_la_contacts)
-    )
+    resolver = IdentityResolver(ctx.engine, cross_la=matcher_for(settings))
 
     async def handle(events: Sequence[Any]) -> None:
         started = time.perf_counter()
