@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table, delete, inspect, select
+from sqlalchemy import MetaData, Table, delete, inspect, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.events.catalogue import encode_event
@@ -185,14 +185,22 @@ def purge_closed_cases(
             conditions = []
             if "child_id" in cols:
                 conditions.append(cols.child_id.in_(child_ids))
-            if "other_child_id" in cols:
-                conditions.append(cols.other_child_id.in_(child_ids))
+            # Rows between two children (a merge's other child, a cross-LA link's sought or found child)
+            # go with either of them.
+            for name in ("other_child_id", "sought_child_id", "found_child_id"):
+                if name in cols:
+                    conditions.append(cols[name].in_(child_ids))
             if "case_id" in cols and case_ids:
                 conditions.append(cols.case_id.in_(case_ids))
             if "alert_id" in cols and alert_ids and table.name != "notify_alert":
                 conditions.append(cols.alert_id.in_(alert_ids))
             for condition in conditions:
                 report.rows[table.name] += conn.execute(delete(table).where(condition)).rowcount or 0
+            if "matched_child_id" in cols:
+                # Another child's resolution that once pointed at this child keeps its row, not the pointer.
+                conn.execute(
+                    update(table).where(cols.matched_child_id.in_(child_ids)).values(matched_child_id=None)
+                )
 
 
 def purge_outboxes(engine: Engine, now: datetime, policy: RetentionPolicy, report: PurgeReport) -> None:
