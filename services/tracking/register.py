@@ -54,7 +54,7 @@ EDUCATION_UNKNOWN_STATES = frozenset(
     {S.MISSING_EDUCATION, S.WHEREABOUTS_UNKNOWN, S.AWAITING_PROVISION, S.PLACE_OFFERED}
 )
 # Facts that put a child waiting for a named school's registration on the register (a mover, home education
-# ended, located "in education" with no school named); a leaver to a named school is still in a school's hands.
+# ended, located "in education" with no school named); a leaver to a named school is in a school's hands.
 AWAITING_KINDS = frozenset(
     {
         "moved-out-of-area:arrived-here-school-named",
@@ -124,9 +124,8 @@ def update(
         new.arrangement = EducationArrangement(attrs["arrangement"])
     if attrs.get("ehe_reason"):
         new.ehe_reason = str(attrs["ehe_reason"])
-    if kind in REGISTER_KINDS or kind == "review-date-set":
-        if attrs.get("review_on"):
-            new.review_on = date.fromisoformat(str(attrs["review_on"]))
+    if (kind in REGISTER_KINDS or kind == "review-date-set") and attrs.get("review_on"):
+        new.review_on = date.fromisoformat(str(attrs["review_on"]))
     if changed and after in LEAVES:
         return _leave(new, after, outcome, outcome_ref, occurred_at) if status.on else new
     category = _category(new, kind, after)
