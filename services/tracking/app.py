@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.tracking.api import build_router
+from services.tracking.register_api import build_register_router
 from services.tracking.crossla import CrossLAMatcher
 from services.tracking.gauges import register_open_cases_gauge
 from services.tracking.settings import tracking_settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     app.dependency_overrides[get_settings] = lambda: settings
     cfg = tracking_settings(settings)
     app.include_router(build_router(publish, CrossLAMatcher(cfg.cross_la_off, cfg.tracking_la_contacts)))
+    app.include_router(build_register_router())
     checks = {
         "start": startup.check(),
         "database": database_check(engine),

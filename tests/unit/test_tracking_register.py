@@ -8,12 +8,20 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session, select
+from fastapi.testclient import TestClient
+from sqlmodel import Session, col, select
 
-from services.tracking.models import TrackingCase, TrackingRegisterEntry, TrackingRegisterHistory
+from services.tracking.models import (
+    TrackingCase,
+    TrackingReadAudit,
+    TrackingRegisterEntry,
+    TrackingRegisterHistory,
+)
+from services.tracking.register_api import build_register_router
 from services.tracking.stream.app import MIGRATIONS
+from shared.auth import Role, issue_token
 from shared.db import make_engine, migrate
-from tests.unit.test_web_reports import LA, OTHER_LA, CaseStore
+from tests.unit.test_web_reports import LA, OTHER_LA, SIGNING, CaseStore, tracking_app
 
 PARENT = {"name": "Sam Example", "home_address": "1 Example Street, Bristol", "provides_education": True}
 TUTOR = {"name": "Example Tuition Ltd", "provider_type": "tuition_centre", "hours_per_week": 4}
@@ -132,3 +140,59 @@ def test_a_redelivered_fact_adds_no_history(store: CaseStore) -> None:
     record = store.records[store.child_ids[10]]
     assert len(history(store, 10)) == 1
     assert record.case.register_status.on
+
+
+# --- the register API: LA-scoped, audited, searches in a POST body ------------------------------------------
+
+
+def register_client(store: CaseStore, la: str = LA) -> tuple[TestClient, dict[str, str]]:
+    app = tracking_app(store.engine)
+    app.include_router(build_register_router())
+    token = issue_token(SIGNING, "caseworker1", Role.CASEWORKER, la)
+    return TestClient(app), {"Authorization": f"Bearer {token}"}
+
+
+def test_register_api_lists_filters_and_reads_an_entry_scoped_and_audited(store: CaseStore) -> None:
+    store.fact(11, "not-in-school-notice", date(2025, 11, 3), parents=[PARENT], providers=[TUTOR])
+    store.fact(12, "pupil-left-roll", date(2025, 11, 4))
+    store.fact(13, "not-in-school-notice", date(2025, 11, 5), parents=[PARENT])
+    store.fact(13, "pupil-registered", date(2025, 11, 20), school_urn="108002")
+    store.fact(14, "not-in-school-notice", date(2025, 11, 3), la=OTHER_LA, parents=[PARENT])
+    client, auth = register_client(store)
+    with client:
+        page = client.post("/v1/register/query", json={"reason": "weekly review"}, headers=auth).json()
+        assert page["total"] == 2
+        assert [i["child_id"] for i in page["items"]] == [store.child_ids[11], store.child_ids[12]]
+        ehe = client.post(
+            "/v1/register/query",
+            json={"reason": "EHE visits", "categories": ["elective_home_education"]},
+            headers=auth,
+        ).json()
+        assert [i["child_id"] for i in ehe["items"]] == [store.child_ids[11]]
+        unknown = client.post(
+            "/v1/register/query", json={"reason": "review", "education": ["unknown"]}, headers=auth
+        ).json()
+        assert [i["child_id"] for i in unknown["items"]] == [store.child_ids[12]]
+        left = client.post(
+            "/v1/register/query", json={"reason": "left", "on_register": False}, headers=auth
+        ).json()
+        assert [(i["left_reason"], i["left_ref"]) for i in left["items"]] == [
+            ("registered_at_school", "108002")
+        ]
+        detail = client.get(f"/v1/register/{store.child_ids[11]}", params={"reason": "visit"}, headers=auth)
+        assert detail.status_code == 200
+        d = detail.json()
+        assert d["home_address"] == "1 Example Street, Bristol" and d["parents"][0]["name"] == "Sam Example"
+        assert [p["name"] for p in d["providers"]] == ["Example Tuition Ltd"] and d["sources"] == ["SIMS"]
+        assert [h["change"] for h in d["history"]] == ["added"]
+        # Another LA's entry: 404, and never in this LA's lists.
+        other = client.get(f"/v1/register/{store.child_ids[14]}", params={"reason": "x" * 3}, headers=auth)
+        assert other.status_code == 404
+        assert client.post("/v1/register/query", json={"reason": "bad", "categories": ["x"]}, headers=auth
+                           ).status_code == 422  # fmt: skip
+    with Session(store.engine) as session:
+        audits = session.exec(select(TrackingReadAudit).order_by(col(TrackingReadAudit.id))).all()
+    actions = [(a.action, a.child_id) for a in audits]
+    assert ("register_read", store.child_ids[11]) in actions
+    assert sum(1 for a, _ in actions if a == "register_list") == 4
+    assert all(a.la_code == LA for a in audits)
