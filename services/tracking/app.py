@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.tracking.api import build_router
-from services.tracking.register_api import build_register_router
 from services.tracking.crossla import CrossLAMatcher
 from services.tracking.gauges import register_open_cases_gauge
+from services.tracking.register_api import build_register_router
 from services.tracking.settings import tracking_settings
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors

@@ -203,7 +203,7 @@ def build_register_router() -> APIRouter:
         engine: EngineDep,
         reason: Annotated[str, Query(min_length=3, max_length=500)],
     ) -> RegisterEntryDetail:
-        """A child's register entry with the Act's information and its history; audited as ``register_read``."""
+        """A register entry with the Act's information and its history; audited as ``register_read``."""
         with Session(engine, expire_on_commit=False) as session:
             entry = session.get(TrackingRegisterEntry, str(child_id))
             if entry is None or entry.la_code != who.la_code:
