@@ -252,10 +252,17 @@ def test_csv_downloads_are_audited(web: Web) -> None:
         "/reports/dfe-cme-return.csv", data={"on": "2025-11-20", "reason": "DfE census", "csrf_token": csrf}
     )
     assert dfe.status_code == 200 and "cme_at_any_point_in_previous_year" in dfe.text
+    termly = web.client.post(
+        "/reports/dfe-termly-return.csv",
+        data={"on": "2025-11-20", "reason": "DfE termly", "csrf_token": csrf},
+    )
+    assert termly.status_code == 200 and "ehe_on_census_day,,,,,1" in termly.text  # child 5, home educated
+    assert "cme_on_census_day,,,,,3" in termly.text
     with Session(make_engine(web.settings.database_url)) as session:
         downloads = session.exec(select(WebAudit).where(WebAudit.action == "download_csv")).all()
     assert sorted((d.target, d.reason) for d in downloads) == [
         ("dfe_cme_return:2025-11-20", "DfE census"),
+        ("dfe_termly_return:2025-11-20", "DfE termly"),
         ("not_in_full_time_education:2025-11-20", "Ofsted"),
     ]
 
