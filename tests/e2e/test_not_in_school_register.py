@@ -34,9 +34,9 @@ PERSONAL = (PARENT["name"], PARENT["home_address"], TUTOR["name"])
 
 
 def notice(kid: dict[str, Any], on: date, **payload: Any) -> dict[str, Any]:
-    return event("not-in-school-notice", {**kid, "address": HOME}, on, school=None, notified_on=on.isoformat(),
-                 arrangement="home_education", parents=[PARENT], providers=[TUTOR],
-                 ehe_reason="mental_health", **payload)  # fmt: skip
+    return event("not-in-school-notice", {**kid, "address": HOME}, on, school=None,
+                 notified_on=on.isoformat(), arrangement="home_education", parents=[PARENT],
+                 providers=[TUTOR], ehe_reason="mental_health", **payload)  # fmt: skip
 
 
 class Register:
@@ -100,7 +100,8 @@ def test_notice_return_registration_and_a_move_on_the_real_broker(
 
             # 2. The provider's return updates it.
             r.send("team", event("education-provider-return", home, date(2025, 11, 10), school=None,
-                                 returned_on="2025-11-10", provider={**TUTOR, "hours_per_week": 9}))  # fmt: skip
+                                 returned_on="2025-11-10",
+                                 provider={**TUTOR, "hours_per_week": 9}))  # fmt: skip
             updated = reg801.wait(home, "the provider's return", lambda e: len(e["history"]) == 2)
             assert updated["providers"] == [{**TUTOR, "hours_per_week": 9}]
             assert updated["on_register"] and updated["history"][-1]["change"] == "updated"
