@@ -30,7 +30,7 @@ PARENT = {
 }
 TUTOR = {"name": "Tallowmere Tutors", "provider_type": "tuition_centre", "hours_per_week": 4}
 HOME = "7 Lantern Row, Bristol"
-PERSONAL = (PARENT["name"], PARENT["home_address"], TUTOR["name"])
+PERSONAL = (str(PARENT["name"]), str(PARENT["home_address"]), str(TUTOR["name"]))
 
 
 def notice(kid: dict[str, Any], on: date, **payload: Any) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from services.tracking.models import (
     TrackingRegisterEntry,
     TrackingRegisterHistory,
 )
-from services.tracking.register_api import build_register_router
 from services.tracking.stream.app import MIGRATIONS
 from shared.auth import Role, issue_token
 from shared.db import make_engine, migrate
@@ -147,7 +146,6 @@ def test_a_redelivered_fact_adds_no_history(store: CaseStore) -> None:
 
 def register_client(store: CaseStore, la: str = LA) -> tuple[TestClient, dict[str, str]]:
     app = tracking_app(store.engine)
-    app.include_router(build_register_router())
     token = issue_token(SIGNING, "caseworker1", Role.CASEWORKER, la)
     return TestClient(app), {"Authorization": f"Bearer {token}"}
 
