@@ -76,6 +76,7 @@ EVENT_CASE_STATE: dict[str, CaseState] = {
     "sickness-absence-notified": CaseState.ON_ROLL_AT_RISK,  # on a roll; the LA owes education (s.19)
     "fair-access-referred": CaseState.AWAITING_PROVISION,
     "home-education-notified": CaseState.ON_ROLL_AT_RISK,  # refused for a child under child protection
+    "not-in-school-notice": CaseState.ON_ROLL_AT_RISK,  # the same, for a parent's notice to the register
     "review-date-set": CaseState.ELECTIVELY_HOME_EDUCATED,
 }
 
