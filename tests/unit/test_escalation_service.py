@@ -693,6 +693,20 @@ def test_home_education_for_a_child_under_child_protection_alerts_social_care_at
     ]
 
 
+def test_a_register_review_sets_the_next_review_like_a_review_date(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.ELECTIVELY_HOME_EDUCATED, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    review = child_fact(child, "register-entry-recorded", date(2025, 11, 4), review_on="2026-01-12")
+    assert started_rules(engine, deps, review, utc(2025, 11, 4, 10)) == ["review_date_due"]
+    assert run_timer(engine, deps, utc(2026, 1, 12, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2026, 1, 13, 0, 0)) == 1
+
+
 def test_a_review_date_alerts_on_that_school_day(engine: Engine, deps: Deps) -> None:
     child = uuid.uuid4()
     apply(
