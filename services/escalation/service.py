@@ -281,7 +281,7 @@ def fact_watches(fact: Envelope, occurred_at: datetime, calendar: SchoolCalendar
         # The LA's own review date (home education, part-time provision): alerted at the close of that day.
         return [FactWatch("review-date-set", None, first_school_day_start(payload.review_on, calendar))]
     if fact.event_type == "register-entry-recorded" and payload.review_on is not None:
-        # A caseworker's review of a register entry (s.436B-436G) sets the next review as review-date-set does.
+        # A caseworker's review of a register entry (s.436B-436G) sets the next review, as review-date-set.
         return [
             FactWatch(fact.event_type, None, occurred_at),
             FactWatch("review-date-set", None, first_school_day_start(payload.review_on, calendar)),
