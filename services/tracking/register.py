@@ -118,7 +118,17 @@ def update(
     attrs: dict[str, Any],
     occurred_at: datetime,
 ) -> RegisterStatus:
-    """The register status after one fact (``kind`` is the state machine's event kind of it)."""
+    """The register status after one fact (``kind`` is the state machine's event kind of it); ``status``
+    itself when the fact changes nothing (most facts: the fold calls this for every one)."""
+    if (
+        not status.on
+        and after not in CATEGORY_BY_STATE
+        and kind not in REGISTER_KINDS
+        and kind not in AWAITING_KINDS
+        and not attrs.get("arrangement")
+        and not attrs.get("ehe_reason")
+    ):
+        return status  # not on the register, and this fact does not put the child there
     new = status.model_copy()
     if attrs.get("arrangement"):
         new.arrangement = EducationArrangement(attrs["arrangement"])
@@ -130,7 +140,7 @@ def update(
         return _leave(new, after, outcome, outcome_ref, occurred_at) if status.on else new
     category = _category(new, kind, after)
     if category is None:
-        return new if new == status else new.model_copy(update={"changed_at": occurred_at})
+        return status if new == status else new.model_copy(update={"changed_at": occurred_at})
     if not new.on:
         new.on, new.since = True, occurred_at
         new.left_at = new.left_reason = new.left_ref = None
@@ -139,8 +149,9 @@ def update(
     new.handed_to = destination_la if after in (S.HANDED_OVER, S.AWAITING_LA_CONFIRMATION) else None
     if category == "registered_educated_elsewhere" and attrs.get("school_urn"):
         new.school_urn = str(attrs["school_urn"])
-    if new != status or kind in REGISTER_KINDS:  # the register's own inputs always update the entry
-        new.changed_at = occurred_at
+    if new == status and kind not in REGISTER_KINDS:  # the register's own inputs always update the entry
+        return status
+    new.changed_at = occurred_at
     return new
 
 

@@ -735,6 +735,8 @@ def step(case: Case, fact: Fact) -> Step:
         attrs=fact.attrs,
         occurred_at=fact.occurred_at,
     )
+    if status is s.after.register_status:
+        return s  # most facts leave the register as it was: no copy of the case
     return replace(s, after=s.after.model_copy(update={"register_status": status}))
 
 
