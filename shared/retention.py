@@ -89,8 +89,20 @@ def children_due(conn: Connection, tables: dict[str, Table], cutoff: datetime) -
             cases.c.merged_into.is_(None),
         )
     ).all()
-    child_ids = {r.child_id for r in rows}
-    case_ids = {r.case_id for r in rows}
+    # A child still on the register of children not in school (s.436B) is kept whatever its case says: a
+    # home-educated child's case is resolved, but the LA's duty to keep the entry lasts while it is on.
+    register = tables.get("tracking_register_entries")
+    kept: set[str] = set()
+    if register is not None and rows:
+        kept = set(
+            conn.execute(
+                select(register.c.child_id).where(
+                    register.c.on_register.is_(True), register.c.child_id.in_({r.child_id for r in rows})
+                )
+            ).scalars()
+        )
+    child_ids = {r.child_id for r in rows if r.child_id not in kept}
+    case_ids = {r.case_id for r in rows if r.child_id not in kept}
     children = tables.get("tracking_children")
     if children is not None and child_ids:
         merged = conn.execute(

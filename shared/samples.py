@@ -35,6 +35,15 @@ def child(serial: int = 1, la_code: str = DEMO_LA, **overrides: Any) -> dict[str
     return {k: v for k, v in base.items() if v is not None}
 
 
+_PROVIDER: dict[str, Any] = {
+    "name": "Example Tuition Ltd",
+    "address": "2 Example Road, Bristol",
+    "provider_type": "tuition_centre",
+    "hours_per_week": 4,
+    "hours_without_parent": 4,
+}
+
+
 def _payload(event_type: str, kid: dict[str, Any], on: date) -> dict[str, Any]:
     d = on.isoformat()
     payloads: dict[str, dict[str, Any]] = {
@@ -98,7 +107,29 @@ def _payload(event_type: str, kid: dict[str, Any], on: date) -> dict[str, Any]:
             "confirmed_on": d,
         },
         "case-outcome-recorded": {"outcome": "school", "school_urn": "108001", "recorded_on": d},
+        "not-in-school-notice": {
+            "notified_on": d,
+            "arrangement": "home_education",
+            "parents": [
+                {
+                    "name": "Sam Example",
+                    "home_address": "1 Example Street, Bristol",
+                    "provides_education": True,
+                    "hours_per_week_educating": 20,
+                }
+            ],
+            "providers": [_PROVIDER],
+            "ehe_reason": "philosophical_or_preferential",
+        },
+        "education-provider-return": {"returned_on": d, "provider": {**_PROVIDER, "hours_per_week": 6}},
+        "register-entry-recorded": {
+            "recorded_on": d,
+            "suitability": "suitable",
+            "review_on": (on + timedelta(days=180)).isoformat(),
+        },
     }
+    if event_type == "not-in-school-notice":
+        kid = {"address": "1 Example Street, Bristol", **kid}
     return {"child": kid, **payloads[event_type]}
 
 

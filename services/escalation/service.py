@@ -76,6 +76,7 @@ EVENT_CASE_STATE: dict[str, CaseState] = {
     "sickness-absence-notified": CaseState.ON_ROLL_AT_RISK,  # on a roll; the LA owes education (s.19)
     "fair-access-referred": CaseState.AWAITING_PROVISION,
     "home-education-notified": CaseState.ON_ROLL_AT_RISK,  # refused for a child under child protection
+    "not-in-school-notice": CaseState.ON_ROLL_AT_RISK,  # the same, for a parent's notice to the register
     "review-date-set": CaseState.ELECTIVELY_HOME_EDUCATED,
 }
 
@@ -279,6 +280,12 @@ def fact_watches(fact: Envelope, occurred_at: datetime, calendar: SchoolCalendar
     if fact.event_type == "review-date-set":
         # The LA's own review date (home education, part-time provision): alerted at the close of that day.
         return [FactWatch("review-date-set", None, first_school_day_start(payload.review_on, calendar))]
+    if fact.event_type == "register-entry-recorded" and payload.review_on is not None:
+        # A caseworker's review of a register entry (s.436B-436G) sets the next review, as review-date-set.
+        return [
+            FactWatch(fact.event_type, None, occurred_at),
+            FactWatch("review-date-set", None, first_school_day_start(payload.review_on, calendar)),
+        ]
     return [FactWatch(fact.event_type, None, occurred_at)]
 
 
@@ -409,7 +416,7 @@ def handle_ack(session: Session, deps: Deps, event: AlertAck, now: datetime) -> 
 def schedule_review(
     session: Session, deps: Deps, esc: EscalationRecord, *, at: datetime, partition: int | None = None
 ) -> bool:
-    """"Enquiries inconclusive" never closes a case: an open case whose alert was acknowledged, resolved or
+    """ "Enquiries inconclusive" never closes a case: an open case whose alert was acknowledged, resolved or
     ran out of steps comes back to its caseworker on the LA's review cadence (the rule watching
     ``case-review``), one review at a time, counted from ``at``, until the case leaves the state (its
     watch key) or an outcome resolves it. False when nothing was scheduled."""

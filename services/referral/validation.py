@@ -28,6 +28,7 @@ FUTURE_DATES_ALLOWED: dict[str, frozenset[str]] = {
     "place-offered": frozenset({"expected_start"}),
     "exclusion-issued": frozenset({"start_date"}),
     "review-date-set": frozenset({"review_on"}),  # the next review is always ahead
+    "register-entry-recorded": frozenset({"review_on"}),
 }
 # Minimum school days (or percentage of sessions) that each absence rule needs before it is crossed.
 ABSENCE_MINIMUM_DAYS = {

@@ -15,6 +15,7 @@ from services.tracking.api import build_router
 from services.tracking.gauges import register_open_cases_gauge
 from services.tracking.peer_api import PeerSender, build_peer_router
 from services.tracking.peers import matcher_for
+from services.tracking.register_api import build_register_router
 from services.tracking.settings import tracking_settings
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
@@ -82,6 +83,7 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(build_router(publish, matcher))
     app.include_router(build_peer_router(matcher.federation, engine, publish))
+    app.include_router(build_register_router())
     checks = {
         "start": startup.check(),
         "database": database_check(engine),

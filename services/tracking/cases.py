@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from services.tracking.facts import fact_from_inbound, note_codes
+from services.tracking.register import RegisterStatus
 from services.tracking.state_machine import Case, Fact, corrected_ids, fold, step
 from shared.case_ids import CASE_NAMESPACE, case_id_for
 from shared.events.catalogue import decode_inbound
@@ -97,6 +98,15 @@ class Outcome:
     )  # (child_id key, event) to child-events
     # Retention ran out: delete the record from the table (a changelog tombstone); nothing to project or save.
     purged: bool = False
+    # The Act's information a register fact brought (s.436C: home address, parents, providers; personal data,
+    # for the register's rows only) and the system that sent it.
+    register_details: dict[str, Any] | None = None
+    source_system: str | None = None
+    # The register status before this event (the record an Outcome starts from is the one before it).
+    register_before: RegisterStatus = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.register_before = self.record.case.register_status
 
 
 def new_record(child_id: str, la_code: str) -> ChildRecord:
@@ -231,7 +241,9 @@ def apply_child_fact(
     """``deployment``: the LAs this deployment serves (None: all); see ``facts.fact_from_inbound``."""
     inbound = decode_inbound(event.payload.fact)
     fact = fact_from_inbound(inbound, deployment)
-    out = Outcome(record=record)
+    out = Outcome(
+        record=record, register_details=register_details(inbound), source_system=inbound.source.system
+    )
     if fact.event_id in record.seen:
         out.duplicate = True
         return out
@@ -339,6 +351,25 @@ def apply_child_fact(
         update={"case": after, "facts": facts, "seen": [*record.seen, fact.event_id]}
     )
     return out
+
+
+# The events that carry the Act's information about a child on the register (s.436C-436E).
+_REGISTER_DETAIL_FIELDS = ("parents", "providers", "provider", "ceased", "note")
+
+
+def register_details(inbound: Envelope) -> dict[str, Any] | None:
+    """What a register fact says of the child's home, parents and providers (s.436C(1)); None for others."""
+    if inbound.event_type not in (
+        "not-in-school-notice",
+        "education-provider-return",
+        "register-entry-recorded",
+    ):
+        return None
+    payload: dict[str, Any] = inbound.payload.model_dump(mode="json", exclude_none=True)
+    child = payload["child"]
+    details = {k: payload[k] for k in _REGISTER_DETAIL_FIELDS if payload.get(k) not in (None, [])}
+    details.update({k: child[k] for k in ("address", "postcode") if child.get(k)})
+    return details
 
 
 def apply_merge(record: ChildRecord, event: ChildMerged) -> Outcome:

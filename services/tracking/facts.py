@@ -19,7 +19,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "provision-started": ("provision_type", "school_urn", "full_time", "hours_per_week", "start_date"),
     "child-located": ("in_education", "reason", "school_urn"),
     "whereabouts-unknown": (),
-    "home-education-notified": ("school_urn", "special_school", "la_consent_given"),
+    "home-education-notified": ("school_urn", "special_school", "la_consent_given", "ehe_reason"),
     "moved-out-of-area": ("new_la_code", "new_school_urn", "from_la_code"),
     "moved-abroad": ("country", "confirmed"),
     "referral-received": ("referrer_type", "reason"),
@@ -39,6 +39,11 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "sickness-absence-notified": ("school_urn", "expected_school_days", "cumulative"),
     "fair-access-referred": ("agreed_on",),
+    # The register of children not in school (s.436B-436G): codes only; names and addresses stay in the
+    # register's own rows (projection.register_details).
+    "not-in-school-notice": ("arrangement", "school_urn", "ehe_reason"),
+    "education-provider-return": ("ceased",),
+    "register-entry-recorded": ("suitability", "review_on", "arrangement", "ehe_reason"),
 }
 
 
@@ -52,6 +57,10 @@ _NOTE_CODES: dict[str, tuple[str, ...]] = {
     "referral-received": ("reason",),
     "enquiry-recorded": ("reason",),
     "child-located": ("reason",),
+    # The parent's primary reason for home education and the LA's view of it: the EHE return replays them.
+    "home-education-notified": ("ehe_reason",),
+    "not-in-school-notice": ("arrangement", "ehe_reason"),
+    "register-entry-recorded": ("suitability", "arrangement", "ehe_reason"),
 }
 
 

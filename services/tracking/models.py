@@ -245,3 +245,56 @@ class TrackingPeerNonce(SQLModel, table=True):
     peer: str = Field(primary_key=True, max_length=64)
     nonce: str = Field(primary_key=True, max_length=64)
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class TrackingRegisterEntry(SQLModel, table=True):
+    """A child's entry on the LA's register of children not in school (Education Act 1996 s.436B-436G): the
+    status the fold of the child's facts gives (services/tracking/register.py), kept after the child leaves
+    (``on_register`` false, with why and what names it) so the entry's history stays readable. Names and
+    date of birth are the child's (tracking_children); the Act's other fields (home address, parents,
+    providers) are in the history rows of the facts that brought them."""
+
+    __tablename__ = "tracking_register_entries"
+
+    child_id: str = Field(primary_key=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    on_register: bool = Field(default=False, index=True)
+    category: str | None = Field(default=None, max_length=40)
+    education: str | None = Field(default=None, max_length=24)
+    arrangement: str | None = Field(default=None, max_length=40)
+    ehe_reason: str | None = Field(default=None, max_length=40)
+    since: datetime | None = None
+    changed_at: datetime | None = None
+    left_at: datetime | None = None
+    left_reason: str | None = Field(default=None, max_length=32)
+    left_ref: str | None = Field(default=None, max_length=16)
+    review_on: date | None = Field(default=None, index=True)
+    handed_to: str | None = Field(default=None, max_length=3)
+    school_urn: str | None = Field(default=None, max_length=6)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingRegisterHistory(SQLModel, table=True):
+    """One row per fact that changed a child's register entry or brought the Act's information (s.436C):
+    append-only, a redelivered fact adds nothing. ``details`` (JSON: the child's home address, parents,
+    providers, a caseworker's note) is personal data: read only through the register API, LA-scoped and
+    audited."""
+
+    __tablename__ = "tracking_register_history"
+    __table_args__ = (UniqueConstraint("child_id", "event_id", name="uq_tracking_register_history_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    child_id: str = Field(index=True, max_length=36)
+    la_code: str = Field(index=True, max_length=3)
+    event_id: str = Field(max_length=36)
+    event_type: str = Field(max_length=40)
+    occurred_at: datetime
+    change: str = Field(max_length=16)  # added, updated, removed, details
+    on_register: bool = False
+    category: str | None = Field(default=None, max_length=40)
+    education: str | None = Field(default=None, max_length=24)
+    left_reason: str | None = Field(default=None, max_length=32)
+    left_ref: str | None = Field(default=None, max_length=16)
+    source_system: str | None = Field(default=None, max_length=64)
+    details: str | None = Field(default=None, sa_column=Column(Text))
+    recorded_at: datetime = Field(default_factory=utcnow)

@@ -8,7 +8,9 @@ the new timeline rows as one insert."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -17,7 +19,14 @@ from sqlmodel import Session, col, select
 from services.tracking.bulk import insert_rows, upsert_rows
 from services.tracking.cases import Outcome
 from services.tracking.identity import review_id_for
-from services.tracking.models import TrackingCase, TrackingReviewItem, TrackingTimelineEntry
+from services.tracking.models import (
+    TrackingCase,
+    TrackingRegisterEntry,
+    TrackingRegisterHistory,
+    TrackingReviewItem,
+    TrackingTimelineEntry,
+)
+from services.tracking.register import RegisterStatus
 from shared.db import session_scope
 from shared.events.envelope import utcnow
 
@@ -48,6 +57,107 @@ def project_into(session: Session, outcomes: Sequence[Outcome]) -> None:
     session.flush()  # review items
     upsert_rows(session, TrackingCase, list(cases.values()), key="case_id", update=_CASE_UPDATES)
     insert_rows(session, TrackingTimelineEntry, new_rows)  # append-only: no ORM objects needed
+    _project_register(session, outcomes)
+
+
+def _register_changed(outcome: Outcome) -> bool:
+    return outcome.record.case.register_status != outcome.register_before
+
+
+def _project_register(session: Session, outcomes: Sequence[Outcome]) -> None:
+    """The register of children not in school: an entry row per child whose status this batch changed (its
+    status as the last outcome leaves it), and a history row per fact that changed it or brought the Act's
+    information (idempotent on (child, event))."""
+    touched = [o for o in outcomes if o.timeline and (_register_changed(o) or o.register_details)]
+    if not touched:
+        return
+    wanted = {(o.record.child_id, o.timeline[0].event_id) for o in touched}
+    stored = {
+        (c, e)
+        for c, e in session.exec(
+            select(TrackingRegisterHistory.child_id, TrackingRegisterHistory.event_id).where(
+                col(TrackingRegisterHistory.child_id).in_({c for c, _ in wanted}),
+                col(TrackingRegisterHistory.event_id).in_({e for _, e in wanted}),
+            )
+        ).all()
+    }
+    entries: dict[str, dict[str, Any]] = {}
+    history: list[dict[str, Any]] = []
+    now = utcnow()
+    for outcome in touched:
+        record, status = outcome.record, outcome.record.case.register_status
+        if _register_changed(outcome):
+            entries[record.child_id] = _entry_row(record.child_id, record.la_code, status, now)
+        row = outcome.timeline[0]  # the fact itself (or the merge / split)
+        if (record.child_id, row.event_id) in stored:
+            continue
+        stored.add((record.child_id, row.event_id))
+        before = outcome.register_before
+        change = (
+            "added" if status.on and not before.on
+            else "removed" if before.on and not status.on
+            else "updated" if status != before
+            else "details"
+        )  # fmt: skip
+        history.append(
+            {
+                "child_id": record.child_id,
+                "la_code": record.la_code,
+                "event_id": row.event_id,
+                "event_type": row.event_type,
+                "occurred_at": row.occurred_at,
+                "change": change,
+                "on_register": status.on,
+                "category": status.category,
+                "education": _text(status.education),
+                "left_reason": status.left_reason,
+                "left_ref": status.left_ref,
+                "source_system": (outcome.source_system or "")[:64] or None,
+                "details": json.dumps(outcome.register_details) if outcome.register_details else None,
+                "recorded_at": now,
+            }
+        )
+    upsert_rows(session, TrackingRegisterEntry, list(entries.values()), key="child_id", update=_ENTRY_UPDATES)
+    insert_rows(session, TrackingRegisterHistory, history)
+
+
+_ENTRY_UPDATES = (
+    "on_register",
+    "category",
+    "education",
+    "arrangement",
+    "ehe_reason",
+    "since",
+    "changed_at",
+    "left_at",
+    "left_reason",
+    "left_ref",
+    "review_on",
+    "handed_to",
+    "school_urn",
+    "updated_at",
+)
+
+
+def _entry_row(child_id: str, la_code: str, status: RegisterStatus, now: datetime) -> dict[str, Any]:
+    return {
+        "child_id": child_id,
+        "la_code": la_code,
+        "on_register": status.on,
+        "category": status.category,
+        "education": _text(status.education),
+        "arrangement": _text(status.arrangement),
+        "ehe_reason": status.ehe_reason,
+        "since": status.since,
+        "changed_at": status.changed_at,
+        "left_at": status.left_at,
+        "left_reason": status.left_reason,
+        "left_ref": status.left_ref,
+        "review_on": status.review_on,
+        "handed_to": status.handed_to,
+        "school_urn": status.school_urn,
+        "updated_at": now,
+    }
 
 
 def _existing_timeline(session: Session, outcomes: Sequence[Outcome]) -> set[tuple[str, str]]:

@@ -36,7 +36,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from services.tracking.cases import ChildRecord, Outcome, new_record
-from services.tracking.models import TrackingCase, TrackingReviewItem, TrackingTimelineEntry
+from services.tracking.models import (
+    TrackingCase,
+    TrackingRegisterEntry,
+    TrackingRegisterHistory,
+    TrackingReviewItem,
+    TrackingTimelineEntry,
+)
 from services.tracking.projection import project_into
 from services.tracking.stream.app import MIGRATIONS
 from services.tracking.stream.case_agent import apply, load_record
@@ -135,6 +141,8 @@ def _delete_child(session: Session, child_id: str) -> None:
         )
     )
     session.execute(delete(TrackingCase).where(TrackingCase.child_id == child_id))  # type: ignore[arg-type]
+    for register_table in (TrackingRegisterEntry, TrackingRegisterHistory):
+        session.execute(delete(register_table).where(register_table.child_id == child_id))  # type: ignore[arg-type]
     session.execute(delete(RECORDS).where(RECORDS.c.child_id == child_id))
 
 
@@ -315,6 +323,9 @@ COMPARED: tuple[tuple[str, tuple[str, ...], frozenset[str], str], ...] = (
         frozenset({"created_at", "status", "decided_by", "decided_at"}),
         "kind = 'refused_transition'",
     ),
+    # The register of children not in school, folded with the case (register.py).
+    ("tracking_register_entries", ("child_id",), frozenset({"updated_at"}), ""),
+    ("tracking_register_history", ("child_id", "event_id"), frozenset({"id", "recorded_at"}), ""),
 )
 
 

@@ -39,6 +39,11 @@ class Ending:
     by_state: Counter[str] = field(default_factory=Counter)
     by_outcome: Counter[str] = field(default_factory=Counter)  # resolved cases, by outcome
     unnamed: list[tuple[str, str]] = field(default_factory=list)  # (LA, state) resolved with no outcome
+    # The register of children not in school at the end: on it by category, left it by reason.
+    on_register: Counter[str] = field(default_factory=Counter)
+    left_register: Counter[str] = field(default_factory=Counter)
+    # Entries handed to an LA of the deployment that does not have the child: in no LA's hands (must be 0).
+    handed_to_nobody: int = 0
 
 
 def _child_id(la: str, upn: str) -> uuid.UUID:
@@ -79,7 +84,14 @@ def replay(population: Population, deployment: frozenset[str] | None = None) -> 
             ending.handovers += sent.event_type != "handover-confirmed"
             order += 1
             heapq.heappush(queue, (sent.occurred_at.isoformat(), order, sent))
-    for (la, _), record in records.items():
+    for (la, upn), record in records.items():
+        entry = record.case.register_status
+        if entry.on:
+            ending.on_register[str(entry.category)] += 1
+            if entry.handed_to and entry.handed_to in deployment and (entry.handed_to, upn) not in records:
+                ending.handed_to_nobody += 1
+        elif entry.left_reason:
+            ending.left_register[entry.left_reason] += 1
         case = record.case
         if case.state is None:
             continue
@@ -98,6 +110,10 @@ def report(ending: Ending) -> str:
         "cases by state: " + ", ".join(f"{s} {n}" for s, n in ending.by_state.most_common()),
         "closed cases by outcome: " + ", ".join(f"{o} {n}" for o, n in ending.by_outcome.most_common()),
         f"closed without an outcome: {len(ending.unnamed)}",
+        "on the register of children not in school: "
+        + ", ".join(f"{c} {n}" for c, n in ending.on_register.most_common()),
+        "left the register: " + ", ".join(f"{r} {n}" for r, n in ending.left_register.most_common()),
+        f"handed over to an LA that does not have the child: {ending.handed_to_nobody}",
     ]
     return "\n".join(lines)
 
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args: Any = parser.parse_args(argv)
     ending = replay(generate(las=args.las, pupils_per_la=args.pupils, seed=args.seed))
     print(report(ending))
-    return 1 if ending.unnamed else 0
+    return 1 if ending.unnamed or ending.handed_to_nobody else 0
 
 
 if __name__ == "__main__":

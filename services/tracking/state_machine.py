@@ -22,11 +22,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.tracking import register
+from services.tracking.register import RegisterStatus
 from shared.events.internal import RESOLVED_STATES, CaseState
 from shared.events.vocab import (
     CHILD_PROTECTION_STATUSES,
     CaseOutcome,
     DeletionGround,
+    EducationArrangement,
+    EducationSuitability,
     HandoverConfirmation,
     MissingReason,
     SocialCareStatus,
@@ -89,6 +93,14 @@ class EventKind(StrEnum):
     SOCIAL_CARE = "social-care-status-changed"
     SICKNESS_NOTICE = "sickness-absence-notified"
     FAIR_ACCESS_REFERRED = "fair-access-referred"
+    # The register of children not in school (s.436B-436G): a parent's notice, a provider's return and a
+    # caseworker's entry (register.py keeps the register; these rows keep the case).
+    NOT_IN_SCHOOL_NOTICE = "not-in-school-notice"
+    NOT_IN_SCHOOL_NOTICE_ON_ROLL = "not-in-school-notice:registered-educated-elsewhere"
+    PROVIDER_RETURN = "education-provider-return"
+    ENTRY_RECORDED = "register-entry-recorded"
+    ENTRY_EDUCATION_UNKNOWN = "register-entry-recorded:education-unknown"
+    ENTRY_UNSUITABLE = "register-entry-recorded:unsuitable"
 
 
 class Verdict(StrEnum):
@@ -312,6 +324,25 @@ TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
     EventKind.SOCIAL_CARE: EVERY_STATE_STAYS,
     EventKind.SICKNESS_NOTICE: EVERY_STATE_STAYS,  # on a roll and sick: the LA's s.19 duty, not a new state
     EventKind.FAIR_ACCESS_REFERRED: EVERY_STATE_STAYS,  # escalation runs the 20-day clock to a place
+    # A parent's notice that the child is educated otherwise than at school: home education, as the notice
+    # of deregistration is (the register entry carries the detail); refused under child protection the same
+    # way (classify gives HOME_EDUCATION_BLOCKED).
+    EventKind.NOT_IN_SCHOOL_NOTICE: _row(
+        {s: S.ELECTIVELY_HOME_EDUCATED for s in (NO_CASE, *OPEN, S.IN_EDUCATION, S.TRANSFER_PENDING, PT)},
+        stay=[S.ELECTIVELY_HOME_EDUCATED], refuse=[*GONE, S.OUT_OF_SCOPE]),
+    # On a school's roll and educated elsewhere by its arrangement (s.436B(5)(b)): on the register, no case.
+    EventKind.NOT_IN_SCHOOL_NOTICE_ON_ROLL: EVERY_STATE_STAYS,
+    EventKind.PROVIDER_RETURN: EVERY_STATE_STAYS,
+    EventKind.ENTRY_RECORDED: EVERY_STATE_STAYS,  # suitable or not yet assessed: the case is as it was
+    # The LA cannot tell what education a child on its register receives: a case (s.436A), also for a child
+    # it had as home educated.
+    EventKind.ENTRY_EDUCATION_UNKNOWN: _row(
+        {NO_CASE: S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED: S.MISSING_EDUCATION},
+        stay=[s for s in CaseState if s != S.ELECTIVELY_HOME_EDUCATED]),
+    # Unsuitable: missing education, as home-education-unsuitable.
+    EventKind.ENTRY_UNSUITABLE: _row(
+        {NO_CASE: S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED: S.MISSING_EDUCATION},
+        stay=[*OPEN, *WATCHING, PT], refuse=[S.IN_EDUCATION, S.LEFT_AREA, S.MOVED_ABROAD, S.OUT_OF_SCOPE]),
 }
 # fmt: on
 
@@ -409,6 +440,8 @@ class Case(BaseModel):
     open_deadlines: list[str] = Field(default_factory=list)
     open_crossings: list[str] = Field(default_factory=list)  # absence crossings not retracted
     retracted: list[str] = Field(default_factory=list)  # event ids named by a retraction
+    # The child's place on the LA's register of children not in school (register.py), folded with the case.
+    register_status: RegisterStatus = Field(default_factory=RegisterStatus)
 
 
 @dataclass(frozen=True)
@@ -538,6 +571,20 @@ def classify(case: Case, fact: Fact) -> EventKind:
         return EventKind.SICKNESS_NOTICE
     if t == "fair-access-referred":
         return EventKind.FAIR_ACCESS_REFERRED
+    if t == "not-in-school-notice":
+        if a["arrangement"] == EducationArrangement.REGISTERED_EDUCATED_ELSEWHERE:
+            return EventKind.NOT_IN_SCHOOL_NOTICE_ON_ROLL
+        if _child_protection(case, fact):
+            return EventKind.HOME_EDUCATION_BLOCKED
+        return EventKind.NOT_IN_SCHOOL_NOTICE
+    if t == "education-provider-return":
+        return EventKind.PROVIDER_RETURN
+    if t == "register-entry-recorded":
+        if a["suitability"] == EducationSuitability.UNSUITABLE:
+            return EventKind.ENTRY_UNSUITABLE
+        if a["suitability"] == EducationSuitability.UNKNOWN:
+            return EventKind.ENTRY_EDUCATION_UNKNOWN
+        return EventKind.ENTRY_RECORDED
     raise ValueError(f"no event kind for event type {t!r}")
 
 
@@ -567,6 +614,7 @@ def _outcome(kind: EventKind, fact: Fact) -> tuple[CaseOutcome | None, str | Non
         return CaseOutcome.PROVISION, a.get("provision_type")
     if kind in (
         EventKind.HOME_EDUCATION,
+        EventKind.NOT_IN_SCHOOL_NOTICE,
         EventKind.LEFT_ROLL_HOME_EDUCATION,
         EventKind.OUTCOME_HOME_EDUCATION,
     ):
@@ -594,7 +642,7 @@ def _reason(
         return MissingReason.ELECTIVE_HOME_EDUCATION
     if state in (S.LEFT_AREA, S.HANDED_OVER, S.AWAITING_LA_CONFIRMATION):
         return MissingReason.LEFT_LA
-    if kind == EventKind.HOME_EDUCATION_UNSUITABLE:
+    if kind in (EventKind.HOME_EDUCATION_UNSUITABLE, EventKind.ENTRY_UNSUITABLE):
         return MissingReason.HOME_EDUCATION_UNSUITABLE
     if state == S.WHEREABOUTS_UNKNOWN:
         return MissingReason.WHEREABOUTS_UNKNOWN
@@ -671,8 +719,32 @@ def _destination(kind: EventKind, fact: Fact) -> str | None:
 
 
 def step(case: Case, fact: Fact) -> Step:
-    """Apply one fact to a case: classify it, look the pair up in the table, update state, context and
-    clocks."""
+    """Apply one fact to a case: classify it, look the pair up in the table, update state, context, clocks
+    and the child's place on the register of children not in school."""
+    s = _case_step(case, fact)
+    status = register.update(
+        case.register_status,
+        kind=str(s.kind),
+        before=case.state,
+        after=s.after.state,
+        changed=s.changes,
+        outcome=_text(s.after.outcome),
+        outcome_ref=s.after.outcome_ref,
+        reason=s.after.reason,
+        destination_la=s.after.destination_la_code,
+        attrs=fact.attrs,
+        occurred_at=fact.occurred_at,
+    )
+    if status is s.after.register_status:
+        return s  # most facts leave the register as it was: no copy of the case
+    return replace(s, after=s.after.model_copy(update={"register_status": status}))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _case_step(case: Case, fact: Fact) -> Step:
     kind = classify(case, fact)
     rule = TRANSITIONS[kind][case.state]
     actions = rule.actions

@@ -20,6 +20,7 @@ from services.web.identity import IdentityProvider, LocalAccounts
 from services.web.lag import run_lag_exporter
 from services.web.pages import build_router, templates
 from services.web.queue import build_router as build_queue_router
+from services.web.register_pages import build_register_router
 from services.web.reports import load_populations
 from services.web.sessions import CsrfFailed, SignInRequired
 from services.web.settings import WebSettings
@@ -103,6 +104,7 @@ def create_app(
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(build_router(identity or LocalAccounts(engine)))
     app.include_router(build_queue_router())
+    app.include_router(build_register_router())
     checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_check(settings)}
     app.include_router(ops_router(checks))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

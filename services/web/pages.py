@@ -640,6 +640,16 @@ def build_router(identity: IdentityProvider) -> APIRouter:
         rows = reports.dfe_return(await _histories(ctx, reason), day)
         return _download(ctx, "dfe_cme_return", day, reason, reports.DFE_HEADER, rows)
 
+    @router.post("/reports/dfe-termly-return.csv")
+    async def dfe_termly_csv(
+        ctx: Reader, csrf_token: Csrf, reason: Reason, on: Annotated[str, Form()] = ""
+    ) -> Response:
+        """Both halves of the DfE termly collection: elective home education and CME."""
+        posted(ctx, csrf_token)
+        day = _date(on)
+        rows = reports.termly_return(await _histories(ctx, reason), day)
+        return _download(ctx, "dfe_termly_return", day, reason, reports.DFE_HEADER, rows)
+
     def _download(
         ctx: Ctx, report: str, day: date, reason: str, header: tuple[str, ...], rows: list[tuple[str, ...]]
     ) -> Response:

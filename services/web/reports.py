@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import yaml
 from pydantic import BaseModel, Field
 
-from shared.events.vocab import MissingReason
+from shared.events.vocab import EHEReason, MissingReason
 from shared.school_calendar import SchoolCalendar
 
 # A child who left for another LA counts as missing until that LA confirms it has the child (NCB 2014 counts
@@ -354,6 +354,69 @@ def dfe_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str
     previous = sum(1 for h in histories if cme_in_previous_year(h, census))
     rows.append(("cme_at_any_point_in_previous_year", "", "", "", "", str(previous)))
     return rows
+
+
+# --- the DfE termly return's elective home education half -----------------------------------------------
+# Followed: DfE "Elective home education" statistics, autumn term 2025/26 release, data guidance
+# (explore-education-statistics): ehe_census.csv counts children in EHE on census date by sex, year group and
+# primary reason for EHE, and the release counts children in EHE at any time in the previous academic year.
+# The collection's own specification (COLLECT guide) was not reachable; its measures are taken from there.
+
+EHE_STATE = "electively_home_educated"
+EHE_REASONS: tuple[str, ...] = tuple(r.value for r in EHEReason)
+
+
+def is_ehe_on(history: CaseHistory, on: date) -> bool:
+    spell = spell_on(history, on)
+    return spell is not None and spell.state == EHE_STATE
+
+
+def ehe_reason_on(history: CaseHistory, on: date) -> str:
+    """The parent's primary reason as the latest fact up to ``on`` stated it (notice, caseworker's entry)."""
+    latest = _latest(history.details, on, lambda d: bool(d.codes.get("ehe_reason")))
+    return latest.codes["ehe_reason"] if latest else EHEReason.UNKNOWN.value
+
+
+def academic_year_before(census: date) -> tuple[date, date]:
+    """1 September to 31 August of the academic year before the one ``census`` falls in."""
+    start_year = (census.year if census.month >= 9 else census.year - 1) - 1
+    return date(start_year, 9, 1), date(start_year + 1, 8, 31)
+
+
+def ehe_during(history: CaseHistory, first: date, last: date) -> bool:
+    """Electively home educated at any moment from the start of ``first`` to the end of ``last``."""
+    window_start, window_end = end_of(first - timedelta(days=1)), end_of(last)
+    spells = sorted(history.spells, key=lambda s: _aware(s.start))
+    for i, spell in enumerate(spells):
+        start = _aware(spell.start)
+        end = _aware(spells[i + 1].start) if i + 1 < len(spells) else None
+        if spell.state == EHE_STATE and start < window_end and (end is None or end > window_start):
+            return True
+    return False
+
+
+def ehe_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str, ...]]:
+    """The EHE half, rows in DFE_HEADER's columns (time_missing empty), replayed in event time."""
+    on_day = [h for h in histories if is_ehe_on(h, census)]
+    by_sex_year: Counter[tuple[str, str]] = Counter(
+        (h.sex or "U", year_group(h.date_of_birth, census)) for h in on_day
+    )
+    by_reason: Counter[str] = Counter(ehe_reason_on(h, census) for h in on_day)
+    rows: list[tuple[str, ...]] = [("ehe_on_census_day", "", "", "", "", str(len(on_day)))]
+    rows += [
+        ("ehe_by_sex_and_year_group", sex, yg, "", "", str(n)) for (sex, yg), n in sorted(by_sex_year.items())
+    ]
+    reasons = [*EHE_REASONS, *sorted(set(by_reason) - set(EHE_REASONS))]
+    rows += [("ehe_by_primary_reason", "", "", "", reason, str(by_reason[reason])) for reason in reasons]
+    first, last = academic_year_before(census)
+    previous = sum(1 for h in histories if ehe_during(h, first, last))
+    rows.append(("ehe_at_any_point_in_previous_academic_year", "", "", "", "", str(previous)))
+    return rows
+
+
+def termly_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str, ...]]:
+    """The whole DfE termly collection: the elective home education half, then the CME half."""
+    return ehe_return(histories, census) + dfe_return(histories, census)
 
 
 # --- trends ---------------------------------------------------------------------------------------------

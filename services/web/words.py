@@ -65,6 +65,36 @@ FACTS = {
     "case-outcome-recorded": "Case closed with an outcome",
     "child-merged": "Records linked",
     "child-split": "Link undone",
+    "not-in-school-notice": "Parent's notice (not in school)",
+    "education-provider-return": "Education provider's return",
+    "register-entry-recorded": "Register entry recorded",
+}
+
+# The register of children not in school (s.436B-436G): why a child is on it, and the LA's view of the
+# education.
+REGISTER_CATEGORIES = {
+    "elective_home_education": "Home educated",
+    "otherwise_than_at_school": "Educated otherwise than at school",
+    "registered_educated_elsewhere": "On a school roll, educated elsewhere",
+    "part_time_provision": "Part-time provision",
+    "missing_education": "Missing education",
+    "handed_over": "Moved to another LA (not yet confirmed)",
+    "awaiting_registration": "Waiting for a school's registration",
+    "reported_by_provider": "Reported by a provider",
+    "recorded_by_la": "Recorded by the LA",
+}
+EDUCATION = {
+    "suitable": "Suitable",
+    "not_yet_assessed": "Not yet assessed",
+    "unknown": "Unknown",
+    "unsuitable": "Unsuitable",
+}
+LEFT_REASONS = {
+    "registered_at_school": "Registered at a school",
+    "full_time_provision": "In full-time provision",
+    "other_la_accepted": "Another LA has the child",
+    "moved_abroad": "Moved abroad",
+    "out_of_scope": "Out of scope",
 }
 
 VULNERABILITIES = {

@@ -13,11 +13,15 @@ from shared.events.vocab import (
     AbsenceRule,
     CaseOutcome,
     DeletionGround,
+    EducationArrangement,
+    EducationSuitability,
+    EHEReason,
     EnquiryOutcome,
     EnquiryType,
     ExclusionType,
     HandoverConfirmation,
     MissingReason,
+    ProviderType,
     ProvisionType,
     ReferrerType,
     Sex,
@@ -262,6 +266,9 @@ class HomeEducationNotifiedPayload(ChildFact):
     notified_on: date
     special_school: StrictBool = False
     la_consent_given: StrictBool | None = None
+    ehe_reason: Annotated[
+        EHEReason | None, Field(description="The parent's primary reason (DfE EHE return breakdown)")
+    ] = None
 
     @model_validator(mode="after")
     def _special_school_consent(self) -> HomeEducationNotifiedPayload:
@@ -408,6 +415,93 @@ class SicknessAbsenceNotifiedPayload(ChildFact):
         return self
 
 
+# --- The register of children not in school (Education Act 1996 s.436B-436G) ---------------------------
+Hours = Annotated[float, Field(ge=0, le=60, description="Hours a week")]
+Address = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class Parent(StrictModel):
+    """s.436C(1)(b)-(d): each parent's name and home address, whether they educate the child, and for how
+    long."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    home_address: Address
+    provides_education: StrictBool = False
+    hours_per_week_educating: Hours | None = None
+
+
+class EducationProvider(StrictModel):
+    """s.436C(1)(e): a person or organisation other than a parent providing the child's education."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    address: Address | None = None
+    provider_type: ProviderType
+    place_address: Address | None = Field(
+        default=None, description="Where the education is provided, when different from the address"
+    )
+    website_or_email: Annotated[str | None, Field(max_length=300)] = Field(
+        default=None, description="For education provided virtually"
+    )
+    hours_per_week: Hours | None = None
+    hours_without_parent: Hours | None = Field(
+        default=None, description="Of hours_per_week, the time without any parent present"
+    )
+
+
+class NotInSchoolNoticePayload(ChildFact):
+    """A parent's notice (s.436D): the child is eligible for the LA's register of children not in school,
+    with the information s.436C(1)(a)-(e) asks of the parent. The child's home address is ``child.address``
+    (and postcode)."""
+
+    notified_on: date
+    arrangement: EducationArrangement
+    parents: Annotated[list[Parent], Field(min_length=1, max_length=6)]
+    providers: Annotated[list[EducationProvider], Field(max_length=20)] = Field(default_factory=list)
+    school_urn: URN | None = Field(
+        default=None,
+        description="The school the child is registered at (registered_educated_elsewhere) or left",
+    )
+    ehe_reason: EHEReason | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotInSchoolNoticePayload:
+        if not self.child.address:
+            raise ValueError("a parent's notice needs the child's home address (child.address), s.436C(1)(a)")
+        if self.arrangement == EducationArrangement.REGISTERED_EDUCATED_ELSEWHERE and not self.school_urn:
+            raise ValueError("registered_educated_elsewhere needs school_urn (the school the child is on)")
+        if self.arrangement == EducationArrangement.OTHERWISE_THAN_AT_SCHOOL and not self.providers:
+            raise ValueError("otherwise_than_at_school needs at least one provider")
+        return self
+
+
+class EducationProviderReturnPayload(ChildFact):
+    """A provider's return (s.436E): what it provides the child, or that it stopped."""
+
+    returned_on: date
+    provider: EducationProvider
+    ceased: StrictBool = Field(default=False, description="The provider no longer educates the child")
+
+
+class RegisterEntryRecordedPayload(ChildFact):
+    """A caseworker's entry or review of the child's register entry: the LA's view of the education, the next
+    review and what it has learnt. Unknown or unsuitable education makes (or keeps) a case."""
+
+    recorded_on: date
+    suitability: EducationSuitability
+    review_on: date | None = None
+    arrangement: EducationArrangement | None = None
+    parents: Annotated[list[Parent], Field(max_length=6)] = Field(default_factory=list)
+    providers: Annotated[list[EducationProvider], Field(max_length=20)] = Field(default_factory=list)
+    ehe_reason: EHEReason | None = None
+    note: FreeText | None = None
+
+    @model_validator(mode="after")
+    def _review_after(self) -> RegisterEntryRecordedPayload:
+        if self.review_on is not None and self.review_on < self.recorded_on:
+            raise ValueError("review_on must not be before recorded_on")
+        return self
+
+
 class PupilRegistered(InboundEnvelope):
     event_type: Literal["pupil-registered"] = "pupil-registered"
     payload: PupilRegisteredPayload
@@ -518,6 +612,21 @@ class SicknessAbsenceNotified(InboundEnvelope):
     payload: SicknessAbsenceNotifiedPayload
 
 
+class NotInSchoolNotice(InboundEnvelope):
+    event_type: Literal["not-in-school-notice"] = "not-in-school-notice"
+    payload: NotInSchoolNoticePayload
+
+
+class EducationProviderReturn(InboundEnvelope):
+    event_type: Literal["education-provider-return"] = "education-provider-return"
+    payload: EducationProviderReturnPayload
+
+
+class RegisterEntryRecorded(InboundEnvelope):
+    event_type: Literal["register-entry-recorded"] = "register-entry-recorded"
+    payload: RegisterEntryRecordedPayload
+
+
 INBOUND_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     PupilRegistered,
     PupilLeftRoll,
@@ -541,4 +650,7 @@ INBOUND_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     ReviewDateSet,
     HandoverConfirmed,
     CaseOutcomeRecorded,
+    NotInSchoolNotice,
+    EducationProviderReturn,
+    RegisterEntryRecorded,
 )

@@ -184,3 +184,57 @@ class HandoverConfirmation(StrEnum):
     REGISTERED = "registered"  # the child registered at one of its schools (the URN)
     ACCEPTED = "accepted"  # its caseworker accepted the case
     CONFIRMED_BY_CONTACT = "confirmed_by_contact"  # an LA outside this deployment, confirmed to a person
+
+
+# --- The register of children not in school (Education Act 1996 s.436B-436G, inserted by the Children's
+# Wellbeing and Schools Act 2026 s.38) ------------------------------------------------------------------
+
+
+class EducationArrangement(StrEnum):
+    """How a child on the register is educated, as the parent's notice (s.436D) says."""
+
+    HOME_EDUCATION = "home_education"  # by the parents, with or without other providers (s.436B(5)(a))
+    OTHERWISE_THAN_AT_SCHOOL = "otherwise_than_at_school"  # mainly by providers the parents arrange
+    # Registered at a school whose proprietor arranged or agreed education elsewhere for some or all of the
+    # time (flexi-schooling, off-site provision): s.436B(5)(b). The child stays on that school's roll.
+    REGISTERED_EDUCATED_ELSEWHERE = "registered_educated_elsewhere"
+
+
+class ProviderType(StrEnum):
+    """s.436C(1)(e)(ii): a description of the type of each provider of the child's education."""
+
+    INDIVIDUAL_TUTOR = "individual_tutor"
+    TUITION_CENTRE = "tuition_centre"
+    ONLINE_PROVIDER = "online_provider"
+    OUT_OF_SCHOOL_SETTING = "out_of_school_setting"
+    ALTERNATIVE_PROVISION = "alternative_provision"
+    FURTHER_EDUCATION_COLLEGE = "further_education_college"
+    OTHER = "other"
+
+
+class EducationSuitability(StrEnum):
+    """The LA's view of a registered child's education (s.436A, s.437): unknown or unsuitable is a case."""
+
+    SUITABLE = "suitable"
+    NOT_YET_ASSESSED = "not_yet_assessed"
+    UNKNOWN = "unknown"  # the LA cannot tell what education the child receives
+    UNSUITABLE = "unsuitable"  # DfE EHE guidance 2025: counted as children missing education
+
+
+class EHEReason(StrEnum):
+    """Primary reason for elective home education, as the parent gives it: the categories of the DfE EHE
+    collection's "primary reason for EHE" breakdown (explore-education-statistics, Elective home education,
+    ehe_census.csv), as surveys mirroring the DfE list name them."""
+
+    PHILOSOPHICAL_OR_PREFERENTIAL = "philosophical_or_preferential"
+    LIFESTYLE = "lifestyle"
+    RELIGIOUS = "religious"
+    PHYSICAL_HEALTH = "physical_health"
+    MENTAL_HEALTH = "mental_health"
+    DISSATISFACTION_WITH_SCHOOL = "dissatisfaction_with_school"
+    BULLYING = "bullying"
+    SEND_NEEDS_NOT_MET = "send_needs_not_met"
+    EXCLUSION_OR_RISK_OF_EXCLUSION = "exclusion_or_risk_of_exclusion"
+    NOT_PREFERRED_SCHOOL = "not_preferred_school"
+    OTHER = "other"
+    UNKNOWN = "unknown"  # the parent gave no reason

@@ -128,6 +128,15 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
             "list",
         ),
         ("GET", "/v1/review-items"): Expect(CASE_READERS, _get("/v1/review-items"), "list"),
+        # The register of children not in school (s.436B-436G): the seed child is on LA 801's register.
+        ("POST", "/v1/register/query"): Expect(
+            CASE_READERS,
+            lambda s: Req("POST", "/v1/register/query", json={"reason": "matrix register"}),
+            "list",
+        ),
+        ("GET", "/v1/register/{child_id}"): Expect(
+            CASE_READERS, _get("/v1/register/{child_id}", **READ), "object"
+        ),
         ("POST", "/v1/review-items/{review_id}/decision"): Expect(
             CASE_READERS,
             lambda s: Req(
@@ -255,6 +264,7 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
         TrackingCrossLALink,
         TrackingIdentifier,
         TrackingPeerDigest,
+        TrackingRegisterEntry,
         TrackingReviewItem,
         TrackingTimelineEntry,
     )
@@ -359,6 +369,16 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
                     detail="cross-LA match",
                 )
             )
+        session.add(
+            TrackingRegisterEntry(
+                child_id=seed.child_id,
+                la_code=LA,
+                on_register=True,
+                category="missing_education",
+                education="unknown",
+                since=now,
+            )
+        )
         session.commit()
     engine.dispose()
     return create_app(settings)

@@ -31,6 +31,10 @@ KIDS = {
 }
 
 
+# A home address, a parent's name and a provider's name on the register (s.436C): never outside the register.
+REGISTER_SECRETS = ("12 Thistlewick Mews", "Perpetua Hollowbrand", "Gallowglass Learning")
+
+
 def personal_strings(kid: dict[str, str]) -> list[str]:
     born = date.fromisoformat(kid["date_of_birth"])
     return [
@@ -95,6 +99,36 @@ def test_no_personal_data_in_logs_metrics_mail_or_urls(pipeline: Pipeline) -> No
     assert audit
     cross_texts += [row[0] for row in audit]
 
+    # The register of children not in school (issue 16): a parent's notice and a provider's return carry the
+    # parents' names and addresses and the provider's; the register is listed and read.
+    notice = sample_event_dict("not-in-school-notice", kid={**kids[2], "address": REGISTER_SECRETS[0]},
+                               on=date(2025, 12, 2), school_urn=None)  # fmt: skip
+    notice["payload"]["parents"] = [{"name": REGISTER_SECRETS[1], "home_address": REGISTER_SECRETS[0]}]
+    notice["payload"]["providers"] = [{"name": REGISTER_SECRETS[2], "provider_type": "individual_tutor"}]
+    provider_return = sample_event_dict("education-provider-return", kid=kids[2], on=date(2025, 12, 3),
+                                        school_urn=None)  # fmt: skip
+    provider_return["payload"]["provider"] = {
+        "name": REGISTER_SECRETS[2],
+        "provider_type": "individual_tutor",
+    }
+    with pipeline.referral_client(pipeline.team_key) as team:
+        pipeline.submit_with_retry(team, notice)
+        pipeline.submit_with_retry(team, provider_return)
+    with httpx.Client(base_url=pipeline.url("tracking"), headers={"Authorization": f"Bearer {token}"}) as api:
+
+        def entry() -> dict[str, object] | None:
+            page = api.post(
+                "/v1/register/query", json={"reason": "scan", "surname": kids[2]["surname"]}
+            ).json()
+            if not page["items"]:
+                return None
+            read = api.get(f"/v1/register/{page['items'][0]['child_id']}", params={"reason": "scan"}).json()
+            types = [h["event_type"] for h in read["history"]]
+            return read if "education-provider-return" in types else None
+
+        read = wait_until(entry, timeout_s=60, what="the register entry with the provider's return")
+        assert read["parents"] and read["providers"]
+
     # Acknowledge one alert through its link: the link itself is a URL that must carry nothing personal.
     mail = pipeline.smtp.box.to(CASEWORKER)
     links = [m.group(1) for msg in mail if (m := re.search(r"(http://\S+/v1/ack/\S+)", body_of(msg)))]
@@ -118,8 +152,7 @@ def test_no_personal_data_in_logs_metrics_mail_or_urls(pipeline: Pipeline) -> No
     found = [
         (where, secret)
         for where, text in corpus.items()
-        for kid in kids.values()
-        for secret in personal_strings(kid)
+        for secret in [*(s for kid in kids.values() for s in personal_strings(kid)), *REGISTER_SECRETS]
         if secret.lower() in text.lower()
     ]
     assert not found, f"personal data found: {found}"

@@ -44,7 +44,9 @@ def _migrate_all(settings: Settings) -> None:
     notify_db(NotifySettings(**settings.model_dump())).dispose()
 
 
-def _seed_child(session: Session, state: str, updated: datetime, merged_into: str | None = None) -> str:
+def _seed_child(
+    session: Session, state: str, updated: datetime, merged_into: str | None = None, on_register: bool = False
+) -> str:
     from services.notify.models import NotifyAlert, NotifyDelivery
     from services.referral.models import Submission
     from services.tracking.models import (
@@ -53,6 +55,8 @@ def _seed_child(session: Session, state: str, updated: datetime, merged_into: st
         TrackingCrossLALink,
         TrackingIdentifier,
         TrackingReadAudit,
+        TrackingRegisterEntry,
+        TrackingRegisterHistory,
         TrackingResolution,
         TrackingReviewItem,
         TrackingTimelineEntry,
@@ -90,6 +94,13 @@ def _seed_child(session: Session, state: str, updated: datetime, merged_into: st
                        address="caseworker@la.test"),
         Submission(event_id=event_id, client_id="c", event_type="pupil-left-roll", request_hash="h",
                    response_code=202, response_body={}, child_id=child_id),
+        # The register of children not in school: an entry (left, unless on_register) and a history row with
+        # the parents' details.
+        TrackingRegisterEntry(child_id=child_id, la_code=LA, on_register=on_register,
+                              category="missing_education"),
+        TrackingRegisterHistory(child_id=child_id, la_code=LA, event_id=event_id,
+                                event_type="not-in-school-notice", occurred_at=updated, change="added",
+                                details='{"parents": [{"name": "P"}]}'),
     ])  # fmt: skip
     session.commit()
     return child_id
@@ -125,6 +136,8 @@ def test_purge_deletes_closed_children_everywhere_and_nothing_else(
         merged = _seed_child(session, "in_education", LONG_AGO, merged_into=expired)
         recent = _seed_child(session, "in_education", NOW - timedelta(days=30))
         still_open = _seed_child(session, "whereabouts_unknown", LONG_AGO)
+        # Home educated (a resolved case) for years and still on the register: the duty lasts, so it stays.
+        on_register = _seed_child(session, "electively_home_educated", LONG_AGO, on_register=True)
         session.add_all([
             ReferralOutbox(event_id=str(uuid.uuid4()), topic="t", value=b"old copy",
                            published_at=NOW - timedelta(days=90)),
@@ -166,8 +179,9 @@ def test_purge_deletes_closed_children_everywhere_and_nothing_else(
     assert _rows_naming(engine, expired) == {}
     assert _rows_naming(engine, merged) == {}
     # Kept: the recently closed child and the open case, whole.
-    whole = {"tracking_children", "tracking_cases", "tracking_timeline", "notify_alert"}
-    for kept in (recent, still_open):
+    whole = {"tracking_children", "tracking_cases", "tracking_timeline", "notify_alert",
+             "tracking_register_entries", "tracking_register_history"}  # fmt: skip
+    for kept in (recent, still_open, on_register):
         assert set(_rows_naming(engine, kept)) >= whole
     with Session(engine) as session:
         values = sorted(row.value for row in session.query(ReferralOutbox).all())

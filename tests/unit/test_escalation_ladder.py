@@ -179,6 +179,14 @@ SCENARIOS: dict[str, tuple[datetime, list[tuple[str, datetime]]]] = {
             ("senior_cme_officer", end_of_day(date(2025, 11, 10))),
         ],
     ),
+    "not_in_school_notice_child_protection": (
+        utc(2025, 11, 7, 16, 0),
+        [
+            ("childrens_social_care", utc(2025, 11, 7, 16, 0)),
+            ("caseworker", utc(2025, 11, 7, 16, 0)),
+            ("senior_cme_officer", end_of_day(date(2025, 11, 10))),
+        ],
+    ),
     "home_education_deletion_child_protection": (
         utc(2025, 11, 7, 16, 0),
         [

@@ -74,6 +74,7 @@ EXPECTED_DEFAULTS = {
     "handover_outside_deployment",
     "home_education_child_protection",
     "home_education_deletion_child_protection",
+    "not_in_school_notice_child_protection",
     "part_time_provision_review",
     "review_date_due",
     "open_case_review",

@@ -661,9 +661,16 @@ def test_a_review_stops_when_the_case_moves_to_another_state(engine: Engine, dep
     assert "open_case_review" not in rules  # the new state's own rules apply instead
 
 
+@pytest.mark.parametrize(
+    ("notice_type", "rule_id"),
+    [
+        ("home-education-notified", "home_education_child_protection"),
+        ("not-in-school-notice", "not_in_school_notice_child_protection"),  # a parent's notice (s.436D)
+    ],
+)
 @pytest.mark.parametrize("flagged_on_the_fact", [True, False])
 def test_home_education_for_a_child_under_child_protection_alerts_social_care_at_once(
-    engine: Engine, deps: Deps, flagged_on_the_fact: bool
+    engine: Engine, deps: Deps, flagged_on_the_fact: bool, notice_type: str, rule_id: str
 ) -> None:
     child = uuid.uuid4()
     at = utc(2025, 11, 7, 16)
@@ -674,16 +681,30 @@ def test_home_education_for_a_child_under_child_protection_alerts_social_care_at
                        social_care=SocialCareStatus.CHILD_PROTECTION_PLAN, has_social_worker=True),
             at,
         )  # fmt: skip
-    notice = child_fact(child, "home-education-notified", at.date())
+    notice = child_fact(child, notice_type, at.date())
     if flagged_on_the_fact:
         notice.payload.fact["payload"]["child"]["vulnerabilities"] = ["child_protection_plan"]  # type: ignore[index]
-    assert "home_education_child_protection" in started_rules(engine, deps, notice, at)
+    assert rule_id in started_rules(engine, deps, notice, at)
     assert run_timer(engine, deps, at) >= 1
-    raised = [e for e in published(engine) if e.payload.rule_id == "home_education_child_protection"]
+    raised = [e for e in published(engine) if e.payload.rule_id == rule_id]
     assert summary(raised) == [
-        ("home_education_child_protection", "raised", "childrens_social_care", 0),
-        ("home_education_child_protection", "stepped_up", "caseworker", 1),
+        (rule_id, "raised", "childrens_social_care", 0),
+        (rule_id, "stepped_up", "caseworker", 1),
     ]
+
+
+def test_a_register_review_sets_the_next_review_like_a_review_date(engine: Engine, deps: Deps) -> None:
+    child = uuid.uuid4()
+    apply(
+        engine,
+        deps,
+        transition(child, CaseState.ELECTIVELY_HOME_EDUCATED, utc(2025, 11, 3, 10)),
+        utc(2025, 11, 3, 10),
+    )
+    review = child_fact(child, "register-entry-recorded", date(2025, 11, 4), review_on="2026-01-12")
+    assert started_rules(engine, deps, review, utc(2025, 11, 4, 10)) == ["review_date_due"]
+    assert run_timer(engine, deps, utc(2026, 1, 12, 23, 59)) == 0
+    assert run_timer(engine, deps, utc(2026, 1, 13, 0, 0)) == 1
 
 
 def test_a_review_date_alerts_on_that_school_day(engine: Engine, deps: Deps) -> None:

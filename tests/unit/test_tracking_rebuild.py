@@ -130,11 +130,11 @@ def test_compare_finds_changed_missing_and_extra_rows_not_wall_clock(tmp_path: P
     with Session(live) as session:
         session.execute(text("DELETE FROM tracking_cases WHERE child_id = :c"), {"c": str(b)})
         session.commit()
-    cases, timeline, reviews = compare(urls[0], urls[1])
+    cases, timeline, reviews, register, register_history = compare(urls[0], urls[1])
     assert (cases.changed, cases.only_live, cases.only_rebuilt) == (1, 0, 1)
     assert (timeline.changed, timeline.only_live, timeline.only_rebuilt) == (0, 1, 0)
     assert timeline.differing_keys[0][0] == str(b)
-    assert reviews.equal
+    assert reviews.equal and register.equal and register_history.equal
 
 
 def test_progress_line() -> None:

@@ -29,6 +29,19 @@ def test_no_case_closes_without_an_outcome_and_handovers_come_back() -> None:
     assert ending.handovers > 0 and 0 < ending.confirmations <= ending.handovers
 
 
+def test_the_register_follows_the_cases_and_no_entry_is_handed_to_nobody() -> None:
+    ending = replay(population())
+    # Every home-educated child is on the register; every child handed over is on it (in the origin) and the
+    # LA it was handed to has the child.
+    assert ending.on_register["elective_home_education"] == ending.by_state["electively_home_educated"] > 0
+    assert ending.on_register["handed_over"] == ending.by_state["handed_over"]
+    assert ending.handed_to_nobody == 0
+    cme = ("missing_education", "whereabouts_unknown", "awaiting_provision", "place_offered")
+    missing = sum(ending.by_state[s] for s in cme)
+    assert ending.on_register["missing_education"] == missing
+    assert ending.left_register["registered_at_school"] > 0
+
+
 def test_moves_to_an_la_outside_the_deployment_stay_open() -> None:
     pop = population()
     served = frozenset(pop.la_codes[:1])

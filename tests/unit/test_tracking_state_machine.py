@@ -130,6 +130,12 @@ EXPECTED: dict[EventKind, list[object]] = {
     EventKind.SOCIAL_CARE:            [stay] * N,
     EventKind.SICKNESS_NOTICE:        [stay] * N,
     EventKind.FAIR_ACCESS_REFERRED:   [stay] * N,
+    EventKind.NOT_IN_SCHOOL_NOTICE:   [EHE,  EHE,  EHE,  EHE,  EHE,  EHE,  EHE,  REF,  REF,  EHE,  EHE,  stay, REF,  REF,  REF],  # noqa: E501
+    EventKind.NOT_IN_SCHOOL_NOTICE_ON_ROLL: [stay] * N,
+    EventKind.PROVIDER_RETURN:        [stay] * N,
+    EventKind.ENTRY_RECORDED:         [stay] * N,
+    EventKind.ENTRY_EDUCATION_UNKNOWN: [ME,  stay, stay, stay, stay, stay, stay, stay, stay, stay, stay, ME,   stay, stay, stay],  # noqa: E501
+    EventKind.ENTRY_UNSUITABLE:       [ME,   stay, stay, stay, stay, stay, stay, stay, stay, stay, REF,  ME,   REF,  REF,  REF],  # noqa: E501
 }
 # fmt: on
 
@@ -315,6 +321,7 @@ KIND_FACTS: dict[EventKind, tuple[str, dict[str, Any]]] = {
     ),
     EventKind.PROVISION_STARTED: ("provision-started", {"provision_type": "tuition", "full_time": True}),
     EventKind.HOME_EDUCATION: ("home-education-notified", {}),
+    EventKind.NOT_IN_SCHOOL_NOTICE: ("not-in-school-notice", {"arrangement": "home_education"}),
     EventKind.LEFT_ROLL_HOME_EDUCATION: ("pupil-left-roll", {"deletion_ground": "f"}),
     EventKind.MOVED_ABROAD_CONFIRMED: ("moved-abroad", {"country": "PL", "confirmed": True}),
     EventKind.HANDOVER_CONFIRMED: (

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.notify.app import create_app as notify_app
 from services.notify.config import NotifySettings
@@ -252,10 +252,17 @@ def test_csv_downloads_are_audited(web: Web) -> None:
         "/reports/dfe-cme-return.csv", data={"on": "2025-11-20", "reason": "DfE census", "csrf_token": csrf}
     )
     assert dfe.status_code == 200 and "cme_at_any_point_in_previous_year" in dfe.text
+    termly = web.client.post(
+        "/reports/dfe-termly-return.csv",
+        data={"on": "2025-11-20", "reason": "DfE termly", "csrf_token": csrf},
+    )
+    assert termly.status_code == 200 and "ehe_on_census_day,,,,,1" in termly.text  # child 5, home educated
+    assert "cme_on_census_day,,,,,3" in termly.text
     with Session(make_engine(web.settings.database_url)) as session:
         downloads = session.exec(select(WebAudit).where(WebAudit.action == "download_csv")).all()
     assert sorted((d.target, d.reason) for d in downloads) == [
         ("dfe_cme_return:2025-11-20", "DfE census"),
+        ("dfe_termly_return:2025-11-20", "DfE termly"),
         ("not_in_full_time_education:2025-11-20", "Ofsted"),
     ]
 
@@ -400,3 +407,49 @@ def test_a_cross_la_match_is_confirmed_from_the_review_page_each_la_its_own_side
     assert f'action="/review/{review_801}"' not in web.client.get("/review").text
     sign_in(web, "cw803")
     assert f'action="/review/{review_803}"' not in web.client.get("/review").text  # decided for both
+
+
+def test_the_register_page_filters_opens_an_entry_and_records_a_review(web: Web) -> None:
+    sign_in(web, "cw801")
+    page = web.client.get("/register")
+    assert page.status_code == 200 and "Register of children not in school" in page.text
+    csrf = csrf_of(page.text)
+    everyone = web.client.post("/register", data={"reason": "weekly look", "csrf_token": csrf})
+    # Children 1 (whereabouts unknown), 2 (excluded), 3 (part-time), 5 (home educated), 6 (missing).
+    assert re.search(r'id="register-total">5 on the register<', everyone.text), everyone.text
+    home = web.client.post(
+        "/register",
+        data={"reason": "EHE visits", "category": "elective_home_education", "csrf_token": csrf},
+    )
+    child5 = web.store.child_ids[5]
+    assert re.search(r'id="register-total">1 on the register<', home.text)
+    assert f'href="/register/{child5}"' in home.text
+    assert web.client.post("/register", data={"reason": "no csrf"}).status_code in (403, 422)
+    # Opening an entry asks why first; the entry then shows the register's fields and a review form.
+    assert "Why are you opening this entry?" in web.client.get(f"/register/{child5}").text
+    entry = web.client.post(f"/register/{child5}", data={"reason": "annual review", "csrf_token": csrf})
+    assert entry.status_code == 200 and 'id="entry-category">Home educated<' in entry.text
+    form_id = re.search(r'name="form_id" value="([^"]+)"', entry.text)
+    assert form_id
+    recorded = web.client.post(
+        f"/register/{child5}/review",
+        data={"csrf_token": csrf, "form_id": form_id.group(1), "suitability": "suitable",
+              "review_on": "2099-03-01", "note": "Visited; work seen"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert recorded.status_code == 200 and "The review is recorded" in recorded.text
+    with Session(make_engine(web.settings.database_url)) as session:
+        [row] = session.exec(select(ReferralOutbox)).all()
+        audits = session.exec(select(WebAudit).where(col(WebAudit.action).startswith("register"))).all()
+    event = decode_event(row.value)
+    assert event.event_type == "register-entry-recorded" and event.source.client_id == "cme-web-801"
+    assert event.payload.suitability == "suitable" and event.payload.child.upn == web.store.kids[5]["upn"]
+    assert {a.action for a in audits} == {"register_list", "register_read", "register_review"}
+    # Another LA's caseworker: not found, and never listed.
+    sign_in(web, "cw803")
+    csrf = csrf_of(web.client.get("/register").text)
+    assert (
+        web.client.post(f"/register/{child5}", data={"reason": "look", "csrf_token": csrf}).status_code == 404
+    )
+    other = web.client.post("/register", data={"reason": "weekly look", "csrf_token": csrf})
+    assert child5 not in other.text

@@ -23,6 +23,7 @@ from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from services.tracking.identity import IdentityResolver
 from services.tracking.models import TrackingCase, TrackingReadAudit
 from services.tracking.projection import project
+from services.tracking.register_api import build_register_router
 from services.tracking.stream.app import MIGRATIONS
 from services.web import reports
 from shared.auth import Role, issue_token
@@ -124,6 +125,7 @@ def tracking_app(engine: Engine, published: list[object] | None = None) -> FastA
 
     app.dependency_overrides[get_settings] = lambda: SIGNING
     app.include_router(build_router(publish))
+    app.include_router(build_register_router())
     return app
 
 
