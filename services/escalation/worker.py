@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy import func, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -52,7 +52,7 @@ from shared.events.envelope import Envelope, utcnow
 from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged
 from shared.kafka import aiokafka_config
 from shared.logs import bind_event, get_logger
-from shared.outbox import add_to_outbox, run_relay
+from shared.outbox import OutboxRelay, add_to_outbox, new_producer
 from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER
 
 log = get_logger(__name__)
@@ -94,7 +94,9 @@ class EscalationWorker:
         self._unhandled: set[TopicPartition] = set()  # partitions with fetched records not yet handled
         self._dead_letter_topic = DEAD_LETTER.name(settings)
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self.relay = OutboxRelay(
+            engine, EscalationOutbox, lambda: new_producer(settings, "cme-escalation"), idle_s=0.1
+        )
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._db_lock = asyncio.Lock()  # one unit of work at a time in this process: no self-deadlocks
@@ -103,8 +105,6 @@ class EscalationWorker:
 
     async def start(self) -> None:
         self._time.now()  # a simulated time file that is missing or invalid stops the start, loudly
-        self._producer = self._new_producer()
-        await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             *self._topics,
             group_id=group_id(self._settings),
@@ -119,16 +119,7 @@ class EscalationWorker:
             asyncio.create_task(self._guard("consumer", self._consume)),
             asyncio.create_task(self._guard("timer", self._timer)),
             asyncio.create_task(self._guard("gauges", self._gauges)),
-            asyncio.create_task(
-                run_relay(
-                    self._engine,
-                    EscalationOutbox,
-                    self._send,
-                    self._stop,
-                    idle_s=0.1,
-                    reset=self._reset_producer,
-                )
-            ),
+            asyncio.create_task(self.relay.run(self._stop)),
         ]
         log.info("escalation_worker_started", simulated_time=self._time.simulated)
 
@@ -144,25 +135,6 @@ class EscalationWorker:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            acks="all", enable_idempotence=True, client_id="cme-escalation", **aiokafka_config(self._settings)
-        )
-
-    async def _reset_producer(self) -> None:
-        """A fresh producer (new producer id) after a failed relay batch; see shared.outbox.run_relay."""
-        old, self._producer = self._producer, self._new_producer()
-        if old is not None:
-            await old.stop()
-        await self._producer.start()
-
-    async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        assert self._producer is not None
-        await self._producer.send_and_wait(topic, value=value, key=key)
 
     async def _guard(self, name: str, loop: Callable[[], object]) -> None:
         """Keep a loop alive across unexpected errors (logged), until stop."""

@@ -20,7 +20,7 @@ from services.referral.middleware import LatencyMetrics, body_limit_for, too_lar
 from services.referral.models import Problem
 from services.referral.openapi import install_openapi
 from services.referral.ratelimit import RateLimiter
-from services.referral.relay import OutboxRelay, track_processed
+from services.referral.relay import outbox_relay, track_processed
 from services.referral.service import Intake
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
@@ -51,7 +51,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     startup = Startup("referral", pending=bool(steps) or background)
     engine = make_engine(settings.database_url)
     intake = Intake(engine, INTAKE.name(settings))
-    relay = OutboxRelay(settings, intake)
+    relay = outbox_relay(settings, intake)
     state = ReferralState(engine=engine, intake=intake, limiter=RateLimiter(), relay=relay)
 
     @contextlib.asynccontextmanager

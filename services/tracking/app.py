@@ -1,5 +1,5 @@
-"""create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the producer for review
-decisions."""
+"""create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the outbox relay that
+publishes review decisions."""
 
 from __future__ import annotations
 
@@ -7,64 +7,69 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from sqlmodel import Session
 
 from services.tracking.api import build_router
 from services.tracking.crossla import CrossLAMatcher
 from services.tracking.gauges import register_open_cases_gauge
+from services.tracking.models import TrackingOutbox
 from services.tracking.settings import tracking_settings
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
-from shared.events.catalogue import encode_event
 from shared.events.internal import ChildFact, ChildMerged, ChildSplit
-from shared.kafka import aiokafka_config
 from shared.openapi_errors import document_errors
 from shared.ops import ReadinessCheck, database_check, kafka_check, ops_router
+from shared.outbox import OutboxRelay, add_to_outbox, new_producer
 from shared.settings import Settings, get_settings
 from shared.startup import StartStep, Startup, StartupGate, migrations
 from shared.topics import CHILD_EVENTS
+
+SHUTDOWN_GRACE_S = 5.0
 
 
 def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
     steps = migrations(settings.database_url, MIGRATIONS, "tracking")
     engine = make_engine(settings.database_url)
-    producer_box: dict[str, AIOKafkaProducer] = {}
+    relay = OutboxRelay(engine, TrackingOutbox, lambda: new_producer(settings, "cme-tracking-api"))
     startup = Startup("tracking")
     kafka_ready = kafka_check(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async def start_producer() -> None:
-            producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **aiokafka_config(settings))
-            producer_box["p"] = producer
-            await producer.start()
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
 
-        async def stop_producer() -> None:
-            if "p" in producer_box:
-                await producer_box.pop("p").stop()
+        async def start_relay() -> None:
+            tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
 
         starting = await startup.begin(
-            *steps, StartStep("kafka", kafka_ready), StartStep("producer", start_producer, stop_producer)
+            *steps, StartStep("kafka", kafka_ready), StartStep("relay", start_relay)
         )
         try:
             yield
         finally:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
-            await stop_producer()
+            stop.set()
+            relay.wakeup.set()
+            if tasks:
+                # A producer stuck connecting must not hold up shutdown: what is unpublished stays queued.
+                _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
             engine.dispose()
 
-    async def publish(event: ChildMerged | ChildSplit | ChildFact) -> None:
-        # Keyed by the child whose record acts first: the merged child hands its facts on; a split starts at
-        # the surviving child; a fact (a cross-LA confirmation) goes to its child.
+    def publish(session: Session, event: ChildMerged | ChildSplit | ChildFact) -> None:
+        """Queue a review decision's event in the decision's own transaction (the caller commits); the relay
+        publishes it. Keyed by the child whose record acts first: the merged child hands its facts on; a split
+        starts at the surviving child; a fact (a cross-LA confirmation) goes to its child."""
         key = event.payload.merged_child_id if isinstance(event, ChildMerged) else event.payload.child_id
-        await producer_box["p"].send_and_wait(
-            CHILD_EVENTS.name(settings), encode_event(event), key=str(key).encode()
-        )
+        add_to_outbox(session, TrackingOutbox, CHILD_EVENTS.name(settings), str(key), event)
 
     app = FastAPI(title="CME Tracker: tracking", lifespan=lifespan)
     app.state.engine = engine
