@@ -4,20 +4,17 @@ child facts that tells a sender its event was processed into a case."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from services.referral.metrics import EVENTS_PUBLISHED, OUTBOX_DEPTH
 from services.referral.models import ReferralOutbox
 from services.referral.service import Intake
-from shared.kafka import RETRY_S, aiokafka_config, start_with_retry, wait_for_event
-from shared.logs import get_logger
+from shared.consumer import ConsumerLoop, Record, new_consumer, outbox_dead_letter
 from shared.outbox import OutboxRelay, new_producer
 from shared.settings import Settings
-from shared.topics import CHILD_EVENTS
-
-log = get_logger(__name__)
+from shared.topics import CHILD_EVENTS, DEAD_LETTER
 
 
 def outbox_relay(settings: Settings, intake: Intake) -> OutboxRelay:
@@ -47,31 +44,25 @@ def child_facts(values: list[bytes]) -> dict[str, str]:
 
 
 async def track_processed(settings: Settings, intake: Intake, stop: asyncio.Event) -> None:
-    """Consume cme.child-events.v1 and mark the submissions tracking has resolved to a child."""
-    consumer = await start_with_retry(
-        lambda: AIOKafkaConsumer(
-            CHILD_EVENTS.name(settings),
-            group_id=f"{settings.topic_prefix}cme-referral-status",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **aiokafka_config(settings),
-        ),
-        stop,
+    """Consume cme.child-events.v1 and mark the submissions tracking has resolved to a child (on the shared
+    consumer loop: a database outage is retried; records that are not ours are skipped, not dead-lettered)."""
+
+    async def handle(records: Sequence[Record]) -> None:
+        await asyncio.to_thread(intake.mark_processed, child_facts([r.value for r in records if r.value]))
+
+    loop = ConsumerLoop(
         "status-consumer",
+        lambda: new_consumer(
+            settings,
+            [CHILD_EVENTS.name(settings)],
+            f"{settings.topic_prefix}cme-referral-status",
+            "cme-referral",
+        ),
+        handle,
+        outbox_dead_letter(intake.engine, ReferralOutbox, DEAD_LETTER.name(settings), "referral"),
+        max_records=500,
     )
-    if consumer is None:
-        return
     try:
-        while not stop.is_set():
-            try:
-                batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                values = [r.value for records in batches.values() for r in records if r.value is not None]
-                if values:
-                    await asyncio.to_thread(intake.mark_processed, child_facts(values))
-                if batches:
-                    await consumer.commit()
-            except Exception as exc:
-                log.warning("status_consumer_failed", error=type(exc).__name__)
-                await wait_for_event(stop, RETRY_S)
+        await loop.run(stop)
     finally:
-        await consumer.stop()
+        await loop.stop()
