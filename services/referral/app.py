@@ -27,7 +27,7 @@ from shared.db import make_engine
 from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import Settings, get_settings
-from shared.startup import StartStep, Startup, StartupGate, migrations
+from shared.startup import StartStep, Startup, StartupGate, migrations, stop_background
 from shared.topics import INTAKE
 
 log = get_logger(__name__)
@@ -71,14 +71,8 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
         finally:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
-            stop.set()
             relay.wakeup.set()
-            if tasks:
-                # A Kafka client stuck connecting must not hold up shutdown: what is unpublished stays queued.
-                _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_background(tasks, stop, SHUTDOWN_GRACE_S)
             engine.dispose()
 
     app = FastAPI(

@@ -25,10 +25,8 @@ from shared.openapi_errors import document_errors
 from shared.ops import ReadinessCheck, database_check, kafka_check, ops_router
 from shared.outbox import OutboxRelay, add_to_outbox, new_producer
 from shared.settings import Settings, get_settings
-from shared.startup import StartStep, Startup, StartupGate, migrations
+from shared.startup import StartStep, Startup, StartupGate, migrations, stop_background
 from shared.topics import CHILD_EVENTS
-
-SHUTDOWN_GRACE_S = 5.0
 
 
 def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
@@ -54,14 +52,8 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
         finally:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
-            stop.set()
             relay.wakeup.set()
-            if tasks:
-                # A producer stuck connecting must not hold up shutdown: what is unpublished stays queued.
-                _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_background(tasks, stop)
             engine.dispose()
 
     def publish(session: Session, event: ChildMerged | ChildSplit | ChildFact) -> None:
