@@ -22,6 +22,7 @@ not take the consumer out of its group, and the other partitions keep flowing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,7 +35,7 @@ from sqlmodel import Session
 
 from shared.db import session_scope
 from shared.deadletter import dead_letter_for
-from shared.kafka import aiokafka_config, start_with_retry, wait_for_event
+from shared.kafka import RETRY_S, aiokafka_config, start_with_retry, wait_for_event
 from shared.logs import get_logger
 from shared.outbox import OutboxBase, add_to_outbox
 from shared.settings import Settings
@@ -198,7 +199,13 @@ class ConsumerLoop:
         delay = 0.0
         for tp, records in fetched.items():
             if records:
-                delay = max(delay, await self._partition(consumer, tp, [Record.of(r) for r in records]))
+                try:
+                    delay = max(delay, await self._partition(consumer, tp, [Record.of(r) for r in records]))
+                except Exception as exc:  # a commit refused (a rebalance), the broker away: read them again
+                    log.warning("partition_failed", consumer=self.name, error_type=type(exc).__name__)
+                    with contextlib.suppress(Exception):  # revoked meanwhile: its next owner reads them
+                        consumer.seek(tp, records[0].offset)
+                    delay = max(delay, RETRY_S)
             self.pending.discard(tp)
         if fetched and self.after_poll is not None:
             self.after_poll()
