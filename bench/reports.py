@@ -48,7 +48,7 @@ def measure(url: str, la: str) -> dict[str, Any]:
 
     signing = Settings(signing_key="bench-reports-signing-key-0123456789")  # type: ignore[arg-type]
 
-    async def refuse(event: object) -> None:
+    def refuse(session: object, event: object) -> None:
         raise AssertionError("reports publish nothing")
 
     engine = make_engine(url)

@@ -33,6 +33,8 @@ class Role(StrEnum):
 
 # Roles that may read a child's record (ops and admin see the system, not the children).
 CASE_READERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER, Role.SERVICE})
+# Roles that may see and acknowledge an alert (notify's API and the web's alert pages): people, not services.
+ACKNOWLEDGERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER})
 
 
 class Audience(StrEnum):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -14,6 +17,7 @@ from shared.settings import Settings
 from shared.topics import ALL_TOPICS, TopicSpec
 
 log = get_logger(__name__)
+RETRY_S = 1.0  # how long a client waits before trying an absent broker again
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -136,3 +140,25 @@ def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], deadline: float
         if ready or time.monotonic() > deadline:
             return
         time.sleep(0.2)
+
+
+async def start_with_retry(make: Callable[[], Any], stop: asyncio.Event, what: str) -> Any | None:
+    """Start a Kafka client (aiokafka producer or consumer), retrying while the broker is away; None if asked
+    to stop first. A service starts before its broker and waits for it, it does not crash."""
+    while not stop.is_set():
+        client = make()
+        try:
+            await client.start()
+            return client
+        except Exception as exc:
+            log.warning("kafka_unavailable", client=what, error=type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await client.stop()
+            await wait_for_event(stop, RETRY_S)
+    return None
+
+
+async def wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait until ``event`` is set or ``timeout_s`` has passed, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=timeout_s)

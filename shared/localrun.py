@@ -150,7 +150,7 @@ def _interrupt_on_sigterm() -> None:
 
 
 def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after: float | None) -> int:
-    from shared.cli import StackError, stack_up
+    from shared.localstack.stack import StackError, stack_up
     from shared.mailcatcher import start_mail_catcher
 
     _interrupt_on_sigterm()

@@ -2,24 +2,32 @@
 own state, and a relay publishes them to Kafka afterwards. A crash between the two repeats the publish (at
 least once); consumers are idempotent on event_id, so the effect is once.
 
-Each service defines its own table by subclassing ``OutboxBase`` (tables belong to one service).
+Each service defines its own table by subclassing ``OutboxBase`` (tables belong to one service) and runs one
+``OutboxRelay`` on it: the only way a service publishes (the faust workers aside, whose sinks are faust's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from shared.events.envelope import Envelope, utcnow
+from shared.kafka import RETRY_S, aiokafka_config, start_with_retry, wait_for_event
 from shared.logs import get_logger
+from shared.settings import Settings
 
 log = get_logger(__name__)
+LINGER_S = 0.02
 
 
 class OutboxBase(SQLModel):
@@ -43,59 +51,116 @@ def add_to_outbox(
         )
 
 
-Send = Callable[[str, bytes | None, bytes], Awaitable[Any]]
+def new_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    """The one producer configuration for publishing: every replica acknowledges (acks=all) and the producer
+    is idempotent (a retried send is not written twice)."""
+    return AIOKafkaProducer(
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=15000,
+        client_id=client_id,
+        **aiokafka_config(settings),
+    )
 
 
-async def relay_once(engine: Engine, model: type[OutboxBase], send: Send, batch: int = 500) -> int:
-    """Publish the oldest unpublished rows, in order; returns how many were published."""
+class OutboxRelay:
+    """Drains one service's outbox table in id order: sends a batch, waits for every ack, then marks the
+    batch published. A crash between the two re-sends (at least once); consumers are idempotent on event_id.
 
-    def load() -> list[OutboxBase]:
-        with Session(engine) as session:
-            stmt = select(model).where(col(model.published_at).is_(None)).order_by(col(model.id)).limit(batch)
+    After a failed batch the producer is replaced: a failed batch can leave an idempotent producer unusable
+    for good (after a broker restart: OutOfOrderSequenceNumber on every later send). The fresh one has a new
+    producer id; the unmarked rows are sent again. The relay starts before its broker and waits for it:
+    what it cannot publish stays in the outbox. Set ``wakeup`` after a commit that queued rows to publish them
+    without waiting for the next poll."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: type[OutboxBase],
+        make_producer: Callable[[], Any],
+        *,
+        batch: int = 500,
+        idle_s: float = 0.2,
+        write_lock: AbstractContextManager[Any] | None = None,
+        on_published: Callable[[int], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.model = model
+        self.make_producer = make_producer  # e.g. ``lambda: new_producer(settings, "cme-notify")``
+        self.batch = batch
+        self.idle_s = idle_s
+        self.write_lock = write_lock or contextlib.nullcontext()  # SQLite's one writer: the owner's lock
+        self.on_published = on_published  # a metric: rows published per batch
+        self.on_depth = on_depth  # a gauge: rows not yet published, at most once a second
+        self.wakeup = asyncio.Event()
+
+    def _load(self) -> list[OutboxBase]:
+        with Session(self.engine) as session:
+            stmt = (
+                select(self.model)
+                .where(col(self.model.published_at).is_(None))
+                .order_by(col(self.model.id))
+                .limit(self.batch)
+            )
             return list(session.exec(stmt).all())
 
-    rows = await asyncio.to_thread(load)
-    if not rows:
-        return 0
-    for row in rows:
-        await send(row.topic, row.key.encode() if row.key else None, row.value)
+    def _mark(self, ids: list[int]) -> None:
+        table = SQLModel.metadata.tables[str(self.model.__tablename__)]
+        with self.write_lock, self.engine.begin() as connection:
+            connection.execute(update(table).where(table.c.id.in_(ids)).values(published_at=utcnow()))
 
-    def mark() -> None:
-        with Session(engine) as session:
-            ids = [r.id for r in rows]
-            for r in session.exec(select(model).where(col(model.id).in_(ids))).all():
-                r.published_at = utcnow()
-                session.add(r)
-            session.commit()
+    def depth(self) -> int:
+        """How many rows are not published yet."""
+        with Session(self.engine) as session:
+            stmt = select(func.count()).select_from(self.model).where(col(self.model.published_at).is_(None))
+            return int(session.exec(stmt).one())
 
-    await asyncio.to_thread(mark)
-    return len(rows)
+    async def relay_once(self, producer: Any) -> int:
+        """Publish the oldest unpublished rows, in order; returns how many were published."""
+        rows = await asyncio.to_thread(self._load)
+        if not rows:
+            return 0
+        acks: list[Awaitable[Any]] = []
+        for row in rows:
+            key = row.key.encode() if row.key else None
+            acks.append(await producer.send(row.topic, row.value, key=key))
+        await asyncio.gather(*acks)
+        await asyncio.to_thread(self._mark, [r.id for r in rows if r.id is not None])
+        if self.on_published is not None:
+            self.on_published(len(rows))
+        return len(rows)
 
-
-async def run_relay(
-    engine: Engine,
-    model: type[OutboxBase],
-    send: Send,
-    stop: asyncio.Event,
-    idle_s: float = 0.2,
-    reset: Callable[[], Awaitable[None]] | None = None,
-) -> None:
-    """Drain the outbox until ``stop`` is set; a broker outage only delays publishing.
-
-    ``reset`` is called after a failed batch: an idempotent producer can be left failing every later send
-    (OutOfOrderSequenceNumber after a broker restart), so its owner replaces it there."""
-    while not stop.is_set():
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain the outbox until ``stop`` is set; a broker outage only delays publishing."""
+        producer = await start_with_retry(self.make_producer, stop, "outbox-producer")
+        if producer is None:
+            return
+        depth_due = 0.0
         try:
-            published = await relay_once(engine, model, send)
-        except Exception:
-            log.exception("outbox_relay_failed")
-            published = 0
-            if reset is not None:
+            while not stop.is_set():
+                self.wakeup.clear()
                 try:
-                    await reset()
-                except Exception as exc:  # the broker is still away: the next failure resets again
-                    log.warning("outbox_producer_reset_failed", error=type(exc).__name__)
-            await asyncio.sleep(1.0)
-        if not published:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=idle_s)
+                    published = await self.relay_once(producer)
+                    if self.on_depth is not None and time.monotonic() >= depth_due:
+                        self.on_depth(await asyncio.to_thread(self.depth))
+                        depth_due = time.monotonic() + 1.0
+                except Exception as exc:
+                    log.warning(
+                        "outbox_relay_failed", table=self.model.__tablename__, error=type(exc).__name__
+                    )
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    producer = await start_with_retry(self.make_producer, stop, "outbox-producer")
+                    if producer is None:
+                        return
+                    await wait_for_event(stop, RETRY_S)
+                    continue
+                if published < self.batch:
+                    await wait_for_event(self.wakeup, self.idle_s)
+                    # Let a burst of single commits gather: one cycle (load, send, mark) for many rows.
+                    await wait_for_event(stop, LINGER_S)
+        finally:
+            if producer is not None:  # None: asked to stop while starting a fresh producer
+                await producer.stop()

@@ -12,7 +12,8 @@ Three sweeps, each a real delete (not a flag), each reporting what it removed by
   table, which writes a tombstone to the table's compacted changelog. If that publish fails, nothing is
   deleted and the next run tries again (the event ids are derived from the child: a repeat is harmless).
 - outboxes: an event row already published to Kafka is only a copy; rows published more than
-  ``published_outbox_days`` ago are deleted.
+  ``published_outbox_days`` ago are deleted. Outboxes are found by their columns (those of
+  ``shared.outbox.OutboxBase``), so a service's new outbox is covered without changing this module.
 - topics: records older than ``topic_days`` on the topics that carry personal data are deleted with Kafka's
   DeleteRecords (everything before the first offset at or after the cutoff, per partition).
 """
@@ -39,7 +40,8 @@ from shared.topics import ATTENDANCE, CHILD_EVENTS, DEAD_LETTER, INTAKE, TopicSp
 log = get_logger(__name__)
 
 SERVICE_PREFIXES = ("tracking_", "escalation_", "notify_", "referral_", "attendance_", "web_")
-OUTBOX_TABLES = ("referral_outbox", "escalation_outbox", "notify_outbox", "tracking_outbox")
+# An outbox is a table with ``shared.outbox.OutboxBase``'s columns, whichever service owns it.
+OUTBOX_COLUMNS = frozenset({"event_id", "topic", "key", "value", "created_at", "published_at"})
 # Topics whose events carry names, dates of birth, UPNs or addresses (transitions, escalations and acks
 # carry ids and codes only).
 PERSONAL_DATA_TOPICS: tuple[TopicSpec, ...] = (INTAKE, CHILD_EVENTS, ATTENDANCE, DEAD_LETTER)
@@ -218,16 +220,13 @@ def purge_closed_cases(
 def purge_outboxes(engine: Engine, now: datetime, policy: RetentionPolicy, report: PurgeReport) -> None:
     cutoff = now - timedelta(days=policy.published_outbox_days)
     with engine.begin() as conn:
-        tables = _tables(conn)
-        for name in OUTBOX_TABLES:
-            table = tables.get(name)
-            if table is None:
-                continue
+        outboxes = [t for t in _tables(conn).values() if set(t.c.keys()) >= OUTBOX_COLUMNS]
+        for table in outboxes:
             published = table.c.published_at
             result = conn.execute(
                 delete(table).where(published.is_not(None), published < _as_stored(published, cutoff))
             )
-            report.rows[name] += result.rowcount or 0
+            report.rows[table.name] += result.rowcount or 0
 
 
 def purge_topics(settings: Settings, now: datetime, policy: RetentionPolicy, report: PurgeReport) -> None:

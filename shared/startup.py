@@ -181,3 +181,16 @@ def warn_if_local_defaults(service: str, settings: Settings) -> None:
     warning = local_defaults_warning(settings)
     if warning:
         log.warning("local_defaults", service=service, detail=warning)
+
+
+async def stop_background(tasks: list[asyncio.Task[None]], stop: asyncio.Event, grace_s: float = 5.0) -> None:
+    """Stop an app's background loops (outbox relay, consumers): set ``stop``, give them ``grace_s`` to
+    finish, cancel the rest. A Kafka client stuck connecting must not hold up shutdown: what is unpublished
+    stays in its outbox, what is not committed is read again."""
+    stop.set()
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.events.attendance import AttendanceMark
@@ -32,17 +33,33 @@ class TopicSpec:
     events: tuple[type[Envelope], ...]
     retention_ms: int = -1  # Kafka is the system of record: keep facts unless a policy says otherwise
     cleanup_policy: str = "delete"
+    # The partition key, where it is computed from the event (one function for every producer of the topic).
+    key_of: Callable[[Envelope], bytes] | None = None
 
     def name(self, settings: Settings) -> str:
         return settings.topic(self.base_name)
+
+    def key_for(self, event: Envelope) -> bytes:
+        """The record key of ``event`` on this topic (what keeps one child's records in order)."""
+        if self.key_of is None:
+            raise TypeError(f"{self.base_name} has no key function: its producer names the key")
+        return self.key_of(event)
 
     def config(self) -> dict[str, str]:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
 
 
+def intake_key(event: Envelope) -> bytes:
+    """Intake is keyed by the source's child identifier (UPN, else LA id, else event_id), so one child's facts
+    from every producer (referral, tracking's handovers, attendance) stay in order on one partition."""
+    child = event.payload.child  # type: ignore[attr-defined]
+    return str(child.upn or child.la_child_id or event.event_id).encode()
+
+
 INTAKE = TopicSpec(
     "cme.intake.v1",
     key="source child identifier (UPN, else LA id, else event_id)",
+    key_of=intake_key,
     producer="referral",
     consumers=("tracking",),
     description="Validated inbound facts as received from schools and agencies.",

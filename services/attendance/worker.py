@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import faust
-from faust import streams as faust_streams
 
 from services.attendance import metrics
 from services.attendance.fold import Folded, MarkHandler
@@ -34,7 +32,7 @@ from shared.logs import get_logger
 from shared.school_calendar import CalendarRegistry
 from shared.settings import Settings
 from shared.startup import retry_until_done
-from shared.stream_offsets import guard_for, in_position
+from shared.stream_batching import batches, by_partition, current, release
 from shared.streams import raw_topic, stream_app
 from shared.topics import ATTENDANCE, DEAD_LETTER, INTAKE
 
@@ -51,38 +49,6 @@ def app_id(settings: Settings) -> str:
 def make_engine(cfg: AttendanceSettings) -> AttendanceEngine:
     rules = AttendanceRules(overrides_dir=cfg.attendance_rules_dir)
     return AttendanceEngine(CalendarRegistry(cfg.calendars_dir), rules)
-
-
-def by_partition(events: Sequence[Any]) -> list[list[Any]]:
-    """A batch's events per partition, each in offset order (a batch may span the worker's partitions)."""
-    groups: dict[Any, list[Any]] = {}
-    for event in events:
-        groups.setdefault(event.message.tp, []).append(event)
-    return list(groups.values())
-
-
-def hold(events: Sequence[Any]) -> None:
-    """Keep the events' offsets from being committed until ``release``: ``take_events`` acks the whole
-    buffer when the agent asks for the next batch, and also when the agent stops mid-batch (its ``finally``),
-    after which faust would commit those offsets on the way out. One more reference on each message means
-    an event of a batch that did not finish stays unacked and is delivered again after a restart."""
-    for event in events:
-        event.message.incref()
-
-
-def release(events: Sequence[Any]) -> None:
-    """The events' outputs are acknowledged and their state written: drop our reference (the stream's own
-    ack, when the agent asks for the next batch, then marks each offset as safe to commit)."""
-    for event in events:
-        event.ack()
-
-
-def make_current(event: Any) -> None:
-    """faust tables take the partition of a read or write (RocksDB store, changelog) from the current event,
-    which ``take_events`` does not set in the agent's task. Set it in this task only (a context variable): the
-    stream's ``current_event`` attribute is left alone, ``take_events`` reads it in the task that fills the
-    buffer. The batch holds the event, so the weak reference lives as long as the work on it."""
-    faust_streams._current_event.set(weakref.ref(event))
 
 
 def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
@@ -130,7 +96,7 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     async def handle_partition(events: Sequence[Any]) -> None:
         """One partition's events of a batch, in offset order: fold, send and await, then write state."""
         started = time.perf_counter()
-        make_current(events[0])
+        current(events[0])
         folded = handler.fold([(e.key or b"", e.value) for e in events], table.get)
         metrics.APPLY_SECONDS.observe((time.perf_counter() - started) / len(events))
         if folded.one_by_one:
@@ -166,12 +132,7 @@ def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
 
     @app.agent(marks_topic)
     async def process_marks(stream: Any) -> None:
-        batches = stream.take_events(cfg.attendance_batch_max, within=cfg.attendance_batch_linger_s)
-        guard = guard_for(app)
-        async for taken in batches:
-            hold(taken)
-            # Only marks in offset position: one beyond it stays held (uncommitted) and is read again.
-            events = await in_position(taken, guard)
+        async for events in batches(stream, cfg.attendance_batch_max, cfg.attendance_batch_linger_s):
             try:
                 for group in by_partition(events):
                     await handle_partition(group)

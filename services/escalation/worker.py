@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from sqlalchemy import func, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -45,33 +44,22 @@ from services.escalation.service import (
 )
 from services.escalation.timesource import TimeSource
 from services.escalation.watermarks import Horizon, advance_watermark, load_horizon, watermarks
+from shared.consumer import ConsumerLoop, Record, add_dead_letter, new_consumer, outbox_dead_letter
 from shared.db import session_scope
-from shared.deadletter import dead_letter_for
 from shared.events.catalogue import decode_event, decode_inbound
 from shared.events.envelope import Envelope, utcnow
 from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged
-from shared.kafka import aiokafka_config
 from shared.logs import bind_event, get_logger
-from shared.outbox import add_to_outbox, run_relay
+from shared.outbox import OutboxRelay, new_producer
 from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER
 
 log = get_logger(__name__)
 
 FIRE_BATCH = 50  # deadlines decided per transaction
-MAX_ATTEMPTS = 5  # a record that keeps failing after this many tries is dead-lettered, not retried forever
 
 
 def group_id(settings: EscalationSettings) -> str:
     return f"{settings.topic_prefix}cme-escalation"
-
-
-@dataclass(frozen=True)
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
 
 
 class EscalationWorker:
@@ -91,44 +79,33 @@ class EscalationWorker:
         # people acting now, not facts about the child, and are applied when read.
         self._horizon_topics = (CASE_TRANSITIONS.name(settings), CHILD_EVENTS.name(settings))
         self._live_window = timedelta(seconds=settings.escalation_live_window_s)
-        self._unhandled: set[TopicPartition] = set()  # partitions with fetched records not yet handled
         self._dead_letter_topic = DEAD_LETTER.name(settings)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._loop = ConsumerLoop(
+            "escalation-consumer",
+            lambda: new_consumer(settings, list(self._topics), group_id(settings), "cme-escalation"),
+            self._handle,
+            outbox_dead_letter(engine, EscalationOutbox, self._dead_letter_topic, SERVICE),
+            max_records=200,
+            poll_ms=300,
+            after_poll=self._wake.set,  # an immediate rule may be due now
+        )
+        self.relay = OutboxRelay(
+            engine, EscalationOutbox, lambda: new_producer(settings, "cme-escalation"), idle_s=0.1
+        )
+        self._stop = asyncio.Event()
         self._db_lock = asyncio.Lock()  # one unit of work at a time in this process: no self-deadlocks
         self._tasks: list[asyncio.Task[None]] = []
-        self._failures: dict[tuple[str, int, int], int] = {}
 
     async def start(self) -> None:
         self._time.now()  # a simulated time file that is missing or invalid stops the start, loudly
-        self._producer = self._new_producer()
-        await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            *self._topics,
-            group_id=group_id(self._settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id="cme-escalation",
-            **aiokafka_config(self._settings),
-        )
-        await self._consumer.start()
+        await self._loop.start()
         self._stop.clear()
         self._tasks = [
-            asyncio.create_task(self._guard("consumer", self._consume)),
+            asyncio.create_task(self._guard("consumer", lambda: self._loop.run(self._stop))),
             asyncio.create_task(self._guard("timer", self._timer)),
             asyncio.create_task(self._guard("gauges", self._gauges)),
-            asyncio.create_task(
-                run_relay(
-                    self._engine,
-                    EscalationOutbox,
-                    self._send,
-                    self._stop,
-                    idle_s=0.1,
-                    reset=self._reset_producer,
-                )
-            ),
+            asyncio.create_task(self.relay.run(self._stop)),
         ]
         log.info("escalation_worker_started", simulated_time=self._time.simulated)
 
@@ -141,28 +118,7 @@ class EscalationWorker:
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
         self._tasks = []
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            acks="all", enable_idempotence=True, client_id="cme-escalation", **aiokafka_config(self._settings)
-        )
-
-    async def _reset_producer(self) -> None:
-        """A fresh producer (new producer id) after a failed relay batch; see shared.outbox.run_relay."""
-        old, self._producer = self._producer, self._new_producer()
-        if old is not None:
-            await old.stop()
-        await self._producer.start()
-
-    async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        assert self._producer is not None
-        await self._producer.send_and_wait(topic, value=value, key=key)
+        await self._loop.stop()
 
     async def _guard(self, name: str, loop: Callable[[], object]) -> None:
         """Keep a loop alive across unexpected errors (logged), until stop."""
@@ -177,77 +133,18 @@ class EscalationWorker:
 
     # -- consumer ---------------------------------------------------------------------------------------
 
-    async def _consume(self) -> None:
-        assert self._consumer is not None
-        while not self._stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=300, max_records=200)
-            self._unhandled = {tp for tp, records in batches.items() if records}
-            for tp, records in batches.items():
-                if records and await self._handle_batch(records):
-                    await self._consumer.commit(
-                        {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1}
-                    )
-                else:
-                    for record in records:
-                        if not await self._handle_with_retry(tp, record):
-                            break
-                        await self._consumer.commit(
-                            {TopicPartition(tp.topic, tp.partition): record.offset + 1}
-                        )
-                self._unhandled.discard(tp)
-            if batches:
-                self._wake.set()  # an immediate rule may be due now
+    async def _handle(self, raws: Sequence[Record]) -> None:
+        """A partition's records in one transaction (the loop goes one by one when it fails)."""
+        async with self._db_lock:
+            await asyncio.to_thread(self.handle_records, list(raws))
 
-    async def _handle_batch(self, records: list[ConsumerRecord]) -> bool:  # type: ignore[type-arg]
-        """A partition's fetched records in one transaction; False (nothing written) when any of them fails,
-        and the caller goes one by one."""
-        if len(records) < 2:
-            return False
-        raws = [_Record(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
-        try:
-            async with self._db_lock:
-                await asyncio.to_thread(self.handle_records, raws)
-            return True
-        except Exception:
-            log.warning(
-                "batch_failed_one_by_one", topic=raws[0].topic, partition=raws[0].partition, size=len(raws)
-            )
-            return False
-
-    async def _handle_with_retry(self, tp: TopicPartition, record: ConsumerRecord) -> bool:  # type: ignore[type-arg]
-        assert self._consumer is not None
-        raw = _Record(record.topic, record.partition, record.offset, record.key, record.value or b"")
-        try:
-            async with self._db_lock:
-                await asyncio.to_thread(self.handle_record, raw)
-            self._failures.pop((raw.topic, raw.partition, raw.offset), None)
-            return True
-        except Exception as exc:
-            where = (raw.topic, raw.partition, raw.offset)
-            attempts = self._failures.get(where, 0) + 1
-            self._failures[where] = attempts
-            log.exception(
-                "record_handling_failed",
-                topic=raw.topic,
-                partition=raw.partition,
-                offset=raw.offset,
-                attempts=attempts,
-            )
-            if attempts >= MAX_ATTEMPTS:
-                await asyncio.to_thread(self._dead_letter, raw, exc, attempts)
-                self._failures.pop(where, None)
-                return True
-            self._consumer.seek(tp, record.offset)  # the database may be down: read it again, later
-            await asyncio.sleep(min(5.0, 0.5 * attempts))
-            return False
-
-    def handle_record(self, raw: _Record) -> Outcome:
+    def handle_record(self, raw: Record) -> Outcome:
         return self.handle_records([raw])[0]
 
-    def handle_records(self, raws: list[_Record]) -> list[Outcome]:
+    def handle_records(self, raws: list[Record]) -> list[Outcome]:
         """Records of one partition, in order, in one transaction. A record that cannot be decoded is
         dead-lettered (in the same transaction), not retried."""
-        decoded: list[tuple[_Record, Envelope | BaseException]] = []
+        decoded: list[tuple[Record, Envelope | BaseException]] = []
         for raw in raws:
             try:
                 event = decode_event(raw.value)
@@ -257,7 +154,7 @@ class EscalationWorker:
             except Exception as exc:
                 decoded.append((raw, exc))
         now = self._time.now()
-        results: list[tuple[_Record, Envelope | None, Outcome]] = []
+        results: list[tuple[Record, Envelope | None, Outcome]] = []
         with session_scope(self._engine) as session:
             newest: dict[tuple[str, int], datetime] = {}
             # Event ids already handled, read for the whole batch at once; the new ones are written together
@@ -327,30 +224,8 @@ class EscalationWorker:
         # A split needs nothing here: tracking re-opens the restored case with a transition.
         return Outcome("not_watched")
 
-    def _dead_letter(self, raw: _Record, exc: BaseException, attempts: int) -> None:
-        with session_scope(self._engine) as session:
-            self._add_dead_letter(session, raw, exc, attempts)
-        log.error(
-            "record_dead_lettered",
-            topic=raw.topic,
-            partition=raw.partition,
-            offset=raw.offset,
-            error_type=type(exc).__name__,
-        )
-
-    def _add_dead_letter(self, session: Session, raw: _Record, exc: BaseException, attempts: int) -> None:
-        dead = dead_letter_for(
-            service=SERVICE,
-            topic=raw.topic,
-            partition=raw.partition,
-            offset=raw.offset,
-            key=raw.key,
-            value=raw.value,
-            error=exc,
-            attempts=attempts,
-        )
-        key = raw.key.decode(errors="replace") if raw.key else None
-        add_to_outbox(session, EscalationOutbox, self._dead_letter_topic, key, dead)
+    def _add_dead_letter(self, session: Session, raw: Record, exc: BaseException, attempts: int) -> None:
+        add_dead_letter(session, EscalationOutbox, self._dead_letter_topic, SERVICE, raw, exc, attempts)
 
     # -- timer ------------------------------------------------------------------------------------------
 
@@ -371,7 +246,7 @@ class EscalationWorker:
         """Move the watermark of every assigned input partition this consumer has read and handled to the end
         to the time sampled *before* asking the broker where the end is: every record published by then was
         below that end, so every fact up to then is applied. Returns how many partitions were caught up."""
-        consumer = self._consumer
+        consumer = self._loop.consumer
         if consumer is None:
             return 0
         mark = self._time.now()
@@ -387,7 +262,7 @@ class EscalationWorker:
         for tp in partitions:
             position = await consumer.position(tp)
             # Checked after the await: records fetched meanwhile are not handled yet.
-            if tp not in self._unhandled and position >= ends.get(tp, position + 1):
+            if tp not in self._loop.pending and position >= ends.get(tp, position + 1):
                 caught.append(tp)
         if caught:
 

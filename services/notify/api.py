@@ -22,7 +22,7 @@ from services.notify.acks import AckResult, AlertClosed, AlertNotFound, LinkAlre
 from services.notify.config import NotifySettings
 from services.notify.links import AckLinkClaims, InvalidLink, verify_ack_token
 from services.notify.models import NotifyAlert, aware
-from shared.auth import CurrentPrincipal, Principal, Role
+from shared.auth import ACKNOWLEDGERS, CurrentPrincipal, Principal
 from shared.db import session_scope
 from shared.events.envelope import utcnow
 from shared.events.internal import AckAction
@@ -31,7 +31,6 @@ from shared.logs import get_logger
 from shared.topics import ALERT_ACKS
 
 log = get_logger(__name__)
-ACKNOWLEDGERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER})
 
 
 def get_engine(request: Request) -> Engine:

@@ -1,29 +1,28 @@
-"""The escalation consumer: one database transaction per record, then a manual offset commit.
+"""The escalation consumer: one database transaction per record, offsets committed after it, on the shared
+consumer loop and its dead-letter policy (``shared.consumer``).
 
 A crash after the transaction and before the commit redelivers the record; the handler is idempotent
 (processed event ids, the alert's unique step, the ledger's unique delivery tuple), so nothing is doubled.
-A record that cannot be decoded is dead-lettered (through the outbox, in its own transaction) and skipped.
+A record that cannot be decoded is poison: dead-lettered (through the outbox, in its own transaction) at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from sqlalchemy.engine import Engine
 
 from services.notify.config import NotifySettings
 from services.notify.models import NotifyOutbox
 from services.notify.service import SERVICE, Outcome, SourceRecord, handle_escalation
+from shared.consumer import ConsumerLoop, Record, add_dead_letter, new_consumer, outbox_dead_letter
 from shared.db import session_scope
-from shared.deadletter import dead_letter_for
 from shared.events.catalogue import decode_event
 from shared.events.envelope import utcnow
 from shared.events.internal import Escalation
-from shared.kafka import aiokafka_config
 from shared.logs import bind_event, get_logger
-from shared.outbox import add_to_outbox
 from shared.topics import DEAD_LETTER, ESCALATIONS
 
 log = get_logger(__name__)
@@ -42,46 +41,29 @@ class EscalationConsumer:
         self._on_alerted = on_alerted
         self._topic = ESCALATIONS.name(settings)
         self._dead_letter_topic = DEAD_LETTER.name(settings)
-        self._consumer: AIOKafkaConsumer | None = None
+        self._loop = ConsumerLoop(
+            "escalation-consumer",
+            lambda: new_consumer(settings, [self._topic], group_id(settings), "cme-notify"),
+            self._handle,
+            outbox_dead_letter(engine, NotifyOutbox, self._dead_letter_topic, SERVICE),
+            after_poll=on_alerted,
+        )
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            self._topic,
-            group_id=group_id(self._settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id="cme-notify",
-            **aiokafka_config(self._settings),
-        )
-        await self._consumer.start()
+        await self._loop.start()
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await self._loop.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
-        assert self._consumer is not None, "start() first"
-        while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
-            for tp, records in batches.items():
-                for record in records:
-                    try:
-                        await asyncio.to_thread(self.handle_record, record)
-                    except Exception:
-                        # The database is unavailable (or similar): read the record again, later.
-                        log.exception(
-                            "escalation_handling_failed", partition=tp.partition, offset=record.offset
-                        )
-                        self._consumer.seek(tp, record.offset)
-                        await asyncio.sleep(1.0)
-                        break
-                    # Commit after the transaction: at worst a record is handled twice, and that is a no-op.
-                    await self._consumer.commit({TopicPartition(tp.topic, tp.partition): record.offset + 1})
-            if batches and self._on_alerted is not None:
-                self._on_alerted()
+        await self._loop.run(stop)
 
-    def handle_record(self, record: ConsumerRecord) -> Outcome:  # type: ignore[type-arg]
+    async def _handle(self, records: Sequence[Record]) -> None:
+        # One transaction per record, as before batching: a redelivered record is a no-op.
+        for record in records:
+            await asyncio.to_thread(self.handle_record, record)
+
+    def handle_record(self, record: ConsumerRecord | Record) -> Outcome:  # type: ignore[type-arg]
         source = SourceRecord(record.topic, record.partition, record.offset, record.key, record.value)
         try:
             event = decode_event(record.value)
@@ -105,23 +87,9 @@ class EscalationConsumer:
         return outcome
 
     def _dead_letter(self, source: SourceRecord, exc: Exception) -> None:
-        dead = dead_letter_for(
-            service=SERVICE,
-            topic=source.topic,
-            partition=source.partition,
-            offset=source.offset,
-            key=source.key,
-            value=source.value,
-            error=exc,
-        )
+        record = Record(source.topic, source.partition, source.offset, source.key, source.value)
         with session_scope(self._engine) as session:
-            add_to_outbox(
-                session,
-                NotifyOutbox,
-                self._dead_letter_topic,
-                source.key.decode(errors="replace") if source.key else None,
-                dead,
-            )
+            add_dead_letter(session, NotifyOutbox, self._dead_letter_topic, SERVICE, record, exc, 1)
         log.error(
             "escalation_dead_lettered",
             topic=source.topic,

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy.engine import Engine
 
 from services.notify.channels.base import ChannelSender
@@ -17,9 +16,9 @@ from services.notify.config import NotifySettings
 from services.notify.consumer import EscalationConsumer
 from services.notify.dispatcher import AfterSend, Dispatcher
 from services.notify.models import Channel, NotifyOutbox
-from shared.kafka import aiokafka_config, ensure_topics
+from shared.kafka import ensure_topics
 from shared.logs import get_logger
-from shared.outbox import run_relay
+from shared.outbox import OutboxRelay, new_producer
 from shared.topics import ALERT_ACKS, DEAD_LETTER, ESCALATIONS
 
 log = get_logger(__name__)
@@ -48,7 +47,7 @@ class NotifyWorker:
         self.channels = channels if channels is not None else default_channels(settings)
         self.dispatcher = Dispatcher(settings, engine, self.channels, DEAD_LETTER.name(settings), after_send)
         self.consumer = EscalationConsumer(settings, engine, on_alerted=self.dispatcher.wake.set)
-        self._producer: AIOKafkaProducer | None = None
+        self.relay = OutboxRelay(engine, NotifyOutbox, lambda: new_producer(settings, "cme-notify"))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -56,37 +55,13 @@ class NotifyWorker:
         self._stop.clear()
         await asyncio.to_thread(ensure_topics, self.settings, (ESCALATIONS, ALERT_ACKS, DEAD_LETTER))
         if relay:
-            self._producer = self._new_producer()
-            await self._producer.start()
-
-            async def send(topic: str, key: bytes | None, value: bytes) -> None:
-                assert self._producer is not None
-                await self._producer.send_and_wait(topic, value=value, key=key)
-
-            self._tasks.append(
-                asyncio.create_task(
-                    run_relay(self.engine, NotifyOutbox, send, self._stop, reset=self._reset_producer),
-                    name="outbox-relay",
-                )
-            )
+            self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
         if consume:
             await self.consumer.start()
             self._tasks.append(asyncio.create_task(self.consumer.run(self._stop), name="escalation-consumer"))
         if dispatch:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
         log.info("notify_worker_started", consume=consume, dispatch=dispatch, relay=relay)
-
-    def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            acks="all", enable_idempotence=True, client_id="cme-notify", **aiokafka_config(self.settings)
-        )
-
-    async def _reset_producer(self) -> None:
-        """A fresh producer (new producer id) after a failed relay batch; see shared.outbox.run_relay."""
-        old, self._producer = self._producer, self._new_producer()
-        if old is not None:
-            await old.stop()
-        await self._producer.start()
 
     def failed_task(self) -> str | None:
         """The name of a background loop that has died (readiness reports it), or None."""
@@ -104,9 +79,6 @@ class NotifyWorker:
                 await asyncio.wait_for(task, timeout=10)
         self._tasks.clear()
         await self.consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
         for channel in self.channels.values():
             await channel.aclose()
         log.info("notify_worker_stopped")

@@ -43,12 +43,12 @@ from services.referral.openapi import (
     error_responses,
 )
 from services.referral.ratelimit import RateLimiter
-from services.referral.relay import OutboxRelay
 from services.referral.service import Intake, Outcome, check, derived_event_id, rejection
 from services.referral.validation import schema_problems
 from shared.auth import InvalidToken, Role, verify_token
 from shared.events.envelope import Envelope
 from shared.logs import get_logger
+from shared.outbox import OutboxRelay
 from shared.settings import Settings, get_settings
 
 log = get_logger(__name__)

@@ -20,14 +20,14 @@ from services.referral.middleware import LatencyMetrics, body_limit_for, too_lar
 from services.referral.models import Problem
 from services.referral.openapi import install_openapi
 from services.referral.ratelimit import RateLimiter
-from services.referral.relay import OutboxRelay, track_processed
+from services.referral.relay import outbox_relay, track_processed
 from services.referral.service import Intake
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
 from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import Settings, get_settings
-from shared.startup import StartStep, Startup, StartupGate, migrations
+from shared.startup import StartStep, Startup, StartupGate, migrations, stop_background
 from shared.topics import INTAKE
 
 log = get_logger(__name__)
@@ -51,7 +51,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     startup = Startup("referral", pending=bool(steps) or background)
     engine = make_engine(settings.database_url)
     intake = Intake(engine, INTAKE.name(settings))
-    relay = OutboxRelay(settings, intake)
+    relay = outbox_relay(settings, intake)
     state = ReferralState(engine=engine, intake=intake, limiter=RateLimiter(), relay=relay)
 
     @contextlib.asynccontextmanager
@@ -71,14 +71,8 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
         finally:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
-            stop.set()
             relay.wakeup.set()
-            if tasks:
-                # A Kafka client stuck connecting must not hold up shutdown: what is unpublished stays queued.
-                _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_background(tasks, stop, SHUTDOWN_GRACE_S)
             engine.dispose()
 
     app = FastAPI(

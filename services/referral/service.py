@@ -41,6 +41,7 @@ from services.referral.validation import (
     service_rule_problems,
 )
 from shared.events.envelope import Envelope, utcnow
+from shared.topics import INTAKE
 
 # Namespace for event_ids the server derives from a client's Idempotency-Key or from file rows.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0d6c4c1e-7a53-4b8e-9a57-52f1a5a0c3d2")
@@ -52,9 +53,8 @@ def derived_event_id(client_id: str, key: str) -> uuid.UUID:
 
 
 def partition_key(event: Envelope) -> str:
-    """Intake is keyed by the source's child identifier so one child's facts stay in order."""
-    child = event.payload.child
-    return str(child.upn or child.la_child_id or event.event_id)
+    """The event's key on the intake topic (the topic's spec names it), as the outbox row stores it."""
+    return INTAKE.key_for(event).decode()
 
 
 def corrects(event: Envelope) -> str | None:

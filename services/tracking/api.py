@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from shared.events.envelope import Source, utcnow
 from shared.events.internal import (
     RESOLVED_STATES,
     CaseState,
+    ChildFact,
     ChildMerged,
     ChildMergedPayload,
     ChildSplit,
@@ -47,6 +49,8 @@ def get_engine(request: Request) -> Engine:
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+# Queues a review decision's event in the decision's session (the caller commits both together).
+Publish = Callable[[Session, ChildMerged | ChildSplit | ChildFact], None]
 
 
 class CaseOut(BaseModel):
@@ -297,7 +301,7 @@ def _audit(session: Session, who: Principal, action: str, child_id: str | None, 
     )
 
 
-def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRouter:
+def build_router(publish: Publish, matcher: CrossLAMatcher | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["cases"])
     cross = matcher or CrossLAMatcher()
 
@@ -560,9 +564,7 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
             return [r.model_dump(mode="json") for r in rows]
 
     @router.post("/review-items/{review_id}/decision")
-    async def decide(
-        review_id: uuid.UUID, body: Decision, who: CaseReader, engine: EngineDep
-    ) -> dict[str, Any]:
+    def decide(review_id: uuid.UUID, body: Decision, who: CaseReader, engine: EngineDep) -> dict[str, Any]:
         """A person's decision on a possible duplicate: link publishes ChildMerged; not_link closes the
         item."""
         with Session(engine, expire_on_commit=False) as session:
@@ -592,8 +594,7 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
                     cross.federation.send_decision(session, link, body.decision, who.la_code)
                 _audit(session, who, f"review_{body.decision}", item.child_id, body.reason)
                 if closing is not None:
-                    # As for a merge: publish before commit; a retry publishes the same event id.
-                    await publish(closing)
+                    publish(session, closing)  # in the decision's transaction (outbox), as for a merge
                 session.commit()
                 return {"review_id": str(review_id), "status": link.status}
             merged: ChildMerged | None = None
@@ -624,9 +625,9 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
             session.add(item)
             _audit(session, who, f"review_{body.decision}", item.child_id, body.reason)
             if merged is not None:
-                # Publish before commit: if the commit fails the item stays open and a retry republishes the
-                # same event (its id is derived from the review item), which the case agent deduplicates.
-                await publish(merged)
+                # Queued in the decision's transaction: the decision and its event are committed together or
+                # not at all (the event id is derived from the review item: a republish is deduplicated).
+                publish(session, merged)
             session.commit()
         return {"review_id": str(review_id), "status": "linked" if merged else "not_linked"}
 
@@ -677,9 +678,7 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
         )
 
     @router.post("/review-items/{review_id}/undo")
-    async def undo_link(
-        review_id: uuid.UUID, body: Undo, who: CaseReader, engine: EngineDep
-    ) -> dict[str, Any]:
+    def undo_link(review_id: uuid.UUID, body: Undo, who: CaseReader, engine: EngineDep) -> dict[str, Any]:
         """Undo a person's link of two children: publishes ChildSplit, which gives the merged child back its
         facts and re-folds both cases. New facts with the merged child's identifiers resolve to it again."""
         with Session(engine, expire_on_commit=False) as session:
@@ -718,8 +717,7 @@ def build_router(publish: Any, matcher: CrossLAMatcher | None = None) -> APIRout
             item.decided_by, item.decided_at = who.sub, utcnow()
             session.add(item)
             _audit(session, who, "review_undo_link", item.child_id, body.reason)
-            # As for the link: publish before commit; a retry republishes the same event id (deduplicated).
-            await publish(split)
+            publish(session, split)  # in the decision's transaction (outbox), as for the link
             session.commit()
         return {
             "review_id": str(review_id),

@@ -1,5 +1,5 @@
-"""create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the producer for review
-decisions."""
+"""create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the outbox relay that
+publishes review decisions."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from sqlmodel import Session
 
 from services.tracking.api import build_router
 from services.tracking.gauges import register_open_cases_gauge
+from services.tracking.models import TrackingOutbox
 from services.tracking.peer_api import PeerSender, build_peer_router
 from services.tracking.peers import matcher_for
 from services.tracking.register_api import build_register_router
@@ -21,20 +22,19 @@ from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
-from shared.events.catalogue import encode_event
 from shared.events.internal import ChildFact, ChildMerged, ChildSplit
-from shared.kafka import aiokafka_config
 from shared.openapi_errors import document_errors
 from shared.ops import ReadinessCheck, database_check, kafka_check, ops_router
+from shared.outbox import OutboxRelay, add_to_outbox, new_producer
 from shared.settings import Settings, get_settings
-from shared.startup import StartStep, Startup, StartupGate, migrations
+from shared.startup import StartStep, Startup, StartupGate, migrations, stop_background
 from shared.topics import CHILD_EVENTS
 
 
 def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
     steps = migrations(settings.database_url, MIGRATIONS, "tracking")
     engine = make_engine(settings.database_url)
-    producer_box: dict[str, AIOKafkaProducer] = {}
+    relay = OutboxRelay(engine, TrackingOutbox, lambda: new_producer(settings, "cme-tracking-api"))
     startup = Startup("tracking")
     kafka_ready = kafka_check(settings)
     cfg = tracking_settings(settings)
@@ -42,17 +42,14 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async def start_producer() -> None:
-            producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **aiokafka_config(settings))
-            producer_box["p"] = producer
-            await producer.start()
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
 
-        async def stop_producer() -> None:
-            if "p" in producer_box:
-                await producer_box.pop("p").stop()
+        async def start_relay() -> None:
+            tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
 
         starting = await startup.begin(
-            *steps, StartStep("kafka", kafka_ready), StartStep("producer", start_producer, stop_producer)
+            *steps, StartStep("kafka", kafka_ready), StartStep("relay", start_relay)
         )
         # Messages to other deployments (docs/TRACKING.md "Between deployments"), if there are any.
         sender = (
@@ -67,16 +64,16 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
             if sender is not None:
                 sender.cancel()
             await asyncio.gather(starting, *([sender] if sender else []), return_exceptions=True)
-            await stop_producer()
+            relay.wakeup.set()
+            await stop_background(tasks, stop)
             engine.dispose()
 
-    async def publish(event: ChildMerged | ChildSplit | ChildFact) -> None:
-        # Keyed by the child whose record acts first: the merged child hands its facts on; a split starts at
-        # the surviving child; a fact (a cross-LA confirmation) goes to its child.
+    def publish(session: Session, event: ChildMerged | ChildSplit | ChildFact) -> None:
+        """Queue a review decision's event in the decision's own transaction (the caller commits); the relay
+        publishes it. Keyed by the child whose record acts first: the merged child hands its facts on; a split
+        starts at the surviving child; a fact (a cross-LA confirmation) goes to its child."""
         key = event.payload.merged_child_id if isinstance(event, ChildMerged) else event.payload.child_id
-        await producer_box["p"].send_and_wait(
-            CHILD_EVENTS.name(settings), encode_event(event), key=str(key).encode()
-        )
+        add_to_outbox(session, TrackingOutbox, CHILD_EVENTS.name(settings), str(key), event)
 
     app = FastAPI(title="CME Tracker: tracking", lifespan=lifespan)
     app.state.engine = engine

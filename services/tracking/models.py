@@ -10,6 +10,7 @@ from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.events.envelope import utcnow
+from shared.outbox import OutboxBase
 
 
 class TrackingChild(SQLModel, table=True):
@@ -298,3 +299,10 @@ class TrackingRegisterHistory(SQLModel, table=True):
     source_system: str | None = Field(default=None, max_length=64)
     details: str | None = Field(default=None, sa_column=Column(Text))
     recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingOutbox(OutboxBase, table=True):
+    """Events a person's review decision publishes (merge, split, cross-LA confirmation), written in the
+    decision's transaction and published by the API's outbox relay."""
+
+    __tablename__ = "tracking_outbox"

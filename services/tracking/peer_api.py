@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -65,7 +65,7 @@ def _refuse(engine: Engine, request: Request, peer_id: str, code: int, why: str)
 
 
 def build_peer_router(
-    federation: Federation | None, engine: Engine, publish: Callable[[Any], Awaitable[None]]
+    federation: Federation | None, engine: Engine, publish: Callable[[Session, Any], None]
 ) -> APIRouter:
     router = APIRouter(prefix="/v1/peer", tags=["peers"])
 
@@ -125,16 +125,16 @@ def build_peer_router(
         return {"link_id": str(answer.link_id), "status": outcome}
 
     @router.post("/decisions")
-    async def decisions(decision: PeerDecision, request: Request, peer: Peer = signed) -> dict[str, str]:
+    def decisions(decision: PeerDecision, request: Request, peer: Peer = signed) -> dict[str, str]:
         """A person in the peer confirmed or rejected a match; a confirmation closes the case here."""
-        await asyncio.to_thread(speaks_for, request, peer, decision.decided_la_code)
+        speaks_for(request, peer, decision.decided_la_code)
         with Session(engine, expire_on_commit=False) as session:
             try:
                 closing = _federation().receive_decision(session, peer, decision)
             except UnknownSubject as exc:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
             if closing is not None:
-                await publish(closing)  # before commit: a redelivery publishes the same event id
+                publish(session, closing)  # in the decision's transaction (the outbox): both or neither
             session.commit()
         return {"link_id": str(decision.link_id), "status": "taken"}
 

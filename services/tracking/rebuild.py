@@ -46,7 +46,7 @@ from services.tracking.models import (
 from services.tracking.projection import project_into
 from services.tracking.stream.app import MIGRATIONS
 from services.tracking.stream.case_agent import apply, load_record
-from services.tracking.stream.handling import POISON
+from shared.consumer import POISON
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
 from shared.logs import get_logger

@@ -38,7 +38,7 @@ from services.web.sessions import (
     set_session_cookie,
 )
 from services.web.settings import WebSettings
-from shared.auth import CASE_READERS, Audience, Principal, Role, issue_token
+from shared.auth import ACKNOWLEDGERS, CASE_READERS, Audience, Principal, Role, issue_token
 from shared.events.envelope import utcnow
 from shared.events.vocab import ResolutionReason
 from shared.logs import get_logger
@@ -66,7 +66,6 @@ templates.env.globals["RESOLUTION_REASONS"] = [
     (r.value, words.in_words(r.value, words.RESOLUTIONS)) for r in ResolutionReason
 ]
 OPS_ROLES = frozenset({Role.OPS, Role.ADMIN})
-ACKNOWLEDGERS = frozenset({Role.CASEWORKER, Role.CME_OFFICER, Role.SOCIAL_CARE, Role.MANAGER})
 Reason = Annotated[str, Form(min_length=3, max_length=500)]
 Csrf = Annotated[str, Form()]
 # Where an action returns to: the inbox (with its page and filters) or a case page; never another site.

@@ -14,14 +14,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from services.tracking.stream.case_agent import intake_key
 from shared.db import make_engine
 from shared.events import encode_event
 from shared.events.envelope import Envelope
 from shared.kafka import ensure_topics
 from shared.samples import sample_event
 from shared.settings import PROJECT_ROOT, Settings
-from shared.topics import INTAKE
+from shared.topics import INTAKE, intake_key
 from tests.support.kafka import produce, wait_until
 
 WORKER = PROJECT_ROOT / ".venv" / "bin" / "cme-tracking"

@@ -13,43 +13,52 @@ from sqlmodel import Session, SQLModel, select
 
 from services.escalation.models import EscalationOutbox
 from shared.db import make_engine
-from shared.outbox import run_relay
+from shared.outbox import OutboxRelay
 
 pytestmark = [pytest.mark.faults]
 
 
-class BrokenUntilReset:
-    """Sends fail with a fatal producer error until the owner replaces the producer."""
+class StandInProducer:
+    """The first producer made fails every send with a fatal producer error; later ones work."""
 
-    def __init__(self) -> None:
-        self.broken = True
-        self.resets = 0
-        self.sent: list[bytes] = []
+    made = 0
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def __init__(self, sent: list[bytes]) -> None:
+        StandInProducer.made += 1
+        self.broken = StandInProducer.made == 1
+        self.sent = sent
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
         if self.broken:
             raise RuntimeError("OutOfOrderSequenceNumber")
         self.sent.append(value)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
-    async def reset(self) -> None:
-        self.resets += 1
-        self.broken = False
 
-
-async def test_relay_resets_a_failed_producer_and_publishes(tmp_path: Path) -> None:
+async def test_relay_replaces_a_failed_producer_and_publishes(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
     SQLModel.metadata.create_all(engine, tables=[EscalationOutbox.__table__])  # type: ignore[attr-defined]
     with Session(engine) as session:
         session.add(EscalationOutbox(event_id="e1", topic="t", key="k", value=b"one"))
         session.commit()
-    producer, stop = BrokenUntilReset(), asyncio.Event()
-    relay = asyncio.create_task(run_relay(engine, EscalationOutbox, producer.send, stop, idle_s=0.05,
-                                          reset=producer.reset))  # fmt: skip
+    sent: list[bytes] = []
+    StandInProducer.made = 0
+    stop = asyncio.Event()
+    relay = OutboxRelay(engine, EscalationOutbox, lambda: StandInProducer(sent), idle_s=0.05)
+    running = asyncio.create_task(relay.run(stop))
     deadline = asyncio.get_running_loop().time() + 10
-    while not producer.sent and asyncio.get_running_loop().time() < deadline:
+    while not sent and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     stop.set()
-    await asyncio.wait_for(relay, 5)
-    assert producer.resets == 1 and producer.sent == [b"one"]
+    await asyncio.wait_for(running, 5)
+    assert StandInProducer.made == 2 and sent == [b"one"]
     with Session(engine) as session:
         assert session.exec(select(EscalationOutbox)).one().published_at is not None

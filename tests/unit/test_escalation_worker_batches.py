@@ -17,7 +17,8 @@ from services.escalation.config import EscalationSettings
 from services.escalation.models import EscalationDeadline, EscalationOutbox, EscalationProcessedEvent
 from services.escalation.timesource import SimulatedTime
 from services.escalation.watermarks import watermarks
-from services.escalation.worker import EscalationWorker, _Record
+from services.escalation.worker import EscalationWorker
+from shared.consumer import Record as _Record
 from shared.db import make_engine, migrate
 from shared.events.catalogue import encode_event
 from shared.events.envelope import Envelope

@@ -58,26 +58,26 @@ class _FakeServer:
 def test_a_database_that_cannot_start_names_its_log_and_stops_the_broker_it_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared import cli
+    from shared.localstack import stack
 
     broker = _FakeServer(tmp_path / "kafka")
     cluster = _FakeServer(tmp_path / "postgres", fails=True)
-    monkeypatch.setattr(cli, "_broker", lambda settings: broker)
-    monkeypatch.setattr(cli, "_postgres", lambda settings: cluster)
-    with pytest.raises(cli.StackError, match=str(tmp_path / "postgres" / "server.log")):
-        cli.stack_up(Settings(data_dir=tmp_path), with_postgres=True)
+    monkeypatch.setattr(stack, "local_broker", lambda settings: broker)
+    monkeypatch.setattr(stack, "local_postgres", lambda settings: cluster)
+    with pytest.raises(stack.StackError, match=str(tmp_path / "postgres" / "server.log")):
+        stack.stack_up(Settings(data_dir=tmp_path), with_postgres=True)
     assert broker.stopped
 
 
 def test_a_run_stops_only_what_it_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import cli
+    from shared.localstack import stack
 
     broker = _FakeServer(tmp_path / "kafka", running=True)  # someone's `cme stack up`: it stays up
     cluster = _FakeServer(tmp_path / "postgres")
-    monkeypatch.setattr(cli, "_broker", lambda settings: broker)
-    monkeypatch.setattr(cli, "_postgres", lambda settings: cluster)
+    monkeypatch.setattr(stack, "local_broker", lambda settings: broker)
+    monkeypatch.setattr(stack, "local_postgres", lambda settings: cluster)
     monkeypatch.setattr("shared.kafka.ensure_topics", lambda settings: [])
-    started = cli.stack_up(Settings(data_dir=tmp_path), with_postgres=True)
+    started = stack.stack_up(Settings(data_dir=tmp_path), with_postgres=True)
     assert started.env["CME_DATABASE_URL"] == cluster.url
     started.stop()
     assert cluster.stopped and not broker.stopped

@@ -15,8 +15,8 @@ from faust.types.tuples import Message
 from sqlalchemy.exc import OperationalError
 
 from services.tracking.stream import handling
-from services.tracking.stream.batching import batches, current, release
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
+from shared.stream_batching import batches, current, release
 
 
 class FakeEvent:
@@ -175,3 +175,17 @@ async def test_a_lone_record_keeps_the_one_record_semantics() -> None:
     assert await process_batch_or_one_by_one("cases", dead_letters, [FakeEvent(9, b"poison")], handler) == 1
     assert handler.calls == [[9]]
     assert len(dead_letters.sent) == 1
+
+
+async def test_a_database_outage_longer_than_the_attempts_dead_letters_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared policy: a transient error is retried until it passes (tracking dead-lettered it after 5)."""
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(handling.asyncio, "sleep", no_wait)
+    handler, dead_letters = Recorder(fail=OperationalError, times=12), FakeTopic()
+    assert await process_batch_or_one_by_one("cases", dead_letters, [FakeEvent(4, b"poison")], handler) == 0
+    assert len(handler.calls) == 13 and dead_letters.sent == []

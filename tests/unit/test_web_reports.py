@@ -114,7 +114,7 @@ def case_store(tmp_path: Path) -> CaseStore:
 def tracking_app(engine: Engine, published: list[object] | None = None) -> FastAPI:
     """Tracking's read API in-process; review decisions' events land in ``published`` (refused if None)."""
 
-    async def publish(event: object) -> None:
+    def publish(session: object, event: object) -> None:
         if published is None:
             raise AssertionError("no review decisions in these tests")
         published.append(event)

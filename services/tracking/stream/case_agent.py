@@ -1,9 +1,9 @@
 """Agent on cme.child-events.v1: apply each fact, merge or split to the child's record in the faust table,
 project the result into the case store and publish transitions, handovers and forwards.
 
-Records come in micro-batches (``stream.batching``): applied in order (several events of one child see each
-other's result), projected in one transaction, their outputs published and acknowledged together, then the
-table written, and only then are the offsets released."""
+Records come in micro-batches (``shared.stream_batching``): applied in order (several events of one
+child see each other's result), projected in one transaction, their outputs published and acknowledged
+together, then the table written, and only then are the offsets released."""
 
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ from services.tracking.crossla import SOUGHT_STATES
 from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, TRANSITIONS
 from services.tracking.peers import matcher_for
 from services.tracking.projection import project_many
-from services.tracking.stream.batching import batches, current, release
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import ChildFact, ChildMerged, ChildPurged, ChildSplit
 from shared.logs import bind_event, get_logger
+from shared.stream_batching import batches, current, release
+from shared.topics import INTAKE
 
 log = get_logger(__name__)
 AGENT = "cases"
@@ -57,11 +58,6 @@ def load_record(raw: Any) -> ChildRecord | None:
     if isinstance(raw, dict):
         return ChildRecord.model_validate(raw)
     return ChildRecord.model_validate_json(raw if isinstance(raw, bytes | str) else bytes(raw))
-
-
-def intake_key(event: Envelope) -> bytes:
-    child = event.payload.child
-    return (child.upn or child.la_child_id or str(event.event_id)).encode()
 
 
 @dataclass
@@ -132,7 +128,7 @@ def register(app: faust.App, ctx: Any) -> None:
         for a in applied:
             key: bytes = a.event.key
             messages += [(ctx.transitions, key, encode_event(t)) for t in a.outcome.transitions]
-            messages += [(ctx.intake, intake_key(h), encode_event(h)) for h in a.outcome.handovers]
+            messages += [(ctx.intake, INTAKE.key_for(h), encode_event(h)) for h in a.outcome.handovers]
             messages += [(ctx.child_events, k.encode(), encode_event(f)) for k, f in a.outcome.forwards]
         await send_all(messages)
         for child_id, event in changed.items():

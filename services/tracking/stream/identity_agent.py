@@ -1,7 +1,7 @@
 """Agent on the intake topic: resolve which child a fact is about and publish it re-keyed by child_id.
 
-Records come in micro-batches (``stream.batching``): a batch is resolved in one transaction, its child facts
-are published together and acknowledged by the broker, and only then are its offsets released."""
+Records come in micro-batches (``shared.stream_batching``): a batch is resolved in one transaction, its
+child facts are published together and acknowledged by the broker, and only then are its offsets released."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import faust
 from services.tracking.identity import IdentityResolver, Resolution
 from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, MATCHES
 from services.tracking.peers import matcher_for
-from services.tracking.stream.batching import batches, release
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
 from shared.events.catalogue import decode_inbound, encode_event
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import ChildFact, ChildFactPayload
 from shared.logs import bind_event, get_logger
+from shared.stream_batching import batches, release
 
 log = get_logger(__name__)
 AGENT = "identity"
