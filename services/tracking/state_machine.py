@@ -89,6 +89,10 @@ class EventKind(StrEnum):
     SOCIAL_CARE = "social-care-status-changed"
     SICKNESS_NOTICE = "sickness-absence-notified"
     FAIR_ACCESS_REFERRED = "fair-access-referred"
+    # Escalation's transfer clock ran out (case-clock-expired), the case still waiting since the clock began.
+    TRANSFER_LAPSED = "case-clock-expired:transfer-not-registered"
+    # ... or no longer waiting for that transfer by the due time (registered, moved on, a new transfer).
+    CLOCK_EXPIRED_STALE = "case-clock-expired:case-moved-on"
 
 
 class Verdict(StrEnum):
@@ -312,6 +316,11 @@ TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
     EventKind.SOCIAL_CARE: EVERY_STATE_STAYS,
     EventKind.SICKNESS_NOTICE: EVERY_STATE_STAYS,  # on a roll and sick: the LA's s.19 duty, not a new state
     EventKind.FAIR_ACCESS_REFERRED: EVERY_STATE_STAYS,  # escalation runs the 20-day clock to a place
+    # No registration within the LA's school days (escalation's transfer_not_registered clock, event time):
+    # the transfer failed and the child is missing education, with that state's clocks from the due time.
+    EventKind.TRANSFER_LAPSED: _row(
+        {S.TRANSFER_PENDING: S.MISSING_EDUCATION}, stay=[s for s in ALL_STATES if s != S.TRANSFER_PENDING]),
+    EventKind.CLOCK_EXPIRED_STALE: EVERY_STATE_STAYS,
 }
 # fmt: on
 
@@ -538,7 +547,20 @@ def classify(case: Case, fact: Fact) -> EventKind:
         return EventKind.SICKNESS_NOTICE
     if t == "fair-access-referred":
         return EventKind.FAIR_ACCESS_REFERRED
+    if t == "case-clock-expired":
+        return EventKind.TRANSFER_LAPSED if _still_waiting(case, fact) else EventKind.CLOCK_EXPIRED_STALE
     raise ValueError(f"no event kind for event type {t!r}")
+
+
+def _still_waiting(case: Case, fact: Fact) -> bool:
+    """A transfer clock that ran out applies only to the wait it counted: the case is in the state the clock
+    watched and entered it (by event time) no later than the clock started. A case that was registered, or
+    left for another school after the clock began, is a different wait with its own clock."""
+    a = fact.attrs
+    if a.get("state") != S.TRANSFER_PENDING or case.state != S.TRANSFER_PENDING:
+        return False
+    started = datetime.fromisoformat(str(a["clock_started_at"]))
+    return case.cause_occurred_at is not None and case.cause_occurred_at <= started
 
 
 def _child_protection(case: Case, fact: Fact) -> bool:

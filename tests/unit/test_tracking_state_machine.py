@@ -130,6 +130,8 @@ EXPECTED: dict[EventKind, list[object]] = {
     EventKind.SOCIAL_CARE:            [stay] * N,
     EventKind.SICKNESS_NOTICE:        [stay] * N,
     EventKind.FAIR_ACCESS_REFERRED:   [stay] * N,
+    EventKind.TRANSFER_LAPSED:        [stay, stay, stay, stay, stay, stay, ME,   stay, stay, stay, stay, stay, stay, stay, stay],  # noqa: E501
+    EventKind.CLOCK_EXPIRED_STALE:    [stay] * N,
 }
 # fmt: on
 
