@@ -272,10 +272,15 @@ def test_home_education_under_child_protection_and_part_time_after_exclusion(
     the sixth-day alert at the close of Mon 1 Dec."""
     protected = child(51, vulnerabilities=["child_protection_plan"])
     home_educated, excluded = child(52), child(53)
-    stopped, to_school = child(54), child(55)
+    stopped, to_school, enquiry = child(54), child(55), child(56)
     with run(kafka_settings, postgres_url, tmp_path) as r:
         r.key("school_108001", "--kind", "school", "--name", "new school", "--urn", "108001")
         r.send("school", event("home-education-notified", protected, date(2025, 11, 4)))
+        # A s.47 enquiry recorded with no case open (Mon 3 Nov); the school's notice (Tue 4 Nov) has no flag.
+        r.send("team", event("social-care-status-changed", enquiry, date(2025, 11, 3), school=None,
+                             status="child_protection_enquiry", has_social_worker=True))  # fmt: skip
+        r.processed()
+        r.send("school", event("home-education-notified", enquiry, date(2025, 11, 4)))
         r.send("school", event("home-education-notified", home_educated, date(2025, 11, 3)))
         r.send("team", event("home-education-unsuitable", home_educated, date(2025, 11, 4), school=None))
         for kid in (stopped, to_school):
@@ -289,6 +294,13 @@ def test_home_education_under_child_protection_and_part_time_after_exclusion(
                    what="the social care alert")  # fmt: skip
         at = datetime(2025, 11, 4, 9, 30, tzinfo=UTC)  # the notice's own time: no school day to wait for
         assert ("home_education_child_protection", "childrens_social_care", at) in r.steps(refused["case_id"])
+        under_enquiry = r.wait_state(enquiry, "on_roll_at_risk")  # refused: never home educated
+        assert under_enquiry["social_care_status"] == "child_protection_enquiry"
+        wait_until(lambda: r.mail(MASH, under_enquiry["case_id"], "home_education_child_protection"),
+                   timeout_s=60, what="the social care alert for the child under an enquiry")  # fmt: skip
+        assert ("home_education_child_protection", "childrens_social_care", at) in r.steps(
+            under_enquiry["case_id"]
+        )
         unsuitable = r.wait_state(home_educated, "missing_education")
         assert unsuitable["reason"] == "home_education_unsuitable" and unsuitable["outcome"] is None
         ended = r.wait_state(stopped, "missing_education")

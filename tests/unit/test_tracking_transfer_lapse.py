@@ -143,7 +143,7 @@ def test_a_repeated_clock_is_a_duplicate_and_a_clock_on_another_state_changes_no
     again = apply_clock_expired(record, _expired())
     assert again.duplicate and again.transitions == []
     # Missing education, in education, no case: the clock is stale there (every state stays).
-    lapsed = [f for f in record.facts if f.event_type == "case-clock-expired"][0]
+    lapsed = next(f for f in record.facts if f.event_type == "case-clock-expired")
     assert classify(record.case, lapsed) == EventKind.CLOCK_EXPIRED_STALE
     alone, outs = _run(_expired())
     assert alone.case.state is None and outs[0].transitions == []
