@@ -278,7 +278,8 @@ def apply_clock_expired(record: ChildRecord, event: CaseClockExpired) -> Outcome
         },
     )
     out = Outcome(record=record)
-    if fact.event_id in record.seen:
+    if fact.event_id in record.seen or not record.facts:
+        # Seen, or a child with no facts here (purged at retention): nothing to record or project.
         out.duplicate = True
         return out
     if record.merged_into is not None:
@@ -348,7 +349,10 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
     else:
         after, steps = fold(record.la_code, facts)
         own = next(x for x in steps if x.fact_id == fact.event_id)
-        transition = _net_change(record, before, after, inbound, fact.occurred_at)
+        # Dated when the case entered its state by event time, never before the late fact: the clocks that
+        # transition starts count from there (a transfer clock names the wait it counted by that time).
+        entered = max(fact.occurred_at, after.cause_occurred_at or fact.occurred_at)
+        transition = _net_change(record, before, after, inbound, entered)
         kind_of_change = "correction" if correction else "late"
         verdict = kind_of_change if transition is None else f"{kind_of_change}-applied"
         why = (

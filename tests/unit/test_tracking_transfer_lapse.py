@@ -145,5 +145,24 @@ def test_a_repeated_clock_is_a_duplicate_and_a_clock_on_another_state_changes_no
     # Missing education, in education, no case: the clock is stale there (every state stays).
     lapsed = next(f for f in record.facts if f.event_type == "case-clock-expired")
     assert classify(record.case, lapsed) == EventKind.CLOCK_EXPIRED_STALE
-    alone, outs = _run(_expired())
-    assert alone.case.state is None and outs[0].transitions == []
+    alone, outs = _run(_expired())  # no record here (purged): nothing recorded, projected or saved
+    assert alone.case.state is None and outs[0].duplicate and alone.facts == []
+
+
+def test_a_wait_a_late_fact_opens_is_dated_when_it_began_so_its_clock_can_move_it() -> None:
+    """Registered at 108001 on Mon 3 Nov; the deletion from 108000 for 108001 (Wed 5 Nov) changes nothing
+    (already arrived). Late comes 108001's own deletion to an unknown destination on Tue 4 Nov: in event
+    order the child was missing, then waited for 108001 from Wed 5 Nov. The transition into the wait is
+    dated Wed 5 Nov (when it began), not the late fact's time, so the clock escalation starts from it is
+    the one tracking counts as this wait's."""
+    record, _ = _run(_registered(date(2025, 11, 3)), _left(date(2025, 11, 5)))
+    assert record.case.state == CaseState.IN_EDUCATION
+    left_unknown = _fact("pupil-left-roll", date(2025, 11, 4), deletion_ground="i", enquiries_completed=True,
+                         school_urn="108001", destination={"known": False})  # fmt: skip
+    late = apply_child_fact(record, left_unknown)
+    [t] = late.transitions
+    began = datetime(2025, 11, 5, 9, 30, tzinfo=UTC)
+    assert (t.payload.from_state, t.payload.to_state) == ("in_education", "transfer_pending")
+    assert t.payload.cause_occurred_at == began == late.record.case.cause_occurred_at
+    lapsed = apply_clock_expired(late.record, _expired(started=t.payload.cause_occurred_at))
+    assert lapsed.record.case.state == CaseState.MISSING_EDUCATION
