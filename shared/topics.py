@@ -10,6 +10,7 @@ from shared.events.envelope import Envelope
 from shared.events.inbound import INBOUND_EVENT_CLASSES
 from shared.events.internal import (
     AlertAck,
+    CaseClockExpired,
     CaseTransition,
     ChildFact,
     ChildMerged,
@@ -68,10 +69,11 @@ INTAKE = TopicSpec(
 CHILD_EVENTS = TopicSpec(
     "cme.child-events.v1",
     key="child_id",
-    producer="tracking (identity resolution)",
+    producer="tracking (identity resolution); escalation (case-clock-expired)",
     consumers=("tracking (state machine)",),
-    description="Facts about one resolved child, merges and splits of children, and purges at retention.",
-    events=(ChildFact, ChildMerged, ChildSplit, ChildPurged),
+    description="Facts about one resolved child, merges and splits of children, purges at retention, and the"
+    " clocks escalation decided ran out while the case was still in the state they watch.",
+    events=(ChildFact, ChildMerged, ChildSplit, ChildPurged, CaseClockExpired),
 )
 CASE_TRANSITIONS = TopicSpec(
     "cme.case-transitions.v1",

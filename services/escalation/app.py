@@ -20,7 +20,7 @@ from shared.ops import database_check, kafka_check, ops_router
 from shared.school_calendar import CalendarRegistry
 from shared.settings import get_settings
 from shared.startup import StartStep, Startup, StartupGate, migrations
-from shared.topics import ESCALATIONS
+from shared.topics import CHILD_EVENTS, ESCALATIONS
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -36,6 +36,7 @@ def load_deps(settings: EscalationSettings) -> Deps:
         rules=RuleSet.load(overrides_dir=settings.rules_dir),
         calendars=CalendarRegistry(settings.calendars_dir),
         escalations_topic=ESCALATIONS.name(settings),
+        child_events_topic=CHILD_EVENTS.name(settings),
     )
 
 

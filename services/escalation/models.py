@@ -71,6 +71,9 @@ class EscalationDeadline(SQLModel, table=True):
     # child_id, with the same partition count): the deadline is decided only once that partition's
     # watermark has passed its due time (see EscalationWatermark).
     partition: int = 0
+    # The event time the clock counted from (the case entered the watched state, the event's start): a rule
+    # that moves the case when it runs out (``moves_case``) tells tracking which wait it counted.
+    clock_started_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column())
     fired_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     cancelled_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
@@ -141,6 +144,21 @@ class EscalationCase(SQLModel, table=True):
     state: str = Field(max_length=32)
     state_since: datetime = Field(sa_column=_utc_column())
     # What event-watching rules match on, as of the newest transition.
+    has_social_worker: bool = False
+    social_care_status: str = Field(default="none", max_length=32)
+    vulnerabilities: str = Field(default="", max_length=500)  # comma-separated Vulnerability codes
+    safeguarding_concern: bool = False
+
+
+class EscalationChild(SQLModel, table=True):
+    """What the service knows of a child's social-care context, per child (and LA), whether or not a case is
+    open: a child protection status learnt from any fact (a status event, a flag) while no case existed still
+    routes a later home-education notice that carries no flag to children's social care."""
+
+    __tablename__ = "escalation_children"
+
+    child_id: str = Field(primary_key=True, max_length=36)
+    la_code: str = Field(primary_key=True, max_length=3)
     has_social_worker: bool = False
     social_care_status: str = Field(default="none", max_length=32)
     vulnerabilities: str = Field(default="", max_length=500)  # comma-separated Vulnerability codes

@@ -110,6 +110,9 @@ SOCIAL_CARE_FLAGS: frozenset[str] = frozenset(
         SocialCareStatus.LOOKED_AFTER,
     )
 )
+# States whose clock may move the case when it runs out (``Rule.moves_case``): tracking's table has the row
+# (a transfer with no registration becomes missing education). Other states' clocks only alert.
+MOVABLE_STATES: frozenset[str] = frozenset({CaseState.TRANSFER_PENDING.value})
 # Watches whose context carries enquiries_completed (PupilLeftRollPayload.enquiries_completed).
 ENQUIRY_WATCHES: frozenset[str] = frozenset({"pupil-left-roll"})
 
@@ -244,6 +247,10 @@ class Rule(_Frozen):
     # Event types that end an event rule's clock and escalations for the child (a place allocated ends the
     # fair access clock); a resolved case ends every rule anyway.
     ends_on: tuple[str, ...] = ()
+    # When the clock runs out with the case still in the watched state (decided on event time), escalation
+    # tells tracking (a case-clock-expired fact dated the due time) and the case moves as tracking's table
+    # says: transfer_pending -> missing_education. Only for the states in MOVABLE_STATES.
+    moves_case: bool = False
 
     @field_validator("conditions")
     @classmethod
@@ -290,15 +297,24 @@ class Rule(_Frozen):
             raise ValueError("an immediate rule fires at once, so its clock amount must be 0")
         return value
 
+    @model_validator(mode="after")
+    def _moves_a_movable_state(self) -> Rule:
+        if self.moves_case and (self.watches.state is None or self.watches.key not in MOVABLE_STATES):
+            raise ValueError(
+                f"moves_case is for rules watching {', '.join(sorted(MOVABLE_STATES))} (tracking's table"
+                f" moves no other state on a clock), not {self.watches.key}"
+            )
+        return self
+
     def applies_to(self, ctx: MatchContext) -> bool:
         return not self.conditions or any(c.matches(ctx) for c in self.conditions)
 
     @cached_property
     def canonical_json(self) -> str:
         """Sorted-key, whitespace-free JSON of the whole rule: what a running escalation should store."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        # moves_case only when set: a rule without it keeps the fingerprint it had before the field existed.
+        data = self.model_dump(mode="json", exclude=None if self.moves_case else {"moves_case"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -328,8 +344,8 @@ class MatchContext:
         """Every social-care status the child is known to have: the recorded status and the social-care
         vulnerability flags (child_in_need, child_protection_plan, looked_after) any event carried."""
         known = set(self.vulnerabilities & SOCIAL_CARE_FLAGS)
-        if self.social_care_status in SOCIAL_CARE_FLAGS:
-            known.add(self.social_care_status)
+        if self.social_care_status and self.social_care_status != SocialCareStatus.NONE.value:
+            known.add(self.social_care_status)  # a child protection enquiry is a status no flag carries
         return frozenset(known)
 
     def with_fact(

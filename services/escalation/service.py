@@ -34,6 +34,7 @@ from services.escalation.models import (
     DeadlineKind,
     DeadlineStatus,
     EscalationCase,
+    EscalationChild,
     EscalationDeadline,
     EscalationOutbox,
     EscalationProcessedEvent,
@@ -50,6 +51,8 @@ from shared.events.internal import (
     RESOLVED_STATES,
     AckAction,
     AlertAck,
+    CaseClockExpired,
+    CaseClockExpiredPayload,
     CaseState,
     CaseTransition,
     ChildFact,
@@ -86,6 +89,8 @@ class Deps:
     rules: RuleSet
     calendars: CalendarRegistry
     escalations_topic: str
+    # Where a clock that moves the case (Rule.moves_case) tells tracking it ran out.
+    child_events_topic: str = "cme.child-events.v1"
 
 
 @dataclass
@@ -139,13 +144,38 @@ def _known_context(case: EscalationCase, reason: str | None) -> MatchContext:
     )
 
 
+def _child_context(session: Session, child: str, la: str) -> MatchContext | None:
+    """What escalation knows of the child's social-care context, per child, case or no case."""
+    row = session.get(EscalationChild, (child, la))
+    if row is None:
+        return None
+    return MatchContext(
+        has_social_worker=row.has_social_worker,
+        social_care_status=row.social_care_status,
+        vulnerabilities=frozenset(v for v in row.vulnerabilities.split(",") if v),
+        safeguarding_concern=row.safeguarding_concern,
+    )
+
+
+def _remember_child(session: Session, child: str, la: str, ctx: MatchContext) -> None:
+    row = session.get(EscalationChild, (child, la)) or EscalationChild(child_id=child, la_code=la)
+    row.has_social_worker = ctx.has_social_worker
+    row.social_care_status = ctx.social_care_status or "none"
+    row.vulnerabilities = ",".join(sorted(ctx.vulnerabilities))
+    row.safeguarding_concern = ctx.safeguarding_concern
+    session.add(row)
+
+
 def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: datetime) -> Outcome:
     p = event.payload
     child, la = str(p.child_id), p.la_code
     case = session.get(EscalationCase, (child, la))
     occurred = as_utc(p.cause_occurred_at)
-    if case is not None and occurred < as_utc(case.state_since):
-        # Out of order: a newer transition was already applied; event time decides, not arrival.
+    follows = case is not None and p.from_state is not None and p.from_state.value == case.state
+    if case is not None and occurred < as_utc(case.state_since) and not follows:
+        # Out of order: a newer transition was already applied; event time decides, not arrival. A transition
+        # from the state we hold is tracking's next step even when dated earlier: a late fact re-folded (a
+        # registration dated before a transfer clock ran out undoes the move to missing education).
         return Outcome("stale")
     # Same state, new context (a social worker allocated while missing): only the rules the new context adds
     # start; those already matched before have run (or been acknowledged or resolved) and must not repeat.
@@ -162,6 +192,9 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     case.vulnerabilities = ",".join(sorted(v.value for v in p.vulnerabilities))
     case.safeguarding_concern = p.safeguarding_concern
     session.add(case)
+    _remember_child(session, child, la, MatchContext.from_transition(p))
+    if p.cause_event_type == CaseClockExpired.model_fields["event_type"].default and p.from_state is not None:
+        _carry_over(session, deps, child, la, p.from_state.value, p.to_state.value)
 
     outcome = Outcome("applied")
     if p.to_state in RESOLVED_STATES:
@@ -184,6 +217,7 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     )  # fmt: skip
     ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
     rules = deps.rules.match_rules(la, p.to_state.value, ctx)
+    started_at = as_utc(p.cause_occurred_at)
     if earlier is not None:
         matched_before = {r.id for r in deps.rules.match_rules(la, p.to_state.value, earlier)}
         rules = [r for r in rules if r.id not in matched_before]
@@ -201,9 +235,40 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
             case_id=str(p.case_id),
             trigger_event_id=str(event.event_id),
             due_at=rule.clock.due_at(p.cause_occurred_at, calendar),
+            clock_started_at=started_at,
         )
         outcome.started.append(rule.id)
     return outcome
+
+
+def _carry_over(session: Session, deps: Deps, child: str, la: str, left: str, entered: str) -> None:
+    """A case moved by its own clock (a transfer not registered in time, now missing education): the alert
+    that clock raised is the news of the move, so it carries over to the state it led to (its ladder goes on
+    there, its review follows that state) instead of being withdrawn as a case that moved on."""
+    moving = [r.id for r in deps.rules.rules_for(la) if r.moves_case and r.watches.key == left]
+    if not moving:
+        return
+    escalations = session.exec(
+        select(EscalationRecord).where(
+            EscalationRecord.child_id == child,
+            EscalationRecord.la_code == la,
+            EscalationRecord.watch_key == left,
+            col(EscalationRecord.rule_id).in_(moving),
+            col(EscalationRecord.status).in_(OPEN_STATUSES),
+            col(EscalationRecord.ended_at).is_(None),
+        )
+    ).all()
+    for esc in escalations:
+        esc.watch_key = entered
+        session.add(esc)
+        session.execute(
+            update(EscalationDeadline)
+            .where(
+                col(EscalationDeadline.escalation_id) == esc.id,
+                col(EscalationDeadline.status) == DeadlineStatus.PENDING,
+            )
+            .values(watch_key=entered)
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -316,6 +381,10 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
         return Outcome("retraction", cancelled=cancelled, published=published)
     calendar = deps.calendars.calendar_for(la)
     occurred = as_utc(fact.occurred_at)
+    case = session.get(EscalationCase, (child, la))
+    # Per child, case or no case: a status or flag learnt now still counts for a later fact that has none.
+    known = _child_context(session, child, la) or (_known_context(case, None) if case else MatchContext())
+    _remember_child(session, child, la, fact_context(known, fact, FactWatch(fact.event_type, None, occurred)))
     ended = sorted({r.watches.key for r in deps.rules.rules_for(la) if fact.event_type in r.ends_on})
     ending = (0, 0)
     if ended:
@@ -327,10 +396,8 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     watches = [w for w in fact_watches(fact, occurred, calendar) if w.key in watched]
     if not watches:
         return Outcome("ended" if ended else "not_watched", cancelled=ending[0], published=ending[1])
-    case = session.get(EscalationCase, (child, la))
     if case is not None and case.state in RESOLVED_STATES and as_utc(case.state_since) >= occurred:
         return Outcome("already_resolved")  # the case was resolved after this fact happened
-    known = _known_context(case, None) if case else MatchContext()
     outcome = Outcome("applied")
     order = _rule_order(deps.rules, la)
     for watch in watches:
@@ -346,6 +413,7 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
                 case_id=case.case_id if case else None,
                 trigger_event_id=str(fact.event_id),
                 due_at=rule.clock.due_at(watch.start, calendar),
+                clock_started_at=watch.start,
             )
             outcome.started.append(rule.id)
     return outcome
@@ -454,6 +522,7 @@ def schedule_review(
         due_at=rule.clock.due_at(at, deps.calendars.calendar_for(esc.la_code)),
         watch_key=case.state,
         partition=partition,
+        clock_started_at=at,
     )
     return True
 
@@ -595,6 +664,8 @@ def fire_deadline(
     # what ran out first). The episode's end is later than the due time, or the deadline was cancelled.
     limit = due
     withheld = "episode_closed" if ended is not None and ended <= as_of else None
+    if deadline.kind == DeadlineKind.RULE and rule.moves_case and withheld is None:
+        _publish_clock_expired(session, deps, deadline, esc.case_id, rule)
     position = LadderPosition(esc.step_index, as_utc(esc.step_due_at))
     result = advance(rule, position, limit, calendar)
     published = _apply_advance(
@@ -669,6 +740,7 @@ def _start_clock(
     due_at: datetime,
     watch_key: str | None = None,
     partition: int | None = None,
+    clock_started_at: datetime | None = None,
 ) -> None:
     deadline_id = derived_id("rule", child, la, rule.id, trigger_event_id)
     if session.get(EscalationDeadline, deadline_id) is not None:
@@ -688,6 +760,7 @@ def _start_clock(
             rule_json=rule.canonical_json,
             rule_fingerprint=rule.fingerprint,
             partition=_record_partition(session) if partition is None else partition,
+            clock_started_at=as_utc(clock_started_at) if clock_started_at is not None else None,
         )
     )
     session.flush()
@@ -784,6 +857,34 @@ def _apply_advance(
             )
         )
     return published
+
+
+def _publish_clock_expired(
+    session: Session, deps: Deps, deadline: EscalationDeadline, case_id: str, rule: Rule
+) -> None:
+    """Tell tracking that a clock which moves the case ran out while, by every fact up to its due time, the
+    case was still in the watched state. Dated the due time; its id derived from the deadline (itself derived
+    from the child, rule and the transition that started it), so a repeat after a crash is the same fact."""
+    due = as_utc(deadline.due_at)
+    assert rule.watches.state is not None
+    event = CaseClockExpired(
+        event_id=uuid.UUID(derived_id("clock-expired", deadline.id)),
+        occurred_at=due,
+        source=Source(system="cme-escalation", la_code=deadline.la_code),
+        correlation_id=uuid.UUID(deadline.trigger_event_id),
+        payload=CaseClockExpiredPayload(
+            child_id=uuid.UUID(deadline.child_id),
+            case_id=uuid.UUID(case_id),
+            la_code=deadline.la_code,
+            rule_id=rule.id,
+            state=rule.watches.state,
+            # A clock started before this column existed: its due time (tracking then checks the state only).
+            clock_started_at=as_utc(deadline.clock_started_at or due),
+            due_at=due,
+        ),
+    )
+    add_to_outbox(session, EscalationOutbox, deps.child_events_topic, deadline.child_id, event)
+    log.info("clock_expired_published", rule_id=rule.id, la_code=deadline.la_code, due_at=due.isoformat())
 
 
 def _duplicate_of(session: Session, esc: EscalationRecord, alert: StepAlert) -> str | None:

@@ -29,6 +29,7 @@ from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import (
     RESOLVED_STATES,
+    CaseClockExpired,
     CaseState,
     CaseTransition,
     CaseTransitionPayload,
@@ -228,6 +229,12 @@ def _confirmation(record: ChildRecord, after: Case, inbound: Envelope, origin: s
     return decode_inbound(data)
 
 
+def _names_child(event: Envelope) -> bool:
+    """An inbound fact carries the child's identifiers (a confirmation to another LA is resolved by them);
+    escalation's clock carries only ids. Its table rows never move a case to where a handover is confirmed."""
+    return hasattr(event.payload, "child")
+
+
 def _newly_confirmed(before: Case, after: Case) -> str | None:
     """The origin LA to tell, when this fact is the one that confirmed a handed-in child is here."""
     if after.handed_from and after.handover_confirmed and not before.handover_confirmed:
@@ -264,6 +271,42 @@ def apply_child_fact(
         )
         out.record = record.model_copy(update={"seen": [*record.seen, fact.event_id]})
         return out
+    return _apply_fact(record, fact, inbound, out)
+
+
+def apply_clock_expired(record: ChildRecord, event: CaseClockExpired) -> Outcome:
+    """Escalation decided a clock that moves the case ran out (a transfer with no registration): a fact
+    like any other, in event time (``occurred_at`` is the due time), folded with the child's facts."""
+    p = event.payload
+    fact = Fact(
+        event_id=str(event.event_id),
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        la_code=p.la_code,
+        attrs={
+            "state": p.state.value,
+            "rule_id": p.rule_id,
+            "clock_started_at": p.clock_started_at.isoformat(),
+        },
+    )
+    out = Outcome(record=record)
+    if fact.event_id in record.seen or not record.facts:
+        # Seen, or a child with no facts here (purged at retention): nothing to record or project.
+        out.duplicate = True
+        return out
+    if record.merged_into is not None:
+        # The merged child's clocks stopped at the merge; the survivor's own clocks apply.
+        out.timeline.append(
+            TimelineRow(fact.event_id, fact.event_type, fact.occurred_at, "stay", note="child merged")
+        )
+        out.record = record.model_copy(update={"seen": [*record.seen, fact.event_id]})
+        return out
+    return _apply_fact(record, fact, event, out)
+
+
+def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome) -> Outcome:
+    """One fact (an inbound one, or escalation's clock) applied by the ordering rule; ``inbound`` is the event
+    it came in (the cause of any transition)."""
     before = record.case
     late = before.last_occurred_at is not None and fact.occurred_at < before.last_occurred_at
     facts = [*record.facts, fact]
@@ -298,7 +341,7 @@ def apply_child_fact(
             out.transitions.append(_transition(record, before, after, inbound, fact.occurred_at, (), ()))
         if s.handover_to:
             out.handovers.append(_handover(record, inbound, s.handover_to))
-        if s.confirms_handover_to:
+        if s.confirms_handover_to and _names_child(inbound):
             out.handovers.append(_confirmation(record, after, inbound, s.confirms_handover_to))
         if s.flagged:
             out.refused.append((fact.event_id, s.kind))
@@ -318,7 +361,10 @@ def apply_child_fact(
     else:
         after, steps = fold(record.la_code, facts)
         own = next(x for x in steps if x.fact_id == fact.event_id)
-        transition = _net_change(record, before, after, inbound, fact.occurred_at)
+        # Dated when the case entered its state by event time, never before the late fact: the clocks that
+        # transition starts count from there (a transfer clock names the wait it counted by that time).
+        entered = max(fact.occurred_at, after.cause_occurred_at or fact.occurred_at)
+        transition = _net_change(record, before, after, inbound, entered)
         kind_of_change = "correction" if correction else "late"
         verdict = kind_of_change if transition is None else f"{kind_of_change}-applied"
         why = (
@@ -342,8 +388,10 @@ def apply_child_fact(
             if own.handover_to and after.destination_la_code == own.handover_to:
                 out.handovers.append(_handover(record, inbound, own.handover_to))
         origin = _newly_confirmed(before, after)
-        if origin:
+        if origin and _names_child(inbound):
             out.handovers.append(_confirmation(record, after, inbound, origin))
+        elif origin:
+            after = after.model_copy(update={"handover_confirmed": False})  # the next fact tells the origin
         if own.flagged:
             out.refused.append((fact.event_id, own.kind))
     out.timeline.append(row)

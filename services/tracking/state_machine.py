@@ -101,6 +101,10 @@ class EventKind(StrEnum):
     ENTRY_RECORDED = "register-entry-recorded"
     ENTRY_EDUCATION_UNKNOWN = "register-entry-recorded:education-unknown"
     ENTRY_UNSUITABLE = "register-entry-recorded:unsuitable"
+    # Escalation's transfer clock ran out (case-clock-expired), the case still waiting since the clock began.
+    TRANSFER_LAPSED = "case-clock-expired:transfer-not-registered"
+    # ... or no longer waiting for that transfer by the due time (registered, moved on, a new transfer).
+    CLOCK_EXPIRED_STALE = "case-clock-expired:case-moved-on"
 
 
 class Verdict(StrEnum):
@@ -343,6 +347,11 @@ TRANSITIONS: dict[EventKind, dict[CaseState | None, Rule]] = {
     EventKind.ENTRY_UNSUITABLE: _row(
         {NO_CASE: S.MISSING_EDUCATION, S.ELECTIVELY_HOME_EDUCATED: S.MISSING_EDUCATION},
         stay=[*OPEN, *WATCHING, PT], refuse=[S.IN_EDUCATION, S.LEFT_AREA, S.MOVED_ABROAD, S.OUT_OF_SCOPE]),
+    # No registration within the LA's school days (escalation's transfer_not_registered clock, event time):
+    # the transfer failed and the child is missing education, with that state's clocks from the due time.
+    EventKind.TRANSFER_LAPSED: _row(
+        {S.TRANSFER_PENDING: S.MISSING_EDUCATION}, stay=[s for s in ALL_STATES if s != S.TRANSFER_PENDING]),
+    EventKind.CLOCK_EXPIRED_STALE: EVERY_STATE_STAYS,
 }
 # fmt: on
 
@@ -585,7 +594,20 @@ def classify(case: Case, fact: Fact) -> EventKind:
         if a["suitability"] == EducationSuitability.UNKNOWN:
             return EventKind.ENTRY_EDUCATION_UNKNOWN
         return EventKind.ENTRY_RECORDED
+    if t == "case-clock-expired":
+        return EventKind.TRANSFER_LAPSED if _still_waiting(case, fact) else EventKind.CLOCK_EXPIRED_STALE
     raise ValueError(f"no event kind for event type {t!r}")
+
+
+def _still_waiting(case: Case, fact: Fact) -> bool:
+    """A transfer clock that ran out applies only to the wait it counted: the case is in the state the clock
+    watched and entered it (by event time) no later than the clock started. A case that was registered, or
+    left for another school after the clock began, is a different wait with its own clock."""
+    a = fact.attrs
+    if a.get("state") != S.TRANSFER_PENDING or case.state != S.TRANSFER_PENDING:
+        return False
+    started = datetime.fromisoformat(str(a["clock_started_at"]))
+    return case.cause_occurred_at is not None and case.cause_occurred_at <= started
 
 
 def _child_protection(case: Case, fact: Fact) -> bool:

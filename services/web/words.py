@@ -63,6 +63,7 @@ FACTS = {
     "review-date-set": "Review date set",
     "handover-confirmed": "Handover confirmed",
     "case-outcome-recorded": "Case closed with an outcome",
+    "case-clock-expired": "No registration in time: missing education",
     "child-merged": "Records linked",
     "child-split": "Link undone",
     "not-in-school-notice": "Parent's notice (not in school)",

@@ -115,6 +115,26 @@ class ChildPurged(Envelope):
     payload: ChildPurgedPayload
 
 
+class CaseClockExpiredPayload(StrictModel):
+    """Escalation's word that a clock which moves the case ran out, decided on event time: the case was still
+    in ``state`` at ``due_at`` as far as every fact up to then said. Tracking folds it like any fact (its
+    ``occurred_at`` is ``due_at``): it moves the case only if the case is still in the state it has been in
+    since ``clock_started_at`` (a registration dated before the due time wins, even if it arrives later)."""
+
+    child_id: uuid.UUID
+    case_id: uuid.UUID
+    la_code: LACode
+    rule_id: str = Field(max_length=64)
+    state: CaseState  # the state the clock watched (today only transfer_pending)
+    clock_started_at: AwareDatetime  # the event time the clock counted from (the case entered the state)
+    due_at: AwareDatetime
+
+
+class CaseClockExpired(Envelope):
+    event_type: Literal["case-clock-expired"] = "case-clock-expired"
+    payload: CaseClockExpiredPayload
+
+
 class DeadlineRef(StrictModel):
     """A statutory clock a transition starts; escalation turns it into a due time with the LA's rules."""
 
@@ -243,6 +263,7 @@ INTERNAL_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     ChildMerged,
     ChildSplit,
     ChildPurged,
+    CaseClockExpired,
     CaseTransition,
     Escalation,
     AlertAck,

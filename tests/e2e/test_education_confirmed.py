@@ -132,6 +132,17 @@ class Run:
             rows = conn.execute(text(STEPS), {"case": case_id}).all()
         return [(r, level, due.astimezone(UTC)) for r, level, due in rows]
 
+    def pending_deadlines(self, case_id: str) -> list[tuple[str, datetime]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT rule_id, due_at FROM escalation_deadlines WHERE case_id = :c"
+                    " AND status = 'pending' AND kind = 'rule' ORDER BY due_at, rule_id"
+                ),
+                {"c": case_id},
+            ).all()
+        return [(rule, due.astimezone(UTC)) for rule, due in rows]
+
     def clock(self, iso: str) -> None:
         set_clock(self.p.clock, iso)
         try:
@@ -165,16 +176,19 @@ def run(kafka_settings: Settings, postgres_url: str, tmp_path: Path) -> Iterator
 def test_a_leaver_to_a_named_school_stays_open_until_the_child_registers(
     kafka_settings: Settings, postgres_url: str, tmp_path: Path
 ) -> None:
-    """Two pupils leave school 108000 on Mon 3 Nov 2025 for school 108001 (reg 9(1)(a)); one is registered
-    there on Thu 6 Nov, the other never arrives: the caseworker is alerted at the close of the 10th school
-    day (Mon 17 Nov) about that one only. A third leaves for school 140001 in LA 803: both LAs see it, and
-    both close only when 803's school registers the child."""
-    lost, arrived, elsewhere = child(41), child(42), child(43)
+    """Three pupils leave school 108000 on Mon 3 Nov 2025 for school 108001 (reg 9(1)(a)); one is registered
+    there on Thu 6 Nov, the others are not by the close of the 10th school day (Mon 17 Nov): the caseworker
+    is alerted about those two and their cases become missing education as of that moment (escalation's
+    clock, decided on event time, folded by tracking). The school's registration of one of them, dated Fri
+    14 Nov but sent on Tue 18 Nov, wins: that case closes with the URN and its alert is withdrawn. A fourth
+    leaves for school 140001 in LA 803: both LAs see it, and both close only when 803's school registers the
+    child."""
+    lost, arrived, elsewhere, late = child(41), child(42), child(43), child(44)
     to_108001 = {"known": True, "school_urn": "108001"}
     with run(kafka_settings, postgres_url, tmp_path) as r:
         r.key("school_108001", "--kind", "school", "--name", "new school", "--urn", "108001")
         r.key("school_140001", "--kind", "school", "--name", "803 school", "--urn", "140001", la=OTHER_LA)
-        for kid in (lost, arrived):
+        for kid in (lost, arrived, late):
             r.send("school", event("pupil-left-roll", kid, date(2025, 11, 3), deletion_ground="a",
                                    destination=to_108001))  # fmt: skip
         to_140001 = {"known": True, "school_urn": "140001", "la_code": OTHER_LA}
@@ -185,6 +199,7 @@ def test_a_leaver_to_a_named_school_stays_open_until_the_child_registers(
         r.processed()
         waiting = r.wait_state(lost, "transfer_pending")
         assert waiting["outcome"] is None and waiting["open_deadlines"] == ["transfer_pending"]
+        late_waiting = r.wait_state(late, "transfer_pending")
         closed = r.wait_state(arrived, "in_education")
         assert (closed["outcome"], closed["outcome_ref"]) == ("school", "108001")
         # Both LAs see the child who left for 803's school, each waiting for the registration.
@@ -202,7 +217,37 @@ def test_a_leaver_to_a_named_school_stays_open_until_the_child_registers(
             r.steps(waiting["case_id"])
         )
         assert r.mail(CASEWORKER, closed["case_id"]) == []
-        assert r.case(lost)["state"] == "transfer_pending"  # still open, still in sight
+        # The transfer failed: missing education from the due time, with that state's clock.
+        missing = r.wait_state(lost, "missing_education")
+        assert missing["case_id"] == waiting["case_id"] and missing["outcome"] is None
+        assert missing["open_deadlines"] == ["missing_education"]
+        assert missing["cause_occurred_at"].startswith("2025-11-17T23:59:59")
+        # 10 school days after the due time: the close of Mon 1 Dec.
+        due = [("missing_education_no_outcome", datetime(2025, 12, 1, 23, 59, 59, tzinfo=UTC))]
+        wait_until(lambda: r.pending_deadlines(waiting["case_id"]) == due, timeout_s=60,
+                   what="the missing-education clock from the due time")  # fmt: skip
+        wait_until(lambda: r.mail(CASEWORKER, late_waiting["case_id"], "transfer_not_registered"),
+                   timeout_s=60, what="the other transfer alert")  # fmt: skip
+        r.wait_state(late, "missing_education")
+
+        # 108001's registration of the other child, dated Fri 14 Nov (before the due time), arrives now: by
+        # event time the child was never missing, so the case closes with the URN and the clocks stop.
+        r.send("school_108001", event("pupil-registered", late, date(2025, 11, 14), school="108001",
+                                      school_urn="108001"))  # fmt: skip
+        r.processed()
+        registered = r.wait_state(late, "in_education")
+        assert (registered["outcome"], registered["outcome_ref"]) == ("school", "108001")
+        wait_until(lambda: r.pending_deadlines(late_waiting["case_id"]) == [], timeout_s=60,
+                   what="the registered child's clocks stopped")  # fmt: skip
+        with r.engine.connect() as conn:
+            wait_until(
+                lambda: conn.execute(
+                    text("SELECT close_reason FROM escalation_escalations WHERE case_id = :c"),
+                    {"c": late_waiting["case_id"]},
+                ).scalar() == "case_resolved:in_education",
+                timeout_s=60, what="the transfer alert withdrawn",
+            )  # fmt: skip
+        assert r.pending_deadlines(waiting["case_id"]) == due  # the lost child's clocks go on
 
         # 803's school registers the child on Wed 19 Nov: 803 closes, and tells 801, which closes too.
         r.send("school_140001", event("pupil-registered", elsewhere, date(2025, 11, 19), school="140001",
@@ -221,22 +266,58 @@ def test_home_education_under_child_protection_and_part_time_after_exclusion(
 ) -> None:
     """A home-education notice for a child on a child protection plan (Tue 4 Nov 2025) is refused and goes to
     children's social care at once; another child's home education is found unsuitable and the child is
-    missing education again; a pupil permanently excluded from Mon 24 Nov on part-time provision from Wed 26
-    Nov still raises the sixth-day alert at the close of Mon 1 Dec."""
+    missing education again; two more stop home education on Wed 5 Nov, one with no school named (missing
+    education, its clock running) and one for school 108001 (waiting, closed by 108001's registration on Fri
+    7 Nov); a pupil permanently excluded from Mon 24 Nov on part-time provision from Wed 26 Nov still raises
+    the sixth-day alert at the close of Mon 1 Dec."""
     protected = child(51, vulnerabilities=["child_protection_plan"])
     home_educated, excluded = child(52), child(53)
+    stopped, to_school, enquiry = child(54), child(55), child(56)
     with run(kafka_settings, postgres_url, tmp_path) as r:
+        r.key("school_108001", "--kind", "school", "--name", "new school", "--urn", "108001")
         r.send("school", event("home-education-notified", protected, date(2025, 11, 4)))
+        # A s.47 enquiry recorded with no case open (Mon 3 Nov); the school's notice (Tue 4 Nov) has no flag.
+        r.send("team", event("social-care-status-changed", enquiry, date(2025, 11, 3), school=None,
+                             status="child_protection_enquiry", has_social_worker=True))  # fmt: skip
+        r.processed()
+        r.send("school", event("home-education-notified", enquiry, date(2025, 11, 4)))
         r.send("school", event("home-education-notified", home_educated, date(2025, 11, 3)))
         r.send("team", event("home-education-unsuitable", home_educated, date(2025, 11, 4), school=None))
+        for kid in (stopped, to_school):
+            r.send("school", event("home-education-notified", kid, date(2025, 11, 3)))
+        r.send("team", event("home-education-ended", stopped, date(2025, 11, 5), school=None))
+        r.send("team", event("home-education-ended", to_school, date(2025, 11, 5), school=None,
+                             new_school_urn="108001"))  # fmt: skip
         r.processed()
         refused = r.wait_state(protected, "on_roll_at_risk")  # never home educated
         wait_until(lambda: r.mail(MASH, refused["case_id"], "home_education_child_protection"), timeout_s=60,
                    what="the social care alert")  # fmt: skip
         at = datetime(2025, 11, 4, 9, 30, tzinfo=UTC)  # the notice's own time: no school day to wait for
         assert ("home_education_child_protection", "childrens_social_care", at) in r.steps(refused["case_id"])
+        under_enquiry = r.wait_state(enquiry, "on_roll_at_risk")  # refused: never home educated
+        assert under_enquiry["social_care_status"] == "child_protection_enquiry"
+        wait_until(lambda: r.mail(MASH, under_enquiry["case_id"], "home_education_child_protection"),
+                   timeout_s=60, what="the social care alert for the child under an enquiry")  # fmt: skip
+        assert ("home_education_child_protection", "childrens_social_care", at) in r.steps(
+            under_enquiry["case_id"]
+        )
         unsuitable = r.wait_state(home_educated, "missing_education")
         assert unsuitable["reason"] == "home_education_unsuitable" and unsuitable["outcome"] is None
+        ended = r.wait_state(stopped, "missing_education")
+        assert ended["outcome"] is None and ended["open_deadlines"] == ["missing_education"]
+        # Missing education from Wed 5 Nov: escalation's clock runs to the close of the 10th school day.
+        wait_until(lambda: r.pending_deadlines(ended["case_id"]) == [
+            ("missing_education_no_outcome", datetime(2025, 11, 19, 23, 59, 59, tzinfo=UTC))
+        ], timeout_s=60, what="the missing-education clock of the ended home education")  # fmt: skip
+        named = r.wait_state(to_school, "transfer_pending")
+        assert named["open_deadlines"] == ["transfer_pending"]
+        r.send("school_108001", event("pupil-registered", to_school, date(2025, 11, 7), school="108001",
+                                      school_urn="108001"))  # fmt: skip
+        r.processed()
+        arrived = r.wait_state(to_school, "in_education")
+        assert (arrived["outcome"], arrived["outcome_ref"]) == ("school", "108001")
+        wait_until(lambda: r.pending_deadlines(named["case_id"]) == [], timeout_s=60,
+                   what="the transfer clock stopped")  # fmt: skip
 
         r.clock("2025-11-26T12:00:00+00:00")
         r.send("school", event("exclusion-issued", excluded, date(2025, 11, 24)))

@@ -37,7 +37,7 @@ from services.escalation.watermarks import Horizon, advance_watermark, load_hori
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
 from shared.events.envelope import Envelope
-from shared.events.internal import CaseState, Escalation
+from shared.events.internal import CaseClockExpired, CaseState, CaseTransition, Escalation
 from shared.school_calendar import CalendarRegistry
 from tests.support.escalation import transition
 
@@ -362,3 +362,114 @@ def test_a_late_record_changes_nothing_already_decided(engine: Engine, deps: Dep
     assert [a for _, a, _, _ in brief(engine)] == ["raised", "cancelled"]
     assert published(engine)[-1].occurred_at == utc(2025, 11, 17, 9)
     assert timedelta(0) < published(engine)[-1].occurred_at - ENTERED
+
+
+# -- issue 14: a transfer never registered moves the case (moves_case), decided on event time ------------
+
+TRANSFER = CaseState.TRANSFER_PENDING
+
+
+def clocks_expired(engine: Engine) -> list[CaseClockExpired]:
+    with Session(engine) as session:
+        rows = session.exec(select(EscalationOutbox).order_by(col(EscalationOutbox.id))).all()
+    return [e for e in (decode_event(r.value) for r in rows) if isinstance(e, CaseClockExpired)]
+
+
+def lapse_transition(child: uuid.UUID, expired: CaseClockExpired) -> CaseTransition:
+    """What tracking publishes when it folds the clock: transfer_pending -> missing_education at the due
+    time, caused by the clock."""
+    t = transition(child, MISSING, expired.occurred_at, from_state=TRANSFER)
+    payload = t.payload.model_copy(
+        update={"cause_event_id": expired.event_id, "cause_event_type": "case-clock-expired"}
+    )
+    return t.model_copy(update={"payload": payload})
+
+
+def test_a_transfer_clock_tells_tracking_once_decided_on_the_horizon(engine: Engine, deps: Deps) -> None:
+    """Left for a named school on Mon 3 Nov 2025 10:00, never registered: at the end of Mon 17 Nov the
+    caseworker is alerted and tracking is told (a case-clock-expired dated the due time, naming the wait)."""
+    child = uuid.uuid4()
+    read(engine, deps, transition(child, TRANSFER, ENTERED), ENTERED)
+    caught_up(engine, utc(2025, 11, 17, 23))
+    assert tick(engine, deps, utc(2025, 11, 18, 8)) == []  # the partition is not read up to the due time
+    assert clocks_expired(engine) == []
+    caught_up(engine, utc(2025, 11, 18, 8))
+    assert tick(engine, deps, utc(2025, 11, 18, 8)) == ["fired"]
+    [expired] = clocks_expired(engine)
+    assert expired.occurred_at == DUE and expired.payload.due_at == DUE
+    assert expired.payload.clock_started_at == ENTERED and expired.payload.state == TRANSFER
+    assert expired.payload.rule_id == "transfer_not_registered" and str(expired.payload.child_id) == str(
+        child
+    )
+    assert brief(engine) == [("transfer_not_registered", "raised", 0, DUE)]
+    with Session(engine) as session:
+        row = session.exec(
+            select(EscalationOutbox).where(EscalationOutbox.event_id == str(expired.event_id))
+        ).one()
+    assert row.topic == deps.child_events_topic and row.key == str(child)
+
+
+def test_a_registration_dated_before_the_due_time_read_from_a_backlog_moves_nothing(
+    engine: Engine, deps: Deps
+) -> None:
+    child = uuid.uuid4()
+    read(engine, deps, transition(child, TRANSFER, ENTERED), ENTERED)
+    caught_up(engine, utc(2025, 11, 17, 12))
+    assert tick(engine, deps, utc(2025, 11, 18, 8)) == []
+    read(engine, deps, transition(child, IN_EDUCATION, utc(2025, 11, 14, 9), from_state=TRANSFER), ENTERED)
+    caught_up(engine, utc(2025, 11, 18, 8))
+    assert tick(engine, deps, utc(2025, 11, 18, 8)) == []
+    assert clocks_expired(engine) == [] and published(engine) == []
+
+
+def test_the_move_to_missing_education_keeps_the_transfer_alert_and_starts_its_clocks(
+    engine: Engine, deps: Deps
+) -> None:
+    child = uuid.uuid4()
+    read(engine, deps, transition(child, TRANSFER, ENTERED), ENTERED)
+    caught_up(engine, utc(2025, 11, 18, 8))
+    assert tick(engine, deps, utc(2025, 11, 18, 8)) == ["fired"]
+    [expired] = clocks_expired(engine)
+    assert read(engine, deps, lapse_transition(child, expired), utc(2025, 11, 18, 8)) == "applied"
+    # Not withdrawn as a case that moved on: the alert is the news of the move, and its ladder goes on.
+    assert brief(engine) == [("transfer_not_registered", "raised", 0, DUE)]
+    with Session(engine) as session:
+        pending = session.exec(
+            select(EscalationDeadline).where(EscalationDeadline.status == DeadlineStatus.PENDING)
+        ).all()
+    due = {(d.rule_id, d.kind, d.watch_key): as_utc(d.due_at) for d in pending}
+    # Missing education's own clock from the due time: 10 school days after Mon 17 Nov is Mon 1 Dec.
+    assert due[("missing_education_no_outcome", "rule", "missing_education")] == utc(2025, 12, 1, 23, 59, 59)
+    assert due[("transfer_not_registered", "step", "missing_education")] == utc(2025, 11, 24, 23, 59, 59)
+    caught_up(engine, utc(2025, 11, 25, 8))
+    assert tick(engine, deps, utc(2025, 11, 25, 8)) == ["fired"]
+    assert brief(engine)[-1] == ("transfer_not_registered", "stepped_up", 1, utc(2025, 11, 24, 23, 59, 59))
+
+
+def test_a_late_registration_dated_before_the_due_time_undoes_the_move_and_withdraws_the_alert(
+    engine: Engine, deps: Deps
+) -> None:
+    """Tracking re-folds the registration of Fri 14 Nov, read after the move: its transition from missing
+    education is dated before the move (the state escalation holds), and is applied, not taken as stale."""
+    child = uuid.uuid4()
+    read(engine, deps, transition(child, TRANSFER, ENTERED), ENTERED)
+    caught_up(engine, utc(2025, 11, 18, 8))
+    tick(engine, deps, utc(2025, 11, 18, 8))
+    [expired] = clocks_expired(engine)
+    read(engine, deps, lapse_transition(child, expired), utc(2025, 11, 18, 8))
+    registered = transition(child, IN_EDUCATION, utc(2025, 11, 14, 9), from_state=MISSING)
+    assert read(engine, deps, registered, utc(2025, 11, 19, 9)) == "applied"
+    assert brief(engine) == [
+        ("transfer_not_registered", "raised", 0, DUE),
+        ("transfer_not_registered", "cancelled", 0, utc(2025, 11, 14, 9)),
+    ]
+    with Session(engine) as session:
+        assert (
+            session.exec(
+                select(EscalationDeadline).where(EscalationDeadline.status == DeadlineStatus.PENDING)
+            ).all()
+            == []
+        )
+    # A transition from a state escalation does not hold, dated earlier, is still stale.
+    stray = transition(child, WHEREABOUTS, utc(2025, 11, 10, 9), from_state=TRANSFER)
+    assert read(engine, deps, stray, utc(2025, 11, 19, 9)) == "stale"

@@ -292,6 +292,26 @@ def test_ends_on_names_known_events_on_event_rules_only() -> None:
         Rule.model_validate(state_rule)
 
 
+def test_moves_case_only_on_a_state_tracking_moves_on_a_clock() -> None:
+    transfer = Rule.model_validate(_default_raw("transfer_not_registered"))
+    assert transfer.moves_case and '"moves_case":true' in transfer.canonical_json
+    # A rule without it keeps the canonical form (and fingerprint) it had before the field existed.
+    assert (
+        '"moves_case":'
+        not in Rule.model_validate(_default_raw("missing_education_no_outcome")).canonical_json
+    )
+    for other in ("handover_not_confirmed", "missing_education_no_outcome", "review_date_due"):
+        with pytest.raises(ValidationError, match="moves_case is for rules watching transfer_pending"):
+            Rule.model_validate(_default_raw(other) | {"moves_case": True})
+
+
+def test_a_child_protection_enquiry_is_a_social_care_status_rules_can_match() -> None:
+    enquiry = MatchContext(social_care_status="child_protection_enquiry")
+    assert enquiry.social_care_statuses == {"child_protection_enquiry"}
+    rule = Rule.model_validate(_default_raw("home_education_child_protection"))
+    assert rule.applies_to(enquiry) and not rule.applies_to(MatchContext(social_care_status="child_in_need"))
+
+
 def test_enquiries_completed_only_on_deletions() -> None:
     raw = _default_raw("missing_education_no_outcome") | {"conditions": [{"enquiries_completed": False}]}
     with pytest.raises(ValidationError, match="carries no enquiries_completed"):

@@ -707,6 +707,31 @@ def test_a_register_review_sets_the_next_review_like_a_review_date(engine: Engin
     assert run_timer(engine, deps, utc(2026, 1, 13, 0, 0)) == 1
 
 
+@pytest.mark.parametrize("status", ["child_protection_plan", "child_protection_enquiry"])
+def test_a_child_protection_status_learnt_with_no_case_open_still_routes_the_notice(
+    engine: Engine, deps: Deps, status: str
+) -> None:
+    """The status arrives (Mon 3 Nov 2025) while the child has no case (tracking publishes no transition for
+    it); the home-education notice of Fri 7 Nov carries no flag and reaches escalation before tracking's
+    transition: the status escalation remembers per child still sends it to social care at once."""
+    child = uuid.uuid4()
+    change = child_fact(child, "social-care-status-changed", date(2025, 11, 3), status=status,
+                        has_social_worker=True)  # fmt: skip
+    assert apply(engine, deps, change, utc(2025, 11, 3, 10)) == "not_watched"
+    at = utc(2025, 11, 7, 16)
+    notice = child_fact(child, "home-education-notified", at.date())
+    assert "home_education_child_protection" in started_rules(engine, deps, notice, at)
+    assert run_timer(engine, deps, at) >= 1
+    raised = [e for e in published(engine) if e.payload.rule_id == "home_education_child_protection"]
+    assert summary(raised)[0] == ("home_education_child_protection", "raised", "childrens_social_care", 0)
+    # A later status event ending the plan is remembered too: a new notice is not routed to social care.
+    ended = child_fact(child, "social-care-status-changed", date(2025, 11, 10), status="none",
+                       has_social_worker=False)  # fmt: skip
+    apply(engine, deps, ended, utc(2025, 11, 10, 10))
+    again = child_fact(child, "home-education-notified", date(2025, 11, 11))
+    assert "home_education_child_protection" not in started_rules(engine, deps, again, utc(2025, 11, 11, 16))
+
+
 def test_a_review_date_alerts_on_that_school_day(engine: Engine, deps: Deps) -> None:
     child = uuid.uuid4()
     apply(

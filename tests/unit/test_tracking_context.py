@@ -118,3 +118,32 @@ def test_a_sickness_notice_changes_no_state() -> None:
     assert fact.attrs["expected_school_days"] == 30
     s = step(Case(la_code="801", state=S.IN_EDUCATION), fact)
     assert s.after.state == S.IN_EDUCATION and not s.changes and not s.flagged
+
+
+@pytest.mark.parametrize(
+    ("first", "status"),
+    [
+        (_fact("social-care-status-changed", 0, status="child_protection_enquiry", has_social_worker=True),
+         SocialCareStatus.CHILD_PROTECTION_ENQUIRY),
+        (_fact("sickness-absence-notified", 0, vulnerabilities=["child_protection_plan"]),
+         SocialCareStatus.CHILD_PROTECTION_PLAN),
+    ],
+)  # fmt: skip
+def test_a_child_protection_status_learnt_with_no_case_refuses_a_later_unflagged_notice(
+    first: Fact, status: SocialCareStatus
+) -> None:
+    """The status (a status event, or the plan's flag on a fact that opens no case) is the child's, kept
+    with no case open and after a case closes: a later home-education notice with no flag is refused as a
+    transition and flagged, and the child is owned (on roll, at risk); a re-fold in any order agrees."""
+    notice = _fact("home-education-notified", 4)
+    known = step(Case(la_code="801"), first)
+    assert known.after.state is None and known.after.social_care_status == status
+    refused = step(known.after, notice)
+    assert refused.flagged and refused.after.state == S.ON_ROLL_AT_RISK
+    assert refused.after.social_care_status == status
+    closed, _ = fold("801", [first, _fact("pupil-registered", 1, school_urn="100000")])
+    assert closed.state == S.IN_EDUCATION and closed.social_care_status == status
+    again = step(closed, notice)
+    assert again.flagged and again.after.state == S.ON_ROLL_AT_RISK
+    case, steps = fold("801", [notice, first, _fact("pupil-registered", 1, school_urn="100000")])
+    assert case.state == S.ON_ROLL_AT_RISK and steps[-1].flagged

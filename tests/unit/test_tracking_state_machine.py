@@ -136,6 +136,8 @@ EXPECTED: dict[EventKind, list[object]] = {
     EventKind.ENTRY_RECORDED:         [stay] * N,
     EventKind.ENTRY_EDUCATION_UNKNOWN: [ME,  stay, stay, stay, stay, stay, stay, stay, stay, stay, stay, ME,   stay, stay, stay],  # noqa: E501
     EventKind.ENTRY_UNSUITABLE:       [ME,   stay, stay, stay, stay, stay, stay, stay, stay, stay, REF,  ME,   REF,  REF,  REF],  # noqa: E501
+    EventKind.TRANSFER_LAPSED:        [stay, stay, stay, stay, stay, stay, ME,   stay, stay, stay, stay, stay, stay, stay, stay],  # noqa: E501
+    EventKind.CLOCK_EXPIRED_STALE:    [stay] * N,
 }
 # fmt: on
 

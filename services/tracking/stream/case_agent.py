@@ -19,6 +19,7 @@ from services.tracking.cases import (
     ChildRecord,
     Outcome,
     apply_child_fact,
+    apply_clock_expired,
     apply_merge,
     apply_purge,
     apply_split,
@@ -31,7 +32,7 @@ from services.tracking.projection import project_many
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
-from shared.events.internal import ChildFact, ChildMerged, ChildPurged, ChildSplit
+from shared.events.internal import CaseClockExpired, ChildFact, ChildMerged, ChildPurged, ChildSplit
 from shared.logs import bind_event, get_logger
 from shared.stream_batching import batches, current, release
 from shared.topics import INTAKE
@@ -49,6 +50,8 @@ def apply(record: ChildRecord, event: Envelope, deployment: frozenset[str] | Non
         return apply_split(record, event)
     if isinstance(event, ChildPurged):
         return apply_purge(record, event)
+    if isinstance(event, CaseClockExpired):
+        return apply_clock_expired(record, event)
     raise ValueError(f"{event.event_type} does not belong on the child-events topic")
 
 
