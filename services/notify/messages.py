@@ -67,8 +67,8 @@ def build_message(settings: NotifySettings, alert: NotifyAlert, delivery: Notify
     if alert.late:
         # Said plainly: the reader must know this is not a new event, and that the case is still open.
         lines.append(
-            "This alert is late: CME Tracker was catching up on a backlog when it fell due."
-            " The case was still open when this was sent."
+            "This alert is late: it fell due before CME Tracker could act on it (the facts reached it late,"
+            " or it was catching up on a backlog). The case was still open when this was sent."
         )
     if due:
         lines.append(f"If not acknowledged, it steps up at: {due}")
