@@ -189,7 +189,20 @@ class ConsumerLoop:
         if self.consumer is None and not await self.start(stop):
             return
         while not stop.is_set():
-            await self.poll_once(stop)
+            try:
+                await self.poll_once(stop)
+            except Exception as exc:
+                # A fetch refused mid-rebalance or a broker away must not end the loop: a dead loop left its
+                # service running and "not ready", its partitions unread until someone restarted it. (A
+                # partition's own failures are handled in poll_once, which seeks it back.)
+                log.error(
+                    "consumer_poll_failed",
+                    consumer=self.name,
+                    error_type=type(exc).__name__,
+                    error=str(exc)[:200],
+                )
+                self.pending.clear()
+                await wait_for_event(stop, RETRY_S)
 
     async def poll_once(self, stop: asyncio.Event) -> None:
         consumer = self.consumer

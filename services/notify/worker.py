@@ -55,13 +55,36 @@ class NotifyWorker:
         self._stop.clear()
         await asyncio.to_thread(ensure_topics, self.settings, (ESCALATIONS, ALERT_ACKS, DEAD_LETTER))
         if relay:
-            self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
+            self._tasks.append(
+                self._watch(asyncio.create_task(self.relay.run(self._stop), name="outbox-relay"))
+            )
         if consume:
             await self.consumer.start()
-            self._tasks.append(asyncio.create_task(self.consumer.run(self._stop), name="escalation-consumer"))
+            self._tasks.append(
+                self._watch(asyncio.create_task(self.consumer.run(self._stop), name="escalation-consumer"))
+            )
         if dispatch:
-            self._tasks.append(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
+            self._tasks.append(
+                self._watch(asyncio.create_task(self.dispatcher.run(self._stop), name="dispatcher"))
+            )
         log.info("notify_worker_started", consume=consume, dispatch=dispatch, relay=relay)
+
+    def _watch(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """A background loop that ends before ``stop`` says why in the log (readiness then reports it)."""
+
+        def ended(done: asyncio.Task[Any]) -> None:
+            if self._stop.is_set() or done.cancelled():
+                return
+            error = done.exception()
+            log.error(
+                "background_loop_stopped",
+                loop=done.get_name(),
+                error_type=type(error).__name__ if error else None,
+                error=str(error)[:200] if error else None,
+            )
+
+        task.add_done_callback(ended)
+        return task
 
     def failed_task(self) -> str | None:
         """The name of a background loop that has died (readiness reports it), or None."""
