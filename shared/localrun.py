@@ -52,16 +52,19 @@ def wait_ready(
     url: str, timeout_s: float, proc: subprocess.Popen[bytes], log_path: Path | None = None
 ) -> None:
     deadline = time.monotonic() + timeout_s
+    said = ""  # the last readiness answer: which check is failing
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{url}: the process exited with {proc.returncode}" + log_tail(log_path))
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
                 return
+            said = f" (last answer {response.status_code}: {response.text[:300]})"
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s" + log_tail(log_path))
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s{said}" + log_tail(log_path))
 
 
 def spawn(service: ServiceProcess, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
