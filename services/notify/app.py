@@ -20,7 +20,7 @@ from shared import request_errors
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.openapi_errors import document_errors
-from shared.ops import database_check, kafka_check, ops_router
+from shared.ops import NotReady, database_check, kafka_check, ops_router
 from shared.settings import get_settings
 from shared.startup import StartStep, Startup, StartupGate, migrations
 
@@ -50,7 +50,7 @@ def create_app(settings: NotifySettings, engine: Engine | None = None, run_worke
         for worker in workers:
             failed = worker.failed_task()
             if failed:
-                raise RuntimeError(f"background loop {failed} has stopped")
+                raise NotReady(f"background loop {failed} has stopped (its cause is in the log)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
