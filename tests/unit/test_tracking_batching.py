@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -32,6 +33,13 @@ class FakeEvent:
         return self.message.ack(None)  # type: ignore[arg-type]
 
 
+class FakeApp:
+    """The app as the offset guard reads it (shared.stream_offsets): nothing committed yet."""
+
+    def __init__(self) -> None:
+        self.consumer = SimpleNamespace(_committed_offset={})
+
+
 class FakeStream:
     """``take_events`` as faust 0.15 has it: yields a batch, then acks it when asked for the next one or
     when closed (also on cancellation)."""
@@ -39,6 +47,7 @@ class FakeStream:
     def __init__(self, events: list[FakeEvent], size: int) -> None:
         self.events, self.size = events, size
         self.closed = False
+        self.app = FakeApp()
 
     async def take_events(self, max_: int, within: float) -> AsyncIterator[Sequence[FakeEvent]]:
         for start in range(0, len(self.events), self.size):
