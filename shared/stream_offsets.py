@@ -6,11 +6,13 @@ as a "gap" (as if compaction had removed them), counts them as done at the next 
 they are fetched again because they are behind its read position. Our scale-out test found this as whole
 batches of a child's facts that never reached the case store after a kill -9 of one of two tracking workers.
 
+(A cap on commits past a message in flight, as #707 proposes, was tried too: it stalled a restarted worker in
+a clean-clone run, so it is not used; our batches acknowledge in offset order, which #606 needs broken.)
+
 Our topics are never compacted, so a jump in offsets is never a hole in the log. Two guards, used by every
 faust worker (tracking, attendance):
 
-- ``disable_gap_booking``: faust no longer counts skipped offsets as done, so it cannot commit past them, and
-  it never commits past a message still being processed.
+- ``disable_gap_booking``: faust no longer counts skipped offsets as done, so it cannot commit past them.
 - ``OffsetGuard``: a batch is taken per partition only in offset order from where the partition stands (the
   offset after the last one this worker processed, or the group's committed offset if that is further). An
   event beyond that is held back (never acknowledged, so never committed) and the consumer is sought back to
@@ -36,35 +38,9 @@ async def _book_no_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> 
     """faust's Consumer._add_gap, replaced: a skipped offset stays undone until it is processed."""
 
 
-_faust_new_offset = faust_consumer.Consumer._new_offset
-
-
-def _new_offset_not_past_inflight(self: Any, tp: Any) -> int | None:
-    """faust's Consumer._new_offset, capped: never commit past a message still being processed. faust lets
-    the acknowledged run start one past the committed offset (to step over a transaction marker), so a
-    message still in flight at the head was committed over (faust-streaming #606; fix proposed in #707)."""
-    acked = self._acked[tp]
-    inflight = [m.offset for m in list(self._unacked_messages) if m.tp == tp and not m.acked]
-    if not acked or not inflight or min(inflight) > max(acked):
-        return _faust_new_offset(self, tp)
-    committed = self._committed_offset[tp]
-    done = sorted(acked)
-    if committed is not None and done[0] > committed:
-        return None  # the head is not acknowledged: nothing new can be committed
-    end = done[0]
-    for offset in done:
-        if offset > end:
-            break
-        end = offset + 1
-    safe = min(end, min(inflight))
-    # The acknowledged list is left as it is: faust's own computation takes over once the head is done.
-    return safe if committed is None or safe > committed else None
-
-
 def disable_gap_booking() -> None:
-    """Both patches of faust's consumer (process-wide: every faust app here reads only our topics)."""
+    """Process-wide: every faust app here reads only our own, never compacted, topics."""
     faust_consumer.Consumer._add_gap = _book_no_gap  # type: ignore[method-assign]
-    faust_consumer.Consumer._new_offset = _new_offset_not_past_inflight  # type: ignore[method-assign]
 
 
 @dataclass

@@ -106,33 +106,3 @@ def test_faust_no_longer_counts_skipped_offsets_as_done() -> None:
     asyncio.run(consumer._add_gap(P0, 32, 39))
     assert not consumer._gap[P0]
     assert KafkaConsumer._add_gap is faust_consumer.Consumer._add_gap
-
-
-@dataclass(eq=False)
-class InFlight:
-    tp: TP
-    offset: int
-    acked: bool = False
-
-
-def commit_point(committed: int | None, acked: list[int], inflight: list[int]) -> int | None:
-    from faust.transport.drivers.aiokafka import Consumer as KafkaConsumer
-
-    disable_gap_booking()
-    consumer: Any = object.__new__(KafkaConsumer)
-    consumer._committed_offset = defaultdict(lambda: None, {P0: committed})
-    consumer._acked = defaultdict(list, {P0: list(acked)})
-    consumer._acked_index = defaultdict(set, {P0: set(acked)})
-    consumer._gap = defaultdict(list)
-    held = [InFlight(P0, o) for o in inflight]
-    consumer._unacked_messages = set(held)
-    return consumer._new_offset(P0)  # type: ignore[no-any-return]
-
-
-def test_never_commits_past_a_message_still_in_flight() -> None:
-    # faust-streaming #606: 2585 is still being processed while 2586-2589 are done; faust committed 2590.
-    assert commit_point(2585, [2586, 2587, 2588, 2589], [2585]) is None
-    # Done up to 2589 with 2590 in flight and 2591 done already: commit up to 2590, not past it.
-    assert commit_point(2585, [2585, 2586, 2587, 2588, 2589, 2591], [2590]) == 2590
-    # Nothing in flight: faust's own answer.
-    assert commit_point(2585, [2585, 2586, 2587], []) == 2588
