@@ -209,7 +209,7 @@ def purge_closed_cases(
             if "alert_id" in cols and alert_ids and table.name != "notify_alert":
                 conditions.append(cols.alert_id.in_(alert_ids))
             for condition in conditions:
-                report.rows[table.name] += conn.execute(delete(table).where(condition)).rowcount or 0
+                report.rows[str(table.name)] += conn.execute(delete(table).where(condition)).rowcount or 0
             if "matched_child_id" in cols:
                 # Another child's resolution that once pointed at this child keeps its row, not the pointer.
                 conn.execute(
@@ -226,7 +226,7 @@ def purge_outboxes(engine: Engine, now: datetime, policy: RetentionPolicy, repor
             result = conn.execute(
                 delete(table).where(published.is_not(None), published < _as_stored(published, cutoff))
             )
-            report.rows[table.name] += result.rowcount or 0
+            report.rows[str(table.name)] += result.rowcount or 0
 
 
 def purge_topics(settings: Settings, now: datetime, policy: RetentionPolicy, report: PurgeReport) -> None:

@@ -128,7 +128,9 @@ def test_purge_deletes_closed_children_everywhere_and_nothing_else(
     pg_settings: Settings, tmp_path: Path
 ) -> None:
     from services.referral.models import ReferralOutbox
+    from shared.logs import configure_logging
 
+    configure_logging("cme", json=True)  # as `cme purge` logs: its report must be JSON-serialisable
     _migrate_all(pg_settings)
     engine = make_engine(pg_settings.database_url)
     with Session(engine) as session:
