@@ -24,12 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from services.tracking.crossla import LEGAL_BASIS
 from services.tracking.peer_auth import sign
 from shared.auth import Role, issue_token
-from shared.db import make_engine
 from shared.events.envelope import utcnow
 from shared.kafka import ensure_topics
 from shared.localstack.net import free_port
@@ -38,6 +36,9 @@ from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import SIGNING_KEY, Pipeline, start_smtp
+from tests.support.store import case as _case
+from tests.support.store import resolved as _resolved
+from tests.support.store import rows as _rows
 
 pytestmark = pytest.mark.e2e
 
@@ -94,25 +95,6 @@ def stacks(
         for pipeline in made:
             pipeline.stop()
             pipeline.smtp.stop()
-
-
-def _rows(pipeline: Pipeline, sql: str, **params: Any) -> list[dict[str, Any]]:
-    engine = make_engine(pipeline.database_url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(sql), params)]
-    finally:
-        engine.dispose()
-
-
-def _resolved(pipeline: Pipeline, event_id: str) -> str | None:
-    rows = _rows(pipeline, "SELECT child_id FROM tracking_resolutions WHERE event_id = :e", e=event_id)
-    return rows[0]["child_id"] if rows else None
-
-
-def _case(pipeline: Pipeline, child_id: str) -> dict[str, Any] | None:
-    rows = _rows(pipeline, "SELECT * FROM tracking_cases WHERE child_id = :c", c=child_id)
-    return rows[0] if rows else None
 
 
 def _api(pipeline: Pipeline, la: str) -> httpx.Client:

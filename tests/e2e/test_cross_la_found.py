@@ -20,15 +20,16 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from services.tracking.crossla import LEGAL_BASIS
 from shared.auth import Role, issue_token
-from shared.db import make_engine
 from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import LA, SIGNING_KEY, Pipeline, running_pipeline
+from tests.support.store import case as _case
+from tests.support.store import resolved as _resolved
+from tests.support.store import rows as _rows
 
 pytestmark = pytest.mark.e2e
 
@@ -41,25 +42,6 @@ def pipeline(kafka_settings: Settings, postgres_url: str, tmp_path: Path) -> Ite
     env = {"CME_TRACKING_LA_CONTACTS": CONTACTS}
     with running_pipeline(kafka_settings, postgres_url, tmp_path, extra_env=env) as running:
         yield running
-
-
-def _rows(pipeline: Pipeline, sql: str, **params: Any) -> list[dict[str, Any]]:
-    engine = make_engine(pipeline.database_url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(sql), params)]
-    finally:
-        engine.dispose()
-
-
-def _resolved(pipeline: Pipeline, event_id: str) -> str | None:
-    rows = _rows(pipeline, "SELECT child_id FROM tracking_resolutions WHERE event_id = :e", e=event_id)
-    return rows[0]["child_id"] if rows else None
-
-
-def _case(pipeline: Pipeline, child_id: str) -> dict[str, Any] | None:
-    rows = _rows(pipeline, "SELECT * FROM tracking_cases WHERE child_id = :c", c=child_id)
-    return rows[0] if rows else None
 
 
 def _api(pipeline: Pipeline, la: str, sub: str) -> httpx.Client:
