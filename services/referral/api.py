@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 from services.referral import imports
+from services.referral.keycache import ClientCache
 from services.referral.keys import secret_matches, split_token
 from services.referral.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from services.referral.models import (
@@ -49,7 +49,7 @@ from shared.auth import InvalidToken, Role, verify_token
 from shared.events.envelope import Envelope
 from shared.logs import get_logger
 from shared.outbox import OutboxRelay
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 log = get_logger(__name__)
 MAX_BATCH = 500
@@ -77,9 +77,12 @@ class ReferralState:
     intake: Intake
     limiter: RateLimiter
     relay: OutboxRelay
+    settings: Settings
+    clients: ClientCache
 
 
-def get_state(request: Request) -> ReferralState:
+async def get_state(request: Request) -> ReferralState:
+    """The service's state (async: a sync dependency would cost a thread hop on every request)."""
     state: ReferralState = request.app.state.referral
     return state
 
@@ -112,13 +115,12 @@ def web_client(settings: Settings, token: str) -> ApiClient | None:
     )
 
 
-def authenticate(
+async def authenticate(
     state: State,
-    settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiClient:
-    """The API client named by the bearer key (a sync dependency: FastAPI runs its DB read in a thread), or
-    the web's client of an LA named by a service token of the web."""
+    """The API client named by the bearer key (looked up through a short cache, the secret checked every
+    time), or the web's client of an LA named by a service token of the web."""
     unauthorised = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise ApiError(
@@ -128,13 +130,12 @@ def authenticate(
         )
     parts = split_token(credentials.credentials)
     if parts is None and "." in credentials.credentials:
-        web = web_client(settings, credentials.credentials)
+        web = web_client(state.settings, credentials.credentials)
         if web is not None:
             return web
     client = None
     if parts is not None:
-        with Session(state.engine) as session:
-            client = session.exec(select(ApiClient).where(ApiClient.key_id == parts[0])).first()
+        client = state.clients.cached(parts[0]) or await asyncio.to_thread(state.clients.load, parts[0])
     # One answer for unknown, wrong and revoked keys: the caller learns nothing about which clients exist.
     if client is None or parts is None or not secret_matches(parts[1], client.key_hash) or client.revoked_at:
         raise ApiError(
