@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.referral.api import ApiError, ReferralState, router, validation_problems
+from services.referral.groupcommit import GroupCommit
 from services.referral.keycache import ClientCache
 from services.referral.metrics import EVENTS_REJECTED
 from services.referral.middleware import LatencyMetrics, body_limit_for, too_large_problem
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
         relay=relay,
         settings=settings,
         clients=ClientCache(engine),
+        writer=GroupCommit(intake),
     )
 
     @contextlib.asynccontextmanager
