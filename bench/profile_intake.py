@@ -18,6 +18,7 @@ import io
 import os
 import pstats
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ from services.referral.app import MIGRATIONS, create_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from shared.db import make_engine, migrate
+from shared.kafka import ensure_topics
 from shared.settings import Settings
 
 
@@ -65,6 +67,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--no-profile", action="store_true", help="time only (no profiler overhead)")
+    parser.add_argument(
+        "--relay", action="store_true", help="run the outbox relay too (the real broker, as the service does)"
+    )
     args = parser.parse_args()
     with scratch_database("profile_intake") as url:
         migrate(url, MIGRATIONS, "referral")
@@ -79,7 +85,14 @@ def main() -> None:
             burst=10**6,
         )
         engine.dispose()
-        app = create_app(Settings(database_url=url), background=False)
+        settings = Settings(
+            database_url=url,
+            kafka_bootstrap=os.environ.get("CME_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+            topic_prefix=f"profile{uuid.uuid4().hex[:8]}-",
+        )
+        if args.relay:
+            ensure_topics(settings)
+        app = create_app(settings, background=args.relay)
 
         async def run() -> float:
             async with app.router.lifespan_context(app):
@@ -89,7 +102,9 @@ def main() -> None:
             import yappi  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             yappi = None
-        if yappi is not None:
+        if args.no_profile:
+            elapsed = asyncio.run(run())
+        elif yappi is not None:
             yappi.set_clock_type(os.environ.get("YAPPI_CLOCK", "cpu"))
             yappi.start()
             elapsed = asyncio.run(run())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -175,13 +176,17 @@ def charge(state: ReferralState, client: ApiClient, cost: int = 1) -> None:
 
 
 def _count(outcomes: list[Outcome]) -> None:
+    """The outcome counters, one increment per label (not per event: a batch of 500 is a few calls)."""
+    counts: Counter[tuple[Any, str]] = Counter()
     for o in outcomes:
         if o.outcome == ItemOutcome.ACCEPTED:
-            EVENTS_ACCEPTED.labels(o.event_type or "unknown").inc()
+            counts[EVENTS_ACCEPTED, o.event_type or "unknown"] += 1
         elif o.outcome == ItemOutcome.DUPLICATE:
-            EVENTS_DUPLICATE.labels(o.event_type or "unknown").inc()
+            counts[EVENTS_DUPLICATE, o.event_type or "unknown"] += 1
         else:
-            EVENTS_REJECTED.labels(o.errors[0].rule if o.errors else o.outcome.value).inc()
+            counts[EVENTS_REJECTED, o.errors[0].rule if o.errors else o.outcome.value] += 1
+    for (metric, label), n in counts.items():
+        metric.labels(label).inc(n)
 
 
 # Checking a few events on the event loop costs less than a hop to a worker thread (~40 us an event).
