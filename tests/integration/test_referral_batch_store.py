@@ -139,12 +139,12 @@ def _rows(engine: Engine) -> tuple[list[tuple[Any, ...]], list[str]]:
 def test_a_batch_answers_each_event_as_one_by_one_would(two_stores: tuple[Engine, Engine]) -> None:
     batch_engine, single_engine = two_stores
     answers = []
+    seed, batch = _mix()
     for engine, batched in ((batch_engine, True), (single_engine, False)):
         school, agency = _clients(engine)
         # the same client ids in both stores, so the bodies and rows can be compared as they are
         clients = {"school": school, "agency": agency}
         intake = Intake(engine, "intake")
-        seed, batch = _mix()
         for item in _checked(clients, seed):
             intake.store_items([item])
         items = _checked(clients, batch)
