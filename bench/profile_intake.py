@@ -36,20 +36,23 @@ from shared.settings import Settings
 
 async def drive(app: Any, key: str, mode: str, requests: int, batch: int, concurrency: int) -> float:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    todo = list(range(requests))
+    # bodies built before the clock starts: what is timed is the app (and httpx's in-process transport)
+    if mode == "single":
+        todo = [("/v1/events", orjson.dumps(next_event())) for _ in range(requests)]
+    else:
+        todo = [
+            ("/v1/events/batch", orjson.dumps({"events": [next_event() for _ in range(batch)]}))
+            for _ in range(requests)
+        ]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://referral") as http:
 
         async def worker() -> None:
             while todo:
-                todo.pop()
-                if mode == "single":
-                    r = await http.post("/v1/events", content=orjson.dumps(next_event()), headers=headers)
-                    assert r.status_code == 202, r.text
-                else:
-                    body = orjson.dumps({"events": [next_event() for _ in range(batch)]})
-                    r = await http.post("/v1/events/batch", content=body, headers=headers)
-                    assert r.status_code == 200 and r.json()["accepted"] == batch, r.text
+                path, body = todo.pop()
+                r = await http.post(path, content=body, headers=headers)
+                ok = r.status_code == 202 if mode == "single" else r.json().get("accepted") == batch
+                assert ok, r.text
 
         # warm up (imports, pool, first statement preparation) before timing
         await http.post("/v1/events", content=orjson.dumps(next_event()), headers=headers)
