@@ -25,7 +25,7 @@ import httpx
 import orjson
 
 from bench.common import scratch_database
-from bench.intake import next_event
+from bench.intake import baseline_app, next_event
 from services.referral.app import MIGRATIONS, create_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
@@ -106,7 +106,20 @@ def main() -> None:
         except ImportError:
             yappi = None
         if args.no_profile:
+            cpu = time.process_time()
             elapsed = asyncio.run(run())
+            cpu = time.process_time() - cpu
+            bare_cpu = time.process_time()
+            bare = baseline_app()
+            bare_elapsed = asyncio.run(drive(bare, key, args.mode, args.requests, args.batch, args.concurrency))
+            bare_cpu = time.process_time() - bare_cpu
+            per = args.batch if args.mode == "batch" else 1
+            print(
+                f"CPU (this process, both sides of the in-process transport): referral "
+                f"{cpu / args.requests / per * 1e6:.0f} us an event, bare FastAPI "
+                f"{bare_cpu / args.requests / per * 1e6:.0f} us an event; wall {elapsed:.2f} s vs "
+                f"{bare_elapsed:.2f} s"
+            )
         elif yappi is not None:
             yappi.set_clock_type(os.environ.get("YAPPI_CLOCK", "cpu"))
             yappi.start()
