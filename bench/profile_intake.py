@@ -111,7 +111,9 @@ def main() -> None:
             cpu = time.process_time() - cpu
             bare_cpu = time.process_time()
             bare = baseline_app()
-            bare_elapsed = asyncio.run(drive(bare, key, args.mode, args.requests, args.batch, args.concurrency))
+            bare_elapsed = asyncio.run(
+                drive(bare, key, args.mode, args.requests, args.batch, args.concurrency)
+            )
             bare_cpu = time.process_time() - bare_cpu
             per = args.batch if args.mode == "batch" else 1
             print(
