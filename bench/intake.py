@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,33 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    def merged(self, other: Run) -> Run:
+        """Two slices of one target and mode as one run."""
+        latencies = sorted(self.latencies + other.latencies)
+        seconds = self.seconds + other.seconds
+        accepted = self.events_accepted + other.events_accepted
+        return Run(
+            target=self.target,
+            mode=self.mode,
+            seconds=round(seconds, 2),
+            requests=self.requests + other.requests,
+            events_accepted=accepted,
+            events_per_s=round(accepted / seconds, 1) if seconds else 0.0,
+            p50_ms=_p(latencies, 0.5),
+            p99_ms=_p(latencies, 0.99),
+            errors=self.errors + other.errors,
+            latencies=latencies,
+        )
+
+
+def _p(sorted_latencies: list[float], q: float) -> float:
+    if not sorted_latencies:
+        return 0.0
+    if q == 0.5:
+        return round(statistics.median(sorted_latencies) * 1000, 2)
+    return round(sorted_latencies[int(len(sorted_latencies) * q) - 1] * 1000, 2)
 
 
 _serial = 0
@@ -142,9 +169,10 @@ async def load(
         requests=requests,
         events_accepted=accepted,
         events_per_s=round(accepted / elapsed, 1),
-        p50_ms=round(statistics.median(latencies) * 1000, 2) if latencies else 0.0,
-        p99_ms=round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else 0.0,
+        p50_ms=_p(latencies, 0.5),
+        p99_ms=_p(latencies, 0.99),
         errors=errors,
+        latencies=latencies,
     )
 
 
@@ -184,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=1,
+        help="split each run into this many slices, alternating bare and referral, so that both see the same "
+        "background load on a shared machine (1: one run of each, one after the other)",
+    )
     parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_baseline:
@@ -250,10 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         wait_http(f"{service_url}/health/live")
         wait_http(f"{baseline_url}/docs")
         for mode in ("single", "batch"):
-            for target, url in (("bare FastAPI", baseline_url), ("referral", service_url)):
-                run = asyncio.run(
-                    load(url, headers, mode, args.batch, args.seconds, args.concurrency, target)
-                )
+            merged: dict[str, Run] = {}
+            for _ in range(max(1, args.slices)):
+                for target, url in (("bare FastAPI", baseline_url), ("referral", service_url)):
+                    seconds = args.seconds / max(1, args.slices)
+                    run = asyncio.run(load(url, headers, mode, args.batch, seconds, args.concurrency, target))
+                    merged[target] = merged[target].merged(run) if target in merged else run
+            for target, run in merged.items():
                 runs.append(run)
                 print(f"  {target:<13} {run.mode:<13} {run.events_per_s:>9.1f} events/s", file=sys.stderr)
         accepted = sum(r.events_accepted for r in runs if r.target == "referral")
@@ -298,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_run": args.seconds,
         "batch_size": args.batch,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "runs": [asdict(r) for r in runs],
+        "slices": args.slices,
+        "runs": [{k: v for k, v in asdict(r).items() if k != "latencies"} for r in runs],
         "ratio_referral_to_bare": ratios,
         "publish_drain_seconds_after_load": round(drain_s, 2),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

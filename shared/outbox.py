@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import select as sa_select
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, func, select
@@ -96,15 +97,18 @@ class OutboxRelay:
         self.on_depth = on_depth  # a gauge: rows not yet published, at most once a second
         self.wakeup = asyncio.Event()
 
-    def _load(self) -> list[OutboxBase]:
-        with Session(self.engine) as session:
-            stmt = (
-                select(self.model)
-                .where(col(self.model.published_at).is_(None))
-                .order_by(col(self.model.id))
-                .limit(self.batch)
-            )
-            return list(session.exec(stmt).all())
+    def _load(self) -> list[Any]:
+        """The oldest unpublished rows as plain rows (id, topic, key, value): building ORM objects cost
+        ~30 us a row, measured, in the same process as the API it relays for."""
+        table = SQLModel.metadata.tables[str(self.model.__tablename__)]
+        stmt = (
+            sa_select(table.c.id, table.c.topic, table.c.key, table.c.value)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(self.batch)
+        )
+        with self.engine.connect() as connection:
+            return list(connection.execute(stmt).all())
 
     def _mark(self, ids: list[int]) -> None:
         table = SQLModel.metadata.tables[str(self.model.__tablename__)]

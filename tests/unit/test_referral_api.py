@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from sqlmodel import Session, col, func, select
 
 from services.referral.app import create_app
 from services.referral.clients import create_client, list_clients, revoke_client, rotate_key
+from services.referral.keycache import KEY_CACHE_TTL_S
 from services.referral.main import main as cli_main
 from services.referral.models import ClientKind, ReferralOutbox, Submission
 from shared.db import make_engine
@@ -105,15 +107,24 @@ async def test_right_key_id_with_wrong_secret_is_401(api: Api) -> None:
     assert r.status_code == 401
 
 
-async def test_revoked_key_is_401(api: Api) -> None:
+def key_cache_expired(api: Api) -> None:
+    """Move the API key cache's clock past its lifetime: what happens KEY_CACHE_TTL_S seconds later."""
+    cache = api.app.state.referral.clients
+    cache.clock = lambda: time.monotonic() + KEY_CACHE_TTL_S
+
+
+async def test_revoked_key_is_401_within_the_key_cache_lifetime(api: Api) -> None:
     assert (await api.http.post("/v1/events", json=leaver(), headers=api.auth("school"))).status_code == 202
     assert revoke_client(api.app.state.referral.engine, api.ids["school"])
+    key_cache_expired(api)
     r = await api.http.post("/v1/events", json=leaver(), headers=api.auth("school"))
     assert r.status_code == 401 and r.json()["errors"][0]["rule"] == "api_key_invalid"
 
 
 async def test_rotated_key_replaces_the_old_one(api: Api) -> None:
+    assert (await api.http.post("/v1/events", json=leaver(), headers=api.auth("school"))).status_code == 202
     new_key = rotate_key(api.app.state.referral.engine, api.ids["school"])
+    key_cache_expired(api)
     assert (await api.http.post("/v1/events", json=leaver(), headers=api.auth("school"))).status_code == 401
     r = await api.http.post("/v1/events", json=leaver(), headers={"Authorization": f"Bearer {new_key}"})
     assert r.status_code == 202
