@@ -13,7 +13,11 @@ import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from services.escalation.acks import handle_ack
 from services.escalation.app import MIGRATIONS
+from services.escalation.child_facts import handle_child_fact
+from services.escalation.firing import fire_deadline
+from services.escalation.merges import handle_merge
 from services.escalation.models import (
     DeadlineStatus,
     EscalationCase,
@@ -22,16 +26,9 @@ from services.escalation.models import (
     EscalationRecord,
 )
 from services.escalation.rules import DEFAULT_RULES_PATH, RuleSet
-from services.escalation.service import (
-    Deps,
-    due_deadline_ids,
-    fire_deadline,
-    handle_ack,
-    handle_child_fact,
-    handle_merge,
-    handle_transition,
-    mark_processed,
-)
+from services.escalation.timer import due_deadline_ids
+from services.escalation.transitions import handle_transition
+from services.escalation.unit_of_work import Deps, mark_processed
 from shared.case_ids import case_id_for
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
