@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from services.escalation.models import (
@@ -134,13 +134,18 @@ def end_episodes(
     trigger_event_id: str | None = None,
     close: EscalationStatus = EscalationStatus.CANCELLED,
     at: datetime | None = None,
+    started_before: datetime | None = None,
 ) -> tuple[int, int]:
     """End the child's episodes (all, or those of the watches / trigger named) at event time ``at`` (else
     now): pending deadlines due at or after ``at`` are cancelled (they never fell due while the episode was
     open); those due before it stay pending, marked with the end, for the timer to decide by event time.
     Open escalations close, publishing ``cancelled`` when they alerted somebody so notify withdraws pending
     sends, unless a step due before the end is still undecided: then they close when it is decided.
-    Deadlines are updated before escalations, the same order the timer locks them in."""
+    Deadlines are updated before escalations, the same order the timer locks them in. The end is kept on
+    every deadline it touched (cancelled or not), so a re-fold can undo it (``reconcile``).
+
+    ``started_before``: only the clocks started (by event time) by that moment, and their escalations: a
+    re-fold replays a case's history after facts that arrived earlier started later clocks."""
     end = as_utc(at) if at is not None else as_utc(now)
     reason = reason[:64]
     where = [
@@ -152,10 +157,35 @@ def end_episodes(
         where.append(col(EscalationDeadline.watch_key).in_(watch_keys))
     if trigger_event_id is not None:
         where.append(col(EscalationDeadline.trigger_event_id) == trigger_event_id)
+    later: set[str] = set()  # escalations of clocks started at or after started_before
+    if started_before is not None:
+        later_clocks = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.child_id == child,
+                EscalationDeadline.la_code == la,
+                EscalationDeadline.kind == DeadlineKind.RULE,
+                col(EscalationDeadline.clock_started_at) > as_utc(started_before),
+            )
+        ).all()
+        later = {derived_id("escalation", deadline_id) for deadline_id in later_clocks}
+        where.append(col(EscalationDeadline.id).not_in(list(later_clocks)))
+        where.append(
+            or_(
+                col(EscalationDeadline.escalation_id).is_(None),
+                col(EscalationDeadline.escalation_id).not_in(list(later)),
+            )
+        )
     result = session.execute(
         update(EscalationDeadline)
         .where(*where, col(EscalationDeadline.due_at) >= end)
-        .values(status=DeadlineStatus.CANCELLED, cancelled_at=as_utc(now), cancel_reason=reason)
+        .values(
+            status=DeadlineStatus.CANCELLED,
+            cancelled_at=as_utc(now),
+            cancel_reason=reason,
+            ended_at=end,
+            end_reason=reason,
+            end_status=close.value,
+        )
     )
     cancelled = int(result.rowcount)  # type: ignore[attr-defined]
     session.execute(
@@ -182,6 +212,7 @@ def end_episodes(
         ).all()
         fired = {derived_id("escalation", deadline_id) for deadline_id in started}
         escalations = [e for e in escalations if e.id in fired]
+    escalations = [e for e in escalations if e.id not in later]
     for esc in escalations:
         undecided = session.exec(
             select(EscalationDeadline.id).where(

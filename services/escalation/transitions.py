@@ -17,6 +17,7 @@ from services.escalation.models import (
     EscalationRecord,
     EscalationStatus,
 )
+from services.escalation.refold import rewind
 from services.escalation.rules import MatchContext
 from services.escalation.unit_of_work import OPEN_STATUSES, Deps, Outcome, as_utc
 from shared.events.internal import (
@@ -32,6 +33,8 @@ log = get_logger(__name__)
 
 def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: datetime) -> Outcome:
     p = event.payload
+    if p.history is not None:
+        return _reconcile(session, deps, event, now)
     child, la = str(p.child_id), p.la_code
     case = session.get(EscalationCase, (child, la))
     occurred = as_utc(p.cause_occurred_at)
@@ -41,6 +44,46 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
         # from the state we hold is tracking's next step even when dated earlier: a late fact re-folded (a
         # registration dated before a transfer clock ran out undoes the move to missing education).
         return Outcome("stale")
+    return _apply(session, deps, event, now)
+
+
+def _reconcile(session: Session, deps: Deps, event: CaseTransition, now: datetime) -> Outcome:
+    """A re-fold (a late fact, a correction): the case's clocks become those its event-time history gives.
+    What transitions derived from ``history.since`` on is rewound, then the history's transitions are applied
+    in event-time order, each under the id tracking gives it when the facts arrive in order, so the clocks,
+    escalation ids and steps are the ones in-order facts give. Ends apply only to clocks started before them
+    (facts read earlier may have started later event clocks). What already fired stays fired."""
+    p = event.payload
+    history = p.history
+    assert history is not None
+    child, la = str(p.child_id), p.la_code
+    removed = rewind(session, child, la, str(p.case_id), history)
+    outcome = Outcome("reconciled", cancelled=removed)
+    for step in history.steps:
+        fields = step.model_dump(exclude={"event_id"})
+        payload = p.model_copy(
+            update={**fields, "history": None, "deadlines_started": [], "deadlines_stopped": []}
+        )
+        replayed = event.model_copy(
+            update={"event_id": step.event_id, "occurred_at": step.cause_occurred_at, "payload": payload}
+        )
+        applied = _apply(session, deps, replayed, now, ends_started_before=True)
+        outcome.started += applied.started
+        outcome.cancelled += applied.cancelled
+        outcome.published += applied.published
+    log.info("case_history_reconciled", la_code=la, steps=len(history.steps), removed=removed)
+    return outcome
+
+
+def _apply(
+    session: Session, deps: Deps, event: CaseTransition, now: datetime, *, ends_started_before: bool = False
+) -> Outcome:
+    """One transition in event-time order: its ends, then the clocks it starts."""
+    p = event.payload
+    child, la = str(p.child_id), p.la_code
+    case = session.get(EscalationCase, (child, la))
+    occurred = as_utc(p.cause_occurred_at)
+    started_before = occurred if ends_started_before else None
     # Same state, new context (a social worker allocated while missing): only the rules the new context adds
     # start; those already matched before have run (or been acknowledged or resolved) and must not repeat.
     earlier: MatchContext | None = None
@@ -71,13 +114,14 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
             reason=f"case_resolved:{p.to_state.value}",
             close=EscalationStatus.RESOLVED,
             at=occurred,
+            started_before=started_before,
         )
         return outcome
     # The case left every state other than to_state: rules watching those states no longer apply.
     left = [s.value for s in CaseState if s != p.to_state]
     outcome.cancelled, outcome.published = end_episodes(
         session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left,
-        at=occurred,
+        at=occurred, started_before=started_before,
     )  # fmt: skip
     ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
     rules = deps.rules.match_rules(la, p.to_state.value, ctx)
