@@ -15,6 +15,7 @@ from services.escalation import metrics
 from services.escalation.episodes import close_escalation
 from services.escalation.ladder import Advance, LadderPosition, StepAlert, advance
 from services.escalation.models import (
+    NO_CASE,
     DeadlineKind,
     DeadlineStatus,
     EscalationCase,
@@ -34,25 +35,12 @@ from shared.events.envelope import Source
 from shared.events.internal import (
     CaseClockExpired,
     CaseClockExpiredPayload,
-    CaseState,
     EscalationAction,
 )
 from shared.logs import get_logger
 from shared.outbox import add_to_outbox
 
 log = get_logger(__name__)
-
-# The state tracking moves a case to on each watched event, used when no transition has been seen yet.
-EVENT_CASE_STATE: dict[str, CaseState] = {
-    "exclusion-issued": CaseState.AWAITING_PROVISION,
-    "absence-threshold-crossed": CaseState.ON_ROLL_AT_RISK,
-    "pupil-left-roll": CaseState.MISSING_EDUCATION,
-    "sickness-absence-notified": CaseState.ON_ROLL_AT_RISK,  # on a roll; the LA owes education (s.19)
-    "fair-access-referred": CaseState.AWAITING_PROVISION,
-    "home-education-notified": CaseState.ON_ROLL_AT_RISK,  # refused for a child under child protection
-    "not-in-school-notice": CaseState.ON_ROLL_AT_RISK,  # the same, for a parent's notice to the register
-    "review-date-set": CaseState.ELECTIVELY_HOME_EDUCATED,
-}
 
 
 def fire_deadline(
@@ -94,10 +82,13 @@ def fire_deadline(
         case_id = deadline.case_id or (
             case.case_id if case else case_id_for(deadline.child_id, deadline.la_code)
         )
-        if case is not None and rule.watches.state is None:
-            case_state = case.state
+        # The case's state as tracking's transitions say, never a guess: a state rule's is the state it
+        # watches; an event rule's is the state escalation holds from the transitions, or none when no
+        # transition of the child has been read (tracking opens no case for some watched facts).
+        if rule.watches.state is not None:
+            case_state = rule.watches.state.value
         else:
-            case_state = rule.watches.key if rule.watches.state else EVENT_CASE_STATE[rule.watches.key].value
+            case_state = case.state if case is not None else NO_CASE
         esc = EscalationRecord(
             id=derived_id("escalation", deadline.id),
             la_code=deadline.la_code,

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from services.escalation import metrics
 from services.escalation.models import (
+    NO_CASE,
     EscalationOutbox,
     EscalationRecord,
     EscalationStep,
@@ -57,7 +58,7 @@ def publish(
             action=action,
             level=level,  # type: ignore[arg-type]
             step_index=step_index,
-            case_state=esc.case_state,  # type: ignore[arg-type]
+            case_state=None if esc.case_state == NO_CASE else esc.case_state,  # type: ignore[arg-type]
             reason_code=reason_code,
             next_step_due_at=next_due,
             late=late,

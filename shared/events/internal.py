@@ -241,7 +241,12 @@ class EscalationPayload(StrictModel):
     action: EscalationAction
     level: LadderLevel
     step_index: Annotated[int, Field(ge=0)]
-    case_state: CaseState
+    case_state: CaseState | None = Field(
+        description="The case's state as tracking's transitions give it (a state rule: the state it watches);"
+        " None for an event rule's alert about a child with no case transition read (tracking opens no case"
+        " for a sickness notice, a fair access referral or a review date, and a fact can be read before"
+        " the transition it causes)"
+    )
     reason_code: str = Field(
         description="Why, as a code (no personal data): the rule's id or a cancel reason"
     )
