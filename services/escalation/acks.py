@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from services.escalation import metrics
-from services.escalation.episodes import cancel_step_deadlines, close_escalation
+from services.escalation.episodes import cancel_step_deadlines, close_escalation, lock_child_deadlines
 from services.escalation.ladder import LadderPosition, acknowledgement_stops
 from services.escalation.models import (
     EscalationRecord,
@@ -31,6 +31,7 @@ def handle_ack(session: Session, deps: Deps, event: AlertAck, now: datetime) -> 
     if esc is None or esc.la_code != p.la_code or esc.child_id != str(p.child_id):
         # Unknown, or for another LA's (or child's) escalation: never act across LAs.
         return Outcome("ignored_unknown")
+    lock_child_deadlines(session, esc.child_id, esc.la_code)
     position = LadderPosition(
         esc.step_index, as_utc(esc.step_due_at), stopped=esc.status != EscalationStatus.OPEN
     )

@@ -10,7 +10,13 @@ from typing import Any
 from sqlmodel import Session
 
 from services.escalation.child_context import case_context, child_context, remember_child
-from services.escalation.episodes import already_running, end_episodes, rule_order, start_clock
+from services.escalation.episodes import (
+    already_running,
+    end_episodes,
+    lock_child_deadlines,
+    rule_order,
+    start_clock,
+)
 from services.escalation.models import (
     EscalationCase,
 )
@@ -125,6 +131,7 @@ def fact_context(base: MatchContext, fact: Envelope, watch: FactWatch) -> MatchC
 def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datetime) -> Outcome:
     fact = decode_inbound(event.payload.fact)
     child, la = str(event.payload.child_id), event.payload.la_code
+    lock_child_deadlines(session, child, la)
     if fact.event_type == "absence-threshold-retracted":
         retracted = str(fact.payload.retracts_event_id)
         cancelled, published = end_episodes(

@@ -63,6 +63,25 @@ def already_running(
     return running is not None
 
 
+def lock_child_deadlines(session: Session, child: str, la: str) -> None:
+    """Lock the child's pending deadlines in the timer's order, (due_at, rule_order, id), before changing any.
+    The timer claims deadlines in that order, several per transaction; an UPDATE of many rows locks them in
+    table order, so without this a consumer and another instance's timer could each hold one deadline the
+    other waits for (PostgreSQL "deadlock detected"). SQLite has no row locks and ignores it."""
+    session.exec(
+        select(EscalationDeadline.id)
+        .where(
+            EscalationDeadline.child_id == child,
+            EscalationDeadline.la_code == la,
+            EscalationDeadline.status == DeadlineStatus.PENDING,
+        )
+        .order_by(
+            col(EscalationDeadline.due_at), col(EscalationDeadline.rule_order), col(EscalationDeadline.id)
+        )
+        .with_for_update()
+    ).all()
+
+
 def start_clock(
     session: Session,
     rule: Rule,

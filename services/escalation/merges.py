@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from services.escalation.episodes import end_episodes
+from services.escalation.episodes import end_episodes, lock_child_deadlines
 from services.escalation.unit_of_work import Deps, Outcome, as_utc
 from shared.events.internal import (
     ChildMerged,
@@ -23,6 +23,7 @@ def handle_merge(session: Session, deps: Deps, event: ChildMerged, now: datetime
     p = event.payload
     if p.facts:
         return Outcome("not_watched")  # tracking's forward of the merge to the survivor: nothing to stop
+    lock_child_deadlines(session, str(p.merged_child_id), p.la_code)
     # A person's decision takes effect when it is made, and never after this service's present: on simulated
     # time (tests, a replay) the decision's wall-clock time can lie ahead of the clock, and an end in the
     # future would keep the merged child's steps due before it "to be decided" while its clocks must stop.

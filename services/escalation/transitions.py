@@ -9,7 +9,13 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from services.escalation.child_context import case_context, remember_child
-from services.escalation.episodes import already_running, end_episodes, rule_order, start_clock
+from services.escalation.episodes import (
+    already_running,
+    end_episodes,
+    lock_child_deadlines,
+    rule_order,
+    start_clock,
+)
 from services.escalation.models import (
     DeadlineStatus,
     EscalationCase,
@@ -33,6 +39,7 @@ log = get_logger(__name__)
 
 def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: datetime) -> Outcome:
     p = event.payload
+    lock_child_deadlines(session, str(p.child_id), p.la_code)
     if p.history is not None:
         return _reconcile(session, deps, event, now)
     child, la = str(p.child_id), p.la_code
