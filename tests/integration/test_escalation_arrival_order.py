@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from services.escalation.models import EscalationDeadline
+from services.escalation.models import DeadlineKind, EscalationDeadline
 from services.escalation.settings import EscalationSettings
 from services.escalation.worker import EscalationWorker
+from shared.events.internal import CaseState
 from shared.localstack.postgres import PostgresCluster
 from shared.synthetic import generate
 from tests.integration.test_escalation_replay import (
@@ -49,9 +50,16 @@ Clock = tuple[str, str, str, datetime, str]  # (deadline id, child, rule, due, s
 
 
 def _clocks(engine: Engine) -> set[Clock]:
-    """Every deadline escalation holds: its id (a function of the facts), child, rule, due time and status."""
+    """Every clock of a state rule escalation started: its id (a function of the facts), child, rule, due time
+    and status. Event rules' clocks are left out: whether a child fact read after the resolution that
+    follows it starts one depends on how the two input topics interleave (see below)."""
+    states = {s.value for s in CaseState}
     with Session(engine) as session:
-        rows = session.exec(select(EscalationDeadline)).all()
+        rows = session.exec(
+            select(EscalationDeadline).where(
+                EscalationDeadline.kind == DeadlineKind.RULE, col(EscalationDeadline.watch_key).in_(states)
+            )
+        ).all()
     return {(r.id, r.child_id, r.rule_id, r.due_at.astimezone(UTC), str(r.status)) for r in rows}
 
 
@@ -104,8 +112,11 @@ async def test_the_same_facts_in_another_arrival_order_give_the_same_alerts(
     assert {a[:3] for a in first.alerts} == {a[:3] for a in second.alerts}  # (child, rule, step)
     assert first.alerts == second.alerts  # and when each fell due, under the same escalation ids
     assert first.sent == second.sent
-    assert first.withheld == second.withheld
-    # Every deadline, decided or not, under the same id: the clocks are a function of the facts.
+    # Not compared: how many steps are recorded withheld (episode closed) varies between runs of one input in
+    # one order (6 or 18 here, in order and shuffled alike): an event rule's clock (exclusion, deletion)
+    # starts or not depending on whether the child fact is read before or after the transition that resolves
+    # the case (two topics; docs/ESCALATION.md). The alerts sent and the state clocks are compared.
+    # Every clock, decided or not, under the same id: the clocks are a function of the facts.
     assert first_clocks == second_clocks, (
         f"{len(first_clocks - second_clocks)} deadlines only in order, "
         f"{len(second_clocks - first_clocks)} only shuffled"
