@@ -1,6 +1,6 @@
 """Cost of one escalation due-check with 10,000 and with 1,000,000 open deadlines, SQLite and PostgreSQL.
 
-The due-check is the timer's query (``services.escalation.service.due_deadline_ids``): pending deadlines
+The due-check is the timer's query (``services.escalation.timer.due_deadline_ids``): pending deadlines
 due by now, oldest first, one batch. Only a handful of the rows are due; the rest fall due over the next
 two years.
 With the (status, due_at) index its cost should follow what is due, not what is open: the printed ratio
@@ -37,7 +37,7 @@ from sqlmodel import Session
 
 from services.escalation.app import MIGRATIONS
 from services.escalation.models import EscalationDeadline
-from services.escalation.service import due_deadline_ids
+from services.escalation.timer import due_deadline_ids
 from shared.db import make_engine, migrate
 
 NOW = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)

@@ -10,10 +10,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from services.escalation.config import EscalationSettings
 from services.escalation.rules import RuleSet
-from services.escalation.service import Deps
+from services.escalation.settings import EscalationSettings
 from services.escalation.timesource import TimeSource
+from services.escalation.unit_of_work import Deps
 from services.escalation.worker import EscalationWorker
 from shared.db import make_engine, migrate
 from shared.ops import database_check, kafka_check, ops_router

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.escalation.config import EscalationSettings
+from services.escalation.settings import EscalationSettings
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
 

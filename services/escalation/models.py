@@ -86,6 +86,10 @@ class EscalationDeadline(SQLModel, table=True):
     end_status: str | None = Field(default=None, max_length=12)  # the EscalationStatus the episode ends in
 
 
+# EscalationRecord.case_state of an event rule's escalation about a child with no case transition read.
+NO_CASE = "no_case"
+
+
 class EscalationRecord(SQLModel, table=True):
     __tablename__ = "escalation_escalations"
     __table_args__ = (Index("ix_escalation_escalations_child_status", "child_id", "la_code", "status"),)
@@ -98,6 +102,8 @@ class EscalationRecord(SQLModel, table=True):
     rule_fingerprint: str = Field(max_length=64)
     rule_json: str = Field(sa_column=Column(Text, nullable=False))
     watch_key: str = Field(max_length=64)
+    # The case's state from tracking's transitions; NO_CASE when none of the child's had been read (published
+    # as case_state None).
     case_state: str = Field(max_length=32)
     status: str = Field(default=EscalationStatus.OPEN, max_length=12)
     step_index: int = -1  # the last step alerted (-1 before step 0)

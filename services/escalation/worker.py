@@ -22,7 +22,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from services.escalation import metrics
-from services.escalation.config import EscalationSettings
+from services.escalation.acks import handle_ack
+from services.escalation.child_facts import handle_child_fact
+from services.escalation.merges import handle_merge
 from services.escalation.models import (
     DeadlineStatus,
     EscalationDeadline,
@@ -31,18 +33,11 @@ from services.escalation.models import (
     EscalationRecord,
     EscalationStatus,
 )
-from services.escalation.service import (
-    SERVICE,
-    Deps,
-    Outcome,
-    decide_due,
-    handle_ack,
-    handle_child_fact,
-    handle_merge,
-    handle_transition,
-    set_record_partition,
-)
+from services.escalation.settings import EscalationSettings
+from services.escalation.timer import decide_due
 from services.escalation.timesource import TimeSource
+from services.escalation.transitions import handle_transition
+from services.escalation.unit_of_work import SERVICE, Deps, Outcome, set_record_partition
 from services.escalation.watermarks import Horizon, advance_watermark, load_horizon, watermarks
 from shared.consumer import ConsumerLoop, Record, add_dead_letter, new_consumer, outbox_dead_letter
 from shared.db import session_scope

@@ -36,6 +36,8 @@ from shared.logs import get_logger
 from shared.outbox import add_to_outbox
 
 log = get_logger(__name__)
+# An event rule's alert about a child with no case (EscalationPayload.case_state None).
+NO_CASE = "no_case"
 NOTIFY_NAMESPACE = uuid.UUID("1d7b3c52-5a0e-4c1b-8f0c-3b2f4e6a9d11")
 SERVICE = "notify"
 
@@ -98,7 +100,7 @@ def handle_escalation(
         level=p.level.value,
         rule_id=p.rule_id,
         reason_code=p.reason_code,
-        case_state=p.case_state.value,
+        case_state=p.case_state.value if p.case_state is not None else NO_CASE,
         next_step_due_at=p.next_step_due_at,
         source_event_id=str(event.event_id),
         source_topic=source.topic,

@@ -30,6 +30,9 @@ from shared.events.envelope import Envelope, Source
 from shared.events.internal import (
     RESOLVED_STATES,
     CaseClockExpired,
+    CaseHistory,
+    CaseHistoryBase,
+    CaseHistoryStep,
     CaseState,
     CaseTransition,
     CaseTransitionPayload,
@@ -176,6 +179,74 @@ def _net_change(
     started = tuple(d for d in after.open_deadlines if d not in before.open_deadlines)
     stopped = tuple(d for d in before.open_deadlines if d not in after.open_deadlines)
     return _transition(record, before, after, cause, when, started, stopped)
+
+
+def history_since(record: ChildRecord, facts: list[Fact], since: datetime) -> CaseHistory:
+    """The case's history by event time from ``since`` on: the state just before it, then every transition
+    the facts give in event-time order (each with the id tracking gives it when the facts arrive in that
+    order). Escalation's clocks follow this, so they do not depend on the order facts arrived in."""
+    by_id = {f.event_id: f for f in facts}
+    _, steps = fold(record.la_code, facts)
+    later = [s for s in steps if by_id[s.fact_id].occurred_at >= since]
+    before = later[0].before if later else (steps[-1].after if steps else Case(la_code=record.la_code))
+    base = None
+    if before.state is not None:
+        base = CaseHistoryBase(
+            state=before.state,
+            entered_at=before.cause_occurred_at or since,
+            reason=before.reason,
+            vulnerabilities=before.vulnerabilities,
+            social_care_status=before.social_care_status,
+            has_social_worker=before.has_social_worker,
+            safeguarding_concern=before.safeguarding_concern,
+        )
+    history = CaseHistory(since=since, base=base)
+    for s in later:
+        if s.after.state is None or not (s.changes or _context_changed(s.before, s.after)):
+            continue
+        fact = by_id[s.fact_id]
+        history.steps.append(
+            CaseHistoryStep(
+                event_id=derived_id(f"{record.child_id}:{fact.event_id}:{s.after.state}", "transition"),
+                from_state=s.before.state,
+                to_state=s.after.state,
+                cause_event_id=uuid.UUID(fact.event_id),
+                cause_event_type=fact.event_type,
+                cause_occurred_at=fact.occurred_at,
+                reason=s.after.reason,
+                vulnerabilities=s.after.vulnerabilities,
+                social_care_status=s.after.social_care_status,
+                has_social_worker=s.after.has_social_worker,
+                safeguarding_concern=s.after.safeguarding_concern,
+                destination_la_code=s.after.destination_la_code,
+                outcome=s.after.outcome,
+                outcome_ref=s.after.outcome_ref,
+            )
+        )
+    return history
+
+
+def _refold_transition(
+    record: ChildRecord, facts: list[Fact], before: Case, after: Case, cause: Envelope, fact: Fact
+) -> CaseTransition | None:
+    """After a re-fold: one transition from the state we were in to the state the facts now give, carrying
+    the case's history by event time from the late fact (or the fact it corrects) on; published when the
+    state or that history changed (a late registration between two episodes of one state changes no
+    state, but ends the first episode and starts the second)."""
+    corrected = next((f for f in record.facts if f.event_id == fact.attrs.get("corrects_event_id")), None)
+    since = min(fact.occurred_at, corrected.occurred_at) if corrected else fact.occurred_at
+    # Dated when the case entered its state by event time, never before the late fact: the clocks that
+    # transition starts count from there (a transfer clock names the wait it counted by that time).
+    entered = max(fact.occurred_at, after.cause_occurred_at or fact.occurred_at)
+    transition = _net_change(record, before, after, cause, entered)
+    history = history_since(record, facts, since)
+    if transition is None:
+        if after.state is None or history == history_since(record, record.facts, since):
+            return None
+        transition = _transition(record, before, after, cause, entered, (), ())
+    return transition.model_copy(
+        update={"payload": transition.payload.model_copy(update={"history": history})}
+    )
 
 
 def _handover(record: ChildRecord, inbound: Envelope, destination: str) -> Envelope:
@@ -361,12 +432,11 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
     else:
         after, steps = fold(record.la_code, facts)
         own = next(x for x in steps if x.fact_id == fact.event_id)
-        # Dated when the case entered its state by event time, never before the late fact: the clocks that
-        # transition starts count from there (a transfer clock names the wait it counted by that time).
-        entered = max(fact.occurred_at, after.cause_occurred_at or fact.occurred_at)
-        transition = _net_change(record, before, after, inbound, entered)
+        transition = _refold_transition(record, facts, before, after, inbound, fact)
         kind_of_change = "correction" if correction else "late"
-        verdict = kind_of_change if transition is None else f"{kind_of_change}-applied"
+        # A same-state transition only carries the history to escalation: the fact changed no state.
+        moved = transition is not None and after.state != before.state
+        verdict = f"{kind_of_change}-applied" if moved else kind_of_change
         why = (
             f"corrects {fact.attrs['corrects_event_id']}, folded in its place: it was {own.rule.verdict}"
             if correction
@@ -385,7 +455,7 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
         )
         if transition is not None:
             out.transitions.append(transition)
-            if own.handover_to and after.destination_la_code == own.handover_to:
+            if moved and own.handover_to and after.destination_la_code == own.handover_to:
                 out.handovers.append(_handover(record, inbound, own.handover_to))
         origin = _newly_confirmed(before, after)
         if origin and _names_child(inbound):

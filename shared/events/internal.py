@@ -143,6 +143,49 @@ class DeadlineRef(StrictModel):
     due_at: AwareDatetime | None = None
 
 
+class CaseHistoryBase(StrictModel):
+    """The case as its facts left it just before ``CaseHistory.since``: the state, when it entered it by event
+    time, and the context rules match on."""
+
+    state: CaseState
+    entered_at: AwareDatetime
+    reason: MissingReason | None = None
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+    social_care_status: SocialCareStatus = SocialCareStatus.NONE
+    has_social_worker: StrictBool = False
+    safeguarding_concern: StrictBool = False
+
+
+class CaseHistoryStep(StrictModel):
+    """One transition the case's facts give in event-time order: the one tracking would have published
+    (``event_id`` included) had the facts arrived in that order."""
+
+    event_id: uuid.UUID
+    from_state: CaseState | None
+    to_state: CaseState
+    cause_event_id: uuid.UUID
+    cause_event_type: str
+    cause_occurred_at: AwareDatetime
+    reason: MissingReason | None = None
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+    social_care_status: SocialCareStatus = SocialCareStatus.NONE
+    has_social_worker: StrictBool = False
+    safeguarding_concern: StrictBool = False
+    destination_la_code: LACode | None = None
+    outcome: CaseOutcome | None = None
+    outcome_ref: str | None = None
+
+
+class CaseHistory(StrictModel):
+    """A case's event-time history from ``since`` (a late fact's or a correction's time) on, as the re-fold
+    of its facts gives it: escalation's clocks follow it, not the order the facts arrived in
+    (docs/ESCALATION.md)."""
+
+    since: AwareDatetime
+    base: CaseHistoryBase | None = Field(description="The case just before since; None: no case yet")
+    steps: list[CaseHistoryStep] = Field(default_factory=list)
+
+
 class CaseTransitionPayload(StrictModel):
     child_id: uuid.UUID
     case_id: uuid.UUID
@@ -165,6 +208,9 @@ class CaseTransitionPayload(StrictModel):
     # LA code, a country, a provision type or a reg 9(1) letter).
     outcome: CaseOutcome | None = None
     outcome_ref: str | None = None
+    # A re-fold (a late fact, a correction): the case's history by event time from that fact on, which
+    # escalation reconciles its clocks against. None: an in-order step (this transition is the history).
+    history: CaseHistory | None = None
 
 
 class CaseTransition(Envelope):
@@ -195,7 +241,12 @@ class EscalationPayload(StrictModel):
     action: EscalationAction
     level: LadderLevel
     step_index: Annotated[int, Field(ge=0)]
-    case_state: CaseState
+    case_state: CaseState | None = Field(
+        description="The case's state as tracking's transitions give it (a state rule: the state it watches);"
+        " None for an event rule's alert about a child with no case transition read (tracking opens no case"
+        " for a sickness notice, a fair access referral or a review date, and a fact can be read before"
+        " the transition it causes)"
+    )
     reason_code: str = Field(
         description="Why, as a code (no personal data): the rule's id or a cancel reason"
     )

@@ -43,7 +43,6 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, func, select
 
 from services.escalation.app import load_deps, prepare_database
-from services.escalation.config import EscalationSettings
 from services.escalation.models import (
     DeadlineStatus,
     EscalationDeadline,
@@ -54,6 +53,7 @@ from services.escalation.models import (
     EscalationStep,
 )
 from services.escalation.rules import RuleSet
+from services.escalation.settings import EscalationSettings
 from services.escalation.timesource import SimulatedTime, write_time_file
 from services.escalation.worker import EscalationWorker
 from shared.events.catalogue import decode_event

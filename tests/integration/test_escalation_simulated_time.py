@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.escalation.app import load_deps, prepare_database
-from services.escalation.config import EscalationSettings
 from services.escalation.models import EscalationDeadline, EscalationRecord
+from services.escalation.settings import EscalationSettings
 from services.escalation.timesource import SimulatedTime
 from services.escalation.worker import EscalationWorker
 from shared.events.catalogue import decode_event, encode_event

@@ -18,8 +18,8 @@ from sqlmodel import Session, select
 
 from services.escalation.app import load_deps
 from services.escalation.app import prepare_database as prepare_escalation_db
-from services.escalation.config import EscalationSettings
 from services.escalation.models import EscalationDeadline, EscalationOutbox, EscalationRecord
+from services.escalation.settings import EscalationSettings
 from services.escalation.timesource import SimulatedTime
 from services.escalation.worker import EscalationWorker
 from services.notify.app import create_app, prepare_database

@@ -423,7 +423,7 @@ def _attendance(pg_settings: Settings, seed: Seed) -> FastAPI:
 
 def _escalation(pg_settings: Settings, seed: Seed) -> FastAPI:
     from services.escalation.app import create_app
-    from services.escalation.config import EscalationSettings
+    from services.escalation.settings import EscalationSettings
 
     return create_app(EscalationSettings(**_settings(pg_settings)), run_worker=False)
 

@@ -31,7 +31,7 @@ LONG_AGO = NOW - timedelta(days=7 * 365)
 
 def _migrate_all(settings: Settings) -> None:
     from services.escalation.app import prepare_database as escalation_db
-    from services.escalation.config import EscalationSettings
+    from services.escalation.settings import EscalationSettings
     from services.notify.app import prepare_database as notify_db
     from services.notify.config import NotifySettings
     from services.referral.app import MIGRATIONS as REFERRAL_MIGRATIONS

@@ -59,7 +59,7 @@ def _base() -> dict[str, Any]:
 def _apps() -> dict[str, Any]:
     from services.attendance.app import create_app as attendance_app
     from services.escalation.app import create_app as escalation_app
-    from services.escalation.config import EscalationSettings
+    from services.escalation.settings import EscalationSettings
     from services.notify.app import create_app as notify_app
     from services.notify.config import NotifySettings
     from services.tracking.app import create_app as tracking_app

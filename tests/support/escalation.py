@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -117,13 +118,31 @@ class Replay:
     events: int  # synthetic inbound events the inputs come from
 
 
-def replay_of(population: Population) -> Replay:
+def shuffled_within_children(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The same events in another arrival order: each child's events (by LA and UPN) change places among
+    the positions that child's events hold, so a child's facts arrive out of event-time order (late facts,
+    as a school reporting late or a backlog loaded out of order gives) while the children interleave as
+    before."""
+    rng = random.Random(seed)
+    positions: dict[tuple[str, str], list[int]] = {}
+    for i, raw in enumerate(events):
+        positions.setdefault((raw["source"]["la_code"], raw["payload"]["child"]["upn"]), []).append(i)
+    arrived = list(events)
+    for places in positions.values():
+        moved = places[:]
+        rng.shuffle(moved)
+        for to, frm in zip(places, moved, strict=True):
+            arrived[to] = events[frm]
+    return arrived
+
+
+def replay_of(population: Population, events: list[dict[str, Any]] | None = None) -> Replay:
     """What tracking publishes for a synthetic year, computed by tracking's own pure code: each inbound
     event becomes the child fact identity resolution would publish (one child per LA and UPN, an exact
     match) and ``services.tracking.cases.apply_child_fact`` gives the case transitions it causes.
 
     Hand-overs to another LA (a move) are not replayed as arrivals there: the destination LA's facts are the
-    synthetic events sent to it."""
+    synthetic events sent to it. ``events``: the population's events in another arrival order."""
     # Imported here: only replays need tracking's code.
     from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 
@@ -131,7 +150,7 @@ def replay_of(population: Population) -> Replay:
     inputs: list[ReplayInput] = []
     states: dict[str, list[tuple[datetime, CaseState]]] = {}
     la_of: dict[str, str] = {}
-    for raw in population.events:
+    for raw in population.events if events is None else events:
         inbound = decode_inbound(raw)
         la = str(inbound.source.la_code)
         child_id = str(uuid.uuid5(REPLAY_NAMESPACE, f"{la}:{raw['payload']['child']['upn']}"))

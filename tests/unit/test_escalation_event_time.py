@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from services.escalation.app import MIGRATIONS
+from services.escalation.child_facts import handle_child_fact
+from services.escalation.firing import fire_deadline
 from services.escalation.models import (
     DeadlineStatus,
     EscalationDeadline,
@@ -23,16 +25,9 @@ from services.escalation.models import (
     EscalationStep,
 )
 from services.escalation.rules import RuleSet
-from services.escalation.service import (
-    Deps,
-    as_utc,
-    due_deadline_ids,
-    fire_deadline,
-    handle_child_fact,
-    handle_transition,
-    mark_processed,
-    set_record_partition,
-)
+from services.escalation.timer import due_deadline_ids
+from services.escalation.transitions import handle_transition
+from services.escalation.unit_of_work import Deps, as_utc, mark_processed, set_record_partition
 from services.escalation.watermarks import Horizon, advance_watermark, load_horizon, watermarks
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event

@@ -13,7 +13,11 @@ import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from services.escalation.acks import handle_ack
 from services.escalation.app import MIGRATIONS
+from services.escalation.child_facts import handle_child_fact
+from services.escalation.firing import fire_deadline
+from services.escalation.merges import handle_merge
 from services.escalation.models import (
     DeadlineStatus,
     EscalationCase,
@@ -22,16 +26,9 @@ from services.escalation.models import (
     EscalationRecord,
 )
 from services.escalation.rules import DEFAULT_RULES_PATH, RuleSet
-from services.escalation.service import (
-    Deps,
-    due_deadline_ids,
-    fire_deadline,
-    handle_ack,
-    handle_child_fact,
-    handle_merge,
-    handle_transition,
-    mark_processed,
-)
+from services.escalation.timer import due_deadline_ids
+from services.escalation.transitions import handle_transition
+from services.escalation.unit_of_work import Deps, mark_processed
 from shared.case_ids import case_id_for
 from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
@@ -361,6 +358,24 @@ def test_a_clock_started_before_the_case_is_known_names_trackings_case(engine: E
     run_timer(engine, deps, utc(2025, 11, 11))
     [raised] = published(engine)
     assert str(raised.payload.case_id) == case_id_for(str(child), LA)
+
+
+def test_an_event_rule_names_the_case_state_tracking_gave_never_a_guess(engine: Engine, deps: Deps) -> None:
+    # Read before any transition of the child: escalation does not know the case's state (tracking opens no
+    # case at all for a sickness notice or a fair access referral), so the alert says so: no state.
+    first, second = uuid.uuid4(), uuid.uuid4()
+    apply(engine, deps, child_fact(first, "exclusion-issued", date(2025, 11, 3)), utc(2025, 11, 3, 10))
+    # Tracking's transition read first: its state, whatever the fact was.
+    opened = transition(second, CaseState.ON_ROLL_AT_RISK, utc(2025, 11, 3, 9))
+    apply(engine, deps, opened, utc(2025, 11, 3, 10))
+    apply(engine, deps, child_fact(second, "exclusion-issued", date(2025, 11, 3)), utc(2025, 11, 3, 10))
+    run_timer(engine, deps, utc(2025, 11, 11))
+    states = {
+        e.payload.child_id: e.payload.case_state
+        for e in published(engine)
+        if e.payload.rule_id == "permanent_exclusion_no_provision"
+    }
+    assert states == {first: None, second: CaseState.ON_ROLL_AT_RISK}
 
 
 def _merge(survivor: uuid.UUID, merged: uuid.UUID, facts: list[dict[str, object]]) -> ChildMerged:

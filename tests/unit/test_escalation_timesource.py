@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.escalation.config import EscalationSettings
+from services.escalation.settings import EscalationSettings
 from services.escalation.timesource import FileTime, SimulatedTime, SystemTime, write_time_file
 
 T0 = datetime(2025, 11, 3, 9, 0, tzinfo=UTC)

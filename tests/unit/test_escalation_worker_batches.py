@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from services.escalation.app import MIGRATIONS, load_deps
-from services.escalation.config import EscalationSettings
 from services.escalation.models import EscalationDeadline, EscalationOutbox, EscalationProcessedEvent
+from services.escalation.settings import EscalationSettings
 from services.escalation.timesource import SimulatedTime
 from services.escalation.watermarks import watermarks
 from services.escalation.worker import EscalationWorker

@@ -53,13 +53,27 @@ def test_late_fact_applied_only_where_it_changes_the_outcome() -> None:
     record, _ = _run(new_record(A, "801"), left, located)
     assert record.case.state == "awaiting_provision"
     late_wu = apply_child_fact(record, _cf(A, "whereabouts-unknown", 10))
-    assert late_wu.transitions == [] and late_wu.timeline[0].verdict == "late"
+    assert late_wu.timeline[0].verdict == "late"
     assert late_wu.record.case.state == "awaiting_provision"
+    # No change of state, but an episode of unknown whereabouts (days 10 to 20) the case's history did not
+    # have: one same-state transition carries the history from the late fact on, for escalation's clocks.
+    [carrier] = late_wu.transitions
+    assert carrier.payload.from_state == carrier.payload.to_state == "awaiting_provision"
+    assert carrier.payload.history is not None and carrier.payload.history.base is not None
+    assert carrier.payload.history.base.state == "missing_education"
+    assert [(s.to_state, s.cause_occurred_at.day) for s in carrier.payload.history.steps] == [
+        ("whereabouts_unknown", 10),
+        ("awaiting_provision", 20),
+    ]
     late_abroad = apply_child_fact(late_wu.record, _cf(A, "moved-abroad", 25))  # newer: a normal step
     assert late_abroad.record.case.state == "moved_abroad"
     record2, _ = _run(new_record(A, "801"), _cf(A, "pupil-left-roll", 5))
     earlier_registration = apply_child_fact(record2, _cf(A, "pupil-registered", 1))
-    assert earlier_registration.transitions == []  # registered before leaving: still missing education
+    # Registered before leaving: still missing education, from day 5 as before; the history says so.
+    assert earlier_registration.record.case.state == "missing_education"
+    [carrier] = earlier_registration.transitions
+    assert carrier.payload.history is not None
+    assert [s.to_state for s in carrier.payload.history.steps][-1] == "missing_education"
 
 
 def test_late_fact_that_changes_the_outcome_publishes_one_transition() -> None:

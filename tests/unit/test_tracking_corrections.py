@@ -70,7 +70,13 @@ def test_a_correction_that_changes_nothing_is_recorded_only() -> None:
     wrong = leaver(UNKNOWN, "i")
     same_state = leaver({"known": False, "ctf_destination": "XXXXXXX"}, "h", corrects=wrong.event_id)
     record, transitions, timeline = run(wrong, same_state)
-    assert record.case.state == "missing_education" and len(transitions) == 1
+    assert record.case.state == "missing_education"
+    # No new state; the history from the corrected fact on (a new cause and reason) goes to escalation.
+    assert [(t.payload.from_state, t.payload.to_state) for t in transitions] == [
+        (None, "missing_education"),
+        ("missing_education", "missing_education"),
+    ]
+    assert transitions[1].payload.history is not None
     assert [row.verdict for row in timeline] == ["move", "correction"]
 
 

@@ -1,0 +1,250 @@
+"""Starting and ending clocks. Clocks run on event time: a fact that ends an episode cancels only the
+deadlines due after the fact's event time; one due before it was due while the episode was open and is
+decided by the timer on the partition's horizon."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from services.escalation.models import (
+    DeadlineKind,
+    DeadlineStatus,
+    EscalationDeadline,
+    EscalationRecord,
+    EscalationStatus,
+)
+from services.escalation.publishing import publish_cancel
+from services.escalation.rules import Rule, RuleSet
+from services.escalation.unit_of_work import OPEN_STATUSES, Deps, as_utc, derived_id, record_partition
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def rule_order(rules: RuleSet, la: str) -> dict[str, int]:
+    return {r.id: i for i, r in enumerate(rules.rules_for(la))}
+
+
+def already_running(
+    session: Session, child: str, la: str, rule: Rule, *, acknowledged_counts: bool = False
+) -> bool:
+    """A pending clock or a live escalation of this rule for the child. For a state rule an acknowledged
+    escalation still counts (the child is still in that state); a new event (a second exclusion) starts
+    afresh once the earlier escalation was acknowledged, unless the caller says the fact repeats the duty
+    (``acknowledged_counts``: a ground (o) deletion after the exclusion itself)."""
+    rule_id = rule.id
+    ack_counts = acknowledged_counts or rule.watches.state is not None
+    statuses = OPEN_STATUSES if ack_counts else (EscalationStatus.OPEN,)
+    pending = session.exec(
+        select(EscalationDeadline.id).where(
+            EscalationDeadline.child_id == child,
+            EscalationDeadline.la_code == la,
+            EscalationDeadline.status == DeadlineStatus.PENDING,
+            EscalationDeadline.rule_id == rule_id,
+            EscalationDeadline.kind == DeadlineKind.RULE,
+            col(EscalationDeadline.ended_at).is_(None),  # an ended episode's clock waits only to be decided
+        )
+    ).first()
+    if pending is not None:
+        return True
+    running = session.exec(
+        select(EscalationRecord.id).where(
+            EscalationRecord.child_id == child,
+            EscalationRecord.la_code == la,
+            col(EscalationRecord.status).in_(statuses),
+            EscalationRecord.rule_id == rule_id,
+            col(EscalationRecord.ended_at).is_(None),
+        )
+    ).first()
+    return running is not None
+
+
+def lock_child_deadlines(session: Session, child: str, la: str) -> None:
+    """Lock the child's pending deadlines in the timer's order, (due_at, rule_order, id), before changing any.
+    The timer claims deadlines in that order, several per transaction; an UPDATE of many rows locks them in
+    table order, so without this a consumer and another instance's timer could each hold one deadline the
+    other waits for (PostgreSQL "deadlock detected"). SQLite has no row locks and ignores it."""
+    session.exec(
+        select(EscalationDeadline.id)
+        .where(
+            EscalationDeadline.child_id == child,
+            EscalationDeadline.la_code == la,
+            EscalationDeadline.status == DeadlineStatus.PENDING,
+        )
+        .order_by(
+            col(EscalationDeadline.due_at), col(EscalationDeadline.rule_order), col(EscalationDeadline.id)
+        )
+        .with_for_update()
+    ).all()
+
+
+def start_clock(
+    session: Session,
+    rule: Rule,
+    order: int,
+    *,
+    child: str,
+    la: str,
+    case_id: str | None,
+    trigger_event_id: str,
+    due_at: datetime,
+    watch_key: str | None = None,
+    partition: int | None = None,
+    clock_started_at: datetime | None = None,
+) -> None:
+    deadline_id = derived_id("rule", child, la, rule.id, trigger_event_id)
+    if session.get(EscalationDeadline, deadline_id) is not None:
+        return
+    session.add(
+        EscalationDeadline(
+            id=deadline_id,
+            kind=DeadlineKind.RULE,
+            due_at=as_utc(due_at),
+            la_code=la,
+            child_id=child,
+            case_id=case_id,
+            rule_id=rule.id,
+            watch_key=watch_key or rule.watches.key,
+            trigger_event_id=trigger_event_id,
+            rule_order=order,
+            rule_json=rule.canonical_json,
+            rule_fingerprint=rule.fingerprint,
+            partition=record_partition(session) if partition is None else partition,
+            clock_started_at=as_utc(clock_started_at) if clock_started_at is not None else None,
+        )
+    )
+    session.flush()
+    log.info("clock_started", rule_id=rule.id, la_code=la, due_at=as_utc(due_at).isoformat())
+
+
+def close_escalation(
+    session: Session, esc: EscalationRecord, now: datetime, status: EscalationStatus, reason: str
+) -> None:
+    esc.status, esc.closed_at, esc.close_reason = status.value, as_utc(now), reason
+    session.add(esc)
+
+
+def cancel_step_deadlines(session: Session, escalation_id: str, now: datetime, reason: str) -> int:
+    result = session.execute(
+        update(EscalationDeadline)
+        .where(
+            col(EscalationDeadline.escalation_id) == escalation_id,
+            col(EscalationDeadline.status) == DeadlineStatus.PENDING,
+        )
+        .values(status=DeadlineStatus.CANCELLED, cancelled_at=as_utc(now), cancel_reason=reason)
+    )
+    count = int(result.rowcount)  # type: ignore[attr-defined]
+    return count
+
+
+def end_episodes(
+    session: Session,
+    deps: Deps,
+    child: str,
+    la: str,
+    now: datetime,
+    *,
+    reason: str,
+    watch_keys: Sequence[str] | None = None,
+    trigger_event_id: str | None = None,
+    close: EscalationStatus = EscalationStatus.CANCELLED,
+    at: datetime | None = None,
+    started_before: datetime | None = None,
+) -> tuple[int, int]:
+    """End the child's episodes (all, or those of the watches / trigger named) at event time ``at`` (else
+    now): pending deadlines due at or after ``at`` are cancelled (they never fell due while the episode was
+    open); those due before it stay pending, marked with the end, for the timer to decide by event time.
+    Open escalations close, publishing ``cancelled`` when they alerted somebody so notify withdraws pending
+    sends, unless a step due before the end is still undecided: then they close when it is decided.
+    Deadlines are updated before escalations, the same order the timer locks them in. The end is kept on
+    every deadline it touched (cancelled or not), so a re-fold can undo it (``reconcile``).
+
+    ``started_before``: only the clocks started (by event time) by that moment, and their escalations: a
+    re-fold replays a case's history after facts that arrived earlier started later clocks."""
+    end = as_utc(at) if at is not None else as_utc(now)
+    reason = reason[:64]
+    where = [
+        col(EscalationDeadline.child_id) == child,
+        col(EscalationDeadline.la_code) == la,
+        col(EscalationDeadline.status) == DeadlineStatus.PENDING,
+    ]
+    if watch_keys is not None:
+        where.append(col(EscalationDeadline.watch_key).in_(watch_keys))
+    if trigger_event_id is not None:
+        where.append(col(EscalationDeadline.trigger_event_id) == trigger_event_id)
+    later: set[str] = set()  # escalations of clocks started at or after started_before
+    if started_before is not None:
+        later_clocks = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.child_id == child,
+                EscalationDeadline.la_code == la,
+                EscalationDeadline.kind == DeadlineKind.RULE,
+                col(EscalationDeadline.clock_started_at) > as_utc(started_before),
+            )
+        ).all()
+        later = {derived_id("escalation", deadline_id) for deadline_id in later_clocks}
+        where.append(col(EscalationDeadline.id).not_in(list(later_clocks)))
+        where.append(
+            or_(
+                col(EscalationDeadline.escalation_id).is_(None),
+                col(EscalationDeadline.escalation_id).not_in(list(later)),
+            )
+        )
+    result = session.execute(
+        update(EscalationDeadline)
+        .where(*where, col(EscalationDeadline.due_at) >= end)
+        .values(
+            status=DeadlineStatus.CANCELLED,
+            cancelled_at=as_utc(now),
+            cancel_reason=reason,
+            ended_at=end,
+            end_reason=reason,
+            end_status=close.value,
+        )
+    )
+    cancelled = int(result.rowcount)  # type: ignore[attr-defined]
+    session.execute(
+        update(EscalationDeadline)
+        .where(*where, col(EscalationDeadline.due_at) < end, col(EscalationDeadline.ended_at).is_(None))
+        .values(ended_at=end, end_reason=reason, end_status=close.value)
+    )
+    stmt = select(EscalationRecord).where(
+        EscalationRecord.child_id == child,
+        EscalationRecord.la_code == la,
+        col(EscalationRecord.status).in_(OPEN_STATUSES),
+        col(EscalationRecord.ended_at).is_(None),
+    )
+    if watch_keys is not None:
+        stmt = stmt.where(col(EscalationRecord.watch_key).in_(watch_keys))
+    published = 0
+    escalations = list(session.exec(stmt).all())
+    if trigger_event_id is not None:
+        started = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.trigger_event_id == trigger_event_id,
+                EscalationDeadline.kind == DeadlineKind.RULE,
+            )
+        ).all()
+        fired = {derived_id("escalation", deadline_id) for deadline_id in started}
+        escalations = [e for e in escalations if e.id in fired]
+    escalations = [e for e in escalations if e.id not in later]
+    for esc in escalations:
+        undecided = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.escalation_id == esc.id,
+                EscalationDeadline.status == DeadlineStatus.PENDING,
+            )
+        ).first()
+        if undecided is not None:
+            esc.ended_at = end  # a step due before the end is still to be decided; it closes the escalation
+            session.add(esc)
+            continue
+        if esc.status == EscalationStatus.OPEN:
+            published += publish_cancel(session, deps, esc, reason, now, at=end)
+        close_escalation(session, esc, now, close, reason)
+        cancelled += 1
+    return cancelled, published

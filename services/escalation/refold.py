@@ -1,0 +1,102 @@
+"""Undo what escalation derived from a case's transitions after a moment, so that a re-fold's history
+(tracking's ``CaseHistory``: a late fact or a correction) can be replayed in event-time order in its place.
+
+Escalation's clocks are a function of each case's event-time state history, not of the order transitions
+arrived in: when tracking re-folds a case it sends the history from the late fact on; escalation rewinds
+the state-rule clocks it started from that moment (and the ends it applied from then on) and replays the
+history's transitions through the ordinary transition handling, with the ids tracking gives them in order.
+So the deadlines, escalation ids and steps are the ones in-order facts give.
+
+What has fired stays fired (an alert is not unsent): a clock that fired beyond the watermark for an
+episode the history no longer has is ended at the event time the history says (docs/ESCALATION.md,
+"Facts behind the watermark").
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from services.escalation.models import (
+    DeadlineKind,
+    DeadlineStatus,
+    EscalationCase,
+    EscalationDeadline,
+    EscalationRecord,
+)
+from services.escalation.rules import Rule
+from services.escalation.unit_of_work import OPEN_STATUSES, as_utc
+from shared.events.internal import CaseHistory
+
+# Ends a transition applies (end_episodes' reasons); others (a retraction, a place offered, a merge) are
+# child facts, not part of the case's history, and stay.
+TRANSITION_ENDS = ("case_moved_on:", "case_resolved:")
+
+
+def _is_state_clock(deadline: EscalationDeadline) -> bool:
+    """A clock a transition started (a rule watching a state), not an event rule's or a review's."""
+    if deadline.kind != DeadlineKind.RULE:
+        return False
+    return Rule.model_validate_json(deadline.rule_json).watches.state is not None
+
+
+def rewind(session: Session, child: str, la: str, case_id: str, history: CaseHistory) -> int:
+    """Put the child's clocks and case back as they were before ``history.since`` by event time, as far as
+    transitions made them: state clocks started from then on (not fired) are removed, to be derived again
+    from the history; ends applied from then on are lifted. Returns the number of clocks removed."""
+    since = as_utc(history.since)
+    removed = 0
+    deadlines = session.exec(
+        select(EscalationDeadline).where(
+            EscalationDeadline.child_id == child,
+            EscalationDeadline.la_code == la,
+            col(EscalationDeadline.status) != DeadlineStatus.FIRED,
+        )
+    ).all()
+    open_escalations = {
+        e.id: e
+        for e in session.exec(
+            select(EscalationRecord).where(
+                EscalationRecord.child_id == child,
+                EscalationRecord.la_code == la,
+                col(EscalationRecord.status).in_(OPEN_STATUSES),
+            )
+        ).all()
+    }
+    for d in deadlines:
+        started = as_utc(d.clock_started_at) if d.clock_started_at is not None else None
+        if started is not None and started >= since and _is_state_clock(d):
+            session.delete(d)
+            removed += 1
+            continue
+        ended = as_utc(d.ended_at) if d.ended_at is not None else None
+        if ended is None or ended < since or not (d.end_reason or "").startswith(TRANSITION_ENDS):
+            continue
+        if d.status == DeadlineStatus.CANCELLED:
+            if d.kind == DeadlineKind.STEP and d.escalation_id not in open_escalations:
+                continue  # its escalation closed (and said so): what was published stays
+            d.status, d.cancelled_at, d.cancel_reason = DeadlineStatus.PENDING, None, None
+        d.ended_at, d.end_reason, d.end_status = None, None, None
+        session.add(d)
+    session.flush()
+    for esc in open_escalations.values():
+        if esc.ended_at is not None and as_utc(esc.ended_at) >= since:
+            esc.ended_at = None  # the history ends it again where it ends
+            session.add(esc)
+    case = session.get(EscalationCase, (child, la))
+    base = history.base
+    if base is None:
+        if case is not None:
+            session.delete(case)
+    else:
+        entered = as_utc(base.entered_at)
+        case = case or EscalationCase(
+            child_id=child, la_code=la, case_id=case_id, state=base.state, state_since=entered
+        )
+        case.state, case.state_since = base.state.value, as_utc(base.entered_at)
+        case.has_social_worker = base.has_social_worker
+        case.social_care_status = base.social_care_status.value
+        case.vulnerabilities = ",".join(sorted(v.value for v in base.vulnerabilities))
+        case.safeguarding_concern = base.safeguarding_concern
+        session.add(case)
+    session.flush()
+    return removed
