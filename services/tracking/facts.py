@@ -82,12 +82,16 @@ def _destination_la(event_type: str, payload: dict[str, Any]) -> str | None:
     return None
 
 
-def fact_from_inbound(event: Envelope, deployment: frozenset[str] | None = None) -> Fact:
+def fact_from_inbound(
+    event: Envelope, deployment: frozenset[str] | None = None, payload: dict[str, Any] | None = None
+) -> Fact:
     """The compact fact of a validated inbound event (``shared.events.decode_inbound``). ``deployment``: the
     LAs this deployment serves (None: every English LA); a destination outside it (a Welsh LA always is) is
     marked ``destination_outside``, so the case waits for a person to record that LA's confirmation instead of
-    a handover nobody reads."""
-    payload: dict[str, Any] = event.payload.model_dump(mode="json")
+    a handover nobody reads. ``payload``: the event's payload as JSON, when the caller has dumped it
+    already."""
+    if payload is None:
+        payload = event.payload.model_dump(mode="json")
     attrs = {name: payload[name] for name in _FIELDS[event.event_type] if payload.get(name) is not None}
     if event.event_type == "pupil-left-roll":
         dest = payload["destination"]
