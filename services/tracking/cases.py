@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from services.tracking.facts import fact_from_inbound, note_codes
+from services.tracking.facts import fact_from_inbound, timeline_codes
 from services.tracking.register import RegisterStatus
 from services.tracking.state_machine import Case, Fact, corrected_ids, fold, step
 from shared.case_ids import CASE_NAMESPACE, case_id_for
@@ -77,7 +77,8 @@ class TimelineRow:
     from_state: CaseState | None = None
     to_state: CaseState | None = None
     school_urn: str | None = None
-    note: str | None = None
+    note: str | None = None  # human text only
+    codes: dict[str, str] | None = None  # provision, exclusion and reason codes, for the reports
 
 
 @dataclass
@@ -336,7 +337,7 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
             before.state,
             after.state,
             school,
-            note=note_codes(fact),
+            codes=timeline_codes(fact),
         )
         if s.changes:
             out.transitions.append(
@@ -390,7 +391,8 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
             before.state,
             after.state,
             school,
-            note=";".join(filter(None, (why, note_codes(fact)))),
+            note=why,
+            codes=timeline_codes(fact),
         )
         if transition is not None:
             out.transitions.append(transition)

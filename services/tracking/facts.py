@@ -48,8 +48,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 
 
 # Codes a timeline row keeps about provision, exclusion and a stated reason, for the reports (no personal
-# data).
-_NOTE_CODES: dict[str, tuple[str, ...]] = {
+# data): the row's structured ``codes``, never its free-text note.
+_TIMELINE_CODES: dict[str, tuple[str, ...]] = {
     "provision-started": ("provision_type", "hours_per_week", "full_time", "start_date"),
     "place-offered": ("provision_type",),
     "exclusion-issued": ("exclusion_type", "school_days"),
@@ -64,11 +64,12 @@ _NOTE_CODES: dict[str, tuple[str, ...]] = {
 }
 
 
-def note_codes(fact: Fact) -> str | None:
-    """``key=value;...`` of the fact's provision/exclusion codes, or None when it has none."""
-    names = _NOTE_CODES.get(fact.event_type, ())
-    pairs = [f"{n}={fact.attrs[n]}" for n in names if fact.attrs.get(n) is not None]
-    return ";".join(pairs) or None
+def timeline_codes(fact: Fact) -> dict[str, str] | None:
+    """The fact's provision/exclusion/reason codes for its timeline row (values as text), or None when it
+    has none."""
+    names = _TIMELINE_CODES.get(fact.event_type, ())
+    codes = {n: str(fact.attrs[n]) for n in names if fact.attrs.get(n) is not None}
+    return codes or None
 
 
 def _destination_la(event_type: str, payload: dict[str, Any]) -> str | None:

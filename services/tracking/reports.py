@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from services.tracking.audit import audit_read
 from services.tracking.case_reads import vulnerability_flags
-from services.tracking.history import provision_codes, spells
+from services.tracking.history import spells
 from services.tracking.models import (
     TrackingCase,
     TrackingChild,
@@ -62,8 +62,7 @@ def case_histories(session: Session, who: Principal, reason: str) -> list[Histor
                 details=[
                     DetailOut(occurred_at=r.occurred_at, event_kind=r.event_kind, codes=codes)
                     for r in sorted(timeline, key=lambda r: (r.occurred_at, r.event_id))
-                    if (codes := provision_codes(r.note))
-                    or (r.event_kind or "").endswith("permanently-excluded")
+                    if (codes := r.codes or {}) or (r.event_kind or "").endswith("permanently-excluded")
                 ],
             )
         )

@@ -45,7 +45,8 @@ class TimelineOut(BaseModel):
     from_state: str | None
     to_state: str | None
     school_urn: str | None
-    note: str | None
+    note: str | None  # human text
+    codes: dict[str, str] | None = None  # provision, exclusion and stated-reason codes of the fact
 
 
 class IdentifierOut(BaseModel):
