@@ -64,7 +64,11 @@ def test_a_stated_reason_is_replayed_from_the_codes() -> None:
 
 
 def test_the_migration_moves_old_note_codes_into_codes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'tracking.db'}"
+    check_migration(f"sqlite:///{tmp_path / 'tracking.db'}")
+
+
+def check_migration(url: str) -> None:
+    """Old rows with codes in their notes, upgraded: codes in ``codes``, human text in the note; and back."""
     config = alembic_config(url, MIGRATIONS, "tracking")
     command.upgrade(config, "0006_tracking_outbox")
     engine = make_engine(url)
