@@ -12,10 +12,10 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlmodel import Session
 
-from services.tracking import api, register_api
+from services.tracking import api, peer_api, register_api
 from services.tracking.gauges import register_open_cases_gauge
 from services.tracking.models import TrackingOutbox
-from services.tracking.peer_api import PeerSender, build_peer_router
+from services.tracking.peer_api import PeerSender
 from services.tracking.peers import matcher_for
 from services.tracking.settings import tracking_settings
 from services.tracking.stream.app import MIGRATIONS
@@ -81,7 +81,7 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
     app.state.publish = publish
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(api.router)
-    app.include_router(build_peer_router(matcher.federation, engine, publish))
+    app.include_router(peer_api.router)
     app.include_router(register_api.router)
     checks = {
         "start": startup.check(),
