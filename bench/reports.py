@@ -39,7 +39,8 @@ def _timed(fn: Any) -> tuple[Any, float]:
 
 
 def measure(url: str, la: str) -> dict[str, Any]:
-    from services.tracking.api import build_router
+    from services.tracking import api as tracking_api
+    from services.tracking.crossla import CrossLAMatcher
     from services.web import reports
     from shared.auth import Role, issue_token
     from shared.db import make_engine
@@ -54,8 +55,10 @@ def measure(url: str, la: str) -> dict[str, Any]:
     engine = make_engine(url)
     app = FastAPI()
     app.state.engine = engine
+    app.state.matcher = CrossLAMatcher()
+    app.state.publish = refuse
     app.dependency_overrides[get_settings] = lambda: signing
-    app.include_router(build_router(refuse))
+    app.include_router(tracking_api.router)
     token = issue_token(signing, "manager1", Role.MANAGER, la)
     calendar = CalendarRegistry().default
     with engine.connect() as conn:

@@ -3,43 +3,49 @@
 Three sweeps, each a real delete (not a flag), each reporting what it removed by table or partition:
 
 - closed cases: a child whose case has been resolved (in education, home educated, left the area, moved
-  abroad) and unchanged for ``closed_case_days`` loses every row that names it, in every service's tables: any
-  table with a ``child_id`` (or ``other_child_id``) column, rows keyed by that child's case ids, and alert
-  deliveries of its alerts. Children merged into a purged child go with it. Tables are found by their columns,
-  so a new table that stores a child_id is covered without changing this module.
+  abroad) and unchanged for ``closed_case_days`` loses every row that names it, in every service's tables.
+  Each service says what that means for its own tables in ``services/<svc>/retention.py`` (``PURGE``, a
+  ``PurgeHook``): the tables and columns that name a child, a case or another id it derives (notify: the
+  child's alerts), the columns only unlinked, and, for tracking (which owns the cases), which children are due
+  and in which LA. This module names no service's table; ``service_hooks()`` finds the hooks, and
+  tests/unit/test_retention_hooks.py fails when a table with a child's id is declared by no hook.
+  Children merged into a purged child go with it.
   Before the rows go, a child-purged event per child is published on the child-events topic (keyed by the
   child) and acknowledged by the broker: tracking then deletes the child's working record from its faust
   table, which writes a tombstone to the table's compacted changelog. If that publish fails, nothing is
   deleted and the next run tries again (the event ids are derived from the child: a repeat is harmless).
 - outboxes: an event row already published to Kafka is only a copy; rows published more than
   ``published_outbox_days`` ago are deleted. Outboxes are found by their columns (those of
-  ``shared.outbox.OutboxBase``), so a service's new outbox is covered without changing this module.
+  ``shared.outbox.OutboxBase``) among the tables of the services with a hook, so a service's new outbox is
+  covered without changing this module.
 - topics: records older than ``topic_days`` on the topics that carry personal data are deleted with Kafka's
   DeleteRecords (everything before the first offset at or after the cutoff, per partition).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table, delete, inspect, select, update
+from sqlalchemy import MetaData, Table, delete, inspect, update
 from sqlalchemy.engine import Connection, Engine
 
 from shared.events.catalogue import encode_event
 from shared.events.envelope import Source
-from shared.events.internal import RESOLVED_STATES, ChildPurged, ChildPurgedPayload
+from shared.events.internal import ChildPurged, ChildPurgedPayload
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topics import ATTENDANCE, CHILD_EVENTS, DEAD_LETTER, INTAKE, TopicSpec
 
 log = get_logger(__name__)
 
-SERVICE_PREFIXES = ("tracking_", "escalation_", "notify_", "referral_", "attendance_", "web_")
 # An outbox is a table with ``shared.outbox.OutboxBase``'s columns, whichever service owns it.
 OUTBOX_COLUMNS = frozenset({"event_id", "topic", "key", "value", "created_at", "published_at"})
 # Topics whose events carry names, dates of birth, UPNs or addresses (transitions, escalations and acks
@@ -67,54 +73,66 @@ class PurgeReport:
         return out
 
 
-def _tables(conn: Connection) -> dict[str, Table]:
-    names = [n for n in inspect(conn).get_table_names() if n.startswith(SERVICE_PREFIXES)]
+# The ids of what goes with the purged children, by kind: "child" and "case" (from the hook that says which
+# children are due), and any kind a service derives from them ("alert": notify's alerts of those children).
+Ids = dict[str, set[str]]
+Tables = dict[str, Table]
+
+
+@dataclass(frozen=True)
+class PurgeHook:
+    """What one service's purge deletes, declared in its own package (``services/<svc>/retention.py`` as
+    ``PURGE``). Tables are named by the service that owns them; a table missing from the store (a service
+    not deployed) is skipped."""
+
+    service: str  # its tables are named ``<service>_...``
+    # table -> {column: id kind}: a row goes when any of these columns holds a purged id of that kind.
+    deletes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # table -> {column: id kind}: the column is set to NULL (the row is another child's and stays).
+    unlinks: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Tables deleted after every other (the rows the others were found by).
+    last: frozenset[str] = frozenset()
+    # Further ids this service knows for the purged ones (read before anything is deleted).
+    derive: Callable[[Connection, Tables, Ids], Ids] | None = None
+    # The owner of the cases only: the children (with children merged into them) and cases due at a cutoff,
+    # and each child's LA (for the child-purged announcement).
+    due: Callable[[Connection, Tables, datetime], Ids] | None = None
+    located: Callable[[Connection, Tables, set[str]], list[tuple[str, str]]] | None = None
+
+    def columns(self) -> dict[str, set[str]]:
+        """table -> every column the hook deletes or unlinks by (what names a child there)."""
+        out: dict[str, set[str]] = {}
+        for table, cols in [*self.deletes.items(), *self.unlinks.items()]:
+            out.setdefault(table, set()).update(cols)
+        return out
+
+
+def service_hooks() -> list[PurgeHook]:
+    """Every service's ``PURGE`` (``services.<svc>.retention``), by service name: a new service's hook is
+    found without changing this module."""
+    import services
+
+    hooks = []
+    for module in sorted(m.name for m in pkgutil.iter_modules(services.__path__)):
+        name = f"services.{module}.retention"
+        if importlib.util.find_spec(f"services.{module}") and importlib.util.find_spec(name):
+            hook = getattr(importlib.import_module(name), "PURGE", None)
+            if isinstance(hook, PurgeHook):
+                hooks.append(hook)
+    return hooks
+
+
+def _tables(conn: Connection, hooks: Sequence[PurgeHook]) -> Tables:
+    prefixes = tuple(f"{h.service}_" for h in hooks)
+    names = [n for n in inspect(conn).get_table_names() if n.startswith(prefixes)]
     meta = MetaData()
     return {n: Table(n, meta, autoload_with=conn) for n in names}
 
 
-def _as_stored(column: Any, when: datetime) -> datetime:
+def as_stored(column: Any, when: datetime) -> datetime:
     """``when`` as the column stores it: aware for a timezone-aware column, naive UTC otherwise."""
     aware = bool(getattr(column.type, "timezone", False))
     return when if aware else when.astimezone(UTC).replace(tzinfo=None)
-
-
-def children_due(conn: Connection, tables: dict[str, Table], cutoff: datetime) -> tuple[set[str], set[str]]:
-    """The child ids (with children merged into them) and case ids whose retention has run out."""
-    cases = tables.get("tracking_cases")
-    if cases is None:
-        return set(), set()
-    rows = conn.execute(
-        select(cases.c.child_id, cases.c.case_id).where(
-            cases.c.state.in_([s.value for s in RESOLVED_STATES]),
-            cases.c.updated_at < _as_stored(cases.c.updated_at, cutoff),
-            cases.c.merged_into.is_(None),
-        )
-    ).all()
-    # A child still on the register of children not in school (s.436B) is kept whatever its case says: a
-    # home-educated child's case is resolved, but the LA's duty to keep the entry lasts while it is on.
-    register = tables.get("tracking_register_entries")
-    kept: set[str] = set()
-    if register is not None and rows:
-        kept = set(
-            conn.execute(
-                select(register.c.child_id).where(
-                    register.c.on_register.is_(True), register.c.child_id.in_({r.child_id for r in rows})
-                )
-            ).scalars()
-        )
-    child_ids = {r.child_id for r in rows if r.child_id not in kept}
-    case_ids = {r.case_id for r in rows if r.child_id not in kept}
-    children = tables.get("tracking_children")
-    if children is not None and child_ids:
-        merged = conn.execute(
-            select(children.c.child_id).where(children.c.merged_into.in_(child_ids))
-        ).scalars()
-        child_ids |= set(merged)
-        case_ids |= set(
-            conn.execute(select(cases.c.case_id).where(cases.c.child_id.in_(child_ids))).scalars()
-        )
-    return child_ids, case_ids
 
 
 PURGE_NAMESPACE = uuid.UUID("0b6f2a5e-3c1d-4e8f-9a7b-5d4c3b2a1f0e")
@@ -154,18 +172,11 @@ def announce_on_kafka(settings: Settings, now: datetime) -> Announce:
     return announce
 
 
-def _children_with_la(
-    conn: Connection, tables: dict[str, Table], child_ids: set[str]
-) -> list[tuple[str, str]]:
-    found: dict[str, str] = {}
-    for name in ("tracking_cases", "tracking_children"):
-        table = tables.get(name)
-        if table is not None:
-            rows = conn.execute(
-                select(table.c.child_id, table.c.la_code).where(table.c.child_id.in_(child_ids))
-            )
-            found.update({r.child_id: r.la_code for r in rows})
-    return sorted(found.items())
+def _owner(hooks: Sequence[PurgeHook]) -> PurgeHook | None:
+    owners = [h for h in hooks if h.due is not None]
+    if len(owners) > 1:
+        raise ValueError(f"more than one service says which children are due: {[h.service for h in owners]}")
+    return owners[0] if owners else None
 
 
 def purge_closed_cases(
@@ -174,57 +185,59 @@ def purge_closed_cases(
     policy: RetentionPolicy,
     report: PurgeReport,
     announce: Announce | None = None,
+    hooks: Sequence[PurgeHook] | None = None,
 ) -> None:
+    hooks = service_hooks() if hooks is None else hooks
+    owner = _owner(hooks)
+    if owner is None or owner.due is None:
+        return
     cutoff = now - timedelta(days=policy.closed_case_days)
     with engine.begin() as conn:  # one transaction: a child is purged everywhere or nowhere
-        tables = _tables(conn)
-        child_ids, case_ids = children_due(conn, tables, cutoff)
+        tables = _tables(conn, hooks)
+        ids = owner.due(conn, tables, cutoff)
+        child_ids = ids.get("child", set())
         report.children += len(child_ids)
         if not child_ids:
             return
-        if announce is not None:
-            announce(_children_with_la(conn, tables, child_ids))
-        alerts = tables.get("notify_alert")
-        alert_ids = (
-            set(conn.execute(select(alerts.c.alert_id).where(alerts.c.child_id.in_(child_ids))).scalars())
-            if alerts is not None
-            else set()
-        )
+        if announce is not None and owner.located is not None:
+            announce(owner.located(conn, tables, child_ids))
+        for hook in hooks:  # every derived id is read before anything is deleted
+            if hook.derive is not None:
+                for kind, more in hook.derive(conn, tables, ids).items():
+                    ids.setdefault(kind, set()).update(more)
+        last = frozenset().union(*(h.last for h in hooks))
+        deletes = {t: cols for h in hooks for t, cols in h.deletes.items() if t in tables}
         # Dependants first (deliveries of the alerts, steps of the cases), the rows naming the child last.
-        ordered = sorted(
-            tables.values(), key=lambda t: (t.name in ("tracking_children", "tracking_cases"), t.name)
-        )
-        for table in ordered:
-            cols = table.c
-            conditions = []
-            if "child_id" in cols:
-                conditions.append(cols.child_id.in_(child_ids))
-            # Rows between two children (a merge's other child, a cross-LA link's sought or found child)
-            # go with either of them.
-            for name in ("other_child_id", "sought_child_id", "found_child_id"):
-                if name in cols:
-                    conditions.append(cols[name].in_(child_ids))
-            if "case_id" in cols and case_ids:
-                conditions.append(cols.case_id.in_(case_ids))
-            if "alert_id" in cols and alert_ids and table.name != "notify_alert":
-                conditions.append(cols.alert_id.in_(alert_ids))
-            for condition in conditions:
-                report.rows[str(table.name)] += conn.execute(delete(table).where(condition)).rowcount or 0
-            if "matched_child_id" in cols:
-                # Another child's resolution that once pointed at this child keeps its row, not the pointer.
-                conn.execute(
-                    update(table).where(cols.matched_child_id.in_(child_ids)).values(matched_child_id=None)
-                )
+        for name in sorted(deletes, key=lambda t: (t in last, t)):
+            table = tables[name]
+            for column, kind in deletes[name].items():
+                if ids.get(kind):
+                    result = conn.execute(delete(table).where(table.c[column].in_(ids[kind])))
+                    report.rows[name] += result.rowcount or 0
+        unlinks = {t: cols for h in hooks for t, cols in h.unlinks.items() if t in tables}
+        for name, cols in unlinks.items():
+            for column, kind in cols.items():
+                if ids.get(kind):
+                    # Another child's row that once pointed at this child keeps its row, not the pointer.
+                    target = tables[name]
+                    conn.execute(update(target).where(target.c[column].in_(ids[kind])).values({column: None}))
 
 
-def purge_outboxes(engine: Engine, now: datetime, policy: RetentionPolicy, report: PurgeReport) -> None:
+def purge_outboxes(
+    engine: Engine,
+    now: datetime,
+    policy: RetentionPolicy,
+    report: PurgeReport,
+    hooks: Sequence[PurgeHook] | None = None,
+) -> None:
+    hooks = service_hooks() if hooks is None else hooks
     cutoff = now - timedelta(days=policy.published_outbox_days)
     with engine.begin() as conn:
-        outboxes = [t for t in _tables(conn).values() if set(t.c.keys()) >= OUTBOX_COLUMNS]
+        outboxes = [t for t in _tables(conn, hooks).values() if set(t.c.keys()) >= OUTBOX_COLUMNS]
         for table in outboxes:
             published = table.c.published_at
             result = conn.execute(
-                delete(table).where(published.is_not(None), published < _as_stored(published, cutoff))
+                delete(table).where(published.is_not(None), published < as_stored(published, cutoff))
             )
             report.rows[str(table.name)] += result.rowcount or 0
 
@@ -268,8 +281,10 @@ def purge(
 ) -> PurgeReport:
     now = now or datetime.now(UTC)
     report = PurgeReport()
-    purge_closed_cases(engine, now, policy, report, announce_on_kafka(settings, now) if topics else None)
-    purge_outboxes(engine, now, policy, report)
+    hooks = service_hooks()
+    announce = announce_on_kafka(settings, now) if topics else None
+    purge_closed_cases(engine, now, policy, report, announce, hooks)
+    purge_outboxes(engine, now, policy, report, hooks)
     if topics:
         purge_topics(settings, now, policy, report)
     # Counts only: what was deleted, never whose.

@@ -13,9 +13,9 @@ from shared.startup import warn_if_local_defaults
 def run_worker(settings: AttendanceSettings) -> None:
     import faust
 
-    from services.attendance.worker import create_app
+    from services.attendance.worker import create_faust_app
 
-    app = create_app(settings)
+    app = create_faust_app(settings)
     # The worker owns the event loop and stops cleanly on SIGTERM/SIGINT (tables flushed, offsets committed).
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     # faust's terminal spinner sets the root logger to DEBUG so that it can spin on every record: aiokafka and

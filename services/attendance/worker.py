@@ -51,7 +51,7 @@ def make_engine(cfg: AttendanceSettings) -> AttendanceEngine:
     return AttendanceEngine(CalendarRegistry(cfg.calendars_dir), rules)
 
 
-def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
+def create_faust_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     """Build the faust app. With ``prepare`` the topics are created first (a faust worker started before its
     source topic exists never consumes it on Kafka 4, see docs/KAFKA_VERSIONS.md)."""
     cfg = attendance_settings(settings)

@@ -1,5 +1,6 @@
 """create_app(settings) -> FastAPI: the tracking read API, ops endpoints and the outbox relay that
-publishes review decisions."""
+publishes review decisions. The only app factory of the HTTP side; the faust worker's is
+``stream.app.create_faust_app``."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlmodel import Session
 
-from services.tracking.api import build_router
+from services.tracking import api, peer_api, register_api
 from services.tracking.gauges import register_open_cases_gauge
 from services.tracking.models import TrackingOutbox
-from services.tracking.peer_api import PeerSender, build_peer_router
+from services.tracking.peer_api import PeerSender
 from services.tracking.peers import matcher_for
-from services.tracking.register_api import build_register_router
 from services.tracking.settings import tracking_settings
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
@@ -77,10 +77,12 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
 
     app = FastAPI(title="CME Tracker: tracking", lifespan=lifespan)
     app.state.engine = engine
+    app.state.matcher = matcher
+    app.state.publish = publish
     app.dependency_overrides[get_settings] = lambda: settings
-    app.include_router(build_router(publish, matcher))
-    app.include_router(build_peer_router(matcher.federation, engine, publish))
-    app.include_router(build_register_router())
+    app.include_router(api.router)
+    app.include_router(peer_api.router)
+    app.include_router(register_api.router)
     checks = {
         "start": startup.check(),
         "database": database_check(engine),

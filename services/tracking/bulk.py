@@ -7,11 +7,23 @@ not applied: the rows carry every column but a generated id."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import JSON, Table, insert, text
 from sqlmodel import Session, SQLModel
+
+
+def _arrays(table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One array per column; a JSON column's values as JSON text (cast to ``json[]`` in the statement)."""
+    out: dict[str, list[Any]] = {}
+    for c in columns:
+        values = [row[c] for row in rows]
+        if isinstance(table.c[c].type, JSON):
+            values = [None if v is None else json.dumps(v) for v in values]
+        out[c] = values
+    return out
 
 
 def insert_rows(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:
@@ -29,7 +41,7 @@ def insert_rows(session: Session, model: type[SQLModel], rows: Sequence[dict[str
     session.execute(
         # Names from our own table metadata, values as parameters.
         text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"),  # noqa: S608
-        {c: [row[c] for row in rows] for c in columns},
+        _arrays(table, columns, rows),
     )
 
 
@@ -51,7 +63,7 @@ def upsert_rows(
                 f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "  # noqa: S608
                 f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
             ),
-            {c: [row[c] for row in rows] for c in columns},
+            _arrays(table, columns, rows),
         )
         return
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert

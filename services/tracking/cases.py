@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from services.tracking.facts import fact_from_inbound, note_codes
+from services.tracking.facts import fact_from_inbound, timeline_codes
 from services.tracking.register import RegisterStatus
 from services.tracking.state_machine import Case, Fact, corrected_ids, fold, step
 from shared.case_ids import CASE_NAMESPACE, case_id_for
@@ -80,7 +80,8 @@ class TimelineRow:
     from_state: CaseState | None = None
     to_state: CaseState | None = None
     school_urn: str | None = None
-    note: str | None = None
+    note: str | None = None  # human text only
+    codes: dict[str, str] | None = None  # provision, exclusion and reason codes, for the reports
 
 
 @dataclass
@@ -314,13 +315,22 @@ def _newly_confirmed(before: Case, after: Case) -> str | None:
 
 
 def apply_child_fact(
-    record: ChildRecord, event: ChildFact, deployment: frozenset[str] | None = None
+    record: ChildRecord,
+    event: ChildFact,
+    deployment: frozenset[str] | None = None,
+    inbound: Envelope | None = None,
 ) -> Outcome:
-    """``deployment``: the LAs this deployment serves (None: all); see ``facts.fact_from_inbound``."""
-    inbound = decode_inbound(event.payload.fact)
-    fact = fact_from_inbound(inbound, deployment)
+    """``deployment``: the LAs this deployment serves (None: all); see ``facts.fact_from_inbound``.
+    ``inbound``: the embedded fact, when the caller decoded it already (a replay); otherwise it is decoded
+    here. Either way it is decoded and its payload dumped once per record, and both are passed down."""
+    if inbound is None:
+        inbound = decode_inbound(event.payload.fact)
+    payload: dict[str, Any] = inbound.payload.model_dump(mode="json")
+    fact = fact_from_inbound(inbound, deployment, payload)
     out = Outcome(
-        record=record, register_details=register_details(inbound), source_system=inbound.source.system
+        record=record,
+        register_details=register_details(inbound.event_type, payload),
+        source_system=inbound.source.system,
     )
     if fact.event_id in record.seen:
         out.duplicate = True
@@ -398,7 +408,7 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
             before.state,
             after.state,
             school,
-            note=note_codes(fact),
+            codes=timeline_codes(fact),
         )
         if s.changes:
             out.transitions.append(
@@ -451,7 +461,8 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
             before.state,
             after.state,
             school,
-            note=";".join(filter(None, (why, note_codes(fact)))),
+            note=why,
+            codes=timeline_codes(fact),
         )
         if transition is not None:
             out.transitions.append(transition)
@@ -475,15 +486,25 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
 _REGISTER_DETAIL_FIELDS = ("parents", "providers", "provider", "ceased", "note")
 
 
-def register_details(inbound: Envelope) -> dict[str, Any] | None:
-    """What a register fact says of the child's home, parents and providers (s.436C(1)); None for others."""
-    if inbound.event_type not in (
+def _without_none(value: Any) -> Any:
+    """``value`` with every None field left out, at every depth (as pydantic's ``exclude_none``)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def register_details(event_type: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """What a register fact says of the child's home, parents and providers (s.436C(1)); None for others.
+    ``payload``: the fact's payload as JSON (``model_dump(mode="json")``)."""
+    if event_type not in (
         "not-in-school-notice",
         "education-provider-return",
         "register-entry-recorded",
     ):
         return None
-    payload: dict[str, Any] = inbound.payload.model_dump(mode="json", exclude_none=True)
+    payload = _without_none(payload)
     child = payload["child"]
     details = {k: payload[k] for k in _REGISTER_DETAIL_FIELDS if payload.get(k) not in (None, [])}
     details.update({k: child[k] for k in ("address", "postcode") if child.get(k)})

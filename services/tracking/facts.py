@@ -48,8 +48,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 
 
 # Codes a timeline row keeps about provision, exclusion and a stated reason, for the reports (no personal
-# data).
-_NOTE_CODES: dict[str, tuple[str, ...]] = {
+# data): the row's structured ``codes``, never its free-text note.
+_TIMELINE_CODES: dict[str, tuple[str, ...]] = {
     "provision-started": ("provision_type", "hours_per_week", "full_time", "start_date"),
     "place-offered": ("provision_type",),
     "exclusion-issued": ("exclusion_type", "school_days"),
@@ -64,11 +64,12 @@ _NOTE_CODES: dict[str, tuple[str, ...]] = {
 }
 
 
-def note_codes(fact: Fact) -> str | None:
-    """``key=value;...`` of the fact's provision/exclusion codes, or None when it has none."""
-    names = _NOTE_CODES.get(fact.event_type, ())
-    pairs = [f"{n}={fact.attrs[n]}" for n in names if fact.attrs.get(n) is not None]
-    return ";".join(pairs) or None
+def timeline_codes(fact: Fact) -> dict[str, str] | None:
+    """The fact's provision/exclusion/reason codes for its timeline row (values as text), or None when it
+    has none."""
+    names = _TIMELINE_CODES.get(fact.event_type, ())
+    codes = {n: str(fact.attrs[n]) for n in names if fact.attrs.get(n) is not None}
+    return codes or None
 
 
 def _destination_la(event_type: str, payload: dict[str, Any]) -> str | None:
@@ -82,12 +83,16 @@ def _destination_la(event_type: str, payload: dict[str, Any]) -> str | None:
     return None
 
 
-def fact_from_inbound(event: Envelope, deployment: frozenset[str] | None = None) -> Fact:
+def fact_from_inbound(
+    event: Envelope, deployment: frozenset[str] | None = None, payload: dict[str, Any] | None = None
+) -> Fact:
     """The compact fact of a validated inbound event (``shared.events.decode_inbound``). ``deployment``: the
     LAs this deployment serves (None: every English LA); a destination outside it (a Welsh LA always is) is
     marked ``destination_outside``, so the case waits for a person to record that LA's confirmation instead of
-    a handover nobody reads."""
-    payload: dict[str, Any] = event.payload.model_dump(mode="json")
+    a handover nobody reads. ``payload``: the event's payload as JSON, when the caller has dumped it
+    already."""
+    if payload is None:
+        payload = event.payload.model_dump(mode="json")
     attrs = {name: payload[name] for name in _FIELDS[event.event_type] if payload.get(name) is not None}
     if event.event_type == "pupil-left-roll":
         dest = payload["destination"]

@@ -6,8 +6,9 @@ gives the state the case was in at any moment, late facts included (a late fact 
 puts it). Rows without a kind (merge bookkeeping) carry the state the merge left, which is used as is.
 
 The reason category uses the case's current vulnerability flags: the timeline does not keep past flags. A
-reason the sender stated (referrals, enquiries, child-located: the row's ``reason=`` code) replaces the
-default category in the states that allow one, from that fact on, as it does for the live case.
+reason the sender stated (referrals, enquiries, child-located: the row's ``reason`` code) replaces the
+default category in the states that allow one, from that fact on, as it does for the live case. The codes
+are the row's structured ``codes`` (``facts.timeline_codes``), never parsed from its note.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _kind(value: str | None) -> EventKind | None:
 
 
 def _stated_reason(row: TrackingTimelineEntry) -> MissingReason | None:
-    code = provision_codes(row.note).get("reason")
+    code = (row.codes or {}).get("reason")
     return MissingReason(code) if code in {r.value for r in MissingReason} else None
 
 
@@ -80,11 +81,3 @@ def spells(rows: Iterable[TrackingTimelineEntry], vulnerabilities: list[Vulnerab
         assert state is not None  # a spell starts only once a state is known
         out.append(Spell(row.occurred_at, state.value, reason.value if reason else None, str(kind or "")))
     return out
-
-
-def provision_codes(note: str | None) -> dict[str, str]:
-    """The ``key=value;...`` codes the projection writes in a provision or exclusion row's note."""
-    if not note or "=" not in note:
-        return {}
-    pairs = (part.split("=", 1) for part in note.split(";") if "=" in part)
-    return {k.strip(): v.strip() for k, v in pairs}

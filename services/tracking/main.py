@@ -15,12 +15,12 @@ def run_worker(settings: TrackingSettings) -> None:
     import faust
 
     from services.tracking.stream import readiness
-    from services.tracking.stream.app import create_app, prepare_dependencies
+    from services.tracking.stream.app import create_faust_app, prepare_dependencies
     from shared.startup import retry_until_done
 
     # Started before Kafka or PostgreSQL, the worker waits for them (the API, if any, answers not ready).
     retry_until_done("tracking", "topics and case store", lambda: prepare_dependencies(settings))
-    app = create_app(settings, prepare=False)
+    app = create_faust_app(settings, prepare=False)
     readiness.watch(app)
     # The worker owns the event loop and stops cleanly on SIGTERM/SIGINT (tables flushed, offsets committed).
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.events.envelope import utcnow
@@ -104,7 +104,9 @@ class TrackingTimelineEntry(SQLModel, table=True):
     from_state: str | None = Field(default=None, max_length=32)
     to_state: str | None = Field(default=None, max_length=32)
     school_urn: str | None = Field(default=None, max_length=6)
-    note: str | None = Field(default=None, sa_column=Column(Text))
+    note: str | None = Field(default=None, sa_column=Column(Text))  # human text only
+    # The fact's provision, exclusion and stated-reason codes (facts.timeline_codes), which reports replay.
+    codes: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
     recorded_at: datetime = Field(default_factory=utcnow)
 
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -24,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from services.tracking.deps import EngineDep, PublishDep
 from services.tracking.models import TrackingPeerNonce, TrackingPeerOutbox, TrackingReadAudit
 from services.tracking.peer_auth import PEER_HEADER, WINDOW_S, sign, verify
 from services.tracking.peers import (
@@ -64,81 +64,107 @@ def _refuse(engine: Engine, request: Request, peer_id: str, code: int, why: str)
     return HTTPException(code, why)
 
 
-def build_peer_router(
-    federation: Federation | None, engine: Engine, publish: Callable[[Session, Any], None]
-) -> APIRouter:
-    router = APIRouter(prefix="/v1/peer", tags=["peers"])
+def get_federation(request: Request) -> Federation | None:
+    return request.app.state.matcher.federation  # type: ignore[no-any-return]
 
-    async def authenticate(request: Request) -> Peer:
-        body = await request.body()
-        peer_id = request.headers.get(PEER_HEADER, "")
-        peer = federation.peers.get(peer_id) if federation is not None else None
-        if peer is None:
-            raise await asyncio.to_thread(_refuse, engine, request, peer_id, 401, "unknown peer")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        verdict = verify(peer.secret, request.method, request.url.path, body, headers, utcnow())
-        if not verdict.ok:
-            raise await asyncio.to_thread(_refuse, engine, request, peer_id, 401, verdict.reason)
-        nonce = headers["x-cme-nonce"]
+
+FederationDep = Annotated[Federation | None, Depends(get_federation)]
+
+
+def _take_nonce(engine: Engine, peer: Peer, nonce: str) -> bool:
+    """Record the request's nonce; False when it was seen before (a replayed request)."""
+    try:
+        with Session(engine) as session:
+            session.add(TrackingPeerNonce(peer=peer.id, nonce=nonce))
+            session.commit()
+    except IntegrityError:
+        return False
+    return True
+
+
+async def authenticate(request: Request, federation: FederationDep, engine: EngineDep) -> Peer:
+    """The calling peer, by its signature over the request (once: a nonce is taken only once). Database work
+    runs in a thread, off the event loop."""
+    body = await request.body()
+    peer_id = request.headers.get(PEER_HEADER, "")
+    peer = federation.peers.get(peer_id) if federation is not None else None
+    if peer is None:
+        raise await asyncio.to_thread(_refuse, engine, request, peer_id, 401, "unknown peer")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    verdict = verify(peer.secret, request.method, request.url.path, body, headers, utcnow())
+    if not verdict.ok:
+        raise await asyncio.to_thread(_refuse, engine, request, peer_id, 401, verdict.reason)
+    if not await asyncio.to_thread(_take_nonce, engine, peer, headers["x-cme-nonce"]):
+        raise await asyncio.to_thread(_refuse, engine, request, peer_id, 401, "replayed request")
+    return peer
+
+
+SignedPeer = Annotated[Peer, Depends(authenticate)]
+
+
+def _speaks_for(engine: Engine, request: Request, peer: Peer, la_code: str) -> None:
+    if la_code not in peer.las:
+        raise _refuse(engine, request, peer.id, 403, f"LA {la_code} is not served by this peer")
+
+
+def _known(federation: Federation | None) -> Federation:
+    assert federation is not None  # authenticate() let a peer through: there is a federation
+    return federation
+
+
+router = APIRouter(prefix="/v1/peer", tags=["peers"])
+
+
+@router.post("/queries")
+def queries(
+    query: PeerQuery, request: Request, peer: SignedPeer, federation: FederationDep, engine: EngineDep
+) -> PeerQueryResult:
+    """A peer's LA seeks a child (keyed hashes of its identifiers): known here, or not known."""
+    _speaks_for(engine, request, peer, query.sought_la_code)
+    with Session(engine, expire_on_commit=False) as session:
         try:
-            with Session(engine) as session:
-                session.add(TrackingPeerNonce(peer=peer.id, nonce=nonce))
-                session.commit()
-        except IntegrityError:
-            raise await asyncio.to_thread(
-                _refuse, engine, request, peer_id, 401, "replayed request"
-            ) from None
-        return peer
+            result = _known(federation).receive_query(session, peer, query)
+        except UnknownSubject as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        session.commit()
+    return result
 
-    signed = Depends(authenticate)  # a default, not an annotation: the route's annotations are strings
 
-    def speaks_for(request: Request, peer: Peer, la_code: str) -> None:
-        if la_code not in peer.las:
-            raise _refuse(engine, request, peer.id, 403, f"LA {la_code} is not served by this peer")
+@router.post("/answers")
+def answers(
+    answer: PeerAnswer, request: Request, peer: SignedPeer, federation: FederationDep, engine: EngineDep
+) -> dict[str, str]:
+    """A fact in the peer named a child this deployment asked about."""
+    _speaks_for(engine, request, peer, answer.found_la_code)
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            outcome = _known(federation).receive_answer(session, peer, answer)
+        except UnknownSubject as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        session.commit()
+    return {"link_id": str(answer.link_id), "status": outcome}
 
-    def _federation() -> Federation:
-        assert federation is not None  # authenticate() let a peer through: there is a federation
-        return federation
 
-    @router.post("/queries")
-    def queries(query: PeerQuery, request: Request, peer: Peer = signed) -> PeerQueryResult:
-        """A peer's LA seeks a child (keyed hashes of its identifiers): known here, or not known."""
-        speaks_for(request, peer, query.sought_la_code)
-        with Session(engine, expire_on_commit=False) as session:
-            try:
-                result = _federation().receive_query(session, peer, query)
-            except UnknownSubject as exc:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-            session.commit()
-        return result
-
-    @router.post("/answers")
-    def answers(answer: PeerAnswer, request: Request, peer: Peer = signed) -> dict[str, str]:
-        """A fact in the peer named a child this deployment asked about."""
-        speaks_for(request, peer, answer.found_la_code)
-        with Session(engine, expire_on_commit=False) as session:
-            try:
-                outcome = _federation().receive_answer(session, peer, answer)
-            except UnknownSubject as exc:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-            session.commit()
-        return {"link_id": str(answer.link_id), "status": outcome}
-
-    @router.post("/decisions")
-    def decisions(decision: PeerDecision, request: Request, peer: Peer = signed) -> dict[str, str]:
-        """A person in the peer confirmed or rejected a match; a confirmation closes the case here."""
-        speaks_for(request, peer, decision.decided_la_code)
-        with Session(engine, expire_on_commit=False) as session:
-            try:
-                closing = _federation().receive_decision(session, peer, decision)
-            except UnknownSubject as exc:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-            if closing is not None:
-                publish(session, closing)  # in the decision's transaction (the outbox): both or neither
-            session.commit()
-        return {"link_id": str(decision.link_id), "status": "taken"}
-
-    return router
+@router.post("/decisions")
+def decisions(
+    decision: PeerDecision,
+    request: Request,
+    peer: SignedPeer,
+    federation: FederationDep,
+    engine: EngineDep,
+    publish: PublishDep,
+) -> dict[str, str]:
+    """A person in the peer confirmed or rejected a match; a confirmation closes the case here."""
+    _speaks_for(engine, request, peer, decision.decided_la_code)
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            closing = _known(federation).receive_decision(session, peer, decision)
+        except UnknownSubject as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        if closing is not None:
+            publish(session, closing)  # in the decision's transaction (the outbox): both or neither
+        session.commit()
+    return {"link_id": str(decision.link_id), "status": "taken"}
 
 
 class PeerSender:

@@ -211,6 +211,7 @@ def _timeline_rows(stored: set[tuple[str, str]], outcome: Outcome) -> list[dict[
                 "to_state": _text(row.to_state),
                 "school_urn": row.school_urn,
                 "note": row.note,
+                "codes": row.codes,
                 "recorded_at": now,
             }
         )

@@ -11,11 +11,12 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, func, select
 
-from services.tracking.api import EngineDep, Reason, _audit
+from services.tracking.audit import audit_read
+from services.tracking.deps import EngineDep, ReasonQuery
 from services.tracking.matching import normalise_name
 from services.tracking.models import (
     TrackingChild,
@@ -24,6 +25,7 @@ from services.tracking.models import (
     TrackingRegisterHistory,
 )
 from services.tracking.register import CATEGORIES
+from services.tracking.schemas import Reason
 from shared.auth import CaseReader
 from shared.events.vocab import EducationSuitability
 
@@ -153,81 +155,80 @@ def act_information(rows: list[TrackingRegisterHistory]) -> dict[str, Any]:
     return out
 
 
-def build_register_router() -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["register"])
+router = APIRouter(prefix="/v1", tags=["register"])
 
-    @router.post("/register/query")
-    def query_register(body: RegisterQuery, who: CaseReader, engine: EngineDep) -> RegisterPage:
-        """One page of the LA's register of children not in school; audited as ``register_list``."""
-        filters: list[Any] = [
-            TrackingRegisterEntry.la_code == who.la_code,
-            TrackingRegisterEntry.on_register == body.on_register,
-        ]
-        if body.categories:
-            filters.append(col(TrackingRegisterEntry.category).in_(body.categories))
-        if body.education:
-            filters.append(col(TrackingRegisterEntry.education).in_([str(e) for e in body.education]))
-        if body.review_due_by is not None:
-            filters.append(col(TrackingRegisterEntry.review_on) <= body.review_due_by)
-        if body.surname:
-            filters.append(col(TrackingChild.surname_norm) == normalise_name(body.surname))
-        joined = select(TrackingRegisterEntry, TrackingChild).join(
-            TrackingChild,
-            col(TrackingChild.child_id) == col(TrackingRegisterEntry.child_id),
-            isouter=True,
-        )
-        with Session(engine, expire_on_commit=False) as session:
-            total = session.exec(
-                select(func.count())
-                .select_from(TrackingRegisterEntry)
-                .join(
-                    TrackingChild,
-                    col(TrackingChild.child_id) == col(TrackingRegisterEntry.child_id),
-                    isouter=True,
-                )
-                .where(*filters)
-            ).one()
-            rows = session.exec(
-                joined.where(*filters).order_by(*ORDER[body.sort]).offset(body.offset).limit(body.limit)
-            ).all()
-            upns = _upns(session, who.la_code, [e.child_id for e, _ in rows])
-            _audit(session, who, "register_list", None, body.reason)
-            session.commit()
-        items = [RegisterEntryOut.model_validate(_entry_out(e, c, upns.get(e.child_id))) for e, c in rows]
-        return RegisterPage(total=int(total), items=items)
 
-    @router.get("/register/{child_id}")
-    def read_entry(
-        child_id: uuid.UUID,
-        who: CaseReader,
-        engine: EngineDep,
-        reason: Annotated[str, Query(min_length=3, max_length=500)],
-    ) -> RegisterEntryDetail:
-        """A register entry with the Act's information and its history; audited as ``register_read``."""
-        with Session(engine, expire_on_commit=False) as session:
-            entry = session.get(TrackingRegisterEntry, str(child_id))
-            if entry is None or entry.la_code != who.la_code:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such register entry")
-            child = session.get(TrackingChild, entry.child_id)
-            rows = list(
-                session.exec(
-                    select(TrackingRegisterHistory).where(
-                        TrackingRegisterHistory.child_id == entry.child_id,
-                        TrackingRegisterHistory.la_code == who.la_code,
-                    )
-                ).all()
+@router.post("/register/query")
+def query_register(body: RegisterQuery, who: CaseReader, engine: EngineDep) -> RegisterPage:
+    """One page of the LA's register of children not in school; audited as ``register_list``."""
+    filters: list[Any] = [
+        TrackingRegisterEntry.la_code == who.la_code,
+        TrackingRegisterEntry.on_register == body.on_register,
+    ]
+    if body.categories:
+        filters.append(col(TrackingRegisterEntry.category).in_(body.categories))
+    if body.education:
+        filters.append(col(TrackingRegisterEntry.education).in_([str(e) for e in body.education]))
+    if body.review_due_by is not None:
+        filters.append(col(TrackingRegisterEntry.review_on) <= body.review_due_by)
+    if body.surname:
+        filters.append(col(TrackingChild.surname_norm) == normalise_name(body.surname))
+    joined = select(TrackingRegisterEntry, TrackingChild).join(
+        TrackingChild,
+        col(TrackingChild.child_id) == col(TrackingRegisterEntry.child_id),
+        isouter=True,
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        total = session.exec(
+            select(func.count())
+            .select_from(TrackingRegisterEntry)
+            .join(
+                TrackingChild,
+                col(TrackingChild.child_id) == col(TrackingRegisterEntry.child_id),
+                isouter=True,
             )
-            upn = _upns(session, who.la_code, [entry.child_id]).get(entry.child_id)
-            _audit(session, who, "register_read", entry.child_id, reason)
-            session.commit()
-        ordered = sorted(rows, key=lambda r: (r.occurred_at, r.event_id))
-        return RegisterEntryDetail.model_validate(
-            {
-                **_entry_out(entry, child, upn),
-                **act_information(ordered),
-                "sources": sorted({r.source_system for r in ordered if r.source_system}),
-                "history": [RegisterHistoryOut.model_validate(r.model_dump()) for r in ordered],
-            }
-        )
+            .where(*filters)
+        ).one()
+        rows = session.exec(
+            joined.where(*filters).order_by(*ORDER[body.sort]).offset(body.offset).limit(body.limit)
+        ).all()
+        upns = _upns(session, who.la_code, [e.child_id for e, _ in rows])
+        audit_read(session, who, "register_list", None, body.reason)
+        session.commit()
+    items = [RegisterEntryOut.model_validate(_entry_out(e, c, upns.get(e.child_id))) for e, c in rows]
+    return RegisterPage(total=int(total), items=items)
 
-    return router
+
+@router.get("/register/{child_id}")
+def read_entry(
+    child_id: uuid.UUID,
+    who: CaseReader,
+    engine: EngineDep,
+    reason: ReasonQuery,
+) -> RegisterEntryDetail:
+    """A register entry with the Act's information and its history; audited as ``register_read``."""
+    with Session(engine, expire_on_commit=False) as session:
+        entry = session.get(TrackingRegisterEntry, str(child_id))
+        if entry is None or entry.la_code != who.la_code:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such register entry")
+        child = session.get(TrackingChild, entry.child_id)
+        rows = list(
+            session.exec(
+                select(TrackingRegisterHistory).where(
+                    TrackingRegisterHistory.child_id == entry.child_id,
+                    TrackingRegisterHistory.la_code == who.la_code,
+                )
+            ).all()
+        )
+        upn = _upns(session, who.la_code, [entry.child_id]).get(entry.child_id)
+        audit_read(session, who, "register_read", entry.child_id, reason)
+        session.commit()
+    ordered = sorted(rows, key=lambda r: (r.occurred_at, r.event_id))
+    return RegisterEntryDetail.model_validate(
+        {
+            **_entry_out(entry, child, upn),
+            **act_information(ordered),
+            "sources": sorted({r.source_system for r in ordered if r.source_system}),
+            "history": [RegisterHistoryOut.model_validate(r.model_dump()) for r in ordered],
+        }
+    )

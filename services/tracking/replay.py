@@ -76,7 +76,7 @@ def replay(population: Population, deployment: frozenset[str] | None = None) -> 
                 child_id=child_id, la_code=la, match=MatchKind.EXACT, fact=event.model_dump(mode="json")
             ),
         )
-        out = apply_child_fact(record, fact, deployment)
+        out = apply_child_fact(record, fact, deployment, inbound=event)  # decoded above: not again
         records[key] = out.record
         ending.events += 1
         for sent in out.handovers:

@@ -13,7 +13,7 @@ import pytest
 
 from services.tracking.settings import TrackingSettings
 from services.tracking.stream import readiness
-from services.tracking.stream.app import create_app
+from services.tracking.stream.app import create_faust_app
 
 
 class _Event:
@@ -91,7 +91,7 @@ def test_probing_before_the_worker_runs_binds_nothing_to_the_api_loop(tmp_path: 
     """The crash of issue 20: a probe at the first millisecond, from the API thread, made faust's table
     manager take the API thread's loop; the worker then failed with "Future attached to a different loop"."""
     settings = TrackingSettings(tracking_store="memory", data_dir=tmp_path, database_url="sqlite://")
-    app = create_app(settings, prepare=False)
+    app = create_faust_app(settings, prepare=False)
     readiness.watch(app)
 
     assert _probe(readiness.worker_check()) == "the worker has not started"

@@ -4,7 +4,6 @@ against counts made independently over the case store's tables (timeline rows an
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
@@ -153,8 +152,8 @@ def independent_counts(engine: Engine, la: str, census: date) -> dict[tuple[str,
             counts[
                 ("ehe_by_sex_and_year_group", child.sex or "U", _nc_year(child.date_of_birth, census), "")
             ] += 1
-            stated = [m.group(1) for r in rows if _utc(r.occurred_at) < end
-                      for m in [re.search(r"ehe_reason=(\w+)", r.note or "")] if m]  # fmt: skip
+            stated = [r.codes["ehe_reason"] for r in rows
+                      if _utc(r.occurred_at) < end and r.codes and "ehe_reason" in r.codes]  # fmt: skip
             counts[("ehe_by_primary_reason", "", "", stated[-1] if stated else "unknown")] += 1
         during = _state_before(rows, year_start) == "electively_home_educated" or any(
             r.to_state == "electively_home_educated" and year_start <= _utc(r.occurred_at) < year_end

@@ -18,12 +18,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from services.tracking.api import build_router
+from services.tracking import api as tracking_api
+from services.tracking import register_api
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
+from services.tracking.crossla import CrossLAMatcher
 from services.tracking.identity import IdentityResolver
 from services.tracking.models import TrackingCase, TrackingReadAudit
 from services.tracking.projection import project
-from services.tracking.register_api import build_register_router
 from services.tracking.stream.app import MIGRATIONS
 from services.web import reports
 from shared.auth import Role, issue_token
@@ -121,11 +122,13 @@ def tracking_app(engine: Engine, published: list[object] | None = None) -> FastA
 
     app = FastAPI()
     app.state.engine = engine
+    app.state.matcher = CrossLAMatcher()
+    app.state.publish = publish
     from shared.settings import get_settings
 
     app.dependency_overrides[get_settings] = lambda: SIGNING
-    app.include_router(build_router(publish))
-    app.include_router(build_register_router())
+    app.include_router(tracking_api.router)
+    app.include_router(register_api.router)
     return app
 
 

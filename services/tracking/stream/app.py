@@ -46,7 +46,7 @@ def prepare_dependencies(settings: Settings) -> None:
     migrate(cfg.database_url, MIGRATIONS, "tracking")
 
 
-def create_app(settings: Settings, *, prepare: bool = True) -> faust.App:
+def create_faust_app(settings: Settings, *, prepare: bool = True) -> faust.App:
     """Build the faust app, first preparing its topics and case store (``prepare``)."""
     cfg = tracking_settings(settings)
     if prepare:
