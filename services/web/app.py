@@ -15,13 +15,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 
 from services.web import metrics
-from services.web.allocation import load_policies, run_allocator
+from services.web.allocation import load_policies
 from services.web.identity import IdentityProvider, LocalAccounts
-from services.web.lag import run_lag_exporter
 from services.web.pages import ROUTERS
 from services.web.reports import load_populations
 from services.web.sessions import CsrfFailed, SignInRequired
 from services.web.settings import WebSettings
+from services.web.worker import run_allocator, run_lag_exporter
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.logs import get_logger

@@ -386,8 +386,8 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
 
 def _notify(pg_settings: Settings, seed: Seed) -> FastAPI:
     from services.notify.app import create_app, prepare_database
-    from services.notify.config import NotifySettings
     from services.notify.models import NotifyAlert
+    from services.notify.settings import NotifySettings
 
     settings = NotifySettings(**_settings(pg_settings))
     engine = prepare_database(settings)

@@ -75,7 +75,7 @@ def tracking(pg_settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def notify(pg_settings: Settings) -> Iterator[TestClient]:
     from services.notify.app import create_app
-    from services.notify.config import NotifySettings
+    from services.notify.settings import NotifySettings
 
     app: FastAPI = create_app(
         NotifySettings(**{**pg_settings.model_dump(), "signing_key": SIGNING_KEY}), run_worker=False

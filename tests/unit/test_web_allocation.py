@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from services.tracking.models import TrackingCase
-from services.web import allocation
+from services.web import allocation, worker
 from services.web.allocation import Accounts, Decision, LAPolicy, PolicyError, decide, parse_policies
 from services.web.models import WebAudit, WebCaseWork
 from shared.db import make_engine
@@ -185,7 +185,7 @@ def test_the_background_round_allocates_and_retries_failures_only_after_a_while(
     async def rounds() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(
-            allocation.run_allocator(settings, app.state.engine, policies, app.state.transports, stop)
+            worker.run_allocator(settings, app.state.engine, policies, app.state.transports, stop)
         )
         deadline = asyncio.get_running_loop().time() + 20
         while not all(w.owner for c, w in _work(web).items() if c in open_cases) or not open_cases <= set(
