@@ -7,6 +7,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+# The `cme` command (topics, schemas, purge, token, dead letters) is in the development tooling package.
+COPY devtools ./devtools
 RUN pip install . rocksdict
 USER cme
 ENV CME_DATA_DIR=/home/cme/data

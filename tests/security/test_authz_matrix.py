@@ -633,10 +633,10 @@ REFERRAL: dict[tuple[str, str], str] = {
 
 
 def test_referral_api_key_matrix(pg_settings: Settings) -> None:
+    from devtools.samples import sample_event_dict
     from services.referral.app import create_app
     from services.referral.clients import create_client
     from services.referral.models import ClientKind
-    from shared.samples import sample_event_dict
 
     app = create_app(pg_settings.model_copy(update={"signing_key": SecretStr(SIGNING_KEY)}), background=False)
     routes = routes_of(app)

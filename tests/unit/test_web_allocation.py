@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
+from devtools.samples import DEMO_SCHOOL_URN
 from services.tracking.models import TrackingCase
 from services.web import allocation, worker
 from services.web.allocation import Accounts, Decision, LAPolicy, PolicyError, decide, parse_policies
 from services.web.models import WebAudit, WebCaseWork
 from shared.db import make_engine
 from shared.events.internal import RESOLVED_STATES
-from shared.samples import DEMO_SCHOOL_URN
 from tests.unit.test_web_pages import Web, csrf_of, sign_in, web  # noqa: F401  (the fixture)
 from tests.unit.test_web_reports import LA, OTHER_LA
 

@@ -1,0 +1,3 @@
+"""Development tooling, kept apart from the runtime (``services/`` and ``shared/`` never import it): the
+``cme`` command, the local stack (Kafka from Maven Central, PostgreSQL) and the local run of the whole
+pipeline, the demo feed and its API client, synthetic school years and sample events, the mail catcher."""
