@@ -43,7 +43,7 @@ def _cmd_kafka_fetch(_: argparse.Namespace) -> int:
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:
-    from shared import schemas
+    from devtools import schemas
 
     if args.action == "export":
         for path in schemas.export():
