@@ -40,10 +40,10 @@ test-unit: install
 	$(BIN)/pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check shared services devtools tests bench
 
 typecheck: install
-	$(BIN)/mypy shared services tests bench
+	$(BIN)/mypy shared services devtools tests bench
 
 schemas: install
 	$(BIN)/cme schemas export

@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from devtools.samples import make_upn
 from services.attendance.codes import CODE_BYTE
 from services.attendance.fold import MarkHandler
 from services.attendance.rules import AttendanceRules
@@ -49,7 +50,6 @@ from shared.events.attendance import AttendanceCode, AttendanceMark
 from shared.events.catalogue import encode_event
 from shared.events.envelope import Source
 from shared.kafka import aiokafka_config, ensure_topics, kafka_python_config
-from shared.samples import make_upn
 from shared.school_calendar import CalendarRegistry
 from shared.settings import PROJECT_ROOT
 from shared.topics import ATTENDANCE, DEAD_LETTER, INTAKE

@@ -34,7 +34,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared.samples import sample_event_dict
+from devtools.samples import sample_event_dict
 from shared.settings import PROJECT_ROOT
 
 # CME_BENCH_RESULTS_DIR: where `python -m bench --out` wants it (a smoke run must not overwrite the results).

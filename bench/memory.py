@@ -19,12 +19,12 @@ import uuid
 from typing import Any
 
 from bench.common import Row, log
+from devtools.synthetic import generate
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from services.tracking.identity import child_id_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload, MatchKind
-from shared.synthetic import generate
 
 
 def apply_year(pupils: int) -> tuple[dict[str, str], dict[str, Any]]:

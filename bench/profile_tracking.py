@@ -17,6 +17,7 @@ import pstats
 import time
 
 from bench.common import scratch_database
+from devtools.synthetic import generate
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from services.tracking.identity import IdentityResolver
 from services.tracking.projection import project_many
@@ -26,7 +27,6 @@ from services.tracking.stream.identity_agent import child_fact
 from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_event, decode_inbound, encode_event
 from shared.events.internal import ChildFact
-from shared.synthetic import generate
 
 
 def main() -> None:

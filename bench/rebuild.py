@@ -1,6 +1,6 @@
 """Rebuild from the log at a stated fraction of the national year, extrapolated to all of it.
 
-A synthetic population (``shared.synthetic``) becomes the child-events topic the identity agent would have
+A synthetic population (``devtools.synthetic``) becomes the child-events topic the identity agent would have
 written (one ChildFact per inbound fact, a child being its UPN within its LA, as ``services.tracking.replay``
 does; handovers between LAs are not routed, so each LA's facts are its own), produced to a fresh topic. Then
 ``services.tracking.rebuild.rebuild`` replays it into a fresh PostgreSQL database, timed. Baseline, same run
@@ -22,12 +22,12 @@ from typing import Any
 import orjson
 
 from bench.common import Row, bench_settings, delete_topics, log, produce_fast, scratch_database
+from devtools.synthetic import generate
 from shared.events.catalogue import decode_event, decode_inbound, encode_event
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload, MatchKind
 from shared.kafka import ensure_topics
 from shared.settings import Settings
-from shared.synthetic import generate
 from shared.topics import CHILD_EVENTS
 
 NATIONAL_FACTS = 3_900_000

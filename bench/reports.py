@@ -1,6 +1,6 @@
 """The web's reports at LA size: how long the reports page and the CSV returns take for one LA's cases.
 
-One synthetic LA (``shared.synthetic``; ~1 tracked child in 3 pupils, so 150,000 pupils give ~50,000 cases)
+One synthetic LA (``devtools.synthetic``; ~1 tracked child in 3 pupils, so 150,000 pupils give ~50,000 cases)
 is made into a case store the way the live worker makes it: its facts as the child-events topic, rebuilt
 into a fresh PostgreSQL database (``services.tracking.rebuild``). Then, in process and as the web does it:
 tracking's ``GET /v1/reports/history`` (all of the LA's cases with their spells), the web's parse of it into
@@ -101,8 +101,8 @@ def measure(url: str, la: str) -> dict[str, Any]:
 
 
 def run(workdir: Path, pupils: int, seed: int = 5) -> list[Row]:
+    from devtools.synthetic import choose_las
     from services.tracking.rebuild import rebuild
-    from shared.synthetic import choose_las
 
     la = choose_las(1, seed)[0]
     records = child_events(1, pupils, seed)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.localrun import SERVICES, log_tail
-from shared.localstack.net import free_port
+from devtools.localrun import SERVICES, log_tail
+from devtools.localstack.net import free_port
 from tests.e2e.tracking_support import stop
 from tests.support import stack
 

@@ -37,16 +37,16 @@ from bench.common import (
     stop_process,
     wait_for,
 )
+from devtools.samples import child, sample_event
+from devtools.synthetic import generate
 from services.tracking.stream.app import CHILDREN_TABLE, MIGRATIONS, app_id
 from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound, encode_event
 from shared.kafka import aiokafka_config, ensure_topics, kafka_python_config
-from shared.samples import child, sample_event
 from shared.settings import Settings
-from shared.synthetic import generate
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE, intake_key
 
-EVENTS_PER_PUPIL = 0.42  # what shared.synthetic yields in a year (to size the population for N events)
+EVENTS_PER_PUPIL = 0.42  # what devtools.synthetic yields in a year (to size the population for N events)
 
 
 def synthetic_intake(n_events: int, seed: int = 42) -> list[tuple[bytes, bytes]]:

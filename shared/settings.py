@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +60,21 @@ class Settings(BaseSettings):
 
     def topic(self, base: str) -> str:
         return f"{self.topic_prefix}{base}"
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def service_settings(cls: type[S], base: Settings | None = None, **overrides: Any) -> S:
+    """A service's own settings (a subclass of Settings, in its ``settings.py``): from the environment when no
+    ``base`` is given, else carrying over every value of ``base`` (tests and ``cme run`` build one shared
+    object and hand it to each service), with ``overrides`` on top. A ``base`` that already is ``cls`` is
+    returned as it is when nothing is overridden."""
+    if base is None:
+        return cls(**overrides)
+    if isinstance(base, cls) and not overrides:
+        return base
+    return cls(**{**base.model_dump(), **overrides})
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
-from services.attendance.settings import AttendanceSettings
+from services.attendance.settings import AttendanceSettings, attendance_settings
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cme-attendance", description=__doc__)
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "worker", "api"])
     args = parser.parse_args(argv)
-    settings = AttendanceSettings()
+    settings = attendance_settings()
     configure_logging("attendance", settings.log_level, settings.log_json)
     warn_if_local_defaults("attendance", settings)
     if args.command == "worker":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from shared.settings import Settings
+from shared.settings import Settings, service_settings
 
 
 class AttendanceSettings(Settings):
@@ -26,10 +26,6 @@ class AttendanceSettings(Settings):
     attendance_batch_linger_s: float = Field(default=0.05, gt=0, le=5)
 
 
-def attendance_settings(base: Settings | None = None) -> AttendanceSettings:
+def attendance_settings(base: Settings | None = None, **overrides: Any) -> AttendanceSettings:
     """Attendance settings from the environment, or carrying over an explicit shared Settings object."""
-    if base is None:
-        return AttendanceSettings()
-    if isinstance(base, AttendanceSettings):
-        return base
-    return AttendanceSettings(**base.model_dump())
+    return service_settings(AttendanceSettings, base, **overrides)

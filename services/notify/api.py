@@ -19,9 +19,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
 from services.notify.acks import AckResult, AlertClosed, AlertNotFound, LinkAlreadyUsed, acknowledge
-from services.notify.config import NotifySettings
 from services.notify.links import AckLinkClaims, InvalidLink, verify_ack_token
 from services.notify.models import NotifyAlert, aware
+from services.notify.settings import NotifySettings
 from shared.auth import ACKNOWLEDGERS, CurrentPrincipal, Principal
 from shared.db import session_scope
 from shared.events.envelope import utcnow

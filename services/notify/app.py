@@ -14,7 +14,7 @@ from sqlmodel import Session
 from services.notify import metrics
 from services.notify.acks import pending_ack_count
 from services.notify.api import router
-from services.notify.config import NotifySettings
+from services.notify.settings import NotifySettings
 from services.notify.worker import NotifyWorker
 from shared import request_errors
 from shared.bodylimit import BodySizeLimit

@@ -23,7 +23,6 @@ from sqlmodel import Session, col, select
 
 from services.notify import metrics
 from services.notify.channels.base import ChannelSender, PermanentFailure, Sent, TransientFailure
-from services.notify.config import NotifySettings
 from services.notify.messages import build_message
 from services.notify.models import (
     Channel,
@@ -35,6 +34,7 @@ from services.notify.models import (
     aware,
 )
 from services.notify.service import NOTIFY_NAMESPACE, SERVICE
+from services.notify.settings import NotifySettings
 from shared.db import session_scope
 from shared.events.envelope import Source, utcnow
 from shared.events.internal import DeadLetter, DeadLetterPayload

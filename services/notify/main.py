@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from services.notify.config import NotifySettings
+from services.notify.settings import NotifySettings, notify_settings
 from shared.db import session_scope
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = NotifySettings()
+    settings = notify_settings()
     configure_logging("notify", settings.log_level, json=settings.log_json)
     warn_if_local_defaults("notify", settings)
     args = build_parser().parse_args(argv)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.notify.config import NotifySettings
 from services.notify.links import AckLinkClaims, make_ack_token
 from services.notify.models import NotifyAlert, NotifyDelivery, aware
+from services.notify.settings import NotifySettings
 
 LEVEL_LABELS = {
     "caseworker": "caseworker",

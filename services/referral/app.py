@@ -22,8 +22,9 @@ from services.referral.middleware import LatencyMetrics, body_limit_for, too_lar
 from services.referral.models import Problem
 from services.referral.openapi import install_openapi
 from services.referral.ratelimit import RateLimiter
-from services.referral.relay import outbox_relay, track_processed
 from services.referral.service import Intake
+from services.referral.settings import referral_settings
+from services.referral.worker import outbox_relay, track_processed
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
 from shared.logs import get_logger
@@ -49,6 +50,7 @@ def literal_path_methods(path: str) -> set[str]:
 
 def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     """The app; ``background=False`` leaves out the relay and the status consumer (tests without a broker)."""
+    settings = referral_settings(settings)
     steps = migrations(settings.database_url, MIGRATIONS, "referral")
     startup = Startup("referral", pending=bool(steps) or background)
     engine = make_engine(settings.database_url)

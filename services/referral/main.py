@@ -10,10 +10,10 @@ from services.referral.models import ClientKind
 
 def _engine():  # type: ignore[no-untyped-def]
     from services.referral.app import MIGRATIONS
+    from services.referral.settings import referral_settings
     from shared.db import make_engine, migrate
-    from shared.settings import get_settings
 
-    settings = get_settings()
+    settings = referral_settings()
     migrate(settings.database_url, MIGRATIONS, "referral")
     return make_engine(settings.database_url)
 
@@ -22,11 +22,11 @@ def _serve(_: argparse.Namespace) -> int:
     import uvicorn
 
     from services.referral.app import create_app
+    from services.referral.settings import referral_settings
     from shared.logs import configure_logging
-    from shared.settings import get_settings
     from shared.startup import warn_if_local_defaults
 
-    settings = get_settings()
+    settings = referral_settings()
     configure_logging("referral", settings.log_level, settings.log_json)
     warn_if_local_defaults("referral", settings)
     uvicorn.run(

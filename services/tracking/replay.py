@@ -1,4 +1,4 @@
-"""Replay a synthetic school year (``shared.synthetic``) through tracking's case logic, in process, and count
+"""Replay a synthetic school year (devtools.synthetic) through tracking's case logic, in process, and count
 how the cases end: no Kafka, no database, no identity matching (a child is its UPN within an LA).
 
 What the services do between LAs is done here too: a handover (a move, a leaver to another LA or to a school
@@ -20,11 +20,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from devtools.synthetic import Population, generate
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import RESOLVED_STATES, ChildFact, ChildFactPayload, MatchKind
-from shared.synthetic import Population, generate
 
 REPLAY_NAMESPACE = uuid.UUID("7c1e4f0a-9b52-4d3e-8f61-2a5b9c0d7e13")
 

@@ -22,7 +22,6 @@ Nobody's queue is shown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -276,37 +275,3 @@ def las_to_allocate(engine: Engine, policies: Mapping[str, LAPolicy]) -> list[st
         users = session.exec(select(WebUser.la_code, WebUser.role).where(col(WebUser.disabled).is_(False)))
         with_staff = {la for la, role in users.all() if role in CASE_READERS}
     return sorted(set(policies) | with_staff)
-
-
-async def run_allocator(
-    settings: WebSettings,
-    engine: Engine,
-    policies: Mapping[str, LAPolicy],
-    transports: Mapping[str, httpx.AsyncBaseTransport],
-    stop: asyncio.Event,
-    ready: asyncio.Event | None = None,
-) -> None:
-    """Every ``CME_WEB_ALLOCATION_INTERVAL_S``, allocate each LA's open cases that nobody owns (once the
-    web's tables are migrated: ``ready``)."""
-    while not stop.is_set():
-        if ready is None or ready.is_set():
-            try:
-                las = await asyncio.to_thread(las_to_allocate, engine, policies)
-            except Exception as exc:  # the database away: the next round tries again
-                log.warning("allocation_round_failed", error=type(exc).__name__)
-                las = []
-            for la_code in las:
-                # A failed case is tried again after a while (an account created, a team joined), not in every
-                # round: an LA without a policy would otherwise be read whole every few seconds.
-                since = datetime.now(UTC) - RETRY_FAILED_AFTER
-                try:
-                    counts = await allocate_la(
-                        settings, engine, policies, la_code, transports.get("tracking"), since
-                    )
-                except Exception as exc:  # tracking down or slow: the next round tries again
-                    log.warning("allocation_round_failed", la_code=la_code, error=type(exc).__name__)
-                    continue
-                if counts.get("allocated") or counts.get("failed"):
-                    log.info("cases_allocated", la_code=la_code, **counts)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.web_allocation_interval_s)

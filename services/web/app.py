@@ -15,15 +15,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 
 from services.web import metrics
-from services.web.allocation import load_policies, run_allocator
+from services.web.allocation import load_policies
 from services.web.identity import IdentityProvider, LocalAccounts
-from services.web.lag import run_lag_exporter
-from services.web.pages import build_router, templates
-from services.web.queue import build_router as build_queue_router
-from services.web.register_pages import build_register_router
+from services.web.pages import ROUTERS
 from services.web.reports import load_populations
 from services.web.sessions import CsrfFailed, SignInRequired
 from services.web.settings import WebSettings
+from services.web.worker import run_allocator, run_lag_exporter
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.logs import get_logger
@@ -102,9 +100,9 @@ def create_app(
         str(settings.web_population_file) if settings.web_population_file else None
     )
     app.dependency_overrides[get_settings] = lambda: settings
-    app.include_router(build_router(identity or LocalAccounts(engine)))
-    app.include_router(build_queue_router())
-    app.include_router(build_register_router())
+    app.state.identity = identity or LocalAccounts(engine)
+    for router in ROUTERS:
+        app.include_router(router)
     checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_check(settings)}
     app.include_router(ops_router(checks))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
@@ -137,5 +135,4 @@ def create_app(
     # Forms are a few hundred bytes: refuse a large body before it is read, even before sign-in.
     app.add_middleware(BodySizeLimit, limit=FORM_BODY_LIMIT)
     app.add_middleware(StartupGate, startup=startup)
-    _ = templates  # the pages module owns the template environment
     return app

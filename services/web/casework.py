@@ -8,6 +8,7 @@ about the child: it needs no event and no other service reads it. Every change i
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,13 @@ from sqlmodel import Session, col, select
 
 from services.web import facts, reports, words
 from services.web.clients import ServiceError
-from services.web.models import WebAudit, WebCaseWork, WebRecordedFact, WebUser
-from shared.auth import CASE_READERS, Principal
+from services.web.models import WebAlertNote, WebAlertWork, WebAudit, WebCaseWork, WebRecordedFact, WebUser
+from shared.auth import CASE_READERS, Principal, Role
+from shared.events.envelope import utcnow
 from shared.school_calendar import SchoolCalendar
 
 if TYPE_CHECKING:
-    from services.web.pages import Ctx
+    from services.web.context import Ctx
 
 TEAM_PREFIX = "team:"
 REASON_REMEMBERED = timedelta(minutes=30)  # a case reopened within this time keeps the reason given
@@ -155,6 +157,31 @@ def overdue_case_ids(engine: Engine, la_code: str, on: date) -> list[str]:
         )
 
 
+def work_for(engine: Engine, la_code: str, case_ids: list[str]) -> dict[str, WebCaseWork]:
+    """The web's work rows (owner, review date) of these cases of the LA, by case id."""
+    if not case_ids:
+        return {}
+    with Session(engine, expire_on_commit=False) as session:
+        rows = session.exec(
+            select(WebCaseWork).where(WebCaseWork.la_code == la_code, col(WebCaseWork.case_id).in_(case_ids))
+        ).all()
+    return {w.case_id: w for w in rows}
+
+
+def taking_alert_takes_case(current: WebCaseWork | None) -> bool:
+    """Taking an alert takes its case too if nobody owns it or only the allocation policy chose its owner: a
+    person's choice beats the policy's; another person's stands (reassigning it is the owner form)."""
+    return current is None or not current.owner or current.owner_source == "policy"
+
+
+def may_set_review(engine: Engine, who: Principal, case_id: str) -> bool:
+    """The case's owner (the person, or their team) or a manager sets its review date."""
+    work = work_of(engine, who.la_code, case_id)
+    owner = work.owner if work else None
+    team = team_of(engine, who)
+    return who.role == Role.MANAGER or owner == who.sub or bool(team and owner == f"{TEAM_PREFIX}{team}")
+
+
 def set_owner(engine: Engine, who: Principal, case_id: str, owner: str | None) -> None:
     with Session(engine) as session:
         work = session.get(WebCaseWork, case_id) or WebCaseWork(case_id=case_id, la_code=who.la_code)
@@ -178,8 +205,9 @@ def set_review(engine: Engine, who: Principal, case_id: str, due: date | None) -
         session.commit()
 
 
-def recent_reason(engine: Engine, who: Principal, case_id: str) -> str | None:
-    """The reason this person gave when they last opened the case, if that was a short while ago."""
+def recent_reason(engine: Engine, who: Principal, target: str, action: str = "case_read") -> str | None:
+    """The reason this person gave when they last opened the case (or, with ``action="register_read"``, the
+    register entry), if that was a short while ago."""
     since = datetime.now(UTC) - REASON_REMEMBERED
     with Session(engine) as session:
         row = session.exec(
@@ -187,8 +215,8 @@ def recent_reason(engine: Engine, who: Principal, case_id: str) -> str | None:
             .where(
                 WebAudit.subject == who.sub,
                 WebAudit.la_code == who.la_code,
-                WebAudit.action == "case_read",
-                WebAudit.target == case_id,
+                WebAudit.action == action,
+                WebAudit.target == target,
                 col(WebAudit.at) >= since,
             )
             .order_by(col(WebAudit.at).desc())
@@ -197,7 +225,115 @@ def recent_reason(engine: Engine, who: Principal, case_id: str) -> str | None:
     return row.reason if row is not None else None
 
 
+# --- work on alerts: who it is assigned to, whether it is resolved, notes (the web's own rows) -----------
+
+
+def _alert_work(session: Session, alert_id: str, la_code: str) -> WebAlertWork:
+    work = session.get(WebAlertWork, alert_id)
+    if work is None:
+        work = WebAlertWork(alert_id=alert_id, la_code=la_code)
+    elif work.la_code != la_code:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such alert")
+    return work
+
+
+def assign_alert(engine: Engine, who: Principal, alert_id: str, assignee: str | None) -> None:
+    with Session(engine) as session:
+        work = _alert_work(session, alert_id, who.la_code)
+        work.assigned_to = assignee
+        work.assigned_by, work.assigned_at = who.sub, utcnow()
+        session.add(work)
+        session.commit()
+
+
+def mark_alert_resolved(engine: Engine, who: Principal, alert_id: str) -> None:
+    with Session(engine) as session:
+        work = _alert_work(session, alert_id, who.la_code)
+        work.resolved_by, work.resolved_at = who.sub, utcnow()
+        session.add(work)
+        session.commit()
+
+
+def add_alert_note(engine: Engine, who: Principal, alert_id: str, text: str) -> None:
+    with Session(engine) as session:
+        session.add(WebAlertNote(alert_id=alert_id, la_code=who.la_code, author=who.sub, text=text))
+        session.commit()
+
+
+def with_alert_work(engine: Engine, la_code: str, alerts: list[dict[str, Any]]) -> None:
+    """Each alert gets who it is assigned to, whether it is resolved, its notes, and a fresh form id."""
+    ids = [a["alert_id"] for a in alerts]
+    with Session(engine) as session:
+        work = {
+            w.alert_id: w
+            for w in session.exec(
+                select(WebAlertWork).where(
+                    col(WebAlertWork.alert_id).in_(ids), WebAlertWork.la_code == la_code
+                )
+            ).all()
+        }
+        notes: dict[str, list[WebAlertNote]] = {}
+        for note in session.exec(
+            select(WebAlertNote)
+            .where(col(WebAlertNote.alert_id).in_(ids), WebAlertNote.la_code == la_code)
+            .order_by(col(WebAlertNote.at))
+        ).all():
+            notes.setdefault(note.alert_id, []).append(note)
+    for alert in alerts:
+        w = work.get(alert["alert_id"])
+        alert["assigned_to"] = w.assigned_to if w else None
+        alert["resolved"] = bool(w and w.resolved_at) or alert.get("ack_action") == "resolved"
+        alert["notes"] = notes.get(alert["alert_id"], [])
+        alert["form_id"] = str(uuid.uuid4())  # a note sent twice is one fact
+
+
 # --- calls to the services -------------------------------------------------------------------------------
+
+
+async def cases_by_id(ctx: Ctx, reason: str, case_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Tracking's case items for these case ids (one audited read, for ``reason``), by case id."""
+    if not case_ids:
+        return {}
+    async with ctx.service("tracking") as tracking:
+        page = await tracking.call(
+            "POST", "/v1/cases/query",
+            json={"reason": reason, "case_ids": case_ids, "limit": min(500, len(case_ids))},
+        )  # fmt: skip
+    return {item["case"]["case_id"]: item for item in page["items"]}
+
+
+async def with_children(
+    ctx: Ctx, alerts: list[dict[str, Any]], reason: str, calendar: SchoolCalendar | None = None
+) -> None:
+    """Each alert gets its child's name, age, school, state and owner (one call to tracking per page)."""
+    case_ids = sorted({a["case_id"] for a in alerts})
+    found = await cases_by_id(ctx, reason, case_ids)
+    owned = owners(ctx.engine, ctx.who.la_code, case_ids)
+    today = date.today()
+    for alert in alerts:
+        item = found.get(alert["case_id"])
+        alert["child"] = summary(item, today, calendar) if item else None
+        alert["owner"] = owned.get(alert["case_id"])
+
+
+async def own_alert(ctx: Ctx, alert_id: str) -> dict[str, Any]:
+    """The alert, however old, if it is of the person's LA (404 otherwise: notify scopes it)."""
+    try:
+        async with ctx.service("notify") as notify:
+            found: dict[str, Any] = await notify.call("GET", f"/v1/alerts/{alert_id}")
+    except ServiceError as exc:
+        raise HTTPException(exc.status_code, "no such alert") from exc
+    return found
+
+
+async def own_case(ctx: Ctx, case_id: str) -> None:
+    """404 unless tracking has this case in the person's LA."""
+    async with ctx.service("tracking") as tracking:
+        found = await tracking.call(
+            "POST", "/v1/cases/query", json={"reason": "case allocation", "case_ids": [case_id], "limit": 1}
+        )
+    if found["total"] != 1:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such case")
 
 
 async def case_alerts(ctx: Ctx, case_id: str) -> list[dict[str, Any]]:
@@ -263,3 +399,15 @@ def recorded_here(engine: Engine, la_code: str, event_ids: list[str]) -> dict[st
             )
         ).all()
     return {r.event_id: r for r in rows}
+
+
+def search_body(reason: str, upn: str, surname: str, date_of_birth: str) -> dict[str, Any] | None:
+    """Tracking's children search for a UPN, else a surname and a date of birth; None if neither was given."""
+    body: dict[str, Any] = {"reason": reason}
+    if upn.strip():
+        body["upn"] = upn.strip()
+    elif surname.strip() and date_of_birth:
+        body.update(surname=surname.strip(), date_of_birth=date_of_birth)
+    else:
+        return None
+    return body

@@ -12,17 +12,18 @@ click, a reload after a timeout) is one event: intake answers the second as a du
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from pydantic import ValidationError
 
-from services.web.words import ALL_ENQUIRY_OUTCOMES, ENQUIRY_TYPES
+from services.web.words import ALL_ENQUIRY_OUTCOMES, EDUCATION, ENQUIRY_TYPES
 from shared.events import INBOUND_EVENT_TYPES, decode_inbound
 from shared.events.catalogue import event_class
 from shared.events.envelope import Envelope
-from shared.events.vocab import EnquiryOutcome, EnquiryType, ProvisionType
+from shared.events.vocab import EducationSuitability, EnquiryOutcome, EnquiryType, ProvisionType
 
 WEB_SYSTEM = "cme-web"
 FORM_NAMESPACE = uuid.UUID("6f1d3c2a-9b7e-4c55-8d0e-2a4b6c8d0e1f")
@@ -61,6 +62,15 @@ CLOSING_OUTCOMES = {
 
 
 REVIEW = "review-date-set"
+REGISTER_REVIEW = "register-entry-recorded"
+# The outcome forms' own fields (which depend on the outcome): short codes, dates and yes/no answers.
+OUTCOME_FIELDS = frozenset(
+    {
+        "la_code", "in_education", "provision_type", "school_urn", "expected_start", "fair_access",
+        "hours_per_week", "part_time", "special_school", "la_consent_given", "new_la_code", "country",
+        "confirmed", "deletion_ground", "reason",
+    }
+)  # fmt: skip
 
 
 def supported(event_type: str) -> bool:
@@ -284,3 +294,32 @@ def review(
     now = now or datetime.now(UTC)
     return build(REVIEW, form_id, child, la_code, now.date(), {"review_on": due.isoformat()}, now,
                  f"Next review on {due.isoformat()}")  # fmt: skip
+
+
+def outcome_fields(sent: Mapping[str, Any]) -> dict[str, str]:
+    """The outcome's own fields of a posted form (others ignored), each cut to 40 characters."""
+    return {k: str(v)[:40] for k, v in sent.items() if k in OUTCOME_FIELDS and isinstance(v, str)}
+
+
+def register_review(
+    form_id: str, entry: dict[str, Any], la_code: str, suitability: str, review_on: str, note: str,
+    now: datetime | None = None,
+) -> Recorded:  # fmt: skip
+    """A caseworker's review of a register entry as a register-entry-recorded fact (event time: now)."""
+    if suitability not in set(EducationSuitability):
+        raise FactRefused(["Choose what the LA found about the child's education."])
+    now = now or datetime.now(UTC)
+    child = {
+        "identifiers": [{"kind": "upn", "value": entry["upn"]}] if entry.get("upn") else [],
+        **{k: entry.get(k) for k in ("forename", "surname", "date_of_birth")},
+    }
+    payload = {
+        "recorded_on": now.date().isoformat(),
+        "suitability": suitability,
+        "review_on": review_on or None,
+        "note": note.strip() or None,
+    }
+    said = f"Register review: education {EDUCATION[suitability].lower()}"
+    if review_on:
+        said += f"; next review on {review_on}"
+    return build(REGISTER_REVIEW, form_id, child, la_code, now.date(), payload, now, said)

@@ -8,7 +8,7 @@ import getpass
 import os
 import sys
 
-from services.web.settings import WebSettings
+from services.web.settings import WebSettings, web_settings
 from shared.auth import Role
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--team", help="the caseworker's team (for the 'my team's cases' queue)")
     create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     args = parser.parse_args(argv)
-    settings = WebSettings()
+    settings = web_settings()
     configure_logging("web", settings.log_level, settings.log_json)
     warn_if_local_defaults("web", settings)
     if args.command == "users":

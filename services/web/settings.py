@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
-from shared.settings import Settings
+from shared.settings import Settings, service_settings
 
 
 class WebSettings(Settings):
@@ -41,9 +42,6 @@ class WebSettings(Settings):
         return explicit.rstrip("/") or f"http://127.0.0.1:{getattr(self, f'{name}_port')}"
 
 
-def web_settings(base: Settings | None = None) -> WebSettings:
-    if base is None:
-        return WebSettings()
-    if isinstance(base, WebSettings):
-        return base
-    return WebSettings(**base.model_dump())
+def web_settings(base: Settings | None = None, **overrides: Any) -> WebSettings:
+    """Web settings from the environment, or carrying over an explicit shared Settings object."""
+    return service_settings(WebSettings, base, **overrides)

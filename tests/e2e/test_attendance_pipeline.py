@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.samples import make_upn
 from shared.auth import Role, issue_token
-from shared.samples import make_upn
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import CASEWORKER, LA, SIGNING_KEY, Pipeline, body_of, running_pipeline, set_clock

@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.samples import child, sample_event_dict
 from services.tracking.crossla import LEGAL_BASIS
 from shared.auth import Role, issue_token
-from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import LA, SIGNING_KEY, Pipeline, running_pipeline

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from devtools.samples import child, sample_event_dict
 from services.tracking.identity import _person, child_id_for
 from services.tracking.matching import Decision, decide, score
 from shared.auth import Role, issue_token
 from shared.db import make_engine
-from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import CASEWORKER, LA, SIGNING_KEY, Pipeline, running_pipeline, set_clock

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.samples import child
 from shared.auth import Role, issue_token
-from shared.samples import child
 from shared.settings import Settings
 from tests.e2e.test_education_confirmed import DEPLOYMENT, OTHER_LA, Run, event
 from tests.support.kafka import wait_until

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from devtools.localrun import SERVICES, start_services, stop_services
+from devtools.localstack.net import free_port
+from devtools.samples import child, sample_event_dict
 from shared.auth import Role, issue_token
 from shared.db import make_engine
-from shared.localrun import SERVICES, start_services, stop_services
-from shared.localstack.net import free_port
-from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import (

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from devtools.samples import child, sample_event_dict
 from shared.auth import Role, issue_token
 from shared.db import make_engine
-from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import LA, SIGNING_KEY, body_of, running_pipeline

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from shared.localrun import SERVICES, spawn, stop_services, wait_ready
-from shared.localstack.net import free_port
+from devtools.localrun import SERVICES, spawn, stop_services, wait_ready
+from devtools.localstack.net import free_port
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import SIGNING_KEY

@@ -23,12 +23,12 @@ from aiosmtpd.controller import Controller
 from playwright.sync_api import sync_playwright
 from sqlalchemy import text
 
+from devtools.localrun import start_services, stop_services
+from devtools.localstack.net import free_port
+from devtools.samples import child, sample_event_dict
 from services.web import words
 from services.web.reports import CME_STATES
 from shared.db import make_engine
-from shared.localrun import start_services, stop_services
-from shared.localstack.net import free_port
-from shared.samples import child, sample_event_dict
 from shared.settings import PROJECT_ROOT, Settings
 from tests.support.a11y import violations
 from tests.support.kafka import wait_until

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.localrun import start_services, stop_services
-from shared.localstack.net import free_port
-from shared.samples import child, sample_event_dict
+from devtools.localrun import start_services, stop_services
+from devtools.localstack.net import free_port
+from devtools.samples import child, sample_event_dict
 from shared.settings import Settings
 from tests.e2e.test_web_browser import DOC_SHOTS, PASSWORD, SIGNING_KEY, browser  # noqa: F401
 from tests.support.a11y import violations

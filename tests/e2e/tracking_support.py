@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import text
 
+from devtools.samples import sample_event
 from shared.db import make_engine
 from shared.events import encode_event
 from shared.events.envelope import Envelope
 from shared.kafka import ensure_topics
-from shared.samples import sample_event
 from shared.settings import PROJECT_ROOT, Settings
 from shared.topics import INTAKE, intake_key
 from tests.support.kafka import produce, wait_until

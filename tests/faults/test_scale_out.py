@@ -1,5 +1,5 @@
 """Scale out, proven: two instances of every service on the real broker and PostgreSQL under a synthetic
-school year (shared/synthetic.py: 4 LAs x 30,000 pupils, 51,485 events, plus an attendance feed straight onto
+school year (devtools.synthetic: 4 LAs x 30,000 pupils, 51,485 events, plus an attendance feed straight onto
 the bus), one instance of each pair killed with SIGKILL mid-stream and started again. The same input through
 one instance of each service is the reference.
 
@@ -44,15 +44,15 @@ import pytest
 from kafka import KafkaProducer
 from sqlalchemy import text
 
+from devtools.localrun import SERVICES, ServiceProcess, log_tail, wait_ready
+from devtools.localstack.net import free_port
+from devtools.synthetic import generate
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from shared.db import make_engine
 from shared.events.catalogue import decode_event
 from shared.kafka import ensure_topics, kafka_python_config
-from shared.localrun import SERVICES, ServiceProcess, log_tail, wait_ready
-from shared.localstack.net import free_port
 from shared.settings import Settings
-from shared.synthetic import generate
 from shared.topics import (
     ALERT_ACKS,
     ATTENDANCE,

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.samples import make_upn
 from services.attendance.app import create_app
 from services.attendance.client import AttendanceClient, InvalidMarks
 from services.attendance.settings import AttendanceSettings
@@ -20,7 +21,6 @@ from shared.auth import Role, issue_token
 from shared.events.catalogue import decode_inbound
 from shared.events.inbound import AbsenceThresholdCrossed, AbsenceThresholdRetracted
 from shared.events.vocab import AbsenceRule
-from shared.samples import make_upn
 from shared.school_calendar import CalendarRegistry
 from shared.settings import PROJECT_ROOT, Settings
 from shared.topics import ATTENDANCE, INTAKE

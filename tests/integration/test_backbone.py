@@ -11,9 +11,9 @@ import orjson
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from devtools.samples import sample_event
 from shared.events import INBOUND_EVENT_TYPES, decode_inbound, encode_event
 from shared.kafka import ensure_topics, kafka_python_config
-from shared.samples import sample_event
 from shared.settings import PROJECT_ROOT, Settings
 from shared.topics import ALL_TOPICS, INTAKE
 from tests.support.kafka import produce, read_topic

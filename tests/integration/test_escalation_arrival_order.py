@@ -1,5 +1,5 @@
 """The same facts give the same alerts whatever order they arrive in (issue 22), on the real broker and
-PostgreSQL: a synthetic school year (``shared.synthetic``, small) fed through tracking's own case code
+PostgreSQL: a synthetic school year (``devtools.synthetic``, small) fed through tracking's own case code
 (``services.tracking.cases.apply_child_fact``) twice, once in the population's order and once with each
 child's facts shuffled among that child's places in the stream (late facts and re-folds, as a school that
 reports late or an LA loading its history out of order gives), and what tracking publishes for each (child
@@ -26,8 +26,8 @@ from services.escalation.models import DeadlineKind, EscalationDeadline
 from services.escalation.settings import EscalationSettings
 from services.escalation.worker import EscalationWorker
 from shared.events.internal import CaseState
-from shared.localstack.postgres import PostgresCluster
-from shared.synthetic import generate
+from devtools.localstack.postgres import PostgresCluster
+from devtools.synthetic import generate
 from tests.integration.test_escalation_replay import (
     RunResult,
     _decide_until,

@@ -1,7 +1,7 @@
 """The same facts give the same alerts, whatever the lag, replay or crash (issue 22), on the real broker and
 PostgreSQL.
 
-Input: a synthetic school year (``shared.synthetic``, seed 22): by hand, 2 LAs x 24,000 pupils (20,685 inbound
+Input: a synthetic school year (devtools.synthetic, seed 22): by hand, 2 LAs x 24,000 pupils (20,685 inbound
 events; about an hour on this shared 2-core machine): ``CME_REPLAY_PUPILS_PER_LA=24000``; in ``make test``,
 2 LAs x 1,400 pupils (about 1,200 events), which CI's time allows.
 Feeding the whole pipeline (referral, tracking, escalation) six times is too slow for this machine, so
@@ -42,6 +42,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, func, select
 
+from devtools.localstack.postgres import PostgresCluster
+from devtools.synthetic import generate
 from services.escalation.app import load_deps, prepare_database
 from services.escalation.models import (
     DeadlineStatus,
@@ -59,10 +61,8 @@ from services.escalation.worker import EscalationWorker
 from shared.events.catalogue import decode_event
 from shared.events.internal import CaseState, Escalation, EscalationAction
 from shared.kafka import ensure_topics
-from shared.localstack.postgres import PostgresCluster
 from shared.school_calendar import LONDON, CalendarRegistry
 from shared.settings import PROJECT_ROOT
-from shared.synthetic import generate
 from tests.support.escalation import Replay, ReplayInput, produce_inputs, replay_of, replay_producer
 from tests.support.kafka import wait_until
 

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.notify.app import create_app, prepare_database
-from services.notify.config import NotifySettings
 from services.notify.models import AlertState, NotifyAlert, NotifyAudit, NotifyOutbox
+from services.notify.settings import NotifySettings
 from services.notify.worker import NotifyWorker
 from shared.auth import Role, issue_token
 from shared.events import encode_event

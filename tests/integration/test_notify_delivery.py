@@ -22,8 +22,6 @@ from services.notify.channels.base import ChannelSender
 from services.notify.channels.email_smtp import SmtpSender
 from services.notify.channels.govuk_notify import GovukNotifySender
 from services.notify.channels.webhook import WebhookSender
-from services.notify.config import NotifySettings
-from services.notify.consumer import EscalationConsumer
 from services.notify.dispatcher import Dispatcher
 from services.notify.models import (
     Channel,
@@ -33,6 +31,8 @@ from services.notify.models import (
     NotifyOutbox,
     NotifyProcessedEvent,
 )
+from services.notify.settings import NotifySettings
+from services.notify.worker import EscalationConsumer
 from shared.events import encode_event
 from shared.events.catalogue import decode_event
 from shared.events.internal import DeadLetter, EscalationAction, LadderLevel

@@ -24,9 +24,10 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.engine import Engine
 
-from services.notify.config import NotifySettings
+from services.notify import settings as notify_config
 from services.notify.directory import parse_directory
 from services.notify.directory_store import store_directory
+from services.notify.settings import NotifySettings
 from services.notify.webhook_signing import MemoryReplayGuard, WebhookRejected, verify_webhook
 from shared.db import session_scope
 from shared.events.envelope import Source
@@ -256,7 +257,7 @@ def notify_settings(base: Any, smtp: SmtpSink | None = None, **overrides: Any) -
         "notify_smtp_timeout_s": 5,
     }
     values.update(overrides)
-    return NotifySettings.from_base(base, **values)
+    return notify_config.notify_settings(base, **values)
 
 
 def seed_directory(engine: Engine, document: dict[str, Any]) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.client import IntakeProducer, main
 from shared.events import decode_inbound
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from shared.settings import Settings
 from shared.topics import INTAKE
 from tests.support.kafka import read_topic

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, make_upn
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from shared.events import decode_inbound
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, make_upn
 from shared.settings import Settings
 from tests.integration.test_referral_intake import intake_records, running
 from tests.support.ctf import Ctf, Pupil, School, build_ctf

@@ -15,13 +15,13 @@ import httpx
 import orjson
 import pytest
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.app import create_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from shared.events import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload, MatchKind
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from shared.settings import Settings
 from shared.topics import CHILD_EVENTS, INTAKE
 from tests.support.kafka import produce, read_topic

@@ -34,10 +34,10 @@ from schemathesis.checks import (
 )
 from schemathesis.generation.stateful.state_machine import APIStateMachine
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN
 from services.referral.app import create_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN
 from shared.settings import Settings
 
 # The rules the service checks beyond a JSON Schema's reach (docs/REFERRAL.md): check letters and digits

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from devtools.samples import child, sample_event
 from services.tracking.app import create_app
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from services.tracking.identity import IdentityResolver
@@ -23,7 +24,6 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from shared.samples import child, sample_event
 from shared.settings import Settings
 from shared.topics import CHILD_EVENTS
 from tests.support.kafka import read_topic

@@ -12,6 +12,7 @@ from datetime import date
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from devtools.samples import child, sample_event_dict
 from services.tracking.crossla import CrossLAMatcher
 from services.tracking.identity import IdentityResolver
 from services.tracking.models import TrackingCase, TrackingCrossLALink, TrackingResolution, TrackingReviewItem
@@ -19,7 +20,6 @@ from services.tracking.stream.app import MIGRATIONS
 from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
-from shared.samples import child, sample_event_dict
 from shared.settings import Settings
 
 

@@ -17,7 +17,7 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from shared.samples import sample_event_dict
+from devtools.samples import sample_event_dict
 from tests.unit.test_tracking_timeline_codes import check_migration
 
 pytestmark = pytest.mark.integration

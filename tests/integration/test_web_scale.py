@@ -18,8 +18,8 @@ from sqlmodel import Session, col, select
 
 from services.notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
 from services.notify.app import create_app as notify_app
-from services.notify.config import NotifySettings
 from services.notify.models import NotifyAlert
+from services.notify.settings import notify_settings
 from services.referral.app import create_app as referral_app
 from services.tracking.models import TrackingCase, TrackingChild, TrackingIdentifier, TrackingTimelineEntry
 from services.tracking.stream.app import MIGRATIONS
@@ -149,7 +149,7 @@ def test_two_thousand_open_alerts_are_all_reachable_and_counted(
 
     tracking = tracking_app(engine, [])
     tracking.dependency_overrides = {k: (lambda: settings) for k in tracking.dependency_overrides}
-    notify = notify_app(NotifySettings.from_base(settings), run_worker=False)
+    notify = notify_app(notify_settings(settings), run_worker=False)
     referral = referral_app(settings, background=False)
     app = create_app(
         settings,

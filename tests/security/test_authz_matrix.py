@@ -386,8 +386,8 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
 
 def _notify(pg_settings: Settings, seed: Seed) -> FastAPI:
     from services.notify.app import create_app, prepare_database
-    from services.notify.config import NotifySettings
     from services.notify.models import NotifyAlert
+    from services.notify.settings import NotifySettings
 
     settings = NotifySettings(**_settings(pg_settings))
     engine = prepare_database(settings)
@@ -633,10 +633,10 @@ REFERRAL: dict[tuple[str, str], str] = {
 
 
 def test_referral_api_key_matrix(pg_settings: Settings) -> None:
+    from devtools.samples import sample_event_dict
     from services.referral.app import create_app
     from services.referral.clients import create_client
     from services.referral.models import ClientKind
-    from shared.samples import sample_event_dict
 
     app = create_app(pg_settings.model_copy(update={"signing_key": SecretStr(SIGNING_KEY)}), background=False)
     routes = routes_of(app)

@@ -23,13 +23,13 @@ import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from devtools.localstack.net import free_port
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.app import create_app as referral_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from shared.auth import Role, issue_token
-from shared.localstack.net import free_port
 from shared.logs import configure_logging
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from shared.settings import Settings
 
 pytestmark = [pytest.mark.security]
@@ -75,7 +75,7 @@ def tracking(pg_settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def notify(pg_settings: Settings) -> Iterator[TestClient]:
     from services.notify.app import create_app
-    from services.notify.config import NotifySettings
+    from services.notify.settings import NotifySettings
 
     app: FastAPI = create_app(
         NotifySettings(**{**pg_settings.model_dump(), "signing_key": SIGNING_KEY}), run_worker=False

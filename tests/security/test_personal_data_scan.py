@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.samples import sample_event_dict
 from shared.auth import Role, issue_token
-from shared.samples import sample_event_dict
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import CASEWORKER, LA, SIGNING_KEY, Pipeline, body_of, running_pipeline

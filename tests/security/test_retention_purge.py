@@ -33,7 +33,7 @@ def _migrate_all(settings: Settings) -> None:
     from services.escalation.app import prepare_database as escalation_db
     from services.escalation.settings import EscalationSettings
     from services.notify.app import prepare_database as notify_db
-    from services.notify.config import NotifySettings
+    from services.notify.settings import NotifySettings
     from services.referral.app import MIGRATIONS as REFERRAL_MIGRATIONS
     from services.tracking.stream.app import MIGRATIONS as TRACKING_MIGRATIONS
     from shared.db import migrate

@@ -61,7 +61,7 @@ def _apps() -> dict[str, Any]:
     from services.escalation.app import create_app as escalation_app
     from services.escalation.settings import EscalationSettings
     from services.notify.app import create_app as notify_app
-    from services.notify.config import NotifySettings
+    from services.notify.settings import NotifySettings
     from services.tracking.app import create_app as tracking_app
     from services.tracking.settings import TrackingSettings
 

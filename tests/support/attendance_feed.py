@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 
+from devtools.samples import make_upn
 from services.attendance.fold import Emitted, MarkHandler, Record
 from services.attendance.rules import AttendanceRules
 from services.attendance.state import AttendanceEngine
 from shared.events.attendance import AttendanceMark
 from shared.events.catalogue import encode_event
 from shared.events.envelope import Source
-from shared.samples import make_upn
 from shared.school_calendar import CalendarRegistry
 
 SCHOOLS = (("801", "108000"), ("801", "108001"), ("802", "109000"))

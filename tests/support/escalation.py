@@ -10,6 +10,8 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from devtools.samples import sample_event_dict
+from devtools.synthetic import Population
 from shared.events.catalogue import decode_inbound, encode_event
 from shared.events.envelope import Source
 from shared.events.internal import (
@@ -25,9 +27,7 @@ from shared.events.internal import (
 )
 from shared.events.vocab import ResolutionReason, SocialCareStatus
 from shared.kafka import kafka_python_config
-from shared.samples import sample_event_dict
 from shared.settings import Settings
-from shared.synthetic import Population
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, TopicSpec
 
 LA = "801"

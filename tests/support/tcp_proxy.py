@@ -9,7 +9,7 @@ import contextlib
 import socket
 import threading
 
-from shared.localstack.net import free_port
+from devtools.localstack.net import free_port
 
 
 class LateProxy:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from devtools.samples import make_upn
 from services.attendance.intake import parse_rows, rows_from_csv
 from services.attendance.rules import AttendanceRuleError, AttendanceRules
 from shared.events.attendance import AttendanceCode, AttendanceMark
 from shared.events.vocab import AbsenceRule
-from shared.samples import make_upn
 
 UPN = make_upn("801", 2000, 14, 1)
 

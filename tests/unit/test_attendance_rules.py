@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
+from devtools.samples import make_upn
 from services.attendance.codes import CODE_BYTE
 from services.attendance.rules import AttendanceRules
 from services.attendance.state import AttendanceEngine, PupilAttendance, SessionMark
@@ -15,7 +16,6 @@ from shared.events.attendance import AttendanceCode
 from shared.events.envelope import Envelope
 from shared.events.inbound import AbsenceThresholdCrossed, AbsenceThresholdRetracted
 from shared.events.vocab import AbsenceRule
-from shared.samples import make_upn
 from shared.school_calendar import CalendarRegistry
 
 LA = "801"

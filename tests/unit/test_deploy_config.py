@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared import schemas
+from devtools import schemas
 from shared.settings import PROJECT_ROOT
 
 SERVICES = ("referral", "tracking", "escalation", "notify", "attendance", "web")

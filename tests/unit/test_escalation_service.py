@@ -13,6 +13,7 @@ import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from devtools.samples import sample_event_dict
 from services.escalation.acks import handle_ack
 from services.escalation.app import MIGRATIONS
 from services.escalation.child_facts import handle_child_fact
@@ -42,7 +43,6 @@ from shared.events.internal import (
     Escalation,
 )
 from shared.events.vocab import SocialCareStatus
-from shared.samples import sample_event_dict
 from shared.school_calendar import LONDON, CalendarRegistry
 from tests.support.escalation import LA, ack, child_fact, transition
 

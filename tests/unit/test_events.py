@@ -8,8 +8,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from devtools.samples import child, sample_event, sample_event_dict
 from shared.events import INBOUND_EVENT_TYPES, decode_event, decode_inbound, encode_event
-from shared.samples import child, sample_event, sample_event_dict
 
 
 @pytest.mark.parametrize("event_type", INBOUND_EVENT_TYPES)

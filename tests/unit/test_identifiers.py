@@ -113,8 +113,8 @@ def test_urn_la_and_postcode() -> None:
 @pytest.mark.parametrize("la", ["909", "928", "836", "681"])
 def test_a_moved_childs_attendance_mark_leaver_and_referral_are_accepted(la: str) -> None:
     """The children who moved are exactly those whose UPN names a former or another country's LA."""
+    from devtools.samples import child, sample_event
     from shared.events.attendance import AttendanceMark
-    from shared.samples import child, sample_event
 
     upn = _upn(la)
     mark = AttendanceMark.model_validate(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import localrun
+from devtools import localrun
 from shared.settings import Settings
 
 
@@ -58,7 +58,7 @@ class _FakeServer:
 def test_a_database_that_cannot_start_names_its_log_and_stops_the_broker_it_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.localstack import stack
+    from devtools.localstack import stack
 
     broker = _FakeServer(tmp_path / "kafka")
     cluster = _FakeServer(tmp_path / "postgres", fails=True)
@@ -70,7 +70,7 @@ def test_a_database_that_cannot_start_names_its_log_and_stops_the_broker_it_star
 
 
 def test_a_run_stops_only_what_it_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.localstack import stack
+    from devtools.localstack import stack
 
     broker = _FakeServer(tmp_path / "kafka", running=True)  # someone's `cme stack up`: it stays up
     cluster = _FakeServer(tmp_path / "postgres")
@@ -86,7 +86,7 @@ def test_a_run_stops_only_what_it_started(tmp_path: Path, monkeypatch: pytest.Mo
 def test_the_demo_is_new_facts_on_a_later_day_and_the_same_facts_on_the_same_day() -> None:
     from datetime import date
 
-    from shared.demo import demo_events
+    from devtools.demo import demo_events
 
     monday = [event["event_id"] for _, event in demo_events(date(2025, 11, 3))]
     again = [event["event_id"] for _, event in demo_events(date(2025, 11, 3))]
@@ -99,9 +99,9 @@ def test_the_demo_is_new_facts_on_a_later_day_and_the_same_facts_on_the_same_day
 def test_the_demo_directory_covers_every_la_the_demo_reaches() -> None:
     import yaml
 
-    from shared.demo import demo_events
-    from shared.localrun import DEMO_DIRECTORY
-    from shared.samples import DEMO_LA
+    from devtools.demo import demo_events
+    from devtools.localrun import DEMO_DIRECTORY
+    from devtools.samples import DEMO_LA
 
     directory = yaml.safe_load(DEMO_DIRECTORY.read_text())["las"]
     reached = {DEMO_LA}
@@ -114,8 +114,8 @@ def test_the_demo_directory_covers_every_la_the_demo_reaches() -> None:
 
 
 def test_the_demo_allocates_every_new_case_of_its_la_to_the_demo_team(tmp_path: Path) -> None:
+    from devtools.samples import DEMO_LA
     from services.web.allocation import load_policies
-    from shared.samples import DEMO_LA
 
     policies = load_policies(localrun._demo_allocation(Settings(data_dir=tmp_path)))
     assert set(policies) == {DEMO_LA}
@@ -136,7 +136,7 @@ def test_a_service_started_on_the_local_defaults_says_so(monkeypatch: pytest.Mon
 def test_the_token_command_mints_a_token_the_apis_accept(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from shared import cli
+    from devtools import cli
     from shared.auth import Role, verify_token
     from shared.settings import get_settings
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import structlog
 
+from devtools.samples import sample_event
 from shared.logs import bind_event, configure_logging, get_logger
-from shared.samples import sample_event
 
 
 @pytest.fixture(autouse=True)

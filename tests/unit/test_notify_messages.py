@@ -6,11 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from services.notify.channels.email_smtp import SmtpSender, message_id
-from services.notify.config import NotifySettings
 from services.notify.dispatcher import backoff
 from services.notify.links import verify_ack_token
 from services.notify.messages import build_message
 from services.notify.models import NotifyAlert, NotifyDelivery
+from services.notify.settings import NotifySettings
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 SETTINGS = NotifySettings(

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.app import create_app
 from services.referral.clients import create_client, list_clients, revoke_client, rotate_key
 from services.referral.keycache import KEY_CACHE_TTL_S
 from services.referral.main import main as cli_main
 from services.referral.models import ClientKind, ReferralOutbox, Submission
 from shared.db import make_engine
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from shared.settings import Settings, get_settings
 
 

@@ -19,7 +19,7 @@ from services.referral.models import ApiClient, ClientKind, Submission
 from services.referral.service import Intake, Item, Outcome, check
 from shared.db import make_engine, migrate
 from shared.events.envelope import Envelope
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 
 
 @pytest.fixture

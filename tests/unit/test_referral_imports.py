@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, make_upn
 from services.referral.app import create_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind, ReferralOutbox
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, make_upn
 from shared.settings import Settings
 from tests.support.ctf import Ctf, Pupil, School, build_ctf
 

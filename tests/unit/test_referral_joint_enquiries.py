@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.app import create_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from services.referral.validation import advisories
 from shared.events.catalogue import decode_inbound
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from shared.settings import Settings
 
 

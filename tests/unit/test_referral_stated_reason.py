@@ -7,11 +7,11 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session, select
 
+from devtools.samples import DEMO_LA, child
 from services.referral.app import create_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind, ReferralOutbox
 from shared.events.catalogue import decode_inbound
-from shared.samples import DEMO_LA, child
 from shared.settings import Settings
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.models import ClientKind
 from services.referral.validation import (
     Scope,
@@ -17,7 +18,6 @@ from services.referral.validation import (
     weekdays_between,
 )
 from shared.identifiers import upn_check_letter
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 
 NOW = datetime(2025, 11, 10, 12, 0, tzinfo=UTC)
 SCHOOL = Scope(ClientKind.SCHOOL, DEMO_LA, DEMO_SCHOOL_URN)
@@ -35,7 +35,7 @@ def test_valid_events_pass_the_service_rules() -> None:
     for event_type in ("pupil-left-roll", "pupil-registered", "exclusion-issued", "referral-received"):
         assert rules_of(sample_event_dict(event_type)) == set()
     absence = sample_event_dict("absence-threshold-crossed")
-    # shared.samples puts 10 school days between one first and last date; a real crossing spans two weeks
+    # devtools.samples puts 10 school days between one first and last date; a real crossing spans two weeks
     absence["payload"].update(first_absent_date="2025-10-20", last_absent_date="2025-10-31")
     assert rules_of(absence) == set()
 

@@ -7,10 +7,10 @@ from functools import cache
 
 import pytest
 
-from shared import synthetic
+from devtools import synthetic
+from devtools.synthetic import Population, generate
 from shared.events.catalogue import decode_inbound
 from shared.identifiers import LA_CODES, validate_upn, validate_urn
-from shared.synthetic import Population, generate
 
 
 @cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+from devtools.samples import sample_event, sample_event_dict
 from services.tracking.cases import ChildRecord, apply_child_fact, apply_merge, apply_split, new_record
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source, utcnow
@@ -16,7 +17,6 @@ from shared.events.internal import (
     ChildSplit,
     ChildSplitPayload,
 )
-from shared.samples import sample_event, sample_event_dict
 
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from devtools.samples import child, sample_event
 from services.tracking.facts import fact_from_inbound
 from services.tracking.state_machine import Case, Fact, fold, step
 from shared.events.internal import CaseState
 from shared.events.vocab import MissingReason, SocialCareStatus, Vulnerability
-from shared.samples import child, sample_event
 
 S = CaseState
 

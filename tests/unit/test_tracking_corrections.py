@@ -7,11 +7,11 @@ import uuid
 from datetime import date
 from typing import Any
 
+from devtools.samples import sample_event_dict
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from shared.samples import sample_event_dict
 
 CHILD = str(uuid.uuid4())
 LEFT_ON = date(2025, 11, 3)  # a Monday in the autumn term

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from devtools.samples import child, sample_event_dict
 from services.tracking.cases import apply_child_fact, new_record
 from services.tracking.crossla import LEGAL_BASIS, REVIEW_KIND, CrossLAMatcher, decide
 from services.tracking.identity import IdentityResolver
@@ -31,7 +32,6 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
 from shared.events.internal import CaseState
-from shared.samples import child, sample_event_dict
 
 MISSING_ON = date(2025, 11, 3)  # Monday
 FOUND_ON = date(2025, 12, 1)  # Monday, four school weeks later

@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from devtools.samples import child, sample_event_dict
+from devtools.synthetic import generate
 from services.tracking.identity import IdentityResolver, Resolution
 from services.tracking.models import TrackingChild, TrackingIdentifier, TrackingResolution, TrackingReviewItem
 from services.tracking.stream.app import MIGRATIONS
 from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
-from shared.samples import child, sample_event_dict
-from shared.synthetic import generate
 
 NS = uuid.UUID("6c1f7d1e-3a8b-4d8e-9b61-0f1a2b3c4d5e")
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from devtools.samples import child, sample_event_dict
 from services.tracking.crossla import REVIEW_KIND, decide
 from services.tracking.identity import IdentityResolver
 from services.tracking.models import (
@@ -41,7 +42,6 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
 from shared.events.internal import CaseState, ChildFact
-from shared.samples import child, sample_event_dict
 
 SECRET = "secret-agreed-by-deployments-a-and-b-0123456789"
 KID = child(1, "801")

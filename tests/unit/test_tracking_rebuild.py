@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select, text, update
 from sqlmodel import Session, col
 
+from devtools.samples import sample_event
 from services.tracking.cases import apply_child_fact, new_record
 from services.tracking.models import TrackingCase, TrackingTimelineEntry
 from services.tracking.projection import project_many
@@ -22,7 +23,6 @@ from shared.events import encode_event
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import ChildFact, ChildFactPayload, MatchKind
 from shared.retention import purged_event
-from shared.samples import sample_event
 
 LA = "801"
 

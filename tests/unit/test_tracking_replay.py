@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from devtools.synthetic import Population, generate
 from services.tracking.replay import Ending, replay, report
-from shared.synthetic import Population, generate
 
 
 @cache

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from devtools.samples import sample_event
 from services.tracking.facts import fact_from_inbound
 from services.tracking.state_machine import (
     ALL_STATES,
@@ -24,7 +25,6 @@ from services.tracking.state_machine import (
     step,
 )
 from shared.events.internal import RESOLVED_STATES, CaseState
-from shared.samples import sample_event
 
 S = CaseState
 NO = None
@@ -544,8 +544,8 @@ def test_new_events_classify_from_real_payloads() -> None:
 def test_a_child_who_moves_to_wales_is_never_handed_to_an_la_nobody_reads(event_type: str) -> None:
     """A Welsh LA is a real destination (accepted at intake) but never an LA of this deployment: the origin's
     case waits for a person to record the Welsh LA's confirmation, whatever the deployment setting."""
+    from devtools.samples import sample_event_dict
     from shared.events.catalogue import decode_inbound
-    from shared.samples import sample_event_dict
 
     event = sample_event_dict(event_type)
     if event_type == "moved-out-of-area":
@@ -561,8 +561,8 @@ def test_a_child_who_moves_to_wales_is_never_handed_to_an_la_nobody_reads(event_
 def test_a_source_la_must_be_english_but_a_destination_may_be_welsh() -> None:
     from pydantic import ValidationError
 
+    from devtools.samples import sample_event_dict
     from shared.events.catalogue import decode_inbound
-    from shared.samples import sample_event_dict
 
     event = sample_event_dict("moved-out-of-area")
     event["payload"]["new_la_code"] = "681"

@@ -18,7 +18,7 @@ from shared.db import alembic_config, make_engine
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from shared.samples import sample_event_dict
+from devtools.samples import sample_event_dict
 
 CHILD = str(uuid.uuid4())
 

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
+from devtools.samples import sample_event_dict
 from services.tracking.cases import ChildRecord, Outcome, apply_child_fact, apply_clock_expired, new_record
 from services.tracking.state_machine import EventKind, classify
 from services.tracking.stream.case_agent import apply
@@ -23,7 +24,6 @@ from shared.events.internal import (
     ChildFact,
     ChildFactPayload,
 )
-from shared.samples import sample_event_dict
 
 CHILD = str(uuid.uuid4())
 LEFT_AT = datetime(2025, 11, 3, 9, 30, tzinfo=UTC)

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 
+from devtools.samples import DEMO_SCHOOL_URN
 from services.tracking.models import TrackingCase
-from services.web import allocation
+from services.web import allocation, worker
 from services.web.allocation import Accounts, Decision, LAPolicy, PolicyError, decide, parse_policies
 from services.web.models import WebAudit, WebCaseWork
 from shared.db import make_engine
 from shared.events.internal import RESOLVED_STATES
-from shared.samples import DEMO_SCHOOL_URN
 from tests.unit.test_web_pages import Web, csrf_of, sign_in, web  # noqa: F401  (the fixture)
 from tests.unit.test_web_reports import LA, OTHER_LA
 
@@ -185,7 +185,7 @@ def test_the_background_round_allocates_and_retries_failures_only_after_a_while(
     async def rounds() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(
-            allocation.run_allocator(settings, app.state.engine, policies, app.state.transports, stop)
+            worker.run_allocator(settings, app.state.engine, policies, app.state.transports, stop)
         )
         deadline = asyncio.get_running_loop().time() + 20
         while not all(w.owner for c, w in _work(web).items() if c in open_cases) or not open_cases <= set(

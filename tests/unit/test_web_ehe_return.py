@@ -1,4 +1,4 @@
-"""The DfE termly return's elective home education half for a synthetic LA (shared/synthetic.py plus parents'
+"""The DfE termly return's elective home education half for a synthetic LA (devtools.synthetic plus parents'
 notices, caseworkers' entries and registrations), replayed in event time from tracking's history, checked
 against counts made independently over the case store's tables (timeline rows and children, by SQL)."""
 
@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from devtools.synthetic import Population, generate
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from services.tracking.identity import IdentityResolver
 from services.tracking.models import TrackingChild, TrackingTimelineEntry
@@ -25,7 +26,6 @@ from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
 from shared.events.vocab import EHEReason
-from shared.synthetic import Population, generate
 from tests.unit.test_web_reports import histories
 
 CENSUS_DAYS = (date(2025, 1, 16), date(2025, 5, 15), date(2025, 10, 2))

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from services.notify.app import create_app as notify_app
-from services.notify.config import NotifySettings
 from services.notify.models import NotifyAlert, NotifyOutbox
+from services.notify.settings import notify_settings
 from services.referral.app import create_app as referral_app
 from services.referral.models import ReferralOutbox
 from services.tracking.models import TrackingCase, TrackingCrossLALink, TrackingReviewItem
@@ -57,7 +57,7 @@ def web(tmp_path: Path) -> Iterator[Web]:
     published: list[object] = []
     tracking = tracking_app(engine, published)
     tracking.dependency_overrides = {k: (lambda: settings) for k in tracking.dependency_overrides}
-    notify = notify_app(NotifySettings.from_base(settings), run_worker=False)
+    notify = notify_app(notify_settings(settings), run_worker=False)
     case_id = store.records[store.child_ids[1]].case_id
     alert_id = str(uuid.uuid4())
     with Session(engine) as session:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from devtools.samples import child, sample_event_dict
 from services.tracking import api as tracking_api
 from services.tracking import register_api
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
@@ -33,7 +34,6 @@ from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
 from shared.events.vocab import MissingReason
-from shared.samples import child, sample_event_dict
 from shared.school_calendar import CalendarRegistry
 from shared.settings import Settings
 

@@ -13,9 +13,9 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from services.notify.channels.base import PermanentFailure, Sent, TransientFailure
-from services.notify.config import NotifySettings
 from services.notify.messages import AlertMessage
 from services.notify.models import NotifyDelivery
+from services.notify.settings import NotifySettings
 
 
 def message_id(delivery_id: str) -> str:

@@ -13,9 +13,9 @@ import httpx
 import orjson
 
 from services.notify.channels.base import PermanentFailure, Sent, TransientFailure
-from services.notify.config import NotifySettings
 from services.notify.messages import AlertMessage
 from services.notify.models import NotifyDelivery
+from services.notify.settings import NotifySettings
 from services.notify.webhook_signing import signed_headers
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from shared.settings import Settings
+from shared.settings import Settings, service_settings
 
 
 class NotifySettings(Settings):
@@ -45,9 +45,7 @@ class NotifySettings(Settings):
     notify_poll_interval_s: float = Field(default=1.0, gt=0)
     notify_send_batch: int = Field(default=50, ge=1)
 
-    @classmethod
-    def from_base(cls, base: Settings, **overrides: Any) -> NotifySettings:
-        """Notify settings that share every value of ``base`` (tests build theirs from the fixtures)."""
-        values = {name: getattr(base, name) for name in Settings.model_fields}
-        values.update(overrides)
-        return cls(**values)
+
+def notify_settings(base: Settings | None = None, **overrides: Any) -> NotifySettings:
+    """Notify settings from the environment, or carrying over an explicit shared Settings object."""
+    return service_settings(NotifySettings, base, **overrides)

@@ -11,19 +11,19 @@ import orjson
 from services.referral.metrics import EVENTS_PUBLISHED, OUTBOX_DEPTH
 from services.referral.models import ReferralOutbox
 from services.referral.service import Intake
+from services.referral.settings import ReferralSettings
 from shared.consumer import ConsumerLoop, Record, new_consumer, outbox_dead_letter
 from shared.outbox import OutboxRelay, new_producer
-from shared.settings import Settings
 from shared.topics import CHILD_EVENTS, DEAD_LETTER
 
 
-def outbox_relay(settings: Settings, intake: Intake) -> OutboxRelay:
+def outbox_relay(settings: ReferralSettings, intake: Intake) -> OutboxRelay:
     """The shared outbox relay on ``referral_outbox``, under the intake's write lock (SQLite's one writer)."""
     return OutboxRelay(
         intake.engine,
         ReferralOutbox,
         lambda: new_producer(settings, "cme-referral"),
-        idle_s=0.5,  # the API sets ``wakeup`` on every accepted submission
+        idle_s=settings.referral_relay_idle_s,  # the API sets ``wakeup`` on every accepted submission
         write_lock=intake.write_lock,
         on_published=EVENTS_PUBLISHED.inc,
         on_depth=OUTBOX_DEPTH.set,
@@ -43,7 +43,7 @@ def child_facts(values: list[bytes]) -> dict[str, str]:
     return facts
 
 
-async def track_processed(settings: Settings, intake: Intake, stop: asyncio.Event) -> None:
+async def track_processed(settings: ReferralSettings, intake: Intake, stop: asyncio.Event) -> None:
     """Consume cme.child-events.v1 and mark the submissions tracking has resolved to a child (on the shared
     consumer loop: a database outage is retried; records that are not ours are skipped, not dead-lettered)."""
 
@@ -60,7 +60,7 @@ async def track_processed(settings: Settings, intake: Intake, stop: asyncio.Even
         ),
         handle,
         outbox_dead_letter(intake.engine, ReferralOutbox, DEAD_LETTER.name(settings), "referral"),
-        max_records=500,
+        max_records=settings.referral_status_batch,
     )
     try:
         await loop.run(stop)

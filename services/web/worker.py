@@ -1,15 +1,23 @@
-"""Consumer lag and dead-letter depth, read from Kafka (every service's groups at once) and exported as
-gauges on the web's /metrics: the one place that sees all groups without each service measuring its own."""
+"""The web's background work, started by the app's lifespan: the lag exporter and the allocation round.
+
+Consumer lag and dead-letter depth are read from Kafka (every service's groups at once) and exported as gauges
+on the web's /metrics: the one place that sees all groups without each service measuring its own. The
+allocation round gives each LA's open cases nobody owns an owner by the LA's policy (``allocation``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy.engine import Engine
 
 from services.web import metrics
+from services.web.allocation import RETRY_FAILED_AFTER, LAPolicy, allocate_la, las_to_allocate
 from services.web.settings import WebSettings
 from shared.kafka import aiokafka_config
 from shared.logs import get_logger
@@ -64,3 +72,37 @@ async def run_lag_exporter(settings: WebSettings, stop: asyncio.Event) -> None:
             log.warning("lag_measure_failed", error=type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.web_lag_interval_s)
+
+
+async def run_allocator(
+    settings: WebSettings,
+    engine: Engine,
+    policies: Mapping[str, LAPolicy],
+    transports: Mapping[str, httpx.AsyncBaseTransport],
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Every ``CME_WEB_ALLOCATION_INTERVAL_S``, allocate each LA's open cases that nobody owns (once the
+    web's tables are migrated: ``ready``)."""
+    while not stop.is_set():
+        if ready is None or ready.is_set():
+            try:
+                las = await asyncio.to_thread(las_to_allocate, engine, policies)
+            except Exception as exc:  # the database away: the next round tries again
+                log.warning("allocation_round_failed", error=type(exc).__name__)
+                las = []
+            for la_code in las:
+                # A failed case is tried again after a while (an account created, a team joined), not in every
+                # round: an LA without a policy would otherwise be read whole every few seconds.
+                since = datetime.now(UTC) - RETRY_FAILED_AFTER
+                try:
+                    counts = await allocate_la(
+                        settings, engine, policies, la_code, transports.get("tracking"), since
+                    )
+                except Exception as exc:  # tracking down or slow: the next round tries again
+                    log.warning("allocation_round_failed", la_code=la_code, error=type(exc).__name__)
+                    continue
+                if counts.get("allocated") or counts.get("failed"):
+                    log.info("cases_allocated", la_code=la_code, **counts)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.web_allocation_interval_s)

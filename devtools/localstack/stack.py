@@ -1,6 +1,6 @@
 """The local stack that ``cme stack up`` and ``cme run`` start: Kafka (and PostgreSQL) on this machine, and
-the topics. Its own module, so that the command line (``shared.cli``) and the local run
-(``shared.localrun``) both use it without importing each other."""
+the topics. Its own module, so that the command line (``devtools.cli``) and the local run
+(``devtools.localrun``) both use it without importing each other."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ LOCAL_PG_PORT = 55432
 
 
 def local_broker(settings: Settings):  # type: ignore[no-untyped-def]
-    from shared.localstack.kafka import KafkaBroker
+    from devtools.localstack.kafka import KafkaBroker
 
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
     if host not in ("127.0.0.1", "localhost"):
@@ -25,7 +25,7 @@ def local_broker(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def local_postgres(settings: Settings):  # type: ignore[no-untyped-def]
-    from shared.localstack.postgres import PostgresCluster
+    from devtools.localstack.postgres import PostgresCluster
 
     return PostgresCluster(data_dir=settings.data_dir / "postgres", port=LOCAL_PG_PORT)
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from devtools.samples import make_upn
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
 from shared.identifiers import LA_CODES
-from shared.samples import make_upn
 
 # --- Scale (DOMAIN.md "Scale"): 9,092,073 pupils in 24,453 schools, 153 LAs (January 2024). -------------
 NATIONAL_PUPILS = 9_092_073

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.localstack.stack import StackError, local_broker, local_postgres, stack_down, stack_up
+from devtools.localstack.stack import StackError, local_broker, local_postgres, stack_down, stack_up
 from shared.settings import PROJECT_ROOT, get_settings
 
 
@@ -36,14 +36,14 @@ def _cmd_topics(_: argparse.Namespace) -> int:
 
 
 def _cmd_kafka_fetch(_: argparse.Namespace) -> int:
-    from shared.localstack.kafka import fetch
+    from devtools.localstack.kafka import fetch
 
     print(fetch())
     return 0
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:
-    from shared import schemas
+    from devtools import schemas
 
     if args.action == "export":
         for path in schemas.export():
@@ -58,7 +58,7 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from shared.localrun import run_pipeline
+    from devtools.localrun import run_pipeline
 
     return run_pipeline(
         get_settings(), with_postgres=args.postgres, demo=not args.no_demo, exit_after=args.exit_after

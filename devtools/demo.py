@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from shared.samples import DEMO_LA, DEMO_SCHOOL_URN, child, sample_event_dict
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, child, sample_event_dict
 from shared.settings import Settings
 
 
@@ -91,7 +91,7 @@ def _stable_id(step: Step, on: date) -> uuid.UUID:
 
 
 def feed_demo(settings: Settings, env: dict[str, str]) -> None:
-    from shared.demo_client import demo_api_key
+    from devtools.demo_client import demo_api_key
 
     school_key = demo_api_key(settings, env, la_code=DEMO_LA, school_urn=DEMO_SCHOOL_URN)
     team_key = demo_api_key(settings, env, la_code=DEMO_LA, school_urn=None)

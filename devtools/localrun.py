@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.samples import DEMO_LA
+from devtools.samples import DEMO_LA
 from shared.settings import Settings
 
 BIN = Path(sys.executable).parent
@@ -153,8 +153,8 @@ def _interrupt_on_sigterm() -> None:
 
 
 def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after: float | None) -> int:
-    from shared.localstack.stack import StackError, stack_up
-    from shared.mailcatcher import start_mail_catcher
+    from devtools.localstack.stack import StackError, stack_up
+    from devtools.mailcatcher import start_mail_catcher
 
     _interrupt_on_sigterm()
     try:
@@ -184,7 +184,7 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
         print(f"alerts are delivered as .eml files in {mail_dir}", file=sys.stderr)
         if demo:
             _demo_web_accounts(settings, env)
-            from shared.demo import feed_demo
+            from devtools.demo import feed_demo
 
             feed_demo(settings, env)
         else:
