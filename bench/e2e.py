@@ -37,12 +37,12 @@ from bench.common import (
     wait_for,
 )
 from devtools.localrun import start_services, stop_services
-from devtools.localstack.net import free_port
 from devtools.samples import sample_event_dict
 from devtools.synthetic import generate
 from shared.case_ids import case_id_for
 from shared.db import make_engine
 from shared.kafka import aiokafka_config, ensure_topics
+from shared.localstack.net import free_port
 from shared.settings import Settings
 
 LA = "801"

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from devtools.localrun import SERVICES, log_tail
-from devtools.localstack.net import free_port
+from shared.localstack.net import free_port
 from tests.e2e.tracking_support import stop
 from tests.support import stack
 

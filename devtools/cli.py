@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from devtools.localstack.stack import StackError, local_broker, local_postgres, stack_down, stack_up
+from shared.localstack.stack import StackError, local_broker, local_postgres, stack_down, stack_up
 from shared.settings import PROJECT_ROOT, get_settings
 
 
@@ -36,7 +36,7 @@ def _cmd_topics(_: argparse.Namespace) -> int:
 
 
 def _cmd_kafka_fetch(_: argparse.Namespace) -> int:
-    from devtools.localstack.kafka import fetch
+    from shared.localstack.kafka import fetch
 
     print(fetch())
     return 0

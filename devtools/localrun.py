@@ -153,8 +153,8 @@ def _interrupt_on_sigterm() -> None:
 
 
 def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after: float | None) -> int:
-    from devtools.localstack.stack import StackError, stack_up
     from devtools.mailcatcher import start_mail_catcher
+    from shared.localstack.stack import StackError, stack_up
 
     _interrupt_on_sigterm()
     try:

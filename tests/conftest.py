@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from devtools.localstack.postgres import PostgresCluster
 from shared.kafka import ensure_topics
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from tests.support import stack
 

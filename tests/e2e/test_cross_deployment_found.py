@@ -25,14 +25,14 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.localstack.net import free_port
-from devtools.localstack.postgres import PostgresCluster
 from devtools.samples import child, sample_event_dict
 from services.tracking.crossla import LEGAL_BASIS
 from services.tracking.peer_auth import sign
 from shared.auth import Role, issue_token
 from shared.events.envelope import utcnow
 from shared.kafka import ensure_topics
+from shared.localstack.net import free_port
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import SIGNING_KEY, Pipeline, start_smtp

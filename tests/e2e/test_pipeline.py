@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import text
 
 from devtools.localrun import SERVICES, start_services, stop_services
-from devtools.localstack.net import free_port
 from devtools.samples import child, sample_event_dict
 from shared.auth import Role, issue_token
 from shared.db import make_engine
+from shared.localstack.net import free_port
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import (

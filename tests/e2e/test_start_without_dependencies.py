@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from devtools.localrun import SERVICES, spawn, stop_services, wait_ready
-from devtools.localstack.net import free_port
+from shared.localstack.net import free_port
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import SIGNING_KEY

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from devtools.localstack.postgres import PostgresCluster
 from devtools.samples import child
 from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from services.tracking.identity import Resolution
@@ -25,6 +24,7 @@ from shared.deadletter_replay import read_dead_letters
 from shared.events import encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import ChildFact, MatchKind
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, INTAKE
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state

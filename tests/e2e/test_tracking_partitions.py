@@ -16,10 +16,10 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from kafka.partitioner.default import murmur2
 
-from devtools.localstack.postgres import PostgresCluster
 from devtools.samples import child
 from shared.events import encode_event
 from shared.events.envelope import Envelope
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import INTAKE, intake_key
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from devtools.localstack.postgres import PostgresCluster
 from devtools.samples import child
 from services.tracking.stream.app import CHILDREN_TABLE, app_id
 from shared.events.catalogue import encode_event
+from shared.localstack.postgres import PostgresCluster
 from shared.retention import purged_event
 from shared.topics import CHILD_EVENTS
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from devtools.localstack.postgres import PostgresCluster
 from devtools.synthetic import generate
 from services.tracking.rebuild import COMPARED, OFFSETS, Progress, compare, describe, rebuild
 from services.tracking.stream.app import app_id
 from shared.db import make_engine
 from shared.events import encode_event
 from shared.events.catalogue import decode_inbound
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import CHILD_EVENTS, INTAKE, intake_key
 from tests.e2e.tracking_support import make_settings, tracking_worker

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from devtools.localstack.postgres import PostgresCluster
 from devtools.samples import child
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state

@@ -24,11 +24,11 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy import text
 
 from devtools.localrun import start_services, stop_services
-from devtools.localstack.net import free_port
 from devtools.samples import child, sample_event_dict
 from services.web import words
 from services.web.reports import CME_STATES
 from shared.db import make_engine
+from shared.localstack.net import free_port
 from shared.settings import PROJECT_ROOT, Settings
 from tests.support.a11y import violations
 from tests.support.kafka import wait_until

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from devtools.localrun import start_services, stop_services
-from devtools.localstack.net import free_port
 from devtools.samples import child, sample_event_dict
+from shared.localstack.net import free_port
 from shared.settings import Settings
 from tests.e2e.test_web_browser import DOC_SHOTS, PASSWORD, SIGNING_KEY, browser  # noqa: F401
 from tests.support.a11y import violations

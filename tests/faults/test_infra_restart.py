@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from devtools.localstack.kafka import KafkaBroker
-from devtools.localstack.net import free_port
-from devtools.localstack.postgres import PostgresCluster
 from shared.kafka import ensure_topics
+from shared.localstack.kafka import KafkaBroker
+from shared.localstack.net import free_port
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from tests.support.kafka import wait_until
 from tests.support.pipeline import Pipeline, running_pipeline

@@ -45,13 +45,13 @@ from kafka import KafkaProducer
 from sqlalchemy import text
 
 from devtools.localrun import SERVICES, ServiceProcess, log_tail, wait_ready
-from devtools.localstack.net import free_port
 from devtools.synthetic import generate
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from shared.db import make_engine
 from shared.events.catalogue import decode_event
 from shared.kafka import ensure_topics, kafka_python_config
+from shared.localstack.net import free_port
 from shared.settings import Settings
 from shared.topics import (
     ALERT_ACKS,

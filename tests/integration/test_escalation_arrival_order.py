@@ -22,12 +22,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from devtools.synthetic import generate
 from services.escalation.models import DeadlineKind, EscalationDeadline
 from services.escalation.settings import EscalationSettings
 from services.escalation.worker import EscalationWorker
 from shared.events.internal import CaseState
-from devtools.localstack.postgres import PostgresCluster
-from devtools.synthetic import generate
+from shared.localstack.postgres import PostgresCluster
 from tests.integration.test_escalation_replay import (
     RunResult,
     _decide_until,

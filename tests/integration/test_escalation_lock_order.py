@@ -25,7 +25,7 @@ from services.escalation.transitions import handle_transition
 from services.escalation.unit_of_work import Deps, mark_processed
 from shared.db import make_engine, migrate, session_scope
 from shared.events.internal import CaseState
-from devtools.localstack.postgres import PostgresCluster
+from shared.localstack.postgres import PostgresCluster
 from shared.school_calendar import CalendarRegistry
 from tests.integration.test_escalation_replay import _fresh_database
 from tests.support.escalation import LA, transition

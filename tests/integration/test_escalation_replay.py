@@ -42,7 +42,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, func, select
 
-from devtools.localstack.postgres import PostgresCluster
 from devtools.synthetic import generate
 from services.escalation.app import load_deps, prepare_database
 from services.escalation.models import (
@@ -61,6 +60,7 @@ from services.escalation.worker import EscalationWorker
 from shared.events.catalogue import decode_event
 from shared.events.internal import CaseState, Escalation, EscalationAction
 from shared.kafka import ensure_topics
+from shared.localstack.postgres import PostgresCluster
 from shared.school_calendar import LONDON, CalendarRegistry
 from shared.settings import PROJECT_ROOT
 from tests.support.escalation import Replay, ReplayInput, produce_inputs, replay_of, replay_producer

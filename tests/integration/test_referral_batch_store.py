@@ -16,13 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, col, select
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.app import MIGRATIONS
 from services.referral.clients import create_client
 from services.referral.models import ApiClient, ClientKind, ReferralOutbox, Submission
 from services.referral.service import Intake, Item, Outcome, check
 from shared.db import make_engine, migrate
 from shared.events.envelope import Envelope
-from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 
 pytestmark = pytest.mark.integration
 

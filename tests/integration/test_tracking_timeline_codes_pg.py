@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 from sqlmodel import Session, col, select
 
+from devtools.samples import sample_event_dict
 from services.tracking.cases import apply_child_fact, new_record
 from services.tracking.models import TrackingTimelineEntry
 from services.tracking.projection import project_many
@@ -17,7 +18,6 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from devtools.samples import sample_event_dict
 from tests.unit.test_tracking_timeline_codes import check_migration
 
 pytestmark = pytest.mark.integration

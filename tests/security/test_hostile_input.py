@@ -23,12 +23,12 @@ import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from devtools.localstack.net import free_port
 from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.app import create_app as referral_app
 from services.referral.clients import create_client
 from services.referral.models import ClientKind
 from shared.auth import Role, issue_token
+from shared.localstack.net import free_port
 from shared.logs import configure_logging
 from shared.settings import Settings
 

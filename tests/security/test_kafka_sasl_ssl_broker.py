@@ -16,9 +16,9 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from pydantic import SecretStr
 
-from devtools.localstack.kafka import KafkaBroker, _kafka_cluster_id
-from devtools.localstack.net import free_port
 from shared.kafka import ensure_topics, kafka_python_config
+from shared.localstack.kafka import KafkaBroker, _kafka_cluster_id
+from shared.localstack.net import free_port
 from shared.settings import Settings
 from shared.topics import INTAKE
 from tests.support.kafka import read_topic

@@ -32,10 +32,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from devtools.localrun import SERVICES, ServiceProcess, wait_ready
-from devtools.localstack.net import free_port
 from devtools.samples import child, sample_event_dict
 from shared.db import make_engine
 from shared.events.catalogue import decode_event
+from shared.localstack.net import free_port
 from shared.settings import Settings
 from shared.topics import ESCALATIONS
 from tests.support.kafka import read_topic, wait_until

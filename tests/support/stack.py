@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from devtools.localstack.kafka import KafkaBroker
-from devtools.localstack.postgres import PostgresCluster
+from shared.localstack.kafka import KafkaBroker
+from shared.localstack.postgres import PostgresCluster
 from shared.settings import PROJECT_ROOT
 
 TEST_STACK_DIR = PROJECT_ROOT / ".cache" / "test-stack"

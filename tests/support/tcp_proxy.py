@@ -9,7 +9,7 @@ import contextlib
 import socket
 import threading
 
-from devtools.localstack.net import free_port
+from shared.localstack.net import free_port
 
 
 class LateProxy:

@@ -58,7 +58,7 @@ class _FakeServer:
 def test_a_database_that_cannot_start_names_its_log_and_stops_the_broker_it_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from devtools.localstack import stack
+    from shared.localstack import stack
 
     broker = _FakeServer(tmp_path / "kafka")
     cluster = _FakeServer(tmp_path / "postgres", fails=True)
@@ -70,7 +70,7 @@ def test_a_database_that_cannot_start_names_its_log_and_stops_the_broker_it_star
 
 
 def test_a_run_stops_only_what_it_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from devtools.localstack import stack
+    from shared.localstack import stack
 
     broker = _FakeServer(tmp_path / "kafka", running=True)  # someone's `cme stack up`: it stays up
     cluster = _FakeServer(tmp_path / "postgres")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, func, select
 
+from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.app import MIGRATIONS
 from services.referral.clients import create_client, revoke_client
 from services.referral.groupcommit import GroupCommit
@@ -19,7 +20,6 @@ from services.referral.models import ApiClient, ClientKind, Submission
 from services.referral.service import Intake, Item, Outcome, check
 from shared.db import make_engine, migrate
 from shared.events.envelope import Envelope
-from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from devtools.samples import sample_event, sample_event_dict
 from services.tracking import cases
 from services.tracking.cases import apply_child_fact, new_record, register_details
 from shared.events.catalogue import ALL_EVENT_CLASSES, decode_inbound
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from devtools.samples import sample_event, sample_event_dict
 
 CHILD = str(uuid.uuid4())
 REGISTER_EVENTS = ("not-in-school-notice", "education-provider-return", "register-entry-recorded")

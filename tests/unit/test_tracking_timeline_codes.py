@@ -10,6 +10,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import insert, select
 
+from devtools.samples import sample_event_dict
 from services.tracking.cases import apply_child_fact, new_record
 from services.tracking.history import spells
 from services.tracking.models import TrackingTimelineEntry
@@ -18,7 +19,6 @@ from shared.db import alembic_config, make_engine
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Source
 from shared.events.internal import ChildFact, ChildFactPayload
-from devtools.samples import sample_event_dict
 
 CHILD = str(uuid.uuid4())
 

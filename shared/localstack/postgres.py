@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.localstack.net import port_open, wait_for_port
+from shared.localstack.net import port_open, wait_for_port
 
 PG_ROOT = Path("/usr/lib/postgresql")
 

@@ -14,7 +14,7 @@ LOCAL_PG_PORT = 55432
 
 
 def local_broker(settings: Settings):  # type: ignore[no-untyped-def]
-    from devtools.localstack.kafka import KafkaBroker
+    from shared.localstack.kafka import KafkaBroker
 
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
     if host not in ("127.0.0.1", "localhost"):
@@ -25,7 +25,7 @@ def local_broker(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def local_postgres(settings: Settings):  # type: ignore[no-untyped-def]
-    from devtools.localstack.postgres import PostgresCluster
+    from shared.localstack.postgres import PostgresCluster
 
     return PostgresCluster(data_dir=settings.data_dir / "postgres", port=LOCAL_PG_PORT)
 

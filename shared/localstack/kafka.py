@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.localstack.net import port_open, wait_for_port
+from shared.localstack.net import port_open, wait_for_port
 from shared.settings import PROJECT_ROOT
 
 KAFKA_VERSION = os.environ.get("CME_KAFKA_VERSION", "4.4.0")
