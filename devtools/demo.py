@@ -93,11 +93,20 @@ def _stable_id(step: Step, on: date) -> uuid.UUID:
 def feed_demo(settings: Settings, env: dict[str, str]) -> None:
     from devtools.demo_client import demo_api_key
 
-    school_key = demo_api_key(settings, env, la_code=DEMO_LA, school_urn=DEMO_SCHOOL_URN)
-    team_key = demo_api_key(settings, env, la_code=DEMO_LA, school_urn=None)
+    def key_for(from_school: bool, fresh: bool = False) -> str:
+        urn = DEMO_SCHOOL_URN if from_school else None
+        return demo_api_key(settings, env, la_code=DEMO_LA, school_urn=urn, fresh=fresh)
+
+    keys = {True: key_for(True), False: key_for(False)}
     url = f"http://127.0.0.1:{settings.referral_port}/v1/events"
     with httpx.Client(timeout=10) as client:
         for from_school, event in demo_events():
-            key = school_key if from_school else team_key
-            response = client.post(url, json=event, headers={"Authorization": f"Bearer {key}"})
+            response = client.post(url, json=event, headers=_bearer(keys[from_school]))
+            if response.status_code == 401:  # a key saved by a run on another store: make a new one
+                keys[from_school] = key_for(from_school, fresh=True)
+                response = client.post(url, json=event, headers=_bearer(keys[from_school]))
             print(f"demo {event['event_type']:<28} -> {response.status_code}", file=sys.stderr)
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
