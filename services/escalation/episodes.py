@@ -154,6 +154,7 @@ def end_episodes(
     close: EscalationStatus = EscalationStatus.CANCELLED,
     at: datetime | None = None,
     started_before: datetime | None = None,
+    spare_trigger: str | None = None,
 ) -> tuple[int, int]:
     """End the child's episodes (all, or those of the watches / trigger named) at event time ``at`` (else
     now): pending deadlines due at or after ``at`` are cancelled (they never fell due while the episode was
@@ -164,7 +165,10 @@ def end_episodes(
     every deadline it touched (cancelled or not), so a re-fold can undo it (``reconcile``).
 
     ``started_before``: only the clocks started (by event time) by that moment, and their escalations: a
-    re-fold replays a case's history after facts that arrived earlier started later clocks."""
+    re-fold replays a case's history after facts that arrived earlier started later clocks.
+
+    ``spare_trigger``: the fact that caused this end; the clocks it started itself are not ended by it (a
+    notice of home education that resolves the case still alerts social care for a child under protection)."""
     end = as_utc(at) if at is not None else as_utc(now)
     reason = reason[:64]
     where = [
@@ -176,7 +180,18 @@ def end_episodes(
         where.append(col(EscalationDeadline.watch_key).in_(watch_keys))
     if trigger_event_id is not None:
         where.append(col(EscalationDeadline.trigger_event_id) == trigger_event_id)
-    later: set[str] = set()  # escalations of clocks started at or after started_before
+    later: set[str] = set()  # escalations left alone: of clocks started after started_before, or spared
+    if spare_trigger is not None:
+        where.append(col(EscalationDeadline.trigger_event_id) != spare_trigger)
+        own = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.child_id == child,
+                EscalationDeadline.la_code == la,
+                EscalationDeadline.kind == DeadlineKind.RULE,
+                EscalationDeadline.trigger_event_id == spare_trigger,
+            )
+        ).all()
+        later = {derived_id("escalation", deadline_id) for deadline_id in own}
     if started_before is not None:
         later_clocks = session.exec(
             select(EscalationDeadline.id).where(
@@ -186,7 +201,7 @@ def end_episodes(
                 col(EscalationDeadline.clock_started_at) > as_utc(started_before),
             )
         ).all()
-        later = {derived_id("escalation", deadline_id) for deadline_id in later_clocks}
+        later |= {derived_id("escalation", deadline_id) for deadline_id in later_clocks}
         where.append(col(EscalationDeadline.id).not_in(list(later_clocks)))
         where.append(
             or_(

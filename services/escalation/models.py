@@ -154,6 +154,9 @@ class EscalationCase(SQLModel, table=True):
     social_care_status: str = Field(default="none", max_length=32)
     vulnerabilities: str = Field(default="", max_length=500)  # comma-separated Vulnerability codes
     safeguarding_concern: bool = False
+    # Every resolution of the case read so far, by event time (services.escalation.resolutions): a child fact
+    # read after the transition that resolved the case later is ended where that resolution ended it.
+    resolutions: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
 
 class EscalationChild(SQLModel, table=True):

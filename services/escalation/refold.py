@@ -23,6 +23,7 @@ from services.escalation.models import (
     EscalationDeadline,
     EscalationRecord,
 )
+from services.escalation.resolutions import forget_from
 from services.escalation.rules import Rule
 from services.escalation.unit_of_work import OPEN_STATUSES, as_utc
 from shared.events.internal import CaseHistory
@@ -83,6 +84,8 @@ def rewind(session: Session, child: str, la: str, case_id: str, history: CaseHis
             esc.ended_at = None  # the history ends it again where it ends
             session.add(esc)
     case = session.get(EscalationCase, (child, la))
+    if case is not None:
+        forget_from(case, since)
     base = history.base
     if base is None:
         if case is not None:

@@ -24,6 +24,7 @@ from services.escalation.models import (
     EscalationStatus,
 )
 from services.escalation.refold import rewind
+from services.escalation.resolutions import record_resolution
 from services.escalation.rules import MatchContext
 from services.escalation.unit_of_work import OPEN_STATUSES, Deps, Outcome, as_utc
 from shared.events.internal import (
@@ -112,6 +113,8 @@ def _apply(
 
     outcome = Outcome("applied")
     if p.to_state in RESOLVED_STATES:
+        record_resolution(case, occurred, p.to_state, str(p.cause_event_id))
+        session.add(case)
         outcome.cancelled, outcome.published = end_episodes(
             session,
             deps,
@@ -122,6 +125,7 @@ def _apply(
             close=EscalationStatus.RESOLVED,
             at=occurred,
             started_before=started_before,
+            spare_trigger=str(p.cause_event_id),
         )
         return outcome
     # The case left every state other than to_state: rules watching those states no longer apply.
