@@ -15,6 +15,9 @@ from sqlmodel import Field, SQLModel
 from shared.events.envelope import utcnow
 from shared.outbox import OutboxBase
 
+# EscalationStep.withheld for a step decided after a fact had already ended its episode (alerting nobody).
+WITHHELD_EPISODE_CLOSED = "episode_closed"
+
 
 class DeadlineKind(StrEnum):
     RULE = "rule"  # a rule's clock: when it runs out, an escalation starts

@@ -7,25 +7,31 @@ the state-rule clocks it started from that moment (and the ends it applied from 
 history's transitions through the ordinary transition handling, with the ids tracking gives them in order.
 So the deadlines, escalation ids and steps are the ones in-order facts give.
 
-What has fired stays fired (an alert is not unsent): a clock that fired beyond the watermark for an
-episode the history no longer has is ended at the event time the history says (docs/ESCALATION.md,
+What alerted somebody stays (an alert is not unsent): a clock that fired beyond the watermark for an
+episode the history no longer has is ended at the event time the history says. What was only recorded for
+an episode a transition had closed, alerting nobody, is decided again when the history lifts that end (a
+correction of the fact that closed it): the child is still in the watched state (docs/ESCALATION.md,
 "Facts behind the watermark").
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlmodel import Session, col, select
 
 from services.escalation.models import (
+    WITHHELD_EPISODE_CLOSED,
     DeadlineKind,
     DeadlineStatus,
     EscalationCase,
     EscalationDeadline,
     EscalationRecord,
+    EscalationStep,
 )
 from services.escalation.resolutions import forget_from
 from services.escalation.rules import Rule
-from services.escalation.unit_of_work import OPEN_STATUSES, as_utc
+from services.escalation.unit_of_work import OPEN_STATUSES, as_utc, derived_id
 from shared.events.internal import CaseHistory
 
 # Ends a transition applies (end_episodes' reasons); others (a retraction, a place offered, a merge) are
@@ -40,12 +46,72 @@ def _is_state_clock(deadline: EscalationDeadline) -> bool:
     return Rule.model_validate_json(deadline.rule_json).watches.state is not None
 
 
+def _reopen_closed_unalerted(session: Session, child: str, la: str, since: datetime) -> int:
+    """Undo the escalations recorded for an episode a transition ended from ``since`` on, that alerted
+    nobody (every step withheld as ``episode_closed``): their end is lifted with the rest, so they are
+    decided again on the history, as if it had been read before the timer decided (docs/ESCALATION.md). The
+    rule clock goes back to pending under its own id (a state clock started from ``since`` on is removed, to
+    be derived again from the history); its steps, ladder deadlines and escalation are removed. Nothing was
+    published for them, so nothing is unsent. Deadlines are changed before escalations (the lock order)."""
+    closed = session.exec(
+        select(EscalationRecord).where(
+            EscalationRecord.child_id == child,
+            EscalationRecord.la_code == la,
+            col(EscalationRecord.status).not_in(OPEN_STATUSES),
+        )
+    ).all()
+    closed = [e for e in closed if (e.close_reason or "").startswith(TRANSITION_ENDS)]
+    if not closed:
+        return 0
+    clocks = session.exec(
+        select(EscalationDeadline).where(
+            EscalationDeadline.child_id == child,
+            EscalationDeadline.la_code == la,
+            EscalationDeadline.kind == DeadlineKind.RULE,
+        )
+    ).all()
+    clock_of = {derived_id("escalation", d.id): d for d in clocks}
+    reopened = 0
+    for esc in closed:
+        clock = clock_of.get(esc.id)
+        steps = session.exec(select(EscalationStep).where(EscalationStep.escalation_id == esc.id)).all()
+        if clock is None or not steps or any(s.withheld != WITHHELD_EPISODE_CLOSED for s in steps):
+            continue
+        ladder = session.exec(
+            select(EscalationDeadline).where(EscalationDeadline.escalation_id == esc.id)
+        ).all()
+        ends = [
+            as_utc(d.ended_at)
+            for d in (clock, *ladder)
+            if d.ended_at is not None and (d.end_reason or "").startswith(TRANSITION_ENDS)
+        ]
+        if not ends or min(ends) < since:
+            continue  # ended before the re-fold's time: the history does not touch that end
+        for d in ladder:
+            session.delete(d)
+        started = as_utc(clock.clock_started_at) if clock.clock_started_at is not None else None
+        if started is not None and started >= since and _is_state_clock(clock):
+            session.delete(clock)
+        else:
+            clock.status, clock.fired_at = DeadlineStatus.PENDING, None
+            clock.cancelled_at, clock.cancel_reason = None, None
+            clock.ended_at, clock.end_reason, clock.end_status = None, None, None
+            session.add(clock)
+        session.flush()
+        for step in steps:
+            session.delete(step)
+        session.delete(esc)
+        session.flush()
+        reopened += 1
+    return reopened
+
+
 def rewind(session: Session, child: str, la: str, case_id: str, history: CaseHistory) -> int:
     """Put the child's clocks and case back as they were before ``history.since`` by event time, as far as
     transitions made them: state clocks started from then on (not fired) are removed, to be derived again
     from the history; ends applied from then on are lifted. Returns the number of clocks removed."""
     since = as_utc(history.since)
-    removed = 0
+    removed = _reopen_closed_unalerted(session, child, la, since)
     deadlines = session.exec(
         select(EscalationDeadline).where(
             EscalationDeadline.child_id == child,

@@ -274,3 +274,44 @@ def test_the_history_names_the_transitions_tracking_publishes_in_order(engine: E
         in_order.record = out.record
         published += [t.event_id for t in out.transitions]
     assert [s.event_id for s in carrier.payload.history.steps] == published[1:]
+
+
+# -- an end lifted after the timer decided -------------------------------------------------------------------
+
+
+def test_a_correction_that_lifts_the_end_reopens_what_was_recorded_for_a_closed_episode(
+    tmp_path: Path, deps: Deps
+) -> None:
+    """Missing from 16 Sep (the clock due 30 Sep); a deletion for home education dated 3 Oct ends the episode
+    (a resolution); the timer decides with both read: the 30 Sep clock is recorded for a closed episode,
+    alerting nobody. Then the school corrects that deletion (no home education: the child is still missing).
+    The episode never closed, so what was recorded is decided again, as if the correction had been read
+    before the timer: alerted (late), with its ladder. Before, the escalation stayed closed and the child,
+    still missing, was never alerted on again."""
+    home_educated = child_fact(CHILD, "pupil-left-roll", date(2024, 10, 3), deletion_ground="f")
+    correction = child_fact(
+        CHILD, "pupil-left-roll", date(2024, 10, 3), corrects_event_id=home_educated.payload.fact["event_id"]
+    )
+    results = []
+    for name, (first, then) in {
+        "correction-read-first": ((LEFT, home_educated, correction), ()),
+        "correction-read-after-the-timer": ((LEFT, home_educated), (correction,)),
+    }.items():
+        url = f"sqlite:///{tmp_path / name}.db"
+        migrate(url, MIGRATIONS, "escalation")
+        engine = make_engine(url)
+        try:
+            run = _in_order(engine, deps, first)
+            run.tick(utc(2024, 10, 10))
+            if then:
+                assert alerts(engine) == []  # recorded for a closed episode
+                run.feed(*then)
+                assert len(run.carriers) == 1
+            run.tick(utc(2024, 10, 31))
+            results.append((sorted(alerts(engine)), clocks(engine), case_state(engine)))
+        finally:
+            engine.dispose()
+    assert results[0] == results[1]
+    missing = [(a, s, at) for r, a, s, at in results[0][0] if r == "missing_education_no_outcome"]
+    assert ("raised", 0, DUE) in missing
+    assert [s for a, s, _ in missing if a == "stepped_up"] == [1, 2]
