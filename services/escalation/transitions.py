@@ -72,8 +72,14 @@ def _reconcile(session: Session, deps: Deps, event: CaseTransition, now: datetim
         payload = p.model_copy(
             update={**fields, "history": None, "deadlines_started": [], "deadlines_stopped": []}
         )
+        # The transition tracking publishes in order: its id, its cause as correlation (not the late fact).
         replayed = event.model_copy(
-            update={"event_id": step.event_id, "occurred_at": step.cause_occurred_at, "payload": payload}
+            update={
+                "event_id": step.event_id,
+                "occurred_at": step.cause_occurred_at,
+                "correlation_id": step.cause_event_id,
+                "payload": payload,
+            }
         )
         applied = _apply(session, deps, replayed, now, ends_started_before=True)
         outcome.started += applied.started

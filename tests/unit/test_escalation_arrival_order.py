@@ -136,6 +136,14 @@ def alerts(engine: Engine) -> list[tuple[str, str, int, datetime]]:
     return [(e.payload.rule_id, e.payload.action.value, e.payload.step_index, e.occurred_at) for e in events]
 
 
+def correlations(engine: Engine) -> dict[uuid.UUID, uuid.UUID | None]:
+    """Each Escalation event's id and correlation id (the transition or fact that started its clock)."""
+    with Session(engine) as session:
+        rows = session.exec(select(EscalationOutbox)).all()
+    events = [e for e in (decode_event(r.value) for r in rows) if isinstance(e, Escalation)]
+    return {e.event_id: e.correlation_id for e in events}
+
+
 def case_state(engine: Engine) -> tuple[str, datetime]:
     with Session(engine) as session:
         case = session.get(EscalationCase, (str(CHILD), LA))
@@ -232,13 +240,17 @@ def test_the_same_facts_in_another_order_give_the_same_clocks_and_ids(
             run = _in_order(engine, deps, facts)
             before_tick = clocks(engine)
             run.tick(utc(2024, 11, 30))
-            results.append((before_tick, clocks(engine), alerts(engine), case_state(engine)))
+            results.append(
+                (before_tick, clocks(engine), alerts(engine), case_state(engine), correlations(engine))
+            )
         finally:
             engine.dispose()
-    (clocks_a, decided_a, alerts_a, case_a), (clocks_b, decided_b, alerts_b, case_b) = results
+    (clocks_a, decided_a, alerts_a, case_a, corr_a), (clocks_b, decided_b, alerts_b, case_b, corr_b) = results
     assert clocks_a == clocks_b  # the same deadlines, ids, due times and episode ends before any tick
     assert decided_a == decided_b
     assert sorted(alerts_a) == sorted(alerts_b)
+    # Each event correlates with the transition tracking publishes in order, not the late fact's carrier.
+    assert corr_a == corr_b
     assert case_a == case_b
     # The year has both missing episodes' clocks and the unknown-whereabouts alert.
     rules = {rule for _, rule, *_ in clocks_a}
