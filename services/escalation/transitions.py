@@ -23,7 +23,7 @@ from services.escalation.models import (
     EscalationRecord,
     EscalationStatus,
 )
-from services.escalation.refold import rewind
+from services.escalation.refold import resume_withdrawn, rewind
 from services.escalation.resolutions import record_resolution
 from services.escalation.rules import MatchContext
 from services.escalation.unit_of_work import OPEN_STATUSES, Deps, Outcome, as_utc
@@ -65,7 +65,7 @@ def _reconcile(session: Session, deps: Deps, event: CaseTransition, now: datetim
     history = p.history
     assert history is not None
     child, la = str(p.child_id), p.la_code
-    removed = rewind(session, child, la, str(p.case_id), history)
+    removed, withdrawn = rewind(session, child, la, str(p.case_id), history)
     outcome = Outcome("reconciled", cancelled=removed)
     for step in history.steps:
         fields = step.model_dump(exclude={"event_id"})
@@ -85,6 +85,7 @@ def _reconcile(session: Session, deps: Deps, event: CaseTransition, now: datetim
         outcome.started += applied.started
         outcome.cancelled += applied.cancelled
         outcome.published += applied.published
+    outcome.started += resume_withdrawn(session, deps, withdrawn)
     log.info("case_history_reconciled", la_code=la, steps=len(history.steps), removed=removed)
     return outcome
 

@@ -327,3 +327,34 @@ def test_a_correction_that_lifts_the_end_reopens_what_was_recorded_for_a_closed_
     missing = [(a, s, at) for r, a, s, at in results[0][0] if r == "missing_education_no_outcome"]
     assert ("raised", 0, DUE) in missing
     assert [s for a, s, _ in missing if a == "stepped_up"] == [1, 2]
+
+
+def test_a_correction_that_lifts_the_end_of_an_alerted_episode_alerts_again(
+    engine: Engine, deps: Deps
+) -> None:
+    """As above, but a live worker alerted the 30 Sep clock before the deletion for home education (3 Oct)
+    was read; that deletion withdrew the alert (``cancelled``: the child was home educated). The school's
+    correction says the child is still missing: notify never restarts a withdrawn escalation, so the rule
+    starts again, due at the lifted end (3 Oct), and its ladder goes out again (late). Before, nobody was
+    told again: the child was out of sight."""
+    home_educated = child_fact(CHILD, "pupil-left-roll", date(2024, 10, 3), deletion_ground="f")
+    correction = child_fact(
+        CHILD, "pupil-left-roll", date(2024, 10, 3), corrects_event_id=home_educated.payload.fact["event_id"]
+    )
+    run = _in_order(engine, deps, (LEFT,))
+    run.tick(utc(2024, 10, 2))
+    run.feed(home_educated)
+    run.tick(utc(2024, 10, 10))
+    missing = [(a, s, at) for r, a, s, at in alerts(engine) if r == "missing_education_no_outcome"]
+    assert missing == [("raised", 0, DUE), ("cancelled", 0, home_educated.occurred_at)]
+    run.feed(correction)
+    [carrier] = run.carriers
+    run.tick(utc(2024, 10, 31))
+    again = [(a, s, at) for r, a, s, at in alerts(engine) if r == "missing_education_no_outcome"][2:]
+    # Step 0 is the caseworker at the close of that school day (its delay: 0 school days).
+    assert again[0] == ("raised", 0, datetime(2024, 10, 3, 22, 59, 59, tzinfo=UTC))
+    assert [s for a, s, _ in again if a == "stepped_up"] == [1, 2]
+    # Tracking republishing the history (a redelivery under another id) starts nothing twice.
+    run.read(carrier.model_copy(update={"event_id": uuid.uuid4()}), TRANSITIONS)
+    run.tick(utc(2024, 10, 31))
+    assert len([a for r, a, *_ in alerts(engine) if r == "missing_education_no_outcome"]) == 2 + len(again)
