@@ -160,7 +160,11 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     order = rule_order(deps.rules, la)
     for watch in watches:
         for rule in deps.rules.match_rules(la, watch.key, fact_context(known, fact, watch)):
-            if already_running(session, child, la, rule, acknowledged_counts=watch.acknowledged_counts):
+            # As of the fact's event time when a transition read before it resolved the case later.
+            as_of = occurred if resolution is not None else None
+            if already_running(
+                session, child, la, rule, acknowledged_counts=watch.acknowledged_counts, as_of=as_of
+            ):
                 continue
             start_clock(
                 session,

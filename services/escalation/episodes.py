@@ -25,28 +25,59 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 
+# Ends a transition applies (end_episodes' reasons); others (a retraction, a place offered, a merge) are
+# child facts or decisions, not part of the case's history.
+TRANSITION_ENDS = ("case_moved_on:", "case_resolved:")
+
+
+ACTIVE_OR_ENDED = (DeadlineStatus.PENDING, DeadlineStatus.CANCELLED)
+
+
 def rule_order(rules: RuleSet, la: str) -> dict[str, int]:
     return {r.id: i for i, r in enumerate(rules.rules_for(la))}
 
 
 def already_running(
-    session: Session, child: str, la: str, rule: Rule, *, acknowledged_counts: bool = False
+    session: Session,
+    child: str,
+    la: str,
+    rule: Rule,
+    *,
+    acknowledged_counts: bool = False,
+    as_of: datetime | None = None,
 ) -> bool:
     """A pending clock or a live escalation of this rule for the child. For a state rule an acknowledged
     escalation still counts (the child is still in that state); a new event (a second exclusion) starts
     afresh once the earlier escalation was acknowledged, unless the caller says the fact repeats the duty
-    (``acknowledged_counts``: a ground (o) deletion after the exclusion itself)."""
+    (``acknowledged_counts``: a ground (o) deletion after the exclusion itself).
+
+    ``as_of``: judged as of that event time, for a child fact read after a transition dated after it (two
+    topics): a clock or escalation a transition ended at or after ``as_of`` was still running then, as it is
+    when the fact is read before that transition."""
     rule_id = rule.id
     ack_counts = acknowledged_counts or rule.watches.state is not None
     statuses = OPEN_STATUSES if ack_counts else (EscalationStatus.OPEN,)
+    # An ended episode's clock waits only to be decided: it no longer runs.
+    clock_running = col(EscalationDeadline.status) == DeadlineStatus.PENDING
+    clock_running &= col(EscalationDeadline.ended_at).is_(None)
+    escalation_running = col(EscalationRecord.status).in_(statuses) & col(EscalationRecord.ended_at).is_(None)
+    if as_of is not None:
+        ended_later = (col(EscalationDeadline.ended_at) >= as_of) & or_(
+            *(col(EscalationDeadline.end_reason).startswith(prefix) for prefix in TRANSITION_ENDS)
+        )
+        clock_running |= col(EscalationDeadline.status).in_(ACTIVE_OR_ENDED) & ended_later
+        closed_later = (col(EscalationRecord.ended_at) >= as_of) & or_(
+            *(col(EscalationRecord.close_reason).startswith(prefix) for prefix in TRANSITION_ENDS),
+            col(EscalationRecord.status).in_(statuses),
+        )
+        escalation_running |= closed_later
     pending = session.exec(
         select(EscalationDeadline.id).where(
             EscalationDeadline.child_id == child,
             EscalationDeadline.la_code == la,
-            EscalationDeadline.status == DeadlineStatus.PENDING,
             EscalationDeadline.rule_id == rule_id,
             EscalationDeadline.kind == DeadlineKind.RULE,
-            col(EscalationDeadline.ended_at).is_(None),  # an ended episode's clock waits only to be decided
+            clock_running,
         )
     ).first()
     if pending is not None:
@@ -55,9 +86,8 @@ def already_running(
         select(EscalationRecord.id).where(
             EscalationRecord.child_id == child,
             EscalationRecord.la_code == la,
-            col(EscalationRecord.status).in_(statuses),
             EscalationRecord.rule_id == rule_id,
-            col(EscalationRecord.ended_at).is_(None),
+            escalation_running,
         )
     ).first()
     return running is not None
@@ -260,6 +290,7 @@ def end_episodes(
             continue
         if esc.status == EscalationStatus.OPEN:
             published += publish_cancel(session, deps, esc, reason, now, at=end)
+        esc.ended_at = end  # kept: as of an earlier event time it was still running (already_running)
         close_escalation(session, esc, now, close, reason)
         cancelled += 1
     return cancelled, published

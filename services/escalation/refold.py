@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from services.escalation.episodes import already_running, rule_order, start_clock
+from services.escalation.episodes import TRANSITION_ENDS, already_running, rule_order, start_clock
 from services.escalation.models import (
     WITHHELD_EPISODE_CLOSED,
     DeadlineKind,
@@ -35,10 +35,6 @@ from services.escalation.resolutions import forget_from
 from services.escalation.rules import Rule
 from services.escalation.unit_of_work import OPEN_STATUSES, Deps, as_utc, derived_id
 from shared.events.internal import RESOLVED_STATES, CaseHistory
-
-# Ends a transition applies (end_episodes' reasons); others (a retraction, a place offered, a merge) are
-# child facts, not part of the case's history, and stay.
-TRANSITION_ENDS = ("case_moved_on:", "case_resolved:")
 
 
 def _is_state_clock(deadline: EscalationDeadline) -> bool:

@@ -124,8 +124,20 @@ EXCLUDED = _exclusion(date(2024, 9, 16))
             child_fact(CHILD, "pupil-registered", date(2024, 9, 24)),
             child_fact(CHILD, "home-education-notified", date(2024, 10, 2)),
         ],
+        # A deletion under ground (o) while the exclusion's own clock runs starts no second clock, whether or
+        # not the resolution that ends that clock later was read first ("already running" as of the fact).
+        [
+            child_fact(CHILD, "pupil-left-roll", date(2024, 9, 20), deletion_ground="o"),
+            child_fact(CHILD, "pupil-registered", date(2024, 10, 1)),
+        ],
     ],
-    ids=["registered-after-day-6", "registered-before-day-6", "resolved-then-missing", "resolved-twice"],
+    ids=[
+        "registered-after-day-6",
+        "registered-before-day-6",
+        "resolved-then-missing",
+        "resolved-twice",
+        "ground-o-deletion-while-the-exclusion-runs",
+    ],
 )
 def test_an_event_clock_is_the_same_whether_its_fact_or_the_resolution_is_read_first(
     tmp_path: Path, deps: Deps, later: list[ChildFact]
