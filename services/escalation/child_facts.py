@@ -17,17 +17,13 @@ from services.escalation.episodes import (
     rule_order,
     start_clock,
 )
-from services.escalation.models import (
-    EscalationCase,
-)
+from services.escalation.models import EscalationCase, EscalationStatus
+from services.escalation.resolutions import first_resolution
 from services.escalation.rules import MatchContext
 from services.escalation.unit_of_work import Deps, Outcome, as_utc
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
-from shared.events.internal import (
-    RESOLVED_STATES,
-    ChildFact,
-)
+from shared.events.internal import ChildFact
 from shared.events.vocab import AbsenceRule, DeletionGround, ExclusionType
 from shared.logs import get_logger
 from shared.school_calendar import LONDON, SchoolCalendar
@@ -156,13 +152,19 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
     watches = [w for w in fact_watches(fact, occurred, calendar) if w.key in watched]
     if not watches:
         return Outcome("ended" if ended else "not_watched", cancelled=ending[0], published=ending[1])
-    if case is not None and case.state in RESOLVED_STATES and as_utc(case.state_since) >= occurred:
-        return Outcome("already_resolved")  # the case was resolved after this fact happened
+    # A transition read before this fact may have resolved the case after it (two topics, read in whatever
+    # interleaving): the clocks start, and end at once where that resolution ends them when read after the
+    # fact, so the timer decides them as it would have in that order (docs/ESCALATION.md).
+    resolution = first_resolution(case, occurred, spare=str(fact.event_id))
     outcome = Outcome("applied")
     order = rule_order(deps.rules, la)
     for watch in watches:
         for rule in deps.rules.match_rules(la, watch.key, fact_context(known, fact, watch)):
-            if already_running(session, child, la, rule, acknowledged_counts=watch.acknowledged_counts):
+            # As of the fact's event time when a transition read before it resolved the case later.
+            as_of = occurred if resolution is not None else None
+            if already_running(
+                session, child, la, rule, acknowledged_counts=watch.acknowledged_counts, as_of=as_of
+            ):
                 continue
             start_clock(
                 session,
@@ -176,4 +178,10 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
                 clock_started_at=watch.start,
             )
             outcome.started.append(rule.id)
+    if resolution is not None and outcome.started:
+        outcome.action = "applied_resolved"
+        outcome.cancelled, outcome.published = end_episodes(
+            session, deps, child, la, now, reason=f"case_resolved:{resolution.state}",
+            trigger_event_id=str(fact.event_id), close=EscalationStatus.RESOLVED, at=resolution.at,
+        )  # fmt: skip
     return outcome

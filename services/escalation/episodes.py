@@ -25,28 +25,59 @@ from shared.logs import get_logger
 log = get_logger(__name__)
 
 
+# Ends a transition applies (end_episodes' reasons); others (a retraction, a place offered, a merge) are
+# child facts or decisions, not part of the case's history.
+TRANSITION_ENDS = ("case_moved_on:", "case_resolved:")
+
+
+ACTIVE_OR_ENDED = (DeadlineStatus.PENDING, DeadlineStatus.CANCELLED)
+
+
 def rule_order(rules: RuleSet, la: str) -> dict[str, int]:
     return {r.id: i for i, r in enumerate(rules.rules_for(la))}
 
 
 def already_running(
-    session: Session, child: str, la: str, rule: Rule, *, acknowledged_counts: bool = False
+    session: Session,
+    child: str,
+    la: str,
+    rule: Rule,
+    *,
+    acknowledged_counts: bool = False,
+    as_of: datetime | None = None,
 ) -> bool:
     """A pending clock or a live escalation of this rule for the child. For a state rule an acknowledged
     escalation still counts (the child is still in that state); a new event (a second exclusion) starts
     afresh once the earlier escalation was acknowledged, unless the caller says the fact repeats the duty
-    (``acknowledged_counts``: a ground (o) deletion after the exclusion itself)."""
+    (``acknowledged_counts``: a ground (o) deletion after the exclusion itself).
+
+    ``as_of``: judged as of that event time, for a child fact read after a transition dated after it (two
+    topics): a clock or escalation a transition ended at or after ``as_of`` was still running then, as it is
+    when the fact is read before that transition."""
     rule_id = rule.id
     ack_counts = acknowledged_counts or rule.watches.state is not None
     statuses = OPEN_STATUSES if ack_counts else (EscalationStatus.OPEN,)
+    # An ended episode's clock waits only to be decided: it no longer runs.
+    clock_running = col(EscalationDeadline.status) == DeadlineStatus.PENDING
+    clock_running &= col(EscalationDeadline.ended_at).is_(None)
+    escalation_running = col(EscalationRecord.status).in_(statuses) & col(EscalationRecord.ended_at).is_(None)
+    if as_of is not None:
+        ended_later = (col(EscalationDeadline.ended_at) >= as_of) & or_(
+            *(col(EscalationDeadline.end_reason).startswith(prefix) for prefix in TRANSITION_ENDS)
+        )
+        clock_running |= col(EscalationDeadline.status).in_(ACTIVE_OR_ENDED) & ended_later
+        closed_later = (col(EscalationRecord.ended_at) >= as_of) & or_(
+            *(col(EscalationRecord.close_reason).startswith(prefix) for prefix in TRANSITION_ENDS),
+            col(EscalationRecord.status).in_(statuses),
+        )
+        escalation_running |= closed_later
     pending = session.exec(
         select(EscalationDeadline.id).where(
             EscalationDeadline.child_id == child,
             EscalationDeadline.la_code == la,
-            EscalationDeadline.status == DeadlineStatus.PENDING,
             EscalationDeadline.rule_id == rule_id,
             EscalationDeadline.kind == DeadlineKind.RULE,
-            col(EscalationDeadline.ended_at).is_(None),  # an ended episode's clock waits only to be decided
+            clock_running,
         )
     ).first()
     if pending is not None:
@@ -55,9 +86,8 @@ def already_running(
         select(EscalationRecord.id).where(
             EscalationRecord.child_id == child,
             EscalationRecord.la_code == la,
-            col(EscalationRecord.status).in_(statuses),
             EscalationRecord.rule_id == rule_id,
-            col(EscalationRecord.ended_at).is_(None),
+            escalation_running,
         )
     ).first()
     return running is not None
@@ -154,6 +184,7 @@ def end_episodes(
     close: EscalationStatus = EscalationStatus.CANCELLED,
     at: datetime | None = None,
     started_before: datetime | None = None,
+    spare_trigger: str | None = None,
 ) -> tuple[int, int]:
     """End the child's episodes (all, or those of the watches / trigger named) at event time ``at`` (else
     now): pending deadlines due at or after ``at`` are cancelled (they never fell due while the episode was
@@ -164,7 +195,10 @@ def end_episodes(
     every deadline it touched (cancelled or not), so a re-fold can undo it (``reconcile``).
 
     ``started_before``: only the clocks started (by event time) by that moment, and their escalations: a
-    re-fold replays a case's history after facts that arrived earlier started later clocks."""
+    re-fold replays a case's history after facts that arrived earlier started later clocks.
+
+    ``spare_trigger``: the fact that caused this end; the clocks it started itself are not ended by it (a
+    notice of home education that resolves the case still alerts social care for a child under protection)."""
     end = as_utc(at) if at is not None else as_utc(now)
     reason = reason[:64]
     where = [
@@ -176,7 +210,18 @@ def end_episodes(
         where.append(col(EscalationDeadline.watch_key).in_(watch_keys))
     if trigger_event_id is not None:
         where.append(col(EscalationDeadline.trigger_event_id) == trigger_event_id)
-    later: set[str] = set()  # escalations of clocks started at or after started_before
+    later: set[str] = set()  # escalations left alone: of clocks started after started_before, or spared
+    if spare_trigger is not None:
+        where.append(col(EscalationDeadline.trigger_event_id) != spare_trigger)
+        own = session.exec(
+            select(EscalationDeadline.id).where(
+                EscalationDeadline.child_id == child,
+                EscalationDeadline.la_code == la,
+                EscalationDeadline.kind == DeadlineKind.RULE,
+                EscalationDeadline.trigger_event_id == spare_trigger,
+            )
+        ).all()
+        later = {derived_id("escalation", deadline_id) for deadline_id in own}
     if started_before is not None:
         later_clocks = session.exec(
             select(EscalationDeadline.id).where(
@@ -186,7 +231,7 @@ def end_episodes(
                 col(EscalationDeadline.clock_started_at) > as_utc(started_before),
             )
         ).all()
-        later = {derived_id("escalation", deadline_id) for deadline_id in later_clocks}
+        later |= {derived_id("escalation", deadline_id) for deadline_id in later_clocks}
         where.append(col(EscalationDeadline.id).not_in(list(later_clocks)))
         where.append(
             or_(
@@ -245,6 +290,7 @@ def end_episodes(
             continue
         if esc.status == EscalationStatus.OPEN:
             published += publish_cancel(session, deps, esc, reason, now, at=end)
+        esc.ended_at = end  # kept: as of an earlier event time it was still running (already_running)
         close_escalation(session, esc, now, close, reason)
         cancelled += 1
     return cancelled, published

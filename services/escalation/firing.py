@@ -16,6 +16,7 @@ from services.escalation.episodes import close_escalation
 from services.escalation.ladder import Advance, LadderPosition, StepAlert, advance
 from services.escalation.models import (
     NO_CASE,
+    WITHHELD_EPISODE_CLOSED,
     DeadlineKind,
     DeadlineStatus,
     EscalationCase,
@@ -116,7 +117,7 @@ def fire_deadline(
     # in the order a worker that kept up did (a ladder running out schedules a review, which depends on
     # what ran out first). The episode's end is later than the due time, or the deadline was cancelled.
     limit = due
-    withheld = "episode_closed" if ended is not None and ended <= as_of else None
+    withheld = WITHHELD_EPISODE_CLOSED if ended is not None and ended <= as_of else None
     if deadline.kind == DeadlineKind.RULE and rule.moves_case and withheld is None:
         _publish_clock_expired(session, deps, deadline, esc.case_id, rule)
     position = LadderPosition(esc.step_index, as_utc(esc.step_due_at))

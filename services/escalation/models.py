@@ -15,6 +15,9 @@ from sqlmodel import Field, SQLModel
 from shared.events.envelope import utcnow
 from shared.outbox import OutboxBase
 
+# EscalationStep.withheld for a step decided after a fact had already ended its episode (alerting nobody).
+WITHHELD_EPISODE_CLOSED = "episode_closed"
+
 
 class DeadlineKind(StrEnum):
     RULE = "rule"  # a rule's clock: when it runs out, an escalation starts
@@ -154,6 +157,9 @@ class EscalationCase(SQLModel, table=True):
     social_care_status: str = Field(default="none", max_length=32)
     vulnerabilities: str = Field(default="", max_length=500)  # comma-separated Vulnerability codes
     safeguarding_concern: bool = False
+    # Every resolution of the case read so far, by event time (services.escalation.resolutions): a child fact
+    # read after the transition that resolved the case later is ended where that resolution ended it.
+    resolutions: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
 
 class EscalationChild(SQLModel, table=True):

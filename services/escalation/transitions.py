@@ -23,7 +23,8 @@ from services.escalation.models import (
     EscalationRecord,
     EscalationStatus,
 )
-from services.escalation.refold import rewind
+from services.escalation.refold import resume_withdrawn, rewind
+from services.escalation.resolutions import record_resolution
 from services.escalation.rules import MatchContext
 from services.escalation.unit_of_work import OPEN_STATUSES, Deps, Outcome, as_utc
 from shared.events.internal import (
@@ -64,20 +65,27 @@ def _reconcile(session: Session, deps: Deps, event: CaseTransition, now: datetim
     history = p.history
     assert history is not None
     child, la = str(p.child_id), p.la_code
-    removed = rewind(session, child, la, str(p.case_id), history)
+    removed, withdrawn = rewind(session, child, la, str(p.case_id), history)
     outcome = Outcome("reconciled", cancelled=removed)
     for step in history.steps:
         fields = step.model_dump(exclude={"event_id"})
         payload = p.model_copy(
             update={**fields, "history": None, "deadlines_started": [], "deadlines_stopped": []}
         )
+        # The transition tracking publishes in order: its id, its cause as correlation (not the late fact).
         replayed = event.model_copy(
-            update={"event_id": step.event_id, "occurred_at": step.cause_occurred_at, "payload": payload}
+            update={
+                "event_id": step.event_id,
+                "occurred_at": step.cause_occurred_at,
+                "correlation_id": step.cause_event_id,
+                "payload": payload,
+            }
         )
         applied = _apply(session, deps, replayed, now, ends_started_before=True)
         outcome.started += applied.started
         outcome.cancelled += applied.cancelled
         outcome.published += applied.published
+    outcome.started += resume_withdrawn(session, deps, withdrawn)
     log.info("case_history_reconciled", la_code=la, steps=len(history.steps), removed=removed)
     return outcome
 
@@ -112,6 +120,8 @@ def _apply(
 
     outcome = Outcome("applied")
     if p.to_state in RESOLVED_STATES:
+        record_resolution(case, occurred, p.to_state, str(p.cause_event_id))
+        session.add(case)
         outcome.cancelled, outcome.published = end_episodes(
             session,
             deps,
@@ -122,6 +132,7 @@ def _apply(
             close=EscalationStatus.RESOLVED,
             at=occurred,
             started_before=started_before,
+            spare_trigger=str(p.cause_event_id),
         )
         return outcome
     # The case left every state other than to_state: rules watching those states no longer apply.

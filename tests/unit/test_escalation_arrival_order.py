@@ -136,6 +136,14 @@ def alerts(engine: Engine) -> list[tuple[str, str, int, datetime]]:
     return [(e.payload.rule_id, e.payload.action.value, e.payload.step_index, e.occurred_at) for e in events]
 
 
+def correlations(engine: Engine) -> dict[uuid.UUID, uuid.UUID | None]:
+    """Each Escalation event's id and correlation id (the transition or fact that started its clock)."""
+    with Session(engine) as session:
+        rows = session.exec(select(EscalationOutbox)).all()
+    events = [e for e in (decode_event(r.value) for r in rows) if isinstance(e, Escalation)]
+    return {e.event_id: e.correlation_id for e in events}
+
+
 def case_state(engine: Engine) -> tuple[str, datetime]:
     with Session(engine) as session:
         case = session.get(EscalationCase, (str(CHILD), LA))
@@ -232,13 +240,17 @@ def test_the_same_facts_in_another_order_give_the_same_clocks_and_ids(
             run = _in_order(engine, deps, facts)
             before_tick = clocks(engine)
             run.tick(utc(2024, 11, 30))
-            results.append((before_tick, clocks(engine), alerts(engine), case_state(engine)))
+            results.append(
+                (before_tick, clocks(engine), alerts(engine), case_state(engine), correlations(engine))
+            )
         finally:
             engine.dispose()
-    (clocks_a, decided_a, alerts_a, case_a), (clocks_b, decided_b, alerts_b, case_b) = results
+    (clocks_a, decided_a, alerts_a, case_a, corr_a), (clocks_b, decided_b, alerts_b, case_b, corr_b) = results
     assert clocks_a == clocks_b  # the same deadlines, ids, due times and episode ends before any tick
     assert decided_a == decided_b
     assert sorted(alerts_a) == sorted(alerts_b)
+    # Each event correlates with the transition tracking publishes in order, not the late fact's carrier.
+    assert corr_a == corr_b
     assert case_a == case_b
     # The year has both missing episodes' clocks and the unknown-whereabouts alert.
     rules = {rule for _, rule, *_ in clocks_a}
@@ -274,3 +286,75 @@ def test_the_history_names_the_transitions_tracking_publishes_in_order(engine: E
         in_order.record = out.record
         published += [t.event_id for t in out.transitions]
     assert [s.event_id for s in carrier.payload.history.steps] == published[1:]
+
+
+# -- an end lifted after the timer decided -------------------------------------------------------------------
+
+
+def test_a_correction_that_lifts_the_end_reopens_what_was_recorded_for_a_closed_episode(
+    tmp_path: Path, deps: Deps
+) -> None:
+    """Missing from 16 Sep (the clock due 30 Sep); a deletion for home education dated 3 Oct ends the episode
+    (a resolution); the timer decides with both read: the 30 Sep clock is recorded for a closed episode,
+    alerting nobody. Then the school corrects that deletion (no home education: the child is still missing).
+    The episode never closed, so what was recorded is decided again, as if the correction had been read
+    before the timer: alerted (late), with its ladder. Before, the escalation stayed closed and the child,
+    still missing, was never alerted on again."""
+    home_educated = child_fact(CHILD, "pupil-left-roll", date(2024, 10, 3), deletion_ground="f")
+    correction = child_fact(
+        CHILD, "pupil-left-roll", date(2024, 10, 3), corrects_event_id=home_educated.payload.fact["event_id"]
+    )
+    results = []
+    for name, (first, then) in {
+        "correction-read-first": ((LEFT, home_educated, correction), ()),
+        "correction-read-after-the-timer": ((LEFT, home_educated), (correction,)),
+    }.items():
+        url = f"sqlite:///{tmp_path / name}.db"
+        migrate(url, MIGRATIONS, "escalation")
+        engine = make_engine(url)
+        try:
+            run = _in_order(engine, deps, first)
+            run.tick(utc(2024, 10, 10))
+            if then:
+                assert alerts(engine) == []  # recorded for a closed episode
+                run.feed(*then)
+                assert len(run.carriers) == 1
+            run.tick(utc(2024, 10, 31))
+            results.append((sorted(alerts(engine)), clocks(engine), case_state(engine)))
+        finally:
+            engine.dispose()
+    assert results[0] == results[1]
+    missing = [(a, s, at) for r, a, s, at in results[0][0] if r == "missing_education_no_outcome"]
+    assert ("raised", 0, DUE) in missing
+    assert [s for a, s, _ in missing if a == "stepped_up"] == [1, 2]
+
+
+def test_a_correction_that_lifts_the_end_of_an_alerted_episode_alerts_again(
+    engine: Engine, deps: Deps
+) -> None:
+    """As above, but a live worker alerted the 30 Sep clock before the deletion for home education (3 Oct)
+    was read; that deletion withdrew the alert (``cancelled``: the child was home educated). The school's
+    correction says the child is still missing: notify never restarts a withdrawn escalation, so the rule
+    starts again, due at the lifted end (3 Oct), and its ladder goes out again (late). Before, nobody was
+    told again: the child was out of sight."""
+    home_educated = child_fact(CHILD, "pupil-left-roll", date(2024, 10, 3), deletion_ground="f")
+    correction = child_fact(
+        CHILD, "pupil-left-roll", date(2024, 10, 3), corrects_event_id=home_educated.payload.fact["event_id"]
+    )
+    run = _in_order(engine, deps, (LEFT,))
+    run.tick(utc(2024, 10, 2))
+    run.feed(home_educated)
+    run.tick(utc(2024, 10, 10))
+    missing = [(a, s, at) for r, a, s, at in alerts(engine) if r == "missing_education_no_outcome"]
+    assert missing == [("raised", 0, DUE), ("cancelled", 0, home_educated.occurred_at)]
+    run.feed(correction)
+    [carrier] = run.carriers
+    run.tick(utc(2024, 10, 31))
+    again = [(a, s, at) for r, a, s, at in alerts(engine) if r == "missing_education_no_outcome"][2:]
+    # Step 0 is the caseworker at the close of that school day (its delay: 0 school days).
+    assert again[0] == ("raised", 0, datetime(2024, 10, 3, 22, 59, 59, tzinfo=UTC))
+    assert [s for a, s, _ in again if a == "stepped_up"] == [1, 2]
+    # Tracking republishing the history (a redelivery under another id) starts nothing twice.
+    run.read(carrier.model_copy(update={"event_id": uuid.uuid4()}), TRANSITIONS)
+    run.tick(utc(2024, 10, 31))
+    assert len([a for r, a, *_ in alerts(engine) if r == "missing_education_no_outcome"]) == 2 + len(again)
