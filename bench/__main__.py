@@ -4,8 +4,9 @@
     .venv/bin/python -m bench --quick              # small sizes, a smoke run (< 1 minute for the cheap parts)
     .venv/bin/python -m bench --only memory escalation --out /tmp/bench
 
-Parts: intake, tracking (throughput and recovery), e2e, memory, escalation, attendance, rebuild (from
-the log, extrapolated to the national year), reports (the web's reports at LA size). Uses the broker named
+Parts: intake, tracking (throughput and recovery), e2e, sustained (alert latency under a 500 facts/s load),
+memory, escalation, attendance, rebuild (from the log, extrapolated to the national year), reports (the web's
+reports at LA size). Uses the broker named
 by CME_KAFKA_BOOTSTRAP and the PostgreSQL named by CME_BENCH_DATABASE_URL; without them it starts the tests'
 local broker (127.0.0.1:19092) and PostgreSQL (127.0.0.1:55433) as `make test` does, and stops them at the
 end unless they were already running. Writes <out>/summary.json (default bench/results/).
@@ -32,7 +33,7 @@ from bench.common import Row, admin_url, log, scratch_database
 from shared.settings import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-PARTS = ("intake", "tracking", "e2e", "memory", "escalation", "attendance", "rebuild", "reports")
+PARTS = ("intake", "tracking", "e2e", "sustained", "memory", "escalation", "attendance", "rebuild", "reports")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Sizes:
     rebuild_las: int = 4
     rebuild_pupils: int = 25_000
     reports_pupils: int = 150_000  # one LA: ~50,000 cases
+    sustained: tuple[int, float] = (500, 60)  # facts/s, seconds
 
 
 FULL = Sizes(
@@ -101,6 +103,7 @@ QUICK = Sizes(
     rebuild_las=1,
     rebuild_pupils=2_000,
     reports_pupils=2_000,
+    sustained=(50, 5),
 )
 
 
@@ -161,6 +164,15 @@ def part_e2e(sizes: Sizes, workdir: Path) -> list[Row]:
     from bench import e2e
 
     return e2e.run(workdir, sizes.e2e_children, sizes.e2e_rate, sizes.timeout_s)
+
+
+def part_sustained(sizes: Sizes, workdir: Path) -> list[Row]:
+    from bench import e2e_sustained
+
+    rate, seconds = sizes.sustained
+    return e2e_sustained.run(
+        workdir, rate, seconds, alerts_per_s=10, urgent_every=5, timeout_s=sizes.timeout_s
+    )
 
 
 def part_memory(sizes: Sizes, workdir: Path) -> list[Row]:
@@ -247,6 +259,7 @@ RUNNERS: dict[str, Callable[[Sizes, Path], list[Row]]] = {
     "intake": part_intake,
     "tracking": part_tracking,
     "e2e": part_e2e,
+    "sustained": part_sustained,
     "memory": part_memory,
     "escalation": part_escalation,
     "attendance": part_attendance,

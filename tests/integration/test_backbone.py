@@ -83,3 +83,14 @@ def test_kafka_python_to_faust_agent_to_another_topic(kafka_settings: Settings) 
             worker.kill()
             _, err = worker.communicate()
         assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
+
+
+def test_reading_a_topic_back_returns_every_record_not_one_poll(kafka_settings: Settings) -> None:
+    # More than two polls' worth (kafka-python returns at most 500 a poll): the scale-out test read its
+    # escalations with expect=0 and saw exactly 1,000 of them, which hid every step after the thousandth.
+    topic = INTAKE.name(kafka_settings)
+    count = 1_234
+    produce(kafka_settings, topic, [(str(i % 7).encode(), str(i).encode()) for i in range(count)])
+    for expect in (0, 10):
+        values = sorted(int(r.value) for r in read_topic(kafka_settings, topic, expect=expect))
+        assert values == list(range(count))

@@ -22,9 +22,12 @@ def produce(settings: Settings, topic: str, messages: list[tuple[bytes | None, b
 
 
 def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
-    """Every record of a topic from the beginning, waiting until at least ``expect`` have arrived.
+    """Every record of a topic from the beginning: all that were on it when called, and at least ``expect``
+    (waiting up to ``timeout_s`` for them to arrive).
 
-    Reads by assignment (no consumer group), so tests do not disturb the services' groups.
+    Reads by assignment (no consumer group), so tests do not disturb the services' groups. It reads to the
+    partitions' end offsets, not to a count: one poll returns at most ``max_poll_records``, and a reader that
+    stopped at ``expect`` (``expect=0`` included) saw only the first one or two polls of a large topic.
     """
     consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(settings))
     try:
@@ -36,11 +39,13 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 3
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps) if tps else {}
         records: list[Any] = []
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
-            if len(records) >= expect:
+            at_end = all(consumer.position(tp) >= end for tp, end in ends.items())
+            if at_end and len(records) >= expect:
                 # One more short poll: a duplicate arriving just behind would otherwise go unseen.
                 for batch in consumer.poll(timeout_ms=500).values():
                     records.extend(batch)

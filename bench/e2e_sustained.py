@@ -1,0 +1,249 @@
+"""Latency under sustained load (issue 21): from the referral API's 2xx to the alert's SMTP receipt while a
+bulk load runs through the same pipeline, routine and urgent alerts apart.
+
+All services run as processes (referral, tracking, escalation, notify), as in ``bench/e2e.py``. For
+``seconds`` the sender keeps ``rate`` facts a second going into the referral API, of three kinds, each about a
+child of its own:
+
+- bulk: pupil-registered facts in batches, a school loading its roll (tracking resolves and folds each one; no
+  case opens, no alert);
+- routine: single whereabouts-unknown facts from the LA's CME team (a case in whereabouts_unknown: the
+  caseworker's immediate alert);
+- urgent: the same with a safeguarding concern (children's social care and the police at once, as well).
+
+A routine latency is the caseworker's first email about the case after the fact's 2xx; an urgent one the later
+of the social care and police emails. The urgent alerts must not queue behind the bulk load: their latency is
+printed apart. The drain is how long tracking took, after the last 2xx, to resolve every fact sent.
+
+Baseline, same run: five raw Kafka hops (the alert's path is intake, child-events, case-transitions,
+escalations and notify's publish), as in the e2e part.
+
+    .venv/bin/python -m bench --only sustained                 # 500 facts/s for 60 s
+    .venv/bin/python -m bench.e2e_sustained --rate 100 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import text
+
+from bench.common import Row, log, percentile, wait_for
+from bench.e2e import HOPS, LA, Mailbox, Pipeline, raw_hops, running_pipeline
+from devtools.samples import child, make_upn, sample_event_dict
+from shared.case_ids import case_id_for
+from shared.db import make_engine
+
+BATCHES_PER_S = 10  # the bulk goes in as ten batches a second
+CASEWORKER, SOCIAL_CARE, POLICE = "caseworker@la.test", "mash@la.test", "police@la.test"
+BULK_ESTAB, ALERT_ESTAB = 2000, 6000  # UPN ranges that keep the bulk and the alerted children apart
+
+
+@dataclass
+class Sent:
+    """What the sender managed: 2xx times of the alerting facts by event id, and the counts."""
+
+    routine: dict[str, float] = field(default_factory=dict)
+    urgent: dict[str, float] = field(default_factory=dict)
+    bulk: int = 0
+    refused: int = 0
+    failures: list[BaseException] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _sender(sent: Sent, target: Callable[..., None], *args: Any) -> threading.Thread:
+    """A sender thread whose failure ends the measurement (a thread's exception is otherwise only printed)."""
+
+    def body() -> None:
+        try:
+            target(*args)
+        except BaseException as exc:
+            with sent.lock:
+                sent.failures.append(exc)
+
+    return threading.Thread(target=body)
+
+
+def _kid(estab: int, i: int) -> dict[str, Any]:
+    """A child of its own: the UPN and the forename differ, so identity resolution links none of them."""
+    upn = make_upn(LA, estab + i // 999, 14, i % 999 + 1)
+    return child(i % 999 + 1, LA, upn=upn, forename=f"Pupil{estab}x{i}")
+
+
+def _send_bulk(pipeline: Pipeline, per_batch: int, seconds: float, started: float, sent: Sent) -> None:
+    headers = {"Authorization": f"Bearer {pipeline.school_key}", "Content-Type": "application/json"}
+    serial = 0
+    with httpx.Client(base_url=pipeline.url, headers=headers, timeout=60) as school:
+        for tick in range(int(seconds * BATCHES_PER_S)):
+            time.sleep(max(0.0, started + tick / BATCHES_PER_S - time.perf_counter()))
+            events = []
+            for _ in range(per_batch):
+                events.append(sample_event_dict("pupil-registered", kid=_kid(BULK_ESTAB, serial), la_code=LA))
+                serial += 1
+            response = school.post("/v1/events/batch", content=orjson.dumps({"events": events}))
+            response.raise_for_status()
+            body = response.json()
+            with sent.lock:
+                sent.bulk += body["accepted"]
+                sent.refused += body["rejected"] + body["duplicates"]
+
+
+def _send_alerting(
+    pipeline: Pipeline, per_s: int, urgent_every: int, seconds: float, started: float, sent: Sent
+) -> None:
+    headers = {"Authorization": f"Bearer {pipeline.team_key}"}
+    with httpx.Client(base_url=pipeline.url, headers=headers, timeout=60) as team:
+        for i in range(int(seconds * per_s)):
+            time.sleep(max(0.0, started + i / per_s - time.perf_counter()))
+            event = sample_event_dict(
+                "whereabouts-unknown", kid=_kid(ALERT_ESTAB, i), la_code=LA, school_urn=None
+            )
+            urgent = urgent_every > 0 and i % urgent_every == 0
+            event["payload"]["safeguarding_concern"] = urgent
+            team.post("/v1/events", json=event).raise_for_status()
+            with sent.lock:
+                (sent.urgent if urgent else sent.routine)[event["event_id"]] = time.perf_counter()
+
+
+def _latencies(
+    box: Mailbox, case_of: dict[str, str], sent_at: dict[str, float], recipients: set[str]
+) -> list[float]:
+    """Per alerting fact: the time from its 2xx to the last of ``recipients``' first emails about its case."""
+    first: dict[tuple[str, str], float] = {}
+    for received_at, case_id, rcpts in box.snapshot():
+        for rcpt in rcpts.split(","):
+            event_id = case_of.get(case_id)
+            if event_id in sent_at and rcpt in recipients and received_at >= sent_at[event_id]:
+                first.setdefault((case_id, rcpt), received_at)
+    out = []
+    for case_id, event_id in case_of.items():
+        if event_id in sent_at and all((case_id, r) in first for r in recipients):
+            out.append(max(first[(case_id, r)] for r in recipients) - sent_at[event_id])
+    return sorted(out)
+
+
+def run(
+    workdir: Path, rate: int, seconds: float, alerts_per_s: int, urgent_every: int, timeout_s: float
+) -> list[Row]:
+    bulk_per_batch = max(0, (rate - alerts_per_s) // BATCHES_PER_S)
+    box = Mailbox()
+    sent = Sent()
+    with running_pipeline(workdir, box, "sustained") as pipeline:
+        log(
+            f"sustained: {rate} facts/s for {seconds:g} s"
+            f" ({alerts_per_s}/s alerting, 1 in {urgent_every} urgent)"
+        )
+        started = time.perf_counter() + 0.5
+        senders = [
+            _sender(sent, _send_bulk, pipeline, bulk_per_batch, seconds, started, sent),
+            _sender(sent, _send_alerting, pipeline, alerts_per_s, urgent_every, seconds, started, sent),
+        ]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        if sent.failures:
+            raise RuntimeError("a sender failed") from sent.failures[0]
+        last_2xx = time.perf_counter()
+        offered = sent.bulk + sent.refused + len(sent.routine) + len(sent.urgent)
+        achieved = offered / (last_2xx - started)
+        engine = make_engine(pipeline.database_url)
+        total = sent.bulk + len(sent.routine) + len(sent.urgent)
+
+        def resolved() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(text("SELECT count(*) FROM tracking_resolutions")).scalar() or 0)
+
+        wait_for(lambda: resolved() >= total, timeout_s)
+        drain = time.perf_counter() - last_2xx
+        with engine.connect() as conn:
+            resolutions = conn.execute(
+                text("SELECT event_id, child_id FROM tracking_resolutions WHERE event_id = ANY(:ids)"),
+                {"ids": [*sent.routine, *sent.urgent]},
+            ).all()
+        engine.dispose()
+        case_of = {case_id_for(str(child_id), LA): str(event_id) for event_id, child_id in resolutions}
+
+        def measured() -> tuple[list[float], list[float]]:
+            return (
+                _latencies(box, case_of, sent.routine, {CASEWORKER}),
+                _latencies(box, case_of, sent.urgent, {SOCIAL_CARE, POLICE}),
+            )
+
+        def all_delivered() -> bool:
+            routine, urgent = measured()
+            return len(routine) >= len(sent.routine) and len(urgent) >= len(sent.urgent)
+
+        try:
+            wait_for(all_delivered, timeout_s)
+        except TimeoutError:
+            log("sustained: not every alert arrived in time; the table says how many were matched")
+        routine, urgent = measured()
+    hop = raw_hops(workdir)
+    load = f"{rate} facts/s for {seconds:g} s"
+    rows_out = [
+        Row(
+            "sustained",
+            f"offered facts/s ({load})",
+            round(achieved, 1),
+            "facts/s",
+            "target rate",
+            rate,
+            f"{sent.bulk} bulk, {sent.refused} refused,"
+            f" {len(sent.routine)} routine, {len(sent.urgent)} urgent",
+        ),
+        Row("sustained", f"tracking drain after the last 2xx ({load})", round(drain, 1), "s"),
+    ]
+    for name, values, count in (
+        ("routine (caseworker)", routine, sent.routine),
+        ("urgent (social care + police)", urgent, sent.urgent),
+    ):
+        for q in (0.5, 0.95, 0.99):
+            rows_out.append(
+                Row(
+                    "sustained",
+                    f"API 2xx -> SMTP, {name}, p{int(q * 100)} ({load})",
+                    round(percentile(values, q) * 1000) if values else -1,
+                    "ms",
+                    f"{HOPS} x raw Kafka hop p{int(q * 100)}",
+                    round(percentile(hop, q) * HOPS * 1000, 1),
+                    f"{len(values)} of {len(count)} matched",
+                )
+            )
+    return rows_out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=int, default=500, help="facts a second, all kinds (default 500)")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--alerts-per-s", type=int, default=10, help="alerting facts a second (default 10)")
+    parser.add_argument(
+        "--urgent-every", type=int, default=5, help="1 alerting fact in N is urgent (default 5)"
+    )
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cme-bench-") as tmp:
+        for row in run(
+            Path(tmp), args.rate, args.seconds, args.alerts_per_s, args.urgent_every, args.timeout
+        ):
+            ratio = f"  x{row.ratio}" if row.ratio is not None else ""
+            print(
+                f"{row.metric}: {row.value} {row.unit}"
+                f"  [{row.baseline} {row.baseline_value}]{ratio}  {row.note}"
+            )
+
+
+if __name__ == "__main__":
+    main()
