@@ -4,9 +4,9 @@ The child-events topic is the record of what the case agent was given: every res
 child_id), every merge, split, forward and purge, in each child's order. Applying it again with the case
 agent's own code (``case_agent.apply``: the same state machine, fold and ordering rule) and projecting with
 ``projection.project_into`` gives the case store the live worker built: ``tracking_cases``,
-``tracking_timeline`` and the ``refused_transition`` review items. Nothing is published: every output of
-the live run (transitions, handovers, forwards) is already on its topic, and the forwards are replayed
-where they sit in the log.
+``tracking_timeline``, ``tracking_spells`` and the ``refused_transition`` review items. Nothing is
+published: every output of the live run (transitions, handovers, forwards) is already on its topic, and the
+forwards are replayed where they sit in the log.
 
 Resumable: the target keeps, in the same transaction as each batch's rows, the next offset of every
 partition (``tracking_rebuild_offsets``) and the records of the children the batch changed
@@ -41,6 +41,7 @@ from services.tracking.models import (
     TrackingRegisterEntry,
     TrackingRegisterHistory,
     TrackingReviewItem,
+    TrackingSpell,
     TrackingTimelineEntry,
 )
 from services.tracking.projection import project_into
@@ -135,6 +136,7 @@ def _load_records(engine: Engine) -> dict[str, ChildRecord]:
 def _delete_child(session: Session, child_id: str) -> None:
     """What ``cme purge`` deleted from the live case store before it announced the purge."""
     session.execute(delete(TrackingTimelineEntry).where(TrackingTimelineEntry.child_id == child_id))  # type: ignore[arg-type]
+    session.execute(delete(TrackingSpell).where(TrackingSpell.child_id == child_id))  # type: ignore[arg-type]
     session.execute(
         delete(TrackingReviewItem).where(
             or_(TrackingReviewItem.child_id == child_id, TrackingReviewItem.other_child_id == child_id)  # type: ignore[arg-type]
@@ -317,6 +319,8 @@ def printer(every_s: float = 1.0) -> Callable[[Progress], None]:
 COMPARED: tuple[tuple[str, tuple[str, ...], frozenset[str], str], ...] = (
     ("tracking_cases", ("case_id",), frozenset({"updated_at"}), ""),
     ("tracking_timeline", ("child_id", "event_id"), frozenset({"id", "recorded_at"}), ""),
+    # The spells the reports count, replayed from the timeline whenever a case is projected (spells.py).
+    ("tracking_spells", ("child_id", "seq"), frozenset(), ""),
     (
         "tracking_review_items",
         ("review_id",),

@@ -19,19 +19,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import yaml
 from pydantic import BaseModel, Field
 
+from shared.events.internal import CME_STATES
 from shared.events.vocab import EHEReason, MissingReason
 from shared.school_calendar import SchoolCalendar
 
-# A child who left for another LA counts as missing until that LA confirms it has the child (NCB 2014 counts
-# "left the LA" as CME until confirmed): handed_over and awaiting_la_confirmation are CME, reason left_la.
-CME_STATES = (
-    "missing_education",
-    "whereabouts_unknown",
-    "awaiting_provision",
-    "place_offered",
-    "handed_over",
-    "awaiting_la_confirmation",
-)
 ALL_STATES = (
     "on_roll_at_risk",
     *CME_STATES,

@@ -1,0 +1,113 @@
+"""A case's spells kept as rows (``tracking_spells``): the replay of history.py done when the child's case is
+projected, once per fact, instead of once per case in every report.
+
+Spells are derived from the child's timeline and the case's current vulnerability flags only, so they are
+rewritten whole for every child a projection touches (a new fact, a late fact's re-fold, a merge or split, a
+rebuild): the same facts give the same rows however and whenever they arrived. The reports count "as of a
+date" from these rows in SQL (reports.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import delete, select
+from sqlmodel import Session, col
+
+from services.tracking.bulk import insert_rows
+from services.tracking.history import spells
+from services.tracking.models import TrackingCase, TrackingSpell, TrackingTimelineEntry
+from shared.events.internal import CME_STATES
+from shared.events.vocab import Vulnerability
+
+CHUNK = 1000  # children per query (SQLite's limit on bound parameters)
+
+
+class _Fact(NamedTuple):
+    """The timeline columns the replay reads."""
+
+    la_code: str
+    occurred_at: datetime
+    event_id: str
+    event_kind: str | None
+    verdict: str
+    to_state: str | None
+    codes: dict[str, str] | None
+
+
+def flags_of(vulnerabilities: str) -> list[Vulnerability]:
+    """The case row's comma-separated flags, as the reports read them (case_reads.vulnerability_flags)."""
+    return [Vulnerability(v) for v in vulnerabilities.split(",") if v]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def spell_rows(
+    child_id: str, la_code: str, timeline: Iterable[_Fact], flags: list[Vulnerability]
+) -> list[dict[str, Any]]:
+    """The rows of one case: each spell with the next one's start as its end, and for a missing-education
+    spell the day its unbroken run of missing-education spells began (what "missing since" reports)."""
+    replay = spells(timeline, flags)
+    rows: list[dict[str, Any]] = []
+    run: datetime | None = None
+    for i, spell in enumerate(replay):
+        start = _utc(spell.start)
+        run = (run or start) if spell.state in CME_STATES else None
+        rows.append(
+            {
+                "child_id": child_id,
+                "seq": i,
+                "la_code": la_code,
+                "starts_at": start,
+                "ends_at": _utc(replay[i + 1].start) if i + 1 < len(replay) else None,
+                "state": spell.state,
+                "reason": spell.reason,
+                "cme_since": run.date() if run else None,
+            }
+        )
+    return rows
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for at in range(0, len(ids), CHUNK):
+        yield ids[at : at + CHUNK]
+
+
+def refresh(session: Session, cases: Mapping[str, tuple[str, str]]) -> None:
+    """Rewrite the spells of ``cases`` (child_id -> (la_code, the case row's vulnerabilities)) from their
+    timelines as stored in the session's transaction."""
+    ids = sorted(cases)
+    facts: dict[str, list[_Fact]] = {}
+    t = TrackingTimelineEntry
+    for chunk in _chunks(ids):
+        for row in session.execute(
+            select(
+                t.child_id, t.la_code, t.occurred_at, t.event_id, t.event_kind, t.verdict, t.to_state, t.codes
+            ).where(col(t.child_id).in_(chunk))
+        ):
+            facts.setdefault(row[0], []).append(_Fact(*row[1:]))
+        session.execute(delete(TrackingSpell).where(col(TrackingSpell.child_id).in_(chunk)))
+    rows: list[dict[str, Any]] = []
+    for child_id in ids:
+        la_code, vulnerabilities = cases[child_id]
+        own = [f for f in facts.get(child_id, []) if f.la_code == la_code]  # as the reports read them
+        rows += spell_rows(child_id, la_code, own, flags_of(vulnerabilities))
+    insert_rows(session, TrackingSpell, rows)
+
+
+def refresh_all(session: Session) -> int:
+    """Every case's spells from its timeline (the migration that adds the table, or after a change to the
+    replay): returns the number of cases."""
+    cases = {
+        child_id: (la_code, vulnerabilities)
+        for child_id, la_code, vulnerabilities in session.execute(
+            select(TrackingCase.child_id, TrackingCase.la_code, TrackingCase.vulnerabilities)
+        )
+    }
+    ids = sorted(cases)
+    for chunk in _chunks(ids):
+        refresh(session, {c: cases[c] for c in chunk})
+    return len(ids)
