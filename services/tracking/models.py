@@ -111,10 +111,10 @@ class TrackingTimelineEntry(SQLModel, table=True):
 
 
 class TrackingSpell(SQLModel, table=True):
-    """One spell of a case's history: from ``starts_at`` (event time) until ``ends_at`` (the next spell's start;
-    None for the current one) the case was in ``state`` for ``reason``. The replay of the child's timeline
-    (history.py), rewritten by every projection that touches the child (spells.py), so a late fact, a re-fold
-    and a rebuild leave the same rows; reports count "as of a date" from these in SQL (reports.py)."""
+    """One spell of a case's history: from ``starts_at`` (event time) until ``ends_at`` (the next spell's
+    start; None for the current one) the case was in ``state`` for ``reason``. The replay of the child's
+    timeline (history.py), rewritten by every projection that touches the child (spells.py), so a late fact,
+    a re-fold and a rebuild leave the same rows; reports count "as of a date" from these in SQL."""
 
     __tablename__ = "tracking_spells"
 

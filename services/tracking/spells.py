@@ -85,7 +85,14 @@ def refresh(session: Session, cases: Mapping[str, tuple[str, str]]) -> None:
     for chunk in _chunks(ids):
         for row in session.execute(
             select(
-                t.child_id, t.la_code, t.occurred_at, t.event_id, t.event_kind, t.verdict, t.to_state, t.codes
+                col(t.child_id),
+                col(t.la_code),
+                col(t.occurred_at),
+                col(t.event_id),
+                col(t.event_kind),
+                col(t.verdict),
+                col(t.to_state),
+                col(t.codes),
             ).where(col(t.child_id).in_(chunk))
         ):
             facts.setdefault(row[0], []).append(_Fact(*row[1:]))
@@ -104,7 +111,7 @@ def refresh_all(session: Session) -> int:
     cases = {
         child_id: (la_code, vulnerabilities)
         for child_id, la_code, vulnerabilities in session.execute(
-            select(TrackingCase.child_id, TrackingCase.la_code, TrackingCase.vulnerabilities)
+            select(col(TrackingCase.child_id), col(TrackingCase.la_code), col(TrackingCase.vulnerabilities))
         )
     }
     ids = sorted(cases)

@@ -138,7 +138,9 @@ def test_compare_finds_changed_missing_and_extra_rows_not_wall_clock(tmp_path: P
     assert timeline.differing_keys[0][0] == str(b)
     assert spells.equal and reviews.equal and register.equal and register_history.equal
     with Session(rebuilt) as session:  # a spell that differs is found too
-        session.execute(text("UPDATE tracking_spells SET state = 'out_of_scope' WHERE child_id = :c"), {"c": str(a)})
+        session.execute(
+            text("UPDATE tracking_spells SET state = 'out_of_scope' WHERE child_id = :c"), {"c": str(a)}
+        )
         session.commit()
     spells = compare(urls[0], urls[1])[2]
     assert spells.table == "tracking_spells" and spells.changed > 0 and spells.rebuilt_rows > 0
