@@ -127,6 +127,7 @@ class TrackingSpell(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=40)
     # For a missing-education spell: the day (UTC) the unbroken run of such spells it belongs to began.
     cme_since: date | None = None
+    vulnerabilities: str = Field(default="", max_length=400)  # the case's flags, as on its row
 
 
 class TrackingReviewItem(SQLModel, table=True):

@@ -59,7 +59,13 @@ def project_into(session: Session, outcomes: Sequence[Outcome]) -> None:
     upsert_rows(session, TrackingCase, list(cases.values()), key="case_id", update=_CASE_UPDATES)
     insert_rows(session, TrackingTimelineEntry, new_rows)  # append-only: no ORM objects needed
     # Each touched case's spells again from its whole timeline (a late fact can change any of them).
-    spells.refresh(session, {r["child_id"]: (r["la_code"], r["vulnerabilities"]) for r in cases.values()})
+    spells.refresh(
+        session,
+        {
+            r["child_id"]: spells.CaseKey(r["la_code"], r["vulnerabilities"], r["merged_into"])
+            for r in cases.values()
+        },
+    )
     _project_register(session, outcomes)
 
 

@@ -4,7 +4,8 @@ projected, once per fact, instead of once per case in every report.
 Spells are derived from the child's timeline and the case's current vulnerability flags only, so they are
 rewritten whole for every child a projection touches (a new fact, a late fact's re-fold, a merge or split, a
 rebuild): the same facts give the same rows however and whenever they arrived. The reports count "as of a
-date" from these rows in SQL (reports.py)."""
+date" from these rows in SQL (reports.py), one table alone: so a child merged into another has no rows (it is
+counted once, in the surviving child), and each row carries the case's flags."""
 
 from __future__ import annotations
 
@@ -46,11 +47,11 @@ def _utc(value: datetime) -> datetime:
 
 
 def spell_rows(
-    child_id: str, la_code: str, timeline: Iterable[_Fact], flags: list[Vulnerability]
+    child_id: str, la_code: str, timeline: Iterable[_Fact], vulnerabilities: str
 ) -> list[dict[str, Any]]:
     """The rows of one case: each spell with the next one's start as its end, and for a missing-education
     spell the day its unbroken run of missing-education spells began (what "missing since" reports)."""
-    replay = spells(timeline, flags)
+    replay = spells(timeline, flags_of(vulnerabilities))
     rows: list[dict[str, Any]] = []
     run: datetime | None = None
     for i, spell in enumerate(replay):
@@ -66,6 +67,7 @@ def spell_rows(
                 "state": spell.state,
                 "reason": spell.reason,
                 "cme_since": run.date() if run else None,
+                "vulnerabilities": vulnerabilities,
             }
         )
     return rows
@@ -76,9 +78,17 @@ def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
         yield ids[at : at + CHUNK]
 
 
-def refresh(session: Session, cases: Mapping[str, tuple[str, str]]) -> None:
-    """Rewrite the spells of ``cases`` (child_id -> (la_code, the case row's vulnerabilities)) from their
-    timelines as stored in the session's transaction."""
+class CaseKey(NamedTuple):
+    """What the spells take from the case row."""
+
+    la_code: str
+    vulnerabilities: str  # comma-separated, as on the row
+    merged_into: str | None
+
+
+def refresh(session: Session, cases: Mapping[str, CaseKey]) -> None:
+    """Rewrite the spells of ``cases`` (by child_id) from their timelines as stored in the session's
+    transaction; a case merged into another gets none."""
     ids = sorted(cases)
     facts: dict[str, list[_Fact]] = {}
     t = TrackingTimelineEntry
@@ -99,19 +109,22 @@ def refresh(session: Session, cases: Mapping[str, tuple[str, str]]) -> None:
         session.execute(delete(TrackingSpell).where(col(TrackingSpell.child_id).in_(chunk)))
     rows: list[dict[str, Any]] = []
     for child_id in ids:
-        la_code, vulnerabilities = cases[child_id]
-        own = [f for f in facts.get(child_id, []) if f.la_code == la_code]  # as the reports read them
-        rows += spell_rows(child_id, la_code, own, flags_of(vulnerabilities))
+        case = cases[child_id]
+        if case.merged_into is not None:
+            continue
+        own = [f for f in facts.get(child_id, []) if f.la_code == case.la_code]  # as the reports read them
+        rows += spell_rows(child_id, case.la_code, own, case.vulnerabilities)
     insert_rows(session, TrackingSpell, rows)
 
 
 def refresh_all(session: Session) -> int:
     """Every case's spells from its timeline (the migration that adds the table, or after a change to the
     replay): returns the number of cases."""
+    c = TrackingCase
     cases = {
-        child_id: (la_code, vulnerabilities)
-        for child_id, la_code, vulnerabilities in session.execute(
-            select(col(TrackingCase.child_id), col(TrackingCase.la_code), col(TrackingCase.vulnerabilities))
+        child_id: CaseKey(la_code, vulnerabilities, merged_into)
+        for child_id, la_code, vulnerabilities, merged_into in session.execute(
+            select(col(c.child_id), col(c.la_code), col(c.vulnerabilities), col(c.merged_into))
         )
     }
     ids = sorted(cases)

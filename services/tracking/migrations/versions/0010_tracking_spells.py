@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(32), nullable=False),
         sa.Column("reason", sa.String(40), nullable=True),
         sa.Column("cme_since", sa.Date(), nullable=True),
+        sa.Column("vulnerabilities", sa.String(400), nullable=False),
     )
     op.create_index("ix_tracking_spells_la_code", "tracking_spells", ["la_code"])
     # The replay is the service's own code (history.py), the same the projection runs from now on.
