@@ -103,14 +103,16 @@ def measure(url: str, la: str, census: date = CENSUS) -> dict[str, Any]:
             return reports.ReturnCounts.model_validate(data)
 
         def not_in_fte() -> list[tuple[str, ...]]:
-            children: list[reports.CaseHistory] = []
+            children: list[reports.FTEChild] = []
             params: dict[str, Any] = {"on": on}
             while True:
-                data = get("/v1/reports/not-in-full-time-education", **params).json()
-                children += [reports.NotInFTEChild.model_validate(r).history() for r in data["rows"]]
-                if not data["next_after"]:
-                    return reports.not_in_full_time_education(children, census)
-                params["after"] = data["next_after"]
+                page = reports.NotInFTEPage.model_validate_json(
+                    get("/v1/reports/not-in-full-time-education", **params).content
+                )
+                children += page.rows
+                if not page.next_after:
+                    return reports.not_in_fte_from(children, census)
+                params["after"] = page.next_after
 
         page()  # warm: imports, the first connection
         (snap, points), page_s = _median(page)

@@ -527,23 +527,16 @@ class ReturnCounts(BaseModel):
     ehe_in_window: int
 
 
-class NotInFTEChild(BaseModel):
-    child_id: str
-    upn: str | None = None
-    date_of_birth: date | None = None
-    spell: Spell
-    details: list[Detail] = Field(default_factory=list)
+# One child of /v1/reports/not-in-full-time-education, positional (tracking's NOT_IN_FTE_COLUMNS): child id,
+# UPN, date of birth, the spell on the day (start, state, reason), and its provision and exclusion facts up to
+# the end of the day in event order (occurred_at, event kind, codes).
+FTEFact = tuple[datetime, str | None, dict[str, str]]
+FTEChild = tuple[str, str | None, date | None, datetime, str, str | None, list[FTEFact]]
 
-    def history(self) -> CaseHistory:
-        """The part of the child's history the list reads: the spell on the day and the codes up to it."""
-        return CaseHistory(
-            child_id=self.child_id,
-            case_id="",
-            upn=self.upn,
-            date_of_birth=self.date_of_birth,
-            spells=[self.spell],
-            details=self.details,
-        )
+
+class NotInFTEPage(BaseModel):
+    rows: list[FTEChild]
+    next_after: str | None = None
 
 
 def snapshot_from(counts: ReportCounts, calendar: SchoolCalendar, population: Population | None) -> Snapshot:
@@ -566,6 +559,48 @@ def snapshot_from(counts: ReportCounts, calendar: SchoolCalendar, population: Po
     cases = sum(by_state.values())
     flags = Counter(counts.cme_by_vulnerability)
     return _snapshot(on, cases, by_state, by_reason, bands, days, flags, population)
+
+
+def not_in_fte_from(children: Iterable[FTEChild], on: date) -> list[tuple[str, ...]]:
+    """``not_in_full_time_education`` from tracking's rows of the children who may be listed."""
+    cutoff = end_of(on)
+    year_before = cutoff - timedelta(days=365)
+    rows: list[tuple[str, ...]] = []
+    for child_id, upn, dob, _, state, _, facts in sorted(children, key=lambda c: c[0]):
+        before = [f for f in facts if _aware(f[0]) < cutoff]
+        provision = next((f for f in reversed(before) if (f[1] or "").startswith("provision-started")), None)
+        part_time = state == "part_time_provision" or (
+            state == "in_education"
+            and provision is not None
+            and provision[2].get("full_time", "True") == "False"
+        )
+        if state not in CME_STATES and not part_time:
+            continue
+        exclusion = next((f for f in reversed(before) if _fact_exclusion(f) is not None), None)
+        if exclusion is not None and _aware(exclusion[0]) < year_before:
+            exclusion = None
+        if part_time and provision is not None:
+            codes = provision[2]
+            ptype, hours = codes.get("provision_type", ""), codes.get("hours_per_week", "")
+            started = codes.get("start_date", _aware(provision[0]).date().isoformat())
+        else:
+            ptype, hours, started = "none", "0", ""
+        rows.append(
+            (
+                child_id,
+                dob.isoformat() if dob else "",
+                upn or "",
+                ptype,
+                hours,
+                (_fact_exclusion(exclusion) or "") if exclusion else "",
+                started,
+            )
+        )
+    return rows
+
+
+def _fact_exclusion(fact: FTEFact) -> str | None:
+    return "permanent" if (fact[1] or "").endswith("permanently-excluded") else fact[2].get("exclusion_type")
 
 
 def trends_from(counts: ReportCounts) -> list[TrendPoint]:

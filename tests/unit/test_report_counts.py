@@ -57,15 +57,17 @@ class Tracking:
         data = self.get("/v1/reports/return", on=on.isoformat(), ehe_from=first, ehe_to=last)
         return reports.ReturnCounts.model_validate(data)
 
-    def not_in_fte(self, on: date, limit: int) -> list[reports.CaseHistory]:
-        out: list[reports.CaseHistory] = []
+    def not_in_fte(self, on: date, limit: int) -> list[reports.FTEChild]:
+        out: list[reports.FTEChild] = []
         params: dict[str, Any] = {"on": on.isoformat(), "limit": limit}
         while True:
-            page = self.get("/v1/reports/not-in-full-time-education", **params)
-            out += [reports.NotInFTEChild.model_validate(r).history() for r in page["rows"]]
-            if not page["next_after"]:
+            page = reports.NotInFTEPage.model_validate(
+                self.get("/v1/reports/not-in-full-time-education", **params)
+            )
+            out += page.rows
+            if not page.next_after:
                 return out
-            params["after"] = page["next_after"]
+            params["after"] = page.next_after
 
 
 def assert_same_reports(engine: Engine, la: str, days: list[date], page: int) -> None:
@@ -81,9 +83,9 @@ def assert_same_reports(engine: Engine, la: str, days: list[date], page: int) ->
             returned = tracking.returns(day)
             assert reports.dfe_return_from(returned) == reports.dfe_return(whole, day), day
             assert reports.ehe_return_from(returned) == reports.ehe_return(whole, day), day
-            assert reports.not_in_full_time_education(
-                tracking.not_in_fte(day, page), day
-            ) == reports.not_in_full_time_education(whole, day), day
+            assert reports.not_in_fte_from(tracking.not_in_fte(day, page), day) == (
+                reports.not_in_full_time_education(whole, day)
+            ), day
 
 
 def test_the_scenario_counts_equal_the_replay(tmp_path: Path) -> None:

@@ -42,17 +42,18 @@ async def _return(ctx: Ctx, day: date, reason: str) -> reports.ReturnCounts:
     return reports.ReturnCounts.model_validate(data)
 
 
-async def _not_in_fte(ctx: Ctx, day: date, reason: str) -> list[reports.CaseHistory]:
+async def _not_in_fte(ctx: Ctx, day: date, reason: str) -> list[reports.FTEChild]:
     """The children the list may name, page by page (tracking decides who is a candidate on the day)."""
-    out: list[reports.CaseHistory] = []
+    out: list[reports.FTEChild] = []
     params: dict[str, str | int] = {"on": day.isoformat(), "reason": reason, "limit": NOT_IN_FTE_PAGE}
     async with ctx.service("tracking") as tracking:
         while True:
-            data = await tracking.call("GET", "/v1/reports/not-in-full-time-education", params=params)
-            out += [reports.NotInFTEChild.model_validate(r).history() for r in data["rows"]]
-            if not data.get("next_after"):
+            raw = await tracking.raw("GET", "/v1/reports/not-in-full-time-education", params=params)
+            page = reports.NotInFTEPage.model_validate_json(raw)
+            out += page.rows
+            if not page.next_after:
                 return out
-            params["after"] = data["next_after"]
+            params["after"] = page.next_after
 
 
 def _date(value: str | None) -> date:
@@ -93,7 +94,7 @@ async def not_in_fte_csv(
 ) -> Response:
     posted(ctx, csrf_token)
     day = _date(on)
-    rows = reports.not_in_full_time_education(await _not_in_fte(ctx, day, reason), day)
+    rows = reports.not_in_fte_from(await _not_in_fte(ctx, day, reason), day)
     return _download(ctx, "not_in_full_time_education", day, reason, reports.NOT_IN_FTE_HEADER, rows)
 
 
