@@ -10,11 +10,23 @@ and the next one did not, so a report for a past day shows what the facts said t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, and_, func, literal, or_, union_all
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Date,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    union_all,
+)
 from sqlalchemy import case as when
 from sqlalchemy import select as sa_select  # more columns than sqlmodel's select is typed for
 from sqlmodel import Session, col, select
@@ -270,8 +282,21 @@ def _ever(session: Session, la_code: str, states: Sequence[str], after: datetime
     )
 
 
+def _among(ids: Sequence[str], dialect: str) -> Callable[[Any], ColumnElement[bool]]:
+    """``column`` is one of ``ids``: on PostgreSQL one array parameter (a short statement, compiled and
+    planned once, however long the page), elsewhere an IN list (SQLite: tests)."""
+    if dialect == "postgresql":
+        array = bindparam("ids", list(ids), type_=ARRAY(String()))
+        return lambda column: column == any_(array)
+    return lambda column: column.in_(ids)
+
+
 def _details(
-    session: Session, page: Any, wanted: set[str], la_code: str, cutoff: datetime
+    session: Session,
+    page: Callable[[Any], ColumnElement[bool]],
+    wanted: set[str],
+    la_code: str,
+    cutoff: datetime,
 ) -> dict[str, list[Any]]:
     """Each child's timeline rows before ``cutoff`` that the list reads (a provision start or an exclusion
     with its codes, or a permanent exclusion), in event order: (child_id, occurred_at, event_id, event_kind,
@@ -288,7 +313,7 @@ def _details(
             col(t.codes),
             col(t.la_code),
         ).where(
-            col(t.child_id).in_(page),
+            page(col(t.child_id)),
             col(t.occurred_at) < cutoff,
             or_(
                 and_(
@@ -360,17 +385,17 @@ def not_in_fte(
     found = session.exec(query).all()
     page, more = found[:limit], len(found) > limit
     ids = [r[0] for r in page]
-    # The page's children as a subquery: one short statement however long the page. Only the child id in the
-    # statements that use it (the LA is checked here): on a store without planner statistics, an LA condition
-    # made PostgreSQL intersect the LA's whole index once per child (4 s for 4,600 children).
-    wanted, page_ids = set(ids), query.with_only_columns(col(S.child_id))
+    # Only the child id in the statements that read the page's children (the LA is checked here): on a store
+    # without planner statistics, an LA condition made PostgreSQL intersect the LA's whole index once per
+    # child (4 s for 4,600 children).
+    wanted, page_ids = set(ids), _among(ids, session.get_bind().dialect.name)
     upns: dict[str, str] = {}
     born: dict[str, date | None] = {}
     if ids:
         i = TrackingIdentifier
         for child_id, value, its_la, kind in session.exec(
             select(col(i.child_id), col(i.value), col(i.la_code), col(i.kind))
-            .where(col(i.child_id).in_(page_ids))
+            .where(page_ids(col(i.child_id)))
             .order_by(col(i.id))
         ).all():
             if child_id in wanted and its_la == la and kind == "upn":
@@ -378,7 +403,7 @@ def not_in_fte(
         for child_id, dob, its_la in session.exec(
             select(
                 col(TrackingChild.child_id), col(TrackingChild.date_of_birth), col(TrackingChild.la_code)
-            ).where(col(TrackingChild.child_id).in_(page_ids))
+            ).where(page_ids(col(TrackingChild.child_id)))
         ).all():
             if child_id in wanted and its_la == la:
                 born[child_id] = dob
