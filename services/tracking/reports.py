@@ -223,7 +223,8 @@ def _day(value: date | str) -> date:
 
 
 def _children(la_code: str) -> Any:
-    """The LA's child rows, joined to spells where there is one (a case may have none in a rebuilt store)."""
+    """The LA's child row of a spell's case, where there is one (a rebuilt store has none: no sex or date of
+    birth then)."""
     return and_(col(TrackingChild.child_id) == col(S.child_id), col(TrackingChild.la_code) == la_code)
 
 
@@ -339,19 +340,18 @@ def _latest_ehe_reasons(
 ) -> dict[str, str]:
     """The parent's reason for home education as each child's latest fact before ``cutoff`` stated it."""
     out: dict[str, str] = {}
+    if not child_ids:
+        return out
     t = TrackingTimelineEntry
-    for at in range(0, len(child_ids), 1000):
-        rows = session.exec(
-            select(col(t.child_id), col(t.occurred_at), col(t.event_id), col(t.codes)).where(
-                col(t.child_id).in_(child_ids[at : at + 1000]),
-                t.la_code == la_code,
-                col(t.occurred_at) < cutoff,
-                col(t.codes).is_not(None),
-            )
-        ).all()
-        for child_id, _, _, codes in sorted(rows, key=lambda r: (r[1], r[2])):
-            if stated := (codes or {}).get("ehe_reason"):
-                out[child_id] = stated
+    among = _among(child_ids, session.get_bind().dialect.name)
+    rows = session.execute(
+        sa_select(col(t.child_id), col(t.occurred_at), col(t.event_id), col(t.codes), col(t.la_code)).where(
+            among(col(t.child_id)), col(t.occurred_at) < cutoff, col(t.codes).is_not(None)
+        )
+    ).all()
+    for child_id, _, _, codes, la in sorted(rows, key=lambda r: (r[1], r[2])):
+        if la == la_code and (stated := (codes or {}).get("ehe_reason")):
+            out[child_id] = stated
     return out
 
 
