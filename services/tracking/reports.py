@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Date,
     String,
@@ -286,8 +285,8 @@ def _ever(session: Session, la_code: str, states: Sequence[str], after: datetime
 def _among(ids: Sequence[str], dialect: str) -> Callable[[Any], ColumnElement[bool]]:
     """``column`` is one of ``ids``: on PostgreSQL one array parameter (a short statement, compiled and
     planned once, however long the page), elsewhere an IN list (SQLite: tests)."""
-    if dialect == "postgresql":
-        array = bindparam("ids", list(ids), type_=ARRAY(String()))
+    if dialect == "postgresql":  # one text, split by the server (the driver escapes an array's every item)
+        array = func.string_to_array(bindparam("ids", ",".join(ids), type_=String()), ",")
         return lambda column: column == any_(array)
     return lambda column: column.in_(ids)
 
