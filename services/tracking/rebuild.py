@@ -366,9 +366,12 @@ def _rows(
     t = Table(table, meta, autoload_with=conn)
     columns = [c for c in t.c if c.name not in leave_out]
     names = [c.name for c in columns]
-    # Byte order on both sides, as Python compares the keys (PostgreSQL's locale order ignores dashes).
+    # Byte order on both sides, as Python compares the keys (PostgreSQL's locale order ignores dashes); a
+    # number (a spell's place) sorts as a number on both.
     collate = conn.dialect.name == "postgresql"
-    query = select(*columns).order_by(*(t.c[k].collate("C") if collate else t.c[k] for k in keys))
+    query = select(*columns).order_by(
+        *(t.c[k].collate("C") if collate and isinstance(t.c[k].type, String) else t.c[k] for k in keys)
+    )
     if where:
         query = query.where(text(where))
     key_at = [names.index(k) for k in keys]
