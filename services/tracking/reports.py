@@ -17,10 +17,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Date,
-    String,
     and_,
-    any_,
-    bindparam,
     func,
     literal,
     or_,
@@ -32,6 +29,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from services.tracking.audit import audit_read
+from services.tracking.bulk import among
 from services.tracking.case_reads import vulnerability_flags
 from services.tracking.history import spells
 from services.tracking.models import (
@@ -282,15 +280,6 @@ def _ever(session: Session, la_code: str, states: Sequence[str], after: datetime
     )
 
 
-def _among(ids: Sequence[str], dialect: str) -> Callable[[Any], ColumnElement[bool]]:
-    """``column`` is one of ``ids``: on PostgreSQL one array parameter (a short statement, compiled and
-    planned once, however long the page), elsewhere an IN list (SQLite: tests)."""
-    if dialect == "postgresql":  # one text, split by the server (the driver escapes an array's every item)
-        array = func.string_to_array(bindparam("ids", ",".join(ids), type_=String()), ",")
-        return lambda column: column == any_(array)
-    return lambda column: column.in_(ids)
-
-
 def _details(
     session: Session,
     page: Callable[[Any], ColumnElement[bool]],
@@ -342,10 +331,10 @@ def _latest_ehe_reasons(
     if not child_ids:
         return out
     t = TrackingTimelineEntry
-    among = _among(child_ids, session.get_bind().dialect.name)
+    theirs = among(session, child_ids)
     rows = session.execute(
         sa_select(col(t.child_id), col(t.occurred_at), col(t.event_id), col(t.codes), col(t.la_code)).where(
-            among(col(t.child_id)), col(t.occurred_at) < cutoff, col(t.codes).is_not(None)
+            theirs(col(t.child_id)), col(t.occurred_at) < cutoff, col(t.codes).is_not(None)
         )
     ).all()
     for child_id, _, _, codes, la in sorted(rows, key=lambda r: (r[1], r[2])):
@@ -387,7 +376,7 @@ def not_in_fte(
     # Only the child id in the statements that read the page's children (the LA is checked here): on a store
     # without planner statistics, an LA condition made PostgreSQL intersect the LA's whole index once per
     # child (4 s for 4,600 children).
-    wanted, page_ids = set(ids), _among(ids, session.get_bind().dialect.name)
+    wanted, page_ids = set(ids), among(session, ids)
     upns: dict[str, str] = {}
     born: dict[str, date | None] = {}
     if ids:

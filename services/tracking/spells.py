@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
-from services.tracking.bulk import insert_rows
+from services.tracking.bulk import among, insert_rows
 from services.tracking.history import spells
 from services.tracking.models import TrackingCase, TrackingSpell, TrackingTimelineEntry
 from shared.events.internal import CME_STATES
@@ -93,6 +93,7 @@ def refresh(session: Session, cases: Mapping[str, CaseKey]) -> None:
     facts: dict[str, list[_Fact]] = {}
     t = TrackingTimelineEntry
     for chunk in _chunks(ids):
+        chunk_has = among(session, chunk)
         for row in session.execute(
             select(
                 col(t.child_id),
@@ -103,10 +104,10 @@ def refresh(session: Session, cases: Mapping[str, CaseKey]) -> None:
                 col(t.verdict),
                 col(t.to_state),
                 col(t.codes),
-            ).where(col(t.child_id).in_(chunk))
+            ).where(chunk_has(col(t.child_id)))
         ):
             facts.setdefault(row[0], []).append(_Fact(*row[1:]))
-        session.execute(delete(TrackingSpell).where(col(TrackingSpell.child_id).in_(chunk)))
+        session.execute(delete(TrackingSpell).where(chunk_has(col(TrackingSpell.child_id))))
     rows: list[dict[str, Any]] = []
     for child_id in ids:
         case = cases[child_id]
