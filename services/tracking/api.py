@@ -8,9 +8,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from services.tracking import case_reads, reports, review
 from services.tracking.deps import EngineDep, MatcherDep, PublishDep, ReasonQuery
@@ -23,6 +24,9 @@ from services.tracking.schemas import (
     CrossLAReport,
     Decision,
     HistoryOut,
+    NotInFTEPage,
+    ReportCounts,
+    ReturnCounts,
     SearchIn,
     Undo,
 )
@@ -70,6 +74,50 @@ def case_history(who: CaseReader, engine: EngineDep, reason: ReasonQuery) -> lis
     provision/exclusion codes its facts carried: reports compute "as of a date" from this."""
     with session_scope(engine) as session:
         return reports.case_histories(session, who, reason)
+
+
+Day = Annotated[date, Query(description="A day (YYYY-MM-DD): counts as at its end, in event time")]
+
+
+@router.get("/reports/counts")
+def report_counts(
+    who: CaseReader,
+    engine: EngineDep,
+    reason: ReasonQuery,
+    on: Day,
+    months: Annotated[int, Query(ge=1, le=36)] = 12,
+) -> ReportCounts:
+    """The reports page's figures on a day, counted from the cases' spells: by state and reason, the days
+    the missing went missing, vulnerable groups, and the month-end trend. Names no child."""
+    with session_scope(engine) as session:
+        return reports.report_counts(session, who, on, months, reason)
+
+
+@router.get("/reports/return")
+def return_counts(
+    who: CaseReader, engine: EngineDep, reason: ReasonQuery, on: Day, ehe_from: Day, ehe_to: Day
+) -> ReturnCounts:
+    """The DfE termly return's counts on census day ``on`` (home education at any time from ``ehe_from`` to
+    ``ehe_to``). Names no child."""
+    with session_scope(engine) as session:
+        return reports.return_counts(session, who, on, ehe_from, ehe_to, reason)
+
+
+@router.get("/reports/not-in-full-time-education", response_model=NotInFTEPage)
+def not_in_full_time_education(
+    who: CaseReader,
+    engine: EngineDep,
+    reason: ReasonQuery,
+    on: Day,
+    after: Annotated[uuid.UUID | None, Query(description="The last child id of the page before")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 5000,
+) -> Response:
+    """A page of the children missing education or possibly in part-time provision on a day, with what the
+    Ofsted list needs of each. Serialised once here (the page is built of validated models: FastAPI's own
+    check of thousands of nested rows again cost as much as reading them)."""
+    with session_scope(engine) as session:
+        page = reports.not_in_fte(session, who, on, str(after) if after else None, limit, reason)
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/cases")

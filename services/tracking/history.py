@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from services.tracking.models import TrackingTimelineEntry
 from services.tracking.state_machine import STATED_REASON_STATES, TRANSITIONS, EventKind, Verdict, _reason
 from shared.events.internal import CaseState
 from shared.events.vocab import MissingReason, Vulnerability
@@ -42,6 +42,23 @@ class ProvisionDetail:
     codes: dict[str, str]
 
 
+class TimelineFact(Protocol):
+    """What the replay reads of a timeline row (a ``TrackingTimelineEntry`` or a row of those columns)."""
+
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_kind(self) -> str | None: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def to_state(self) -> str | None: ...
+    @property
+    def codes(self) -> dict[str, str] | None: ...
+
+
 def _kind(value: str | None) -> EventKind | None:
     try:
         return EventKind(value) if value else None
@@ -49,12 +66,12 @@ def _kind(value: str | None) -> EventKind | None:
         return None
 
 
-def _stated_reason(row: TrackingTimelineEntry) -> MissingReason | None:
+def _stated_reason(row: TimelineFact) -> MissingReason | None:
     code = (row.codes or {}).get("reason")
     return MissingReason(code) if code in {r.value for r in MissingReason} else None
 
 
-def spells(rows: Iterable[TrackingTimelineEntry], vulnerabilities: list[Vulnerability]) -> list[Spell]:
+def spells(rows: Iterable[TimelineFact], vulnerabilities: list[Vulnerability]) -> list[Spell]:
     ordered = sorted(rows, key=lambda r: (r.occurred_at, r.event_id))
     state: CaseState | None = None
     reason: MissingReason | None = None

@@ -1,6 +1,6 @@
 """The tracking service's tables (tracking_*): children and their identifiers, identity resolutions, cases,
-the
-append-only case timeline, review items for a person, and the audit of reads of a child's record."""
+the append-only case timeline and the spells replayed from it, review items for a person, and the audit of
+reads of a child's record."""
 
 from __future__ import annotations
 
@@ -108,6 +108,26 @@ class TrackingTimelineEntry(SQLModel, table=True):
     # The fact's provision, exclusion and stated-reason codes (facts.timeline_codes), which reports replay.
     codes: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
     recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class TrackingSpell(SQLModel, table=True):
+    """One spell of a case's history: from ``starts_at`` (event time) until ``ends_at`` (the next spell's
+    start; None for the current one) the case was in ``state`` for ``reason``. The replay of the child's
+    timeline (history.py), rewritten by every projection that touches the child (spells.py), so a late fact,
+    a re-fold and a rebuild leave the same rows; reports count "as of a date" from these in SQL."""
+
+    __tablename__ = "tracking_spells"
+
+    child_id: str = Field(primary_key=True, max_length=36)
+    seq: int = Field(primary_key=True)  # the spell's place in the case's history, from 0
+    la_code: str = Field(index=True, max_length=3)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    state: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=40)
+    # For a missing-education spell: the day (UTC) the unbroken run of such spells it belongs to began.
+    cme_since: date | None = None
+    vulnerabilities: str = Field(default="", max_length=400)  # the case's flags, as on its row
 
 
 class TrackingReviewItem(SQLModel, table=True):

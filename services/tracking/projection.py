@@ -4,7 +4,7 @@ changes nothing.
 
 A batch of outcomes is projected in one transaction: one query per table for what already exists (not one
 per row), the case rows as one upsert (the last outcome of a case in the batch wins: outcomes are in order),
-the new timeline rows as one insert."""
+the new timeline rows as one insert, then the touched cases' spells (spells.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from services.tracking import spells
 from services.tracking.bulk import insert_rows, upsert_rows
 from services.tracking.cases import Outcome
 from services.tracking.identity import review_id_for
@@ -57,6 +58,14 @@ def project_into(session: Session, outcomes: Sequence[Outcome]) -> None:
     session.flush()  # review items
     upsert_rows(session, TrackingCase, list(cases.values()), key="case_id", update=_CASE_UPDATES)
     insert_rows(session, TrackingTimelineEntry, new_rows)  # append-only: no ORM objects needed
+    # Each touched case's spells again from its whole timeline (a late fact can change any of them).
+    spells.refresh(
+        session,
+        {
+            r["child_id"]: spells.CaseKey(r["la_code"], r["vulnerabilities"], r["merged_into"])
+            for r in cases.values()
+        },
+    )
     _project_register(session, outcomes)
 
 

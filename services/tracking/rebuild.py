@@ -4,9 +4,9 @@ The child-events topic is the record of what the case agent was given: every res
 child_id), every merge, split, forward and purge, in each child's order. Applying it again with the case
 agent's own code (``case_agent.apply``: the same state machine, fold and ordering rule) and projecting with
 ``projection.project_into`` gives the case store the live worker built: ``tracking_cases``,
-``tracking_timeline`` and the ``refused_transition`` review items. Nothing is published: every output of
-the live run (transitions, handovers, forwards) is already on its topic, and the forwards are replayed
-where they sit in the log.
+``tracking_timeline``, ``tracking_spells`` and the ``refused_transition`` review items. Nothing is
+published: every output of the live run (transitions, handovers, forwards) is already on its topic, and the
+forwards are replayed where they sit in the log.
 
 Resumable: the target keeps, in the same transaction as each batch's rows, the next offset of every
 partition (``tracking_rebuild_offsets``) and the records of the children the batch changed
@@ -41,6 +41,7 @@ from services.tracking.models import (
     TrackingRegisterEntry,
     TrackingRegisterHistory,
     TrackingReviewItem,
+    TrackingSpell,
     TrackingTimelineEntry,
 )
 from services.tracking.projection import project_into
@@ -135,6 +136,7 @@ def _load_records(engine: Engine) -> dict[str, ChildRecord]:
 def _delete_child(session: Session, child_id: str) -> None:
     """What ``cme purge`` deleted from the live case store before it announced the purge."""
     session.execute(delete(TrackingTimelineEntry).where(TrackingTimelineEntry.child_id == child_id))  # type: ignore[arg-type]
+    session.execute(delete(TrackingSpell).where(TrackingSpell.child_id == child_id))  # type: ignore[arg-type]
     session.execute(
         delete(TrackingReviewItem).where(
             or_(TrackingReviewItem.child_id == child_id, TrackingReviewItem.other_child_id == child_id)  # type: ignore[arg-type]
@@ -284,6 +286,11 @@ def rebuild(
             done = report.resumed_from + sum(min(position[tp], ends[tp]) - start[tp] for tp in tps)
             if on_progress is not None:
                 on_progress(Progress(done, report.total, time.perf_counter() - started))
+        if engine.dialect.name == "postgresql":
+            # The planner's statistics of the tables just filled (autovacuum would come later): without them
+            # a report's count on a fresh store can pick a plan a thousand times slower.
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
     finally:
         consumer.close()
         engine.dispose()
@@ -317,6 +324,8 @@ def printer(every_s: float = 1.0) -> Callable[[Progress], None]:
 COMPARED: tuple[tuple[str, tuple[str, ...], frozenset[str], str], ...] = (
     ("tracking_cases", ("case_id",), frozenset({"updated_at"}), ""),
     ("tracking_timeline", ("child_id", "event_id"), frozenset({"id", "recorded_at"}), ""),
+    # The spells the reports count, replayed from the timeline whenever a case is projected (spells.py).
+    ("tracking_spells", ("child_id", "seq"), frozenset(), ""),
     (
         "tracking_review_items",
         ("review_id",),
@@ -357,9 +366,12 @@ def _rows(
     t = Table(table, meta, autoload_with=conn)
     columns = [c for c in t.c if c.name not in leave_out]
     names = [c.name for c in columns]
-    # Byte order on both sides, as Python compares the keys (PostgreSQL's locale order ignores dashes).
+    # Byte order on both sides, as Python compares the keys (PostgreSQL's locale order ignores dashes); a
+    # number (a spell's place) sorts as a number on both.
     collate = conn.dialect.name == "postgresql"
-    query = select(*columns).order_by(*(t.c[k].collate("C") if collate else t.c[k] for k in keys))
+    query = select(*columns).order_by(
+        *(t.c[k].collate("C") if collate and isinstance(t.c[k].type, String) else t.c[k] for k in keys)
+    )
     if where:
         query = query.where(text(where))
     key_at = [names.index(k) for k in keys]

@@ -72,6 +72,7 @@ PURGE = PurgeHook(
         "tracking_identifiers": CHILD,
         "tracking_resolutions": CHILD,
         "tracking_timeline": CHILD,
+        "tracking_spells": CHILD,
         # Rows between two children (a merge's other child, a cross-LA link's sought or found child) go with
         # either of them.
         "tracking_review_items": {"child_id": "child", "other_child_id": "child"},

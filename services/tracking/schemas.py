@@ -116,6 +116,75 @@ class HistoryOut(BaseModel):
     details: list[DetailOut]
 
 
+# --- the reports' counts as of a day, from tracking_spells in SQL (reports.py) ---------------------------
+
+
+class StateCount(BaseModel):
+    state: str
+    reason: str | None
+    count: int
+
+
+class SinceCount(BaseModel):
+    since: date | None  # the day the child's unbroken missing-education run began (UTC)
+    count: int
+
+
+class MonthCount(BaseModel):
+    on: date
+    cme: int
+    whereabouts_unknown: int
+    new_cme: int  # became missing education on or after the first of the month, still missing on ``on``
+
+
+class ReportCounts(BaseModel):
+    """The LA's cases on ``on`` by state and reason, the missing-education cases by the day they went missing
+    and by vulnerable group, and the month-end counts of the ``months`` up to ``on``. No child is named."""
+
+    on: date
+    by_state: list[StateCount]
+    cme_since: list[SinceCount]
+    cme_by_vulnerability: dict[str, int]
+    months: list[MonthCount]
+
+
+class ReturnGroup(BaseModel):
+    sex: str | None
+    date_of_birth: date | None
+    reason: str | None  # missing-education reason; for home education the parent's stated reason
+    since: date | None  # missing education only
+    count: int
+
+
+class ReturnCounts(BaseModel):
+    """The DfE termly return's counts on census day ``on``, grouped by what the return breaks them down by
+    (a date of birth gives the year group): children missing education and electively home educated, and
+    those in that state at any moment of a window before (12 months up to ``on``; ``ehe_from``-``ehe_to``)."""
+
+    on: date
+    cme: list[ReturnGroup]
+    cme_in_previous_year: int
+    ehe: list[ReturnGroup]
+    ehe_in_window: int
+
+
+# A child who on the day is missing education or may be in part-time provision: the spell then, and the
+# provision and exclusion facts up to then (the web decides part time and exclusion). Positional, as
+# ``NOT_IN_FTE_COLUMNS`` names them: thousands of rows validate and travel several times faster as arrays.
+NOT_IN_FTE_COLUMNS = (
+    "child_id", "upn", "date_of_birth", "spell_start", "state", "reason",
+    "facts: occurred_at, event_kind, codes",
+)  # fmt: skip
+NotInFTEFact = tuple[datetime, str | None, dict[str, str]]
+NotInFTERow = tuple[str, str | None, date | None, datetime, str, str | None, list[NotInFTEFact]]
+
+
+class NotInFTEPage(BaseModel):
+    columns: tuple[str, ...] = NOT_IN_FTE_COLUMNS
+    rows: list[NotInFTERow]
+    next_after: str | None  # the ``after`` of the next page; None on the last
+
+
 class CaseQuery(BaseModel):
     """A page of the LA's cases for a work queue, filtered; ``total`` counts every case the filters match."""
 

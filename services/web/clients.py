@@ -48,6 +48,10 @@ class ServiceClient:
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return (await self._request(method, path, **kwargs)).json()
 
+    async def raw(self, method: str, path: str, **kwargs: Any) -> bytes:
+        """The response body as sent (for a model to validate straight from JSON: large pages)."""
+        return (await self._request(method, path, **kwargs)).content
+
     async def page(self, path: str, method: str = "GET", **kwargs: Any) -> tuple[list[Any], int]:
         """One page of a list and the count over all pages (the service's ``X-Total-Count``)."""
         response = await self._request(method, path, **kwargs)

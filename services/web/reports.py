@@ -1,4 +1,6 @@
-"""Report figures computed from the cases' histories (tracking's /v1/reports/history), "as of" a date.
+"""Report figures "as of" a date: from tracking's counts of the cases' spells (what the pages use), and the
+same figures replayed from whole histories (tracking's /v1/reports/history: the reference they are tested
+against).
 
 A case's history is its list of spells: from each spell's start (event time) the case was in that state.
 The state on a date is the state of the last spell that started before the end of that date (UTC), so a
@@ -19,19 +21,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import yaml
 from pydantic import BaseModel, Field
 
+from shared.events.internal import CME_STATES
 from shared.events.vocab import EHEReason, MissingReason
 from shared.school_calendar import SchoolCalendar
 
-# A child who left for another LA counts as missing until that LA confirms it has the child (NCB 2014 counts
-# "left the LA" as CME until confirmed): handed_over and awaiting_la_confirmation are CME, reason left_la.
-CME_STATES = (
-    "missing_education",
-    "whereabouts_unknown",
-    "awaiting_provision",
-    "place_offered",
-    "handed_over",
-    "awaiting_la_confirmation",
-)
 ALL_STATES = (
     "on_roll_at_risk",
     *CME_STATES,
@@ -165,6 +158,7 @@ def _median(values: Sequence[int]) -> float | None:
 def snapshot(
     histories: Iterable[CaseHistory], on: date, calendar: SchoolCalendar, population: Population | None
 ) -> Snapshot:
+    """The snapshot replayed from whole histories (the reference ``snapshot_from`` is tested against)."""
     by_state: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
     bands: Counter[str] = Counter({label: 0 for _, _, label in SCHOOL_DAY_BANDS})
@@ -188,6 +182,19 @@ def snapshot(
         n = max(0, calendar.school_days_between(since.date(), on))
         days.append(n)
         bands[next(label for lo, hi, label in SCHOOL_DAY_BANDS if lo <= n <= hi)] += 1
+    return _snapshot(on, cases, by_state, by_reason, bands, days, flags, population)
+
+
+def _snapshot(
+    on: date,
+    cases: int,
+    by_state: Counter[str],
+    by_reason: Counter[str],
+    bands: Counter[str],
+    days: list[int],
+    flags: Counter[str],
+    population: Population | None,
+) -> Snapshot:
     cme_total = sum(by_state[s] for s in CME_STATES)
     vulnerable: list[dict[str, object]] = []
     groups = sorted(set(flags) | set(population.groups if population else {}))
@@ -341,7 +348,18 @@ def dfe_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str
     by_reason: Counter[str] = Counter(
         (spell.reason if (spell := spell_on(h, census)) and spell.reason else "not_recorded") for h in on_day
     )
-    rows: list[tuple[str, ...]] = [("cme_on_census_day", "", "", "", "", str(len(on_day)))]
+    previous = sum(1 for h in histories if cme_in_previous_year(h, census))
+    return _dfe_rows(len(on_day), by_sex_year, by_time, by_reason, previous)
+
+
+def _dfe_rows(
+    on_day: int,
+    by_sex_year: Counter[tuple[str, str]],
+    by_time: Counter[str],
+    by_reason: Counter[str],
+    previous: int,
+) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("cme_on_census_day", "", "", "", "", str(on_day))]
     rows += [
         ("cme_by_sex_and_year_group", sex, yg, "", "", str(n)) for (sex, yg), n in sorted(by_sex_year.items())
     ]
@@ -351,7 +369,6 @@ def dfe_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str
     ]
     reasons = [*REASONS, *sorted(set(by_reason) - set(REASONS))]
     rows += [("cme_by_primary_reason", "", "", "", reason, str(by_reason[reason])) for reason in reasons]
-    previous = sum(1 for h in histories if cme_in_previous_year(h, census))
     rows.append(("cme_at_any_point_in_previous_year", "", "", "", "", str(previous)))
     return rows
 
@@ -402,14 +419,20 @@ def ehe_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[str
         (h.sex or "U", year_group(h.date_of_birth, census)) for h in on_day
     )
     by_reason: Counter[str] = Counter(ehe_reason_on(h, census) for h in on_day)
-    rows: list[tuple[str, ...]] = [("ehe_on_census_day", "", "", "", "", str(len(on_day)))]
+    first, last = academic_year_before(census)
+    previous = sum(1 for h in histories if ehe_during(h, first, last))
+    return _ehe_rows(len(on_day), by_sex_year, by_reason, previous)
+
+
+def _ehe_rows(
+    on_day: int, by_sex_year: Counter[tuple[str, str]], by_reason: Counter[str], previous: int
+) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = [("ehe_on_census_day", "", "", "", "", str(on_day))]
     rows += [
         ("ehe_by_sex_and_year_group", sex, yg, "", "", str(n)) for (sex, yg), n in sorted(by_sex_year.items())
     ]
     reasons = [*EHE_REASONS, *sorted(set(by_reason) - set(EHE_REASONS))]
     rows += [("ehe_by_primary_reason", "", "", "", reason, str(by_reason[reason])) for reason in reasons]
-    first, last = academic_year_before(census)
-    previous = sum(1 for h in histories if ehe_during(h, first, last))
     rows.append(("ehe_at_any_point_in_previous_academic_year", "", "", "", "", str(previous)))
     return rows
 
@@ -453,6 +476,170 @@ def trends(histories: Sequence[CaseHistory], on: date, months: int = 12) -> list
                 new += 1
         points.append(TrendPoint(end, cme, unknown, new))
     return points
+
+
+# --- the same figures from tracking's counts in SQL (what the pages use: no history crosses the wire) ----
+# Tracking keeps each case's spells as rows (tracking_spells) and counts them as of a day: GET
+# /v1/reports/counts (the page), /v1/reports/return (the DfE termly return) and, a page of children at a time,
+# /v1/reports/not-in-full-time-education. The functions above, over whole histories, are the reference these
+# are tested against (tests/unit/test_report_counts.py).
+
+
+class StateCount(BaseModel):
+    state: str
+    reason: str | None = None
+    count: int
+
+
+class SinceCount(BaseModel):
+    since: date | None = None
+    count: int
+
+
+class MonthCount(BaseModel):
+    on: date
+    cme: int
+    whereabouts_unknown: int
+    new_cme: int
+
+
+class ReportCounts(BaseModel):
+    on: date
+    by_state: list[StateCount]
+    cme_since: list[SinceCount]
+    cme_by_vulnerability: dict[str, int] = Field(default_factory=dict)
+    months: list[MonthCount]
+
+
+class ReturnGroup(BaseModel):
+    sex: str | None = None
+    date_of_birth: date | None = None
+    reason: str | None = None
+    since: date | None = None
+    count: int
+
+
+class ReturnCounts(BaseModel):
+    on: date
+    cme: list[ReturnGroup]
+    cme_in_previous_year: int
+    ehe: list[ReturnGroup]
+    ehe_in_window: int
+
+
+# One child of /v1/reports/not-in-full-time-education, positional (tracking's NOT_IN_FTE_COLUMNS): child id,
+# UPN, date of birth, the spell on the day (start, state, reason), and its provision and exclusion facts up to
+# the end of the day in event order (occurred_at, event kind, codes).
+FTEFact = tuple[datetime, str | None, dict[str, str]]
+FTEChild = tuple[str, str | None, date | None, datetime, str, str | None, list[FTEFact]]
+
+
+class NotInFTEPage(BaseModel):
+    rows: list[FTEChild]
+    next_after: str | None = None
+
+
+def snapshot_from(counts: ReportCounts, calendar: SchoolCalendar, population: Population | None) -> Snapshot:
+    on = counts.on
+    by_state: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    bands: Counter[str] = Counter({label: 0 for _, _, label in SCHOOL_DAY_BANDS})
+    days: list[int] = []
+    for c in counts.by_state:
+        by_state[c.state] += c.count
+        if c.state in CME_STATES:
+            by_reason[c.reason or "not_recorded"] += c.count
+    for s in counts.cme_since:
+        if s.since is None:
+            bands["unknown"] += s.count
+            continue
+        n = max(0, calendar.school_days_between(s.since, on))
+        days += [n] * s.count
+        bands[next(label for lo, hi, label in SCHOOL_DAY_BANDS if lo <= n <= hi)] += s.count
+    cases = sum(by_state.values())
+    flags = Counter(counts.cme_by_vulnerability)
+    return _snapshot(on, cases, by_state, by_reason, bands, days, flags, population)
+
+
+def not_in_fte_from(children: Iterable[FTEChild], on: date) -> list[tuple[str, ...]]:
+    """``not_in_full_time_education`` from tracking's rows of the children who may be listed."""
+    cutoff = end_of(on)
+    year_before = cutoff - timedelta(days=365)
+    rows: list[tuple[str, ...]] = []
+    for child_id, upn, dob, _, state, _, facts in sorted(children, key=lambda c: c[0]):
+        before = [f for f in facts if _aware(f[0]) < cutoff]
+        provision = next((f for f in reversed(before) if (f[1] or "").startswith("provision-started")), None)
+        part_time = state == "part_time_provision" or (
+            state == "in_education"
+            and provision is not None
+            and provision[2].get("full_time", "True") == "False"
+        )
+        if state not in CME_STATES and not part_time:
+            continue
+        exclusion = next((f for f in reversed(before) if _fact_exclusion(f) is not None), None)
+        if exclusion is not None and _aware(exclusion[0]) < year_before:
+            exclusion = None
+        if part_time and provision is not None:
+            codes = provision[2]
+            ptype, hours = codes.get("provision_type", ""), codes.get("hours_per_week", "")
+            started = codes.get("start_date", _aware(provision[0]).date().isoformat())
+        else:
+            ptype, hours, started = "none", "0", ""
+        rows.append(
+            (
+                child_id,
+                dob.isoformat() if dob else "",
+                upn or "",
+                ptype,
+                hours,
+                (_fact_exclusion(exclusion) or "") if exclusion else "",
+                started,
+            )
+        )
+    return rows
+
+
+def _fact_exclusion(fact: FTEFact) -> str | None:
+    return "permanent" if (fact[1] or "").endswith("permanently-excluded") else fact[2].get("exclusion_type")
+
+
+def trends_from(counts: ReportCounts) -> list[TrendPoint]:
+    return [TrendPoint(m.on, m.cme, m.whereabouts_unknown, m.new_cme) for m in counts.months]
+
+
+def _sex_year(groups: Iterable[ReturnGroup], census: date) -> Counter[tuple[str, str]]:
+    out: Counter[tuple[str, str]] = Counter()
+    for g in groups:
+        out[(g.sex or "U", year_group(g.date_of_birth, census))] += g.count
+    return out
+
+
+def dfe_return_from(counts: ReturnCounts) -> list[tuple[str, ...]]:
+    census = counts.on
+    by_time: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    for g in counts.cme:
+        band = (
+            "unknown" if g.since is None
+            else "12_weeks_or_less" if census - g.since <= TWELVE_WEEKS
+            else "over_12_weeks"
+        )  # fmt: skip
+        by_time[band] += g.count
+        by_reason[g.reason or "not_recorded"] += g.count
+    on_day = sum(g.count for g in counts.cme)
+    return _dfe_rows(on_day, _sex_year(counts.cme, census), by_time, by_reason, counts.cme_in_previous_year)
+
+
+def ehe_return_from(counts: ReturnCounts) -> list[tuple[str, ...]]:
+    by_reason: Counter[str] = Counter()
+    for g in counts.ehe:
+        by_reason[g.reason or EHEReason.UNKNOWN.value] += g.count
+    on_day = sum(g.count for g in counts.ehe)
+    return _ehe_rows(on_day, _sex_year(counts.ehe, counts.on), by_reason, counts.ehe_in_window)
+
+
+def termly_return_from(counts: ReturnCounts) -> list[tuple[str, ...]]:
+    return ehe_return_from(counts) + dfe_return_from(counts)
 
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -36,6 +36,18 @@ class CaseState(StrEnum):
 
 # States in which the LA's work on the child is done: each is entered only with an outcome naming where the
 # child's education is (CaseTransitionPayload.outcome). Home education stays monitored (its review dates).
+# The states a report counts as children missing education (CME). A child who left for another LA counts as
+# missing until that LA confirms it has the child (NCB 2014 counts "left the LA" as CME until confirmed), so
+# handed_over and awaiting_la_confirmation are CME too. Tracking's spell rows and the web's reports share it.
+CME_STATES: tuple[str, ...] = (
+    "missing_education",
+    "whereabouts_unknown",
+    "awaiting_provision",
+    "place_offered",
+    "handed_over",
+    "awaiting_la_confirmation",
+)
+
 RESOLVED_STATES = frozenset(
     {
         CaseState.IN_EDUCATION,

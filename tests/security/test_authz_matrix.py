@@ -107,7 +107,10 @@ def _get(path: str, **params: Any) -> Callable[[Seed], Req]:
 
 READ = {"reason": "authorisation matrix"}
 # Lists of counts only: no child of either LA is named, so there is no LA-801 id to find in them.
-COUNTS_ONLY = frozenset({"/v1/reports/cross-la", "/v1/cross-la/status"})
+COUNTS_ONLY = frozenset(
+    {"/v1/reports/cross-la", "/v1/cross-la/status", "/v1/reports/counts", "/v1/reports/return"}
+)
+TODAY = {"on": datetime.now(UTC).date().isoformat()}  # the seed's facts happen now
 
 EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
     "tracking": {
@@ -116,6 +119,17 @@ EXPECTATIONS: dict[str, dict[tuple[str, str], Expect]] = {
         ),
         ("GET", "/v1/cases/{case_id}"): Expect(CASE_READERS, _get("/v1/cases/{case_id}", **READ), "object"),
         ("GET", "/v1/reports/history"): Expect(CASE_READERS, _get("/v1/reports/history", **READ), "list"),
+        ("GET", "/v1/reports/counts"): Expect(
+            CASE_READERS, _get("/v1/reports/counts", **READ, **TODAY), "list"
+        ),
+        ("GET", "/v1/reports/return"): Expect(
+            CASE_READERS,
+            _get("/v1/reports/return", **READ, **TODAY, ehe_from="2024-09-01", ehe_to="2025-08-31"),
+            "list",
+        ),
+        ("GET", "/v1/reports/not-in-full-time-education"): Expect(
+            CASE_READERS, _get("/v1/reports/not-in-full-time-education", **READ, **TODAY), "list"
+        ),
         ("GET", "/v1/reports/cross-la"): Expect(CASE_READERS, _get("/v1/reports/cross-la", **READ), "list"),
         ("GET", "/v1/cross-la/status"): Expect(CASE_READERS, _get("/v1/cross-la/status"), "list"),
         ("GET", "/v1/cases"): Expect(CASE_READERS, _get("/v1/cases", state="whereabouts_unknown"), "list"),
@@ -270,6 +284,7 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
     )
     from services.tracking.peer_auth import digest
     from services.tracking.settings import TrackingSettings
+    from services.tracking.spells import refresh_all
     from services.tracking.stream.app import MIGRATIONS
     from shared.db import make_engine, migrate
 
@@ -319,7 +334,8 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
                 child_id=seed.child_id,
                 la_code=LA,
                 event_id=str(uuid.uuid4()),
-                event_type="whereabouts-unknown",
+                event_type="pupil-left-roll",
+                event_kind="pupil-left-roll:unknown-destination",  # the reports replay kinds into spells
                 occurred_at=now,
                 verdict="move",
                 to_state="whereabouts_unknown",
@@ -379,6 +395,8 @@ def _tracking(pg_settings: Settings, seed: Seed) -> FastAPI:
                 since=now,
             )
         )
+        session.flush()
+        refresh_all(session)  # the case's spells, as projection writes them (the reports count these)
         session.commit()
     engine.dispose()
     return create_app(settings)

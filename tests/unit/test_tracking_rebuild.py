@@ -101,6 +101,8 @@ def test_batch_folds_like_the_case_agent_and_purges_again(tmp_path: Path) -> Non
     with target.connect() as conn:
         children = conn.execute(text("SELECT DISTINCT child_id FROM tracking_timeline")).scalars().all()
         assert children == [str(b)]
+        spelled = conn.execute(text("SELECT DISTINCT child_id FROM tracking_spells")).scalars().all()
+        assert spelled == [str(b)]
         assert conn.execute(select(RECORDS.c.child_id)).scalars().all() == [str(b)]
         assert conn.execute(text("SELECT child_id FROM tracking_cases")).scalars().all() == [str(b)]
 
@@ -130,11 +132,18 @@ def test_compare_finds_changed_missing_and_extra_rows_not_wall_clock(tmp_path: P
     with Session(live) as session:
         session.execute(text("DELETE FROM tracking_cases WHERE child_id = :c"), {"c": str(b)})
         session.commit()
-    cases, timeline, reviews, register, register_history = compare(urls[0], urls[1])
+    cases, timeline, spells, reviews, register, register_history = compare(urls[0], urls[1])
     assert (cases.changed, cases.only_live, cases.only_rebuilt) == (1, 0, 1)
     assert (timeline.changed, timeline.only_live, timeline.only_rebuilt) == (0, 1, 0)
     assert timeline.differing_keys[0][0] == str(b)
-    assert reviews.equal and register.equal and register_history.equal
+    assert spells.equal and reviews.equal and register.equal and register_history.equal
+    with Session(rebuilt) as session:  # a spell that differs is found too
+        session.execute(
+            text("UPDATE tracking_spells SET state = 'out_of_scope' WHERE child_id = :c"), {"c": str(a)}
+        )
+        session.commit()
+    spells = compare(urls[0], urls[1])[2]
+    assert spells.table == "tracking_spells" and spells.changed > 0 and spells.rebuilt_rows > 0
 
 
 def test_progress_line() -> None:

@@ -1,5 +1,6 @@
 """The reports page (the LA's snapshot, charts and trend on a day) and the CSV returns (downloads audited with
-their reason). The figures are ``services.web.reports``, from tracking's case histories."""
+their reason). The figures are ``services.web.reports``, from tracking's counts of the cases' spells as of the
+day (counted in SQL there) and, for the list of children, the columns it needs a page at a time."""
 
 from __future__ import annotations
 
@@ -17,10 +18,42 @@ from shared.school_calendar import CalendarRegistry
 router = APIRouter()
 
 
-async def _histories(ctx: Ctx, reason: str) -> list[reports.CaseHistory]:
+NOT_IN_FTE_PAGE = 5000  # children per call to tracking
+
+
+async def _counts(ctx: Ctx, day: date, reason: str) -> reports.ReportCounts:
     async with ctx.service("tracking") as tracking:
-        data = await tracking.call("GET", "/v1/reports/history", params={"reason": reason})
-    return [reports.CaseHistory.model_validate(h) for h in data]
+        data = await tracking.call(
+            "GET", "/v1/reports/counts", params={"on": day.isoformat(), "months": 12, "reason": reason}
+        )
+    return reports.ReportCounts.model_validate(data)
+
+
+async def _return(ctx: Ctx, day: date, reason: str) -> reports.ReturnCounts:
+    first, last = reports.academic_year_before(day)
+    params = {
+        "on": day.isoformat(),
+        "ehe_from": first.isoformat(),
+        "ehe_to": last.isoformat(),
+        "reason": reason,
+    }
+    async with ctx.service("tracking") as tracking:
+        data = await tracking.call("GET", "/v1/reports/return", params=params)
+    return reports.ReturnCounts.model_validate(data)
+
+
+async def _not_in_fte(ctx: Ctx, day: date, reason: str) -> list[reports.FTEChild]:
+    """The children the list may name, page by page (tracking decides who is a candidate on the day)."""
+    out: list[reports.FTEChild] = []
+    params: dict[str, str | int] = {"on": day.isoformat(), "reason": reason, "limit": NOT_IN_FTE_PAGE}
+    async with ctx.service("tracking") as tracking:
+        while True:
+            raw = await tracking.raw("GET", "/v1/reports/not-in-full-time-education", params=params)
+            page = reports.NotInFTEPage.model_validate_json(raw)
+            out += page.rows
+            if not page.next_after:
+                return out
+            params["after"] = page.next_after
 
 
 def _date(value: str | None) -> date:
@@ -30,11 +63,11 @@ def _date(value: str | None) -> date:
 @router.get("/reports", response_class=HTMLResponse)
 async def reports_page(request: Request, ctx: Reader, on: str | None = None) -> HTMLResponse:
     day = _date(on)
-    histories = await _histories(ctx, "LA snapshot report")
+    counts = await _counts(ctx, day, "LA snapshot report")
     calendars: CalendarRegistry = request.app.state.calendars
     population = request.app.state.populations.get(ctx.who.la_code)
-    snap = reports.snapshot(histories, day, calendars.calendar_for(ctx.who.la_code), population)
-    points = reports.trends(histories, day)
+    snap = reports.snapshot_from(counts, calendars.calendar_for(ctx.who.la_code), population)
+    points = reports.trends_from(counts)
     ctx.audit("report_snapshot", day.isoformat(), "LA snapshot report")
     svg = {
         "state": charts.bar_chart("Children by case state", list(snap.by_state.items())),
@@ -61,7 +94,7 @@ async def not_in_fte_csv(
 ) -> Response:
     posted(ctx, csrf_token)
     day = _date(on)
-    rows = reports.not_in_full_time_education(await _histories(ctx, reason), day)
+    rows = reports.not_in_fte_from(await _not_in_fte(ctx, day, reason), day)
     return _download(ctx, "not_in_full_time_education", day, reason, reports.NOT_IN_FTE_HEADER, rows)
 
 
@@ -69,7 +102,7 @@ async def not_in_fte_csv(
 async def dfe_csv(ctx: Reader, csrf_token: Csrf, reason: Reason, on: Annotated[str, Form()] = "") -> Response:
     posted(ctx, csrf_token)
     day = _date(on)
-    rows = reports.dfe_return(await _histories(ctx, reason), day)
+    rows = reports.dfe_return_from(await _return(ctx, day, reason))
     return _download(ctx, "dfe_cme_return", day, reason, reports.DFE_HEADER, rows)
 
 
@@ -80,7 +113,7 @@ async def dfe_termly_csv(
     """Both halves of the DfE termly collection: elective home education and CME."""
     posted(ctx, csrf_token)
     day = _date(on)
-    rows = reports.termly_return(await _histories(ctx, reason), day)
+    rows = reports.termly_return_from(await _return(ctx, day, reason))
     return _download(ctx, "dfe_termly_return", day, reason, reports.DFE_HEADER, rows)
 
 
