@@ -12,6 +12,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import AfterValidator
 
 from services.tracking import case_reads, reports, review
 from services.tracking.deps import EngineDep, MatcherDep, PublishDep, ReasonQuery
@@ -32,7 +33,7 @@ from services.tracking.schemas import (
 )
 from shared.auth import CaseReader
 from shared.db import session_scope
-from shared.events.internal import CaseState
+from shared.events.internal import REPORT_FIRST_DAY, REPORT_LAST_DAY, CaseState
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 
@@ -76,7 +77,21 @@ def case_history(who: CaseReader, engine: EngineDep, reason: ReasonQuery) -> lis
         return reports.case_histories(session, who, reason)
 
 
-Day = Annotated[date, Query(description="A day (YYYY-MM-DD): counts as at its end, in event time")]
+def _reportable(day: date) -> date:
+    """A report's day within what any case can hold: 0001-01-01 less twelve months overflowed into a 500."""
+    if not REPORT_FIRST_DAY <= day <= REPORT_LAST_DAY:
+        raise ValueError(f"a day from {REPORT_FIRST_DAY} to {REPORT_LAST_DAY}")
+    return day
+
+
+Day = Annotated[
+    date,
+    AfterValidator(_reportable),
+    Query(
+        description=f"A day (YYYY-MM-DD, {REPORT_FIRST_DAY} to {REPORT_LAST_DAY}): counts as at its end,"
+        " in event time"
+    ),
+]
 
 
 @router.get("/reports/counts")

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from shared.events.internal import CaseState
 from shared.events.vocab import Vulnerability
@@ -179,9 +179,20 @@ NotInFTEFact = tuple[datetime, str | None, dict[str, str]]
 NotInFTERow = tuple[str, str | None, date | None, datetime, str, str | None, list[NotInFTEFact]]
 
 
+# Documented as plain arrays of 7: a tuple's schema (prefixItems) is valid OpenAPI 3.1, but schemathesis and
+# many client generators read it in the 3.0 way (``items`` as a list) and reject the whole document.
+NOT_IN_FTE_ROW_SCHEMA = {
+    "type": "array",
+    "minItems": len(NOT_IN_FTE_COLUMNS),
+    "maxItems": len(NOT_IN_FTE_COLUMNS),
+    "items": {},
+    "description": "One child, positional: " + "; ".join(NOT_IN_FTE_COLUMNS),
+}
+
+
 class NotInFTEPage(BaseModel):
     columns: tuple[str, ...] = NOT_IN_FTE_COLUMNS
-    rows: list[NotInFTERow]
+    rows: list[Annotated[NotInFTERow, WithJsonSchema(NOT_IN_FTE_ROW_SCHEMA)]]
     next_after: str | None  # the ``after`` of the next page; None on the last
 
 

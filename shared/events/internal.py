@@ -34,8 +34,6 @@ class CaseState(StrEnum):
     OUT_OF_SCOPE = "out_of_scope"  # died, detained, over compulsory school age (a person recorded it)
 
 
-# States in which the LA's work on the child is done: each is entered only with an outcome naming where the
-# child's education is (CaseTransitionPayload.outcome). Home education stays monitored (its review dates).
 # The states a report counts as children missing education (CME). A child who left for another LA counts as
 # missing until that LA confirms it has the child (NCB 2014 counts "left the LA" as CME until confirmed), so
 # handed_over and awaiting_la_confirmation are CME too. Tracking's spell rows and the web's reports share it.
@@ -48,6 +46,12 @@ CME_STATES: tuple[str, ...] = (
     "awaiting_la_confirmation",
 )
 
+# The days a report may be asked for (tracking's report routes refuse others with 422, the web's pages too):
+# every case falls inside, and twelve month-ends before the first are still valid dates.
+REPORT_FIRST_DAY, REPORT_LAST_DAY = date(1990, 1, 1), date(2199, 12, 31)
+
+# States in which the LA's work on the child is done: each is entered only with an outcome naming where the
+# child's education is (CaseTransitionPayload.outcome). Home education stays monitored (its review dates).
 RESOLVED_STATES = frozenset(
     {
         CaseState.IN_EDUCATION,

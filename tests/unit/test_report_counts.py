@@ -170,3 +170,25 @@ def test_an_upgrade_backfills_the_spells_projection_wrote(synthetic: tuple[Engin
     command.upgrade(config, "head")
     with engine.connect() as conn:
         assert conn.execute(query).all() == written
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("/v1/reports/counts", {}),
+        ("/v1/reports/return", {"ehe_from": "2024-09-01", "ehe_to": "2025-08-31"}),
+        ("/v1/reports/not-in-full-time-education", {}),
+    ],
+)
+def test_a_day_no_case_can_hold_is_a_422_not_a_500(tmp_path: Path, path: str, extra: dict[str, str]) -> None:
+    # Found by schemathesis: on=0001-01-01 less twelve month-ends overflowed the date type (a 500).
+    url = f"sqlite:///{tmp_path / 'tracking.db'}"
+    migrate(url, MIGRATIONS, "tracking")
+    tracking = Tracking(make_engine(url), LA)
+    for day in ("0001-01-01", "1989-12-31", "2200-01-01"):
+        params = {"reason": "test report", "on": day, **extra}
+        response = tracking.client.get(path, params=params, headers=tracking.headers)
+        assert response.status_code == 422, (day, response.status_code, response.text)
+        assert "1990-01-01" in response.text
+    params = {"reason": "test report", "on": "1990-01-01", **extra}
+    assert tracking.client.get(path, params=params, headers=tracking.headers).status_code == 200

@@ -453,3 +453,10 @@ def test_the_register_page_filters_opens_an_entry_and_records_a_review(web: Web)
     )
     other = web.client.post("/register", data={"reason": "weekly look", "csrf_token": csrf})
     assert child5 not in other.text
+
+
+def test_a_report_day_outside_any_case_is_a_clear_422(web: Web) -> None:
+    sign_in(web, "cw801")
+    for day in ("0001-01-01", "2200-01-01"):
+        page = web.client.get("/reports", params={"on": day})
+        assert page.status_code == 422 and "1990-01-01" in page.text, (day, page.status_code)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.web import charts, metrics, reports
 from services.web.context import Ctx, Reader
 from services.web.pages.common import Csrf, Reason, day_of, posted, render
+from shared.events.internal import REPORT_FIRST_DAY, REPORT_LAST_DAY
 from shared.school_calendar import CalendarRegistry
 
 router = APIRouter()
@@ -57,7 +58,10 @@ async def _not_in_fte(ctx: Ctx, day: date, reason: str) -> list[reports.FTEChild
 
 
 def _date(value: str | None) -> date:
-    return day_of(value) if value else date.today()
+    day = day_of(value) if value else date.today()
+    if not REPORT_FIRST_DAY <= day <= REPORT_LAST_DAY:
+        raise HTTPException(422, f"reports cover days from {REPORT_FIRST_DAY} to {REPORT_LAST_DAY}")
+    return day
 
 
 @router.get("/reports", response_class=HTMLResponse)
