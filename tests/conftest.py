@@ -76,8 +76,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
     if report.when != "call" or not report.failed or not isinstance(tmp_path, Path):
         return
-    logs = sorted(tmp_path.rglob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    logs = sorted(
+        (p for p in tmp_path.rglob("*.log") if _is_text(p)), key=lambda p: p.stat().st_mtime, reverse=True
+    )
     for log in sorted(logs[:LOG_TAIL_FILES]):
         tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
         if tail:
             report.sections.append((f"last lines of {log.relative_to(tmp_path)}", "\n".join(tail)))
+
+
+def _is_text(path: Path) -> bool:
+    """A service's log, not a Kafka data segment (also named *.log; binary, full of NUL bytes)."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 65536))
+        return b"\x00" not in f.read()

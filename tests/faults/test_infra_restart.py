@@ -8,6 +8,7 @@ broker with its own data dir and ports, and a second PostgreSQL cluster under /t
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,13 +79,22 @@ def test_postgres_restart_mid_stream(
 
 def run_with_outage(pipeline: Pipeline, stop: object, start: object) -> None:
     assert callable(stop) and callable(start)
-    stream = pipeline.stream_children(range(1, 7), interval_s=0.3)
+    # The stream runs until the dependency is back: a graceful broker stop can take longer than a short
+    # fixed stream lasts (seen under load: every child was in before the stop returned; none met the outage).
+    back = threading.Event()
+    stream = pipeline.stream_children(range(1, 200), interval_s=0.3, until=back)
     wait_until(lambda: len(pipeline.accepted) >= 4, timeout_s=30, what="the stream to start")
     stop()
     # Let the stream run into the outage: a few more requests while the dependency is away.
     asked = sum(pipeline.answers.values())
     wait_until(lambda: sum(pipeline.answers.values()) >= asked + 3, timeout_s=20, what="outage requests")
     start()
+    # And on past the restart: a few requests once the dependency is back, then the stream ends.
+    restarted = sum(pipeline.answers.values())
+    wait_until(
+        lambda: sum(pipeline.answers.values()) >= restarted + 2, timeout_s=60, what="requests after it"
+    )
+    back.set()
     pipeline.join_stream(stream)
     pipeline.wait_all_processed(timeout_s=120)
     pipeline.wait_alerts(timeout_s=120)

@@ -32,7 +32,7 @@ from shared.topics import CASE_TRANSITIONS, ESCALATIONS
 from tests.integration.test_notify_acks import DIRECTORY
 from tests.integration.test_notify_support import SmtpSink, notify_settings, seed_directory
 from tests.support.escalation import case_id_of, transition
-from tests.support.kafka import produce, wait_until
+from tests.support.kafka import Pending, produce, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -169,8 +169,15 @@ async def test_unacknowledged_alert_climbs_the_ladder_and_acknowledged_one_stops
     await stack.move_time(utc(2025, 11, 18, 8, 0))
     await wait_for(lambda: stack.emails_to(MASH), "the MASH email")
     await stack.move_time(utc(2025, 12, 1, 9, 0))
+
     # Everything the escalation service published (2 raised, 3 stepped up) has reached notify, and no more.
-    await wait_for(lambda: stack.escalations_published() == stack.escalations_seen() == 5, "all escalations")
+    def all_escalations() -> bool | Pending:
+        published, seen = stack.escalations_published(), stack.escalations_seen()
+        # Says the counts when it times out (a bare False did not: seen once on a loaded machine).
+        done = published == seen == 5
+        return done or Pending(f"escalation published {published}, notify saw {seen}; 5 each")
+
+    await wait_for(all_escalations, "all escalations")
 
     mash = stack.emails_to(MASH)
     assert len(mash) == 1 and for_case(mash, ignored_case) == mash

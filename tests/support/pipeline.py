@@ -302,13 +302,19 @@ class Pipeline:
                 self.accepted.append(Accepted(event["event_id"], n, event["event_type"]))
         return kid
 
-    def stream_children(self, numbers: range, interval_s: float = 0.0) -> threading.Thread:
-        """Submit children from a background thread: the stream a fault lands in the middle of."""
+    def stream_children(
+        self, numbers: range, interval_s: float = 0.0, until: threading.Event | None = None
+    ) -> threading.Thread:
+        """Submit children from a background thread: the stream a fault lands in the middle of. With
+        ``until``, the stream ends when that is set (or ``numbers`` runs out), so a fault that takes a while
+        to happen still lands in the middle of it."""
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
                 for n in numbers:
+                    if until is not None and until.is_set():
+                        break
                     self.submit_child(n)
                     if interval_s:
                         time.sleep(interval_s)
