@@ -435,3 +435,15 @@ class CalendarRegistry:
         if not LA_CODE_RE.match(la_code):
             raise ValueError(f"LA code must be 3 digits, got {la_code!r}")
         return self._by_la.get(la_code, self._default)
+
+
+# The month-end days of a report's trend: tracking counts them in SQL, the web's reference replays them.
+def month_ends(on: date, months: int) -> list[date]:
+    """``on`` and the last day of each of the ``months - 1`` months before it, oldest first."""
+    out = [on]
+    first = on.replace(day=1)
+    for _ in range(months - 1):
+        last_of_previous = first - timedelta(days=1)
+        out.append(last_of_previous)
+        first = last_of_previous.replace(day=1)
+    return list(reversed(out))

@@ -56,6 +56,7 @@ from services.tracking.schemas import (
 )
 from shared.auth import Principal
 from shared.events.internal import CME_STATES
+from shared.school_calendar import month_ends
 
 
 def case_histories(session: Session, who: Principal, reason: str) -> list[HistoryOut]:
@@ -133,17 +134,6 @@ def _la_cases(la_code: str) -> tuple[ColumnElement[bool], ...]:
 
 def _on(la_code: str, on: date) -> tuple[ColumnElement[bool], ...]:
     return (*_la_cases(la_code), _in_force(col(S.starts_at), col(S.ends_at), end_of(on)))
-
-
-def month_ends(on: date, months: int) -> list[date]:
-    """``on`` and the last day of each of the ``months - 1`` months before it, oldest first."""
-    out = [on]
-    first = on.replace(day=1)
-    for _ in range(months - 1):
-        last_of_previous = first - timedelta(days=1)
-        out.append(last_of_previous)
-        first = last_of_previous.replace(day=1)
-    return list(reversed(out))
 
 
 def report_counts(session: Session, who: Principal, on: date, months: int, reason: str) -> ReportCounts:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from shared.events.internal import CME_STATES
 from shared.events.vocab import EHEReason, MissingReason
-from shared.school_calendar import SchoolCalendar
+from shared.school_calendar import SchoolCalendar, month_ends
 
 ALL_STATES = (
     "on_roll_at_risk",
@@ -443,16 +443,6 @@ def termly_return(histories: Sequence[CaseHistory], census: date) -> list[tuple[
 
 
 # --- trends ---------------------------------------------------------------------------------------------
-
-
-def month_ends(on: date, months: int) -> list[date]:
-    out = [on]
-    first = on.replace(day=1)
-    for _ in range(months - 1):
-        last_of_previous = first - timedelta(days=1)
-        out.append(last_of_previous)
-        first = last_of_previous.replace(day=1)
-    return list(reversed(out))
 
 
 @dataclass(frozen=True)
