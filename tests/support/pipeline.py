@@ -159,6 +159,10 @@ class Pipeline:
             **{f"CME_{name.upper()}_PORT": str(port) for name, port in self.ports.items()},
             "CME_NOTIFY_SMTP_PORT": str(self.smtp.port),
             "CME_NOTIFY_POLL_INTERVAL_S": "0.2",
+            # A send claimed by a notify killed before it sent is taken over when its lease runs out: 120 s
+            # by default, longer than the tests wait for an alert (a kill -9 of notify that landed between
+            # claim and send failed the kill test with the alert still leased).
+            "CME_NOTIFY_SEND_LEASE_S": "10",
             "CME_NOTIFY_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['notify']}",
             "CME_ESCALATION_SIMULATED_TIME_FILE": str(self.clock),
             "CME_ESCALATION_TICK_S": "0.2",
