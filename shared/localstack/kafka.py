@@ -196,10 +196,15 @@ class KafkaBroker:
 
 
 def _kafka_cluster_id() -> str:
-    # A KRaft cluster id is a base64url UUID without padding, as StorageTool random-uuid prints.
+    """A KRaft cluster id: a base64url UUID without padding, as StorageTool random-uuid prints. Never one
+    that starts with "-": ``format -t -3Vm...`` reads it as an option and fails ("expected one argument"),
+    one format in 64; Kafka's own Uuid.randomUuid() draws again for the same reason."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 def _alive(pid: int) -> bool:
