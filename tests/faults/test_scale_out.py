@@ -330,7 +330,7 @@ def snapshot(dep: Deployment) -> dict[str, Any]:
     clocks: Counter[tuple[Any, ...]] = Counter()
     for row in dep.rows("SELECT * FROM escalation_deadlines"):
         clocks[(upn_of.get(row["child_id"]), *(str(row.get(c)) for c in DEADLINE_COLUMNS))] += 1
-    records = read_topic(dep.kafka, ESCALATIONS.name(dep.kafka), expect=0, timeout_s=10)
+    records = read_topic(dep.kafka, ESCALATIONS.name(dep.kafka), expect=0, timeout_s=300)
     steps: Counter[tuple[Any, ...]] = Counter()
     # Within a run, one event per escalation and step (a recurring rule, such as the review of an open case,
     # raises a new escalation each period: several per child and rule are right, two for one step are not).
@@ -488,7 +488,7 @@ def where_it_stopped(dep: Deployment) -> str:
     tracking = group_lag(kafka, f"{kafka.topic_prefix}cme-tracking", (INTAKE, CHILD_EVENTS))
     attendance = group_lag(kafka, f"{kafka.topic_prefix}cme-attendance", (ATTENDANCE,))
     reasons: Counter[str] = Counter()
-    for record in read_topic(kafka, DEAD_LETTER.name(kafka), expect=0, timeout_s=5):
+    for record in read_topic(kafka, DEAD_LETTER.name(kafka), expect=0, timeout_s=300):
         letter = decode_event(record.value).payload
         reasons[f"{letter.service}: {letter.error_type}: {letter.error[:100]}"] += 1
     return (

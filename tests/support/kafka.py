@@ -41,6 +41,7 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 3
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps) if tps else {}
         records: list[Any] = []
+        at_end = not ends
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
@@ -50,6 +51,8 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 3
                 for batch in consumer.poll(timeout_ms=500).values():
                     records.extend(batch)
                 break
+        # Fewer than expected is the caller's to assert; a part of what was there must not pass for all of it.
+        assert at_end, f"read {len(records)} records of {topic}, not yet its end after {timeout_s:g}s"
         return records
     finally:
         consumer.close()
