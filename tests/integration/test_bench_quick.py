@@ -21,9 +21,10 @@ def test_quick_bench_prints_one_table_and_writes_json(
         "CME_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
         "CME_BENCH_DATABASE_URL": admin_url,
     }
+    parts = ["memory", "e2e", "sustained"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "memory", "e2e", "--out", str(tmp_path)],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [sys.executable, "-m", "bench", "--quick", "--only", *parts, "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=480,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.count("baseline (same run)") == 1  # one table
@@ -37,3 +38,9 @@ def test_quick_bench_prints_one_table_and_writes_json(
     assert len(latency) == 3
     assert all(r["value"] > 0 and r["baseline_value"] > 0 for r in latency)
     assert "5 of 5 matched" in latency[0]["note"]  # every alert was matched to its fact's 2xx
+    # The sustained load at its quick size (50 facts/s for 5 s): every alert, routine and urgent, matched.
+    offered = rows[("sustained", "offered facts/s")]
+    assert offered["value"] > 0 and offered["baseline_value"] == 50
+    sustained = [r for r in summary["rows"] if r["part"] == "sustained" and r["metric"].startswith("API 2xx")]
+    assert len(sustained) == 6 and all(r["value"] > 0 for r in sustained)
+    assert "40 of 40 matched" in sustained[0]["note"] and "10 of 10 matched" in sustained[3]["note"]
