@@ -44,13 +44,8 @@ def _is_state_clock(deadline: EscalationDeadline) -> bool:
     return Rule.model_validate_json(deadline.rule_json).watches.state is not None
 
 
-def _reopen_closed_unalerted(session: Session, child: str, la: str, since: datetime) -> int:
-    """Undo the escalations recorded for an episode a transition ended from ``since`` on, that alerted
-    nobody (every step withheld as ``episode_closed``): their end is lifted with the rest, so they are
-    decided again on the history, as if it had been read before the timer decided (docs/ESCALATION.md). The
-    rule clock goes back to pending under its own id (a state clock started from ``since`` on is removed, to
-    be derived again from the history); its steps, ladder deadlines and escalation are removed. Nothing was
-    published for them, so nothing is unsent. Deadlines are changed before escalations (the lock order)."""
+def _closed_by_transitions(session: Session, child: str, la: str) -> list[EscalationRecord]:
+    """The child's escalations a transition's end closed: the ones a re-fold may have to reconsider."""
     closed = session.exec(
         select(EscalationRecord).where(
             EscalationRecord.child_id == child,
@@ -58,7 +53,17 @@ def _reopen_closed_unalerted(session: Session, child: str, la: str, since: datet
             col(EscalationRecord.status).not_in(OPEN_STATUSES),
         )
     ).all()
-    closed = [e for e in closed if (e.close_reason or "").startswith(TRANSITION_ENDS)]
+    return [e for e in closed if (e.close_reason or "").startswith(TRANSITION_ENDS)]
+
+
+def _reopen_closed_unalerted(session: Session, child: str, la: str, since: datetime) -> int:
+    """Undo the escalations recorded for an episode a transition ended from ``since`` on, that alerted
+    nobody (every step withheld as ``episode_closed``): their end is lifted with the rest, so they are
+    decided again on the history, as if it had been read before the timer decided (docs/ESCALATION.md). The
+    rule clock goes back to pending under its own id (a state clock started from ``since`` on is removed, to
+    be derived again from the history); its steps, ladder deadlines and escalation are removed. Nothing was
+    published for them, so nothing is unsent. Deadlines are changed before escalations (the lock order)."""
+    closed = _closed_by_transitions(session, child, la)
     if not closed:
         return 0
     clocks = session.exec(
@@ -116,17 +121,8 @@ def _withdrawn_at_lifted_ends(session: Session, child: str, la: str, since: date
     """The escalations that alerted somebody and were closed by a transition's end at or after ``since``
     (the end is kept on their ladder's deadlines). Notify never restarts a cancelled escalation, so what the
     history leaves open again is resumed under a new clock (:func:`resume_withdrawn`)."""
-    closed = session.exec(
-        select(EscalationRecord).where(
-            EscalationRecord.child_id == child,
-            EscalationRecord.la_code == la,
-            col(EscalationRecord.status).not_in(OPEN_STATUSES),
-        )
-    ).all()
     found: list[Withdrawn] = []
-    for esc in closed:
-        if not (esc.close_reason or "").startswith(TRANSITION_ENDS):
-            continue
+    for esc in _closed_by_transitions(session, child, la):
         alerted = session.exec(
             select(EscalationStep.step_index).where(
                 EscalationStep.escalation_id == esc.id, col(EscalationStep.published).is_(True)
