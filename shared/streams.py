@@ -12,8 +12,11 @@ from typing import Any, Literal
 import faust
 
 from shared.kafka import faust_broker_options
+from shared.logs import get_logger
 from shared.settings import Settings
 from shared.stream_offsets import disable_gap_booking
+
+log = get_logger(__name__)
 
 StoreChoice = Literal["auto", "rocksdb", "memory"]
 
@@ -36,7 +39,7 @@ def stream_app(settings: Settings, app_id: str, store: StoreChoice, state_dir: s
     data_dir = Path(settings.data_dir) / state_dir
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     disable_gap_booking()  # our topics are never compacted: see shared/stream_offsets.py
-    return faust.App(
+    app = faust.App(
         app_id,
         **faust_broker_options(settings),
         store=store_url(store),
@@ -53,6 +56,30 @@ def stream_app(settings: Settings, app_id: str, store: StoreChoice, state_dir: s
         producer_linger=settings.stream_producer_linger_s,
         broker_commit_interval=0.5,
     )
+    log_group_membership(app)
+    return app
+
+
+def _partitions(tps: Any) -> list[str]:
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in tps)
+
+
+def log_group_membership(app: faust.App) -> None:
+    """Log each assignment, revocation and finished recovery, so an operator (or a failed test's log tail) can
+    see which partitions a worker held when a child's facts stopped moving: faust itself logs these only at
+    debug level."""
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types async receivers wrongly
+    async def _revoked(sender: Any, *args: Any, **_: Any) -> None:  # args: (the revoked partitions,)
+        log.info("stream_partitions_revoked", partitions=_partitions(args[0]))
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(sender: Any, *args: Any, **_: Any) -> None:  # args: (the assigned partitions,)
+        log.info("stream_partitions_assigned", partitions=_partitions(args[0]))
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def _complete(sender: Any, *_: Any, **__: Any) -> None:
+        log.info("stream_rebalance_complete", generation=getattr(sender, "consumer_generation_id", None))
 
 
 def raw_topic(app: faust.App, name: str) -> Any:

@@ -63,6 +63,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            # Killed, the worker never leaves its group: a successor then waits for the session timeout (60 s)
+            # before it is given this worker's partitions. Say so, in case a later wait runs out.
+            print(f"tracking worker {proc.pid} did not stop within 30 s of SIGTERM; killed")
             proc.kill()
             proc.wait()
 
