@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,11 @@ def alembic_config(url: str, script_location: Path, service: str) -> Config:
 _MIGRATION_LOCK = threading.Lock()
 
 
-def migrate(url: str, script_location: Path, service: str) -> None:
-    """Bring the service's tables to the newest revision (idempotent; safe at every start).
+def migrate(
+    url: str, script_location: Path, service: str, after: Callable[[str], object] | None = None
+) -> None:
+    """Bring the service's tables to the newest revision (idempotent; safe at every start), then run
+    ``after(url)`` (a service bringing its derived rows up to date), under the same turn.
 
     Replicas of a service start together: on PostgreSQL an advisory lock per service makes them take turns,
     so the second finds the schema up to date instead of racing the first to create it.
@@ -76,6 +79,8 @@ def migrate(url: str, script_location: Path, service: str) -> None:
     with _MIGRATION_LOCK:
         if not url.startswith("postgresql"):
             command.upgrade(alembic_config(url, script_location, service), "head")
+            if after is not None:
+                after(url)
             return
         engine = make_engine(url, pool_size=1)
         key = zlib.crc32(f"cme-migrate-{service}".encode())
@@ -84,6 +89,8 @@ def migrate(url: str, script_location: Path, service: str) -> None:
                 conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
                 try:
                     command.upgrade(alembic_config(url, script_location, service), "head")
+                    if after is not None:
+                        after(url)
                 finally:
                     conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
         finally:

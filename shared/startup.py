@@ -52,17 +52,20 @@ class StartStep:
     undo: Step | None = None  # cleans up a half-done attempt before the next one
 
 
-def migrations(database_url: str, directory: Path, service: str) -> list[StartStep]:
-    """Apply the migrations now when the database answers, so an app built with its database up is complete
-    before anything uses it (tests build apps without running their lifespan); otherwise as a start step."""
+def migrations(
+    database_url: str, directory: Path, service: str, after: Callable[[str], object] | None = None
+) -> list[StartStep]:
+    """Apply the migrations (and ``after``, as ``shared.db.migrate`` does) now when the database answers, so
+    an app built with its database up is complete before anything uses it (tests build apps without running
+    their lifespan); otherwise as a start step."""
     try:
-        migrate(database_url, directory, service)
+        migrate(database_url, directory, service, after)
         return []
     except OperationalError as exc:  # the database is not there (yet): no half-applied state to worry about
         log.warning("startup_database_unavailable", service=service, error=type(exc.orig).__name__)
 
     async def run() -> None:
-        await asyncio.to_thread(migrate, database_url, directory, service)
+        await asyncio.to_thread(migrate, database_url, directory, service, after)
 
     return [StartStep("database", run)]
 

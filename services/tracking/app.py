@@ -18,6 +18,7 @@ from services.tracking.models import TrackingOutbox
 from services.tracking.peer_api import PeerSender
 from services.tracking.peers import matcher_for
 from services.tracking.settings import tracking_settings
+from services.tracking.spells import ensure_current as ensure_spells_current
 from services.tracking.stream.app import MIGRATIONS
 from shared import request_errors
 from shared.bodylimit import BodySizeLimit
@@ -32,7 +33,7 @@ from shared.topics import CHILD_EVENTS
 
 
 def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
-    steps = migrations(settings.database_url, MIGRATIONS, "tracking")
+    steps = migrations(settings.database_url, MIGRATIONS, "tracking", after=ensure_spells_current)
     engine = make_engine(settings.database_url)
     relay = OutboxRelay(engine, TrackingOutbox, lambda: new_producer(settings, "cme-tracking-api"))
     startup = Startup("tracking")

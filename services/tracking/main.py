@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         parts = [int(p) for p in args.partitions.split(",")] if args.partitions else None
         raise SystemExit(run_rebuild(settings, args.command, args.into, args.batch, args.check, parts))
     if args.command == "migrate":
-        from services.tracking.stream.app import MIGRATIONS
-        from shared.db import migrate
+        from services.tracking.stream.app import migrate_store
 
-        migrate(settings.database_url, MIGRATIONS, "tracking")
+        migrate_store(settings.database_url)
     elif args.command == "worker":
         run_worker(settings)
     elif args.command == "api":

@@ -130,6 +130,18 @@ class TrackingSpell(SQLModel, table=True):
     vulnerabilities: str = Field(default="", max_length=400)  # the case's flags, as on its row
 
 
+class TrackingDerived(SQLModel, table=True):
+    """Which version of a derived table's replay the rows were built with (``tracking_spells``: spells.py).
+    The service brings them up to date after its migrations, so no migration runs the service's own code
+    (which moves on with the models, while a migration must not)."""
+
+    __tablename__ = "tracking_derived"
+
+    name: str = Field(primary_key=True, max_length=40)
+    version: int
+    refreshed_at: datetime
+
+
 class TrackingReviewItem(SQLModel, table=True):
     """Something a person must decide: a possible duplicate child, or a fact the case could not take."""
 

@@ -45,10 +45,10 @@ from services.tracking.models import (
     TrackingTimelineEntry,
 )
 from services.tracking.projection import project_into
-from services.tracking.stream.app import MIGRATIONS
+from services.tracking.stream.app import migrate_store
 from services.tracking.stream.case_agent import apply, load_record
 from shared.consumer import POISON
-from shared.db import make_engine, migrate, session_scope
+from shared.db import make_engine, session_scope
 from shared.events.catalogue import decode_event
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -111,8 +111,9 @@ class RebuildReport:
 
 
 def prepare_target(url: str) -> Engine:
-    """Migrate the target to tracking's schema and add the rebuild's bookkeeping tables."""
-    migrate(url, MIGRATIONS, "tracking")
+    """Migrate the target to tracking's schema (its spells marked current: the rebuild's projection writes
+    them) and add the rebuild's bookkeeping tables."""
+    migrate_store(url)
     engine = make_engine(url)
     REBUILD_META.create_all(engine)
     return engine

@@ -18,11 +18,18 @@ from sqlmodel import Session, col
 
 from services.tracking.bulk import among, insert_rows
 from services.tracking.history import spells
-from services.tracking.models import TrackingCase, TrackingSpell, TrackingTimelineEntry
+from services.tracking.models import TrackingCase, TrackingDerived, TrackingSpell, TrackingTimelineEntry
+from shared.db import make_engine
 from shared.events.internal import CME_STATES
 from shared.events.vocab import Vulnerability
+from shared.logs import get_logger
 
 CHUNK = 1000  # children per query (SQLite's limit on bound parameters)
+# Raise it when the replay (history.py) derives different rows from the same timeline: every store then
+# rebuilds its spells once, at its next start (``ensure_current``).
+SPELLS_VERSION = 1
+
+log = get_logger(__name__)
 
 
 class _Fact(NamedTuple):
@@ -119,7 +126,7 @@ def refresh(session: Session, cases: Mapping[str, CaseKey]) -> None:
 
 
 def refresh_all(session: Session) -> int:
-    """Every case's spells from its timeline (the migration that adds the table, or after a change to the
+    """Every case's spells from its timeline (a store whose spells are missing, or were derived by an older
     replay): returns the number of cases."""
     c = TrackingCase
     cases = {
@@ -132,3 +139,26 @@ def refresh_all(session: Session) -> int:
     for chunk in _chunks(ids):
         refresh(session, {c: cases[c] for c in chunk})
     return len(ids)
+
+
+def ensure_current(database_url: str) -> int | None:
+    """Rebuild every case's spells when the store's were derived by another replay version, or never (a store
+    migrated from before the table): run after the migrations, under their lock. Returns the number of cases
+    refreshed, None when the rows were already current."""
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            known = session.get(TrackingDerived, TrackingSpell.__tablename__)
+            if known is not None and known.version == SPELLS_VERSION:
+                return None
+            cases = refresh_all(session)
+            session.merge(
+                TrackingDerived(
+                    name=TrackingSpell.__tablename__, version=SPELLS_VERSION, refreshed_at=datetime.now(UTC)
+                )
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    log.info("derived_rows_refreshed", table=TrackingSpell.__tablename__, version=SPELLS_VERSION, cases=cases)
+    return cases

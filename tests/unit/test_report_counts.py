@@ -22,7 +22,8 @@ from devtools.synthetic import generate
 from services.tracking.cases import apply_child_fact, new_record
 from services.tracking.identity import IdentityResolver
 from services.tracking.projection import project
-from services.tracking.stream.app import MIGRATIONS
+from services.tracking import spells
+from services.tracking.stream.app import MIGRATIONS, migrate_store
 from services.web import reports
 from shared.auth import Role, issue_token
 from shared.db import alembic_config, make_engine, migrate
@@ -159,7 +160,9 @@ def test_a_synthetic_las_counts_equal_the_replay_on_every_month_end(
     assert_same_reports(engine, la, days, page=50)
 
 
-def test_an_upgrade_backfills_the_spells_projection_wrote(synthetic: tuple[Engine, str, str]) -> None:
+def test_an_upgrade_backfills_the_spells_projection_wrote(
+    synthetic: tuple[Engine, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine, url, _ = synthetic
     query = text("SELECT * FROM tracking_spells ORDER BY child_id, seq")
     with engine.connect() as conn:
@@ -168,8 +171,22 @@ def test_an_upgrade_backfills_the_spells_projection_wrote(synthetic: tuple[Engin
     config = alembic_config(url, MIGRATIONS, "tracking")
     command.downgrade(config, "0009_timeline_codes")
     command.upgrade(config, "head")
+    with engine.connect() as conn:  # the migrations alone run none of the service's code
+        assert conn.execute(query).all() == []
+    migrate_store(url)  # what every start of the service runs
     with engine.connect() as conn:
         assert conn.execute(query).all() == written
+    assert spells.ensure_current(url) is None  # current: the next start leaves them alone
+    # A changed replay (its version raised) rebuilds them once, at the next start.
+    monkeypatch.setattr(spells, "SPELLS_VERSION", spells.SPELLS_VERSION + 1)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM tracking_spells"))
+    with engine.connect() as conn:
+        cases = conn.execute(text("SELECT count(*) FROM tracking_cases")).scalar()
+    assert spells.ensure_current(url) == cases
+    with engine.connect() as conn:
+        assert conn.execute(query).all() == written
+    assert spells.ensure_current(url) is None
 
 
 @pytest.mark.parametrize(

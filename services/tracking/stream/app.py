@@ -10,6 +10,7 @@ import faust
 from sqlalchemy.engine import Engine
 
 from services.tracking.settings import TrackingSettings, tracking_settings
+from services.tracking.spells import ensure_current as ensure_spells_current
 from shared.db import make_engine, migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
@@ -33,6 +34,11 @@ class StreamContext:
     children: Any
 
 
+def migrate_store(database_url: str) -> None:
+    """Tracking's migrations, then its derived rows brought up to date (spells.py), as every start does."""
+    migrate(database_url, MIGRATIONS, "tracking", after=ensure_spells_current)
+
+
 def app_id(settings: Settings) -> str:
     # The prefix makes each test (and each side-by-side deployment) its own consumer group and changelogs.
     return f"{settings.topic_prefix}cme-tracking"
@@ -43,7 +49,7 @@ def prepare_dependencies(settings: Settings) -> None:
     does not own."""
     cfg = tracking_settings(settings)
     ensure_topics(cfg, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
-    migrate(cfg.database_url, MIGRATIONS, "tracking")
+    migrate_store(cfg.database_url)
 
 
 def create_faust_app(settings: Settings, *, prepare: bool = True) -> faust.App:

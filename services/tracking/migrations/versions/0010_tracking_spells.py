@@ -1,6 +1,8 @@
 """tracking_spells: each case's spells over event time as rows, replayed from the timeline when the case is
 projected, so the reports count "as of a date" in SQL instead of replaying every case's history per report
-(issue 21). The rows of an existing store are replayed here once from its timelines.
+(issue 21). The rows of an existing store are replayed from its timelines by the service after its
+migrations (0011_tracking_derived and spells.ensure_current), not here: a migration must not run the service's
+own code, which follows the newest models.
 
 Revision ID: 0010_tracking_spells
 Revises: 0009_timeline_codes
@@ -12,7 +14,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
-from sqlmodel import Session
 
 revision: str = "0010_tracking_spells"
 down_revision: str | None = "0009_timeline_codes"
@@ -34,10 +35,6 @@ def upgrade() -> None:
         sa.Column("vulnerabilities", sa.String(400), nullable=False),
     )
     op.create_index("ix_tracking_spells_la_code", "tracking_spells", ["la_code"])
-    # The replay is the service's own code (history.py), the same the projection runs from now on.
-    from services.tracking.spells import refresh_all
-
-    refresh_all(Session(bind=op.get_bind()))
 
 
 def downgrade() -> None:
