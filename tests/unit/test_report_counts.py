@@ -19,10 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from devtools.synthetic import generate
+from services.tracking import spells
 from services.tracking.cases import apply_child_fact, new_record
 from services.tracking.identity import IdentityResolver
 from services.tracking.projection import project
-from services.tracking import spells
 from services.tracking.stream.app import MIGRATIONS, migrate_store
 from services.web import reports
 from shared.auth import Role, issue_token
