@@ -5,7 +5,9 @@ keyed by child_id and have the same partition count, so a child has the same par
 partition's **watermark** is an event time up to which every fact on it has been applied: the event time of
 the newest record read, or, when the consumer has read everything the partition held at a moment ``t`` of the
 service's clock, ``t`` itself (nothing older can still be unread, unless a fact arrives late: see
-docs/ESCALATION.md). A partition's **horizon** is the lowest watermark of the input topics, capped at now.
+docs/ESCALATION.md). A third mark per partition is tracking's: how far tracking has folded the partition of
+the child-events topic into transitions (its ``tracking-progress`` records on the transitions topic, stored
+under ``tracking_mark_topic``). A partition's **horizon** is the lowest of its marks, capped at now.
 
 A deadline due at ``T`` is decided only once its partition's horizon has reached ``T``: by then every fact
 about the child up to ``T`` has been applied, so whether the episode was still open at ``T`` no longer depends
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import case, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -29,6 +32,8 @@ from services.escalation.models import EscalationWatermark
 from shared.events.envelope import utcnow
 
 DEFAULT_LIVE_WINDOW = timedelta(seconds=60)
+# Tracking's mark before it claims any event time (a worker that has only said where its partition stands).
+NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -80,6 +85,12 @@ class Horizon:
         return _utc(due_at) < self.now - self.live_window
 
 
+def tracking_mark_topic(child_events_topic: str) -> str:
+    """The key, in ``escalation_watermarks.topic``, of tracking's marks of ``child_events_topic``: no Kafka
+    topic has this name (Kafka topic names have no ':')."""
+    return f"tracking:{child_events_topic}"
+
+
 def advance_watermark(session: Session, topic: str, partition: int, moment: datetime) -> None:
     """Move the partition's watermark to ``moment`` if that is later (never backwards), in the caller's
     transaction."""
@@ -95,6 +106,40 @@ def advance_watermark(session: Session, topic: str, partition: int, moment: date
         where=col(EscalationWatermark.watermark) < stmt.excluded.watermark,
     )
     session.execute(stmt)
+
+
+def advance_tracking_mark(
+    session: Session, topic: str, partition: int, next_offset: int, folded_to: datetime | None
+) -> None:
+    """Move tracking's mark of the partition forward (its offset and its event time, each never backwards),
+    in the caller's transaction."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    moment = NO_TIME if folded_to is None else _utc(folded_to)
+    stmt = insert(EscalationWatermark).values(
+        topic=topic, partition=partition, watermark=moment, next_offset=next_offset, updated_at=utcnow()
+    )
+    held = EscalationWatermark.__table__.c  # type: ignore[attr-defined]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["topic", "partition"],
+        set_={
+            "watermark": case(
+                (held.watermark < stmt.excluded.watermark, stmt.excluded.watermark), else_=held.watermark
+            ),
+            "next_offset": case(
+                (func.coalesce(held.next_offset, -1) < stmt.excluded.next_offset, stmt.excluded.next_offset),
+                else_=held.next_offset,
+            ),
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    session.execute(stmt)
+
+
+def tracking_offsets(session: Session, topic: str) -> dict[int, int]:
+    """Per partition, the offset before which tracking has folded every record (``topic``: the mark's)."""
+    rows = session.exec(select(EscalationWatermark).where(col(EscalationWatermark.topic) == topic)).all()
+    return {r.partition: r.next_offset for r in rows if r.next_offset is not None}
 
 
 def watermarks(session: Session, topics: Iterable[str]) -> dict[tuple[str, int], datetime]:

@@ -15,7 +15,7 @@ from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state
-from tests.support.kafka import read_topic
+from tests.support.kafka import read_topic, transitions_only
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def running(
 
 
 def transitions_of(settings: Settings, child_id: str, expect: int) -> list[dict[str, object]]:
-    records = read_topic(settings, CASE_TRANSITIONS.name(settings), expect=expect, timeout_s=30)
+    records = read_topic(settings, CASE_TRANSITIONS.name(settings), expect, 30, transitions_only)
     payloads = [json.loads(r.value)["payload"] for r in records]
     return [p for p in payloads if p["child_id"] == child_id]
 
