@@ -19,8 +19,9 @@ marked late if it fell due more than the live window ago. See docs/ESCALATION.md
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, func
@@ -134,6 +135,33 @@ def advance_tracking_mark(
         },
     )
     session.execute(stmt)
+
+
+@dataclass
+class EndSamples:
+    """The ends of the child-events partitions as this worker asked for them, each after sampling the time:
+    when tracking's mark says it has folded a partition before an offset at or past an end asked for after t,
+    every fact published by t is folded, so tracking is caught up at t. Kept for a while, so a mark that
+    lags a second behind a partition that never stops growing still finds the moment it covers."""
+
+    keep: int = 3600  # samples per partition (a due-check samples about once a second)
+    samples: dict[int, deque[tuple[datetime, int]]] = field(default_factory=dict)
+
+    def add(self, partition: int, sampled: datetime, end: int) -> None:
+        self.samples.setdefault(partition, deque(maxlen=self.keep)).append((_utc(sampled), end))
+
+    def caught_up_at(self, partition: int, next_offset: int) -> datetime | None:
+        """The latest moment tracking's ``next_offset`` covers (None: none sampled); older samples go."""
+        found = self.samples.get(partition)
+        if not found:
+            return None
+        covered = None
+        while found and found[0][1] <= next_offset:
+            covered = found.popleft()
+        if covered is not None:
+            found.appendleft(covered)  # still the answer until a later sample is covered
+            return covered[0]
+        return None
 
 
 def tracking_offsets(session: Session, topic: str) -> dict[int, int]:

@@ -41,6 +41,7 @@ from services.escalation.timesource import TimeSource
 from services.escalation.transitions import handle_transition
 from services.escalation.unit_of_work import SERVICE, Deps, Outcome, set_record_partition
 from services.escalation.watermarks import (
+    EndSamples,
     Horizon,
     advance_tracking_mark,
     advance_watermark,
@@ -88,6 +89,9 @@ class EscalationWorker:
         self._tracking_mark = tracking_mark_topic(CHILD_EVENTS.name(settings))
         self._mark_required = settings.escalation_require_tracking_mark
         self._horizon_topics = self._read_topics + ((self._tracking_mark,) if self._mark_required else ())
+        self._facts_ends = (
+            EndSamples()
+        )  # tracking is caught up at t when its mark covers an end asked after t
         self._inputs = {
             self._transitions_topic: "transitions",
             CHILD_EVENTS.name(settings): "child_events",
@@ -291,11 +295,12 @@ class EscalationWorker:
     async def mark_caught_up(self) -> int:
         """Move the watermark of every assigned input partition this consumer has read and handled to the end
         to the time sampled *before* asking the broker where the end is: every record published by then was
-        below that end, so every fact up to then is applied. The same for tracking's mark of each assigned
-        child-events partition whose end tracking has folded to (its mark, read here after the transitions it
-        covers, names the offset). The transitions topic's goes no further than tracking's mark: reading it to
-        the end proves every transition tracking had relayed is read, not that tracking had folded every fact
-        up to now. Returns how many partitions were caught up."""
+        below that end, so every fact up to then is applied. Tracking's mark of a child-events partition
+        moves to the latest such time whose end its offset covers (the mark, read here after the transitions
+        it covers, names the offset; the ends are kept a while, so a mark a second behind a partition that
+        keeps growing still counts). The transitions topic's goes no further than tracking's mark: reading it
+        to the end proves every transition tracking had relayed is read, not that tracking had folded every
+        fact up to now. Returns how many partitions were caught up."""
         consumer = self._loop.consumer
         if consumer is None:
             return 0
@@ -314,13 +319,16 @@ class EscalationWorker:
             # Checked after the await: records fetched meanwhile are not handled yet.
             if tp not in self._loop.pending and position >= ends.get(tp, position + 1):
                 caught.append(tp)
-        facts_ends = {tp.partition: end for tp, end in ends.items() if tp.topic != self._transitions_topic}
+        for tp, end in ends.items():
+            if tp.topic != self._transitions_topic:
+                self._facts_ends.add(tp.partition, mark, end)
 
         def write() -> None:
             with session_scope(self._engine) as session:
                 for partition, next_offset in tracking_offsets(session, self._tracking_mark).items():
-                    if partition in facts_ends and next_offset >= facts_ends[partition]:
-                        advance_watermark(session, self._tracking_mark, partition, mark)
+                    caught_up_at = self._facts_ends.caught_up_at(partition, next_offset)
+                    if caught_up_at is not None:
+                        advance_watermark(session, self._tracking_mark, partition, caught_up_at)
                 tracking = watermarks(session, [self._tracking_mark]) if self._mark_required else {}
                 for tp in caught:
                     moment = mark

@@ -225,3 +225,26 @@ async def test_without_the_mark_required_escalation_decides_on_its_own_inputs(
     )
     await worker.run_due_check()
     assert raised(engine) == 1  # a rolling upgrade, tracking not yet sending marks: as before the mark
+
+
+async def test_a_mark_behind_a_growing_partition_is_caught_up_at_the_end_it_covers(
+    settings: EscalationSettings, engine: Engine
+) -> None:
+    clock = SimulatedTime(NOW)
+    worker = EscalationWorker(settings, engine, load_deps(settings), clock)
+    facts = TopicPartition(CHILD_EVENTS.name(settings), PARTITION)
+    consumer = FakeConsumer({TopicPartition(CASE_TRANSITIONS.name(settings), PARTITION): 0, facts: 3})
+    worker._loop.consumer = consumer  # type: ignore[assignment]
+    await worker.mark_caught_up()  # at 12:00 the partition ended at offset 3
+    clock.set(utc(3, 12, 0, 1))
+    consumer.ends[facts] = 5  # a second later, at 5: facts keep coming
+    await worker.mark_caught_up()
+    feed = Feed(worker, settings)
+    feed.mark(4, None)  # tracking has folded up to offset 4: what was published by 12:00, not by 12:00:01
+    await worker.mark_caught_up()
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.watermark.replace(tzinfo=UTC) == NOW
+    feed.mark(5, None)
+    await worker.mark_caught_up()
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.watermark.replace(tzinfo=UTC) == utc(3, 12, 0, 1)
