@@ -148,7 +148,13 @@ class EndSamples:
     samples: dict[int, deque[tuple[datetime, int]]] = field(default_factory=dict)
 
     def add(self, partition: int, sampled: datetime, end: int) -> None:
-        self.samples.setdefault(partition, deque(maxlen=self.keep)).append((_utc(sampled), end))
+        found = self.samples.setdefault(partition, deque(maxlen=self.keep))
+        sampled = _utc(sampled)
+        # A clock that has not moved (simulated time stands still): what was published "by t" includes what
+        # came since the last sample at t, so only the latest end asked for after t stands for it.
+        while found and found[-1][0] >= sampled:
+            found.pop()
+        found.append((sampled, end))
 
     def caught_up_at(self, partition: int, next_offset: int) -> datetime | None:
         """The latest moment tracking's ``next_offset`` covers (None: none sampled); older samples go."""

@@ -25,6 +25,7 @@ from services.escalation.settings import EscalationSettings
 from services.escalation.timesource import SimulatedTime
 from services.escalation.watermarks import (
     NO_TIME,
+    EndSamples,
     advance_watermark,
     load_horizon,
     tracking_mark_topic,
@@ -248,3 +249,14 @@ async def test_a_mark_behind_a_growing_partition_is_caught_up_at_the_end_it_cove
     await worker.mark_caught_up()
     mark = tracking_mark(engine, settings)
     assert mark is not None and mark.watermark.replace(tzinfo=UTC) == utc(3, 12, 0, 1)
+
+
+def test_on_a_clock_that_stands_still_only_the_latest_end_stands_for_now() -> None:
+    samples = EndSamples()
+    samples.add(0, NOW, 0)  # the partition was empty ...
+    samples.add(0, NOW, 1)  # ... and a fact came while simulated time stood still: published "by" NOW too
+    assert samples.caught_up_at(0, 0) is None
+    assert samples.caught_up_at(0, 1) == NOW
+    samples.add(0, utc(3, 12, 0, 1), 4)
+    assert samples.caught_up_at(0, 3) == NOW  # the mark covers the older end only
+    assert samples.caught_up_at(0, 9) == utc(3, 12, 0, 1)
