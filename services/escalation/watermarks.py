@@ -144,7 +144,7 @@ class EndSamples:
     every fact published by t is folded, so tracking is caught up at t. Kept for a while, so a mark that
     lags a second behind a partition that never stops growing still finds the moment it covers."""
 
-    keep: int = 3600  # samples per partition (a due-check samples about once a second)
+    keep: int = 3600  # samples per partition (a due-check takes one per tick, and after each poll)
     samples: dict[int, deque[tuple[datetime, int]]] = field(default_factory=dict)
 
     def add(self, partition: int, sampled: datetime, end: int) -> None:

@@ -6,8 +6,9 @@ after the transaction (a redelivery is a no-op thanks to the processed-events ta
 partition's event-time watermark in the same transaction, and tracking's progress records on the transitions
 topic move tracking's mark of their partition (and nothing else). Timer: marks the partitions it has read to
 the end as caught up with now (the transitions topic's no further than tracking's mark), and tracking's mark
-of each child-events partition tracking has folded to its end, then decides what the horizon lets it
-(``services.escalation.watermarks``), one transaction per deadline. Relay: publishes the outbox to Kafka.
+of each child-events partition as caught up with the latest time whose end (asked for after it) tracking's
+offset covers, then decides what the horizon lets it (``services.escalation.watermarks``), one transaction per
+deadline. Relay: publishes the outbox to Kafka.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ class EscalationWorker:
         self._tracking_mark = tracking_mark_topic(CHILD_EVENTS.name(settings))
         self._mark_required = settings.escalation_require_tracking_mark
         self._horizon_topics = self._read_topics + ((self._tracking_mark,) if self._mark_required else ())
-        self._facts_ends = (
-            EndSamples()
-        )  # tracking is caught up at t when its mark covers an end asked after t
+        # The child-events ends asked for (each after sampling the time): tracking is caught up at t when its
+        # mark covers an end asked for after t.
+        self._facts_ends = EndSamples()
         self._inputs = {
             self._transitions_topic: "transitions",
             CHILD_EVENTS.name(settings): "child_events",
