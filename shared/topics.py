@@ -18,6 +18,7 @@ from shared.events.internal import (
     ChildSplit,
     DeadLetter,
     Escalation,
+    TrackingProgress,
 )
 from shared.settings import Settings
 
@@ -80,8 +81,10 @@ CASE_TRANSITIONS = TopicSpec(
     key="child_id",
     producer="tracking",
     consumers=("escalation", "projections"),
-    description="Case state changes with their cause and the statutory clocks they start or stop.",
-    events=(CaseTransition,),
+    description="Case state changes with their cause and the statutory clocks they start or stop; and"
+    " tracking's progress marks (keyless, sent to each partition explicitly: how far tracking has folded the"
+    " same partition of cme.child-events.v1), which every reader but escalation's horizon ignores.",
+    events=(CaseTransition, TrackingProgress),
 )
 ESCALATIONS = TopicSpec(
     "cme.escalations.v1",

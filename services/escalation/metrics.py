@@ -46,3 +46,9 @@ LATE_RECORDS = Counter(
     "Input records whose event time was older than their partition's watermark when read",
     ["kind"],
 )
+HORIZON_LAG = Gauge(
+    "cme_escalation_horizon_lag_seconds",
+    "How far behind now each input's watermark of a partition is (input: transitions, child_events,"
+    " tracking), in the service's time; a partition's horizon is held by its input with the largest lag",
+    ["partition", "input"],
+)

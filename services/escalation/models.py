@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, Index, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text
 from sqlmodel import Field, SQLModel
 
 from shared.events.envelope import utcnow
@@ -190,6 +190,9 @@ class EscalationWatermark(SQLModel, table=True):
     partition: int = Field(primary_key=True)
     watermark: datetime = Field(sa_column=_utc_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column())
+    # Tracking's mark only (topic ``tracking:<child-events topic>``): the offset of the child-events partition
+    # before which tracking has folded every record; at the partition's end, tracking is caught up.
+    next_offset: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class EscalationProcessedEvent(SQLModel, table=True):

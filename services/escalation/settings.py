@@ -19,6 +19,11 @@ class EscalationSettings(Settings):
     # deadline whose episode is still open is alerted only from a live partition (a backlog waits until it
     # has caught up), and an alert more than this late after its due time is recorded as late.
     escalation_live_window_s: float = Field(default=60.0, gt=0)
+    # Tracking's progress marks (docs/ESCALATION.md "Tracking's lag in the watermark"): a partition's horizon
+    # waits until tracking says it has folded every fact up to it. Off only for a rolling upgrade in which
+    # escalation runs before a tracking that sends the marks (upgrade tracking first, then escalation, and
+    # leave this on); off, a clock may be decided while tracking lags behind on the facts that would end it.
+    escalation_require_tracking_mark: bool = True
     # Simulated time for drills and process-level tests: a file holding one ISO-8601 timestamp. Unset (the
     # default) means the real clock; never set it in production.
     escalation_simulated_time_file: Path | None = None

@@ -5,7 +5,9 @@ keyed by child_id and have the same partition count, so a child has the same par
 partition's **watermark** is an event time up to which every fact on it has been applied: the event time of
 the newest record read, or, when the consumer has read everything the partition held at a moment ``t`` of the
 service's clock, ``t`` itself (nothing older can still be unread, unless a fact arrives late: see
-docs/ESCALATION.md). A partition's **horizon** is the lowest watermark of the input topics, capped at now.
+docs/ESCALATION.md). A third mark per partition is tracking's: how far tracking has folded the partition of
+the child-events topic into transitions (its ``tracking-progress`` records on the transitions topic, stored
+under ``tracking_mark_topic``). A partition's **horizon** is the lowest of its marks, capped at now.
 
 A deadline due at ``T`` is decided only once its partition's horizon has reached ``T``: by then every fact
 about the child up to ``T`` has been applied, so whether the episode was still open at ``T`` no longer depends
@@ -17,10 +19,12 @@ marked late if it fell due more than the live window ago. See docs/ESCALATION.md
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import case, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -29,6 +33,8 @@ from services.escalation.models import EscalationWatermark
 from shared.events.envelope import utcnow
 
 DEFAULT_LIVE_WINDOW = timedelta(seconds=60)
+# Tracking's mark before it claims any event time (a worker that has only said where its partition stands).
+NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -80,6 +86,12 @@ class Horizon:
         return _utc(due_at) < self.now - self.live_window
 
 
+def tracking_mark_topic(child_events_topic: str) -> str:
+    """The key, in ``escalation_watermarks.topic``, of tracking's marks of ``child_events_topic``: no Kafka
+    topic has this name (Kafka topic names have no ':')."""
+    return f"tracking:{child_events_topic}"
+
+
 def advance_watermark(session: Session, topic: str, partition: int, moment: datetime) -> None:
     """Move the partition's watermark to ``moment`` if that is later (never backwards), in the caller's
     transaction."""
@@ -95,6 +107,73 @@ def advance_watermark(session: Session, topic: str, partition: int, moment: date
         where=col(EscalationWatermark.watermark) < stmt.excluded.watermark,
     )
     session.execute(stmt)
+
+
+def advance_tracking_mark(
+    session: Session, topic: str, partition: int, next_offset: int, folded_to: datetime | None
+) -> None:
+    """Move tracking's mark of the partition forward (its offset and its event time, each never backwards),
+    in the caller's transaction."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    moment = NO_TIME if folded_to is None else _utc(folded_to)
+    stmt = insert(EscalationWatermark).values(
+        topic=topic, partition=partition, watermark=moment, next_offset=next_offset, updated_at=utcnow()
+    )
+    held = EscalationWatermark.__table__.c  # type: ignore[attr-defined]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["topic", "partition"],
+        set_={
+            "watermark": case(
+                (held.watermark < stmt.excluded.watermark, stmt.excluded.watermark), else_=held.watermark
+            ),
+            "next_offset": case(
+                (func.coalesce(held.next_offset, -1) < stmt.excluded.next_offset, stmt.excluded.next_offset),
+                else_=held.next_offset,
+            ),
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    session.execute(stmt)
+
+
+@dataclass
+class EndSamples:
+    """The ends of the child-events partitions as this worker asked for them, each after sampling the time:
+    when tracking's mark says it has folded a partition before an offset at or past an end asked for after t,
+    every fact published by t is folded, so tracking is caught up at t. Kept for a while, so a mark that
+    lags a second behind a partition that never stops growing still finds the moment it covers."""
+
+    keep: int = 3600  # samples per partition (a due-check takes one per tick, and after each poll)
+    samples: dict[int, deque[tuple[datetime, int]]] = field(default_factory=dict)
+
+    def add(self, partition: int, sampled: datetime, end: int) -> None:
+        found = self.samples.setdefault(partition, deque(maxlen=self.keep))
+        sampled = _utc(sampled)
+        # A clock that has not moved (simulated time stands still): what was published "by t" includes what
+        # came since the last sample at t, so only the latest end asked for after t stands for it.
+        while found and found[-1][0] >= sampled:
+            found.pop()
+        found.append((sampled, end))
+
+    def caught_up_at(self, partition: int, next_offset: int) -> datetime | None:
+        """The latest moment tracking's ``next_offset`` covers (None: none sampled); older samples go."""
+        found = self.samples.get(partition)
+        if not found:
+            return None
+        covered = None
+        while found and found[0][1] <= next_offset:
+            covered = found.popleft()
+        if covered is not None:
+            found.appendleft(covered)  # still the answer until a later sample is covered
+            return covered[0]
+        return None
+
+
+def tracking_offsets(session: Session, topic: str) -> dict[int, int]:
+    """Per partition, the offset before which tracking has folded every record (``topic``: the mark's)."""
+    rows = session.exec(select(EscalationWatermark).where(col(EscalationWatermark.topic) == topic)).all()
+    return {r.partition: r.next_offset for r in rows if r.next_offset is not None}
 
 
 def watermarks(session: Session, topics: Iterable[str]) -> dict[tuple[str, int], datetime]:

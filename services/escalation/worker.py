@@ -3,9 +3,12 @@
 Consumer: transitions, child facts and alert acks, one database transaction per fetched batch of a partition
 (one per record when a batch fails, so only a failing record is retried and dead-lettered), offsets committed
 after the transaction (a redelivery is a no-op thanks to the processed-events table); the records move their
-partition's event-time watermark in the same transaction. Timer: marks the partitions it has read to the end
-as caught up with now, then decides what the horizon lets it (``services.escalation.watermarks``), one
-transaction per deadline. Relay: publishes the outbox to Kafka.
+partition's event-time watermark in the same transaction, and tracking's progress records on the transitions
+topic move tracking's mark of their partition (and nothing else). Timer: marks the partitions it has read to
+the end as caught up with now (the transitions topic's no further than tracking's mark), and tracking's mark
+of each child-events partition as caught up with the latest time whose end (asked for after it) tracking's
+offset covers, then decides what the horizon lets it (``services.escalation.watermarks``), one transaction per
+deadline. Relay: publishes the outbox to Kafka.
 """
 
 from __future__ import annotations
@@ -38,12 +41,21 @@ from services.escalation.timer import decide_due
 from services.escalation.timesource import TimeSource
 from services.escalation.transitions import handle_transition
 from services.escalation.unit_of_work import SERVICE, Deps, Outcome, set_record_partition
-from services.escalation.watermarks import Horizon, advance_watermark, load_horizon, watermarks
+from services.escalation.watermarks import (
+    EndSamples,
+    Horizon,
+    advance_tracking_mark,
+    advance_watermark,
+    load_horizon,
+    tracking_mark_topic,
+    tracking_offsets,
+    watermarks,
+)
 from shared.consumer import ConsumerLoop, Record, add_dead_letter, new_consumer, outbox_dead_letter
 from shared.db import session_scope
 from shared.events.catalogue import decode_event, decode_inbound
 from shared.events.envelope import Envelope, utcnow
-from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged
+from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged, TrackingProgress
 from shared.logs import bind_event, get_logger
 from shared.outbox import OutboxRelay, new_producer
 from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER
@@ -70,9 +82,22 @@ class EscalationWorker:
             CHILD_EVENTS.name(settings): "child_fact",
             ALERT_ACKS.name(settings): "ack",
         }
-        # The inputs a deadline depends on: its partition's horizon is the lowest watermark of these. Acks are
-        # people acting now, not facts about the child, and are applied when read.
-        self._horizon_topics = (CASE_TRANSITIONS.name(settings), CHILD_EVENTS.name(settings))
+        # The inputs a deadline depends on: its partition's horizon is the lowest watermark of these,
+        # tracking's mark included unless switched off for a rolling upgrade. Acks are people acting now,
+        # not facts about the child, and are applied when read.
+        self._transitions_topic = CASE_TRANSITIONS.name(settings)
+        self._read_topics = (self._transitions_topic, CHILD_EVENTS.name(settings))
+        self._tracking_mark = tracking_mark_topic(CHILD_EVENTS.name(settings))
+        self._mark_required = settings.escalation_require_tracking_mark
+        self._horizon_topics = self._read_topics + ((self._tracking_mark,) if self._mark_required else ())
+        # The child-events ends asked for (each after sampling the time): tracking is caught up at t when its
+        # mark covers an end asked for after t.
+        self._facts_ends = EndSamples()
+        self._inputs = {
+            self._transitions_topic: "transitions",
+            CHILD_EVENTS.name(settings): "child_events",
+            self._tracking_mark: "tracking",
+        }
         self._live_window = timedelta(seconds=settings.escalation_live_window_s)
         self._dead_letter_topic = DEAD_LETTER.name(settings)
         self._wake = asyncio.Event()
@@ -163,10 +188,16 @@ class EscalationWorker:
                 ).all()
             )
             processed: list[dict[str, object]] = []
+            tracking: dict[int, tuple[int, datetime | None]] = {}  # partition -> (next offset, folded to)
             for raw, item in decoded:
                 if not isinstance(item, Envelope):
                     self._add_dead_letter(session, raw, item, 1)
                     results.append((raw, None, Outcome("dead_lettered")))
+                    continue
+                if isinstance(item, TrackingProgress):
+                    # Tracking's mark: it moves tracking's watermark of its partition and nothing else (no
+                    # processed-event row either: the mark only moves forward, so a repeat is harmless).
+                    results.append((raw, item, self._progress(raw, item, tracking)))
                     continue
                 bind_event(item)
                 set_record_partition(session, raw.partition)
@@ -179,7 +210,7 @@ class EscalationWorker:
                     )
                     outcome = self._dispatch(session, item, now)
                 results.append((raw, item, outcome))
-                if raw.topic in self._horizon_topics:
+                if raw.topic in self._read_topics:
                     where = (raw.topic, raw.partition)
                     if where not in newest:
                         newest[where] = watermarks(session, [raw.topic]).get(where) or item.occurred_at
@@ -191,12 +222,20 @@ class EscalationWorker:
                 session.execute(insert(EscalationProcessedEvent), processed)
             for (topic, partition), moment in newest.items():
                 advance_watermark(session, topic, partition, moment)
+            for partition, (next_offset, folded_to) in tracking.items():
+                advance_tracking_mark(session, self._tracking_mark, partition, next_offset, folded_to)
         for raw, handled, outcome in results:
-            kind = self._topics.get(raw.topic, "unknown")
+            kind = (
+                "tracking_progress"
+                if isinstance(handled, TrackingProgress)
+                else self._topics.get(raw.topic, "unknown")
+            )
             metrics.RECORDS.labels(kind=kind, outcome=outcome.action).inc()
             if handled is None:
                 log.error("record_dead_lettered", topic=raw.topic, partition=raw.partition, offset=raw.offset)
                 continue
+            if isinstance(handled, TrackingProgress):
+                continue  # one per partition per second: counted, not logged
             log.info(
                 "record_handled",
                 outcome=outcome.action,
@@ -206,6 +245,23 @@ class EscalationWorker:
                 **handled.log_fields(),
             )
         return [outcome for _, _, outcome in results]
+
+    def _progress(
+        self, raw: Record, mark: TrackingProgress, tracking: dict[int, tuple[int, datetime | None]]
+    ) -> Outcome:
+        """Tracking's mark of a partition; it must come on the same partition of the transitions topic, after
+        the transitions it covers (a mark elsewhere proves nothing about them, and is not applied)."""
+        p = mark.payload
+        if raw.topic != self._transitions_topic or raw.partition != p.partition:
+            log.error(
+                "tracking_progress_misrouted", topic=raw.topic, partition=raw.partition, names=p.partition
+            )
+            return Outcome("misrouted")
+        offset, folded = tracking.get(p.partition, (p.next_offset, p.folded_to))
+        if p.folded_to is not None:
+            folded = p.folded_to if folded is None else max(folded, p.folded_to)
+        tracking[p.partition] = (max(offset, p.next_offset), folded)
+        return Outcome("progress")
 
     def _dispatch(self, session: Session, event: Envelope, now: datetime) -> Outcome:
         if isinstance(event, CaseTransition):
@@ -240,12 +296,17 @@ class EscalationWorker:
     async def mark_caught_up(self) -> int:
         """Move the watermark of every assigned input partition this consumer has read and handled to the end
         to the time sampled *before* asking the broker where the end is: every record published by then was
-        below that end, so every fact up to then is applied. Returns how many partitions were caught up."""
+        below that end, so every fact up to then is applied. Tracking's mark of a child-events partition
+        moves to the latest such time whose end its offset covers (the mark, read here after the transitions
+        it covers, names the offset; the ends are kept a while, so a mark a second behind a partition that
+        keeps growing still counts). The transitions topic's goes no further than tracking's mark: reading it
+        to the end proves every transition tracking had relayed is read, not that tracking had folded every
+        fact up to now. Returns how many partitions were caught up."""
         consumer = self._loop.consumer
         if consumer is None:
             return 0
         mark = self._time.now()
-        partitions = [tp for tp in consumer.assignment() if tp.topic in self._horizon_topics]
+        partitions = [tp for tp in consumer.assignment() if tp.topic in self._read_topics]
         if not partitions:
             return 0
         try:
@@ -259,15 +320,28 @@ class EscalationWorker:
             # Checked after the await: records fetched meanwhile are not handled yet.
             if tp not in self._loop.pending and position >= ends.get(tp, position + 1):
                 caught.append(tp)
-        if caught:
+        for tp, end in ends.items():
+            if tp.topic != self._transitions_topic:
+                self._facts_ends.add(tp.partition, mark, end)
 
-            def write() -> None:
-                with session_scope(self._engine) as session:
-                    for tp in caught:
-                        advance_watermark(session, tp.topic, tp.partition, mark)
+        def write() -> None:
+            with session_scope(self._engine) as session:
+                for partition, next_offset in tracking_offsets(session, self._tracking_mark).items():
+                    caught_up_at = self._facts_ends.caught_up_at(partition, next_offset)
+                    if caught_up_at is not None:
+                        advance_watermark(session, self._tracking_mark, partition, caught_up_at)
+                tracking = watermarks(session, [self._tracking_mark]) if self._mark_required else {}
+                for tp in caught:
+                    moment = mark
+                    if self._mark_required and tp.topic == self._transitions_topic:
+                        folded = tracking.get((self._tracking_mark, tp.partition))
+                        if folded is None:
+                            continue
+                        moment = min(mark, folded)
+                    advance_watermark(session, tp.topic, tp.partition, moment)
 
-            async with self._db_lock:
-                await asyncio.to_thread(write)
+        async with self._db_lock:
+            await asyncio.to_thread(write)
         return len(caught)
 
     async def run_due_check(self) -> int:
@@ -280,7 +354,11 @@ class EscalationWorker:
             started = time.perf_counter()
             with Session(self._engine) as session:
                 found = load_horizon(session, self._horizon_topics, now, self._live_window)
+                marks = watermarks(session, self._inputs)
             metrics.DUE_CHECK_SECONDS.observe(time.perf_counter() - started)
+            for (topic, partition), moment in marks.items():
+                lag = max(0.0, (now - moment).total_seconds())
+                metrics.HORIZON_LAG.labels(partition=str(partition), input=self._inputs[topic]).set(lag)
             return found
 
         current = await asyncio.to_thread(horizon)

@@ -35,6 +35,9 @@ class TrackingSettings(Settings):
     # ... and no longer than this waiting for more: the added latency of a lone record (per agent; under a
     # backlog batches fill from what the consumer has already fetched, so a short linger costs no throughput).
     tracking_batch_within_s: float = Field(default=0.01, gt=0, le=5)
+    # Tracking's progress marks on the transitions topic (docs/ESCALATION.md "Tracking's lag in the
+    # watermark"): at most one per partition per this many seconds, and how often idle partitions are checked.
+    tracking_progress_interval_s: float = Field(default=1.0, gt=0, le=60)
     # The LAs this deployment serves (comma-separated codes; empty: every LA). A child who leaves for an LA
     # outside it cannot be handed over: the case waits for a person to record that LA's confirmation.
     tracking_deployment_las: str = Field(default="", pattern=r"^(\d{3}(,\d{3})*)?$")

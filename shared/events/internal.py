@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, StrictBool, model_validator
 
-from shared.events.envelope import DestinationLACode, Envelope, LACode, StrictModel
+from shared.events.envelope import DestinationLACode, Envelope, LACode, Source, StrictModel, utcnow
 from shared.events.vocab import CaseOutcome, MissingReason, ResolutionReason, SocialCareStatus, Vulnerability
 
 
@@ -235,6 +235,41 @@ class CaseTransition(Envelope):
     payload: CaseTransitionPayload
 
 
+class TrackingProgressPayload(StrictModel):
+    """How far tracking has folded one partition of cme.child-events.v1: every record on it before
+    ``next_offset``, and every fact up to ``folded_to`` (event time), is applied, and the transitions they
+    caused are on the same partition of cme.case-transitions.v1, before this record. Escalation adds "caught
+    up at t" itself: ``next_offset`` is at the partition's end asked for after t (docs/ESCALATION.md)."""
+
+    partition: Annotated[int, Field(ge=0)]
+    next_offset: Annotated[int, Field(ge=0)]
+    folded_to: AwareDatetime | None = Field(
+        default=None, description="None: no event time claimed (a worker that has read nothing yet)"
+    )
+
+
+class TrackingProgress(Envelope):
+    """Tracking's progress mark on the transitions topic (no child data): escalation's horizon waits on it."""
+
+    event_type: Literal["tracking-progress"] = "tracking-progress"
+    payload: TrackingProgressPayload
+
+
+PROGRESS_NAMESPACE = uuid.UUID("0c7d3e52-8f0a-4c1e-9b7e-3a2f6d4b1e90")
+
+
+def tracking_progress(partition: int, next_offset: int, folded_to: datetime | None) -> TrackingProgress:
+    """The mark for ``partition``: the same mark always has the same event id (a repeat is harmless). Its
+    ``occurred_at`` is when it was made: the event time it claims is ``folded_to``."""
+    at = folded_to.isoformat() if folded_to is not None else "-"
+    return TrackingProgress(
+        event_id=uuid.uuid5(PROGRESS_NAMESPACE, f"{partition}:{next_offset}:{at}"),
+        occurred_at=utcnow(),
+        source=Source(system="cme-tracking"),
+        payload=TrackingProgressPayload(partition=partition, next_offset=next_offset, folded_to=folded_to),
+    )
+
+
 class LadderLevel(StrEnum):
     CASEWORKER = "caseworker"
     SENIOR_CME_OFFICER = "senior_cme_officer"
@@ -333,6 +368,7 @@ INTERNAL_EVENT_CLASSES: tuple[type[Envelope], ...] = (
     ChildPurged,
     CaseClockExpired,
     CaseTransition,
+    TrackingProgress,
     Escalation,
     AlertAck,
     DeadLetter,

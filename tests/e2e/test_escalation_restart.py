@@ -25,7 +25,7 @@ from shared.events.catalogue import decode_event, encode_event
 from shared.events.internal import CaseState, Escalation
 from shared.settings import PROJECT_ROOT, Settings
 from shared.topics import CASE_TRANSITIONS, ESCALATIONS
-from tests.support.escalation import transition
+from tests.support.escalation import tracking_caught_up, transition
 from tests.support.kafka import produce, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +125,9 @@ def test_killed_worker_restarts_and_fires_each_due_escalation_once(
     pg_settings: Settings, worker: Worker, time_file: Path
 ) -> None:
     worker.start()
+    tracking_caught_up(
+        pg_settings
+    )  # no tracking here: its mark, caught up (escalation's horizon waits for it)
     children = [uuid.uuid4() for _ in range(CHILDREN)]
     missing_at = datetime(2025, 11, 3, 10, 0, tzinfo=UTC)
     produce(

@@ -28,7 +28,7 @@ from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, INTAKE
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state
-from tests.support.kafka import produce, read_topic, wait_until
+from tests.support.kafka import produce, read_topic, transitions_only, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -179,7 +179,7 @@ def test_events_of_one_child_in_one_batch_end_as_one_by_one(settings: Settings, 
         after, more = one_by_one([*a_facts, extra])
         case = wait_until(lambda: case_with(settings, a_id, len(after.facts)), timeout_s=60, what="one more")
         assert case["state"] == after.case.state
-        transitions = read_topic(settings, CASE_TRANSITIONS.name(settings), expect=len(more), timeout_s=30)
+        transitions = read_topic(settings, CASE_TRANSITIONS.name(settings), len(more), 30, transitions_only)
     for child_id, (record, expected_transitions) in expected.items():
         timeline = query(settings, "SELECT verdict FROM tracking_timeline WHERE child_id = :c", c=child_id)
         assert len(timeline) == len(record.facts) + (child_id == a_id)  # the redelivery added nothing

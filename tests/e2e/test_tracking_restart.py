@@ -15,7 +15,7 @@ from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state
-from tests.support.kafka import read_topic
+from tests.support.kafka import read_topic, transitions_only
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def test_restart_recovers_from_changelog(
         wait_state(settings, before[1].event_id, "handed_over", facts=2)
         transitions = [
             json.loads(r.value)["payload"]
-            for r in read_topic(settings, CASE_TRANSITIONS.name(settings), expect=6, timeout_s=30)
+            for r in read_topic(settings, CASE_TRANSITIONS.name(settings), 6, 30, transitions_only)
         ]
     # Recovered, not restarted from nothing: the first fact after the restart moves on from the old state.
     steps = {(t["from_state"], t["to_state"]) for t in transitions}

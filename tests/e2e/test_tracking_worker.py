@@ -15,7 +15,7 @@ from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS
 from tests.e2e.tracking_support import event, make_settings, query, send, tracking_worker, wait_state
-from tests.support.kafka import read_topic
+from tests.support.kafka import of_type, read_topic, transitions_only, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def running(
 
 
 def transitions_of(settings: Settings, child_id: str, expect: int) -> list[dict[str, object]]:
-    records = read_topic(settings, CASE_TRANSITIONS.name(settings), expect=expect, timeout_s=30)
+    records = read_topic(settings, CASE_TRANSITIONS.name(settings), expect, 30, transitions_only)
     payloads = [json.loads(r.value)["payload"] for r in records]
     return [p for p in payloads if p["child_id"] == child_id]
 
@@ -130,3 +130,53 @@ def test_same_child_from_two_schools_one_without_upn(running: Settings) -> None:
 def test_worker_log_has_no_personal_data(running: Settings) -> None:
     log = (Path(running.data_dir) / "worker.log").read_text()
     assert "Journey" not in log and "Twoschools" not in log and "2013-05-07" not in log
+
+
+def test_progress_marks_follow_the_transitions_they_cover(running: Settings) -> None:
+    """Tracking's progress marks (docs/ESCALATION.md "Tracking's lag in the watermark"): on the partition they
+    name, after every transition of the facts they cover, and at the child-events partition's end once the
+    worker has processed everything."""
+    k = kid(19, "Marked", "2013-02-02")
+    events = [event("pupil-left-roll", 19, 3, kid=k), event("whereabouts-unknown", 19, 10, kid=k)]
+    send(running, events)
+    case = wait_state(running, events[0].event_id, "whereabouts_unknown", facts=2)
+    facts_topic, transitions_topic = CHILD_EVENTS.name(running), CASE_TRANSITIONS.name(running)
+
+    def marks_at_the_end() -> list[Any] | None:
+        ends = end_offsets(running, facts_topic)
+        records = read_topic(running, transitions_topic, 0, 30, of_type("tracking-progress"))
+        newest = {r.partition: json.loads(r.value)["payload"]["next_offset"] for r in records}
+        return records if all(newest.get(p, -1) >= end for p, end in ends.items() if end) else None
+
+    marks = wait_until(marks_at_the_end, timeout_s=30, what="a mark at every child-events partition's end")
+    for record in marks:
+        assert json.loads(record.value)["payload"]["partition"] == record.partition and record.key is None
+    child_facts = [r for r in read_topic(running, facts_topic, 2) if r.key.decode() == case["child_id"]]
+    (partition,) = {r.partition for r in child_facts}
+    fact_offsets = [r.offset for r in child_facts]
+    ours = [
+        r
+        for r in read_topic(running, transitions_topic, 2, 30, transitions_only)
+        if json.loads(r.value)["payload"]["child_id"] == case["child_id"]
+    ]
+    assert {r.partition for r in ours} == {partition} and len(ours) == 2
+    # The first mark that covers the child's last fact comes after each of the child's transitions.
+    covering = min(
+        r.offset
+        for r in marks
+        if r.partition == partition and json.loads(r.value)["payload"]["next_offset"] > max(fact_offsets)
+    )
+    assert all(r.offset < covering for r in ours)
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from shared.kafka import kafka_python_config
+
+    consumer = KafkaConsumer(**kafka_python_config(settings))
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()

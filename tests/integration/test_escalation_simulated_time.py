@@ -23,7 +23,7 @@ from shared.events.envelope import Envelope
 from shared.events.internal import AckAction, CaseState, Escalation
 from shared.settings import Settings
 from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, ESCALATIONS
-from tests.support.escalation import ack, transition
+from tests.support.escalation import ack, tracking_caught_up, transition
 from tests.support.kafka import produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -73,6 +73,7 @@ async def running(pg_settings: Settings) -> AsyncIterator[Running]:
     clock = SimulatedTime(utc(2025, 11, 3, 8, 0))
     worker = EscalationWorker(settings, engine, load_deps(settings), clock)
     await worker.start()
+    await asyncio.to_thread(tracking_caught_up, settings)  # no tracking here: its mark, caught up
     try:
         yield Running(settings, engine, clock, worker)
     finally:

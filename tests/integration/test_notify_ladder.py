@@ -31,7 +31,7 @@ from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, ESCALATIONS
 from tests.integration.test_notify_acks import DIRECTORY
 from tests.integration.test_notify_support import SmtpSink, notify_settings, seed_directory
-from tests.support.escalation import case_id_of, transition
+from tests.support.escalation import case_id_of, tracking_caught_up, transition
 from tests.support.kafka import Pending, produce, wait_until
 
 pytestmark = pytest.mark.integration
@@ -71,6 +71,8 @@ class Stack:
         self.notify = NotifyWorker(self.notify_settings, self.notify_engine)
         await self.escalation.start()
         await self.notify.start()
+        # No tracking here: its mark, caught up (escalation's horizon waits for it).
+        await asyncio.to_thread(tracking_caught_up, self.escalation_settings)
 
     async def stop(self) -> None:
         await self.notify.stop()

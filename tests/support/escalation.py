@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from devtools.samples import sample_event_dict
 from devtools.synthetic import Population
@@ -24,6 +25,7 @@ from shared.events.internal import (
     ChildFact,
     ChildFactPayload,
     MatchKind,
+    tracking_progress,
 )
 from shared.events.vocab import ResolutionReason, SocialCareStatus
 from shared.kafka import kafka_python_config
@@ -183,18 +185,79 @@ def replay_producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(acks="all", linger_ms=5, **kafka_python_config(settings))
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the producers' default partitioner (murmur2, as Kafka's Java client) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def produce_inputs(
-    settings: Settings, inputs: list[ReplayInput], producer: KafkaProducer | None = None
+    settings: Settings,
+    inputs: list[ReplayInput],
+    producer: KafkaProducer | None = None,
+    *,
+    tracking_marks: bool = True,
 ) -> None:
     """Publish in order, keyed by child id (so a child's records share a partition number on both topics),
-    and wait for every acknowledgement (on ``producer`` if given, else a producer of its own)."""
+    and wait for every acknowledgement (on ``producer`` if given, else a producer of its own).
+
+    ``tracking_marks``: stand in for tracking's progress marks as the case agent sends them (escalation's
+    horizon waits for them, docs/ESCALATION.md): after each child fact and the transitions it caused, a
+    mark that the fact's partition is folded up to the fact's event time; once all are acknowledged, a mark
+    per partition that it is folded to its end (escalation then takes it as caught up at its own now)."""
     own = producer is None
     sender = replay_producer(settings) if producer is None else producer
+    transitions = CASE_TRANSITIONS.name(settings)
     try:
-        futures = [sender.send(i.topic.name(settings), key=i.key, value=i.value) for i in inputs]
+        partitions = len(sender.partitions_for(transitions) or ()) if tracking_marks else 0
+        futures = []
+        folded: dict[int, datetime] = {}  # partition -> the newest fact time (the mark never goes back)
+        for n, i in enumerate(inputs):
+            futures.append(sender.send(i.topic.name(settings), key=i.key, value=i.value))
+            if not tracking_marks:
+                continue
+            p = partition_of(i.key, partitions)
+            if i.topic is CHILD_EVENTS:
+                folded[p] = max(folded.get(p, i.at), i.at)
+            if p in folded and (n + 1 == len(inputs) or inputs[n + 1].topic is CHILD_EVENTS):
+                # After the fact's transitions, as tracking sends it; no offset claimed until all are acked.
+                mark = tracking_progress(p, 0, folded[p])
+                futures.append(sender.send(transitions, value=encode_event(mark), partition=p))
         sender.flush(timeout=120)
         for future in futures:
             future.get(timeout=30)
+        if tracking_marks:
+            _send_marks(sender, settings, None)
     finally:
         if own:
             sender.close()
+
+
+def _send_marks(sender: KafkaProducer, settings: Settings, at: datetime | None) -> None:
+    """A mark per partition: folded to the child-events partition's end (and up to ``at``, if given)."""
+    transitions = CASE_TRANSITIONS.name(settings)
+    consumer = KafkaConsumer(**kafka_python_config(settings))
+    try:
+        facts = CHILD_EVENTS.name(settings)
+        tps = [TopicPartition(facts, p) for p in sorted(consumer.partitions_for_topic(facts) or ())]
+        ends = consumer.end_offsets(tps) if tps else {}
+    finally:
+        consumer.close()
+    futures = []
+    for p in range(len(sender.partitions_for(transitions) or ())):
+        mark = tracking_progress(p, ends.get(TopicPartition(facts, p), 0), at)
+        futures.append(sender.send(transitions, value=encode_event(mark), partition=p))
+    sender.flush(timeout=60)
+    for future in futures:
+        future.get(timeout=30)
+
+
+def tracking_caught_up(settings: Settings, at: datetime | None = None) -> None:
+    """Stand in for a tracking that has folded every fact up to ``at`` (default: now, on the real clock) on
+    every partition, and every child-events record published so far: a harness that publishes transitions
+    itself says so, or escalation's horizon never reaches a due time (docs/ESCALATION.md). Transitions it
+    publishes afterwards with older event times are late records to escalation, as they were before."""
+    sender = replay_producer(settings)
+    try:
+        _send_marks(sender, settings, at or datetime.now(UTC))
+    finally:
+        sender.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +23,32 @@ def produce(settings: Settings, topic: str, messages: list[tuple[bytes | None, b
         producer.close()
 
 
-def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 30.0) -> list[Any]:
+def of_type(*event_types: str) -> Callable[[Any], bool]:
+    """A ``read_topic`` filter: records whose value is an event of one of ``event_types``."""
+
+    def keep(record: Any) -> bool:
+        try:
+            return json.loads(record.value).get("event_type") in event_types  # type: ignore[no-any-return]
+        except (ValueError, TypeError, AttributeError):
+            return False
+
+    return keep
+
+
+# The case transitions on cme.case-transitions.v1, without tracking's progress marks (docs/ESCALATION.md).
+transitions_only = of_type("case-transition")
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    expect: int,
+    timeout_s: float = 30.0,
+    keep: Callable[[Any], bool] | None = None,
+) -> list[Any]:
     """Every record of a topic from the beginning: all that were on it when called, and at least ``expect``
-    (waiting up to ``timeout_s`` for them to arrive).
+    (waiting up to ``timeout_s`` for them to arrive). ``keep``: only the records it accepts are returned
+    and counted (``transitions_only``: a topic that also carries other records, such as tracking's marks).
 
     Reads by assignment (no consumer group), so tests do not disturb the services' groups. It reads to the
     partitions' end offsets, not to a count: one poll returns at most ``max_poll_records``, and a reader that
@@ -44,12 +69,12 @@ def read_topic(settings: Settings, topic: str, expect: int, timeout_s: float = 3
         at_end = not ends
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
+                records.extend(r for r in batch if keep is None or keep(r))
             at_end = all(consumer.position(tp) >= end for tp, end in ends.items())
             if at_end and len(records) >= expect:
                 # One more short poll: a duplicate arriving just behind would otherwise go unseen.
                 for batch in consumer.poll(timeout_ms=500).values():
-                    records.extend(batch)
+                    records.extend(r for r in batch if keep is None or keep(r))
                 break
         # Fewer than expected is the caller's to assert; a part of what was there must not pass for all of it.
         assert at_end, f"read {len(records)} records of {topic}, not yet its end after {timeout_s:g}s"

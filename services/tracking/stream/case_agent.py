@@ -3,7 +3,8 @@ project the result into the case store and publish transitions, handovers and fo
 
 Records come in micro-batches (``shared.stream_batching``): applied in order (several events of one
 child see each other's result), projected in one transaction, their outputs published and acknowledged
-together, then the table written, and only then are the offsets released."""
+together, then the table written, and only then are the offsets released. Between the two, tracking's
+progress mark for each partition of the batch goes out on the transitions topic (``progress``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -29,13 +31,14 @@ from services.tracking.crossla import SOUGHT_STATES
 from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, TRANSITIONS
 from services.tracking.peers import matcher_for
 from services.tracking.projection import project_many
+from services.tracking.stream import progress as marks
 from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import CaseClockExpired, ChildFact, ChildMerged, ChildPurged, ChildSplit
 from shared.logs import bind_event, get_logger
 from shared.stream_batching import batches, current, release
-from shared.topics import INTAKE
+from shared.topics import CHILD_EVENTS, INTAKE
 
 log = get_logger(__name__)
 AGENT = "cases"
@@ -72,6 +75,8 @@ class _Applied:
 
 def register(app: faust.App, ctx: Any) -> None:
     cross_la = matcher_for(ctx.settings)
+    progress = marks.ProgressMarks(interval_s=ctx.settings.tracking_progress_interval_s)
+    marks.watch(app, CHILD_EVENTS.name(ctx.settings), ctx.transitions, progress)
 
     def record_of(event: Any, child_id: str, la_code: str) -> ChildRecord:
         current(event)  # the table reads the partition of the current event: this child's
@@ -84,8 +89,11 @@ def register(app: faust.App, ctx: Any) -> None:
         changed: dict[str, Any] = {}  # child_id -> the last event of the batch that changed its record
         deleted: set[str] = set()  # children whose record the batch leaves purged (retention)
         applied: list[_Applied] = []
+        newest: dict[int, datetime] = {}  # partition -> the newest event time read (duplicates included)
         for event in events:
             envelope = decode_event(event.value)
+            partition = event.message.partition
+            newest[partition] = max(newest.get(partition, envelope.occurred_at), envelope.occurred_at)
             child_id = event.key.decode()
             record = records.get(child_id)
             if record is None:
@@ -103,6 +111,7 @@ def register(app: faust.App, ctx: Any) -> None:
             changed[child_id] = event
             applied.append(_Applied(event, envelope, outcome))
         if not applied:
+            progress.folded(newest)
             return
         # Side effects first (all idempotent), the table last: a crash in between repeats them harmlessly.
         # A purged child's rows were deleted by `cme purge`: projecting it would bring them back.
@@ -134,6 +143,7 @@ def register(app: faust.App, ctx: Any) -> None:
             messages += [(ctx.intake, INTAKE.key_for(h), encode_event(h)) for h in a.outcome.handovers]
             messages += [(ctx.child_events, k.encode(), encode_event(f)) for k, f in a.outcome.forwards]
         await send_all(messages)
+        progress.folded(newest)  # folded and acknowledged: the mark may say so (it is sent before release)
         for child_id, event in changed.items():
             current(event)
             if child_id not in deleted:
@@ -164,4 +174,8 @@ def register(app: faust.App, ctx: Any) -> None:
             dead = await process_batch_or_one_by_one(AGENT, ctx.dead_letter, events, handle)
             if dead:
                 EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc(dead)
+            # Tracking's progress mark, after the batch's transitions and before its offsets are committed.
+            progress.processed((e.message.partition, e.message.offset) for e in events)
+            partitions = {e.message.partition for e in events}
+            await marks.send_marks(ctx.transitions, progress.due(partitions), progress)
             release(events)

@@ -1,0 +1,262 @@
+"""Tracking's mark in escalation's horizon (SQLite; the consumer's assignment and end offsets stand in for the
+broker, which the integration test uses): a clock due at T is decided only once tracking has folded every fact
+up to T on its partition, even when escalation has read both of its inputs to their end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from services.escalation.app import MIGRATIONS, load_deps
+from services.escalation.models import (
+    DeadlineKind,
+    EscalationDeadline,
+    EscalationProcessedEvent,
+    EscalationWatermark,
+)
+from services.escalation.settings import EscalationSettings
+from services.escalation.timesource import SimulatedTime
+from services.escalation.watermarks import (
+    NO_TIME,
+    EndSamples,
+    advance_watermark,
+    load_horizon,
+    tracking_mark_topic,
+    watermarks,
+)
+from services.escalation.worker import EscalationWorker
+from shared.consumer import Record
+from shared.db import make_engine, migrate
+from shared.events.catalogue import encode_event
+from shared.events.internal import CaseState, tracking_progress
+from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS
+from tests.support.escalation import transition
+
+PARTITION = 1
+
+
+def utc(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(2025, 11, day, hour, minute, second, tzinfo=UTC)
+
+
+NOW = utc(3, 12)
+# Whereabouts unknown: the caseworker's alert is due at once (within the live window of now, so alerted).
+MISSING_AT = utc(3, 11, 59, 30)
+
+
+class FakeConsumer:
+    """What ``mark_caught_up`` asks the consumer: its assignment, the partitions' ends, its positions."""
+
+    def __init__(self, ends: dict[TopicPartition, int]) -> None:
+        self.ends = ends
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.ends)
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.ends[tp] for tp in partitions}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.ends[tp]  # everything read and handled
+
+
+def make_settings(tmp_path: Path, **extra: object) -> EscalationSettings:
+    return EscalationSettings(topic_prefix="t-", database_url=f"sqlite:///{tmp_path / 'esc.db'}", **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> EscalationSettings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def engine(settings: EscalationSettings) -> Iterator[Engine]:
+    migrate(settings.database_url, MIGRATIONS, "escalation")
+    eng = make_engine(settings.database_url)
+    yield eng
+    eng.dispose()
+
+
+def make_worker(settings: EscalationSettings, engine: Engine, facts_end: int = 3) -> EscalationWorker:
+    worker = EscalationWorker(settings, engine, load_deps(settings), SimulatedTime(NOW))
+    worker._loop.consumer = FakeConsumer(  # type: ignore[assignment]
+        {
+            TopicPartition(CASE_TRANSITIONS.name(settings), PARTITION): 10,
+            TopicPartition(CHILD_EVENTS.name(settings), PARTITION): facts_end,
+        }
+    )
+    return worker
+
+
+@pytest.fixture
+def worker(settings: EscalationSettings, engine: Engine) -> EscalationWorker:
+    return make_worker(settings, engine)
+
+
+class Feed:
+    """Records on partition PARTITION of the transitions topic, at increasing offsets."""
+
+    def __init__(self, worker: EscalationWorker, settings: EscalationSettings) -> None:
+        self.worker, self.settings, self.offset = worker, settings, 0
+
+    def send(self, value: bytes, partition: int = PARTITION) -> str:
+        raw = Record(CASE_TRANSITIONS.name(self.settings), partition, self.offset, b"k", value)
+        self.offset += 1
+        return self.worker.handle_records([raw])[0].action
+
+    def mark(self, next_offset: int, folded_to: datetime | None, partition: int = PARTITION) -> str:
+        return self.send(encode_event(tracking_progress(partition, next_offset, folded_to)), partition)
+
+
+def raised(engine: Engine) -> int:
+    """The rule clocks decided (fired)."""
+    with Session(engine) as session:
+        stmt = select(func.count()).select_from(EscalationDeadline)
+        stmt = stmt.where(EscalationDeadline.kind == DeadlineKind.RULE, EscalationDeadline.status == "fired")
+        return int(session.exec(stmt).one())
+
+
+def tracking_mark(engine: Engine, settings: EscalationSettings) -> EscalationWatermark | None:
+    with Session(engine) as session:
+        return session.get(EscalationWatermark, (tracking_mark_topic(CHILD_EVENTS.name(settings)), PARTITION))
+
+
+def input_marks(engine: Engine, settings: EscalationSettings) -> dict[tuple[str, int], datetime]:
+    with Session(engine) as session:
+        return watermarks(session, [CASE_TRANSITIONS.name(settings), CHILD_EVENTS.name(settings)])
+
+
+async def test_a_due_clock_waits_until_tracking_has_folded_up_to_its_due_time(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+) -> None:
+    feed = Feed(worker, settings)
+    assert feed.send(encode_event(transition(uuid.uuid4(), CaseState.WHEREABOUTS_UNKNOWN, MISSING_AT))) == (
+        "applied"
+    )
+    # Escalation has read both inputs to their end, but tracking has said nothing: nothing is decided.
+    assert await worker.run_due_check() == 0
+    assert input_marks(engine, settings)[(CHILD_EVENTS.name(settings), PARTITION)] == NOW
+    # Tracking has folded the partition up to 11:59:29, no further (its offset is behind the facts' end).
+    assert feed.mark(2, utc(3, 11, 59, 29)) == "progress"
+    assert await worker.run_due_check() == 0
+    assert raised(engine) == 0
+    # Reading the transitions topic to its end moved its watermark no further than tracking's mark.
+    assert input_marks(engine, settings)[(CASE_TRANSITIONS.name(settings), PARTITION)] == MISSING_AT
+    # Tracking passes the due time: the clock is decided.
+    feed.mark(2, utc(3, 11, 59, 31))
+    await worker.run_due_check()
+    assert raised(engine) == 1
+
+
+async def test_tracking_folded_to_the_partitions_end_is_caught_up_at_now(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+) -> None:
+    feed = Feed(worker, settings)
+    feed.send(encode_event(transition(uuid.uuid4(), CaseState.WHEREABOUTS_UNKNOWN, MISSING_AT)))
+    feed.mark(2, None)  # one record of the child-events partition (end: 3) still to fold: no time claimed
+    assert await worker.run_due_check() == 0
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.next_offset == 2 and mark.watermark.replace(tzinfo=UTC) == NO_TIME
+    feed.mark(3, None)  # every record before the end asked for after now: tracking is caught up at now
+    await worker.run_due_check()
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.watermark.replace(tzinfo=UTC) == NOW
+    assert raised(engine) == 1
+
+
+def test_the_mark_never_moves_backwards_and_is_nothing_else(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+) -> None:
+    feed = Feed(worker, settings)
+    feed.mark(7, utc(3, 11))
+    feed.mark(3, utc(3, 9))  # a repeat after a crash, or a worker that had read less
+    feed.mark(5, None)
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.next_offset == 7 and mark.watermark.replace(tzinfo=UTC) == utc(3, 11)
+    feed.mark(8, utc(3, 11, 30))
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.next_offset == 8 and mark.watermark.replace(tzinfo=UTC) == utc(3, 11, 30)
+    # It moves neither the transitions topic's watermark nor leaves a processed-event row.
+    assert input_marks(engine, settings) == {}
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(EscalationProcessedEvent)).one() == 0
+
+
+def test_a_mark_on_another_partition_than_the_one_it_names_is_not_applied(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+) -> None:
+    raw = Record(
+        CASE_TRANSITIONS.name(settings), 2, 0, None, encode_event(tracking_progress(1, 5, utc(3, 11)))
+    )
+    assert worker.handle_records([raw])[0].action == "misrouted"
+    with Session(engine) as session:
+        rows = session.exec(select(EscalationWatermark).where(col(EscalationWatermark.partition) >= 0)).all()
+    assert rows == []
+
+
+def test_the_horizon_is_the_lowest_of_the_three_marks(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+) -> None:
+    Feed(worker, settings).mark(1, utc(3, 9))
+    with Session(engine) as session:
+        horizon = load_horizon(session, worker._horizon_topics, NOW)
+    assert horizon.as_of(PARTITION) is None  # escalation has read neither input yet
+    with Session(engine) as session:
+        advance_watermark(session, CASE_TRANSITIONS.name(settings), PARTITION, utc(3, 11))
+        advance_watermark(session, CHILD_EVENTS.name(settings), PARTITION, utc(3, 11))
+        session.commit()
+        horizon = load_horizon(session, worker._horizon_topics, NOW)
+    assert horizon.as_of(PARTITION) == utc(3, 9)  # tracking's mark holds it
+
+
+async def test_without_the_mark_required_escalation_decides_on_its_own_inputs(
+    tmp_path: Path, engine: Engine
+) -> None:
+    settings = make_settings(tmp_path, escalation_require_tracking_mark=False)
+    worker = make_worker(settings, engine)
+    Feed(worker, settings).send(
+        encode_event(transition(uuid.uuid4(), CaseState.WHEREABOUTS_UNKNOWN, MISSING_AT))
+    )
+    await worker.run_due_check()
+    assert raised(engine) == 1  # a rolling upgrade, tracking not yet sending marks: as before the mark
+
+
+async def test_a_mark_behind_a_growing_partition_is_caught_up_at_the_end_it_covers(
+    settings: EscalationSettings, engine: Engine
+) -> None:
+    clock = SimulatedTime(NOW)
+    worker = EscalationWorker(settings, engine, load_deps(settings), clock)
+    facts = TopicPartition(CHILD_EVENTS.name(settings), PARTITION)
+    consumer = FakeConsumer({TopicPartition(CASE_TRANSITIONS.name(settings), PARTITION): 0, facts: 3})
+    worker._loop.consumer = consumer  # type: ignore[assignment]
+    await worker.mark_caught_up()  # at 12:00 the partition ended at offset 3
+    clock.set(utc(3, 12, 0, 1))
+    consumer.ends[facts] = 5  # a second later, at 5: facts keep coming
+    await worker.mark_caught_up()
+    feed = Feed(worker, settings)
+    feed.mark(4, None)  # tracking has folded up to offset 4: what was published by 12:00, not by 12:00:01
+    await worker.mark_caught_up()
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.watermark.replace(tzinfo=UTC) == NOW
+    feed.mark(5, None)
+    await worker.mark_caught_up()
+    mark = tracking_mark(engine, settings)
+    assert mark is not None and mark.watermark.replace(tzinfo=UTC) == utc(3, 12, 0, 1)
+
+
+def test_on_a_clock_that_stands_still_only_the_latest_end_stands_for_now() -> None:
+    samples = EndSamples()
+    samples.add(0, NOW, 0)  # the partition was empty ...
+    samples.add(0, NOW, 1)  # ... and a fact came while simulated time stood still: published "by" NOW too
+    assert samples.caught_up_at(0, 0) is None
+    assert samples.caught_up_at(0, 1) == NOW
+    samples.add(0, utc(3, 12, 0, 1), 4)
+    assert samples.caught_up_at(0, 3) == NOW  # the mark covers the older end only
+    assert samples.caught_up_at(0, 9) == utc(3, 12, 0, 1)
