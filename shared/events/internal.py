@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, StrictBool, model_validator
 
-from shared.events.envelope import Envelope, LACode, StrictModel
+from shared.events.envelope import DestinationLACode, Envelope, LACode, StrictModel
 from shared.events.vocab import CaseOutcome, MissingReason, ResolutionReason, SocialCareStatus, Vulnerability
 
 
@@ -187,7 +187,7 @@ class CaseHistoryStep(StrictModel):
     social_care_status: SocialCareStatus = SocialCareStatus.NONE
     has_social_worker: StrictBool = False
     safeguarding_concern: StrictBool = False
-    destination_la_code: LACode | None = None
+    destination_la_code: DestinationLACode | None = None  # may be Welsh (a person records its confirmation)
     outcome: CaseOutcome | None = None
     outcome_ref: str | None = None
 
@@ -218,7 +218,8 @@ class CaseTransitionPayload(StrictModel):
     deadlines_started: list[DeadlineRef] = Field(default_factory=list)
     deadlines_stopped: list[str] = Field(default_factory=list)
     flagged_for_review: StrictBool = False
-    destination_la_code: LACode | None = None
+    # Where the child went: an English LA handed the child, or a Welsh one a person must hear from.
+    destination_la_code: DestinationLACode | None = None
     safeguarding_concern: StrictBool = False  # a referrer raised a safeguarding concern about the child
     # Set when to_state is resolved: where the child's education is confirmed, and what names it (a URN, an
     # LA code, a country, a provision type or a reg 9(1) letter).
