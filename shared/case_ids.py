@@ -11,6 +11,10 @@ import uuid
 CASE_NAMESPACE = uuid.UUID("4c1f7d3e-8a2b-4e6f-9d0c-2b7a5e3f1a90")
 
 
-def case_id_for(child_id: str, la_code: str) -> str:
+def case_uuid_for(child_id: str, la_code: str) -> uuid.UUID:
     """One case per child per LA (a child who moves LA has a case in each)."""
-    return str(uuid.uuid5(CASE_NAMESPACE, f"case:{child_id}:{la_code}"))
+    return uuid.uuid5(CASE_NAMESPACE, f"case:{child_id}:{la_code}")
+
+
+def case_id_for(child_id: str, la_code: str) -> str:
+    return str(case_uuid_for(child_id, la_code))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 from services.tracking.facts import fact_from_inbound, timeline_codes
 from services.tracking.register import RegisterStatus
 from services.tracking.state_machine import Case, Fact, corrected_ids, fold, step
-from shared.case_ids import CASE_NAMESPACE, case_id_for
+from shared.case_ids import CASE_NAMESPACE, case_id_for, case_uuid_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import (
@@ -114,6 +115,12 @@ class Outcome:
         self.register_before = self.record.case.register_status
 
 
+@lru_cache(maxsize=256)
+def _source(la_code: str) -> Source:
+    """Tracking as the source of what it derives for an LA: validated once per LA (Source is frozen)."""
+    return Source(system=SYSTEM, la_code=la_code)
+
+
 def new_record(child_id: str, la_code: str) -> ChildRecord:
     return ChildRecord(child_id=child_id, la_code=la_code, case=Case(la_code=la_code))
 
@@ -132,11 +139,11 @@ def _transition(
     return CaseTransition(
         event_id=derived_id(f"{record.child_id}:{cause.event_id}:{to_state}", "transition"),
         occurred_at=fact_time,
-        source=Source(system=SYSTEM, la_code=record.la_code),
+        source=_source(record.la_code),
         correlation_id=cause.correlation_id or cause.event_id,
         payload=CaseTransitionPayload(
             child_id=uuid.UUID(record.child_id),
-            case_id=uuid.UUID(record.case_id),
+            case_id=case_uuid_for(record.child_id, record.la_code),
             la_code=record.la_code,
             from_state=before.state,
             to_state=to_state,

@@ -692,8 +692,9 @@ def _stated_reason(state: CaseState | None, fact: Fact) -> MissingReason | None:
     return MissingReason(stated) if stated and state in STATED_REASON_STATES else None
 
 
-def _with_context(case: Case, fact: Fact) -> Case:
-    """Context every fact updates whatever the verdict: flags, social care, absence crossings."""
+def _context(case: Case, fact: Fact) -> dict[str, Any]:
+    """Context every fact updates whatever the verdict: flags, social care, absence crossings (the fields to
+    update; the step makes one copy of the case with these and the move's own)."""
     a = fact.attrs
     flags = set(case.vulnerabilities) | set(fact.vulnerabilities)
     status, has_sw = case.social_care_status, case.has_social_worker
@@ -713,18 +714,16 @@ def _with_context(case: Case, fact: Fact) -> Case:
     if fact.event_type == "absence-threshold-retracted":
         retracted.append(a["retracts_event_id"])
         crossings = [e for e in crossings if e != a["retracts_event_id"]]
-    return case.model_copy(
-        update={
-            "vulnerabilities": sorted(flags),
-            "social_care_status": status,
-            "has_social_worker": has_sw,
-            "safeguarding_concern": case.safeguarding_concern or bool(a.get("safeguarding_concern")),
-            "reason": reason,
-            "open_crossings": crossings,
-            "retracted": retracted,
-            "last_occurred_at": max(filter(None, (case.last_occurred_at, fact.occurred_at))),
-        }
-    )
+    return {
+        "vulnerabilities": sorted(flags),
+        "social_care_status": status,
+        "has_social_worker": has_sw,
+        "safeguarding_concern": case.safeguarding_concern or bool(a.get("safeguarding_concern")),
+        "reason": reason,
+        "open_crossings": crossings,
+        "retracted": retracted,
+        "last_occurred_at": max(filter(None, (case.last_occurred_at, fact.occurred_at))),
+    }
 
 
 def _destination(kind: EventKind, fact: Fact) -> str | None:
@@ -773,8 +772,10 @@ def _case_step(case: Case, fact: Fact) -> Step:
     if kind == EventKind.PLACE_OFFERED and fact.attrs.get("fair_access") and rule.verdict == Verdict.MOVE:
         actions = (*actions, Action.START_FAIR_ACCESS)
         rule = Rule(rule.verdict, rule.to_state, actions)
-    after = _handed_in(_with_context(case, fact), fact)
+    update = _context(case, fact)
+    update.update(_handed_in(case, fact))
     if rule.verdict != Verdict.MOVE:
+        after = case.model_copy(update=update)
         return _confirming(Step(kind, rule, case, after, fact_id=fact.event_id))
     assert rule.to_state is not None
     wanted = [STATE_DEADLINES[rule.to_state]] if rule.to_state in STATE_DEADLINES else []
@@ -785,19 +786,22 @@ def _case_step(case: Case, fact: Fact) -> Step:
         d for d in case.open_deadlines if d in ACTION_DEADLINES.values() and rule.to_state != S.IN_EDUCATION
     ]
     stopped = tuple(d for d in case.open_deadlines if d not in wanted and d not in kept)
-    after = after.model_copy(
-        update={
+    # The move's fields over the context's (one copy of the case; the reason is the state's, from the
+    # flags as the context left them).
+    update.update(
+        {
             "state": rule.to_state,
             "cause_event_id": fact.event_id,
             "cause_event_type": fact.event_type,
             "cause_occurred_at": fact.occurred_at,
             "reason": _stated_reason(rule.to_state, fact)
-            or _reason(rule.to_state, kind, after.vulnerabilities),
+            or _reason(rule.to_state, kind, update["vulnerabilities"]),
             "destination_la_code": _destination(kind, fact),
             "open_deadlines": sorted(set(wanted) | set(kept)),
             **_outcome_fields(rule.to_state, kind, fact),
         }
     )
+    after = case.model_copy(update=update)
     return _confirming(Step(kind, rule, case, after, started, stopped, changes=True, fact_id=fact.event_id))
 
 
@@ -811,13 +815,13 @@ def _outcome_fields(state: CaseState, kind: EventKind, fact: Fact) -> dict[str, 
     return {"outcome": outcome, "outcome_ref": ref}
 
 
-def _handed_in(case: Case, fact: Fact) -> Case:
+def _handed_in(case: Case, fact: Fact) -> dict[str, Any]:
     """A handover from another LA (tracking's moved-out-of-area naming this LA and the origin): remember the
-    origin, which waits for this LA to confirm it has the child."""
+    origin, which waits for this LA to confirm it has the child (the fields to update)."""
     a = fact.attrs
     if fact.event_type == "moved-out-of-area" and a.get("from_la_code") and a["new_la_code"] == case.la_code:
-        return case.model_copy(update={"handed_from": a["from_la_code"], "handover_confirmed": False})
-    return case
+        return {"handed_from": a["from_la_code"], "handover_confirmed": False}
+    return {}
 
 
 def _confirming(s: Step) -> Step:
