@@ -59,6 +59,13 @@ _UPN_SHAPE = re.compile(r"^[A-Z][0-9]{3}[0-9]{4}[0-9]{2}[0-9]{2}[0-9A-Z]$")
 _ONS_LA = re.compile(r"^E0[6-9][0-9]{6}$|^E10[0-9]{6}$")
 
 
+def ascii_digits(value: str) -> bool:
+    """Only the ASCII digits 0-9. ``str.isdigit`` also accepts other scripts' digits (Arabic-Indic,
+    full-width, superscripts): an identifier written with them would be stored as a different string from the
+    same identifier in ASCII, so one child or school would become two."""
+    return value.isascii() and value.isdigit()
+
+
 def upn_check_letter(body: str) -> str:
     """Check letter for characters 2-13 of a UPN (weights 2..13, a letter counts as its alphabet index)."""
     total = 0
@@ -90,7 +97,7 @@ def is_temporary_upn(upn: str) -> bool:
 
 def validate_uln(value: str) -> str:
     uln = value.strip()
-    if not (len(uln) == 10 and uln.isdigit()):
+    if not (len(uln) == 10 and ascii_digits(uln)):
         raise ValueError("ULN must be 10 digits")
     if uln[0] == "0":
         raise ValueError("ULN cannot start with 0")
@@ -102,7 +109,7 @@ def validate_uln(value: str) -> str:
 
 def validate_nhs_number(value: str) -> str:
     nhs = value.replace(" ", "").strip()
-    if not (len(nhs) == 10 and nhs.isdigit()):
+    if not (len(nhs) == 10 and ascii_digits(nhs)):
         raise ValueError("NHS number must be 10 digits")
     total = sum(int(d) * w for d, w in zip(nhs[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
@@ -114,14 +121,14 @@ def validate_nhs_number(value: str) -> str:
 
 def validate_urn(value: str) -> str:
     urn = value.strip()
-    if not (urn.isdigit() and len(urn) == 6 and urn[0] in "1234"):
+    if not (ascii_digits(urn) and len(urn) == 6 and urn[0] in "1234"):
         raise ValueError("URN must be 6 digits starting 1-4 (a school's unique reference number)")
     return urn
 
 
 def validate_la_code(value: str) -> str:
     code = value.strip()
-    if not (len(code) == 3 and code.isdigit()):
+    if not (len(code) == 3 and ascii_digits(code)):
         raise ValueError("LA code must be the 3-digit DfE LA number")
     if code not in LA_CODES:
         raise ValueError("LA code is not a current DfE LA number (a field that means the LA responsible now)")
@@ -135,7 +142,7 @@ WELSH_LA_CODES: frozenset[str] = _ranges((660, 681))
 
 def validate_destination_la_code(value: str) -> str:
     code = value.strip()
-    if not (len(code) == 3 and code.isdigit()):
+    if not (len(code) == 3 and ascii_digits(code)):
         raise ValueError("LA code must be the 3-digit DfE LA number")
     if code not in LA_CODES and code not in WELSH_LA_CODES:
         raise ValueError("LA code is not a current English or Welsh LA number")

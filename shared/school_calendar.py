@@ -60,7 +60,7 @@ __all__ = [
 
 LONDON = ZoneInfo("Europe/London")
 DEFAULT_CALENDAR_PATH = Path(__file__).resolve().parent / "calendars" / "default.yaml"
-LA_CODE_RE = re.compile(r"^\d{3}$")
+LA_CODE_RE = re.compile(r"^[0-9]{3}$")
 # End of a school day for deadlines: the whole day counts, whatever time the clock started.
 END_OF_SCHOOL_DAY = time(23, 59, 59)
 

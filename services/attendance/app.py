@@ -24,6 +24,7 @@ from services.attendance.intake import parse_rows, rows_from_csv, rows_from_json
 from services.attendance.settings import AttendanceSettings, attendance_settings
 from shared.auth import CurrentPrincipal, Principal, Role
 from shared.events.catalogue import encode_event
+from shared.identifiers import ascii_digits
 from shared.kafka import aiokafka_config
 from shared.logs import get_logger
 from shared.openapi_errors import document_errors
@@ -47,7 +48,7 @@ Uploader = Annotated[Principal, Depends(require_uploader)]
 
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if ascii_digits(declared) and int(declared) > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():

@@ -26,7 +26,7 @@ from shared.events.attendance import AttendanceCode
 from shared.events.vocab import AbsenceRule
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules" / "defaults.yaml"
-LA_CODE_RE = re.compile(r"^\d{3}$")
+LA_CODE_RE = re.compile(r"^[0-9]{3}$")
 
 Kind = Literal["run", "cumulative", "percentage"]
 # The kind of each rule is part of its meaning (a sickness return is cumulative by statute): not configurable.

@@ -119,7 +119,7 @@ ENQUIRY_WATCHES: frozenset[str] = frozenset({"pupil-left-roll"})
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 
-LA_CODE_RE = re.compile(r"^\d{3}$")
+LA_CODE_RE = re.compile(r"^[0-9]{3}$")
 _OVERRIDE_SECTIONS = ("replace", "disable", "add")
 
 

@@ -11,7 +11,7 @@ from services.referral.keys import hash_secret, new_key
 from services.referral.models import ApiClient, ApiClientPublic, ClientKind
 from shared.db import session_scope
 from shared.events.envelope import utcnow
-from shared.identifiers import validate_la_code, validate_urn
+from shared.identifiers import ascii_digits, validate_la_code, validate_urn
 
 
 def create_client(
@@ -33,7 +33,7 @@ def create_client(
         school_urn = validate_urn(school_urn)
     elif school_urn:
         raise ValueError("an agency client is scoped to an LA, not a school")
-    if school_estab is not None and not (len(school_estab) == 4 and school_estab.isdigit()):
+    if school_estab is not None and not (len(school_estab) == 4 and ascii_digits(school_estab)):
         raise ValueError("the establishment number is 4 digits")
     if rate_per_s <= 0 or burst < 1:
         raise ValueError("rate and burst must be positive")

@@ -16,6 +16,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.identifiers import ascii_digits
+
 PEER_HEADER = "X-CME-Peer"
 TIMESTAMP_HEADER = "X-CME-Timestamp"
 NONCE_HEADER = "X-CME-Nonce"
@@ -64,7 +66,7 @@ def verify(
     timestamp, nonce, signature = (
         headers.get(h.lower(), "") for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
     )
-    if not (timestamp.isdigit() and 16 <= len(nonce) <= 64 and nonce.isalnum() and signature):
+    if not (ascii_digits(timestamp) and 16 <= len(nonce) <= 64 and nonce.isalnum() and signature):
         return Verdict(False, "malformed signature headers")
     if abs(now.timestamp() - int(timestamp)) > WINDOW_S:
         return Verdict(False, "timestamp outside the window")

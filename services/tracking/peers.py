@@ -49,7 +49,7 @@ from shared.logs import get_logger
 
 log = get_logger(__name__)
 NS = uuid.UUID("0b7e6f52-93c1-4d0e-8f3a-18a0c4185d0f")
-LA_CODE = r"^\d{3}$"
+LA_CODE = r"^[0-9]{3}$"
 IdKind = Literal["upn", "uln", "nhs_number"]
 SoughtState = Literal["missing_education", "whereabouts_unknown", "transfer_pending", "handed_over"]
 PATHS = {"query": "/v1/peer/queries", "answer": "/v1/peer/answers", "decision": "/v1/peer/decisions"}

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from shared.identifiers import ascii_digits
 from shared.settings import Settings
 
 
@@ -19,7 +20,7 @@ class PeerConfig(BaseModel):
     @field_validator("las")
     @classmethod
     def _codes(cls, value: list[str]) -> list[str]:
-        if not all(len(c) == 3 and c.isdigit() for c in value):
+        if not all(len(c) == 3 and ascii_digits(c) for c in value):
             raise ValueError("LA codes are three digits")
         return value
 
@@ -40,11 +41,11 @@ class TrackingSettings(Settings):
     tracking_progress_interval_s: float = Field(default=1.0, gt=0, le=60)
     # The LAs this deployment serves (comma-separated codes; empty: every LA). A child who leaves for an LA
     # outside it cannot be handed over: the case waits for a person to record that LA's confirmation.
-    tracking_deployment_las: str = Field(default="", pattern=r"^(\d{3}(,\d{3})*)?$")
+    tracking_deployment_las: str = Field(default="", pattern=r"^([0-9]{3}(,[0-9]{3})*)?$")
 
     # Cross-LA matching (docs/TRACKING.md "Found anywhere"): LAs that have switched it off (comma-separated
     # codes). Such an LA's children are neither sought in nor found for other LAs; its caseworkers see so.
-    tracking_cross_la_off: str = Field(default="", pattern=r"^(\d{3}(,\d{3})*)?$")
+    tracking_cross_la_off: str = Field(default="", pattern=r"^([0-9]{3}(,[0-9]{3})*)?$")
     # Each LA's CME team contact (LA code -> a team mailbox or phone), told to the other LA of a cross-LA
     # match: staff contact only, never a child's data. JSON in the environment: CME_TRACKING_LA_CONTACTS.
     tracking_la_contacts: dict[str, str] = Field(default_factory=dict)

@@ -40,7 +40,7 @@ from services.web.clients import ServiceClient
 from services.web.models import WebAudit, WebCaseWork, WebUser
 from services.web.settings import WebSettings
 from shared.auth import CASE_READERS, Role, issue_token
-from shared.identifiers import validate_la_code
+from shared.identifiers import ascii_digits, validate_la_code
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -121,7 +121,7 @@ def parse_policies(document: Any) -> dict[str, LAPolicy]:
         if not isinstance(schools, Mapping):
             raise PolicyError(f"LA {la}: 'schools' maps a school's URN to an owner")
         for urn in schools:
-            if not str(urn).isdigit() or len(str(urn)) != 6:
+            if not ascii_digits(str(urn)) or len(str(urn)) != 6:
                 raise PolicyError(f"LA {la}: {urn!r} is not a school URN (six digits)")
         owners = [default, *schools.values()] if default else list(schools.values())
         for owner in owners:

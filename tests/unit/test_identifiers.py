@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from shared.identifiers import (
+    ascii_digits,
     is_temporary_upn,
     upn_check_letter,
+    validate_destination_la_code,
     validate_la_code,
     validate_nhs_number,
     validate_postcode,
@@ -134,3 +136,59 @@ def test_a_moved_childs_attendance_mark_leaver_and_referral_are_accepted(la: str
     assert mark.payload.upn == upn
     for event_type in ("pupil-left-roll", "referral-received"):
         assert sample_event(event_type, kid=child(1, upn=upn)).payload.child.upn == upn
+
+
+# Each valid in ASCII; the same digits in another script must be refused, not stored as a second identifier.
+ASCII_VALID = [
+    (validate_urn, "123456"),
+    (validate_uln, "9276308686"),
+    (validate_nhs_number, "9434765919"),
+    (validate_la_code, "801"),
+    (validate_destination_la_code, "801"),
+    (validate_upn, "B801200005001"),
+]
+OTHER_SCRIPTS = {
+    "arabic-indic": str.maketrans(
+        "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+    ),
+    "full-width": str.maketrans("0123456789", "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19"),
+    "devanagari": str.maketrans("0123456789", "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f"),
+    "superscript": str.maketrans(
+        "0123456789", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+    ),
+}
+
+
+@pytest.mark.parametrize("script", sorted(OTHER_SCRIPTS))
+@pytest.mark.parametrize(("validate", "value"), ASCII_VALID, ids=lambda v: getattr(v, "__name__", v))
+def test_identifiers_take_ascii_digits_only(validate, value: str, script: str) -> None:  # type: ignore[no-untyped-def]
+    """A URN, ULN, NHS number or LA number written in another script's digits is refused with the field's own
+    message (before: int() took them, so one school or child could be stored under two identifiers, and a
+    superscript digit raised Python's own error quoting the character)."""
+    assert validate(value) == value
+    for position in range(len(value)):
+        if not value[position].isdigit():
+            continue
+        mixed = value[:position] + value[position].translate(OTHER_SCRIPTS[script]) + value[position + 1 :]
+        with pytest.raises(ValueError) as info:
+            validate(mixed)
+        assert "invalid literal" not in str(info.value)
+    assert ascii_digits(value[1:]) and not ascii_digits(value[1:].translate(OTHER_SCRIPTS[script]))
+
+
+def test_a_fact_from_a_school_urn_in_full_width_digits_is_refused_with_the_field() -> None:
+    """Through the inbound model, as intake sees it: the school's URN in the source and in the payload."""
+    from pydantic import ValidationError
+
+    from devtools.samples import DEMO_SCHOOL_URN, sample_event_dict
+    from shared.events.catalogue import decode_inbound
+
+    wide = DEMO_SCHOOL_URN.translate(OTHER_SCRIPTS["full-width"])
+    event = sample_event_dict("pupil-registered")
+    event["payload"]["school_urn"] = wide
+    with pytest.raises(ValidationError, match="URN must be 6 digits") as info:
+        decode_inbound(event)
+    assert [e["loc"][-1] for e in info.value.errors()] == ["school_urn"]
+    event = sample_event_dict("pupil-registered", school_urn=wide)
+    with pytest.raises(ValidationError, match="URN must be 6 digits"):
+        decode_inbound(event)

@@ -18,7 +18,7 @@ from services.web.clients import ServiceError
 from services.web.context import Ctx, Reader
 from services.web.pages.common import Csrf, Reason, day_of, posted, render
 
-DateField = Annotated[str, Form(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+DateField = Annotated[str, Form(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 FormId = Annotated[str, Form(min_length=36, max_length=36)]
 router = APIRouter()
 
