@@ -106,7 +106,7 @@ def document_security(
     schemes[name] = jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
     for route in routes:
         if isinstance(route, APIRoute) and any(d.call is dependency for d in route.dependant.dependencies):
-            for method in route.methods:
+            for method in route.methods or ():
                 schema["paths"][route.path_format][method.lower()]["security"] = [{name: []}]
 
 
