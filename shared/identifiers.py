@@ -57,6 +57,8 @@ UPN_LA_CODES: frozenset[str] = LA_CODES | _ranges(
 
 _UPN_SHAPE = re.compile(r"^[A-Z][0-9]{3}[0-9]{4}[0-9]{2}[0-9]{2}[0-9A-Z]$")
 _ONS_LA = re.compile(r"^E0[6-9][0-9]{6}$|^E10[0-9]{6}$")
+# Compiled once: ``re.fullmatch(pattern, ...)`` looks the pattern up in re's cache on every call (~0.3 us).
+_POSTCODE = re.compile(r"[A-Z]{1,2}[0-9][0-9A-Z]?[0-9][A-Z]{2}")
 
 
 def ascii_digits(value: str) -> bool:
@@ -75,8 +77,49 @@ def upn_check_letter(body: str) -> str:
     return UPN_ALPHABET[total % 23]
 
 
+# Tables for the check letter of a well-formed UPN (``_upn_is_valid``): nearly every inbound fact has a UPN,
+# and the rule-by-rule checks of ``validate_upn`` cost ~1.9 us a UPN (the check letter 1.3), interpreter work
+# per character; four dict look-ups cost a quarter of that. Each key is one well-formed part, so a look-up
+# that misses means a rule is broken. Characters 2-4: the weighted sum (weights 2, 3, 4) of each LA number
+# that issues UPNs.
+_UPN_LA_SUM: dict[str, int] = {
+    code: 2 * int(code[0]) + 3 * int(code[1]) + 4 * int(code[2]) for code in UPN_LA_CODES
+}
+
+# Four ASCII digits d0..d3 at weights w..w+3 add w * (d0 + d1 + d2 + d3) + (d1 + 2*d2 + 3*d3): both sums, for
+# every string of four digits (10,000 keys, ~1.5 MB).
+_FOUR_DIGITS: dict[str, tuple[int, int]] = {
+    f"{a}{b}{c}{d}": (a + b + c + d, b + 2 * c + 3 * d)
+    for a in range(10)
+    for b in range(10)
+    for c in range(10)
+    for d in range(10)
+}
+# The last character: a digit, or a temporary UPN's letter (no I, O or S), by its value.
+_UPN_LAST: dict[str, int] = {str(d): d for d in range(10)} | {c: i for i, c in enumerate(UPN_ALPHABET)}
+
+
+def _upn_is_valid(upn: str) -> bool:
+    """True when ``upn`` (stripped, upper case) passes every rule of ``validate_upn``: a check letter, 11
+    ASCII digits whose first three are an LA that issues UPNs, a final digit or letter (not I, O or S), and
+    the check letter matches. False says only that some rule failed; ``validate_upn`` then finds which."""
+    if len(upn) != 13:
+        return False
+    la = _UPN_LA_SUM.get(upn[1:4])
+    establishment = _FOUR_DIGITS.get(upn[4:8])  # weights 5-8
+    serial = _FOUR_DIGITS.get(upn[8:12])  # weights 9-12 (year and serial)
+    last = _UPN_LAST.get(upn[12])  # weight 13
+    if la is None or establishment is None or serial is None or last is None:
+        return False
+    total = la + 5 * establishment[0] + establishment[1] + 9 * serial[0] + serial[1] + 13 * last
+    return UPN_ALPHABET[total % 23] == upn[0]
+
+
 def validate_upn(value: str) -> str:
     upn = value.strip().upper()
+    if _upn_is_valid(upn):
+        return upn
+    # Rule by rule, so the message says which rule failed.
     if len(upn) != 13:
         raise ValueError("UPN must be 13 characters")
     if not _UPN_SHAPE.match(upn):
@@ -88,7 +131,7 @@ def validate_upn(value: str) -> str:
         raise ValueError("UPN characters 2-4 are not the number of any LA that issues UPNs")
     if upn[0] != upn_check_letter(upn[1:]):
         raise ValueError("UPN check letter does not match the digits")
-    return upn
+    return upn  # not reached: _upn_is_valid accepts every UPN that passes the rules above
 
 
 def is_temporary_upn(upn: str) -> bool:
@@ -159,6 +202,6 @@ def validate_ons_la_code(value: str) -> str:
 def validate_postcode(value: str) -> str:
     """UK postcode, normalised to upper case with one space before the inward code."""
     compact = value.replace(" ", "").upper()
-    if not re.fullmatch(r"[A-Z]{1,2}[0-9][0-9A-Z]?[0-9][A-Z]{2}", compact):
+    if not _POSTCODE.fullmatch(compact):
         raise ValueError("postcode is not a UK postcode")
     return f"{compact[:-3]} {compact[-3:]}"

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.referral.api import ApiError, ReferralState, router, validation_problems
+from services.referral.api import ApiError, ReferralState, authenticate, bearer, router, validation_problems
 from services.referral.groupcommit import GroupCommit
 from services.referral.keycache import ClientCache
 from services.referral.metrics import EVENTS_REJECTED
@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     app.include_router(router)
     checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_check(settings)}
     app.include_router(ops_router(checks))
-    install_openapi(app)
+    install_openapi(app, secured=(router.routes, authenticate, bearer))
     app.add_middleware(BodySizeLimit, limit_for=body_limit_for, problem=too_large_problem)
     app.add_middleware(LatencyMetrics)
     app.add_middleware(StartupGate, startup=startup)

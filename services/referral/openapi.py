@@ -3,11 +3,16 @@ shape), the inbound event schemas from ``shared.events``, and the documented err
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
 from pydantic import TypeAdapter
+from starlette.routing import BaseRoute
 
 from services.referral.imports import CSV_MEDIA_TYPES, CTF_MEDIA_TYPES
 from services.referral.models import Accepted, CorrectionRequest, ErrorResponse, ReferralRequest
@@ -90,8 +95,26 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Generate the schema once, with the inbound event union and the error model among its components."""
+def document_security(
+    schema: dict[str, Any], routes: Sequence[BaseRoute], dependency: Callable[..., Any], scheme: SecurityBase
+) -> None:
+    """Name ``scheme`` on every route that depends on ``dependency``, as FastAPI would if the scheme were a
+    dependency of it: the routes' one dependency calls the scheme itself (fewer dependencies to solve on every
+    request), so FastAPI cannot see it."""
+    name = scheme.scheme_name
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[name] = jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+    for route in routes:
+        if isinstance(route, APIRoute) and any(d.call is dependency for d in route.dependant.dependencies):
+            for method in route.methods or ():
+                schema["paths"][route.path_format][method.lower()]["security"] = [{name: []}]
+
+
+def install_openapi(
+    app: FastAPI, secured: tuple[Sequence[BaseRoute], Callable[..., Any], SecurityBase] | None = None
+) -> None:
+    """Generate the schema once, with the inbound event union and the error model among its components;
+    ``secured``: the routes, the dependency that authenticates and the scheme it reads (document_security)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -99,6 +122,8 @@ def install_openapi(app: FastAPI) -> None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
+        if secured is not None:
+            document_security(schema, *secured)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         event_schema = TypeAdapter(InboundEvent).json_schema(ref_template=_REF)
         components.update(event_schema.pop("$defs", {}))

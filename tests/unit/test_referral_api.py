@@ -392,6 +392,9 @@ async def test_openapi_documents_the_v1_api(api: Api) -> None:
         "InboundEvent" in spec["components"]["schemas"] and "PupilLeftRoll" in spec["components"]["schemas"]
     )
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    # every /v1 operation names the key (their one dependency reads it itself: services.referral.openapi)
+    operations = [op for path, ops in spec["paths"].items() if path.startswith("/v1/") for op in ops.values()]
+    assert len(operations) == 7 and all(op["security"] == [{"HTTPBearer": []}] for op in operations)
 
 
 def _validator(spec: dict[str, Any], name: str) -> Any:
