@@ -1,4 +1,4 @@
-"""Escalation's consumer in-process on PostgreSQL (issue 21): what a child fact costs it.
+"""Escalation's consumer in-process on PostgreSQL (issue 21): what a child fact and a transition cost it.
 
 An ``EscalationWorker``'s ``handle_records`` (the consumer's unit of work: one partition's records in one
 transaction) is fed the records tracking publishes, built by tracking's own pure code
@@ -6,17 +6,19 @@ transaction) is fed the records tracking publishes, built by tracking's own pure
 (as a consumer reading a backlog gets them), on a fresh database per pass (the test cluster, see
 ``bench.common``). Two loads:
 
-- bulk: a school loading its roll, ``--bulk`` pupil-registered facts about as many children (no case opens;
-  no rule watches them), as ``bench.e2e_sustained`` sends;
+- bulk: a school loading its roll, ``--bulk`` pupil-registered facts about as many children, as
+  ``bench.e2e_sustained`` sends (no rule watches them; each opens an in-education case, one transition);
 - year: a synthetic LA's school year (``devtools.synthetic``, ``--pupils``), child facts and the case
   transitions they cause.
 
 Baseline, same run: decoding the same records alone (``decode_event``, and ``decode_inbound`` of a child
-fact's inbound fact), which every consumer pays. Prints records/s of both, their ratio, and the SQL
-statements and wall time per record; ``--profile KIND`` adds cProfile of one more pass of the first load, of the batches of child facts,
-of transitions or of all.
+fact's inbound fact), which every consumer pays. Prints records/s of each kind, the ratio to the baseline,
+the SQL statements and wall time per record, and a digest of the state each pass left (deadlines / children
+/ cases: two versions of the code must print the same). ``--profile KIND`` adds cProfile of one more pass of
+the first load, of the batches of child facts, of transitions or of all.
 
-    .venv/bin/python -m bench.profile_escalation [--bulk 6000] [--pupils 2000] [--runs 2] [--profile "child facts"]
+    .venv/bin/python -m bench.profile_escalation [--bulk 6000] [--pupils 2000] [--runs 2]
+    .venv/bin/python -m bench.profile_escalation --only bulk --runs 0 --profile "child facts"
 """
 
 from __future__ import annotations

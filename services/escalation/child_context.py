@@ -3,7 +3,7 @@ copy of the case and per child, case or no case: the context rules match on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
@@ -86,9 +86,26 @@ def remember_child(session: Session, child: str, la: str, ctx: MatchContext) -> 
 
 
 LOADED, FRESH = "escalation_children_loaded", "escalation_children_fresh"
+CASELESS = "escalation_children_caseless"
 
 
-def load_children(session: Session, first_is_fact: Mapping[tuple[str, str], bool]) -> None:
+def case_of(session: Session, child: str, la: str) -> EscalationCase | None:
+    """The child's case, None without asking the database when the batch knows it has none."""
+    if (child, la) in session.info.get(CASELESS, ()):
+        return None
+    return session.get(EscalationCase, (child, la))
+
+
+def case_made(session: Session, child: str, la: str) -> None:
+    """A transition opened the child's case: ``case_of`` asks the session from now on."""
+    session.info.get(CASELESS, set()).discard((child, la))
+
+
+def load_children(
+    session: Session,
+    first_is_fact: Mapping[tuple[str, str], bool],
+    unsettled: Collection[tuple[str, str]] = (),
+) -> None:
     """Read what escalation knows of a batch's children (their rows and cases) in two statements per LA, so
     each record's ``session.get`` finds them in the session instead of asking the database one at a time.
 
@@ -97,12 +114,16 @@ def load_children(session: Session, first_is_fact: Mapping[tuple[str, str], bool
     first such record is a fact, gets its row now, with nothing known, in one INSERT for the batch: that
     fact would write it before anything else read it (``handle_child_fact`` remembers every fact but a
     retraction), and then writes only what it adds. Until something changes it, the row is known without
-    reading it back (``FRESH``). What is kept at the end of the batch is what the facts one by one kept."""
+    reading it back (``FRESH``). What is kept at the end of the batch is what the facts one by one kept.
+
+    A child with no case is known to have none (``case_of``) until a transition makes it (``case_made``),
+    except the ``unsettled`` (a re-fold may make their case elsewhere)."""
     by_la: dict[str, list[str]] = {}
     for child, la in first_is_fact:
         by_la.setdefault(la, []).append(child)
     loaded: list[object] = session.info.setdefault(LOADED, [])  # held: the session keeps only weak references
     fresh: set[tuple[str, str]] = session.info.setdefault(FRESH, set())
+    caseless: set[tuple[str, str]] = session.info.setdefault(CASELESS, set())
     for la, children in by_la.items():
         rows = session.exec(
             select(EscalationChild).where(
@@ -115,7 +136,9 @@ def load_children(session: Session, first_is_fact: Mapping[tuple[str, str], bool
             )
         ).all()
         loaded += [*rows, *cases]
-        known = {r.child_id for r in rows} | {c.child_id for c in cases}
+        with_case = {c.child_id for c in cases}
+        caseless.update((c, la) for c in children if c not in with_case and (c, la) not in unsettled)
+        known = {r.child_id for r in rows} | with_case
         new = [child for child in children if first_is_fact[(child, la)] and child not in known]
         if new:
             session.execute(insert(EscalationChild), [{"child_id": child, "la_code": la} for child in new])

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from services.escalation.child_context import case_context, child_context, remember_child
+from services.escalation.child_context import case_context, case_of, child_context, remember_child
 from services.escalation.episodes import (
     already_running,
     end_episodes,
@@ -17,7 +17,7 @@ from services.escalation.episodes import (
     rule_order,
     start_clock,
 )
-from services.escalation.models import EscalationCase, EscalationStatus
+from services.escalation.models import EscalationStatus
 from services.escalation.resolutions import first_resolution
 from services.escalation.rules import MatchContext
 from services.escalation.unit_of_work import Deps, Outcome, as_utc
@@ -162,7 +162,7 @@ def handle_child_fact(
         return Outcome("not_watched")
     lock_child_deadlines(session, child, la)
     known = _remember(session, child, la, fact, occurred)
-    case = session.get(EscalationCase, (child, la))
+    case = case_of(session, child, la)
     ending = (0, 0)
     if ended:
         # A place allocated ends the fair access clock (ends_on), at the fact's event time.
@@ -211,7 +211,7 @@ def _remember(session: Session, child: str, la: str, fact: Envelope, occurred: d
     status or flag learnt now still counts for a later fact that has none); returns what it knew before."""
     known = child_context(session, child, la)
     if known is None:
-        case = session.get(EscalationCase, (child, la))
+        case = case_of(session, child, la)
         known = case_context(case, None) if case else MatchContext()
     remember_child(session, child, la, fact_context(known, fact, FactWatch(fact.event_type, None, occurred)))
     return known

@@ -28,6 +28,7 @@ from services.escalation import metrics
 from services.escalation.acks import handle_ack
 from services.escalation.child_context import load_children
 from services.escalation.child_facts import handle_child_fact, remembers
+from services.escalation.episodes import load_idle
 from services.escalation.merges import handle_merge
 from services.escalation.models import (
     DeadlineStatus,
@@ -190,7 +191,9 @@ class EscalationWorker:
                     )
                 ).all()
             )
-            load_children(session, self._first_is_fact(decoded, facts, seen))
+            first_is_fact, unsettled = self._batch_children(decoded, facts, seen)
+            load_children(session, first_is_fact, unsettled)
+            load_idle(session, [key for key in first_is_fact if key not in unsettled])
             processed: list[dict[str, object]] = []
             tracking: dict[int, tuple[int, datetime | None]] = {}  # partition -> (next offset, folded to)
             for raw, item in decoded:
@@ -268,21 +271,31 @@ class EscalationWorker:
         return Outcome("progress")
 
     @staticmethod
-    def _first_is_fact(
+    def _batch_children(
         decoded: Sequence[tuple[Record, Envelope | BaseException]], facts: dict[int, Envelope], seen: set[str]
-    ) -> dict[tuple[str, str], bool]:
-        """Per child of the batch's new transitions and child facts: whether the first of its records that
-        reads or writes what escalation knows of it is a child fact (``child_context.load_children``); a
-        retraction does neither."""
+    ) -> tuple[dict[tuple[str, str], bool], set[tuple[str, str]]]:
+        """The children of the batch's new transitions and child facts, each with whether the first of its
+        records that reads or writes what escalation knows of it is a child fact
+        (``child_context.load_children``; a retraction does neither); and the children whose history a
+        transition re-folds, whose alert is acknowledged or who are merged (``episodes.load_idle``)."""
         first: dict[tuple[str, str], bool] = {}
+        unsettled: set[tuple[str, str]] = set()
         for _, item in decoded:
             if isinstance(item, BaseException) or str(item.event_id) in seen:
                 continue  # unreadable, or a redelivery (not applied again)
             if isinstance(item, CaseTransition):
-                first.setdefault((str(item.payload.child_id), item.payload.la_code), False)
+                key = (str(item.payload.child_id), item.payload.la_code)
+                first.setdefault(key, False)
+                if item.payload.history is not None:
+                    unsettled.add(key)
             elif isinstance(item, ChildFact) and remembers(facts[id(item)]):
                 first.setdefault((str(item.payload.child_id), item.payload.la_code), True)
-        return first
+            elif isinstance(item, AlertAck):
+                unsettled.add((str(item.payload.child_id), item.payload.la_code))
+            elif isinstance(item, ChildMerged):
+                p = item.payload
+                unsettled |= {(str(p.merged_child_id), p.la_code), (str(p.surviving_child_id), p.la_code)}
+        return first, unsettled
 
     def _dispatch(
         self, session: Session, event: Envelope, now: datetime, fact: Envelope | None = None

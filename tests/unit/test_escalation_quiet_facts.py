@@ -18,17 +18,21 @@ from sqlalchemy.engine import Engine
 from devtools.samples import sample_event_dict
 from devtools.synthetic import generate
 from services.escalation.app import MIGRATIONS, load_deps
+from services.escalation.child_facts import handle_child_fact
 from services.escalation.settings import EscalationSettings
+from services.escalation.timer import decide_due
 from services.escalation.timesource import SimulatedTime
+from services.escalation.transitions import handle_transition
+from services.escalation.unit_of_work import Deps
 from services.escalation.worker import EscalationWorker
 from shared.consumer import Record
-from shared.db import make_engine, migrate
-from shared.events.catalogue import encode_event
+from shared.db import make_engine, migrate, session_scope
+from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope, Source
-from shared.events.internal import CaseState, ChildFact, ChildFactPayload, MatchKind
+from shared.events.internal import CaseState, CaseTransition, ChildFact, ChildFactPayload, MatchKind
 from shared.events.vocab import SocialCareStatus
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, TopicSpec
-from tests.support.escalation import LA, child_fact, replay_of, transition
+from tests.support.escalation import LA, child_fact, replay_of, shuffled_within_children, transition
 
 NOW = datetime(2026, 9, 1, tzinfo=UTC)  # the worker's now: after every fact here (a backlog being read)
 
@@ -197,8 +201,10 @@ def test_quiet_facts_cost_no_statement_each(
 
 
 def state(engine: Engine) -> list[list[tuple[Any, ...]]]:
-    """What the records decided and remembered: clocks, per-child context, cases."""
+    """What the records decided and remembered: clocks, escalations, per-child context, cases."""
     queries = [
+        "SELECT child_id, rule_id, status, close_reason, ended_at FROM escalation_escalations"
+        " ORDER BY child_id, rule_id, id",
         "SELECT child_id, rule_id, kind, status, due_at, end_reason, trigger_event_id"
         " FROM escalation_deadlines ORDER BY child_id, rule_id, due_at, kind, trigger_event_id",
         "SELECT child_id, has_social_worker, social_care_status, vulnerabilities, safeguarding_concern"
@@ -210,28 +216,62 @@ def state(engine: Engine) -> list[list[tuple[Any, ...]]]:
         return [[tuple(r) for r in conn.execute(text(q))] for q in queries]
 
 
-def test_a_year_in_batches_decides_what_it_decides_one_record_at_a_time(
-    settings: EscalationSettings, new_database: Callable[[], str]
+def reference(engine: Engine, deps: Deps, value: bytes, now: datetime) -> None:
+    """One record in a transaction of its own through the units of work alone: no batch reads ahead."""
+    item = decode_event(value)
+    with session_scope(engine) as session:
+        if isinstance(item, CaseTransition):
+            handle_transition(session, deps, item, now)
+        else:
+            assert isinstance(item, ChildFact)
+            handle_child_fact(session, deps, item, now)
+
+
+def decide(engine: Engine, deps: Deps, now: datetime) -> None:
+    """The timer, caught up with ``now``: every clock due by then decided (alerts raised, ladders stepped)."""
+    while True:
+        with session_scope(engine) as session:
+            if not decide_due(session, deps, now, None, 50):
+                return
+
+
+@pytest.mark.parametrize("arrival", ["in_order", "shuffled"])
+def test_a_year_in_batches_decides_what_each_record_alone_decides(
+    settings: EscalationSettings, new_database: Callable[[], str], arrival: str
 ) -> None:
-    """A synthetic LA's year as tracking publishes it (child facts and the transitions they cause), in
-    batches of 200 records and one record per transaction, in the same order: the same clocks, the same
-    remembered context, the same cases."""
-    replay = replay_of(generate(las=[LA], pupils_per_la=800, seed=21))
+    """A synthetic LA's year as tracking publishes it (child facts and the transitions they cause; shuffled:
+    each child's facts out of event-time order, so tracking re-folds histories), through the worker in
+    batches of 200 records, and one record per transaction through the units of work alone, the timer
+    deciding what is due after each 200 records in both: the same clocks, escalations, remembered context
+    and cases. The batch's reads ahead (children, cases, children with nothing running) change nothing."""
+    population = generate(las=[LA], pupils_per_la=800, seed=21)
+    events = shuffled_within_children(population.events, seed=5) if arrival == "shuffled" else None
+    replay = replay_of(population, events)
     results = []
-    for size in (200, 1):
+    for batched in (True, False):
         url = new_database()
         run = settings.model_copy(update={"database_url": url})
         migrate(url, MIGRATIONS, "escalation")
         engine = make_engine(url)
         try:
-            worker = EscalationWorker(run, engine, load_deps(run), SimulatedTime(NOW))
+            deps = load_deps(run)
+            now = min(i.at for i in replay.inputs)
+            clock = SimulatedTime(now)
+            worker = EscalationWorker(run, engine, deps, clock)
             batches = Batches(run)
-            records = [batches.raw(i.topic, i.value) for i in replay.inputs]
-            for start in range(0, len(records), size):
-                worker.handle_records(records[start : start + size])
+            for start in range(0, len(replay.inputs), 200):
+                chunk = replay.inputs[start : start + 200]
+                now = max(now, *(i.at for i in chunk))  # the clock never runs backwards
+                if batched:
+                    clock.set(now)
+                    worker.handle_records([batches.raw(i.topic, i.value) for i in chunk])
+                else:
+                    for i in chunk:
+                        reference(engine, deps, i.value, now)
+                decide(engine, deps, now)
             results.append(state(engine))
         finally:
             engine.dispose()
-    batched, single = results
-    assert batched[0] and batched[1] and batched[2]  # the year started clocks, and remembered children
-    assert batched == single
+    batched_state, alone = results
+    assert all(batched_state)  # the year started clocks, raised alerts, remembered children, opened cases
+    assert batched_state == alone
