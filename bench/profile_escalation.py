@@ -180,14 +180,14 @@ def handle_pass(load: Load, profile: cProfile.Profile | None = None, profiled: s
             if not batch:
                 continue
             kind, statements = kind_of(batch), 0
-            profiling = profile is not None and profiled in (kind, "all")
-            if profiling:
-                profile.enable()
+            profiling = profile if profiled in (kind, "all") else None
+            if profiling is not None:
+                profiling.enable()
             started = time.perf_counter()
             worker.handle_records(batch)
             elapsed = time.perf_counter() - started
-            if profiling:
-                profile.disable()
+            if profiling is not None:
+                profiling.disable()
             result.seconds[kind] = result.seconds.get(kind, 0.0) + elapsed
             result.statements[kind] = result.statements.get(kind, 0) + statements
             result.records[kind] = result.records.get(kind, 0) + len(batch)
