@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from services.escalation.child_context import case_context, child_context, remember_child
+from services.escalation.child_context import case_context, case_of, child_context, remember_child
 from services.escalation.episodes import (
     already_running,
     end_episodes,
@@ -17,7 +17,7 @@ from services.escalation.episodes import (
     rule_order,
     start_clock,
 )
-from services.escalation.models import EscalationCase, EscalationStatus
+from services.escalation.models import EscalationStatus
 from services.escalation.resolutions import first_resolution
 from services.escalation.rules import MatchContext
 from services.escalation.unit_of_work import Deps, Outcome, as_utc
@@ -124,11 +124,23 @@ def fact_context(base: MatchContext, fact: Envelope, watch: FactWatch) -> MatchC
     return replace(ctx, reason=watch.reason, enquiries_completed=watch.enquiries_completed)
 
 
-def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datetime) -> Outcome:
-    fact = decode_inbound(event.payload.fact)
+RETRACTION = "absence-threshold-retracted"
+
+
+def remembers(fact: Envelope) -> bool:
+    """Whether the fact is remembered (everything escalation knows of the child): every fact but a
+    retraction, which only cancels what the crossing it retracts started."""
+    return fact.event_type != RETRACTION
+
+
+def handle_child_fact(
+    session: Session, deps: Deps, event: ChildFact, now: datetime, fact: Envelope | None = None
+) -> Outcome:
+    """``fact``: the inbound fact the event carries, when the caller has decoded it already."""
+    fact = fact if fact is not None else decode_inbound(event.payload.fact)
     child, la = str(event.payload.child_id), event.payload.la_code
-    lock_child_deadlines(session, child, la)
-    if fact.event_type == "absence-threshold-retracted":
+    if not remembers(fact):
+        lock_child_deadlines(session, child, la)
         retracted = str(fact.payload.retracts_event_id)
         cancelled, published = end_episodes(
             session, deps, child, la, now, reason="absence_retracted", trigger_event_id=retracted,
@@ -137,21 +149,28 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
         return Outcome("retraction", cancelled=cancelled, published=published)
     calendar = deps.calendars.calendar_for(la)
     occurred = as_utc(fact.occurred_at)
-    case = session.get(EscalationCase, (child, la))
-    # Per child, case or no case: a status or flag learnt now still counts for a later fact that has none.
-    known = child_context(session, child, la) or (case_context(case, None) if case else MatchContext())
-    remember_child(session, child, la, fact_context(known, fact, FactWatch(fact.event_type, None, occurred)))
-    ended = sorted({r.watches.key for r in deps.rules.rules_for(la) if fact.event_type in r.ends_on})
+    # What the LA's rules make of this kind of fact (its ends, the clocks it may start), known before any
+    # database work: most facts (a roll load's registrations) neither end nor start anything.
+    rules = deps.rules.rules_for(la)
+    ended = sorted({r.watches.key for r in rules if fact.event_type in r.ends_on})
+    watched = {r.watches.event for r in rules}
+    watches = [w for w in fact_watches(fact, occurred, calendar) if w.key in watched]
+    if not ended and not watches:
+        # Only what the fact says of the child is kept (compared first: most say nothing new), for a later
+        # fact or transition to read; no clock is touched, so none is locked.
+        _remember(session, child, la, fact, occurred)
+        return Outcome("not_watched")
+    lock_child_deadlines(session, child, la)
+    known = _remember(session, child, la, fact, occurred)
+    case = case_of(session, child, la)
     ending = (0, 0)
     if ended:
         # A place allocated ends the fair access clock (ends_on), at the fact's event time.
         ending = end_episodes(
             session, deps, child, la, now, reason=f"ended_by:{fact.event_type}", watch_keys=ended, at=occurred
         )
-    watched = {r.watches.event for r in deps.rules.rules_for(la)}
-    watches = [w for w in fact_watches(fact, occurred, calendar) if w.key in watched]
     if not watches:
-        return Outcome("ended" if ended else "not_watched", cancelled=ending[0], published=ending[1])
+        return Outcome("ended", cancelled=ending[0], published=ending[1])
     # A transition read before this fact may have resolved the case after it (two topics, read in whatever
     # interleaving): the clocks start, and end at once where that resolution ends them when read after the
     # fact, so the timer decides them as it would have in that order (docs/ESCALATION.md).
@@ -185,3 +204,14 @@ def handle_child_fact(session: Session, deps: Deps, event: ChildFact, now: datet
             trigger_event_id=str(fact.event_id), close=EscalationStatus.RESOLVED, at=resolution.at,
         )  # fmt: skip
     return outcome
+
+
+def _remember(session: Session, child: str, la: str, fact: Envelope, occurred: datetime) -> MatchContext:
+    """Keep what the fact says of the child with what escalation knew of it (per child, case or no case: a
+    status or flag learnt now still counts for a later fact that has none); returns what it knew before."""
+    known = child_context(session, child, la)
+    if known is None:
+        case = case_of(session, child, la)
+        known = case_context(case, None) if case else MatchContext()
+    remember_child(session, child, la, fact_context(known, fact, FactWatch(fact.event_type, None, occurred)))
+    return known

@@ -4,7 +4,7 @@ decided by the timer on the partition's horizon."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, update
@@ -19,7 +19,14 @@ from services.escalation.models import (
 )
 from services.escalation.publishing import publish_cancel
 from services.escalation.rules import Rule, RuleSet
-from services.escalation.unit_of_work import OPEN_STATUSES, Deps, as_utc, derived_id, record_partition
+from services.escalation.unit_of_work import (
+    OPEN_STATUSES,
+    Deps,
+    any_of,
+    as_utc,
+    derived_id,
+    record_partition,
+)
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -93,11 +100,54 @@ def already_running(
     return running is not None
 
 
+IDLE = "escalation_idle_children"
+
+
+def load_idle(session: Session, keys: Collection[tuple[str, str]]) -> None:
+    """Of a batch's children (child, LA), those with no pending deadline and no running escalation, in two
+    statements per LA: ending their episodes or locking their deadlines finds nothing, so it is skipped
+    (most children of a roll load have never been alerted on). In a consumer's transaction only
+    ``start_clock`` gives such a child a pending deadline (the timer's steps follow escalations, which these
+    children have none of), and it takes the child off the set; the caller leaves out a child whose history a
+    batch re-folds, whose alert is acknowledged or who is merged (those may re-open what had ended)."""
+    by_la: dict[str, list[str]] = {}
+    for child, la in keys:
+        by_la.setdefault(la, []).append(child)
+    idle: set[tuple[str, str]] = session.info.setdefault(IDLE, set())
+    for la, children in by_la.items():
+        busy = set(
+            session.exec(
+                select(EscalationDeadline.child_id).where(
+                    col(EscalationDeadline.la_code) == la,
+                    any_of(session, col(EscalationDeadline.child_id), children),
+                    col(EscalationDeadline.status) == DeadlineStatus.PENDING,
+                )
+            ).all()
+        )
+        busy |= set(
+            session.exec(
+                select(EscalationRecord.child_id).where(
+                    col(EscalationRecord.la_code) == la,
+                    any_of(session, col(EscalationRecord.child_id), children),
+                    col(EscalationRecord.status).in_(OPEN_STATUSES),
+                    col(EscalationRecord.ended_at).is_(None),
+                )
+            ).all()
+        )
+        idle.update((child, la) for child in children if child not in busy)
+
+
+def is_idle(session: Session, child: str, la: str) -> bool:
+    return (child, la) in session.info.get(IDLE, ())
+
+
 def lock_child_deadlines(session: Session, child: str, la: str) -> None:
     """Lock the child's pending deadlines in the timer's order, (due_at, rule_order, id), before changing any.
     The timer claims deadlines in that order, several per transaction; an UPDATE of many rows locks them in
     table order, so without this a consumer and another instance's timer could each hold one deadline the
     other waits for (PostgreSQL "deadlock detected"). SQLite has no row locks and ignores it."""
+    if is_idle(session, child, la):
+        return  # none to lock
     session.exec(
         select(EscalationDeadline.id)
         .where(
@@ -126,6 +176,7 @@ def start_clock(
     partition: int | None = None,
     clock_started_at: datetime | None = None,
 ) -> None:
+    session.info.get(IDLE, set()).discard((child, la))  # it has a clock from now on
     deadline_id = derived_id("rule", child, la, rule.id, trigger_event_id)
     if session.get(EscalationDeadline, deadline_id) is not None:
         return
@@ -199,6 +250,8 @@ def end_episodes(
 
     ``spare_trigger``: the fact that caused this end; the clocks it started itself are not ended by it (a
     notice of home education that resolves the case still alerts social care for a child under protection)."""
+    if is_idle(session, child, la):
+        return 0, 0  # no pending deadline, no running escalation: nothing to end
     end = as_utc(at) if at is not None else as_utc(now)
     reason = reason[:64]
     where = [

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from services.escalation.child_context import case_context, remember_child
+from services.escalation.child_context import case_context, case_made, case_of, remember_child
 from services.escalation.episodes import (
     already_running,
     end_episodes,
@@ -44,7 +44,7 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     if p.history is not None:
         return _reconcile(session, deps, event, now)
     child, la = str(p.child_id), p.la_code
-    case = session.get(EscalationCase, (child, la))
+    case = case_of(session, child, la)
     occurred = as_utc(p.cause_occurred_at)
     follows = case is not None and p.from_state is not None and p.from_state.value == case.state
     if case is not None and occurred < as_utc(case.state_since) and not follows:
@@ -96,7 +96,7 @@ def _apply(
     """One transition in event-time order: its ends, then the clocks it starts."""
     p = event.payload
     child, la = str(p.child_id), p.la_code
-    case = session.get(EscalationCase, (child, la))
+    case = case_of(session, child, la)
     occurred = as_utc(p.cause_occurred_at)
     started_before = occurred if ends_started_before else None
     # Same state, new context (a social worker allocated while missing): only the rules the new context adds
@@ -108,6 +108,7 @@ def _apply(
         case = EscalationCase(
             child_id=child, la_code=la, case_id=str(p.case_id), state=p.to_state, state_since=occurred
         )
+        case_made(session, child, la)
     case.case_id, case.state, case.state_since = str(p.case_id), p.to_state.value, occurred
     case.has_social_worker = p.has_social_worker
     case.social_care_status = p.social_care_status.value

@@ -26,7 +26,9 @@ from sqlmodel import Session, col, select
 
 from services.escalation import metrics
 from services.escalation.acks import handle_ack
-from services.escalation.child_facts import handle_child_fact
+from services.escalation.child_context import load_children
+from services.escalation.child_facts import handle_child_fact, remembers
+from services.escalation.episodes import load_idle
 from services.escalation.merges import handle_merge
 from services.escalation.models import (
     DeadlineStatus,
@@ -40,7 +42,7 @@ from services.escalation.settings import EscalationSettings
 from services.escalation.timer import decide_due
 from services.escalation.timesource import TimeSource
 from services.escalation.transitions import handle_transition
-from services.escalation.unit_of_work import SERVICE, Deps, Outcome, set_record_partition
+from services.escalation.unit_of_work import SERVICE, Deps, Outcome, any_of, set_record_partition
 from services.escalation.watermarks import (
     EndSamples,
     Horizon,
@@ -165,11 +167,13 @@ class EscalationWorker:
         """Records of one partition, in order, in one transaction. A record that cannot be decoded is
         dead-lettered (in the same transaction), not retried."""
         decoded: list[tuple[Record, Envelope | BaseException]] = []
+        facts: dict[int, Envelope] = {}  # id() of a child fact -> its inbound fact, decoded once
         for raw in raws:
             try:
                 event = decode_event(raw.value)
                 if isinstance(event, ChildFact):
-                    decode_inbound(event.payload.fact)  # a fact we cannot read is a dead letter, not a retry
+                    # A fact we cannot read is a dead letter, not a retry.
+                    facts[id(event)] = decode_inbound(event.payload.fact)
                 decoded.append((raw, event))
             except Exception as exc:
                 decoded.append((raw, exc))
@@ -183,10 +187,13 @@ class EscalationWorker:
             seen = set(
                 session.exec(
                     select(EscalationProcessedEvent.event_id).where(
-                        col(EscalationProcessedEvent.event_id).in_(ids)
+                        any_of(session, col(EscalationProcessedEvent.event_id), ids)
                     )
                 ).all()
             )
+            first_is_fact, unsettled = self._batch_children(decoded, facts, seen)
+            load_children(session, first_is_fact, unsettled)
+            load_idle(session, [key for key in first_is_fact if key not in unsettled])
             processed: list[dict[str, object]] = []
             tracking: dict[int, tuple[int, datetime | None]] = {}  # partition -> (next offset, folded to)
             for raw, item in decoded:
@@ -208,7 +215,7 @@ class EscalationWorker:
                     processed.append(
                         {"event_id": str(item.event_id), "topic": raw.topic, "processed_at": utcnow()}
                     )
-                    outcome = self._dispatch(session, item, now)
+                    outcome = self._dispatch(session, item, now, facts.get(id(item)))
                 results.append((raw, item, outcome))
                 if raw.topic in self._read_topics:
                     where = (raw.topic, raw.partition)
@@ -263,11 +270,41 @@ class EscalationWorker:
         tracking[p.partition] = (max(offset, p.next_offset), folded)
         return Outcome("progress")
 
-    def _dispatch(self, session: Session, event: Envelope, now: datetime) -> Outcome:
+    @staticmethod
+    def _batch_children(
+        decoded: Sequence[tuple[Record, Envelope | BaseException]], facts: dict[int, Envelope], seen: set[str]
+    ) -> tuple[dict[tuple[str, str], bool], set[tuple[str, str]]]:
+        """The children of the batch's new transitions and child facts, each with whether the first of its
+        records that reads or writes what escalation knows of it is a child fact
+        (``child_context.load_children``; a retraction does neither); and the children whose history a
+        transition re-folds, whose alert is acknowledged or who are merged (``episodes.load_idle``)."""
+        first: dict[tuple[str, str], bool] = {}
+        unsettled: set[tuple[str, str]] = set()
+        for _, item in decoded:
+            if isinstance(item, BaseException) or str(item.event_id) in seen:
+                continue  # unreadable, or a redelivery (not applied again)
+            if isinstance(item, CaseTransition):
+                key = (str(item.payload.child_id), item.payload.la_code)
+                first.setdefault(key, False)
+                if item.payload.history is not None:
+                    unsettled.add(key)
+            elif isinstance(item, ChildFact) and remembers(facts[id(item)]):
+                first.setdefault((str(item.payload.child_id), item.payload.la_code), True)
+            elif isinstance(item, AlertAck):
+                unsettled.add((str(item.payload.child_id), item.payload.la_code))
+            elif isinstance(item, ChildMerged):
+                p = item.payload
+                unsettled |= {(str(p.merged_child_id), p.la_code), (str(p.surviving_child_id), p.la_code)}
+        return first, unsettled
+
+    def _dispatch(
+        self, session: Session, event: Envelope, now: datetime, fact: Envelope | None = None
+    ) -> Outcome:
+        """``fact``: a child fact's inbound fact, already decoded."""
         if isinstance(event, CaseTransition):
             return handle_transition(session, self._deps, event, now)
         if isinstance(event, ChildFact):
-            return handle_child_fact(session, self._deps, event, now)
+            return handle_child_fact(session, self._deps, event, now, fact)
         if isinstance(event, AlertAck):
             return handle_ack(session, self._deps, event, now)
         if isinstance(event, ChildMerged):

@@ -90,10 +90,10 @@ def test_a_batch_whose_handling_fails_writes_nothing(
     poison = missing(10)
     dispatch = worker._dispatch
 
-    def failing(session: Session, event: Envelope, now: datetime) -> object:
+    def failing(session: Session, event: Envelope, now: datetime, *fact: Envelope | None) -> object:
         if event.event_id == poison.event_id:
             raise RuntimeError("database went away")
-        return dispatch(session, event, now)
+        return dispatch(session, event, now, *fact)
 
     monkeypatch.setattr(worker, "_dispatch", failing)
     batch = [record(settings, 0, encode_event(missing(9))), record(settings, 1, encode_event(poison))]
