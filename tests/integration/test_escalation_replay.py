@@ -1,13 +1,13 @@
 """The same facts give the same alerts, whatever the lag, replay or crash (issue 22), on the real broker and
 PostgreSQL.
 
-Input: a synthetic school year (devtools.synthetic, seed 22): by hand, 2 LAs x 24,000 pupils (20,685 inbound
-events; about an hour on this shared 2-core machine): ``CME_REPLAY_PUPILS_PER_LA=24000``; in ``make test``,
+Input: a synthetic school year (devtools.synthetic, seed 22): by hand, 2 LAs x 24,000 pupils (20,714 inbound
+events; about half an hour on this 2-core machine when quiet): ``CME_REPLAY_PUPILS_PER_LA=24000``; in ``make test``,
 2 LAs x 1,400 pupils (about 1,200 events), which CI's time allows.
 Feeding the whole pipeline (referral, tracking, escalation) six times is too slow for this machine, so
 the test feeds escalation's own input topics directly with what tracking publishes: each inbound event as
 the child fact identity resolution would publish, and the case transitions tracking's own pure code
-(``services.tracking.cases.apply_child_fact``) derives from it (36,820 records). Three ways, each twice:
+(``services.tracking.cases.apply_child_fact``) derives from it (36,883 records). Three ways, each twice:
 
 1. paced: each school day's records are published as the simulated clock reaches that day, and the clock
    stops at every due time (in-process worker, ``SimulatedTime``);
