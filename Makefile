@@ -16,9 +16,11 @@ $(VENV)/.installed: pyproject.toml
 system-deps:
 	./scripts/install-system-deps.sh
 
-# The tests also drive Chromium (browser tests); a run does not need it.
+# The tests also drive Chromium (browser tests) and check the Prometheus config with promtool; a run needs
+# neither.
 test-deps:
 	./scripts/install-system-deps.sh --browser
+	./scripts/fetch-promtool.sh
 
 run: install system-deps
 	$(BIN)/cme run

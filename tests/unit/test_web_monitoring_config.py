@@ -82,12 +82,19 @@ def test_the_known_check_refuses_an_invented_metric() -> None:
     assert known("cme_tracking_processing_seconds_bucket", exported_metric_names())
 
 
+# On PATH, or where `make test` puts it (scripts/fetch-promtool.sh).
+PROMTOOL = shutil.which("promtool") or shutil.which(
+    "promtool", path=str(PROJECT_ROOT / ".cache" / "promtool")
+)
+
+
 @pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)"
+    PROMTOOL is None, reason="promtool not found: run scripts/fetch-promtool.sh (make test does)"
 )
 def test_promtool_accepts_the_config_and_rules() -> None:
+    assert PROMTOOL is not None
     for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"]):
         done = subprocess.run(
-            ["promtool", *args], cwd=Path(DEPLOY / "prometheus"), capture_output=True, text=True
+            [PROMTOOL, *args], cwd=Path(DEPLOY / "prometheus"), capture_output=True, text=True
         )
         assert done.returncode == 0, done.stdout + done.stderr
