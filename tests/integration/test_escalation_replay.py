@@ -2,8 +2,8 @@
 PostgreSQL.
 
 Input: a synthetic school year (devtools.synthetic, seed 22): by hand, 2 LAs x 24,000 pupils (20,714 inbound
-events; about half an hour on this 2-core machine when quiet): ``CME_REPLAY_PUPILS_PER_LA=24000``; in ``make test``,
-2 LAs x 1,400 pupils (about 1,200 events), which CI's time allows.
+events; about half an hour on this 2-core machine when quiet): ``CME_REPLAY_PUPILS_PER_LA=24000``; in
+``make test``, 2 LAs x 1,400 pupils (about 1,200 events), which CI's time allows.
 Feeding the whole pipeline (referral, tracking, escalation) six times is too slow for this machine, so
 the test feeds escalation's own input topics directly with what tracking publishes: each inbound event as
 the child fact identity resolution would publish, and the case transitions tracking's own pure code
