@@ -13,7 +13,7 @@ from services.escalation.models import (
     EscalationChild,
 )
 from services.escalation.rules import MatchContext
-from services.escalation.unit_of_work import any_of
+from services.escalation.unit_of_work import any_of, children_by_la
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -62,14 +62,14 @@ NOTHING_KNOWN = MatchContext(social_care_status="none")
 NOTHING: Kept = kept_of(NOTHING_KNOWN)
 
 
-def remember_child(session: Session, child: str, la: str, ctx: MatchContext) -> bool:
-    """Keep ``ctx`` as what escalation knows of the child; False when it is what was already kept (nothing
-    written: most facts, a roll load's above all, say nothing new about the child)."""
+def remember_child(session: Session, child: str, la: str, ctx: MatchContext) -> None:
+    """Keep ``ctx`` as what escalation knows of the child; nothing is written when it is what was already kept
+    (most facts, a roll load's above all, say nothing new about the child)."""
     kept = kept_of(ctx)
     fresh: set[tuple[str, str]] = session.info.get(FRESH, set())
     if (child, la) in fresh:
         if kept == NOTHING:
-            return False
+            return
         fresh.discard((child, la))  # read back below, and changed: the session holds it from now on
     row = session.get(EscalationChild, (child, la))
     if row is not None and kept == (
@@ -78,11 +78,10 @@ def remember_child(session: Session, child: str, la: str, ctx: MatchContext) -> 
         row.vulnerabilities,
         row.safeguarding_concern,
     ):
-        return False
+        return
     row = row or EscalationChild(child_id=child, la_code=la)
     row.has_social_worker, row.social_care_status, row.vulnerabilities, row.safeguarding_concern = kept
     session.add(row)
-    return True
 
 
 LOADED, FRESH = "escalation_children_loaded", "escalation_children_fresh"
@@ -118,9 +117,7 @@ def load_children(
 
     A child with no case is known to have none (``case_of``) until a transition makes it (``case_made``),
     except the ``unsettled`` (a re-fold may make their case elsewhere)."""
-    by_la: dict[str, list[str]] = {}
-    for child, la in first_is_fact:
-        by_la.setdefault(la, []).append(child)
+    by_la = children_by_la(first_is_fact)
     loaded: list[object] = session.info.setdefault(LOADED, [])  # held: the session keeps only weak references
     fresh: set[tuple[str, str]] = session.info.setdefault(FRESH, set())
     caseless: set[tuple[str, str]] = session.info.setdefault(CASELESS, set())

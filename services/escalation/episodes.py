@@ -24,6 +24,7 @@ from services.escalation.unit_of_work import (
     Deps,
     any_of,
     as_utc,
+    children_by_la,
     derived_id,
     record_partition,
 )
@@ -110,9 +111,7 @@ def load_idle(session: Session, keys: Collection[tuple[str, str]]) -> None:
     ``start_clock`` gives such a child a pending deadline (the timer's steps follow escalations, which these
     children have none of), and it takes the child off the set; the caller leaves out a child whose history a
     batch re-folds, whose alert is acknowledged or who is merged (those may re-open what had ended)."""
-    by_la: dict[str, list[str]] = {}
-    for child, la in keys:
-        by_la.setdefault(la, []).append(child)
+    by_la = children_by_la(keys)
     idle: set[tuple[str, str]] = session.info.setdefault(IDLE, set())
     for la, children in by_la.items():
         busy = set(

@@ -5,7 +5,7 @@ of the record being handled and the processed-event guard. Every function takes 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -55,6 +55,14 @@ def as_utc(moment: datetime) -> datetime:
 
 def derived_id(*parts: object) -> str:
     return str(uuid.uuid5(NAMESPACE, ":".join(str(p) for p in parts)))
+
+
+def children_by_la(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """A batch's (child, LA) pairs as the children of each LA: the batch's reads go one LA at a time."""
+    by_la: dict[str, list[str]] = {}
+    for child, la in keys:
+        by_la.setdefault(la, []).append(child)
+    return by_la
 
 
 def any_of(session: Session, column: Mapped[str], values: Sequence[str]) -> ColumnElement[bool]:
