@@ -159,6 +159,9 @@ class Pipeline:
     school_key: str
     team_key: str
     database_url: str
+    settings: Settings  # topics, broker and prefix of this measurement
+    clock: Path  # escalation's simulated time file
+    escalation_url: str  # its ops endpoints (metrics)
 
 
 @contextlib.contextmanager
@@ -215,7 +218,15 @@ def _services(base: Settings, smtp_port: int) -> Iterator[Pipeline]:
     )
     procs = start_services(settings, env, data_dir / "logs", only=frozenset(ports))
     try:
-        yield Pipeline(f"http://127.0.0.1:{ports['referral']}", school_key, team_key, base.database_url)
+        yield Pipeline(
+            f"http://127.0.0.1:{ports['referral']}",
+            school_key,
+            team_key,
+            base.database_url,
+            base,
+            clock,
+            f"http://127.0.0.1:{ports['escalation']}",
+        )
     finally:
         stop_services(procs)
 

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,47 @@ from sqlalchemy import text
 
 from bench.common import Row, log, percentile, wait_for
 from bench.e2e import HOPS, LA, Mailbox, Pipeline, raw_hops, running_pipeline
+from bench.pipeline_lags import LagSampler
 from devtools.samples import child, make_upn, sample_event_dict
 from devtools.synthetic import FORENAMES, SURNAMES
+from services.escalation.timesource import write_time_file
 from shared.case_ids import case_id_for
 from shared.db import make_engine
 
 BATCHES_PER_S = 10  # the bulk goes in as ten batches a second
 CASEWORKER, SOCIAL_CARE, POLICE = "caseworker@la.test", "mash@la.test", "police@la.test"
 BULK_ESTAB, ALERT_ESTAB = 2000, 6000  # UPN ranges that keep the bulk and the alerted children apart
+# Escalation's clock starts where bench/e2e.py left it (a Tuesday in term; time never moves backwards).
+CLOCK_START = datetime(2025, 11, 4, 12, 0, tzinfo=UTC)
+
+
+class RunningClock:
+    """Escalation's simulated time, running with real time: each fact happens at the moment it is sent, as on
+    a live feed. (On a clock that stands still, facts from before it are a backlog by definition: escalation
+    holds their alerts until the load has stopped, docs/ESCALATION.md.)"""
+
+    def __init__(self, path: Path, every_s: float = 0.1) -> None:
+        self._path, self._every_s = path, every_s
+        self._t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clock", daemon=True)
+
+    def now(self) -> datetime:
+        return CLOCK_START + timedelta(seconds=time.perf_counter() - self._t0)
+
+    def __enter__(self) -> RunningClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            write_time_file(self._path, self.now())
+            if self._stop.wait(self._every_s):
+                return
 
 
 @dataclass
@@ -91,7 +124,15 @@ def _kid(estab: int, i: int) -> dict[str, Any]:
     )
 
 
-def _send_bulk(pipeline: Pipeline, per_batch: int, seconds: float, started: float, sent: Sent) -> None:
+def _fact(event_type: str, kid: dict[str, Any], clock: RunningClock, **source: Any) -> dict[str, Any]:
+    event = sample_event_dict(event_type, kid=kid, la_code=LA, **source)
+    event["occurred_at"] = clock.now().isoformat()
+    return event
+
+
+def _send_bulk(
+    pipeline: Pipeline, clock: RunningClock, per_batch: int, seconds: float, started: float, sent: Sent
+) -> None:
     headers = {"Authorization": f"Bearer {pipeline.school_key}", "Content-Type": "application/json"}
     serial = 0
     with httpx.Client(base_url=pipeline.url, headers=headers, timeout=60) as school:
@@ -99,7 +140,7 @@ def _send_bulk(pipeline: Pipeline, per_batch: int, seconds: float, started: floa
             time.sleep(max(0.0, started + tick / BATCHES_PER_S - time.perf_counter()))
             events = []
             for _ in range(per_batch):
-                events.append(sample_event_dict("pupil-registered", kid=_kid(BULK_ESTAB, serial), la_code=LA))
+                events.append(_fact("pupil-registered", _kid(BULK_ESTAB, serial), clock))
                 serial += 1
             response = school.post("/v1/events/batch", content=orjson.dumps({"events": events}))
             response.raise_for_status()
@@ -110,15 +151,19 @@ def _send_bulk(pipeline: Pipeline, per_batch: int, seconds: float, started: floa
 
 
 def _send_alerting(
-    pipeline: Pipeline, per_s: int, urgent_every: int, seconds: float, started: float, sent: Sent
+    pipeline: Pipeline,
+    clock: RunningClock,
+    per_s: int,
+    urgent_every: int,
+    seconds: float,
+    started: float,
+    sent: Sent,
 ) -> None:
     headers = {"Authorization": f"Bearer {pipeline.team_key}"}
     with httpx.Client(base_url=pipeline.url, headers=headers, timeout=60) as team:
         for i in range(int(seconds * per_s)):
             time.sleep(max(0.0, started + i / per_s - time.perf_counter()))
-            event = sample_event_dict(
-                "whereabouts-unknown", kid=_kid(ALERT_ESTAB, i), la_code=LA, school_urn=None
-            )
+            event = _fact("whereabouts-unknown", _kid(ALERT_ESTAB, i), clock, school_urn=None)
             urgent = urgent_every > 0 and i % urgent_every == 0
             event["payload"]["safeguarding_concern"] = urgent
             team.post("/v1/events", json=event).raise_for_status()
@@ -149,15 +194,21 @@ def run(
     bulk_per_batch = max(0, (rate - alerts_per_s) // BATCHES_PER_S)
     box = Mailbox()
     sent = Sent()
-    with running_pipeline(workdir, box, "sustained") as pipeline:
+    with (
+        running_pipeline(workdir, box, "sustained") as pipeline,
+        RunningClock(pipeline.clock) as clock,
+        LagSampler(pipeline.settings, pipeline.escalation_url) as lags,
+    ):
         log(
             f"sustained: {rate} facts/s for {seconds:g} s"
             f" ({alerts_per_s}/s alerting, 1 in {urgent_every} urgent)"
         )
         started = time.perf_counter() + 0.5
         senders = [
-            _sender(sent, _send_bulk, pipeline, bulk_per_batch, seconds, started, sent),
-            _sender(sent, _send_alerting, pipeline, alerts_per_s, urgent_every, seconds, started, sent),
+            _sender(sent, _send_bulk, pipeline, clock, bulk_per_batch, seconds, started, sent),
+            _sender(
+                sent, _send_alerting, pipeline, clock, alerts_per_s, urgent_every, seconds, started, sent
+            ),
         ]
         for sender in senders:
             sender.start()
@@ -215,7 +266,13 @@ def run(
             f"{sent.bulk} bulk, {sent.refused} refused,"
             f" {len(sent.routine)} routine, {len(sent.urgent)} urgent",
         ),
-        Row("sustained", f"tracking drain after the last 2xx ({load})", round(drain, 1), "s"),
+        Row(
+            "sustained",
+            f"tracking drain after the last 2xx ({load})",
+            round(drain, 1),
+            "s",
+            extra={"lags": [sample.as_dict() for sample in lags.samples]},
+        ),
     ]
     for name, values, count in (
         ("routine (caseworker)", routine, sent.routine),
