@@ -13,8 +13,9 @@ from services.escalation.models import (
     EscalationChild,
 )
 from services.escalation.rules import MatchContext
-from services.escalation.unit_of_work import any_of, children_by_la
+from services.escalation.unit_of_work import children_by_la
 from shared.logs import get_logger
+from shared.sql import any_of
 
 log = get_logger(__name__)
 

@@ -22,13 +22,13 @@ from services.escalation.rules import Rule, RuleSet
 from services.escalation.unit_of_work import (
     OPEN_STATUSES,
     Deps,
-    any_of,
     as_utc,
     children_by_la,
     derived_id,
     record_partition,
 )
 from shared.logs import get_logger
+from shared.sql import any_of
 
 log = get_logger(__name__)
 

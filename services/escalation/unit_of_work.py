@@ -5,14 +5,10 @@ of the record being handled and the processed-event guard. Every function takes 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import String, any_, bindparam
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Mapped
-from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from services.escalation.models import (
@@ -63,14 +59,6 @@ def children_by_la(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for child, la in keys:
         by_la.setdefault(la, []).append(child)
     return by_la
-
-
-def any_of(session: Session, column: Mapped[str], values: Sequence[str]) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL as ``= ANY(array)``: one short statement whatever the count, which
-    the driver parses and prepares once (a batch's IN list of 200 is a new long statement each time)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
-    return column.in_(values)
 
 
 def set_record_partition(session: Session, partition: int) -> None:

@@ -42,7 +42,7 @@ from services.escalation.settings import EscalationSettings
 from services.escalation.timer import decide_due
 from services.escalation.timesource import TimeSource
 from services.escalation.transitions import handle_transition
-from services.escalation.unit_of_work import SERVICE, Deps, Outcome, any_of, set_record_partition
+from services.escalation.unit_of_work import SERVICE, Deps, Outcome, set_record_partition
 from services.escalation.watermarks import (
     EndSamples,
     Horizon,
@@ -60,6 +60,7 @@ from shared.events.envelope import Envelope, utcnow
 from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged, TrackingProgress
 from shared.logs import bind_event, get_logger
 from shared.outbox import OutboxRelay, new_producer
+from shared.sql import any_of
 from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER
 
 log = get_logger(__name__)

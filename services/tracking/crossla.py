@@ -45,6 +45,7 @@ from shared.events.inbound import CaseOutcomeRecorded, CaseOutcomeRecordedPayloa
 from shared.events.internal import CaseState, ChildFact, ChildFactPayload, MatchKind
 from shared.events.vocab import CaseOutcome
 from shared.logs import get_logger
+from shared.sql import any_of
 
 if TYPE_CHECKING:
     from services.tracking.peers import Federation
@@ -137,13 +138,17 @@ class CrossLAMatcher:
             return []
         cases = {
             c.child_id: c
-            for c in session.exec(select(TrackingCase).where(col(TrackingCase.child_id).in_(wanted))).all()
+            for c in session.exec(
+                select(TrackingCase).where(any_of(session, col(TrackingCase.child_id), wanted))
+            ).all()
         }
         pairs = {link_id_for(c.child_id, f.child_id) for f in facts for c in found.get(f.event_id, [])}
         # Raised before (open, confirmed or rejected): not again.
         seen = set(
             session.exec(
-                select(TrackingCrossLALink.link_id).where(col(TrackingCrossLALink.link_id).in_(pairs))
+                select(TrackingCrossLALink.link_id).where(
+                    any_of(session, col(TrackingCrossLALink.link_id), pairs)
+                )
             ).all()
         )
         made: list[TrackingCrossLALink] = []
@@ -170,8 +175,8 @@ class CrossLAMatcher:
                 TrackingIdentifier.kind,
                 TrackingIdentifier.value,
             ).where(
-                col(TrackingIdentifier.value).in_({v for _, v in ids}),
-                col(TrackingIdentifier.kind).in_({k for k, _ in ids}),
+                any_of(session, col(TrackingIdentifier.value), {v for _, v in ids}),
+                any_of(session, col(TrackingIdentifier.kind), {k for k, _ in ids}),
             )
         ).all()
         by_id: dict[tuple[str, str], list[tuple[str, str]]] = {}
@@ -205,9 +210,9 @@ class CrossLAMatcher:
                 select(TrackingChild)
                 .join(TrackingCase, col(TrackingCase.child_id) == col(TrackingChild.child_id))
                 .where(
-                    col(TrackingChild.date_of_birth).in_(every),
+                    any_of(session, col(TrackingChild.date_of_birth), every),
                     col(TrackingChild.merged_into).is_(None),
-                    col(TrackingCase.state).in_([str(s) for s in SOUGHT_STATES]),
+                    any_of(session, col(TrackingCase.state), [str(s) for s in SOUGHT_STATES]),
                 )
             ).all()
             if self.enabled(row.la_code)
@@ -216,7 +221,7 @@ class CrossLAMatcher:
         if rows:
             for child_id, upn in session.exec(
                 select(TrackingIdentifier.child_id, TrackingIdentifier.value).where(
-                    col(TrackingIdentifier.child_id).in_({r.child_id for r in rows}),
+                    any_of(session, col(TrackingIdentifier.child_id), {r.child_id for r in rows}),
                     TrackingIdentifier.kind == "upn",
                 )
             ).all():
@@ -284,8 +289,8 @@ class CrossLAMatcher:
             self.federation.on_found(session, pairs)  # peers' standing queries this child now answers
         ids = session.exec(
             select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
-                col(TrackingIdentifier.child_id).in_({c for c, _ in pairs}),
-                col(TrackingIdentifier.kind).in_(CROSS_KINDS),
+                any_of(session, col(TrackingIdentifier.child_id), {c for c, _ in pairs}),
+                any_of(session, col(TrackingIdentifier.kind), CROSS_KINDS),
             )
         ).all()
         # One lookup for the batch (keyed by child here): most children have no namesake sought elsewhere.
@@ -335,8 +340,8 @@ class CrossLAMatcher:
             return 0
         ids = session.exec(
             select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
-                col(TrackingIdentifier.child_id).in_({c for c, _ in pairs}),
-                col(TrackingIdentifier.kind).in_(CROSS_KINDS),
+                any_of(session, col(TrackingIdentifier.child_id), {c for c, _ in pairs}),
+                any_of(session, col(TrackingIdentifier.kind), CROSS_KINDS),
             )
         ).all()
         if self.federation is not None:

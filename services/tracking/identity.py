@@ -45,6 +45,7 @@ from services.tracking.models import TrackingChild, TrackingIdentifier, Tracking
 from shared.events.envelope import Envelope, utcnow
 from shared.events.internal import MatchKind
 from shared.logs import get_logger
+from shared.sql import any_of
 
 log = get_logger(__name__)
 NAMESPACE = uuid.UUID("0b6a3a55-3b7e-4f0e-9a8e-3f4f2a9e1c11")
@@ -276,7 +277,7 @@ class IdentityResolver:
                 TrackingResolution.child_id,
                 TrackingResolution.match,
                 TrackingResolution.score,
-            ).where(col(TrackingResolution.event_id).in_(event_ids))
+            ).where(any_of(session, col(TrackingResolution.event_id), event_ids))
         ).all():
             state.resolved[event_id] = Resolution(child_id, MatchKind(match), match_score, created=False)
         pending = [_Pending.of(e) for e in events if str(e.event_id) not in state.resolved]
@@ -331,9 +332,9 @@ class IdentityResolver:
                     col(TrackingIdentifier.child_id),
                     col(TrackingIdentifier.id),
                 ).where(
-                    col(TrackingIdentifier.la_code).in_(las),
-                    col(TrackingIdentifier.kind).in_({k for _, k, _ in wanted}),
-                    col(TrackingIdentifier.value).in_({v for _, _, v in wanted}),
+                    any_of(session, col(TrackingIdentifier.la_code), las),
+                    any_of(session, col(TrackingIdentifier.kind), {k for _, k, _ in wanted}),
+                    any_of(session, col(TrackingIdentifier.value), {v for _, _, v in wanted}),
                 )
             ).all()
             for la_code, kind, value, child_id, row_id in rows:
@@ -344,9 +345,10 @@ class IdentityResolver:
         blocks = {b for p in pending for b in p.blocks}
         child_ids = set(state.identifiers.values())
         child_ids |= {child_id_for(p.event_id) for p in pending}
-        named = col(TrackingChild.child_id).in_(child_ids)
-        in_blocks = col(TrackingChild.la_code).in_(las) & or_(
-            col(TrackingChild.dob_block).in_(blocks), col(TrackingChild.name_block).in_(blocks)
+        named = any_of(session, col(TrackingChild.child_id), child_ids)
+        in_blocks = any_of(session, col(TrackingChild.la_code), las) & or_(
+            any_of(session, col(TrackingChild.dob_block), blocks),
+            any_of(session, col(TrackingChild.name_block), blocks),
         )
         children = _select_children(session, or_(named, in_blocks) if blocks else named)
         for child_id in child_ids:
@@ -364,7 +366,7 @@ class IdentityResolver:
             return
         for child_id, upn in session.exec(
             select(TrackingIdentifier.child_id, TrackingIdentifier.value).where(
-                col(TrackingIdentifier.child_id).in_(missing), TrackingIdentifier.kind == "upn"
+                any_of(session, col(TrackingIdentifier.child_id), missing), TrackingIdentifier.kind == "upn"
             )
         ).all():
             state.upns.setdefault(child_id, set()).add(upn)

@@ -30,6 +30,7 @@ from services.tracking.models import (
 from services.tracking.register import RegisterStatus
 from shared.db import session_scope
 from shared.events.envelope import utcnow
+from shared.sql import any_of
 
 
 def project(engine: Engine, outcome: Outcome) -> None:
@@ -85,8 +86,8 @@ def _project_register(session: Session, outcomes: Sequence[Outcome]) -> None:
         (c, e)
         for c, e in session.exec(
             select(TrackingRegisterHistory.child_id, TrackingRegisterHistory.event_id).where(
-                col(TrackingRegisterHistory.child_id).in_({c for c, _ in wanted}),
-                col(TrackingRegisterHistory.event_id).in_({e for _, e in wanted}),
+                any_of(session, col(TrackingRegisterHistory.child_id), {c for c, _ in wanted}),
+                any_of(session, col(TrackingRegisterHistory.event_id), {e for _, e in wanted}),
             )
         ).all()
     }
@@ -176,8 +177,8 @@ def _existing_timeline(session: Session, outcomes: Sequence[Outcome]) -> set[tup
         return set()
     rows = session.exec(
         select(TrackingTimelineEntry.child_id, TrackingTimelineEntry.event_id).where(
-            col(TrackingTimelineEntry.child_id).in_({c for c, _ in wanted}),
-            col(TrackingTimelineEntry.event_id).in_({e for _, e in wanted}),
+            any_of(session, col(TrackingTimelineEntry.child_id), {c for c, _ in wanted}),
+            any_of(session, col(TrackingTimelineEntry.event_id), {e for _, e in wanted}),
         )
     ).all()
     return {(c, e) for c, e in rows if (c, e) in wanted}
@@ -194,7 +195,9 @@ def _existing_reviews(session: Session, outcomes: Sequence[Outcome]) -> set[str]
         return set()
     return set(
         session.exec(
-            select(TrackingReviewItem.review_id).where(col(TrackingReviewItem.review_id).in_(wanted))
+            select(TrackingReviewItem.review_id).where(
+                any_of(session, col(TrackingReviewItem.review_id), wanted)
+            )
         ).all()
     )
 
