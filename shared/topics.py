@@ -20,6 +20,7 @@ from shared.events.internal import (
     Escalation,
     TrackingProgress,
 )
+from shared.events.urgency import is_urgent
 from shared.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
@@ -65,6 +66,17 @@ INTAKE = TopicSpec(
     producer="referral",
     consumers=("tracking",),
     description="Validated inbound facts as received from schools and agencies.",
+    events=INBOUND_EVENT_CLASSES,
+)
+URGENT_INTAKE = TopicSpec(
+    "cme.intake-urgent.v1",
+    key="source child identifier (UPN, else LA id, else event_id)",
+    key_of=intake_key,
+    producer="referral",
+    consumers=("tracking",),
+    description="Inbound facts that say a child may be at risk now (a safeguarding concern, whereabouts"
+    " unknown: shared/events/urgency.py), on a lane of their own so that they do not wait behind a bulk load"
+    " on the intake topic.",
     events=INBOUND_EVENT_CLASSES,
 )
 CHILD_EVENTS = TopicSpec(
@@ -122,6 +134,7 @@ DEAD_LETTER = TopicSpec(
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     INTAKE,
+    URGENT_INTAKE,
     CHILD_EVENTS,
     CASE_TRANSITIONS,
     ESCALATIONS,
@@ -129,3 +142,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DEAD_LETTER,
     ATTENDANCE,
 )
+
+
+def intake_for(event: Envelope) -> TopicSpec:
+    """The intake topic an inbound fact goes on: the urgent lane or the ordinary one."""
+    return URGENT_INTAKE if is_urgent(event) else INTAKE

@@ -31,7 +31,7 @@ from shared.logs import get_logger
 from shared.ops import database_check, kafka_check, ops_router
 from shared.settings import Settings
 from shared.startup import StartStep, Startup, StartupGate, migrations, stop_background
-from shared.topics import INTAKE
+from shared.topics import INTAKE, URGENT_INTAKE
 
 log = get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -54,7 +54,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     steps = migrations(settings.database_url, MIGRATIONS, "referral")
     startup = Startup("referral", pending=bool(steps) or background)
     engine = make_engine(settings.database_url)
-    intake = Intake(engine, INTAKE.name(settings))
+    intake = Intake(engine, INTAKE.name(settings), URGENT_INTAKE.name(settings))
     relay = outbox_relay(settings, intake)
     state = ReferralState(
         engine=engine,

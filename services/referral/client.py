@@ -1,5 +1,6 @@
 """For MIS integrations that prefer the bus: validate locally with the referral service's own rules and
-produce the same envelope onto the intake topic, with the school's Kafka credentials (``CME_KAFKA_*``).
+produce the same envelope onto the intake topic (or its urgent lane, ``shared.events.urgency``, as the API
+does), with the school's Kafka credentials (``CME_KAFKA_*``).
 
 Library::
 
@@ -35,7 +36,7 @@ from services.referral.validation import Scope, parse_event, scope_problems, ser
 from shared.events.envelope import Envelope, utcnow
 from shared.kafka import kafka_python_config
 from shared.settings import Settings
-from shared.topics import INTAKE
+from shared.topics import intake_for
 
 
 @dataclass
@@ -57,7 +58,6 @@ class IntakeProducer:
             school_urn=school_urn,
         )
         self.system = system
-        self.topic = INTAKE.name(settings)
         self.client_id = f"kafka:{settings.kafka_sasl_username}" if settings.kafka_sasl_username else None
         self._producer: KafkaProducer | None = None
 
@@ -101,7 +101,9 @@ class IntakeProducer:
             results.append(result)
             if event is not None:
                 future = self._kafka().send(
-                    self.topic, key=partition_key(event).encode(), value=event.model_dump_json().encode()
+                    intake_for(event).name(self.settings),  # the urgent lane or the ordinary one
+                    key=partition_key(event).encode(),
+                    value=event.model_dump_json().encode(),
                 )
                 pending.append((result, future))
         for result, future in pending:

@@ -45,7 +45,7 @@ from services.referral.validation import (
     service_rule_problems,
 )
 from shared.events.envelope import Envelope, utcnow
-from shared.topics import INTAKE
+from shared.topics import INTAKE, intake_for
 
 # Namespace for event_ids the server derives from a client's Idempotency-Key or from file rows.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0d6c4c1e-7a53-4b8e-9a57-52f1a5a0c3d2")
@@ -183,9 +183,12 @@ def check(
 
 
 class Intake:
-    def __init__(self, engine: Engine, intake_topic: str) -> None:
+    def __init__(self, engine: Engine, intake_topic: str, urgent_topic: str | None = None) -> None:
+        """``urgent_topic``: where facts that say a child may be at risk now go (``shared.events.urgency``);
+        None puts every fact on ``intake_topic``."""
         self.engine = engine
         self.intake_topic = intake_topic
+        self.urgent_topic = urgent_topic
         self.postgres = engine.dialect.name == "postgresql"
         # SQLite has one writer: queueing writers here is cheaper than SQLite's busy-wait sleeps.
         self.write_lock: AbstractContextManager[Any] = (
@@ -256,7 +259,7 @@ class Intake:
                 new_outbox.append(
                     {
                         "event_id": event_id,
-                        "topic": self.intake_topic,
+                        "topic": self.topic_for(event),
                         "key": partition_key(event),
                         "value": event.model_dump_json().encode(),
                         "created_at": now,
@@ -268,6 +271,12 @@ class Intake:
                 self._insert(connection, Submission, [r.columns() for r in new_rows.values()])
                 self._insert(connection, ReferralOutbox, new_outbox)
         return outcomes
+
+    def topic_for(self, event: Envelope) -> str:
+        """The intake topic of an accepted fact: the urgent lane, or the ordinary one."""
+        if self.urgent_topic is not None and intake_for(event) is not INTAKE:
+            return self.urgent_topic
+        return self.intake_topic
 
     def _among(self, ids: list[str]) -> ColumnElement[bool]:
         """``event_id IN ids``; on PostgreSQL as ``= ANY(array)``: one statement text whatever the count, so

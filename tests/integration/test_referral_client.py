@@ -12,7 +12,7 @@ from devtools.samples import DEMO_LA, DEMO_SCHOOL_URN, sample_event_dict
 from services.referral.client import IntakeProducer, main
 from shared.events import decode_inbound
 from shared.settings import Settings
-from shared.topics import INTAKE
+from shared.topics import INTAKE, URGENT_INTAKE
 from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
@@ -62,3 +62,15 @@ def test_cli_sends_a_jsonl_file(kafka_settings: Settings, tmp_path: Path, monkey
     }
     records = read_topic(kafka_settings, INTAKE.name(kafka_settings), expect=1, timeout_s=20)
     assert [orjson.loads(r.value)["event_id"] for r in records] == [events[0]["event_id"]]
+
+
+def test_a_fact_with_a_safeguarding_concern_goes_on_the_urgent_lane(kafka_settings: Settings) -> None:
+    roll = sample_event_dict("pupil-left-roll", child_serial=4)
+    concern = sample_event_dict("pupil-left-roll", child_serial=5)
+    concern["payload"]["safeguarding_concern"] = True
+    with IntakeProducer(kafka_settings, la_code=DEMO_LA, school_urn=DEMO_SCHOOL_URN) as producer:
+        assert [r.ok for r in producer.send([roll, concern])] == [True, True]
+    urgent = read_topic(kafka_settings, URGENT_INTAKE.name(kafka_settings), expect=1, timeout_s=20)
+    ordinary = read_topic(kafka_settings, INTAKE.name(kafka_settings), expect=1, timeout_s=20)
+    assert [orjson.loads(r.value)["event_id"] for r in urgent] == [concern["event_id"]]
+    assert [orjson.loads(r.value)["event_id"] for r in ordinary] == [roll["event_id"]]

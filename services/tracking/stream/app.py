@@ -1,4 +1,5 @@
-"""The tracking faust application: topics, the per-child table, and the two agents (identity, cases)."""
+"""The tracking faust application: topics, the per-child table, and the agents (identity on each intake lane,
+cases)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from shared.db import make_engine, migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.streams import raw_topic, stream_app
-from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE
+from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE, URGENT_INTAKE
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 CHILDREN_TABLE = "children"
@@ -28,6 +29,7 @@ class StreamContext:
     settings: TrackingSettings
     engine: Engine
     intake: Any
+    urgent_intake: Any  # the urgent lane of intake (shared/events/urgency.py)
     child_events: Any
     transitions: Any
     dead_letter: Any
@@ -48,7 +50,7 @@ def prepare_dependencies(settings: Settings) -> None:
     """Create the shared topics and migrate the case store, so faust never races to auto-create a topic it
     does not own."""
     cfg = tracking_settings(settings)
-    ensure_topics(cfg, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
+    ensure_topics(cfg, (INTAKE, URGENT_INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
     migrate_store(cfg.database_url)
 
 
@@ -62,6 +64,7 @@ def create_faust_app(settings: Settings, *, prepare: bool = True) -> faust.App:
         settings=cfg,
         engine=make_engine(cfg.database_url),
         intake=raw_topic(app, INTAKE.name(cfg)),
+        urgent_intake=raw_topic(app, URGENT_INTAKE.name(cfg)),
         child_events=raw_topic(app, CHILD_EVENTS.name(cfg)),
         transitions=raw_topic(app, CASE_TRANSITIONS.name(cfg)),
         dead_letter=raw_topic(app, DEAD_LETTER.name(cfg)),

@@ -1,4 +1,5 @@
-"""Agent on the intake topic: resolve which child a fact is about and publish it re-keyed by child_id.
+"""Agents on the intake topics (the ordinary lane and the urgent one): resolve which child a fact is about and
+publish it re-keyed by child_id.
 
 Records come in micro-batches (``shared.stream_batching``): a batch is resolved in one transaction, its
 child facts are published together and acknowledged by the broker, and only then are its offsets released."""
@@ -25,6 +26,7 @@ from shared.stream_batching import batches, release
 
 log = get_logger(__name__)
 AGENT = "identity"
+URGENT_AGENT = "identity-urgent"  # the agent of the urgent intake lane
 
 
 def child_fact(inbound: Envelope, resolution: Resolution) -> ChildFact:
@@ -46,9 +48,15 @@ def child_fact(inbound: Envelope, resolution: Resolution) -> ChildFact:
 
 
 def register(app: faust.App, ctx: Any) -> None:
-    settings = ctx.settings
-    resolver = IdentityResolver(ctx.engine, cross_la=matcher_for(settings))
+    """One identity agent per intake lane. The urgent lane has an agent (its own stream and buffer) so that
+    a fact on it is resolved while the ordinary lane works through a bulk load; both share the resolver,
+    whose batches are race-free against each other as against another worker's (advisory locks)."""
+    resolver = IdentityResolver(ctx.engine, cross_la=matcher_for(ctx.settings))
+    _lane(app, ctx, resolver, ctx.intake, AGENT)
+    _lane(app, ctx, resolver, ctx.urgent_intake, URGENT_AGENT)
 
+
+def _lane(app: faust.App, ctx: Any, resolver: IdentityResolver, source: Any, agent: str) -> None:
     async def handle(events: Sequence[Any]) -> None:
         started = time.perf_counter()
         inbounds = [decode_inbound(event.value) for event in events]
@@ -67,16 +75,16 @@ def register(app: faust.App, ctx: Any) -> None:
         for inbound, resolution in zip(inbounds, resolutions, strict=True):
             bind_event(inbound)
             MATCHES.labels(resolution.match).inc()
-            EVENTS_PROCESSED.labels(AGENT, inbound.event_type, "ok").inc()
-            LATENCY.labels(AGENT).observe(seconds)
+            EVENTS_PROCESSED.labels(agent, inbound.event_type, "ok").inc()
+            LATENCY.labels(agent).observe(seconds)
             log.info("identity_resolved", **inbound.log_fields(), match=str(resolution.match))
 
-    @app.agent(ctx.intake, name=f"{app.conf.id}-identity")
+    @app.agent(source, name=f"{app.conf.id}-{agent}")
     async def resolve(stream: Any) -> None:
         settings = ctx.settings
         async for events in batches(stream, settings.tracking_batch_max, settings.tracking_batch_within_s):
-            BATCH_SIZE.labels(AGENT).observe(len(events))
-            dead = await process_batch_or_one_by_one(AGENT, ctx.dead_letter, events, handle)
+            BATCH_SIZE.labels(agent).observe(len(events))
+            dead = await process_batch_or_one_by_one(agent, ctx.dead_letter, events, handle)
             if dead:
-                EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc(dead)
+                EVENTS_PROCESSED.labels(agent, "unknown", "dead_letter").inc(dead)
             release(events)

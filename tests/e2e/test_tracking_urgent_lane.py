@@ -1,0 +1,86 @@
+"""The urgent intake lane with the real tracking worker, broker and PostgreSQL: a fact that says a child may
+be at risk now is resolved and folded while the ordinary lane is still working through a roll load queued
+in front of it, and nothing on either lane is lost.
+
+The bulk is on the topics before the worker starts, so the comparison is of order, not of time: on the
+ordinary lane the whereabouts-unknown fact would wait behind its partition's share of the load (about half of
+it); on its own lane it is taken in the worker's first batches.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.samples import child, make_upn
+from devtools.synthetic import FORENAMES, SURNAMES
+from shared.events import encode_event
+from shared.localstack.postgres import PostgresCluster
+from shared.settings import Settings
+from shared.topics import INTAKE, URGENT_INTAKE, intake_for, intake_key
+from tests.e2e.tracking_support import event, make_settings, query, tracking_worker, wait_state
+from tests.support.kafka import produce, wait_until
+
+pytestmark = pytest.mark.e2e
+
+BULK = 6000  # a school's roll load: several seconds of the ordinary lane's work
+
+
+@pytest.fixture
+def settings(
+    kafka_bootstrap: str, postgres_server: tuple[str, PostgresCluster | None], tmp_path: Path
+) -> Settings:
+    url, cluster = postgres_server
+    db = cluster.create_database(f"t_{uuid.uuid4().hex[:12]}") if cluster else url
+    return make_settings(kafka_bootstrap, db, tmp_path)
+
+
+@pytest.fixture
+def worker_log(settings: Settings) -> Iterator[Path]:
+    yield Path(settings.data_dir) / "worker.log"
+
+
+def resolved(settings: Settings, event_ids: list[str]) -> int:
+    rows = query(
+        settings,
+        "SELECT count(*) AS n FROM tracking_resolutions WHERE event_id = ANY(:ids)",
+        ids=event_ids,
+    )
+    return int(rows[0]["n"]) if rows else 0
+
+
+def pupil(n: int, estab: int) -> dict[str, Any]:
+    """A child of its own, named and born as an LA's children are spread (not one block for all)."""
+    return child(
+        n % 999 + 1,
+        "801",
+        upn=make_upn("801", estab + n // 999, 14, n % 999 + 1),
+        forename=FORENAMES[n % len(FORENAMES)],
+        surname=SURNAMES[(n * 31) % len(SURNAMES)],
+        date_of_birth=(date(2008, 9, 1) + timedelta(days=(n * 7919) % 4800)).isoformat(),
+    )
+
+
+def test_an_urgent_fact_is_not_queued_behind_a_bulk_load(settings: Settings, worker_log: Path) -> None:
+    bulk = [event("pupil-registered", 1, 3, kid=pupil(n, 2000)) for n in range(BULK)]
+    missing = event("whereabouts-unknown", 1, 4, kid=pupil(1, 7000), school_urn=None)
+    assert all(intake_for(e) is INTAKE for e in bulk) and intake_for(missing) is URGENT_INTAKE
+    produce(settings, INTAKE.name(settings), [(intake_key(e), encode_event(e)) for e in bulk])
+    produce(settings, URGENT_INTAKE.name(settings), [(intake_key(missing), encode_event(missing))])
+    bulk_ids = [str(e.event_id) for e in bulk]
+
+    with tracking_worker(settings, worker_log):
+        case = wait_state(settings, missing.event_id, "whereabouts_unknown", timeout_s=120)
+        bulk_done_by_then = resolved(settings, bulk_ids)
+        # Everything on both lanes ends in the case store.
+        wait_until(lambda: resolved(settings, bulk_ids) == BULK, timeout_s=300, what="the bulk resolved")
+
+    assert case["facts_applied"] == 1
+    # On the ordinary lane the fact would have waited for its partition's ~3,000 records; on its own lane it
+    # was folded while most of the roll was still queued.
+    assert bulk_done_by_then < BULK // 4, f"{bulk_done_by_then} of {BULK} bulk facts resolved first"
