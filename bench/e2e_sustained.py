@@ -108,7 +108,24 @@ def _sender(sent: Sent, target: Callable[..., None], *args: Any) -> threading.Th
     return threading.Thread(target=body)
 
 
-def _kid(estab: int, i: int) -> dict[str, Any]:
+# A real LA's surnames: a few common ones (devtools.synthetic's 30, each ~0.7% of the children here, like
+# England's commonest) and a long tail. Identity resolution compares a fact with the children of its surname
+# and birth year: with the 30 names alone (``--common-names``, the worst case) each such block held ~40x a
+# real LA's, and identity's cost grew with it.
+NAME_TAILS = (
+    *("ton", "ley", "ford", "wood", "field", "worth", "by", "ham", "well", "stone"),
+    *("bridge", "more", "dale", "cott", "lock", "ridge", "hurst", "combe", "bury", "wick"),
+)
+LONG_TAIL = tuple(f"{name}{tail}" for name in SURNAMES for tail in NAME_TAILS)  # 600 rarer surnames
+
+
+def _surname(i: int, estab: int, common_names: bool) -> str:
+    if common_names or (i * 31 + estab) % 5 == 0:  # a fifth of the children share the 30 common names
+        return SURNAMES[(i * 31 + estab) % len(SURNAMES)]
+    return LONG_TAIL[(i * 7919 + estab) % len(LONG_TAIL)]
+
+
+def _kid(estab: int, i: int, common_names: bool = False) -> dict[str, Any]:
     """A child of its own, with names and a date of birth spread as an LA's are: identity resolution looks
     for candidates by surname and date of birth, so children who all shared both made every fact compare
     with every child before it (tracking fell to ~12 facts/s at 18,000 children)."""
@@ -119,7 +136,7 @@ def _kid(estab: int, i: int) -> dict[str, Any]:
         LA,
         upn=upn,
         forename=FORENAMES[(i + estab) % len(FORENAMES)],
-        surname=SURNAMES[(i * 31 + estab) % len(SURNAMES)],
+        surname=_surname(i, estab, common_names),
         date_of_birth=born.isoformat(),
     )
 
@@ -131,7 +148,13 @@ def _fact(event_type: str, kid: dict[str, Any], clock: RunningClock, **source: A
 
 
 def _send_bulk(
-    pipeline: Pipeline, clock: RunningClock, per_batch: int, seconds: float, started: float, sent: Sent
+    pipeline: Pipeline,
+    clock: RunningClock,
+    per_batch: int,
+    seconds: float,
+    started: float,
+    sent: Sent,
+    common_names: bool,
 ) -> None:
     headers = {"Authorization": f"Bearer {pipeline.school_key}", "Content-Type": "application/json"}
     serial = 0
@@ -140,7 +163,7 @@ def _send_bulk(
             time.sleep(max(0.0, started + tick / BATCHES_PER_S - time.perf_counter()))
             events = []
             for _ in range(per_batch):
-                events.append(_fact("pupil-registered", _kid(BULK_ESTAB, serial), clock))
+                events.append(_fact("pupil-registered", _kid(BULK_ESTAB, serial, common_names), clock))
                 serial += 1
             response = school.post("/v1/events/batch", content=orjson.dumps({"events": events}))
             response.raise_for_status()
@@ -158,12 +181,13 @@ def _send_alerting(
     seconds: float,
     started: float,
     sent: Sent,
+    common_names: bool,
 ) -> None:
     headers = {"Authorization": f"Bearer {pipeline.team_key}"}
     with httpx.Client(base_url=pipeline.url, headers=headers, timeout=60) as team:
         for i in range(int(seconds * per_s)):
             time.sleep(max(0.0, started + i / per_s - time.perf_counter()))
-            event = _fact("whereabouts-unknown", _kid(ALERT_ESTAB, i), clock, school_urn=None)
+            event = _fact("whereabouts-unknown", _kid(ALERT_ESTAB, i, common_names), clock, school_urn=None)
             urgent = urgent_every > 0 and i % urgent_every == 0
             event["payload"]["safeguarding_concern"] = urgent
             team.post("/v1/events", json=event).raise_for_status()
@@ -189,7 +213,13 @@ def _latencies(
 
 
 def run(
-    workdir: Path, rate: int, seconds: float, alerts_per_s: int, urgent_every: int, timeout_s: float
+    workdir: Path,
+    rate: int,
+    seconds: float,
+    alerts_per_s: int,
+    urgent_every: int,
+    timeout_s: float,
+    common_names: bool = False,
 ) -> list[Row]:
     bulk_per_batch = max(0, (rate - alerts_per_s) // BATCHES_PER_S)
     box = Mailbox()
@@ -205,9 +235,18 @@ def run(
         )
         started = time.perf_counter() + 0.5
         senders = [
-            _sender(sent, _send_bulk, pipeline, clock, bulk_per_batch, seconds, started, sent),
+            _sender(sent, _send_bulk, pipeline, clock, bulk_per_batch, seconds, started, sent, common_names),
             _sender(
-                sent, _send_alerting, pipeline, clock, alerts_per_s, urgent_every, seconds, started, sent
+                sent,
+                _send_alerting,
+                pipeline,
+                clock,
+                alerts_per_s,
+                urgent_every,
+                seconds,
+                started,
+                sent,
+                common_names,
             ),
         ]
         for sender in senders:
@@ -304,10 +343,21 @@ def main() -> None:
         "--urgent-every", type=int, default=5, help="1 alerting fact in N is urgent (default 5)"
     )
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--common-names",
+        action="store_true",
+        help="every child named from the 30 common surnames (the worst case for identity resolution)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cme-bench-") as tmp:
         for row in run(
-            Path(tmp), args.rate, args.seconds, args.alerts_per_s, args.urgent_every, args.timeout
+            Path(tmp),
+            args.rate,
+            args.seconds,
+            args.alerts_per_s,
+            args.urgent_every,
+            args.timeout,
+            args.common_names,
         ):
             ratio = f"  x{row.ratio}" if row.ratio is not None else ""
             print(
