@@ -11,7 +11,9 @@ whatever else is known of the child, and a sender can say so without any lookup:
 
 Everything else stays on the ordinary intake topic, in its partition's order. Facts that become urgent only
 through what tracking or escalation knows (a school's pupil-left-roll for a child on a protection plan)
-cannot be told apart at intake and wait with the bulk: docs/PERFORMANCE.md, "An urgent lane".
+cannot be told apart at intake and wait with the bulk (docs/PERFORMANCE.md, "A clock that runs, the
+queues sampled, and an urgent lane"). A correction takes the lane of its own content; tracking folds a
+correction that arrives before the fact it corrects in that fact's place (services/tracking/cases.py).
 """
 
 from __future__ import annotations
