@@ -3,14 +3,15 @@ benchmark runs (``bench/e2e_sustained.py``), so a latency can be read against th
 
 A sample is taken every ``every_s`` seconds from a thread of its own:
 
-- each consumer group of the measurement's topic prefix: records not yet committed, summed over its
-  partitions (tracking's identity and case agents, escalation, notify);
+- each consumer group reading the measurement's topics: records not yet committed per topic, summed over its
+  partitions (the web's lag exporter's ``measure_once``: tracking's agents, escalation, notify);
 - escalation's ``cme_escalation_horizon_lag_seconds`` by input (``child_events``, ``transitions``,
   ``tracking``), the largest over partitions: how far behind escalation's clock each input holds the horizon.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -20,7 +21,8 @@ from typing import Any
 import httpx
 
 from bench.common import log
-from shared.kafka import kafka_python_config
+from services.web.settings import WebSettings, web_settings
+from services.web.worker import measure_once
 from shared.settings import Settings
 
 HORIZON_LINE = re.compile(r"^cme_escalation_horizon_lag_seconds\{([^}]*)\}\s+(\S+)$", re.MULTILINE)
@@ -74,40 +76,20 @@ class LagSampler:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        from kafka import KafkaAdminClient
-
-        admin = KafkaAdminClient(**kafka_python_config(self.settings))
+        web = web_settings(self.settings)
         started = time.perf_counter()
-        try:
-            with httpx.Client(base_url=self.escalation_url, timeout=5) as http:
-                while not self._stop.wait(self.every_s):
-                    sample = LagSample(
-                        time.perf_counter() - started, self._group_lags(admin), self._horizon(http)
-                    )
-                    self.samples.append(sample)
-                    log(f"sustained: {sample.line()}")
-        finally:
-            admin.close()
+        with httpx.Client(base_url=self.escalation_url, timeout=5) as http:
+            while not self._stop.wait(self.every_s):
+                sample = LagSample(time.perf_counter() - started, self._group_lags(web), self._horizon(http))
+                self.samples.append(sample)
+                log(f"sustained: {sample.line()}")
 
-    def _group_lags(self, admin: Any) -> dict[str, int]:
-        from kafka.admin import OffsetSpec
-
+    def _group_lags(self, web: WebSettings) -> dict[str, int]:
+        """The web's own lag measure (every group reading this prefix's topics), keyed 'group:topic' without
+        the prefix."""
         prefix = self.settings.topic_prefix
-        out: dict[str, int] = {}
-        names = []
-        for group in admin.list_groups():
-            name = group.get("group_id") if isinstance(group, dict) else group[0]
-            if isinstance(name, str) and name.startswith(prefix):
-                names.append(name)
-        for name, offsets in (admin.list_group_offsets(names) if names else {}).items():
-            committed = {tp: meta.offset for tp, meta in offsets.items() if tp.topic.startswith(prefix)}
-            ends = (
-                admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in committed}) if committed else {}
-            )
-            for tp, offset in committed.items():
-                key = f"{name[len(prefix) :]}:{tp.topic[len(prefix) :]}"
-                out[key] = out.get(key, 0) + max(0, ends[tp].offset - max(0, offset))
-        return out
+        lags = asyncio.run(measure_once(web))
+        return {f"{g.removeprefix(prefix)}:{t.removeprefix(prefix)}": n for (g, t), n in lags.items()}
 
     def _horizon(self, http: httpx.Client) -> dict[str, float]:
         try:
