@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.events.attendance import AttendanceMark
 from shared.events.envelope import Envelope
@@ -68,16 +68,13 @@ INTAKE = TopicSpec(
     description="Validated inbound facts as received from schools and agencies.",
     events=INBOUND_EVENT_CLASSES,
 )
-URGENT_INTAKE = TopicSpec(
-    "cme.intake-urgent.v1",
-    key="source child identifier (UPN, else LA id, else event_id)",
-    key_of=intake_key,
-    producer="referral",
-    consumers=("tracking",),
+# Intake's twin (same key, producer, consumer and events): only the facts that cannot wait go here.
+URGENT_INTAKE = replace(
+    INTAKE,
+    base_name="cme.intake-urgent.v1",
     description="Inbound facts that say a child may be at risk now (a safeguarding concern, whereabouts"
     " unknown: shared/events/urgency.py), on a lane of their own so that they do not wait behind a bulk load"
     " on the intake topic.",
-    events=INBOUND_EVENT_CLASSES,
 )
 CHILD_EVENTS = TopicSpec(
     "cme.child-events.v1",

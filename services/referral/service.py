@@ -45,7 +45,7 @@ from services.referral.validation import (
     service_rule_problems,
 )
 from shared.events.envelope import Envelope, utcnow
-from shared.topics import INTAKE, intake_for
+from shared.topics import INTAKE, URGENT_INTAKE, intake_for
 
 # Namespace for event_ids the server derives from a client's Idempotency-Key or from file rows.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0d6c4c1e-7a53-4b8e-9a57-52f1a5a0c3d2")
@@ -274,7 +274,7 @@ class Intake:
 
     def topic_for(self, event: Envelope) -> str:
         """The intake topic of an accepted fact: the urgent lane, or the ordinary one."""
-        if self.urgent_topic is not None and intake_for(event) is not INTAKE:
+        if self.urgent_topic is not None and intake_for(event) is URGENT_INTAKE:
             return self.urgent_topic
         return self.intake_topic
 
