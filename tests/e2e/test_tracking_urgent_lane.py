@@ -54,6 +54,22 @@ def resolved(settings: Settings, event_ids: list[str]) -> int:
     return int(rows[0]["n"]) if rows else 0
 
 
+def ahead_of(settings: Settings, urgent_id: str, bulk_ids: list[str]) -> dict[str, int]:
+    """How many bulk facts identity resolved, and the case agent folded, before the urgent one."""
+    rows = query(
+        settings,
+        """SELECT
+             (SELECT count(*) FROM tracking_resolutions b, tracking_resolutions u
+               WHERE u.event_id = :urgent AND b.event_id = ANY(:ids)
+                 AND b.resolved_at < u.resolved_at) AS resolved,
+             (SELECT count(*) FROM tracking_timeline b, tracking_timeline u
+               WHERE u.event_id = :urgent AND b.event_id = ANY(:ids) AND b.id < u.id) AS folded""",
+        urgent=urgent_id,
+        ids=bulk_ids,
+    )
+    return {"resolved": int(rows[0]["resolved"]), "folded": int(rows[0]["folded"])}
+
+
 def pupil(n: int, estab: int) -> dict[str, Any]:
     """A child of its own, named and born as an LA's children are spread (not one block for all)."""
     return child(
@@ -76,11 +92,13 @@ def test_an_urgent_fact_is_not_queued_behind_a_bulk_load(settings: Settings, wor
 
     with tracking_worker(settings, worker_log):
         case = wait_state(settings, missing.event_id, "whereabouts_unknown", timeout_s=120)
-        bulk_done_by_then = resolved(settings, bulk_ids)
         # Everything on both lanes ends in the case store.
         wait_until(lambda: resolved(settings, bulk_ids) == BULK, timeout_s=300, what="the bulk resolved")
 
     assert case["facts_applied"] == 1
-    # On the ordinary lane the fact would have waited for its partition's ~3,000 records; on its own lane it
-    # was folded while most of the roll was still queued.
-    assert bulk_done_by_then < BULK // 4, f"{bulk_done_by_then} of {BULK} bulk facts resolved first"
+    # Order is read from the store's own writes, not from when a poll happened to look: how many of the bulk
+    # were resolved (identity) and folded (the case agent's timeline) before the urgent fact was. On the
+    # ordinary lane it would come after its partition's ~3,000; on its own lane it is among the first.
+    ahead = ahead_of(settings, str(missing.event_id), bulk_ids)
+    assert ahead["resolved"] < BULK // 4, f"{ahead['resolved']} of {BULK} bulk facts resolved first"
+    assert ahead["folded"] < BULK // 4, f"{ahead['folded']} of {BULK} bulk facts folded first"
