@@ -50,6 +50,7 @@ from services.tracking.stream.case_agent import apply, load_record
 from shared.consumer import POISON
 from shared.db import make_engine, session_scope
 from shared.events.catalogue import decode_event
+from shared.gc_batches import collected_per_batch
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topics import CHILD_EVENTS
@@ -124,14 +125,10 @@ def _checkpoint(conn: Connection, topic: str) -> dict[int, int]:
     return {int(p): int(o) for p, o in rows}
 
 
-def _load_records(engine: Engine) -> dict[str, ChildRecord]:
-    records: dict[str, ChildRecord] = {}
+def _load_records(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
-        for child_id, raw in conn.execute(select(RECORDS.c.child_id, RECORDS.c.record)):
-            loaded = load_record(raw)
-            if loaded is not None:
-                records[str(child_id)] = loaded
-    return records
+        rows = conn.execute(select(RECORDS.c.child_id, RECORDS.c.record))
+        return {str(child_id): str(raw) for child_id, raw in rows if raw is not None}
 
 
 def _delete_child(session: Session, child_id: str) -> None:
@@ -166,18 +163,29 @@ class _Applier:
     """The case agent's per-batch logic (``case_agent.register``'s ``handle``) without its publishing: apply
     in order, a later event of a child starting from the earlier one's result, then project."""
 
-    def __init__(self, records: dict[str, ChildRecord], deployment: frozenset[str] | None) -> None:
+    def __init__(self, records: dict[str, str], deployment: frozenset[str] | None) -> None:
+        # Each child's record between batches as the JSON its checkpoint row holds, not as model objects: a
+        # national year's ~3 million children in a fifth of the memory (1.2 KB each instead of ~6), and not
+        # scanned by the garbage collector; a batch parses only the children it touches.
         self.records = records
         self.deployment = deployment
 
+    def _record(self, working: dict[str, ChildRecord], child_id: str, la_code: str) -> ChildRecord:
+        record = working.get(child_id)
+        if record is None:
+            record = load_record(self.records.get(child_id)) or new_record(child_id, la_code)
+            working[child_id] = record
+        return record
+
     def batch(self, session: Session, messages: Sequence[Any], report: RebuildReport) -> None:
+        working: dict[str, ChildRecord] = {}  # the batch's children, as the batch has left them so far
         changed: set[str] = set()
         segment: list[Outcome] = []
         for message in messages:
             try:
                 envelope = decode_event(message.value)
                 child_id = message.key.decode()
-                record = self.records.get(child_id) or new_record(child_id, str(envelope.payload.la_code))
+                record = self._record(working, child_id, str(envelope.payload.la_code))
                 outcome = apply(record, envelope, self.deployment)
             except POISON:
                 # The live worker dead-lettered this record (same code, same input): it changed nothing.
@@ -186,24 +194,27 @@ class _Applier:
                 continue
             if outcome.duplicate:
                 report.duplicates += 1
-                self.records[child_id] = outcome.record
+                working[child_id] = outcome.record
                 continue
             if outcome.purged:
                 project_into(session, segment)  # what came before the purge, then the purge itself
                 segment = []
                 _delete_child(session, child_id)
+                working.pop(child_id, None)
                 self.records.pop(child_id, None)
                 changed.discard(child_id)
                 report.purged += 1
                 continue
-            self.records[child_id] = outcome.record
+            working[child_id] = outcome.record
             changed.add(child_id)
             segment.append(outcome)
         project_into(session, segment)
+        saved = {child_id: record.model_dump_json() for child_id, record in working.items()}
+        self.records.update(saved)
         _upsert(
             session,
             RECORDS,
-            [{"child_id": c, "record": self.records[c].model_dump_json()} for c in sorted(changed)],
+            [{"child_id": c, "record": saved[c]} for c in sorted(changed)],
             ("child_id",),
         )
 
@@ -260,33 +271,37 @@ def rebuild(
         for tp in todo:
             consumer.seek(tp, start[tp])
         position = dict(start)
-        while any(position[tp] < ends[tp] for tp in todo):
-            polled = consumer.poll(timeout_ms=1000, max_records=batch)
-            messages = [
-                m for tp, ms in polled.items() for m in ms if m.offset < ends[tp]
-            ]  # what arrived after the start is the live worker's, not this run's
-            # The consumer's position, not the last record's offset + 1: it also steps over offsets that hold
-            # no record for us (transaction markers, compacted gaps), which would otherwise never be reached.
-            moved = {tp: min(consumer.position(tp), ends[tp]) for tp in todo}
-            moved = {tp: p for tp, p in moved.items() if p != position[tp]}
-            if not moved and not messages:
-                continue
-            position.update(moved)
-            with session_scope(engine) as session:
-                applier.batch(session, messages, report)
-                _upsert(
-                    session,
-                    OFFSETS,
-                    [
-                        {"topic": topic, "partition": tp.partition, "next_offset": p}
-                        for tp, p in moved.items()
-                    ],
-                    ("topic", "partition"),
-                )
-            report.events += len(messages)
-            done = report.resumed_from + sum(min(position[tp], ends[tp]) - start[tp] for tp in tps)
-            if on_progress is not None:
-                on_progress(Progress(done, report.total, time.perf_counter() - started))
+        # Every child's record stays in memory for the run: collected per batch, not by CPython's schedule.
+        with collected_per_batch() as after_batch:
+            while any(position[tp] < ends[tp] for tp in todo):
+                polled = consumer.poll(timeout_ms=1000, max_records=batch)
+                messages = [
+                    m for tp, ms in polled.items() for m in ms if m.offset < ends[tp]
+                ]  # what arrived after the start is the live worker's, not this run's
+                # The consumer's position, not the last record's offset + 1: it also steps over offsets that
+                # hold no record for us (transaction markers, compacted gaps), which would otherwise never be
+                # reached.
+                moved = {tp: min(consumer.position(tp), ends[tp]) for tp in todo}
+                moved = {tp: p for tp, p in moved.items() if p != position[tp]}
+                if not moved and not messages:
+                    continue
+                position.update(moved)
+                with session_scope(engine) as session:
+                    applier.batch(session, messages, report)
+                    _upsert(
+                        session,
+                        OFFSETS,
+                        [
+                            {"topic": topic, "partition": tp.partition, "next_offset": p}
+                            for tp, p in moved.items()
+                        ],
+                        ("topic", "partition"),
+                    )
+                report.events += len(messages)
+                done = report.resumed_from + sum(min(position[tp], ends[tp]) - start[tp] for tp in tps)
+                if on_progress is not None:
+                    on_progress(Progress(done, report.total, time.perf_counter() - started))
+                after_batch()
         if engine.dialect.name == "postgresql":
             # The planner's statistics of the tables just filled (autovacuum would come later): without them
             # a report's count on a fresh store can pick a plan a thousand times slower.

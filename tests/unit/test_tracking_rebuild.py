@@ -107,6 +107,24 @@ def test_batch_folds_like_the_case_agent_and_purges_again(tmp_path: Path) -> Non
         assert conn.execute(text("SELECT child_id FROM tracking_cases")).scalars().all() == [str(b)]
 
 
+def test_a_record_kept_between_batches_folds_as_one_kept_in_memory(tmp_path: Path) -> None:
+    """Between batches a child's record is kept as its checkpoint's JSON: a fact per batch (every record
+    parsed again) leaves the store one batch of them all leaves."""
+    _, _, facts = _log()
+    log = [(f.payload.child_id, encode_event(f)) for f in facts]
+    stores = []
+    for name, batches in (("one", [log]), ("each", [[entry] for entry in log])):
+        url = f"sqlite:///{tmp_path / name}.db"
+        engine, applier, report = prepare_target(url), _Applier({}, None), RebuildReport()
+        for offset, batch in enumerate(batches):
+            with Session(engine) as session:
+                applier.batch(session, [Message(str(c).encode(), v, offset=offset) for c, v in batch], report)
+                session.commit()
+        assert all(isinstance(saved, str) for saved in applier.records.values())
+        stores.append(url)
+    assert all(d.equal for d in compare(stores[0], stores[1]))
+
+
 def test_compare_finds_changed_missing_and_extra_rows_not_wall_clock(tmp_path: Path) -> None:
     a, b, facts = _log()
     urls = [f"sqlite:///{tmp_path / n}.db" for n in ("live", "rebuilt")]
