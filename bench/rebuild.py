@@ -156,7 +156,7 @@ def run(workdir: Path, las: int, pupils: int, seed: int = 11, workers: int = 1) 
         ),
         Row(
             "rebuild",
-            f"national year, {NATIONAL_FACTS:,} facts (extrapolated from {n:,})",
+            f"national year, {NATIONAL_FACTS:,} facts (extrapolated from {n:,}, {workers} processes)",
             round(national_s / 60, 1),
             "min",
             "target",
