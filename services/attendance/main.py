@@ -6,6 +6,7 @@ import argparse
 import threading
 
 from services.attendance.settings import AttendanceSettings, attendance_settings
+from shared.gc_policy import freeze_startup_heap
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
 
@@ -21,6 +22,7 @@ def run_worker(settings: AttendanceSettings) -> None:
     # faust's terminal spinner sets the root logger to DEBUG so that it can spin on every record: aiokafka and
     # faust then build a debug record per message sent (~5% of the worker's time). No spinner: WARNING stays.
     worker.spinner = None
+    freeze_startup_heap()
     worker.execute_from_commandline()
 
 
@@ -30,6 +32,7 @@ def run_api(settings: AttendanceSettings) -> None:
     from services.attendance.app import create_app
 
     app = create_app(settings)
+    freeze_startup_heap()
     uvicorn.run(app, host=settings.bind_host, port=settings.attendance_port, log_level="warning")
 
 

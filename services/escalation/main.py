@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from services.escalation.settings import EscalationSettings
+from shared.gc_policy import freeze_startup_heap
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
 
@@ -15,7 +16,9 @@ def _serve(settings: EscalationSettings) -> int:
 
     from services.escalation.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.escalation_port, log_config=None)
+    app = create_app(settings)
+    freeze_startup_heap()
+    uvicorn.run(app, host=settings.bind_host, port=settings.escalation_port, log_config=None)
     return 0
 
 

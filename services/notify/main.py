@@ -7,6 +7,7 @@ from pathlib import Path
 
 from services.notify.settings import NotifySettings, notify_settings
 from shared.db import session_scope
+from shared.gc_policy import freeze_startup_heap
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
 
@@ -16,7 +17,9 @@ def _serve(settings: NotifySettings) -> int:
 
     from services.notify.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.notify_port, log_config=None)
+    app = create_app(settings)
+    freeze_startup_heap()
+    uvicorn.run(app, host=settings.bind_host, port=settings.notify_port, log_config=None)
     return 0
 
 

@@ -23,15 +23,16 @@ def _serve(_: argparse.Namespace) -> int:
 
     from services.referral.app import create_app
     from services.referral.settings import referral_settings
+    from shared.gc_policy import freeze_startup_heap
     from shared.logs import configure_logging
     from shared.startup import warn_if_local_defaults
 
     settings = referral_settings()
     configure_logging("referral", settings.log_level, settings.log_json)
     warn_if_local_defaults("referral", settings)
-    uvicorn.run(
-        create_app(settings), host=settings.bind_host, port=settings.referral_port, log_level="warning"
-    )
+    app = create_app(settings)
+    freeze_startup_heap()
+    uvicorn.run(app, host=settings.bind_host, port=settings.referral_port, log_level="warning")
     return 0
 
 

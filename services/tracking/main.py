@@ -7,6 +7,7 @@ import sys
 import threading
 
 from services.tracking.settings import TrackingSettings
+from shared.gc_policy import freeze_startup_heap
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
 
@@ -27,6 +28,7 @@ def run_worker(settings: TrackingSettings) -> None:
     # faust's terminal spinner sets the root logger to DEBUG so that it can spin on every record: aiokafka and
     # faust then build a debug record per message (22,000 in a 3,000-event run). No spinner: WARNING stays.
     worker.spinner = None
+    freeze_startup_heap()
     worker.execute_from_commandline()
 
 
@@ -37,6 +39,7 @@ def run_api(settings: TrackingSettings, with_worker: bool = False) -> None:
     from services.tracking.stream.readiness import worker_check
 
     app = create_app(settings, extra_checks={"worker": worker_check()} if with_worker else None)
+    freeze_startup_heap()
     uvicorn.run(app, host=settings.bind_host, port=settings.tracking_port, log_level="warning")
 
 

@@ -50,7 +50,7 @@ from services.tracking.stream.case_agent import apply, load_record
 from shared.consumer import POISON
 from shared.db import make_engine, session_scope
 from shared.events.catalogue import decode_event
-from shared.gc_batches import collected_per_batch
+from shared.gc_policy import collected_per_batch
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.topics import CHILD_EVENTS

@@ -10,6 +10,7 @@ import sys
 
 from services.web.settings import WebSettings, web_settings
 from shared.auth import Role
+from shared.gc_policy import freeze_startup_heap
 from shared.logs import configure_logging
 from shared.startup import warn_if_local_defaults
 
@@ -19,7 +20,9 @@ def serve(settings: WebSettings) -> None:
 
     from services.web.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.bind_host, port=settings.web_port, log_level="warning")
+    app = create_app(settings)
+    freeze_startup_heap()
+    uvicorn.run(app, host=settings.bind_host, port=settings.web_port, log_level="warning")
 
 
 def read_password(stdin_flag: bool) -> str:

@@ -1,12 +1,12 @@
-"""The rebuild's garbage collection per batch: off between batches, a batch's cycles freed at its end, and
-collection as it was afterwards."""
+"""Garbage collection policy: the rebuild's collection per batch (off between batches, a batch's cycles
+freed at its end, automatic collection as it was afterwards) and a service's frozen start-up heap."""
 
 from __future__ import annotations
 
 import gc
 import weakref
 
-from shared.gc_batches import collected_per_batch
+from shared.gc_policy import collected_per_batch, freeze_startup_heap
 
 
 class Node:
@@ -31,15 +31,29 @@ def test_a_batch_cycle_is_freed_at_the_batch_end_and_not_before() -> None:
         after_batch()
         assert garbage() is None
     assert gc.isenabled()
-    assert gc.get_freeze_count() == 0
 
 
-def test_what_survives_a_batch_is_not_scanned_again_until_the_loop_ends() -> None:
-    with collected_per_batch() as after_batch:
-        kept = [Node() for _ in range(100)]
-        after_batch()
-        assert gc.get_freeze_count() >= len(kept)
-    assert gc.get_freeze_count() == 0
+def test_what_survives_a_batch_is_not_scanned_again() -> None:
+    try:
+        with collected_per_batch() as after_batch:
+            before = gc.get_freeze_count()
+            kept = [Node() for _ in range(100)]
+            after_batch()
+            assert gc.get_freeze_count() >= before + len(kept)
+    finally:
+        gc.unfreeze()
+
+
+def test_a_frozen_object_is_still_freed_by_reference_count() -> None:
+    try:
+        kept = Node()
+        alive = weakref.ref(kept)
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        del kept
+        assert alive() is None
+    finally:
+        gc.unfreeze()
 
 
 def test_collection_stays_off_when_it_was_off() -> None:
