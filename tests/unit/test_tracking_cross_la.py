@@ -311,3 +311,20 @@ def test_cases_projected_in_the_order_neither_check_sees_are_still_matched(engin
     items = {i.la_code: i for i in _rows(engine, TrackingReviewItem) if i.kind == REVIEW_KIND}
     assert items["801"].detail.startswith("possible location: LA 803 (pupil-registered 2025-12-01)")
     assert items["803"].detail.startswith("sought by LA 801 (whereabouts_unknown since 2025-11-03)")
+
+
+def test_candidates_are_their_surviving_children_however_long_the_chain_of_merges(engine: Engine) -> None:
+    """A child merged into one that was merged again is matched as the last survivor; a cycle (never written
+    by the merge code) ends where it turns back; a child the store does not have is itself."""
+    from services.tracking.crossla import _survivors
+    from services.tracking.models import TrackingChild
+
+    merges = {"a": "b", "b": "c", "c": None, "d": None, "p": "q", "q": "p"}
+    with Session(engine) as session:
+        for child_id, into in merges.items():
+            session.add(
+                TrackingChild(child_id=child_id, la_code="803", merged_into=into, created_by_event_id="e")
+            )
+        session.commit()
+        survivors = _survivors(session, {"a", "b", "d", "p", "x"})
+    assert survivors == {"a": "c", "b": "c", "d": "d", "p": "p", "x": "x"}
