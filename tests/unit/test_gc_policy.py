@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from shared.gc_policy import SERVICE_THRESHOLDS, collected_per_batch, freeze_startup_heap
+from shared.gc_policy import collected_per_batch, freeze_startup_heap
 
 
 class Node:
@@ -45,18 +45,27 @@ def test_what_survives_a_batch_is_not_scanned_again() -> None:
 
 
 def test_a_frozen_object_is_still_freed_by_reference_count() -> None:
-    thresholds = gc.get_threshold()
     try:
         kept = Node()
         alive = weakref.ref(kept)
         freeze_startup_heap()
         assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == SERVICE_THRESHOLDS
         del kept
         assert alive() is None
     finally:
         gc.unfreeze()
-        gc.set_threshold(*thresholds)
+
+
+def test_what_is_made_after_start_up_is_collected_as_before() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        freeze_startup_heap()
+        assert gc.get_threshold() == thresholds
+        garbage = cycle()
+        gc.collect(0)
+        assert garbage() is None
+    finally:
+        gc.unfreeze()
 
 
 def test_collection_stays_off_when_it_was_off() -> None:
