@@ -609,7 +609,7 @@ def _near(dob: date | None) -> set[date]:
 
 def _survivors(session: Session, child_ids: set[str]) -> dict[str, str]:
     """Each child's surviving child, merges followed: one query for the batch per link of the longest chain
-    (a lookup per child was a fifth of the tracking worker's time under a roll load)."""
+    (a primary-key lookup per candidate was 7.5% of the tracking worker's samples under a roll load)."""
     merged_into: dict[str, str | None] = {}
     wanted = set(child_ids)
     while wanted:
