@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,8 +54,43 @@ def tracking_worker(settings: Settings, log_path: Path) -> Iterator[subprocess.P
         proc = subprocess.Popen([str(WORKER), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc
+    except Exception:  # a failed assertion or a wait that ran out
+        print_stacks(proc, log_path)
+        raise
     finally:
         stop(proc)
+
+
+def print_stacks(proc: subprocess.Popen[bytes], log_path: Path, max_lines: int = 400) -> None:
+    """A wait that ran out inside a worker's lifetime may be a stalled worker: before it is stopped, ask it
+    for every thread's stack and every asyncio task (mode's SIGUSR1 handler writes them to its stderr, the
+    log) and print them with the failure. No answer within 10 s means its event loop itself is blocked."""
+    if proc.poll() is not None:
+        print(f"tracking worker {proc.pid} had already exited with {proc.returncode}")
+        return
+    start = log_path.stat().st_size
+    proc.send_signal(signal.SIGUSR1)
+
+    def dumped() -> bytes | None:
+        tail = log_path.read_bytes()[start:]
+        return tail if b"TASKS" in tail else None
+
+    try:
+        wait_until(dumped, timeout_s=10, interval_s=0.5, what="the worker's stack dump")
+    except AssertionError:
+        print(f"tracking worker {proc.pid} did not answer SIGUSR1 within 10 s: its event loop is blocked")
+        return
+    sizes: list[int] = []
+
+    def settled() -> bool:  # the dump is written in one go: done when the log stops growing for a poll
+        sizes.append(log_path.stat().st_size)
+        return len(sizes) > 1 and sizes[-1] == sizes[-2]
+
+    with contextlib.suppress(AssertionError):
+        wait_until(settled, timeout_s=5, interval_s=0.5, what="the end of the dump")
+    lines = log_path.read_bytes()[start:].decode(errors="replace").splitlines()
+    print(f"--- tracking worker {proc.pid}: threads and tasks when the test failed ---")
+    print("\n".join(lines[:max_lines]))
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
