@@ -13,6 +13,13 @@ DELIVERY_LATENCY = Histogram(
     ["channel"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+UNRECORDED = Histogram(
+    "cme_notify_unrecorded_seconds",
+    "From the channel accepting a message to the ledger recording it: a crash inside this window resends"
+    " (a second SMTP copy with the same Message-ID)",
+    ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 RETRIES = Counter("cme_notify_retries_total", "Deliveries scheduled for another attempt", ["channel"])
 DEAD_LETTERED = Counter(
     "cme_notify_dead_lettered_total", "Deliveries given up after the last retry (ops alert)", ["channel"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,11 +20,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.notify.app import prepare_database
-from services.notify.channels.base import ChannelSender
+from services.notify.channels.base import ChannelSender, Sent
 from services.notify.channels.email_smtp import SmtpSender
 from services.notify.channels.govuk_notify import GovukNotifySender
 from services.notify.channels.webhook import WebhookSender
 from services.notify.dispatcher import Dispatcher
+from services.notify.messages import AlertMessage
 from services.notify.models import (
     Channel,
     DeliveryState,
@@ -287,6 +290,63 @@ async def test_worker_killed_between_send_and_ledger_commit(
     finally:
         notify_api.stop()
         receiver.stop()
+
+
+class HoldingSender:
+    """Accepts the message for one address at once; every other send holds a thread of the loop's default
+    pool until released (a slow SMTP relay)."""
+
+    def __init__(self, quick_address: str) -> None:
+        self.quick_address = quick_address
+        self.release = threading.Event()
+
+    async def send(self, delivery: NotifyDelivery, message: AlertMessage) -> Sent:
+        if message.address != self.quick_address:
+            await asyncio.to_thread(self.release.wait, 30)
+        return Sent(provider_ref=f"ref-{delivery.delivery_id}")
+
+    async def find_previous(self, delivery: NotifyDelivery, message: AlertMessage) -> Sent | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_an_accepted_message_is_recorded_while_slow_sends_hold_every_shared_thread(
+    settings: NotifySettings, engine: Engine
+) -> None:
+    """Between the channel accepting and the ledger recording, a crash means a resend (for SMTP a second
+    copy): the recording must not wait for the batch's other sends to free a thread."""
+    consumer = EscalationConsumer(settings, engine)
+    event = escalation(level=LadderLevel.CHILDRENS_SOCIAL_CARE)  # to the MASH team and to akhan
+    produce(settings, ESCALATIONS.name(settings), [(b"k", encode_event(event))])
+    for record in await asyncio.to_thread(read_topic, settings, ESCALATIONS.name(settings), 1):
+        consumer.handle_record(record)
+    quick = "person:akhan"
+    sender = HoldingSender("aisha.khan@la801.example.gov.uk")
+
+    async def dispatch_while_one_send_holds_the_shared_pool() -> dict[str, str]:
+        # On a loop of its own, whose default pool (one thread) the slow send holds all of.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        dispatcher = Dispatcher(settings, engine, {Channel.SMTP: sender}, "unused")
+        sending = asyncio.create_task(dispatcher.run_once())
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                states = {d.recipient: d.state for d in deliveries(engine)}
+                if states.get(quick) == DeliveryState.SENT.value or time.monotonic() > deadline:
+                    return states
+                await asyncio.sleep(0.05)
+        finally:
+            sender.release.set()
+            await sending
+            dispatcher.close()
+
+    states = await asyncio.to_thread(asyncio.run, dispatch_while_one_send_holds_the_shared_pool())
+    assert states == {quick: DeliveryState.SENT.value, "team:mash": DeliveryState.SENDING.value}, (
+        f"the accepted message was not recorded while another send held the shared threads: {states}"
+    )
+    assert {d.state for d in deliveries(engine)} == {DeliveryState.SENT.value}
 
 
 async def test_transient_failures_retry_with_backoff_then_dead_letter(
