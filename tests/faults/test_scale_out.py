@@ -4,7 +4,9 @@ the bus), one instance of each pair killed with SIGKILL mid-stream and started a
 one instance of each service is the reference.
 
 Checked: every event the API accepted reaches the case store; no escalation step is raised twice; no email is
-sent twice; and the case store is that of the single-instance run. Escalation's clocks and alerts are compared
+sent twice but for SMTP's documented crash copy (a message the relay took just before the kill -9, resent with
+its Message-ID: at most one extra per crash, of a delivery the ledger records once); and the case store is that
+of the single-instance run. Escalation's clocks and alerts are compared
 and printed, not asserted equal: they follow tracking's transitions, whose order follows arrival. So do the
 transfer lapses escalation feeds back to tracking (case-clock-expired): counted and printed, left out of the
 compared facts; every case still ends in the same state with the same outcome. Child and
@@ -351,11 +353,27 @@ def snapshot(dep: Deployment) -> dict[str, Any]:
         found = CASE_LINK.search(body_of(message).replace("=\r\n", "").replace("=\n", ""))
         mail[(message["To"], case_key.get(found.group(1)) if found else None, message["Subject"])] += 1
     in_store = {r["event_id"] for r in dep.rows("SELECT DISTINCT event_id FROM tracking_timeline")}
+    ledger = {
+        r["provider_ref"]: (r["state"], r["attempts"])
+        for r in dep.rows("SELECT provider_ref, state, attempts FROM notify_delivery WHERE channel = 'smtp'")
+    }
     return {
         "cases": cases, "facts": dict(facts), "clocks": clocks, "steps": steps, "per_step": per_step,
-        "mail": mail, "message_ids": message_ids, "accepted": set(dep.accepted), "in_store": in_store,
-        "lapses": sum(lapses.values()),
+        "mail": mail, "message_ids": message_ids, "ledger": ledger, "accepted": set(dep.accepted),
+        "in_store": in_store, "lapses": sum(lapses.values()),
     }  # fmt: skip
+
+
+def second_copies(outcome: dict[str, Any], crashes: int) -> list[str]:
+    """The Message-IDs mailed more than once, each checked against SMTP's documented crash guarantee
+    (docs/NOTIFY.md): at least once, at most one extra copy per crash, only for a delivery the ledger records
+    once as sent after more than one attempt (it was resumed), and every copy with the same Message-ID."""
+    copied = sorted(mid for mid, n in outcome["message_ids"].items() if n > 1)
+    for mid in copied:
+        copies, (state, attempts) = outcome["message_ids"][mid], outcome["ledger"].get(mid, ("absent", 0))
+        assert state == "sent" and attempts >= 2, f"{mid} mailed {copies} times; ledger: {state}, {attempts}"
+        assert copies <= 1 + crashes, f"{mid} mailed {copies} times after {crashes} crash(es)"
+    return copied
 
 
 def run(
@@ -466,7 +484,10 @@ def test_two_of_everything_with_kill9_give_the_single_instance_result(
     for outcome in results:
         missing = outcome["accepted"] - outcome["in_store"]
         assert not missing, f"{len(missing)} accepted events not in the case store"
-        assert max(outcome["message_ids"].values(), default=1) == 1, "an email sent twice"
+        # SMTP cannot be asked whether it took a message: a kill -9 between the relay's 250 and the ledger's
+        # commit resends (same Message-ID). Without a crash, never; with one, only as documented.
+        copied = second_copies(outcome, crashes=0 if outcome is single else 1)
+        print(f"replicas={1 if outcome is single else 2}: {len(copied)} Message-IDs mailed twice")
         twice = [k for k, n in outcome["per_step"].items() if n > 1]
         assert not twice, f"an escalation step raised twice: {twice[:3]}"
     assert scaled["facts"] == single["facts"], "the case store's facts per child differ"
