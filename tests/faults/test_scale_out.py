@@ -4,9 +4,9 @@ the bus), one instance of each pair killed with SIGKILL mid-stream and started a
 one instance of each service is the reference.
 
 Checked: every event the API accepted reaches the case store; no escalation step is raised twice; no email is
-sent twice but for SMTP's documented crash copy (a message the relay took just before the kill -9, resent with
-its Message-ID: at most one extra per crash, of a delivery the ledger records once); and the case store is that
-of the single-instance run. Escalation's clocks and alerts are compared
+sent twice but for SMTP's documented crash copy (a message the relay took just before the kill -9, resent
+with its Message-ID: at most one extra per crash, of a delivery the ledger records once); and the case store
+is that of the single-instance run. Escalation's clocks and alerts are compared
 and printed, not asserted equal: they follow tracking's transitions, whose order follows arrival. So do the
 transfer lapses escalation feeds back to tracking (case-clock-expired): counted and printed, left out of the
 compared facts; every case still ends in the same state with the same outcome. Child and
