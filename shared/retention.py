@@ -42,7 +42,15 @@ from shared.events.envelope import Source
 from shared.events.internal import ChildPurged, ChildPurgedPayload
 from shared.logs import get_logger
 from shared.settings import Settings
-from shared.topics import ATTENDANCE, CHILD_EVENTS, DEAD_LETTER, INTAKE, URGENT_INTAKE, TopicSpec
+from shared.topics import (
+    ATTENDANCE,
+    CHILD_EVENTS,
+    DEAD_LETTER,
+    INTAKE,
+    URGENT_CHILD_EVENTS,
+    URGENT_INTAKE,
+    TopicSpec,
+)
 
 log = get_logger(__name__)
 
@@ -50,7 +58,14 @@ log = get_logger(__name__)
 OUTBOX_COLUMNS = frozenset({"event_id", "topic", "key", "value", "created_at", "published_at"})
 # Topics whose events carry names, dates of birth, UPNs or addresses (transitions, escalations and acks
 # carry ids and codes only).
-PERSONAL_DATA_TOPICS: tuple[TopicSpec, ...] = (INTAKE, URGENT_INTAKE, CHILD_EVENTS, ATTENDANCE, DEAD_LETTER)
+PERSONAL_DATA_TOPICS: tuple[TopicSpec, ...] = (
+    INTAKE,
+    URGENT_INTAKE,
+    CHILD_EVENTS,
+    URGENT_CHILD_EVENTS,
+    ATTENDANCE,
+    DEAD_LETTER,
+)
 
 
 @dataclass(frozen=True)

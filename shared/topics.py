@@ -85,6 +85,20 @@ CHILD_EVENTS = TopicSpec(
     " clocks escalation decided ran out while the case was still in the state they watch.",
     events=(ChildFact, ChildMerged, ChildSplit, ChildPurged, CaseClockExpired),
 )
+# The urgent lane's facts again, once resolved: folded ahead from the child's record as it stands, so the
+# transition they cause reaches escalation before the facts queued ahead of them on child-events are folded.
+# A copy: the record of each fact stays on child-events (identity publishes it there too): a week is enough.
+URGENT_CHILD_EVENTS = replace(
+    CHILD_EVENTS,
+    base_name="cme.child-events-urgent.v1",
+    producer="tracking (identity resolution of the urgent intake lane)",
+    consumers=("tracking (fold ahead)",),
+    description="Copies of the child facts resolved on the urgent intake lane (each is on cme.child-events.v1"
+    ' too), folded ahead of the queue into provisional case transitions (docs/TRACKING.md, "The urgent lane'
+    ' through the case fold").',
+    events=(ChildFact,),
+    retention_ms=7 * DAY_MS,
+)
 CASE_TRANSITIONS = TopicSpec(
     "cme.case-transitions.v1",
     key="child_id",
@@ -133,6 +147,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     INTAKE,
     URGENT_INTAKE,
     CHILD_EVENTS,
+    URGENT_CHILD_EVENTS,
     CASE_TRANSITIONS,
     ESCALATIONS,
     ALERT_ACKS,

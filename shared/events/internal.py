@@ -228,6 +228,11 @@ class CaseTransitionPayload(StrictModel):
     # A re-fold (a late fact, a correction): the case's history by event time from that fact on, which
     # escalation reconciles its clocks against. None: an in-order step (this transition is the history).
     history: CaseHistory | None = None
+    # Folded ahead on the urgent lane from the child's record as it stood, before the facts queued ahead of
+    # its cause on child-events were folded: the same transition (same event id) follows from the fold in
+    # order, which is the one that counts where the two differ (docs/TRACKING.md, "The urgent lane through
+    # the case fold").
+    provisional: StrictBool = False
 
 
 class CaseTransition(Envelope):

@@ -43,8 +43,11 @@ NAMESPACE = uuid.UUID("0b6f2a4e-31c7-4d8e-9a15-6e2f7c3b9d40")
 
 
 def _encoded(event: Envelope) -> str:
-    """The event as published, but for when it was built (processing time, not the facts')."""
-    return RECORDED_AT.sub('"recorded_at":"-"', encode_event(event).decode())
+    """The event as published, but for when it was built (processing time, not the facts'), and without the
+    transitions' ``provisional`` field, added after the digest was recorded: the fold in order always says
+    false (only the urgent lane's fold ahead says true), and the digest without it is the recorded one."""
+    encoded = RECORDED_AT.sub('"recorded_at":"-"', encode_event(event).decode())
+    return encoded.replace(',"provisional":false', "")
 
 
 def _lines(out: Outcome) -> list[str]:

@@ -1,5 +1,5 @@
 """The tracking faust application: topics, the per-child table, and the agents (identity on each intake lane,
-cases)."""
+cases, and the urgent lane's fold ahead)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,14 @@ from shared.db import make_engine, migrate
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.streams import raw_topic, stream_app
-from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE, URGENT_INTAKE
+from shared.topics import (
+    CASE_TRANSITIONS,
+    CHILD_EVENTS,
+    DEAD_LETTER,
+    INTAKE,
+    URGENT_CHILD_EVENTS,
+    URGENT_INTAKE,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 CHILDREN_TABLE = "children"
@@ -31,6 +38,7 @@ class StreamContext:
     intake: Any
     urgent_intake: Any  # the urgent lane of intake (shared/events/urgency.py)
     child_events: Any
+    urgent_child_events: Any  # copies of the urgent lane's facts, folded ahead (fold_ahead_agent.py)
     transitions: Any
     dead_letter: Any
     children: Any
@@ -50,7 +58,9 @@ def prepare_dependencies(settings: Settings) -> None:
     """Create the shared topics and migrate the case store, so faust never races to auto-create a topic it
     does not own."""
     cfg = tracking_settings(settings)
-    ensure_topics(cfg, (INTAKE, URGENT_INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
+    ensure_topics(
+        cfg, (INTAKE, URGENT_INTAKE, CHILD_EVENTS, URGENT_CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER)
+    )
     migrate_store(cfg.database_url)
 
 
@@ -66,6 +76,7 @@ def create_faust_app(settings: Settings, *, prepare: bool = True) -> faust.App:
         intake=raw_topic(app, INTAKE.name(cfg)),
         urgent_intake=raw_topic(app, URGENT_INTAKE.name(cfg)),
         child_events=raw_topic(app, CHILD_EVENTS.name(cfg)),
+        urgent_child_events=raw_topic(app, URGENT_CHILD_EVENTS.name(cfg)),
         transitions=raw_topic(app, CASE_TRANSITIONS.name(cfg)),
         dead_letter=raw_topic(app, DEAD_LETTER.name(cfg)),
         children=app.Table(
@@ -77,9 +88,10 @@ def create_faust_app(settings: Settings, *, prepare: bool = True) -> faust.App:
             value_type=str,
         ),
     )
-    from services.tracking.stream import case_agent, identity_agent
+    from services.tracking.stream import case_agent, fold_ahead_agent, identity_agent
 
     identity_agent.register(app, ctx)
     case_agent.register(app, ctx)
+    fold_ahead_agent.register(app, ctx)
     app.tracking_context = ctx  # type: ignore[attr-defined]
     return app

@@ -52,25 +52,25 @@ def register(app: faust.App, ctx: Any) -> None:
     a fact on it is resolved while the ordinary lane works through a bulk load; both share the resolver,
     whose batches are race-free against each other as against another worker's (advisory locks)."""
     resolver = IdentityResolver(ctx.engine, cross_la=matcher_for(ctx.settings))
-    _lane(app, ctx, resolver, ctx.intake, AGENT)
-    _lane(app, ctx, resolver, ctx.urgent_intake, URGENT_AGENT)
+    _lane(app, ctx, resolver, ctx.intake, AGENT, (ctx.child_events,))
+    # The urgent lane's facts go on child-events, the record every reader folds in order, and again on the
+    # urgent child-events topic, where the fold ahead turns them into transitions without waiting for the
+    # facts queued ahead of them (fold_ahead_agent.py).
+    _lane(app, ctx, resolver, ctx.urgent_intake, URGENT_AGENT, (ctx.child_events, ctx.urgent_child_events))
 
 
-def _lane(app: faust.App, ctx: Any, resolver: IdentityResolver, source: Any, agent: str) -> None:
+def _lane(
+    app: faust.App, ctx: Any, resolver: IdentityResolver, source: Any, agent: str, targets: tuple[Any, ...]
+) -> None:
     async def handle(events: Sequence[Any]) -> None:
         started = time.perf_counter()
         inbounds = [decode_inbound(event.value) for event in events]
         resolutions = await asyncio.to_thread(resolver.resolve_batch, inbounds)
-        await send_all(
-            [
-                (
-                    ctx.child_events,
-                    resolution.child_id.encode(),
-                    encode_event(child_fact(inbound, resolution)),
-                )
-                for inbound, resolution in zip(inbounds, resolutions, strict=True)
-            ]
-        )
+        facts = [
+            (resolution.child_id.encode(), encode_event(child_fact(inbound, resolution)))
+            for inbound, resolution in zip(inbounds, resolutions, strict=True)
+        ]
+        await send_all([(target, key, value) for target in targets for key, value in facts])
         seconds = time.perf_counter() - started
         for inbound, resolution in zip(inbounds, resolutions, strict=True):
             bind_event(inbound)

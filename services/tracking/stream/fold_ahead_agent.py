@@ -1,0 +1,80 @@
+"""Agent on cme.child-events-urgent.v1: the urgent lane's facts folded ahead of the queue.
+
+A fact that says a child may be at risk now (shared/events/urgency.py) is resolved on the urgent intake lane
+and published twice: on child-events, where the case agent folds it in order with everything else, and here.
+Under a bulk load the case agent can be thousands of records behind. This agent applies the fact at once to
+the child's record as the table holds it and publishes the case transitions it causes, marked
+``provisional``, so that escalation can tell social care and the police without waiting for the bulk.
+
+It writes nothing else: not the table, not the case store, no handovers or forwards. The fold in order does
+all of that and publishes the same transitions again (same event ids); where the facts queued ahead of this
+one change the outcome (another from-state, another context), escalation applies the in-order one as well
+(docs/TRACKING.md, "The urgent lane through the case fold"). Only in-order steps are folded ahead: a fact the
+record has already seen, or one older than the record's newest fact (a re-fold), is left to the fold in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from services.tracking.cases import new_record
+from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY
+from services.tracking.stream.case_agent import apply, load_record
+from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
+from shared.events.catalogue import decode_event, encode_event
+from shared.events.internal import CaseTransition, ChildFact
+from shared.logs import bind_event, get_logger
+from shared.stream_batching import batches, current, release
+
+log = get_logger(__name__)
+AGENT = "fold-ahead"
+
+
+def provisional(transition: CaseTransition) -> CaseTransition:
+    payload = transition.payload.model_copy(update={"provisional": True})
+    return transition.model_copy(update={"payload": payload})
+
+
+def register(app: faust.App, ctx: Any) -> None:
+    async def handle(events: Sequence[Any]) -> None:
+        started = time.perf_counter()
+        messages: list[tuple[Any, bytes | None, bytes]] = []
+        outcomes: list[tuple[ChildFact, str]] = []
+        for event in events:
+            fact = decode_event(event.value)
+            if not isinstance(fact, ChildFact):
+                raise ValueError(f"{fact.event_type} does not belong on the urgent child-events topic")
+            child_id = event.key.decode()
+            current(event)  # the table reads the partition of the current event: this child's
+            la_code = str(fact.payload.la_code)
+            record = load_record(ctx.children.get(child_id)) or new_record(child_id, la_code)
+            outcome = apply(record, fact, ctx.settings.deployment_las)
+            in_order = not outcome.duplicate and all(t.payload.history is None for t in outcome.transitions)
+            if not in_order:
+                outcomes.append((fact, "left_to_fold"))
+                continue
+            messages += [
+                (ctx.transitions, event.key, encode_event(provisional(t))) for t in outcome.transitions
+            ]
+            outcomes.append((fact, "provisional" if outcome.transitions else "no_transition"))
+        await send_all(messages)
+        seconds = time.perf_counter() - started
+        for fact, result in outcomes:
+            bind_event(fact)
+            EVENTS_PROCESSED.labels(AGENT, fact.event_type, result).inc()
+            LATENCY.labels(AGENT).observe(seconds)
+            log.info("folded_ahead", result=result, la_code=fact.payload.la_code)
+
+    @app.agent(ctx.urgent_child_events, name=f"{app.conf.id}-{AGENT}")
+    async def fold_ahead(stream: Any) -> None:
+        settings = ctx.settings
+        async for events in batches(stream, settings.tracking_batch_max, settings.tracking_batch_within_s):
+            BATCH_SIZE.labels(AGENT).observe(len(events))
+            dead = await process_batch_or_one_by_one(AGENT, ctx.dead_letter, events, handle)
+            if dead:
+                EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc(dead)
+            release(events)
