@@ -58,8 +58,9 @@ def fire_deadline(
     if deadline is None:
         return Outcome("unknown")
     ended = as_utc(deadline.ended_at) if deadline.ended_at is not None else None
-    as_of = horizon.as_of(deadline.partition)
-    if as_of is None or not horizon.decidable(deadline.partition, deadline.due_at, ended):
+    started = deadline.clock_started_at
+    as_of = horizon.as_of_deadline(deadline.partition, deadline.due_at, started)
+    if as_of is None or not horizon.decidable(deadline.partition, deadline.due_at, ended, started):
         return Outcome("not_decidable")  # its facts up to the due time are not all read yet
     claimed = session.execute(
         update(EscalationDeadline)
@@ -223,6 +224,8 @@ def _apply_advance(
                 rule_json=esc.rule_json,
                 rule_fingerprint=esc.rule_fingerprint,
                 partition=deadline.partition,
+                # The clock's start, so that a zero-delay step of an immediate rule is immediate too.
+                clock_started_at=deadline.clock_started_at,
                 ended_at=deadline.ended_at,
                 end_reason=deadline.end_reason,
                 end_status=deadline.end_status,

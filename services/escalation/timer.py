@@ -34,11 +34,19 @@ def due_deadline_ids(
         for partition in sorted(horizon.partitions):
             as_of = horizon.as_of(partition)
             assert as_of is not None
-            where = [col(EscalationDeadline.partition) == partition, due <= as_of]
+            in_partition = col(EscalationDeadline.partition) == partition
+            where = [in_partition, due <= as_of]
             if not horizon.live(partition):
                 # A backlog: only what a fact already ended (recorded, alerting nobody) is decided now.
                 where.append(col(EscalationDeadline.ended_at) <= as_of)
             per_partition.append(and_(*where))
+            read = horizon.read.get(partition) if horizon.read is not None else None
+            if read is not None and horizon.live(partition) and min(read, horizon.now) > as_of:
+                # Due at the instant its clock started: decided on what escalation has read (as_of_deadline).
+                started = col(EscalationDeadline.clock_started_at)
+                per_partition.append(
+                    and_(in_partition, due <= min(read, horizon.now), started.is_not(None), due <= started)
+                )
         if not per_partition:
             return []
         decidable = or_(*per_partition)

@@ -16,6 +16,8 @@ from services.escalation.models import (
     EscalationStatus,
 )
 from services.escalation.rules import RuleSet
+from shared.events.envelope import Envelope
+from shared.events.internal import CaseTransition
 from shared.logs import get_logger
 from shared.school_calendar import CalendarRegistry
 
@@ -69,6 +71,15 @@ def set_record_partition(session: Session, partition: int) -> None:
 
 def record_partition(session: Session) -> int:
     return int(session.info.get("partition", 0))
+
+
+def processed_id(event: Envelope) -> str:
+    """The id a record is remembered by, so that a redelivery is not applied again. A provisional transition
+    (folded ahead on tracking's urgent lane) has the id of the in-order transition that follows it; each is
+    applied once, so it is remembered under an id of its own."""
+    if isinstance(event, CaseTransition) and event.payload.provisional:
+        return derived_id("provisional", event.event_id)
+    return str(event.event_id)
 
 
 def mark_processed(session: Session, event_id: uuid.UUID, topic: str) -> bool:

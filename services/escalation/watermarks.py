@@ -54,6 +54,9 @@ class Horizon:
     now: datetime
     partitions: Mapping[int, datetime] | None = None
     live_window: timedelta = DEFAULT_LIVE_WINDOW
+    # Per partition, the lowest watermark of escalation's own inputs, without tracking's mark: what a deadline
+    # due at the instant its clock started is decided on while the partition is live (``as_of_deadline``).
+    read: Mapping[int, datetime] | None = None
 
     @classmethod
     def caught_up(cls, now: datetime, live_window: timedelta = DEFAULT_LIVE_WINDOW) -> Horizon:
@@ -66,17 +69,40 @@ class Horizon:
         mark = self.partitions.get(partition)
         return None if mark is None else min(_utc(mark), self.now)
 
+    def as_of_deadline(
+        self, partition: int, due_at: datetime, clock_started_at: datetime | None
+    ) -> datetime | None:
+        """The horizon a deadline is decided on. Tracking's mark holds a deadline due at T until every fact
+        dated before T is folded, because one of them may end the episode. No fact dated before an episode
+        began can end it, so a deadline due at the instant its clock started (an immediate rule and its
+        zero-delay steps: the social care and police alerts of a child at risk) needs only what escalation has
+        read itself, while the partition is live: under a bulk load it is decided as soon as its transition is
+        read (a provisional one from tracking's urgent lane), not when tracking has folded the bulk. A
+        backlog keeps the full horizon (docs/ESCALATION.md, "Immediate deadlines and the urgent lane")."""
+        full = self.as_of(partition)
+        immediate = clock_started_at is not None and _utc(due_at) <= _utc(clock_started_at)
+        if full is None or not immediate or self.read is None or not self.live(partition):
+            return full
+        read = self.read.get(partition)
+        return full if read is None else max(full, min(_utc(read), self.now))
+
     def live(self, partition: int) -> bool:
         """The partition is read up to within the live window of now: what is open at its horizon is open now,
         as far as anybody can know."""
         as_of = self.as_of(partition)
         return as_of is not None and as_of >= self.now - self.live_window
 
-    def decidable(self, partition: int, due_at: datetime, ended_at: datetime | None) -> bool:
-        """A deadline can be decided: its partition's horizon has passed its due time, and either the
+    def decidable(
+        self,
+        partition: int,
+        due_at: datetime,
+        ended_at: datetime | None,
+        clock_started_at: datetime | None = None,
+    ) -> bool:
+        """A deadline can be decided: its horizon (``as_of_deadline``) has passed its due time, and either the
         partition is live or a fact at or before the horizon already ended the episode (then it alerts
         nobody, whenever it is decided)."""
-        as_of = self.as_of(partition)
+        as_of = self.as_of_deadline(partition, due_at, clock_started_at)
         if as_of is None or _utc(due_at) > as_of:
             return False
         return self.live(partition) or (ended_at is not None and _utc(ended_at) <= as_of)
@@ -183,13 +209,21 @@ def watermarks(session: Session, topics: Iterable[str]) -> dict[tuple[str, int],
 
 
 def load_horizon(
-    session: Session, topics: Iterable[str], now: datetime, live_window: timedelta = DEFAULT_LIVE_WINDOW
+    session: Session,
+    topics: Iterable[str],
+    now: datetime,
+    live_window: timedelta = DEFAULT_LIVE_WINDOW,
+    read_topics: Iterable[str] | None = None,
 ) -> Horizon:
-    """The horizon of every partition read on all of ``topics`` (the inputs a deadline depends on)."""
+    """The horizon of every partition read on all of ``topics`` (the inputs a deadline depends on), and, with
+    ``read_topics`` (escalation's own inputs, a subset), the horizon of those alone."""
     names = list(topics)
     marks = watermarks(session, names)
-    partitions = {p for _, p in marks}
-    horizon = {
-        p: min(marks[(t, p)] for t in names) for p in partitions if all((t, p) in marks for t in names)
-    }
-    return Horizon(_utc(now), horizon, live_window)
+
+    def lowest(among: list[str]) -> dict[int, datetime]:
+        partitions = {p for _, p in marks}
+        found = (p for p in partitions if all((t, p) in marks for t in among))
+        return {p: min(marks[(t, p)] for t in among) for p in found}
+
+    read = lowest(list(read_topics)) if read_topics is not None else None
+    return Horizon(_utc(now), lowest(names), live_window, read)

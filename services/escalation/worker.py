@@ -42,7 +42,7 @@ from services.escalation.settings import EscalationSettings
 from services.escalation.timer import decide_due
 from services.escalation.timesource import TimeSource
 from services.escalation.transitions import handle_transition
-from services.escalation.unit_of_work import SERVICE, Deps, Outcome, set_record_partition
+from services.escalation.unit_of_work import SERVICE, Deps, Outcome, processed_id, set_record_partition
 from services.escalation.watermarks import (
     EndSamples,
     Horizon,
@@ -184,7 +184,7 @@ class EscalationWorker:
             newest: dict[tuple[str, int], datetime] = {}
             # Event ids already handled, read for the whole batch at once; the new ones are written together
             # at the end of the batch's transaction (a redelivery is a no-op).
-            ids = [str(item.event_id) for _, item in decoded if isinstance(item, Envelope)]
+            ids = [processed_id(item) for _, item in decoded if isinstance(item, Envelope)]
             seen = set(
                 session.exec(
                     select(EscalationProcessedEvent.event_id).where(
@@ -209,12 +209,13 @@ class EscalationWorker:
                     continue
                 bind_event(item)
                 set_record_partition(session, raw.partition)
-                if str(item.event_id) in seen:
+                remembered_as = processed_id(item)
+                if remembered_as in seen:
                     outcome = Outcome("duplicate")
                 else:
-                    seen.add(str(item.event_id))
+                    seen.add(remembered_as)
                     processed.append(
-                        {"event_id": str(item.event_id), "topic": raw.topic, "processed_at": utcnow()}
+                        {"event_id": remembered_as, "topic": raw.topic, "processed_at": utcnow()}
                     )
                     outcome = self._dispatch(session, item, now, facts.get(id(item)))
                 results.append((raw, item, outcome))
@@ -282,7 +283,7 @@ class EscalationWorker:
         first: dict[tuple[str, str], bool] = {}
         unsettled: set[tuple[str, str]] = set()
         for _, item in decoded:
-            if isinstance(item, BaseException) or str(item.event_id) in seen:
+            if isinstance(item, BaseException) or processed_id(item) in seen:
                 continue  # unreadable, or a redelivery (not applied again)
             if isinstance(item, CaseTransition):
                 key = (str(item.payload.child_id), item.payload.la_code)
@@ -391,7 +392,9 @@ class EscalationWorker:
         def horizon() -> Horizon:
             started = time.perf_counter()
             with Session(self._engine) as session:
-                found = load_horizon(session, self._horizon_topics, now, self._live_window)
+                found = load_horizon(
+                    session, self._horizon_topics, now, self._live_window, read_topics=self._read_topics
+                )
                 marks = watermarks(session, self._inputs)
             metrics.DUE_CHECK_SECONDS.observe(time.perf_counter() - started)
             for (topic, partition), moment in marks.items():

@@ -1,6 +1,8 @@
 """Tracking's mark in escalation's horizon (SQLite; the consumer's assignment and end offsets stand in for the
 broker, which the integration test uses): a clock due at T is decided only once tracking has folded every fact
-up to T on its partition, even when escalation has read both of its inputs to their end."""
+up to T on its partition, even when escalation has read both of its inputs to their end; except a deadline due
+at the instant its clock started (an immediate rule and its zero-delay steps), which a live partition decides
+on what escalation has read (the urgent lane's provisional transitions)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -19,6 +22,7 @@ from services.escalation.models import (
     DeadlineKind,
     EscalationDeadline,
     EscalationProcessedEvent,
+    EscalationStep,
     EscalationWatermark,
 )
 from services.escalation.settings import EscalationSettings
@@ -35,9 +39,9 @@ from services.escalation.worker import EscalationWorker
 from shared.consumer import Record
 from shared.db import make_engine, migrate
 from shared.events.catalogue import encode_event
-from shared.events.internal import CaseState, tracking_progress
+from shared.events.internal import CaseState, CaseTransition, tracking_progress
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS
-from tests.support.escalation import transition
+from tests.support.escalation import LA, transition
 
 PARTITION = 1
 
@@ -47,8 +51,21 @@ def utc(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
 
 
 NOW = utc(3, 12)
-# Whereabouts unknown: the caseworker's alert is due at once (within the live window of now, so alerted).
-MISSING_AT = utc(3, 11, 59, 30)
+# The clock under test runs out at 11:59:30, within the live window of now, so it is alerted when decided: the
+# LA's whereabouts-unknown rule below counts an hour (not immediate, so tracking's mark holds it).
+DUE_AT = utc(3, 11, 59, 30)
+MISSING_AT = utc(3, 10, 59, 30)
+HOUR_LATER_RULE = """
+replace:
+  - id: whereabouts_unknown
+    version: 9
+    description: Whereabouts unknown for an hour (a test's rule, so that the clock is not immediate).
+    citation: none (test)
+    watches: {state: whereabouts_unknown}
+    clock: {unit: hours, amount: 1}
+    ladder:
+      - {level: caseworker, delay: {unit: hours, amount: 0}}
+"""
 
 
 class FakeConsumer:
@@ -67,8 +84,15 @@ class FakeConsumer:
         return self.ends[tp]  # everything read and handled
 
 
-def make_settings(tmp_path: Path, **extra: object) -> EscalationSettings:
-    return EscalationSettings(topic_prefix="t-", database_url=f"sqlite:///{tmp_path / 'esc.db'}", **extra)  # type: ignore[arg-type]
+def make_settings(tmp_path: Path, *, immediate: bool = False, **extra: Any) -> EscalationSettings:
+    """``immediate``: the default rules (whereabouts unknown alerts at once); else the hour-later rule."""
+    rules = tmp_path / ("default-rules" if immediate else "hour-later-rules")
+    rules.mkdir(exist_ok=True)
+    if not immediate:
+        (rules / f"{LA}.yaml").write_text(HOUR_LATER_RULE)
+    return EscalationSettings(
+        topic_prefix="t-", database_url=f"sqlite:///{tmp_path / 'esc.db'}", rules_dir=rules, **extra
+    )
 
 
 @pytest.fixture
@@ -148,7 +172,7 @@ async def test_a_due_clock_waits_until_tracking_has_folded_up_to_its_due_time(
     assert await worker.run_due_check() == 0
     assert raised(engine) == 0
     # Reading the transitions topic to its end moved its watermark no further than tracking's mark.
-    assert input_marks(engine, settings)[(CASE_TRANSITIONS.name(settings), PARTITION)] == MISSING_AT
+    assert input_marks(engine, settings)[(CASE_TRANSITIONS.name(settings), PARTITION)] == utc(3, 11, 59, 29)
     # Tracking passes the due time: the clock is decided.
     feed.mark(2, utc(3, 11, 59, 31))
     await worker.run_due_check()
@@ -260,3 +284,80 @@ def test_on_a_clock_that_stands_still_only_the_latest_end_stands_for_now() -> No
     samples.add(0, utc(3, 12, 0, 1), 4)
     assert samples.caught_up_at(0, 3) == NOW  # the mark covers the older end only
     assert samples.caught_up_at(0, 9) == utc(3, 12, 0, 1)
+
+
+# The caseworker (from both whereabouts-unknown rules), social care and the police, all at once.
+AT_RISK_ALERTS = ["caseworker", "caseworker", "childrens_social_care", "police"]
+
+
+def published_levels(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        steps = session.exec(select(EscalationStep).where(col(EscalationStep.published).is_(True))).all()
+        return sorted(s.level for s in steps)
+
+
+def at_risk_transition(at: datetime, child: uuid.UUID | None = None) -> CaseTransition:
+    return transition(child or uuid.uuid4(), CaseState.WHEREABOUTS_UNKNOWN, at, safeguarding_concern=True)
+
+
+async def test_an_immediate_clock_on_a_live_partition_is_decided_on_what_escalation_has_read(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """A child at risk, reported at 11:59:30 while tracking has folded the partition only to 11:59:10 (a bulk
+    load ahead of it): the alerts due at the instant the episode began go out, to social care and the police
+    too; the senior officer's step a school day later waits for tracking's mark like any other."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    feed = Feed(worker, settings)
+    feed.mark(2, utc(3, 11, 59, 10))
+    assert feed.send(encode_event(at_risk_transition(utc(3, 11, 59, 30)))) == "applied"
+    await worker.run_due_check()
+    assert published_levels(engine) == AT_RISK_ALERTS
+    with Session(engine) as session:
+        pending = session.exec(select(EscalationDeadline).where(EscalationDeadline.status == "pending")).all()
+    # The senior officers' steps (a school day, five school days on): not immediate, held by tracking's mark.
+    assert sorted((d.rule_id, d.step_index) for d in pending) == [
+        ("whereabouts_unknown", 1),
+        ("whereabouts_unknown_with_concerns", 3),
+    ]
+
+
+async def test_an_immediate_clock_on_a_backlog_waits_for_the_full_horizon(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """Tracking an hour behind (an outage, a rebuild): a backlog, where a fact still queued may have ended the
+    episode; the immediate clock waits as every other one does (docs/ESCALATION.md)."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    feed = Feed(worker, settings)
+    feed.mark(2, utc(3, 11))
+    feed.send(encode_event(at_risk_transition(utc(3, 11, 59, 30))))
+    assert await worker.run_due_check() == 0
+    assert published_levels(engine) == []
+    feed.mark(3, utc(3, 11, 59, 40))
+    await worker.run_due_check()
+    assert published_levels(engine) == AT_RISK_ALERTS
+
+
+async def test_a_provisional_transition_and_its_in_order_twin_are_each_applied_once(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """Tracking's urgent lane publishes a transition folded ahead (provisional), then the same one (same event
+    id) from the fold in order: each is applied once, and the clock it starts is started once."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    feed = Feed(worker, settings)
+    in_order = at_risk_transition(utc(3, 11, 59, 30))
+    ahead = in_order.model_copy(update={"payload": in_order.payload.model_copy(update={"provisional": True})})
+    assert feed.send(encode_event(ahead)) == "applied"
+    assert feed.send(encode_event(ahead)) == "duplicate"  # a redelivery
+    assert feed.send(encode_event(in_order)) == "applied"
+    assert feed.send(encode_event(in_order)) == "duplicate"
+    with Session(engine) as session:
+        clocks = session.exec(
+            select(EscalationDeadline).where(EscalationDeadline.kind == DeadlineKind.RULE)
+        ).all()
+    assert len(clocks) == 2  # whereabouts unknown, and with concerns: each once
+    feed.mark(3, utc(3, 11, 59, 40))
+    await worker.run_due_check()
+    assert published_levels(engine) == AT_RISK_ALERTS
