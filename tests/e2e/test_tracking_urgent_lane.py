@@ -1,10 +1,13 @@
-"""The urgent intake lane with the real tracking worker, broker and PostgreSQL: a fact that says a child may
-be at risk now is resolved and folded while the ordinary lane is still working through a roll load queued
-in front of it, and nothing on either lane is lost.
+"""The urgent lane with the real tracking worker, broker and PostgreSQL: a fact that says a child may be at
+risk now is resolved and folded while the ordinary lane is still working through a roll load queued in front
+of it, and nothing on either lane is lost.
 
 The bulk is on the topics before the worker starts, so the comparison is of order, not of time: on the
 ordinary lane the whereabouts-unknown fact would wait behind its partition's share of the load (about half of
-it); on its own lane it is taken in the worker's first batches.
+it); on its own lane it is taken in the worker's first batches. Two queues are tried: the roll waiting for
+identity on intake, and the roll already resolved, waiting for the case agent on child-events, where the fold
+ahead publishes the urgent fact's transition before the roll's (provisional), and the fold in order the same
+transition again after them.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ import pytest
 
 from devtools.samples import child, make_upn
 from devtools.synthetic import FORENAMES, SURNAMES
+from services.tracking.identity import Resolution
+from services.tracking.stream.identity_agent import child_fact
 from shared.events import encode_event
+from shared.events.catalogue import decode_event
+from shared.events.internal import CaseTransition, MatchKind
 from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
-from shared.topics import INTAKE, URGENT_INTAKE, intake_for, intake_key
+from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, INTAKE, URGENT_INTAKE, intake_for, intake_key
 from tests.e2e.tracking_support import event, make_settings, query, tracking_worker, wait_state
-from tests.support.kafka import produce, wait_until
+from tests.support.kafka import produce, read_topic, transitions_only, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -102,3 +109,60 @@ def test_an_urgent_fact_is_not_queued_behind_a_bulk_load(settings: Settings, wor
     ahead = ahead_of(settings, str(missing.event_id), bulk_ids)
     assert ahead["resolved"] < BULK // 4, f"{ahead['resolved']} of {BULK} bulk facts resolved first"
     assert ahead["folded"] < BULK // 4, f"{ahead['folded']} of {BULK} bulk facts folded first"
+
+
+def folded(settings: Settings, event_ids: list[str]) -> int:
+    rows = query(
+        settings,
+        "SELECT count(DISTINCT event_id) AS n FROM tracking_timeline WHERE event_id = ANY(:ids)",
+        ids=event_ids,
+    )
+    return int(rows[0]["n"]) if rows else 0
+
+
+def test_an_urgent_fact_is_folded_ahead_of_a_resolved_bulk_load(settings: Settings, worker_log: Path) -> None:
+    # The roll already resolved: on child-events, in front of the case agent, when the urgent fact comes.
+    roll = [event("pupil-registered", 1, 3, kid=pupil(n, 2000)) for n in range(BULK)]
+    resolved_roll = [
+        child_fact(e, Resolution(child_id=str(uuid.uuid4()), match=MatchKind.NEW, score=None, created=True))
+        for e in roll
+    ]
+    produce(
+        settings,
+        CHILD_EVENTS.name(settings),
+        [(str(f.payload.child_id).encode(), encode_event(f)) for f in resolved_roll],
+    )
+    missing = event("whereabouts-unknown", 1, 4, kid=pupil(1, 7000), school_urn=None)
+    produce(settings, URGENT_INTAKE.name(settings), [(intake_key(missing), encode_event(missing))])
+    roll_ids = [str(e.event_id) for e in roll]
+
+    with tracking_worker(settings, worker_log):
+        wait_state(settings, missing.event_id, "whereabouts_unknown", timeout_s=120)
+        wait_until(lambda: folded(settings, roll_ids) == BULK, timeout_s=300, what="the roll folded")
+
+    records = read_topic(settings, CASE_TRANSITIONS.name(settings), expect=BULK + 2, keep=transitions_only)
+    caused_by_missing = [
+        r for r in records if str(decode_transition(r.value).payload.cause_event_id) == str(missing.event_id)
+    ]
+    assert [decode_transition(r.value).payload.provisional for r in caused_by_missing] == [True, False], (
+        "the urgent fact's transition: once folded ahead, once in order"
+    )
+    ahead, in_order = caused_by_missing
+    assert ahead.partition == in_order.partition and ahead.key == in_order.key
+    assert decode_transition(ahead.value).event_id == decode_transition(in_order.value).event_id
+    same_partition = [r for r in records if r.partition == ahead.partition and r.key != ahead.key]
+    roll_on_partition = len(same_partition)
+    assert roll_on_partition > BULK // 8, "the roll's share of the urgent child's partition"
+    before_ahead = sum(1 for r in same_partition if r.offset < ahead.offset)
+    before_in_order = sum(1 for r in same_partition if r.offset < in_order.offset)
+    # Folded ahead: among the first of its partition's transitions; in order: behind the whole roll of it.
+    assert before_ahead < roll_on_partition // 4, (
+        f"{before_ahead} of {roll_on_partition} roll transitions first"
+    )
+    assert before_in_order == roll_on_partition
+
+
+def decode_transition(value: bytes) -> CaseTransition:
+    found = decode_event(value)
+    assert isinstance(found, CaseTransition)
+    return found
