@@ -18,9 +18,10 @@ from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope
 from shared.events.inbound import INBOUND_EVENT_CLASSES
+from shared.events.internal import ChildFact
 from shared.events.urgency import is_urgent
 from shared.retention import PERSONAL_DATA_TOPICS
-from shared.topics import ALL_TOPICS, INTAKE, URGENT_INTAKE, intake_for
+from shared.topics import ALL_TOPICS, CHILD_EVENTS, INTAKE, URGENT_CHILD_EVENTS, URGENT_INTAKE, intake_for
 
 ORDINARY_TYPES = ("pupil-registered", "pupil-left-roll", "absence-threshold-crossed", "child-located")
 
@@ -113,3 +114,12 @@ def test_without_an_urgent_topic_every_fact_takes_the_intake_topic(engine_url: s
     missing = _accepted(team, sample_event_dict("whereabouts-unknown", child_serial=3, school_urn=None))
     intake.store(team, [missing])
     assert _outbox_topics(intake) == {str(missing.event_id): "intake"}
+
+
+def test_the_urgent_lane_through_the_case_fold_is_keyed_as_child_events() -> None:
+    # Same key as child-events: a child's partition number is the same on both, so the fold ahead runs on
+    # the worker that holds the child's partition of the table.
+    assert URGENT_CHILD_EVENTS.key == CHILD_EVENTS.key and URGENT_CHILD_EVENTS.key_of is CHILD_EVENTS.key_of
+    assert URGENT_CHILD_EVENTS in ALL_TOPICS and URGENT_CHILD_EVENTS in PERSONAL_DATA_TOPICS
+    assert URGENT_CHILD_EVENTS.events == (ChildFact,)
+    assert 0 < URGENT_CHILD_EVENTS.retention_ms <= 7 * 24 * 3600 * 1000  # a copy: the record is child-events
