@@ -109,6 +109,20 @@ CASE_TRANSITIONS = TopicSpec(
     " same partition of cme.child-events.v1), which every reader but escalation's horizon ignores.",
     events=(CaseTransition, TrackingProgress),
 )
+# The fold ahead's provisional transitions, on a topic of their own so that escalation reads them without
+# waiting behind the bulk's transitions (docs/ESCALATION.md, "Immediate deadlines and the urgent lane"). The
+# record of every transition is cme.case-transitions.v1 (the fold in order publishes each one there): a week.
+URGENT_TRANSITIONS = replace(
+    CASE_TRANSITIONS,
+    base_name="cme.case-transitions-urgent.v1",
+    producer="tracking (fold ahead)",
+    consumers=("escalation (a consumer of its own)",),
+    description="Provisional case transitions: the urgent lane's facts folded ahead of the queue on"
+    ' cme.child-events.v1 (docs/TRACKING.md, "The urgent lane through the case fold"). The same'
+    " transitions follow on cme.case-transitions.v1 from the fold in order.",
+    events=(CaseTransition,),
+    retention_ms=7 * DAY_MS,
+)
 ESCALATIONS = TopicSpec(
     "cme.escalations.v1",
     key="child_id",
@@ -149,6 +163,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CHILD_EVENTS,
     URGENT_CHILD_EVENTS,
     CASE_TRANSITIONS,
+    URGENT_TRANSITIONS,
     ESCALATIONS,
     ALERT_ACKS,
     DEAD_LETTER,

@@ -23,6 +23,7 @@ from shared.topics import (
     INTAKE,
     URGENT_CHILD_EVENTS,
     URGENT_INTAKE,
+    URGENT_TRANSITIONS,
 )
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -40,6 +41,7 @@ class StreamContext:
     child_events: Any
     urgent_child_events: Any  # copies of the urgent lane's facts, folded ahead (fold_ahead_agent.py)
     transitions: Any
+    urgent_transitions: Any  # the fold ahead's provisional transitions
     dead_letter: Any
     children: Any
 
@@ -58,9 +60,8 @@ def prepare_dependencies(settings: Settings) -> None:
     """Create the shared topics and migrate the case store, so faust never races to auto-create a topic it
     does not own."""
     cfg = tracking_settings(settings)
-    ensure_topics(
-        cfg, (INTAKE, URGENT_INTAKE, CHILD_EVENTS, URGENT_CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER)
-    )
+    topics = (INTAKE, URGENT_INTAKE, CHILD_EVENTS, URGENT_CHILD_EVENTS, CASE_TRANSITIONS, URGENT_TRANSITIONS)
+    ensure_topics(cfg, (*topics, DEAD_LETTER))
     migrate_store(cfg.database_url)
 
 
@@ -78,6 +79,7 @@ def create_faust_app(settings: Settings, *, prepare: bool = True) -> faust.App:
         child_events=raw_topic(app, CHILD_EVENTS.name(cfg)),
         urgent_child_events=raw_topic(app, URGENT_CHILD_EVENTS.name(cfg)),
         transitions=raw_topic(app, CASE_TRANSITIONS.name(cfg)),
+        urgent_transitions=raw_topic(app, URGENT_TRANSITIONS.name(cfg)),
         dead_letter=raw_topic(app, DEAD_LETTER.name(cfg)),
         children=app.Table(
             # Keys are child_id strings, values ChildRecord JSON strings (faust's json codec for tables).

@@ -4,7 +4,8 @@ A fact that says a child may be at risk now (shared/events/urgency.py) is resolv
 and published twice: on child-events, where the case agent folds it in order with everything else, and here.
 Under a bulk load the case agent can be thousands of records behind. This agent applies the fact at once to
 the child's record as the table holds it and publishes the case transitions it causes, marked
-``provisional``, so that escalation can tell social care and the police without waiting for the bulk.
+``provisional``, on cme.case-transitions-urgent.v1, which escalation reads with a consumer of its own: it
+can tell social care and the police without waiting for the bulk in tracking or in its own reading.
 
 It writes nothing else: not the table, not the case store, no handovers or forwards. The fold in order does
 all of that and publishes the same transitions again (same event ids); where the facts queued ahead of this
@@ -58,7 +59,7 @@ def register(app: faust.App, ctx: Any) -> None:
                 outcomes.append((fact, "left_to_fold"))
                 continue
             messages += [
-                (ctx.transitions, event.key, encode_event(provisional(t))) for t in outcome.transitions
+                (ctx.urgent_transitions, event.key, encode_event(provisional(t))) for t in outcome.transitions
             ]
             outcomes.append((fact, "provisional" if outcome.transitions else "no_transition"))
         await send_all(messages)
