@@ -40,13 +40,10 @@ def due_deadline_ids(
                 # A backlog: only what a fact already ended (recorded, alerting nobody) is decided now.
                 where.append(col(EscalationDeadline.ended_at) <= as_of)
             per_partition.append(and_(*where))
-            read = horizon.read.get(partition) if horizon.read is not None else None
-            if read is not None and horizon.live(partition) and min(read, horizon.now) > as_of:
-                # Due at the instant its clock started: decided on what escalation has read (as_of_deadline).
+            if horizon.live(partition):
+                # Due at the instant its clock started: decided once it exists (Horizon.as_of_deadline).
                 started = col(EscalationDeadline.clock_started_at)
-                per_partition.append(
-                    and_(in_partition, due <= min(read, horizon.now), started.is_not(None), due <= started)
-                )
+                per_partition.append(and_(in_partition, started.is_not(None), due <= started))
         if not per_partition:
             return []
         decidable = or_(*per_partition)

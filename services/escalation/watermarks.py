@@ -54,9 +54,6 @@ class Horizon:
     now: datetime
     partitions: Mapping[int, datetime] | None = None
     live_window: timedelta = DEFAULT_LIVE_WINDOW
-    # Per partition, the lowest watermark of escalation's own inputs, without tracking's mark: what a deadline
-    # due at the instant its clock started is decided on while the partition is live (``as_of_deadline``).
-    read: Mapping[int, datetime] | None = None
 
     @classmethod
     def caught_up(cls, now: datetime, live_window: timedelta = DEFAULT_LIVE_WINDOW) -> Horizon:
@@ -72,19 +69,19 @@ class Horizon:
     def as_of_deadline(
         self, partition: int, due_at: datetime, clock_started_at: datetime | None
     ) -> datetime | None:
-        """The horizon a deadline is decided on. Tracking's mark holds a deadline due at T until every fact
-        dated before T is folded, because one of them may end the episode. No fact dated before an episode
-        began can end it, so a deadline due at the instant its clock started (an immediate rule and its
-        zero-delay steps: the social care and police alerts of a child at risk) needs only what escalation has
-        read itself, while the partition is live: under a bulk load it is decided as soon as its transition is
-        read (a provisional one from tracking's urgent lane), not when tracking has folded the bulk. A
-        backlog keeps the full horizon (docs/ESCALATION.md, "Immediate deadlines and the urgent lane")."""
+        """The horizon a deadline is decided on. The horizon holds a deadline due at T until every fact dated
+        before T is read and folded, because one of them may end the episode. No fact dated before an
+        episode began can end it, so a deadline due at the instant its clock started (an immediate rule and
+        its zero-delay steps: the social care and police alerts of a child at risk) waits for none of them,
+        while the partition is live: it is decided as soon as it exists, that is as soon as the transition
+        that starts it is read (under a bulk load, a provisional one from tracking's urgent lane), not when
+        tracking has folded the bulk and escalation read it. A backlog keeps the full horizon
+        (docs/ESCALATION.md, "Immediate deadlines and the urgent lane")."""
         full = self.as_of(partition)
         immediate = clock_started_at is not None and _utc(due_at) <= _utc(clock_started_at)
-        if full is None or not immediate or self.read is None or not self.live(partition):
+        if full is None or not immediate or not self.live(partition):
             return full
-        read = self.read.get(partition)
-        return full if read is None else max(full, min(_utc(read), self.now))
+        return self.now
 
     def live(self, partition: int) -> bool:
         """The partition is read up to within the live window of now: what is open at its horizon is open now,
@@ -209,21 +206,13 @@ def watermarks(session: Session, topics: Iterable[str]) -> dict[tuple[str, int],
 
 
 def load_horizon(
-    session: Session,
-    topics: Iterable[str],
-    now: datetime,
-    live_window: timedelta = DEFAULT_LIVE_WINDOW,
-    read_topics: Iterable[str] | None = None,
+    session: Session, topics: Iterable[str], now: datetime, live_window: timedelta = DEFAULT_LIVE_WINDOW
 ) -> Horizon:
-    """The horizon of every partition read on all of ``topics`` (the inputs a deadline depends on), and, with
-    ``read_topics`` (escalation's own inputs, a subset), the horizon of those alone."""
+    """The horizon of every partition read on all of ``topics`` (the inputs a deadline depends on)."""
     names = list(topics)
     marks = watermarks(session, names)
-
-    def lowest(among: list[str]) -> dict[int, datetime]:
-        partitions = {p for _, p in marks}
-        found = (p for p in partitions if all((t, p) in marks for t in among))
-        return {p: min(marks[(t, p)] for t in among) for p in found}
-
-    read = lowest(list(read_topics)) if read_topics is not None else None
-    return Horizon(_utc(now), lowest(names), live_window, read)
+    partitions = {p for _, p in marks}
+    horizon = {
+        p: min(marks[(t, p)] for t in names) for p in partitions if all((t, p) in marks for t in names)
+    }
+    return Horizon(_utc(now), horizon, live_window)

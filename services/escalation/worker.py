@@ -61,7 +61,7 @@ from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMer
 from shared.logs import bind_event, get_logger
 from shared.outbox import OutboxRelay, new_producer
 from shared.sql import any_of
-from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER
+from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, URGENT_TRANSITIONS
 
 log = get_logger(__name__)
 
@@ -70,6 +70,10 @@ FIRE_BATCH = 50  # deadlines decided per transaction
 
 def group_id(settings: EscalationSettings) -> str:
     return f"{settings.topic_prefix}cme-escalation"
+
+
+def urgent_group_id(settings: EscalationSettings) -> str:
+    return f"{settings.topic_prefix}cme-escalation-urgent"
 
 
 class EscalationWorker:
@@ -84,6 +88,7 @@ class EscalationWorker:
             CASE_TRANSITIONS.name(settings): "transition",
             CHILD_EVENTS.name(settings): "child_fact",
             ALERT_ACKS.name(settings): "ack",
+            URGENT_TRANSITIONS.name(settings): "transition",
         }
         # The inputs a deadline depends on: its partition's horizon is the lowest watermark of these,
         # tracking's mark included unless switched off for a rolling upgrade. Acks are people acting now,
@@ -104,14 +109,28 @@ class EscalationWorker:
         self._live_window = timedelta(seconds=settings.escalation_live_window_s)
         self._dead_letter_topic = DEAD_LETTER.name(settings)
         self._wake = asyncio.Event()
+        urgent = URGENT_TRANSITIONS.name(settings)
+        read_in_order = [t for t in self._topics if t != urgent]
         self._loop = ConsumerLoop(
             "escalation-consumer",
-            lambda: new_consumer(settings, list(self._topics), group_id(settings), "cme-escalation"),
+            lambda: new_consumer(settings, read_in_order, group_id(settings), "cme-escalation"),
             self._handle,
             outbox_dead_letter(engine, EscalationOutbox, self._dead_letter_topic, SERVICE),
             max_records=200,
             poll_ms=300,
             after_poll=self._wake.set,  # an immediate rule may be due now
+        )
+        # Tracking's provisional transitions (its urgent lane), read by a consumer of their own so that they
+        # do not wait behind the bulk's transitions and facts; no watermark moves for them (their in-order
+        # twins follow on the transitions topic), and what they start immediately is decided at once.
+        self._urgent_loop = ConsumerLoop(
+            "escalation-urgent-consumer",
+            lambda: new_consumer(settings, [urgent], urgent_group_id(settings), "cme-escalation-urgent"),
+            self._handle,
+            outbox_dead_letter(engine, EscalationOutbox, self._dead_letter_topic, SERVICE),
+            max_records=200,
+            poll_ms=300,
+            after_poll=self._wake.set,
         )
         self.relay = OutboxRelay(
             engine, EscalationOutbox, lambda: new_producer(settings, "cme-escalation"), idle_s=0.1
@@ -123,9 +142,11 @@ class EscalationWorker:
     async def start(self) -> None:
         self._time.now()  # a simulated time file that is missing or invalid stops the start, loudly
         await self._loop.start()
+        await self._urgent_loop.start()
         self._stop.clear()
         self._tasks = [
             asyncio.create_task(self._guard("consumer", lambda: self._loop.run(self._stop))),
+            asyncio.create_task(self._guard("urgent consumer", lambda: self._urgent_loop.run(self._stop))),
             asyncio.create_task(self._guard("timer", self._timer)),
             asyncio.create_task(self._guard("gauges", self._gauges)),
             asyncio.create_task(self.relay.run(self._stop)),
@@ -142,6 +163,7 @@ class EscalationWorker:
                 task.cancel()
         self._tasks = []
         await self._loop.stop()
+        await self._urgent_loop.stop()
 
     async def _guard(self, name: str, loop: Callable[[], object]) -> None:
         """Keep a loop alive across unexpected errors (logged), until stop."""
@@ -388,21 +410,7 @@ class EscalationWorker:
         batch, in transactions of FIRE_BATCH); returns how many were decided."""
         await self.mark_caught_up()
         now = self._time.now()
-
-        def horizon() -> Horizon:
-            started = time.perf_counter()
-            with Session(self._engine) as session:
-                found = load_horizon(
-                    session, self._horizon_topics, now, self._live_window, read_topics=self._read_topics
-                )
-                marks = watermarks(session, self._inputs)
-            metrics.DUE_CHECK_SECONDS.observe(time.perf_counter() - started)
-            for (topic, partition), moment in marks.items():
-                lag = max(0.0, (now - moment).total_seconds())
-                metrics.HORIZON_LAG.labels(partition=str(partition), input=self._inputs[topic]).set(lag)
-            return found
-
-        current = await asyncio.to_thread(horizon)
+        current = await asyncio.to_thread(self._horizon, now)
         total = 0
         while total < self._settings.escalation_due_batch:
             limit = min(FIRE_BATCH, self._settings.escalation_due_batch - total)
@@ -412,6 +420,17 @@ class EscalationWorker:
             if decided < limit:
                 break
         return total
+
+    def _horizon(self, now: datetime) -> Horizon:
+        started = time.perf_counter()
+        with Session(self._engine) as session:
+            found = load_horizon(session, self._horizon_topics, now, self._live_window)
+            marks = watermarks(session, self._inputs)
+        metrics.DUE_CHECK_SECONDS.observe(time.perf_counter() - started)
+        for (topic, partition), moment in marks.items():
+            lag = max(0.0, (now - moment).total_seconds())
+            metrics.HORIZON_LAG.labels(partition=str(partition), input=self._inputs[topic]).set(lag)
+        return found
 
     def _fire(self, now: datetime, horizon: Horizon, limit: int) -> int:
         """Decide due deadlines in one transaction, in due order (the order every worker claims them in, so

@@ -40,7 +40,7 @@ from shared.consumer import Record
 from shared.db import make_engine, migrate
 from shared.events.catalogue import encode_event
 from shared.events.internal import CaseState, CaseTransition, tracking_progress
-from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS
+from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, URGENT_TRANSITIONS, TopicSpec
 from tests.support.escalation import LA, transition
 
 PARTITION = 1
@@ -130,8 +130,8 @@ class Feed:
     def __init__(self, worker: EscalationWorker, settings: EscalationSettings) -> None:
         self.worker, self.settings, self.offset = worker, settings, 0
 
-    def send(self, value: bytes, partition: int = PARTITION) -> str:
-        raw = Record(CASE_TRANSITIONS.name(self.settings), partition, self.offset, b"k", value)
+    def send(self, value: bytes, partition: int = PARTITION, topic: TopicSpec = CASE_TRANSITIONS) -> str:
+        raw = Record(topic.name(self.settings), partition, self.offset, b"k", value)
         self.offset += 1
         return self.worker.handle_records([raw])[0].action
 
@@ -349,8 +349,9 @@ async def test_a_provisional_transition_and_its_in_order_twin_are_each_applied_o
     feed = Feed(worker, settings)
     in_order = at_risk_transition(utc(3, 11, 59, 30))
     ahead = in_order.model_copy(update={"payload": in_order.payload.model_copy(update={"provisional": True})})
-    assert feed.send(encode_event(ahead)) == "applied"
-    assert feed.send(encode_event(ahead)) == "duplicate"  # a redelivery
+    assert feed.send(encode_event(ahead), topic=URGENT_TRANSITIONS) == "applied"
+    assert feed.send(encode_event(ahead), topic=URGENT_TRANSITIONS) == "duplicate"  # a redelivery
+    assert input_marks(engine, settings) == {}  # read ahead of the inputs' order: no watermark moves
     assert feed.send(encode_event(in_order)) == "applied"
     assert feed.send(encode_event(in_order)) == "duplicate"
     with Session(engine) as session:
