@@ -38,6 +38,7 @@ import httpx
 import orjson
 from sqlalchemy import text
 
+from bench import urgent_hops
 from bench.common import Row, log, percentile, wait_for
 from bench.e2e import HOPS, LA, Mailbox, Pipeline, raw_hops, running_pipeline
 from bench.pipeline_lags import LagSampler
@@ -234,6 +235,9 @@ def run(
             f" ({alerts_per_s}/s alerting, 1 in {urgent_every} urgent)"
         )
         started = time.perf_counter() + 0.5
+        wall_offset = (
+            time.time() - time.perf_counter()
+        )  # the 2xx times as wall clock, to compare with Kafka's
         senders = [
             _sender(sent, _send_bulk, pipeline, clock, bulk_per_batch, seconds, started, sent, common_names),
             _sender(
@@ -292,6 +296,12 @@ def run(
         except TimeoutError:
             log("sustained: not every alert arrived in time; the table says how many were matched")
         routine, urgent = measured()
+        per_hop = urgent_hops.hops(
+            pipeline.settings,
+            {event_id: (at + wall_offset) * 1000 for event_id, at in sent.urgent.items()},
+            {str(event_id): str(child_id) for event_id, child_id in resolutions},
+        )
+        log(f"sustained: urgent alerts' hops: {urgent_hops.summary(per_hop)}")
     hop = raw_hops(workdir)
     load = f"{rate} facts/s for {seconds:g} s"
     rows_out = [
@@ -329,6 +339,16 @@ def run(
                     f"{len(values)} of {len(count)} matched",
                 )
             )
+    rows_out.append(
+        Row(
+            "sustained",
+            f"urgent alert, per hop to the escalation record, p50 ({load})",
+            round(sum(percentile(sorted(v), 0.5) for v in per_hop.values() if v)),
+            "ms",
+            note=urgent_hops.summary(per_hop),
+            extra={"hops_ms": {name: sorted(v) for name, v in per_hop.items()}},
+        )
+    )
     return rows_out
 
 

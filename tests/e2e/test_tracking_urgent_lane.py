@@ -6,8 +6,8 @@ The bulk is on the topics before the worker starts, so the comparison is of orde
 ordinary lane the whereabouts-unknown fact would wait behind its partition's share of the load (about half of
 it); on its own lane it is taken in the worker's first batches. Two queues are tried: the roll waiting for
 identity on intake, and the roll already resolved, waiting for the case agent on child-events, where the fold
-ahead publishes the urgent fact's transition before the roll's (provisional), and the fold in order the same
-transition again after them.
+ahead publishes the urgent fact's transition before the roll's (provisional, on a topic of its own), and the
+fold in order the same transition again after them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,15 @@ from shared.events.catalogue import decode_event
 from shared.events.internal import CaseTransition, MatchKind
 from shared.localstack.postgres import PostgresCluster
 from shared.settings import Settings
-from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, INTAKE, URGENT_INTAKE, intake_for, intake_key
+from shared.topics import (
+    CASE_TRANSITIONS,
+    CHILD_EVENTS,
+    INTAKE,
+    URGENT_INTAKE,
+    URGENT_TRANSITIONS,
+    intake_for,
+    intake_key,
+)
 from tests.e2e.tracking_support import event, make_settings, query, tracking_worker, wait_state
 from tests.support.kafka import produce, read_topic, transitions_only, wait_until
 
@@ -140,25 +148,24 @@ def test_an_urgent_fact_is_folded_ahead_of_a_resolved_bulk_load(settings: Settin
         wait_state(settings, missing.event_id, "whereabouts_unknown", timeout_s=120)
         wait_until(lambda: folded(settings, roll_ids) == BULK, timeout_s=300, what="the roll folded")
 
-    records = read_topic(settings, CASE_TRANSITIONS.name(settings), expect=BULK + 2, keep=transitions_only)
-    caused_by_missing = [
+    records = read_topic(settings, CASE_TRANSITIONS.name(settings), expect=BULK + 1, keep=transitions_only)
+    provisional = read_topic(settings, URGENT_TRANSITIONS.name(settings), expect=1)
+    [ahead] = provisional  # the fold ahead's, on a topic of its own
+    [in_order] = [
         r for r in records if str(decode_transition(r.value).payload.cause_event_id) == str(missing.event_id)
     ]
-    assert [decode_transition(r.value).payload.provisional for r in caused_by_missing] == [True, False], (
-        "the urgent fact's transition: once folded ahead, once in order"
-    )
-    ahead, in_order = caused_by_missing
-    assert ahead.partition == in_order.partition and ahead.key == in_order.key
+    assert decode_transition(ahead.value).payload.provisional is True
+    assert decode_transition(in_order.value).payload.provisional is False
     assert decode_transition(ahead.value).event_id == decode_transition(in_order.value).event_id
-    same_partition = [r for r in records if r.partition == ahead.partition and r.key != ahead.key]
+    assert ahead.partition == in_order.partition and ahead.key == in_order.key
+    same_partition = [r for r in records if r.partition == in_order.partition and r.key != in_order.key]
     roll_on_partition = len(same_partition)
     assert roll_on_partition > BULK // 8, "the roll's share of the urgent child's partition"
-    before_ahead = sum(1 for r in same_partition if r.offset < ahead.offset)
+    # Sent by the same worker: its send times order the two topics. Folded ahead, the urgent fact's transition
+    # went out among the first of its partition's; in order, behind the whole roll of it.
+    before_ahead = sum(1 for r in same_partition if r.timestamp < ahead.timestamp)
     before_in_order = sum(1 for r in same_partition if r.offset < in_order.offset)
-    # Folded ahead: among the first of its partition's transitions; in order: behind the whole roll of it.
-    assert before_ahead < roll_on_partition // 4, (
-        f"{before_ahead} of {roll_on_partition} roll transitions first"
-    )
+    assert before_ahead < roll_on_partition // 4, f"{before_ahead} of {roll_on_partition} transitions first"
     assert before_in_order == roll_on_partition
 
 
