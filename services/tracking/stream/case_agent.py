@@ -28,16 +28,16 @@ from services.tracking.cases import (
     new_record,
 )
 from services.tracking.crossla import SOUGHT_STATES
-from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, TRANSITIONS
+from services.tracking.metrics import EVENTS_PROCESSED, LATENCY, TRANSITIONS
 from services.tracking.peers import matcher_for
 from services.tracking.projection import project_many
 from services.tracking.stream import progress as marks
-from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
+from services.tracking.stream.handling import run_in_batches, send_all
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import CaseClockExpired, ChildFact, ChildMerged, ChildPurged, ChildSplit
 from shared.logs import bind_event, get_logger
-from shared.stream_batching import batches, current, release
+from shared.stream_batching import current
 from shared.topics import CHILD_EVENTS, INTAKE
 
 log = get_logger(__name__)
@@ -166,16 +166,12 @@ def register(app: faust.App, ctx: Any) -> None:
             EVENTS_PROCESSED.labels(AGENT, a.envelope.event_type, "ok").inc()
             LATENCY.labels(AGENT).observe(seconds)
 
+    async def mark_progress(events: Sequence[Any]) -> None:
+        # Tracking's progress mark, after the batch's transitions and before its offsets are committed.
+        progress.processed((e.message.partition, e.message.offset) for e in events)
+        partitions = {e.message.partition for e in events}
+        await marks.send_marks(ctx.transitions, progress.due(partitions), progress)
+
     @app.agent(ctx.child_events, name=f"{app.conf.id}-cases")
     async def track(stream: Any) -> None:
-        settings = ctx.settings
-        async for events in batches(stream, settings.tracking_batch_max, settings.tracking_batch_within_s):
-            BATCH_SIZE.labels(AGENT).observe(len(events))
-            dead = await process_batch_or_one_by_one(AGENT, ctx.dead_letter, events, handle)
-            if dead:
-                EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc(dead)
-            # Tracking's progress mark, after the batch's transitions and before its offsets are committed.
-            progress.processed((e.message.partition, e.message.offset) for e in events)
-            partitions = {e.message.partition for e in events}
-            await marks.send_marks(ctx.transitions, progress.due(partitions), progress)
-            release(events)
+        await run_in_batches(stream, ctx, AGENT, handle, before_release=mark_progress)

@@ -23,13 +23,13 @@ from typing import Any
 import faust
 
 from services.tracking.cases import new_record
-from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY
+from services.tracking.metrics import EVENTS_PROCESSED, LATENCY
 from services.tracking.stream.case_agent import apply, load_record
-from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
+from services.tracking.stream.handling import run_in_batches, send_all
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.internal import CaseTransition, ChildFact
 from shared.logs import bind_event, get_logger
-from shared.stream_batching import batches, current, release
+from shared.stream_batching import current
 
 log = get_logger(__name__)
 AGENT = "fold-ahead"
@@ -72,10 +72,4 @@ def register(app: faust.App, ctx: Any) -> None:
 
     @app.agent(ctx.urgent_child_events, name=f"{app.conf.id}-{AGENT}")
     async def fold_ahead(stream: Any) -> None:
-        settings = ctx.settings
-        async for events in batches(stream, settings.tracking_batch_max, settings.tracking_batch_within_s):
-            BATCH_SIZE.labels(AGENT).observe(len(events))
-            dead = await process_batch_or_one_by_one(AGENT, ctx.dead_letter, events, handle)
-            if dead:
-                EVENTS_PROCESSED.labels(AGENT, "unknown", "dead_letter").inc(dead)
-            release(events)
+        await run_in_batches(stream, ctx, AGENT, handle)

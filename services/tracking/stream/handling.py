@@ -10,11 +10,12 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from services.tracking.metrics import BATCH_FALLBACKS, DEAD_LETTERS
+from services.tracking.metrics import BATCH_FALLBACKS, BATCH_SIZE, DEAD_LETTERS, EVENTS_PROCESSED
 from shared.consumer import MAX_ATTEMPTS, Decision, decide
 from shared.deadletter import dead_letter_for
 from shared.events.catalogue import encode_event
 from shared.logs import get_logger
+from shared.stream_batching import batches, release
 
 log = get_logger(__name__)
 
@@ -32,6 +33,26 @@ async def send_all(messages: Sequence[tuple[Any, bytes | None, bytes]]) -> None:
     pending = [await topic.send(key=key, value=value) for topic, key, value in messages]
     if pending:
         await asyncio.gather(*pending)
+
+
+async def run_in_batches(
+    stream: Any,
+    ctx: Any,
+    agent: str,
+    handler: Callable[[Sequence[Any]], Awaitable[None]],
+    before_release: Callable[[Sequence[Any]], Awaitable[None]] | None = None,
+) -> None:
+    """Every agent's loop: the stream in micro-batches, each handled under the dead-letter policy, then
+    ``before_release`` (what must happen before the batch's offsets may be committed), then released."""
+    settings = ctx.settings
+    async for events in batches(stream, settings.tracking_batch_max, settings.tracking_batch_within_s):
+        BATCH_SIZE.labels(agent).observe(len(events))
+        dead = await process_batch_or_one_by_one(agent, ctx.dead_letter, events, handler)
+        if dead:
+            EVENTS_PROCESSED.labels(agent, "unknown", "dead_letter").inc(dead)
+        if before_release is not None:
+            await before_release(events)
+        release(events)
 
 
 async def _until_decided(

@@ -15,14 +15,13 @@ from typing import Any
 import faust
 
 from services.tracking.identity import IdentityResolver, Resolution
-from services.tracking.metrics import BATCH_SIZE, EVENTS_PROCESSED, LATENCY, MATCHES
+from services.tracking.metrics import EVENTS_PROCESSED, LATENCY, MATCHES
 from services.tracking.peers import matcher_for
-from services.tracking.stream.handling import process_batch_or_one_by_one, send_all
+from services.tracking.stream.handling import run_in_batches, send_all
 from shared.events.catalogue import decode_inbound, encode_event
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import ChildFact, ChildFactPayload
 from shared.logs import bind_event, get_logger
-from shared.stream_batching import batches, release
 
 log = get_logger(__name__)
 AGENT = "identity"
@@ -81,10 +80,4 @@ def _lane(
 
     @app.agent(source, name=f"{app.conf.id}-{agent}")
     async def resolve(stream: Any) -> None:
-        settings = ctx.settings
-        async for events in batches(stream, settings.tracking_batch_max, settings.tracking_batch_within_s):
-            BATCH_SIZE.labels(agent).observe(len(events))
-            dead = await process_batch_or_one_by_one(agent, ctx.dead_letter, events, handle)
-            if dead:
-                EVENTS_PROCESSED.labels(agent, "unknown", "dead_letter").inc(dead)
-            release(events)
+        await run_in_batches(stream, ctx, agent, handle)
