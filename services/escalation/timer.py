@@ -35,15 +35,15 @@ def due_deadline_ids(
             as_of = horizon.as_of(partition)
             assert as_of is not None
             in_partition = col(EscalationDeadline.partition) == partition
-            where = [in_partition, due <= as_of]
-            if not horizon.live(partition):
-                # A backlog: only what a fact already ended (recorded, alerting nobody) is decided now.
-                where.append(col(EscalationDeadline.ended_at) <= as_of)
-            per_partition.append(and_(*where))
             if horizon.live(partition):
+                per_partition.append(and_(in_partition, due <= as_of))
                 # Due at the instant its clock started: decided once it exists (Horizon.as_of_deadline).
                 started = col(EscalationDeadline.clock_started_at)
                 per_partition.append(and_(in_partition, started.is_not(None), due <= started))
+            else:
+                # A backlog: only what a fact already ended (recorded, alerting nobody) is decided now.
+                ended = col(EscalationDeadline.ended_at)
+                per_partition.append(and_(in_partition, due <= as_of, ended <= as_of))
         if not per_partition:
             return []
         decidable = or_(*per_partition)

@@ -22,7 +22,7 @@ from typing import Any
 
 import faust
 
-from services.tracking.cases import new_record
+from services.tracking.cases import ChildRecord, new_record
 from services.tracking.metrics import EVENTS_PROCESSED, LATENCY
 from services.tracking.stream.case_agent import apply, load_record
 from services.tracking.stream.handling import run_in_batches, send_all
@@ -45,6 +45,7 @@ def register(app: faust.App, ctx: Any) -> None:
         started = time.perf_counter()
         messages: list[tuple[Any, bytes | None, bytes]] = []
         outcomes: list[tuple[ChildFact, str]] = []
+        records: dict[str, ChildRecord] = {}  # a later fact of the same child in the batch goes on from these
         for event in events:
             fact = decode_event(event.value)
             if not isinstance(fact, ChildFact):
@@ -52,8 +53,9 @@ def register(app: faust.App, ctx: Any) -> None:
             child_id = event.key.decode()
             current(event)  # the table reads the partition of the current event: this child's
             la_code = str(fact.payload.la_code)
-            record = load_record(ctx.children.get(child_id)) or new_record(child_id, la_code)
-            outcome = apply(record, fact, ctx.settings.deployment_las)
+            record = records.get(child_id) or load_record(ctx.children.get(child_id))
+            outcome = apply(record or new_record(child_id, la_code), fact, ctx.settings.deployment_las)
+            records[child_id] = outcome.record
             in_order = not outcome.duplicate and all(t.payload.history is None for t in outcome.transitions)
             if not in_order:
                 outcomes.append((fact, "left_to_fold"))
