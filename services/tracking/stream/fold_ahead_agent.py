@@ -17,7 +17,8 @@ record has already seen, or one older than the record's newest fact (a re-fold),
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -40,38 +41,63 @@ def provisional(transition: CaseTransition) -> CaseTransition:
     return transition.model_copy(update={"payload": payload})
 
 
+@dataclass(frozen=True)
+class FoldedAhead:
+    fact: ChildFact
+    result: str  # provisional | no_transition | left_to_fold
+    transitions: list[CaseTransition]
+
+
+def fold_ahead(
+    facts: Sequence[tuple[str, ChildFact]],
+    stored: Mapping[str, ChildRecord | None],
+    deployment: frozenset[str] | None = None,
+) -> list[FoldedAhead]:
+    """A batch's (child_id, fact) in order, each applied to the child's record as ``stored`` holds it (a later
+    fact of the same child goes on from the earlier one's result): the provisional transitions of each."""
+    records = dict(stored)
+    out = []
+    for child_id, fact in facts:
+        record = records.get(child_id) or new_record(child_id, str(fact.payload.la_code))
+        outcome = apply(record, fact, deployment)
+        records[child_id] = outcome.record
+        if outcome.duplicate or any(t.payload.history is not None for t in outcome.transitions):
+            out.append(FoldedAhead(fact, "left_to_fold", []))
+            continue
+        transitions = [provisional(t) for t in outcome.transitions]
+        out.append(FoldedAhead(fact, "provisional" if transitions else "no_transition", transitions))
+    return out
+
+
 def register(app: faust.App, ctx: Any) -> None:
     async def handle(events: Sequence[Any]) -> None:
         started = time.perf_counter()
-        messages: list[tuple[Any, bytes | None, bytes]] = []
-        outcomes: list[tuple[ChildFact, str]] = []
-        records: dict[str, ChildRecord] = {}  # a later fact of the same child in the batch goes on from these
+        facts: list[tuple[str, ChildFact]] = []
+        stored: dict[str, ChildRecord | None] = {}
         for event in events:
             fact = decode_event(event.value)
             if not isinstance(fact, ChildFact):
                 raise ValueError(f"{fact.event_type} does not belong on the urgent child-events topic")
             child_id = event.key.decode()
-            current(event)  # the table reads the partition of the current event: this child's
-            la_code = str(fact.payload.la_code)
-            record = records.get(child_id) or load_record(ctx.children.get(child_id))
-            outcome = apply(record or new_record(child_id, la_code), fact, ctx.settings.deployment_las)
-            records[child_id] = outcome.record
-            in_order = not outcome.duplicate and all(t.payload.history is None for t in outcome.transitions)
-            if not in_order:
-                outcomes.append((fact, "left_to_fold"))
-                continue
-            messages += [
-                (ctx.urgent_transitions, event.key, encode_event(provisional(t))) for t in outcome.transitions
+            if child_id not in stored:
+                current(event)  # the table reads the partition of the current event: this child's
+                stored[child_id] = load_record(ctx.children.get(child_id))
+            facts.append((child_id, fact))
+        folded = fold_ahead(facts, stored, ctx.settings.deployment_las)
+        await send_all(
+            [
+                (ctx.urgent_transitions, child_id.encode(), encode_event(t))
+                for (child_id, _), f in zip(facts, folded, strict=True)
+                for t in f.transitions
             ]
-            outcomes.append((fact, "provisional" if outcome.transitions else "no_transition"))
-        await send_all(messages)
+        )
         seconds = time.perf_counter() - started
-        for fact, result in outcomes:
-            bind_event(fact)
-            EVENTS_PROCESSED.labels(AGENT, fact.event_type, result).inc()
+        for f in folded:
+            bind_event(f.fact)
+            EVENTS_PROCESSED.labels(AGENT, f.fact.event_type, f.result).inc()
             LATENCY.labels(AGENT).observe(seconds)
-            log.info("folded_ahead", result=result, la_code=fact.payload.la_code)
+            log.info("folded_ahead", result=f.result, la_code=f.fact.payload.la_code)
 
     @app.agent(ctx.urgent_child_events, name=f"{app.conf.id}-{AGENT}")
-    async def fold_ahead(stream: Any) -> None:
+    async def fold_ahead_agent(stream: Any) -> None:
         await run_in_batches(stream, ctx, AGENT, handle)
