@@ -1,10 +1,12 @@
-"""The escalation worker: the Kafka consumer, the timer loop, the outbox relay and the gauges, in one process.
+"""The escalation worker: the Kafka consumers, the timer loop, the outbox relay and the gauges, one process.
 
 Consumer: transitions, child facts and alert acks, one database transaction per fetched batch of a partition
 (one per record when a batch fails, so only a failing record is retried and dead-lettered), offsets committed
 after the transaction (a redelivery is a no-op thanks to the processed-events table); the records move their
 partition's event-time watermark in the same transaction, and tracking's progress records on the transitions
-topic move tracking's mark of their partition (and nothing else). Timer: marks the partitions it has read to
+topic move tracking's mark of their partition (and nothing else). A second consumer reads tracking's
+provisional transitions (its urgent lane, cme.case-transitions-urgent.v1) the same way but moves no watermark,
+so that they do not wait behind the bulk. Timer: marks the partitions it has read to
 the end as caught up with now (the transitions topic's no further than tracking's mark), and tracking's mark
 of each child-events partition as caught up with the latest time whose end (asked for after it) tracking's
 offset covers, then decides what the horizon lets it (``services.escalation.watermarks``), one transaction per
