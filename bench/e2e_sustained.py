@@ -235,9 +235,8 @@ def run(
             f" ({alerts_per_s}/s alerting, 1 in {urgent_every} urgent)"
         )
         started = time.perf_counter() + 0.5
-        wall_offset = (
-            time.time() - time.perf_counter()
-        )  # the 2xx times as wall clock, to compare with Kafka's
+        # The 2xx times as wall clock, to compare with Kafka's timestamps.
+        wall_offset = time.time() - time.perf_counter()
         senders = [
             _sender(sent, _send_bulk, pipeline, clock, bulk_per_batch, seconds, started, sent, common_names),
             _sender(
