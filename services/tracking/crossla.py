@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -136,20 +137,9 @@ class CrossLAMatcher:
         wanted = {c.child_id for candidates in found.values() for c in candidates}
         if not wanted:
             return []
-        cases = {
-            c.child_id: c
-            for c in session.exec(
-                select(TrackingCase).where(any_of(session, col(TrackingCase.child_id), wanted))
-            ).all()
-        }
-        pairs = {link_id_for(c.child_id, f.child_id) for f in facts for c in found.get(f.event_id, [])}
-        # Raised before (open, confirmed or rejected): not again.
-        seen = set(
-            session.exec(
-                select(TrackingCrossLALink.link_id).where(
-                    any_of(session, col(TrackingCrossLALink.link_id), pairs)
-                )
-            ).all()
+        cases = _cases_of(session, wanted)
+        seen = _links_made(
+            session, {link_id_for(c.child_id, f.child_id) for f in facts for c in found.get(f.event_id, [])}
         )
         made: list[TrackingCrossLALink] = []
         for fact in facts:
@@ -288,111 +278,67 @@ class CrossLAMatcher:
             return 0
         if self.federation is not None:
             self.federation.on_found(session, pairs)  # peers' standing queries this child now answers
-        ids = session.exec(
-            select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
-                any_of(session, col(TrackingIdentifier.child_id), {c for c, _ in pairs}),
-                any_of(session, col(TrackingIdentifier.kind), CROSS_KINDS),
-            )
-        ).all()
-        # One lookup for the batch (keyed by child here): most children have no namesake sought elsewhere.
-        here = [
-            Named(child_id, "", utcnow(), la_code, child_id, False, mine, Person())
-            for child_id, la_code in pairs
-            if (mine := [(k, v) for c, k, v in ids if c == child_id])
-        ]
-        candidates = self._exact(session, here)
+        candidates = self._exact(session, _named(pairs, _identifiers_of(session, {c for c, _ in pairs})))
+        wanted = {o.child_id for others in candidates.values() for o in others}
+        if not wanted:  # most children have no namesake sought elsewhere
+            return 0
+        cases = _cases_of(session, wanted)
+        latest = _latest_entries(session, {c for c, _ in pairs if c in candidates})
+        seen = _links_made(
+            session, {link_id_for(o.child_id, c) for c, others in candidates.items() for o in others}
+        )
         made = 0
         for child_id, la_code in pairs:
             for other in candidates.get(child_id, []):
                 link_id = link_id_for(other.child_id, child_id)
-                case = session.exec(
-                    select(TrackingCase).where(TrackingCase.child_id == other.child_id)
-                ).first()
-                linked = session.get(TrackingCrossLALink, link_id) is not None
-                if case is None or not _sought(case, la_code) or linked:
+                case = cases.get(other.child_id)
+                entry = latest.get(child_id)
+                if case is None or not _sought(case, la_code) or link_id in seen or entry is None:
                     continue
-                latest = session.exec(
-                    select(TrackingTimelineEntry)
-                    .where(TrackingTimelineEntry.child_id == child_id)
-                    .order_by(
-                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
-                    )
-                ).first()
-                if latest is None:
-                    continue
-                fact = Named(
-                    latest.event_id,
-                    latest.event_type,
-                    latest.occurred_at,
-                    la_code,
-                    child_id,
-                    False,
-                    (),
-                    Person(),
-                )
-                self._link(session, fact, other, case, link_id)
+                seen.add(link_id)
+                self._link(session, _found_fact(entry, la_code), other, case, link_id)
                 CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_projected").inc()
                 made += 1
         return made
 
     def _match_sought(self, session: Session, sought: Sequence[tuple[str, str]]) -> int:
-        pairs = [(c, la) for c, la in sought if self.enabled(la)]
+        pairs = sorted({(c, la) for c, la in sought if self.enabled(la)})
         if not pairs:
             return 0
-        ids = session.exec(
-            select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
-                any_of(session, col(TrackingIdentifier.child_id), {c for c, _ in pairs}),
-                any_of(session, col(TrackingIdentifier.kind), CROSS_KINDS),
-            )
-        ).all()
+        ids = _identifiers_of(session, {c for c, _ in pairs})
         if self.federation is not None:
-            by_child: dict[str, list[tuple[str, str]]] = {}
-            for c, k, v in ids:
-                by_child.setdefault(c, []).append((k, v))
-            self.federation.on_sought(session, pairs, by_child)
-        named: list[Named] = []
-        for child_id, la_code in pairs:
-            mine = [(k, v) for c, k, v in ids if c == child_id]
-            if mine:
-                named.append(Named("", "", utcnow(), la_code, child_id, False, mine, Person()))
+            self.federation.on_sought(session, pairs, ids)
+        named = _named(pairs, ids)
+        candidates = self._exact(session, named)
+        wanted = {o.child_id for others in candidates.values() for o in others}
+        if not wanted:
+            return 0
+        cases = _cases_of(session, wanted | {c for c, _ in pairs})
+        latest = _latest_entries(session, wanted)
+        seen = _links_made(
+            session, {link_id_for(c, o.child_id) for c, others in candidates.items() for o in others}
+        )
         made = 0
-        for fact in named:  # few: only cases that have just become sought
-            case = session.exec(select(TrackingCase).where(TrackingCase.child_id == fact.child_id)).first()
-            for other in self._exact(session, [fact]).get(fact.event_id, []):
-                there = session.exec(
-                    select(TrackingCase).where(TrackingCase.child_id == other.child_id)
-                ).first()
-                latest = session.exec(
-                    select(TrackingTimelineEntry)
-                    .where(TrackingTimelineEntry.child_id == other.child_id)
-                    .order_by(
-                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
-                    )
-                ).first()
+        for fact in named:
+            case = cases.get(fact.child_id)
+            for other in candidates.get(fact.child_id, []):
+                there = cases.get(other.child_id)
+                entry = latest.get(other.child_id)
                 link_id = link_id_for(fact.child_id, other.child_id)
                 if (
                     case is None
                     or not _sought(case, other.la_code)
                     or there is None
                     or there.state in SOUGHT_STATES
-                    or latest is None
-                    or session.get(TrackingCrossLALink, link_id) is not None
+                    or entry is None
+                    or link_id in seen
                 ):
                     continue
-                found = Named(
-                    latest.event_id,
-                    latest.event_type,
-                    latest.occurred_at,
-                    other.la_code,
-                    other.child_id,
-                    False,
-                    (),
-                    Person(),
-                )
+                seen.add(link_id)
                 sought_side = _Candidate(
                     fact.child_id, fact.la_code, MatchKind.EXACT, other.identifier_kind, None, ()
                 )
-                self._link(session, found, sought_side, case, link_id)
+                self._link(session, _found_fact(entry, other.la_code), sought_side, case, link_id)
                 CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_became_sought").inc()
                 made += 1
         return made
@@ -634,6 +580,71 @@ def _survivors(session: Session, child_ids: set[str]) -> dict[str, str]:
         return child_id
 
     return {c: follow(c) for c in child_ids}
+
+
+def _identifiers_of(session: Session, child_ids: set[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each child's strong identifiers ((kind, value)) that mean the same in every LA: one query."""
+    by_child: dict[str, list[tuple[str, str]]] = {}
+    for child_id, kind, value in session.exec(
+        select(TrackingIdentifier.child_id, TrackingIdentifier.kind, TrackingIdentifier.value).where(
+            any_of(session, col(TrackingIdentifier.child_id), child_ids),
+            any_of(session, col(TrackingIdentifier.kind), CROSS_KINDS),
+        )
+    ).all():
+        by_child.setdefault(child_id, []).append((kind, value))
+    return by_child
+
+
+def _named(pairs: Sequence[tuple[str, str]], ids: dict[str, list[tuple[str, str]]]) -> list[Named]:
+    """Cases ((child_id, la_code)) as facts to look up by their identifiers, keyed by child id (``_exact``
+    answers per ``event_id``); a child without a strong identifier cannot be matched exactly: left out."""
+    return [
+        Named(child_id, "", utcnow(), la_code, child_id, False, ids[child_id], Person())
+        for child_id, la_code in pairs
+        if child_id in ids
+    ]
+
+
+def _cases_of(session: Session, child_ids: set[str]) -> dict[str, TrackingCase]:
+    if not child_ids:
+        return {}
+    rows = session.exec(select(TrackingCase).where(any_of(session, col(TrackingCase.child_id), child_ids)))
+    return {case.child_id: case for case in rows.all()}
+
+
+def _latest_entries(session: Session, child_ids: set[str]) -> dict[str, TrackingTimelineEntry]:
+    """Each child's latest timeline entry (by occurred_at, then id): one query for the batch."""
+    if not child_ids:
+        return {}
+    entry = TrackingTimelineEntry
+    newest_first = (col(entry.occurred_at).desc(), col(entry.id).desc())
+    ranked = (
+        select(
+            col(entry.id).label("id"),
+            func.row_number().over(partition_by=col(entry.child_id), order_by=newest_first).label("rank"),
+        )
+        .where(any_of(session, col(entry.child_id), child_ids))
+        .subquery()
+    )
+    rows = session.exec(select(entry).join(ranked, ranked.c.id == col(entry.id)).where(ranked.c.rank == 1))
+    return {row.child_id: row for row in rows.all()}
+
+
+def _links_made(session: Session, link_ids: set[str]) -> set[str]:
+    """The links among ``link_ids`` raised before (open, confirmed or rejected): not raised again."""
+    if not link_ids:
+        return set()
+    rows = session.exec(
+        select(TrackingCrossLALink.link_id).where(any_of(session, col(TrackingCrossLALink.link_id), link_ids))
+    )
+    return set(rows.all())
+
+
+def _found_fact(entry: TrackingTimelineEntry, la_code: str) -> Named:
+    """The found side of a link made when a case is projected: the found child's latest fact."""
+    return Named(
+        entry.event_id, entry.event_type, entry.occurred_at, la_code, entry.child_id, False, (), Person()
+    )
 
 
 def _surviving(session: Session, child_id: str) -> str:
