@@ -9,7 +9,7 @@ fact), one pair raised before (not again), one child with no UPN in 803 (nothing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,7 @@ def _outcome(engine: Engine, names: dict[str, str]) -> tuple[list[tuple[Any, ...
 @pytest.mark.parametrize("direction", ["case_became_sought", "case_projected"])
 def test_a_batch_links_what_one_call_per_child_links(engines: tuple[Engine, Engine], direction: str) -> None:
     outcomes = []
+    match: Callable[[Engine, Sequence[tuple[str, str]]], int]
     for engine, batched in zip(engines, (True, False), strict=True):
         matcher = CrossLAMatcher()
         sought, found = _world(engine, matcher)
