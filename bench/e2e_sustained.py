@@ -38,10 +38,10 @@ import httpx
 import orjson
 from sqlalchemy import text
 
-from bench import urgent_hops
+from bench import pipeline_lags, urgent_hops
 from bench.common import Row, log, percentile, wait_for
 from bench.e2e import HOPS, LA, Mailbox, Pipeline, raw_hops, running_pipeline
-from bench.pipeline_lags import LagSampler
+from bench.pipeline_lags import LagSampler, unit_of_work_times
 from devtools.samples import child, make_upn, sample_event_dict
 from devtools.synthetic import FORENAMES, SURNAMES
 from services.escalation.timesource import write_time_file
@@ -299,8 +299,11 @@ def run(
             pipeline.settings,
             {event_id: (at + wall_offset) * 1000 for event_id, at in sent.urgent.items()},
             {str(event_id): str(child_id) for event_id, child_id in resolutions},
+            pipeline.database_url,
         )
         log(f"sustained: urgent alerts' hops: {urgent_hops.summary(per_hop)}")
+        turns = unit_of_work_times(httpx.get(f"{pipeline.escalation_url}/metrics", timeout=5).text)
+        log(f"sustained: escalation's units of work: {pipeline_lags.summary(turns)}")
     hop = raw_hops(workdir)
     load = f"{rate} facts/s for {seconds:g} s"
     rows_out = [
@@ -344,8 +347,8 @@ def run(
             f"urgent alert, per hop to the escalation record, p50 ({load})",
             round(sum(percentile(sorted(v), 0.5) for v in per_hop.values() if v)),
             "ms",
-            note=urgent_hops.summary(per_hop),
-            extra={"hops_ms": {name: sorted(v) for name, v in per_hop.items()}},
+            note=f"{urgent_hops.summary(per_hop)}; escalation's turns: {pipeline_lags.summary(turns)}",
+            extra={"hops_ms": {name: sorted(v) for name, v in per_hop.items()}, "units_of_work": turns},
         )
     )
     return rows_out

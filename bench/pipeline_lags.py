@@ -27,6 +27,9 @@ from shared.settings import Settings
 
 HORIZON_LINE = re.compile(r"^cme_escalation_horizon_lag_seconds\{([^}]*)\}\s+(\S+)$", re.MULTILINE)
 INPUT_LABEL = re.compile(r'input="([^"]+)"')
+TURN_LINE = re.compile(
+    r'^cme_escalation_unit_of_work(_wait)?_seconds_(sum|count)\{by="([^"]+)"\}\s+(\S+)$', re.MULTILINE
+)
 
 
 @dataclass
@@ -52,6 +55,31 @@ def horizon_lags(metrics_text: str) -> dict[str, float]:
         if found:
             out[found.group(1)] = max(out.get(found.group(1), 0.0), float(value))
     return out
+
+
+def unit_of_work_times(metrics_text: str) -> dict[str, dict[str, float]]:
+    """Escalation's units of work by who asked (in-order consumer, urgent consumer, due-check): how many,
+    and the mean milliseconds each waited for its turn and held it."""
+    totals: dict[str, dict[str, float]] = {}
+    for wait, kind, by, value in TURN_LINE.findall(metrics_text):
+        totals.setdefault(by, {})[f"{'wait' if wait else 'held'}_{kind}"] = float(value)
+    out: dict[str, dict[str, float]] = {}
+    for by, t in totals.items():
+        count = t.get("held_count", 0.0)
+        if count:
+            out[by] = {
+                "count": count,
+                "mean_wait_ms": round(t.get("wait_sum", 0.0) / max(t.get("wait_count", 0.0), 1) * 1000, 1),
+                "mean_held_ms": round(t.get("held_sum", 0.0) / count * 1000, 1),
+            }
+    return out
+
+
+def summary(times: dict[str, dict[str, float]]) -> str:
+    return "; ".join(
+        f"{by} x{int(t['count'])}: waited {t['mean_wait_ms']:g} ms, held {t['mean_held_ms']:g} ms (means)"
+        for by, t in sorted(times.items())
+    )
 
 
 @dataclass

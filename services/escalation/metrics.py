@@ -22,6 +22,20 @@ DUE_CHECK_SECONDS = Histogram(
     "Duration of one due-check query",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+LOCK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5)
+LOCK_WAIT = Histogram(
+    "cme_escalation_unit_of_work_wait_seconds",
+    "Time a unit of work waited for its turn (one at a time per process), by who asked: the in-order "
+    "consumer, the urgent consumer, the due-check",
+    ["by"],
+    buckets=LOCK_BUCKETS,
+)
+LOCK_HELD = Histogram(
+    "cme_escalation_unit_of_work_seconds",
+    "Time a unit of work held its turn, by who held it",
+    ["by"],
+    buckets=LOCK_BUCKETS,
+)
 TIMER_LAG = Histogram(
     "cme_escalation_timer_lag_seconds",
     "How late a deadline fired (now - due_at), in the service's time",

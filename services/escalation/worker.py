@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 
 from aiokafka import TopicPartition
@@ -62,6 +62,7 @@ from shared.events.envelope import Envelope, utcnow
 from shared.events.internal import AlertAck, CaseTransition, ChildFact, ChildMerged, TrackingProgress
 from shared.logs import bind_event, get_logger
 from shared.outbox import OutboxRelay, new_producer
+from shared.priority_lock import PriorityLock
 from shared.sql import any_of
 from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, URGENT_TRANSITIONS
 
@@ -116,7 +117,7 @@ class EscalationWorker:
         self._loop = ConsumerLoop(
             "escalation-consumer",
             lambda: new_consumer(settings, read_in_order, group_id(settings), "cme-escalation"),
-            self._handle,
+            self._handle_in_order,
             outbox_dead_letter(engine, EscalationOutbox, self._dead_letter_topic, SERVICE),
             max_records=200,
             poll_ms=300,
@@ -128,7 +129,7 @@ class EscalationWorker:
         self._urgent_loop = ConsumerLoop(
             "escalation-urgent-consumer",
             lambda: new_consumer(settings, [urgent], urgent_group_id(settings), "cme-escalation-urgent"),
-            self._handle,
+            self._handle_urgent,
             outbox_dead_letter(engine, EscalationOutbox, self._dead_letter_topic, SERVICE),
             max_records=200,
             poll_ms=300,
@@ -138,7 +139,9 @@ class EscalationWorker:
             engine, EscalationOutbox, lambda: new_producer(settings, "cme-escalation"), idle_s=0.1
         )
         self._stop = asyncio.Event()
-        self._db_lock = asyncio.Lock()  # one unit of work at a time in this process: no self-deadlocks
+        # One unit of work at a time in this process (no self-deadlocks); the urgent consumer and the
+        # due-check go before the in-order consumer's next batch (shared/priority_lock.py).
+        self._turn = PriorityLock()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -180,10 +183,26 @@ class EscalationWorker:
 
     # -- consumer ---------------------------------------------------------------------------------------
 
-    async def _handle(self, raws: Sequence[Record]) -> None:
+    async def _handle_in_order(self, raws: Sequence[Record]) -> None:
         """A partition's records in one transaction (the loop goes one by one when it fails)."""
-        async with self._db_lock:
+        async with self._unit_of_work("in_order"):
             await asyncio.to_thread(self.handle_records, list(raws))
+
+    async def _handle_urgent(self, raws: Sequence[Record]) -> None:
+        async with self._unit_of_work("urgent"):
+            await asyncio.to_thread(self.handle_records, list(raws))
+
+    @contextlib.asynccontextmanager
+    async def _unit_of_work(self, by: str) -> AsyncIterator[None]:
+        """This process's turn to write, urgent for all but the in-order consumer, timed for the metrics."""
+        asked = time.perf_counter()
+        async with self._turn.hold(urgent=by != "in_order"):
+            got = time.perf_counter()
+            metrics.LOCK_WAIT.labels(by).observe(got - asked)
+            try:
+                yield
+            finally:
+                metrics.LOCK_HELD.labels(by).observe(time.perf_counter() - got)
 
     def handle_record(self, raw: Record) -> Outcome:
         return self.handle_records([raw])[0]
@@ -403,7 +422,7 @@ class EscalationWorker:
                         moment = min(mark, folded)
                     advance_watermark(session, tp.topic, tp.partition, moment)
 
-        async with self._db_lock:
+        async with self._unit_of_work("due_check"):
             await asyncio.to_thread(write)
         return len(caught)
 
@@ -416,7 +435,7 @@ class EscalationWorker:
         total = 0
         while total < self._settings.escalation_due_batch:
             limit = min(FIRE_BATCH, self._settings.escalation_due_batch - total)
-            async with self._db_lock:
+            async with self._unit_of_work("due_check"):
                 decided = await asyncio.to_thread(self._fire, now, current, limit)
             total += decided
             if decided < limit:
