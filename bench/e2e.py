@@ -162,6 +162,7 @@ class Pipeline:
     settings: Settings  # topics, broker and prefix of this measurement
     clock: Path  # escalation's simulated time file
     escalation_url: str  # its ops endpoints (metrics)
+    tracking_url: str = ""  # tracking's ops endpoints (metrics)
 
 
 @contextlib.contextmanager
@@ -226,6 +227,7 @@ def _services(base: Settings, smtp_port: int) -> Iterator[Pipeline]:
             base,
             clock,
             f"http://127.0.0.1:{ports['escalation']}",
+            f"http://127.0.0.1:{ports['tracking']}",
         )
     finally:
         stop_services(procs)

@@ -41,7 +41,7 @@ from sqlalchemy import text
 from bench import pipeline_lags, urgent_hops
 from bench.common import Row, log, percentile, wait_for
 from bench.e2e import HOPS, LA, Mailbox, Pipeline, raw_hops, running_pipeline
-from bench.pipeline_lags import LagSampler, unit_of_work_times
+from bench.pipeline_lags import LagSampler, histogram_means
 from devtools.samples import child, make_upn, sample_event_dict
 from devtools.synthetic import FORENAMES, SURNAMES
 from services.escalation.timesource import write_time_file
@@ -302,8 +302,9 @@ def run(
             pipeline.database_url,
         )
         log(f"sustained: urgent alerts' hops: {urgent_hops.summary(per_hop)}")
-        turns = unit_of_work_times(httpx.get(f"{pipeline.escalation_url}/metrics", timeout=5).text)
-        log(f"sustained: escalation's units of work: {pipeline_lags.summary(turns)}")
+        where = _where_the_time_went(pipeline)
+        for what, means in where.items():
+            log(f"sustained: {what}: {pipeline_lags.summary(means)}")
     hop = raw_hops(workdir)
     load = f"{rate} facts/s for {seconds:g} s"
     rows_out = [
@@ -347,11 +348,27 @@ def run(
             f"urgent alert, per hop to the escalation record, p50 ({load})",
             round(sum(percentile(sorted(v), 0.5) for v in per_hop.values() if v)),
             "ms",
-            note=f"{urgent_hops.summary(per_hop)}; escalation's turns: {pipeline_lags.summary(turns)}",
-            extra={"hops_ms": {name: sorted(v) for name, v in per_hop.items()}, "units_of_work": turns},
+            note=urgent_hops.summary(per_hop),
+            extra={"hops_ms": {name: sorted(v) for name, v in per_hop.items()}, "means": where},
         )
     )
     return rows_out
+
+
+def _where_the_time_went(pipeline: Pipeline) -> dict[str, dict[str, dict[str, float]]]:
+    """Means of the services' own timings over the run: escalation's units of work (waiting for their
+    turn, holding it), the age of the records its consumers fetched, and tracking's sends (the producer
+    and the broker) and processing per agent."""
+    escalation = httpx.get(f"{pipeline.escalation_url}/metrics", timeout=5).text
+    tracking = httpx.get(f"{pipeline.tracking_url}/metrics", timeout=5).text
+    wanted = {
+        "escalation, waiting for a turn": (escalation, "cme_escalation_unit_of_work_wait_seconds", "by"),
+        "escalation, holding a turn": (escalation, "cme_escalation_unit_of_work_seconds", "by"),
+        "escalation, age of a fetched record": (escalation, "cme_consumer_record_age_seconds", "consumer"),
+        "tracking, a batch's sends to their acks": (tracking, "cme_tracking_send_seconds", "agent"),
+        "tracking, per record processed": (tracking, "cme_tracking_processing_seconds", "agent"),
+    }
+    return {what: histogram_means(*args) for what, args in wanted.items()}
 
 
 def main() -> None:

@@ -27,9 +27,6 @@ from shared.settings import Settings
 
 HORIZON_LINE = re.compile(r"^cme_escalation_horizon_lag_seconds\{([^}]*)\}\s+(\S+)$", re.MULTILINE)
 INPUT_LABEL = re.compile(r'input="([^"]+)"')
-TURN_LINE = re.compile(
-    r'^cme_escalation_unit_of_work(_wait)?_seconds_(sum|count)\{by="([^"]+)"\}\s+(\S+)$', re.MULTILINE
-)
 
 
 @dataclass
@@ -57,29 +54,21 @@ def horizon_lags(metrics_text: str) -> dict[str, float]:
     return out
 
 
-def unit_of_work_times(metrics_text: str) -> dict[str, dict[str, float]]:
-    """Escalation's units of work by who asked (in-order consumer, urgent consumer, due-check): how many,
-    and the mean milliseconds each waited for its turn and held it."""
+def histogram_means(metrics_text: str, name: str, label: str) -> dict[str, dict[str, float]]:
+    """A Prometheus histogram's observations per value of ``label``: how many, and their mean in ms."""
+    line = re.compile(rf'^{name}_(sum|count)\{{[^}}]*{label}="([^"]+)"[^}}]*\}}\s+(\S+)$', re.MULTILINE)
     totals: dict[str, dict[str, float]] = {}
-    for wait, kind, by, value in TURN_LINE.findall(metrics_text):
-        totals.setdefault(by, {})[f"{'wait' if wait else 'held'}_{kind}"] = float(value)
-    out: dict[str, dict[str, float]] = {}
-    for by, t in totals.items():
-        count = t.get("held_count", 0.0)
-        if count:
-            out[by] = {
-                "count": count,
-                "mean_wait_ms": round(t.get("wait_sum", 0.0) / max(t.get("wait_count", 0.0), 1) * 1000, 1),
-                "mean_held_ms": round(t.get("held_sum", 0.0) / count * 1000, 1),
-            }
-    return out
+    for kind, value_of_label, value in line.findall(metrics_text):
+        totals.setdefault(value_of_label, {})[kind] = float(value)
+    return {
+        key: {"count": t["count"], "mean_ms": round(t.get("sum", 0.0) / t["count"] * 1000, 1)}
+        for key, t in totals.items()
+        if t.get("count")
+    }
 
 
-def summary(times: dict[str, dict[str, float]]) -> str:
-    return "; ".join(
-        f"{by} x{int(t['count'])}: waited {t['mean_wait_ms']:g} ms, held {t['mean_held_ms']:g} ms (means)"
-        for by, t in sorted(times.items())
-    )
+def summary(means: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{key} {t['mean_ms']:g} ms (x{int(t['count'])})" for key, t in sorted(means.items()))
 
 
 @dataclass

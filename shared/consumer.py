@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from prometheus_client import Histogram
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -47,6 +49,13 @@ POISON: tuple[type[BaseException], ...] = (ValidationError, ValueError, KeyError
 # The infrastructure is away: retry until it is back.
 TRANSIENT: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, TimeoutError)
 MAX_ATTEMPTS = 5
+RECORD_AGE = Histogram(
+    "cme_consumer_record_age_seconds",
+    "How old the first record of each partition's fetch is when the consumer gets it (now minus its Kafka "
+    "timestamp): how long it took the producer, the broker and this consumer's poll to bring it here",
+    ["consumer"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,10 @@ class ConsumerLoop:
         assert consumer is not None, "start() first"
         fetched = await consumer.getmany(timeout_ms=self.poll_ms, max_records=self.max_records)
         self.pending = {tp for tp, records in fetched.items() if records}
+        now_ms = time.time() * 1000
+        for records in fetched.values():
+            if records and records[0].timestamp is not None:
+                RECORD_AGE.labels(self.name).observe(max(0.0, now_ms - records[0].timestamp) / 1000)
         delay = 0.0
         for tp, records in fetched.items():
             if records:

@@ -241,30 +241,29 @@ class CrossLAMatcher:
     def match_sought(self, engine: Engine, sought: Sequence[tuple[str, str]], attempts: int = 3) -> int:
         """The other direction: cases that just became sought ((child_id, la_code), after the case agent
         projected them) whose child another LA already knows by a strong identifier, with a case there that
-        is not itself sought (the other LA has the child: registered at a school, at risk, in provision).
-        The other LA's latest fact about its child is the "found" fact. One transaction; a link made at the
-        same moment by identity (the same deterministic id) is seen on retry. Returns the links made."""
-        for attempt in range(1, attempts + 1):
-            try:
-                with Session(engine, expire_on_commit=False) as session:
-                    made = self._match_sought(session, sought)
-                    session.commit()
-                    return made
-            except IntegrityError:
-                if attempt == attempts:
-                    raise
-        return 0
+        is not itself sought (the other LA has the child). ``after_projection`` in a transaction of its own;
+        returns the links made."""
+        return self._in_transaction(engine, sought, (), attempts)
 
     def match_found(self, engine: Engine, found: Sequence[tuple[str, str]], attempts: int = 3) -> int:
         """The race between the two: cases just projected into a state that is not sought ((child_id,
-        la_code)) whose child another LA seeks. Identity matched the other LA's fact only if the sought case
-        was already in the case store, and ``match_sought`` matches only a child whose case here already
-        was: when both cases were projected in the other order, neither saw the other. This LA's latest
-        fact is the "found" fact. Exact matches only (strong identifiers). Returns the links made."""
+        la_code)) whose child another LA seeks. ``after_projection`` in a transaction of its own; returns
+        the links made."""
+        return self._in_transaction(engine, (), found, attempts)
+
+    def _in_transaction(
+        self,
+        engine: Engine,
+        sought: Sequence[tuple[str, str]],
+        found: Sequence[tuple[str, str]],
+        attempts: int,
+    ) -> int:
+        """One transaction; a link made at the same moment by identity (the same deterministic id) is seen
+        on retry."""
         for attempt in range(1, attempts + 1):
             try:
                 with Session(engine, expire_on_commit=False) as session:
-                    made = self._match_found(session, found)
+                    made = self.after_projection(session, sought, found)
                     session.commit()
                     return made
             except IntegrityError:
@@ -272,59 +271,55 @@ class CrossLAMatcher:
                     raise
         return 0
 
-    def _match_found(self, session: Session, found: Sequence[tuple[str, str]]) -> int:
-        pairs = sorted({(c, la) for c, la in found if self.enabled(la)})
-        if not pairs:
-            return 0
-        if self.federation is not None:
-            self.federation.on_found(session, pairs)  # peers' standing queries this child now answers
-        candidates = self._exact(session, _named(pairs, _identifiers_of(session, {c for c, _ in pairs})))
-        wanted = {o.child_id for others in candidates.values() for o in others}
-        if not wanted:  # most children have no namesake sought elsewhere
-            return 0
-        cases = _cases_of(session, wanted)
-        latest = _latest_entries(session, {c for c, _ in pairs if c in candidates})
-        seen = _links_made(
-            session, {link_id_for(o.child_id, c) for c, others in candidates.items() for o in others}
-        )
-        made = 0
-        for child_id, la_code in pairs:
-            for other in candidates.get(child_id, []):
-                link_id = link_id_for(other.child_id, child_id)
-                case = cases.get(other.child_id)
-                entry = latest.get(child_id)
-                if case is None or not _sought(case, la_code) or link_id in seen or entry is None:
-                    continue
-                seen.add(link_id)
-                self._link(session, _found_fact(entry, la_code), other, case, link_id)
-                CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_projected").inc()
-                made += 1
-        return made
+    def after_projection(
+        self, session: Session, sought: Sequence[tuple[str, str]], found: Sequence[tuple[str, str]]
+    ) -> int:
+        """Both checks the case agent makes after projecting a batch, in the caller's transaction, with one
+        set of queries for the batch (identifiers, the children other LAs know by them, their cases, their
+        latest facts, the links raised before). Returns the links made.
 
-    def _match_sought(self, session: Session, sought: Sequence[tuple[str, str]]) -> int:
-        pairs = sorted({(c, la) for c, la in sought if self.enabled(la)})
-        if not pairs:
+        - ``sought``: cases that have just become sought ((child_id, la_code)). The child may be one another
+          LA already has (by a strong identifier, with a case there that is not itself sought: registered at
+          a school, at risk, in provision); the other LA's latest fact is the "found" fact.
+        - ``found``: cases just projected into a state that is not sought. Identity matched another LA's fact
+          only if the sought case was already in the case store, and the check above matches only a child
+          whose case here already was: when both cases were projected in the other order, neither saw the
+          other. This LA's latest fact is the "found" fact.
+
+        Exact matches only (strong identifiers)."""
+        sought_pairs = sorted({(c, la) for c, la in sought if self.enabled(la)})
+        found_pairs = sorted({(c, la) for c, la in found if self.enabled(la)})
+        if not sought_pairs and not found_pairs:
             return 0
-        ids = _identifiers_of(session, {c for c, _ in pairs})
+        ids = _identifiers_of(session, {c for c, _ in [*sought_pairs, *found_pairs]})
         if self.federation is not None:
-            self.federation.on_sought(session, pairs, ids)
-        named = _named(pairs, ids)
-        candidates = self._exact(session, named)
-        wanted = {o.child_id for others in candidates.values() for o in others}
-        if not wanted:
+            if sought_pairs:
+                self.federation.on_sought(session, sought_pairs, ids)
+            if found_pairs:
+                self.federation.on_found(session, found_pairs)  # peers' standing queries it now answers
+        # Keyed by child id: a child in both lists (two transitions in the batch) is looked up once.
+        candidates = self._exact(session, _named([*sought_pairs, *found_pairs], ids))
+        if not candidates:  # most children have no namesake in another LA
             return 0
-        cases = _cases_of(session, wanted | {c for c, _ in pairs})
-        latest = _latest_entries(session, wanted)
+        sought_here = [(c, la) for c, la in sought_pairs if c in candidates]
+        found_here = [(c, la) for c, la in found_pairs if c in candidates]
+        others = {o.child_id for c, _ in [*sought_here, *found_here] for o in candidates[c]}
+        cases = _cases_of(session, others | {c for c, _ in sought_here})
+        latest = _latest_entries(
+            session, {o.child_id for c, _ in sought_here for o in candidates[c]} | {c for c, _ in found_here}
+        )
         seen = _links_made(
-            session, {link_id_for(c, o.child_id) for c, others in candidates.items() for o in others}
+            session,
+            {link_id_for(c, o.child_id) for c, _ in sought_here for o in candidates[c]}
+            | {link_id_for(o.child_id, c) for c, _ in found_here for o in candidates[c]},
         )
         made = 0
-        for fact in named:
-            case = cases.get(fact.child_id)
-            for other in candidates.get(fact.child_id, []):
+        for child_id, la_code in sought_here:
+            case = cases.get(child_id)
+            for other in candidates[child_id]:
                 there = cases.get(other.child_id)
                 entry = latest.get(other.child_id)
-                link_id = link_id_for(fact.child_id, other.child_id)
+                link_id = link_id_for(child_id, other.child_id)
                 if (
                     case is None
                     or not _sought(case, other.la_code)
@@ -335,11 +330,20 @@ class CrossLAMatcher:
                 ):
                     continue
                 seen.add(link_id)
-                sought_side = _Candidate(
-                    fact.child_id, fact.la_code, MatchKind.EXACT, other.identifier_kind, None, ()
-                )
+                sought_side = _Candidate(child_id, la_code, MatchKind.EXACT, other.identifier_kind, None, ())
                 self._link(session, _found_fact(entry, other.la_code), sought_side, case, link_id)
                 CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_became_sought").inc()
+                made += 1
+        for child_id, la_code in found_here:
+            entry = latest.get(child_id)
+            for other in candidates[child_id]:
+                link_id = link_id_for(other.child_id, child_id)
+                case = cases.get(other.child_id)
+                if case is None or not _sought(case, la_code) or link_id in seen or entry is None:
+                    continue
+                seen.add(link_id)
+                self._link(session, _found_fact(entry, la_code), other, case, link_id)
+                CROSS_LA_MATCHES.labels(str(MatchKind.EXACT), "case_projected").inc()
                 made += 1
         return made
 

@@ -24,6 +24,12 @@ LATENCY = Histogram(
     ["agent"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+SEND_SECONDS = Histogram(
+    "cme_tracking_send_seconds",
+    "Time from handing a batch's outputs to the producer to the broker's last acknowledgement, by agent",
+    ["agent"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 DEAD_LETTERS = Counter("cme_tracking_dead_letters_total", "Records sent to the dead-letter topic", ["agent"])
 BATCH_SIZE = Histogram(
     "cme_tracking_batch_size",

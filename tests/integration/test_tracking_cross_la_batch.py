@@ -192,3 +192,29 @@ def test_a_batch_links_what_one_call_per_child_links(engines: tuple[Engine, Engi
         assert (second[2], second[3]) == ("absence-threshold-crossed", LATER_ON)  # the latest fact there
         assert len(items) == 6
     assert outcomes[0] == outcomes[1]
+
+
+def test_both_checks_in_one_transaction_link_what_they_link_apart_and_a_pair_once(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """The case agent's call after a projection (``after_projection``): the first two children's 801
+    cases have just become sought, and the 803 cases of the first and of the last three were just
+    projected. The first child's pair is named by both checks: linked once."""
+    outcomes = []
+    for engine, together in zip(engines, (True, False), strict=True):
+        matcher = CrossLAMatcher()
+        sought, found = _world(engine, matcher)
+        _store_found(engine, found, link_id_for(sought[2][0], found[2][0]))
+        _store_sought(engine, sought)
+        became_sought, now_here = sought[:2], [found[0], *found[2:]]
+        if together:
+            with Session(engine) as session:
+                made = matcher.after_projection(session, became_sought, now_here)
+                session.commit()
+        else:
+            made = matcher.match_sought(engine, became_sought) + matcher.match_found(engine, now_here)
+        assert made == 3
+        names = {c: f"{la}:{i}" for pairs in (sought, found) for i, (c, la) in enumerate(pairs)}
+        outcomes.append(_outcome(engine, names))
+        assert [(s, f) for s, f, *_ in outcomes[-1][0]] == [(f"801:{i}", f"803:{i}") for i in (0, 1, 3)]
+    assert outcomes[0] == outcomes[1]

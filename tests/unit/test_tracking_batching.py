@@ -127,11 +127,11 @@ class FakeTopic:
 
 async def test_send_all_publishes_in_order_and_waits_for_every_ack() -> None:
     a, b = FakeTopic(), FakeTopic()
-    await send_all([(a, b"1", b"x"), (b, b"2", b"y"), (a, b"1", b"z")])
+    await send_all("test", [(a, b"1", b"x"), (b, b"2", b"y"), (a, b"1", b"z")])
     assert a.sent == [(b"1", b"x"), (b"1", b"z")] and b.sent == [(b"2", b"y")]
     assert all(f.done() for f in a.acks + b.acks)
     with pytest.raises(RuntimeError):
-        await send_all([(FakeTopic(fail_on=b"bad"), None, b"bad")])
+        await send_all("test", [(FakeTopic(fail_on=b"bad"), None, b"bad")])
 
 
 class Recorder:

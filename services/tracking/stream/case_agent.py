@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import faust
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from services.tracking.cases import (
     ChildRecord,
@@ -27,12 +29,13 @@ from services.tracking.cases import (
     apply_split,
     new_record,
 )
-from services.tracking.crossla import SOUGHT_STATES
+from services.tracking.crossla import SOUGHT_STATES, CrossLAMatcher
 from services.tracking.metrics import EVENTS_PROCESSED, LATENCY, TRANSITIONS
 from services.tracking.peers import matcher_for
-from services.tracking.projection import project_many
+from services.tracking.projection import project_into
 from services.tracking.stream import progress as marks
 from services.tracking.stream.handling import run_in_batches, send_all
+from shared.db import session_scope
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import CaseClockExpired, ChildFact, ChildMerged, ChildPurged, ChildSplit
@@ -71,6 +74,35 @@ class _Applied:
     event: Any
     envelope: Envelope
     outcome: Outcome
+
+
+def project_and_match(
+    engine: Engine, cross_la: CrossLAMatcher, projected: Sequence[Outcome], attempts: int = 3
+) -> None:
+    """Project a batch's outcomes into the case store and, in the same transaction, match across LAs the
+    cases it moved (crossla.py ``after_projection``): a case that has just become sought may be a child
+    another LA already has; one just projected in a state that is not sought may be the child another LA
+    seeks, when the two cases reached the case store in the order in which neither check saw the other. A
+    link made at the same moment by identity (the same deterministic id) is seen on retry; projecting again
+    is idempotent."""
+    if not projected:
+        return
+    transitions = [t.payload for o in projected for t in o.transitions]
+    became_sought = [
+        (str(p.child_id), p.la_code)
+        for p in transitions
+        if p.to_state in SOUGHT_STATES and p.from_state != p.to_state
+    ]
+    now_here = [(str(p.child_id), p.la_code) for p in transitions if p.to_state not in SOUGHT_STATES]
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(engine) as session:
+                project_into(session, projected)
+                cross_la.after_projection(session, became_sought, now_here)
+            return
+        except IntegrityError:
+            if attempt == attempts:
+                raise
 
 
 def register(app: faust.App, ctx: Any) -> None:
@@ -116,33 +148,14 @@ def register(app: faust.App, ctx: Any) -> None:
         # Side effects first (all idempotent), the table last: a crash in between repeats them harmlessly.
         # A purged child's rows were deleted by `cme purge`: projecting it would bring them back.
         projected = [a.outcome for a in applied if not a.outcome.purged]
-        await asyncio.to_thread(project_many, ctx.engine, projected)
-        # A case that has just become sought may be a child another LA already has (crossla.py).
-        became_sought = [
-            (str(t.payload.child_id), t.payload.la_code)
-            for o in projected
-            for t in o.transitions
-            if t.payload.to_state in SOUGHT_STATES and t.payload.from_state != t.payload.to_state
-        ]
-        if became_sought:
-            await asyncio.to_thread(cross_la.match_sought, ctx.engine, became_sought)
-        # A case that has just been projected (not sought) may be the child another LA seeks, when the two
-        # cases reached the case store in the order in which neither of the other checks saw the other.
-        now_here = [
-            (str(t.payload.child_id), t.payload.la_code)
-            for o in projected
-            for t in o.transitions
-            if t.payload.to_state not in SOUGHT_STATES
-        ]
-        if now_here:
-            await asyncio.to_thread(cross_la.match_found, ctx.engine, now_here)
+        await asyncio.to_thread(project_and_match, ctx.engine, cross_la, projected)
         messages: list[tuple[Any, bytes | None, bytes]] = []
         for a in applied:
             key: bytes = a.event.key
             messages += [(ctx.transitions, key, encode_event(t)) for t in a.outcome.transitions]
             messages += [(ctx.intake, INTAKE.key_for(h), encode_event(h)) for h in a.outcome.handovers]
             messages += [(ctx.child_events, k.encode(), encode_event(f)) for k, f in a.outcome.forwards]
-        await send_all(messages)
+        await send_all(AGENT, messages)
         progress.folded(newest)  # folded and acknowledged: the mark may say so (it is sent before release)
         for child_id, event in changed.items():
             current(event)

@@ -85,11 +85,12 @@ def register(app: faust.App, ctx: Any) -> None:
             facts.append((child_id, fact))
         folded = fold_ahead(facts, stored, ctx.settings.deployment_las)
         await send_all(
+            AGENT,
             [
                 (ctx.urgent_transitions, child_id.encode(), encode_event(t))
                 for (child_id, _), f in zip(facts, folded, strict=True)
                 for t in f.transitions
-            ]
+            ],
         )
         seconds = time.perf_counter() - started
         for f in folded:

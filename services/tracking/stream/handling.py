@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from services.tracking.metrics import BATCH_FALLBACKS, BATCH_SIZE, DEAD_LETTERS, EVENTS_PROCESSED
+from services.tracking.metrics import (
+    BATCH_FALLBACKS,
+    BATCH_SIZE,
+    DEAD_LETTERS,
+    EVENTS_PROCESSED,
+    SEND_SECONDS,
+)
 from shared.consumer import MAX_ATTEMPTS, Decision, decide
 from shared.deadletter import dead_letter_for
 from shared.events.catalogue import encode_event
@@ -27,12 +34,14 @@ async def send_and_wait(topic: Any, key: bytes | None, value: bytes) -> None:
     await fut
 
 
-async def send_all(messages: Sequence[tuple[Any, bytes | None, bytes]]) -> None:
+async def send_all(agent: str, messages: Sequence[tuple[Any, bytes | None, bytes]]) -> None:
     """Publish (topic, key, value) in order, then wait for all the broker's acks together: one wait for the
     batch instead of one per message. The producer keeps the order within a partition."""
+    started = time.perf_counter()
     pending = [await topic.send(key=key, value=value) for topic, key, value in messages]
     if pending:
         await asyncio.gather(*pending)
+        SEND_SECONDS.labels(agent).observe(time.perf_counter() - started)
 
 
 async def run_in_batches(

@@ -69,7 +69,7 @@ def _lane(
             (resolution.child_id.encode(), encode_event(child_fact(inbound, resolution)))
             for inbound, resolution in zip(inbounds, resolutions, strict=True)
         ]
-        await send_all([(target, key, value) for target in targets for key, value in facts])
+        await send_all(agent, [(target, key, value) for target in targets for key, value in facts])
         seconds = time.perf_counter() - started
         for inbound, resolution in zip(inbounds, resolutions, strict=True):
             bind_event(inbound)
