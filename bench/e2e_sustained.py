@@ -346,7 +346,13 @@ def run(
         Row(
             "sustained",
             f"urgent alert, per hop to the escalation record, p50 ({load})",
-            round(sum(percentile(sorted(v), 0.5) for v in per_hop.values() if v)),
+            round(
+                sum(
+                    percentile(sorted(v), 0.5)
+                    for hop, v in per_hop.items()
+                    if v and hop in urgent_hops.END_TO_END
+                )
+            ),
             "ms",
             note=urgent_hops.summary(per_hop),
             extra={"hops_ms": {name: sorted(v) for name, v in per_hop.items()}, "means": where},

@@ -25,6 +25,7 @@ from shared.settings import Settings
 from shared.topics import ESCALATIONS, URGENT_CHILD_EVENTS, URGENT_INTAKE, URGENT_TRANSITIONS
 
 URGENT_LEVELS = ("childrens_social_care", "police")
+END_TO_END = ("relay", "identity", "fold ahead", "escalation")  # the path; escalation's parts are apart
 
 
 def _records(settings: Settings, topic: str, timeout_s: float = 120.0) -> list[Any]:
@@ -116,7 +117,7 @@ def hops(
             key = (str(payload["child_id"]), payload["level"])
             first[key] = min(first.get(key, r.timestamp), r.timestamp)
     created, decided = _escalation_marks(database_url) if database_url else ({}, {})
-    names = ("relay", "identity", "fold ahead", "escalation")
+    names = END_TO_END
     parts = ("escalation: read", "escalation: decide", "escalation: publish")
     out: dict[str, list[float]] = {name: [] for name in names + (parts if database_url else ())}
     for event_id, sent in sent_wall_ms.items():
