@@ -10,6 +10,17 @@ import random
 from shared.priority_lock import PriorityLock
 
 
+async def _hold_until(lock: PriorityLock, release: asyncio.Event) -> None:
+    async with lock.hold():
+        await release.wait()
+
+
+async def _take_turn(lock: PriorityLock, order: list[str], name: str, urgent: bool) -> None:
+    async with lock.hold(urgent=urgent):
+        order.append(name)
+        await asyncio.sleep(0)
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -17,23 +28,14 @@ async def _settle() -> None:
 
 def test_urgent_waiters_go_before_earlier_others_each_kind_in_arrival_order() -> None:
     async def scenario() -> list[str]:
-        lock, order = PriorityLock(), []
+        lock, order = PriorityLock(), list[str]()
         release = asyncio.Event()
 
-        async def holder() -> None:
-            async with lock.hold():
-                await release.wait()
-
-        async def waiter(name: str, urgent: bool) -> None:
-            async with lock.hold(urgent=urgent):
-                order.append(name)
-                await asyncio.sleep(0)
-
-        first = asyncio.create_task(holder())
+        first = asyncio.create_task(_hold_until(lock, release))
         await _settle()
         tasks = []
         for name, urgent in (("batch-1", False), ("urgent-1", True), ("batch-2", False), ("urgent-2", True)):
-            tasks.append(asyncio.create_task(waiter(name, urgent)))
+            tasks.append(asyncio.create_task(_take_turn(lock, order, name, urgent)))
             await _settle()
         assert lock.waiting() == (2, 2)
         release.set()
@@ -49,7 +51,7 @@ def test_a_task_that_lets_the_lock_go_does_not_take_it_back_ahead_of_a_waiter() 
     between two of them (no starvation)."""
 
     async def scenario() -> list[str]:
-        lock, order = PriorityLock(), []
+        lock, order = PriorityLock(), list[str]()
 
         async def busy_urgent() -> None:
             for i in range(3):
@@ -70,21 +72,13 @@ def test_a_task_that_lets_the_lock_go_does_not_take_it_back_ahead_of_a_waiter() 
 
 def test_a_waiter_cancelled_before_its_turn_leaves_the_queue_and_the_next_one_gets_the_lock() -> None:
     async def scenario() -> list[str]:
-        lock, order = PriorityLock(), []
+        lock, order = PriorityLock(), list[str]()
         release = asyncio.Event()
 
-        async def holder() -> None:
-            async with lock.hold():
-                await release.wait()
-
-        async def waiter(name: str, urgent: bool) -> None:
-            async with lock.hold(urgent=urgent):
-                order.append(name)
-
-        first = asyncio.create_task(holder())
+        first = asyncio.create_task(_hold_until(lock, release))
         await _settle()
-        cancelled = asyncio.create_task(waiter("cancelled", True))
-        kept = asyncio.create_task(waiter("kept", False))
+        cancelled = asyncio.create_task(_take_turn(lock, order, "cancelled", True))
+        kept = asyncio.create_task(_take_turn(lock, order, "kept", False))
         await _settle()
         cancelled.cancel()
         await _settle()
@@ -99,24 +93,22 @@ def test_a_waiter_cancelled_before_its_turn_leaves_the_queue_and_the_next_one_ge
 
 def test_a_waiter_cancelled_as_it_is_handed_the_lock_hands_it_on() -> None:
     async def scenario() -> list[str]:
-        lock, order = PriorityLock(), []
+        lock, order = PriorityLock(), list[str]()
         release = asyncio.Event()
         waiters: list[asyncio.Task[None]] = []
 
         async def holder() -> None:
-            async with lock.hold():
-                await release.wait()
+            await _hold_until(lock, release)
             # The lock has just been handed to the first waiter, which has not run yet.
             assert lock.locked()
             waiters[0].cancel()
 
-        async def waiter(name: str) -> None:
-            async with lock.hold(urgent=True):
-                order.append(name)
-
         first = asyncio.create_task(holder())
         await _settle()
-        waiters += [asyncio.create_task(waiter("handed")), asyncio.create_task(waiter("after"))]
+        waiters += [
+            asyncio.create_task(_take_turn(lock, order, "handed", True)),
+            asyncio.create_task(_take_turn(lock, order, "after", True)),
+        ]
         await _settle()
         release.set()
         await asyncio.gather(first, waiters[1])
