@@ -19,10 +19,10 @@ raised again). An LA in ``CME_TRACKING_CROSS_LA_OFF`` takes no part either way.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from services.tracking.peers import Federation
 
 log = get_logger(__name__)
+T = TypeVar("T")
 NAMESPACE = uuid.UUID("5d0f3b8e-2a61-4c1e-9a0b-7c1e18a0c418")
 REVIEW_KIND = "cross_la_match"
 # What the law allows to cross: the minimum needed to find the child (that a match exists, the fact's type
@@ -70,6 +71,21 @@ SOUGHT_STATES = frozenset(
     }
 )
 CROSS_KINDS = ("upn", "uln", "nhs_number")  # an LA's own child id means nothing in another LA
+
+
+def retrying_link_races(engine: Engine, work: Callable[[Session], T], attempts: int = 3) -> T:
+    """``work`` in one transaction, again in a new one when it loses a race on a link: a link made at the
+    same moment by identity or another worker (the same deterministic id) is seen on the next attempt."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with Session(engine, expire_on_commit=False) as session:
+                result = work(session)
+                session.commit()
+                return result
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def link_id_for(sought_child_id: str, found_child_id: str) -> str:
@@ -258,18 +274,9 @@ class CrossLAMatcher:
         found: Sequence[tuple[str, str]],
         attempts: int,
     ) -> int:
-        """One transaction; a link made at the same moment by identity (the same deterministic id) is seen
-        on retry."""
-        for attempt in range(1, attempts + 1):
-            try:
-                with Session(engine, expire_on_commit=False) as session:
-                    made = self.after_projection(session, sought, found)
-                    session.commit()
-                    return made
-            except IntegrityError:
-                if attempt == attempts:
-                    raise
-        return 0
+        return retrying_link_races(
+            engine, lambda session: self.after_projection(session, sought, found), attempts
+        )
 
     def after_projection(
         self, session: Session, sought: Sequence[tuple[str, str]], found: Sequence[tuple[str, str]]

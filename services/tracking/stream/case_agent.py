@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from services.tracking.cases import (
     ChildRecord,
@@ -29,13 +29,12 @@ from services.tracking.cases import (
     apply_split,
     new_record,
 )
-from services.tracking.crossla import SOUGHT_STATES, CrossLAMatcher
+from services.tracking.crossla import SOUGHT_STATES, CrossLAMatcher, retrying_link_races
 from services.tracking.metrics import EVENTS_PROCESSED, LATENCY, TRANSITIONS
 from services.tracking.peers import matcher_for
 from services.tracking.projection import project_into
 from services.tracking.stream import progress as marks
 from services.tracking.stream.handling import run_in_batches, send_all
-from shared.db import session_scope
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import CaseClockExpired, ChildFact, ChildMerged, ChildPurged, ChildSplit
@@ -94,15 +93,12 @@ def project_and_match(
         if p.to_state in SOUGHT_STATES and p.from_state != p.to_state
     ]
     now_here = [(str(p.child_id), p.la_code) for p in transitions if p.to_state not in SOUGHT_STATES]
-    for attempt in range(1, attempts + 1):
-        try:
-            with session_scope(engine) as session:
-                project_into(session, projected)
-                cross_la.after_projection(session, became_sought, now_here)
-            return
-        except IntegrityError:
-            if attempt == attempts:
-                raise
+
+    def project_then_match(session: Session) -> None:
+        project_into(session, projected)
+        cross_la.after_projection(session, became_sought, now_here)
+
+    retrying_link_races(engine, project_then_match, attempts)
 
 
 def register(app: faust.App, ctx: Any) -> None:
