@@ -312,7 +312,7 @@ class CrossLAMatcher:
         found_here = [(c, la) for c, la in found_pairs if c in candidates]
         others = {o.child_id for c, _ in [*sought_here, *found_here] for o in candidates[c]}
         cases = _cases_of(session, others | {c for c, _ in sought_here})
-        latest = _latest_entries(
+        latest = latest_entries(
             session, {o.child_id for c, _ in sought_here for o in candidates[c]} | {c for c, _ in found_here}
         )
         seen = _links_made(
@@ -623,7 +623,7 @@ def _cases_of(session: Session, child_ids: set[str]) -> dict[str, TrackingCase]:
     return {case.child_id: case for case in rows.all()}
 
 
-def _latest_entries(session: Session, child_ids: set[str]) -> dict[str, TrackingTimelineEntry]:
+def latest_entries(session: Session, child_ids: set[str]) -> dict[str, TrackingTimelineEntry]:
     """Each child's latest timeline entry (by occurred_at, then id): one query for the batch."""
     if not child_ids:
         return {}

@@ -40,7 +40,6 @@ from services.tracking.models import (
     TrackingPeerQuery,
     TrackingReadAudit,
     TrackingReviewItem,
-    TrackingTimelineEntry,
 )
 from services.tracking.peer_auth import digest
 from services.tracking.settings import TrackingSettings
@@ -306,13 +305,7 @@ class Federation:
             link = session.get(TrackingCrossLALink, link_id)
             if link is None:
                 case = session.exec(select(TrackingCase).where(TrackingCase.child_id == child_id)).first()
-                latest = session.exec(
-                    select(TrackingTimelineEntry)
-                    .where(TrackingTimelineEntry.child_id == child_id)
-                    .order_by(
-                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
-                    )
-                ).first()
+                latest = crossla.latest_entries(session, {child_id}).get(child_id)
                 if case is None or case.state in SOUGHT_STATES or latest is None:
                     continue  # not here either (or not yet in the case store: its next fact answers)
                 standing = session.exec(
@@ -394,13 +387,7 @@ class Federation:
                 link_id = peer_link_id(query.query_id, known.child_id)
                 if session.get(TrackingCrossLALink, link_id) is not None:
                     continue
-                latest = session.exec(
-                    select(TrackingTimelineEntry)
-                    .where(TrackingTimelineEntry.child_id == known.child_id)
-                    .order_by(
-                        col(TrackingTimelineEntry.occurred_at).desc(), col(TrackingTimelineEntry.id).desc()
-                    )
-                ).first()
+                latest = crossla.latest_entries(session, {known.child_id}).get(known.child_id)
                 if latest is None:
                     continue
                 fact = (latest.event_id, latest.event_type, latest.occurred_at)
