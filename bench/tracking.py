@@ -4,7 +4,10 @@ Throughput: N synthetic intake events are pre-loaded on a fresh topic prefix; th
 (a process, RocksDB store, PostgreSQL case store) is started and timed until every event has its timeline row
 in the case store (identity resolution, the child-events hop, the state machine, projection and transitions
 all done). Baseline, same run and topic: a raw aiokafka consumer that reads and validates each event
-(``decode_inbound``), the practical ceiling for a Python consumer.
+(``decode_inbound``), the practical ceiling for a Python consumer; and between the two, on the same topic,
+do-nothing faust agents (``bench/faust_floor.py``: the worker's micro-batches, decode, nothing else; one
+agent, and two with a topic between them as the worker has), the ceiling of any faust agent here. The worker
+is reported against both.
 
 Recovery: the worker is restarted (a) with its local RocksDB kept (the baseline: start-up cost only) and (b)
 with the local store deleted after K children's records were added to the table's changelog, so it must replay
@@ -15,6 +18,7 @@ tables are recovered). Sizes K are fitted linearly and extrapolated to 1,000,000
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import subprocess
 import time
@@ -46,6 +50,8 @@ from shared.kafka import aiokafka_config, ensure_topics, kafka_python_config
 from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTER, INTAKE, intake_key
 
+# The topic between the two do-nothing agents of faust's floor (bench/faust_floor.py), like child-events.
+FLOOR_HOP = dataclasses.replace(CHILD_EVENTS, base_name="bench.faust-floor-hop.v1")
 EVENTS_PER_PUPIL = 0.42  # what devtools.synthetic yields in a year (to size the population for N events)
 
 
@@ -88,6 +94,30 @@ def start_worker(settings: Settings, log_path: Path, **extra_env: str) -> subpro
     with open(log_path, "ab") as out:
         argv = [str(BIN / "cme-tracking"), "worker"]
         return subprocess.Popen(argv, env=env, stdout=out, stderr=out)  # noqa: S603 - our own entry point
+
+
+def faust_floor(
+    settings: Settings, topic: str, total: int, timeout_s: float, forward_to: str | None = None
+) -> dict[str, Any]:
+    """A do-nothing faust agent on the same topic, a process as the worker is (``bench/faust_floor.py``);
+    with ``forward_to``, two agents and a topic between them: the worker's shape (identity, child-events,
+    the case agent)."""
+    out = Path(settings.data_dir) / f"faust-floor-{uuid.uuid4().hex[:6]}.json"
+    argv = [str(BIN / "python"), "-m", "bench.faust_floor", "--topic", topic, "--total", str(total)]
+    if forward_to:
+        argv += ["--forward-to", forward_to]
+    with open(Path(settings.data_dir) / "faust-floor.log", "ab") as log_file:
+        proc = subprocess.Popen(  # noqa: S603 - our own module
+            [*argv, "--out", str(out)], env=service_env(settings), stdout=log_file, stderr=log_file
+        )
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stop_process(proc)
+    if not out.exists():
+        raise RuntimeError(f"the do-nothing faust agent did not read {total} events (exit {proc.returncode})")
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
+    return result
 
 
 def timeline_count(engine: Any, ids: list[str]) -> int:
@@ -266,14 +296,22 @@ def run(workdir: Path, n_events: int, recovery_sizes: list[int], timeout_s: floa
     with scratch_database("tracking") as db_url:
         settings = bench_settings(db_url, workdir / "tracking")
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        ensure_topics(settings, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
+        ensure_topics(settings, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER, FLOOR_HOP))
         migrate(db_url, MIGRATIONS, "tracking")
         try:
             log(f"tracking: generating and pre-loading {n_events} synthetic intake events")
             records = synthetic_intake(n_events)
             produce_fast(settings, INTAKE.name(settings), records)
             baseline = asyncio.run(raw_consume(settings, INTAKE.name(settings), len(records)))
-            log(f"tracking: raw aiokafka consume+decode {baseline['per_second']} events/s; now the worker")
+            log(f"tracking: raw aiokafka consume+decode {baseline['per_second']} events/s; now faust's floor")
+            floor = faust_floor(settings, INTAKE.name(settings), len(records), timeout_s)
+            two_hops = faust_floor(
+                settings, INTAKE.name(settings), len(records), timeout_s, forward_to=FLOOR_HOP.name(settings)
+            )
+            log(
+                f"tracking: do-nothing faust agent {floor['per_second']} events/s, two agents and a topic "
+                f"{two_hops['per_second']} events/s; now the worker"
+            )
             worker = worker_throughput(settings, records, timeout_s)
             log(f"tracking: worker {worker['per_second']} events/s")
             rows.append(
@@ -286,6 +324,44 @@ def run(workdir: Path, n_events: int, recovery_sizes: list[int], timeout_s: floa
                     baseline["per_second"],
                     "steady state (start-up excluded)",
                     {"worker": worker, "baseline": baseline},
+                )
+            )
+            rows.append(
+                Row(
+                    "tracking",
+                    f"events/s, a do-nothing faust agent on the same topic ({len(records)} events, decode, "
+                    "micro-batches)",
+                    floor["per_second"],
+                    "events/s",
+                    "raw aiokafka consume + decode_inbound",
+                    baseline["per_second"],
+                    "faust's own per-record path: the ceiling of any faust agent here",
+                    {"floor": floor, "baseline": baseline},
+                )
+            )
+            rows.append(
+                Row(
+                    "tracking",
+                    f"events/s, two do-nothing faust agents and a topic between them ({len(records)} events)",
+                    two_hops["per_second"],
+                    "events/s",
+                    "raw aiokafka consume + decode_inbound",
+                    baseline["per_second"],
+                    "the worker's shape (identity -> child-events -> case agent), doing nothing",
+                    {"floor": two_hops, "baseline": baseline},
+                )
+            )
+            rows.append(
+                Row(
+                    "tracking",
+                    f"events/s Kafka -> case store against the same shape doing nothing ({len(records)} "
+                    "events)",
+                    worker["per_second"],
+                    "events/s",
+                    "two do-nothing faust agents and a topic, above",
+                    two_hops["per_second"],
+                    "what the worker's own work costs, faust's share taken out",
+                    {"worker": worker, "floor": two_hops},
                 )
             )
             store = case_store_bytes(db_url)
@@ -387,7 +463,7 @@ def latency(workdir: Path, n_events: int, timeout_s: float) -> dict[str, Any]:
         with scratch_database("tracking_latency") as db_url:
             settings = bench_settings(db_url, workdir / f"latency-{label}")
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-            ensure_topics(settings, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER))
+            ensure_topics(settings, (INTAKE, CHILD_EVENTS, CASE_TRANSITIONS, DEAD_LETTER, FLOOR_HOP))
             migrate(db_url, MIGRATIONS, "tracking")
             try:
                 out[label] = lone_event_latency(settings, synthetic_intake(n_events + 1), timeout_s, **env)
