@@ -35,6 +35,8 @@ def child_context(session: Session, child: str, la: str) -> MatchContext | None:
     """What escalation knows of the child's social-care context, per child, case or no case."""
     if (child, la) in session.info.get(FRESH, ()):
         return NOTHING_KNOWN
+    if (child, la) in session.info.get(ROWLESS, ()):
+        return None
     row = session.get(EscalationChild, (child, la))
     if row is None:
         return None
@@ -72,14 +74,21 @@ def remember_child(session: Session, child: str, la: str, ctx: MatchContext) -> 
         if kept == NOTHING:
             return
         fresh.discard((child, la))  # read back below, and changed: the session holds it from now on
-    row = session.get(EscalationChild, (child, la))
-    if row is not None and kept == (
-        row.has_social_worker,
-        row.social_care_status,
-        row.vulnerabilities,
-        row.safeguarding_concern,
-    ):
-        return
+    rowless: set[tuple[str, str]] = session.info.get(ROWLESS, set())
+    if (child, la) in rowless:
+        # The batch read found no row: make it without asking again (the question would also flush every
+        # row and case the batch has made so far, one INSERT each, instead of together at its end).
+        rowless.discard((child, la))
+        row = None
+    else:
+        row = session.get(EscalationChild, (child, la))
+        if row is not None and kept == (
+            row.has_social_worker,
+            row.social_care_status,
+            row.vulnerabilities,
+            row.safeguarding_concern,
+        ):
+            return
     row = row or EscalationChild(child_id=child, la_code=la)
     row.has_social_worker, row.social_care_status, row.vulnerabilities, row.safeguarding_concern = kept
     session.add(row)
@@ -87,6 +96,7 @@ def remember_child(session: Session, child: str, la: str, ctx: MatchContext) -> 
 
 LOADED, FRESH = "escalation_children_loaded", "escalation_children_fresh"
 CASELESS = "escalation_children_caseless"
+ROWLESS = "escalation_children_rowless"  # read by the batch and found to have no row (nor made one yet)
 
 
 def case_of(session: Session, child: str, la: str) -> EscalationCase | None:
@@ -115,6 +125,7 @@ def load_children(
     fact would write it before anything else read it (``handle_child_fact`` remembers every fact but a
     retraction), and then writes only what it adds. Until something changes it, the row is known without
     reading it back (``FRESH``). What is kept at the end of the batch is what the facts one by one kept.
+    Any other child found without a row is known to have none (``ROWLESS``) until ``remember_child`` makes it.
 
     A child with no case is known to have none (``case_of``) until a transition makes it (``case_made``),
     except the ``unsettled`` (a re-fold may make their case elsewhere)."""
@@ -122,6 +133,7 @@ def load_children(
     loaded: list[object] = session.info.setdefault(LOADED, [])  # held: the session keeps only weak references
     fresh: set[tuple[str, str]] = session.info.setdefault(FRESH, set())
     caseless: set[tuple[str, str]] = session.info.setdefault(CASELESS, set())
+    rowless: set[tuple[str, str]] = session.info.setdefault(ROWLESS, set())
     for la, children in by_la.items():
         rows = session.exec(
             select(EscalationChild).where(
@@ -141,3 +153,5 @@ def load_children(
         if new:
             session.execute(insert(EscalationChild), [{"child_id": child, "la_code": la} for child in new])
             fresh.update((child, la) for child in new)
+        made = {r.child_id for r in rows}.union(new)
+        rowless.update((child, la) for child in children if child not in made)

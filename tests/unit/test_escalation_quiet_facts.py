@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, text
 from sqlalchemy.engine import Engine
 
 from devtools.samples import sample_event_dict
@@ -275,3 +275,58 @@ def test_a_year_in_batches_decides_what_each_record_alone_decides(
     batched_state, alone = results
     assert all(batched_state)  # the year started clocks, raised alerts, remembered children, opened cases
     assert batched_state == alone
+
+
+def test_new_childrens_first_transitions_cost_no_statement_each(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+) -> None:
+    """Transitions that open the cases of children escalation has never heard of (a roll load's transitions
+    read before its facts) cost the same statements for 5 children as for 50: the batch found no row for
+    them, so none is asked for again (asking would also write each new case and row on its own), and every
+    child's case and row are written."""
+    batches = Batches(settings)
+    counts = []
+    for n in (5, 50):
+        children = [uuid.uuid4() for _ in range(n)]
+        at = datetime(2025, 11, 3, 9, tzinfo=UTC)
+        load = [transition(child, CaseState.IN_EDUCATION, at) for child in children]
+        seen: list[str] = []
+
+        def count(*args: Any, seen: list[str] = seen) -> None:
+            seen.append(args[2])
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            worker.handle_records(batches.of(load))
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        counts.append(len(seen))
+        assert all(remembered(engine, child) == (False, "none", "", False) for child in children)
+        with engine.connect() as conn:
+            cases = conn.execute(
+                text("SELECT count(*) FROM escalation_cases WHERE child_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": [str(child) for child in children]},
+            ).scalar_one()
+        assert cases == n
+    assert counts[0] == counts[1], counts
+
+
+def test_a_notice_after_a_new_childs_first_transition_in_the_batch_reads_what_it_said(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+) -> None:
+    """The batch finds no row for the child; its transition says it is on a child protection plan; the notice
+    of home education after it in the same batch reads that, and the row keeps it."""
+    batches, child = Batches(settings), uuid.uuid4()
+    on_plan = transition(
+        child,
+        CaseState.IN_EDUCATION,
+        datetime(2025, 11, 3, 10, tzinfo=UTC),
+        social_care=SocialCareStatus.CHILD_PROTECTION_PLAN,
+        has_social_worker=True,
+    )
+    notice = child_fact(child, "home-education-notified", date(2025, 11, 7))
+    outcomes = worker.handle_records(batches.of([on_plan, notice]))
+    assert "home_education_child_protection" in outcomes[-1].started
+    assert remembered(engine, child) == (True, "child_protection_plan", "", False)
