@@ -187,10 +187,24 @@ class EscalationWorker:
         """A partition's records in one transaction (the loop goes one by one when it fails)."""
         async with self._unit_of_work("in_order"):
             await asyncio.to_thread(self.handle_records, list(raws))
+            await asyncio.to_thread(self._decide_in_turn)
 
     async def _handle_urgent(self, raws: Sequence[Record]) -> None:
         async with self._unit_of_work("urgent"):
             await asyncio.to_thread(self.handle_records, list(raws))
+            await asyncio.to_thread(self._decide_in_turn)
+
+    def _decide_in_turn(self) -> None:
+        """Right after the records, in the same turn, decide what the horizon lets us decide now (what a
+        due-check would decide next, in the same order): the immediate deadlines the records started (an
+        at-risk child's social care and police alerts, a missing child's caseworker alert) go out without
+        waiting for the due-check's two turns. In a transaction of its own: a failure leaves them to the
+        due-check and never fails the records, which are committed."""
+        try:
+            now = self._time.now()
+            self._fire(now, self._horizon(now), FIRE_BATCH)
+        except Exception:
+            log.exception("decide_in_turn_failed")
 
     @contextlib.asynccontextmanager
     async def _unit_of_work(self, by: str) -> AsyncIterator[None]:

@@ -362,3 +362,56 @@ async def test_a_provisional_transition_and_its_in_order_twin_are_each_applied_o
     feed.mark(3, utc(3, 11, 59, 40))
     await worker.run_due_check()
     assert published_levels(engine) == AT_RISK_ALERTS
+
+
+def provisional(event: CaseTransition) -> CaseTransition:
+    return event.model_copy(update={"payload": event.payload.model_copy(update={"provisional": True})})
+
+
+@pytest.mark.parametrize("lane", ["urgent", "in_order"])
+async def test_the_alerts_a_transition_starts_at_once_are_decided_in_its_own_turn(
+    tmp_path: Path, engine: Engine, lane: str
+) -> None:
+    """On a live partition, the consumer's turn that applies an at-risk child's transition also decides the
+    alerts due at once (what the next due-check would decide, in the same order), so they do not wait for
+    the due-check's two turns behind a bulk load's batches."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    Feed(worker, settings).mark(2, utc(3, 11, 59, 10))
+    await worker.run_due_check()  # both inputs read to their end: the partition is live, nothing due yet
+    assert published_levels(engine) == []
+    event = at_risk_transition(utc(3, 11, 59, 30))
+    if lane == "urgent":
+        raw = Record(URGENT_TRANSITIONS.name(settings), PARTITION, 0, b"k", encode_event(provisional(event)))
+        await worker._handle_urgent([raw])
+    else:
+        raw = Record(CASE_TRANSITIONS.name(settings), PARTITION, 1, b"k", encode_event(event))
+        await worker._handle_in_order([raw])
+    assert published_levels(engine) == AT_RISK_ALERTS
+
+
+async def test_a_failed_decision_in_the_consumers_turn_leaves_it_to_the_due_check(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records are committed first; a decision that fails in the same turn does not fail them (they are
+    not redelivered or dead-lettered for it), and the due-check decides what it left."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    Feed(worker, settings).mark(2, utc(3, 11, 59, 10))
+    await worker.run_due_check()
+    decide = worker._fire
+
+    def broken(*args: Any) -> int:
+        raise RuntimeError("the database went away mid-decision")
+
+    monkeypatch.setattr(worker, "_fire", broken)
+    event = provisional(at_risk_transition(utc(3, 11, 59, 30)))
+    await worker._handle_urgent(
+        [Record(URGENT_TRANSITIONS.name(settings), PARTITION, 0, b"k", encode_event(event))]
+    )
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(EscalationProcessedEvent)).one() == 1
+    assert published_levels(engine) == []
+    monkeypatch.setattr(worker, "_fire", decide)
+    await worker.run_due_check()
+    assert published_levels(engine) == AT_RISK_ALERTS
