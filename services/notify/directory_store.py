@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import yaml
@@ -41,7 +42,8 @@ def store_directory(session: Session, directories: list[LADirectory]) -> None:
     for d in directories:
         for table in _TABLES:
             session.exec(delete(table).where(col(table.la_code) == d.la_code))  # type: ignore[attr-defined]
-        session.add(NotifyLA(la_code=d.la_code, email_channel=d.email_channel.value))
+        version = uuid.uuid4().hex  # a new one every time: see NotifyLA.version
+        session.add(NotifyLA(la_code=d.la_code, email_channel=d.email_channel.value, version=version))
         for p in d.people.values():
             session.add(
                 NotifyPerson(
@@ -82,10 +84,28 @@ def store_directory(session: Session, directories: list[LADirectory]) -> None:
             )
 
 
+# This process's copies of the directories it has read: la_code -> (the stored version, the directory).
+_READ: dict[str, tuple[str, LADirectory]] = {}
+
+
 def load_directory(session: Session, la_code: str) -> LADirectory | None:
+    """The LA's directory as stored, read in the caller's transaction. Its version is read every time (one
+    row): while it matches the copy this process read before, the copy is returned instead of reading the
+    six tables again, once for each alert."""
     la = session.get(NotifyLA, la_code)
     if la is None:
         return None
+    kept = _READ.get(la_code)
+    if la.version and kept is not None and kept[0] == la.version:
+        return kept[1]
+    directory = _read_directory(session, la)
+    if la.version:
+        _READ[la_code] = (la.version, directory)
+    return directory
+
+
+def _read_directory(session: Session, la: NotifyLA) -> LADirectory:
+    la_code = la.la_code
     absences: dict[str, list[Absence]] = {}
     for a in session.exec(select(NotifyAbsence).where(NotifyAbsence.la_code == la_code)).all():
         absences.setdefault(a.person_id, []).append(

@@ -46,6 +46,9 @@ class NotifyLA(SQLModel, table=True):
     __tablename__ = "notify_la"
     la_code: str = Field(primary_key=True, max_length=3)
     email_channel: str = Field(default=Channel.SMTP.value, max_length=32)
+    # New each time the LA's directory is stored (the whole directory is replaced at once): a process's copy
+    # of the directory is the stored one while this matches. Empty for a directory stored before it existed.
+    version: str = Field(default="", max_length=32)
 
 
 class NotifyPerson(SQLModel, table=True):
