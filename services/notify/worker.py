@@ -70,9 +70,33 @@ class EscalationConsumer:
         await self._loop.run(stop)
 
     async def _handle(self, records: Sequence[Record]) -> None:
-        # One transaction per record, as before batching: a redelivered record is a no-op.
+        if len(records) == 1:
+            await asyncio.to_thread(self.handle_record, records[0])
+        else:
+            await asyncio.to_thread(self.handle_records, list(records))
+
+    def handle_records(self, records: list[Record]) -> list[Outcome]:
+        """A partition's records in order, in one transaction (a step's alert and ledger rows, as one record
+        alone writes them; a redelivered record is a no-op). Any failure, an undecodable record's included,
+        rolls the batch back and the loop goes one record at a time (``handle_record``), so only the failing
+        record is retried or dead-lettered."""
+        read: list[tuple[SourceRecord, Escalation]] = []
         for record in records:
-            await asyncio.to_thread(self.handle_record, record)
+            event = decode_event(record.value)
+            if not isinstance(event, Escalation):
+                raise TypeError(f"unexpected event type {event.event_type} on {record.topic}")
+            source = SourceRecord(record.topic, record.partition, record.offset, record.key, record.value)
+            read.append((source, event))
+        now = utcnow()
+        with session_scope(self._engine) as session:
+            outcomes = [
+                handle_escalation(session, event, source, self._dead_letter_topic, now)
+                for source, event in read
+            ]
+        for (_, event), outcome in zip(read, outcomes, strict=True):
+            bind_event(event)
+            self._log_handled(event, outcome)
+        return outcomes
 
     def handle_record(self, record: ConsumerRecord | Record) -> Outcome:  # type: ignore[type-arg]
         source = SourceRecord(record.topic, record.partition, record.offset, record.key, record.value)
@@ -86,6 +110,11 @@ class EscalationConsumer:
             return Outcome("dead_lettered")
         with session_scope(self._engine) as session:
             outcome = handle_escalation(session, event, source, self._dead_letter_topic, utcnow())
+        self._log_handled(event, outcome)
+        return outcome
+
+    @staticmethod
+    def _log_handled(event: Escalation, outcome: Outcome) -> None:
         log.info(
             "escalation_handled",
             outcome=outcome.action,
@@ -95,7 +124,6 @@ class EscalationConsumer:
             action=event.payload.action.value,
             **event.log_fields(),
         )
-        return outcome
 
     def _dead_letter(self, source: SourceRecord, exc: Exception) -> None:
         record = Record(source.topic, source.partition, source.offset, source.key, source.value)

@@ -36,6 +36,7 @@ from services.notify.models import (
 )
 from services.notify.settings import NotifySettings
 from services.notify.worker import EscalationConsumer
+from shared.consumer import Record
 from shared.events import encode_event
 from shared.events.catalogue import decode_event
 from shared.events.internal import DeadLetter, EscalationAction, LadderLevel
@@ -569,3 +570,58 @@ async def test_notify_api_timeout_after_acceptance_is_not_sent_twice(pg_settings
         engine.dispose()
     finally:
         notify_api.stop()
+
+
+def ledger_of(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """What the consumer wrote, without processing times or database ids."""
+    with Session(engine) as session:
+        alerts = session.exec(select(NotifyAlert)).all()
+        rows = session.exec(select(NotifyDelivery)).all()
+        outbox = session.exec(select(NotifyOutbox)).all()
+        processed = session.exec(select(NotifyProcessedEvent)).all()
+    return {
+        "alerts": sorted((a.alert_id, a.level, a.state, a.step_index) for a in alerts),
+        "deliveries": sorted((d.delivery_id, d.recipient, d.address, d.state) for d in rows),
+        "outbox": sorted((o.topic, decode_event(o.value).payload.error_type) for o in outbox),  # type: ignore[attr-defined]
+        "processed": sorted((p.event_id,) for p in processed),
+    }
+
+
+async def test_a_partitions_records_in_one_transaction_write_what_they_write_one_at_a_time(
+    settings: NotifySettings, engine: Engine, tmp_path: Any
+) -> None:
+    """The consumer's batch (one transaction for a partition's records) against the same records one at a
+    time on a second store: a step and its step-up, a redelivery, an escalation raised and cancelled in the
+    same batch, one nobody can be told of, and a step after it was acknowledged elsewhere."""
+    reference_settings = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'one.db'}"})
+    reference = prepare_database(reference_settings)
+    seed_directory(reference, DIRECTORY)
+    raised = escalation()
+    stepped = step(
+        raised, step_index=1, level=LadderLevel.SENIOR_CME_OFFICER, action=EscalationAction.STEPPED_UP
+    )
+    urgent = escalation(level=LadderLevel.CHILDRENS_SOCIAL_CARE)
+    cancelled = step(urgent, action=EscalationAction.CANCELLED, reason_code="child_located")
+    events = [raised, stepped, raised, urgent, cancelled, escalation(la_code="802"), escalation()]
+    topic = ESCALATIONS.name(settings)
+    records = [Record(topic, 0, offset, b"k", encode_event(e)) for offset, e in enumerate(events)]
+    batch = await asyncio.to_thread(EscalationConsumer(settings, engine).handle_records, records)
+    alone = EscalationConsumer(reference_settings, reference)
+    one_by_one = [await asyncio.to_thread(alone.handle_record, record) for record in records]
+    assert [o.action for o in batch] == [o.action for o in one_by_one] == [
+        "alerted", "alerted", "duplicate", "alerted", "cancelled", "unroutable", "alerted",
+    ]  # fmt: skip
+    assert ledger_of(engine) == ledger_of(reference)
+    assert len(ledger_of(engine)["deliveries"]) == 5  # jsmith, akhan; mash and akhan (withdrawn); jsmith
+    reference.dispose()
+
+
+async def test_an_undecodable_record_fails_the_batch_before_anything_is_written(
+    settings: NotifySettings, engine: Engine
+) -> None:
+    """The loop then goes one record at a time, and only that record is dead-lettered (shared/consumer.py)."""
+    topic = ESCALATIONS.name(settings)
+    records = [Record(topic, 0, 0, b"k", encode_event(escalation())), Record(topic, 0, 1, b"k", b"{not json")]
+    with pytest.raises(ValueError):
+        EscalationConsumer(settings, engine).handle_records(records)
+    assert ledger_of(engine) == {"alerts": [], "deliveries": [], "outbox": [], "processed": []}
