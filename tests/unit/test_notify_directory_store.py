@@ -1,7 +1,7 @@
-"""The directory as stored and read back for each alert (SQLite, notify's migrations): a process keeps its copy
-of an LA's directory while the stored version matches, so an alert costs one read of it instead of seven; a
-directory stored again (a new caseworker, an absence with cover) is what the very next alert reads, in this
-process or another."""
+"""The directory as stored and read back for each alert (SQLite, notify's migrations): a process keeps its
+copy of an LA's directory while the stored version matches, so an alert costs one read of it instead of
+seven; a directory stored again (a new caseworker, an absence with cover) is what the very next alert reads,
+in this process or another."""
 
 from __future__ import annotations
 
