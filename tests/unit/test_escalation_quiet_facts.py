@@ -152,12 +152,14 @@ def test_a_fact_a_rule_ends_on_still_ends_its_clock_among_quiet_facts(
     assert ended == [("ended_by:place-offered",)]
 
 
-def test_a_transition_after_a_new_childs_first_fact_in_the_batch_is_what_later_facts_read(
-    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
+@pytest.mark.parametrize("first", ["fact", "transition"])
+def test_a_notice_after_a_new_childs_transition_in_the_batch_reads_what_the_transition_said(
+    worker: EscalationWorker, settings: EscalationSettings, engine: Engine, first: str
 ) -> None:
-    """One batch: a new child's registration (the batch writes its row, nothing known), tracking's transition
-    saying the child is on a child protection plan, another registration saying nothing, then a notice of
-    home education: the notice reads what the transition said, not the row as the batch first wrote it."""
+    """One batch about a new child, opening with its registration (the batch writes its row, nothing known)
+    or with tracking's transition (the batch finds no row); the transition says the child is on a child
+    protection plan; after another registration saying nothing, a notice of home education reads what the
+    transition said, not the row as the batch first wrote or found it, and the row keeps it."""
     batches, child = Batches(settings), uuid.uuid4()
     on_plan = transition(
         child,
@@ -167,7 +169,8 @@ def test_a_transition_after_a_new_childs_first_fact_in_the_batch_is_what_later_f
         has_social_worker=True,
     )
     notice = child_fact(child, "home-education-notified", date(2025, 11, 7))
-    load = [registered(child, date(2025, 11, 3)), on_plan, registered(child, date(2025, 11, 4)), notice]
+    opening = [registered(child, date(2025, 11, 3)), on_plan] if first == "fact" else [on_plan]
+    load = [*opening, registered(child, date(2025, 11, 4)), notice]
     outcomes = worker.handle_records(batches.of(load))
     assert "home_education_child_protection" in outcomes[-1].started
     assert remembered(engine, child) == (True, "child_protection_plan", "", False)
@@ -311,22 +314,3 @@ def test_new_childrens_first_transitions_cost_no_statement_each(
             ).scalar_one()
         assert cases == n
     assert counts[0] == counts[1], counts
-
-
-def test_a_notice_after_a_new_childs_first_transition_in_the_batch_reads_what_it_said(
-    worker: EscalationWorker, settings: EscalationSettings, engine: Engine
-) -> None:
-    """The batch finds no row for the child; its transition says it is on a child protection plan; the notice
-    of home education after it in the same batch reads that, and the row keeps it."""
-    batches, child = Batches(settings), uuid.uuid4()
-    on_plan = transition(
-        child,
-        CaseState.IN_EDUCATION,
-        datetime(2025, 11, 3, 10, tzinfo=UTC),
-        social_care=SocialCareStatus.CHILD_PROTECTION_PLAN,
-        has_social_worker=True,
-    )
-    notice = child_fact(child, "home-education-notified", date(2025, 11, 7))
-    outcomes = worker.handle_records(batches.of([on_plan, notice]))
-    assert "home_education_child_protection" in outcomes[-1].started
-    assert remembered(engine, child) == (True, "child_protection_plan", "", False)
