@@ -18,9 +18,10 @@ from tests.unit.test_escalation_quiet_facts import (  # noqa: F401 (the fixtures
     engine,
     settings,
     test_a_fact_a_rule_ends_on_still_ends_its_clock_among_quiet_facts,
+    test_a_notice_after_a_new_childs_transition_in_the_batch_reads_what_the_transition_said,
     test_a_roll_fact_carrying_a_flag_is_remembered_for_a_later_notice,
-    test_a_transition_after_a_new_childs_first_fact_in_the_batch_is_what_later_facts_read,
     test_a_year_in_batches_decides_what_each_record_alone_decides,
+    test_new_childrens_first_transitions_cost_no_statement_each,
     test_quiet_facts_cost_no_statement_each,
     worker,
 )
