@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
 
 from devtools.samples import sample_event_dict
@@ -33,6 +33,7 @@ from shared.events.internal import CaseState, CaseTransition, ChildFact, ChildFa
 from shared.events.vocab import SocialCareStatus
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, TopicSpec
 from tests.support.escalation import LA, child_fact, replay_of, shuffled_within_children, transition
+from tests.support.statements import statements_sent
 
 NOW = datetime(2026, 9, 1, tzinfo=UTC)  # the worker's now: after every fact here (a backlog being read)
 
@@ -189,17 +190,9 @@ def test_quiet_facts_cost_no_statement_each(
         if known_before:
             worker.handle_records(batches.of(load))
             load = [registered(f.payload.child_id, date(2025, 11, 4)) for f in load]
-        seen: list[str] = []
-
-        def count(*args: Any, seen: list[str] = seen) -> None:
-            seen.append(args[2])
-
-        event.listen(engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(engine) as sent:
             assert {o.action for o in worker.handle_records(batches.of(load))} == {"not_watched"}
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
-        counts.append(len(seen))
+        counts.append(len(sent))
     assert counts[0] == counts[1], counts
 
 
@@ -293,17 +286,9 @@ def test_new_childrens_first_transitions_cost_no_statement_each(
         children = [uuid.uuid4() for _ in range(n)]
         at = datetime(2025, 11, 3, 9, tzinfo=UTC)
         load = [transition(child, CaseState.IN_EDUCATION, at) for child in children]
-        seen: list[str] = []
-
-        def count(*args: Any, seen: list[str] = seen) -> None:
-            seen.append(args[2])
-
-        event.listen(engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(engine) as sent:
             worker.handle_records(batches.of(load))
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
-        counts.append(len(seen))
+        counts.append(len(sent))
         assert all(remembered(engine, child) == (False, "none", "", False) for child in children)
         with engine.connect() as conn:
             cases = conn.execute(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.notify.app import MIGRATIONS
@@ -19,6 +19,7 @@ from services.notify.directory import parse_directory, resolve_recipients
 from services.notify.directory_store import load_directory, store_directory
 from shared.db import make_engine, migrate, session_scope
 from shared.events.internal import LadderLevel
+from tests.support.statements import statements_sent
 
 ON_A_MONDAY = datetime(2026, 11, 23, 9, tzinfo=UTC)
 
@@ -53,17 +54,10 @@ def caseworkers(engine: Engine) -> list[str]:
 
 
 def statements(engine: Engine, read: Any) -> int:
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    """The SELECTs ``read`` sends."""
+    with statements_sent(engine) as sent:
         read()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return len([s for s in seen if s.lstrip().upper().startswith("SELECT")])
+    return len([s for s in sent if s.lstrip().upper().startswith("SELECT")])
 
 
 def test_a_directory_stored_again_is_what_the_next_alert_reads(engine: Engine) -> None:
