@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     stream_standby_replicas: int = Field(default=0, ge=0, le=3)
     # A few milliseconds let a batch's outputs and changelog records share produce requests.
     stream_producer_linger_s: float = Field(default=0.005, ge=0, le=1)
+    # A stream partition behind its end with nothing of it in hand for this long is read again from its
+    # committed offset (shared/stream_stalls.py); it is checked a third as often.
+    stream_stall_after_s: float = Field(default=30.0, ge=1, le=3600)
 
     # Storage: SQLite by default for a quick local run; Postgres in production and in the tests.
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'cme.db'}"

@@ -1,7 +1,8 @@
 """The faust-streaming app settings every stream worker shares (tracking, attendance).
 
 Our topics carry the shared JSON events as raw bytes; faust never creates our topics (``ensure_topics`` does),
-only its own changelogs; every send waits for all in-sync replicas.
+only its own changelogs; every send waits for all in-sync replicas. Every such worker skips no record
+(``shared.stream_offsets``) and leaves no partition unread (``shared.stream_stalls``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from shared.kafka import faust_broker_options
 from shared.logs import get_logger
 from shared.settings import Settings
 from shared.stream_offsets import disable_gap_booking
+from shared.stream_stalls import watch_for_stalls
 
 log = get_logger(__name__)
 
@@ -57,6 +59,7 @@ def stream_app(settings: Settings, app_id: str, store: StoreChoice, state_dir: s
         broker_commit_interval=0.5,
     )
     log_group_membership(app)
+    watch_for_stalls(app, settings.stream_stall_after_s, check_every_s=settings.stream_stall_after_s / 3)
     return app
 
 
