@@ -49,6 +49,8 @@ def tracking_worker(settings: Settings, log_path: Path) -> Iterator[subprocess.P
         "CME_DATABASE_URL": settings.database_url,
         "CME_DATA_DIR": str(settings.data_dir),
         "CME_TRACKING_STORE": "rocksdb",
+        # A partition faust loses is read again well inside the tests' 60 s waits (shared/stream_stalls.py).
+        "CME_STREAM_STALL_AFTER_S": "10",
     }
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([str(WORKER), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
