@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from services.tracking.facts import fact_from_inbound, timeline_codes
 from services.tracking.register import RegisterStatus
-from services.tracking.state_machine import Case, Fact, corrected_ids, fold, step
+from services.tracking.state_machine import Case, Fact, Step, corrected_ids, fold, step
 from shared.case_ids import CASE_NAMESPACE, case_id_for, case_uuid_for
 from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
@@ -326,10 +326,14 @@ def apply_child_fact(
     event: ChildFact,
     deployment: frozenset[str] | None = None,
     inbound: Envelope | None = None,
+    *,
+    publishing: bool = True,
 ) -> Outcome:
     """``deployment``: the LAs this deployment serves (None: all); see ``facts.fact_from_inbound``.
     ``inbound``: the embedded fact, when the caller decoded it already (a replay); otherwise it is decoded
-    here. Either way it is decoded and its payload dumped once per record, and both are passed down."""
+    here. Either way it is decoded and its payload dumped once per record, and both are passed down.
+    ``publishing``: False for a caller that only projects (the rebuild): the in-order path then builds no
+    transitions or handovers, whose events the live run has already published."""
     if inbound is None:
         inbound = decode_inbound(event.payload.fact)
     payload: dict[str, Any] = inbound.payload.model_dump(mode="json")
@@ -359,10 +363,10 @@ def apply_child_fact(
         )
         out.record = record.model_copy(update={"seen": [*record.seen, fact.event_id]})
         return out
-    return _apply_fact(record, fact, inbound, out)
+    return _apply_fact(record, fact, inbound, out, publishing)
 
 
-def apply_clock_expired(record: ChildRecord, event: CaseClockExpired) -> Outcome:
+def apply_clock_expired(record: ChildRecord, event: CaseClockExpired, *, publishing: bool = True) -> Outcome:
     """Escalation decided a clock that moves the case ran out (a transfer with no registration): a fact
     like any other, in event time (``occurred_at`` is the due time), folded with the child's facts."""
     p = event.payload
@@ -389,12 +393,35 @@ def apply_clock_expired(record: ChildRecord, event: CaseClockExpired) -> Outcome
         )
         out.record = record.model_copy(update={"seen": [*record.seen, fact.event_id]})
         return out
-    return _apply_fact(record, fact, event, out)
+    return _apply_fact(record, fact, event, out, publishing)
 
 
-def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome) -> Outcome:
+def _in_order_outputs(
+    record: ChildRecord, before: Case, after: Case, s: Step, fact: Fact, inbound: Envelope, out: Outcome
+) -> None:
+    """What an in-order fact's step publishes: its transition, and the handovers it sends."""
+    if s.changes:
+        out.transitions.append(
+            _transition(
+                record, before, after, inbound, fact.occurred_at, s.deadlines_started, s.deadlines_stopped
+            )
+        )
+    elif _context_changed(before, after):
+        # Same state, new facts about the child (a social worker allocated while missing): escalation
+        # matches rules on these, so it hears of them as a transition to the state the case is in.
+        out.transitions.append(_transition(record, before, after, inbound, fact.occurred_at, (), ()))
+    if s.handover_to:
+        out.handovers.append(_handover(record, inbound, s.handover_to))
+    if s.confirms_handover_to and _names_child(inbound):
+        out.handovers.append(_confirmation(record, after, inbound, s.confirms_handover_to))
+
+
+def _apply_fact(
+    record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome, publishing: bool = True
+) -> Outcome:
     """One fact (an inbound one, or escalation's clock) applied by the ordering rule; ``inbound`` is the event
-    it came in (the cause of any transition)."""
+    it came in (the cause of any transition). Not ``publishing``: an in-order fact's transitions and handovers
+    are not built (a late or correcting fact's are: its verdict depends on its transition)."""
     before = record.case
     late = before.last_occurred_at is not None and fact.occurred_at < before.last_occurred_at
     facts = [*record.facts, fact]
@@ -417,20 +444,8 @@ def _apply_fact(record: ChildRecord, fact: Fact, inbound: Envelope, out: Outcome
             school,
             codes=timeline_codes(fact),
         )
-        if s.changes:
-            out.transitions.append(
-                _transition(
-                    record, before, after, inbound, fact.occurred_at, s.deadlines_started, s.deadlines_stopped
-                )
-            )
-        elif _context_changed(before, after):
-            # Same state, new facts about the child (a social worker allocated while missing): escalation
-            # matches rules on these, so it hears of them as a transition to the state the case is in.
-            out.transitions.append(_transition(record, before, after, inbound, fact.occurred_at, (), ()))
-        if s.handover_to:
-            out.handovers.append(_handover(record, inbound, s.handover_to))
-        if s.confirms_handover_to and _names_child(inbound):
-            out.handovers.append(_confirmation(record, after, inbound, s.confirms_handover_to))
+        if publishing:
+            _in_order_outputs(record, before, after, s, fact, inbound, out)
         if s.flagged:
             out.refused.append((fact.event_id, s.kind))
     elif superseded:

@@ -186,7 +186,7 @@ class _Applier:
                 envelope = decode_event(message.value)
                 child_id = message.key.decode()
                 record = self._record(working, child_id, str(envelope.payload.la_code))
-                outcome = apply(record, envelope, self.deployment)
+                outcome = apply(record, envelope, self.deployment, publishing=False)  # published live
             except POISON:
                 # The live worker dead-lettered this record (same code, same input): it changed nothing.
                 report.skipped += 1

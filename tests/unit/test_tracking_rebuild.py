@@ -6,6 +6,7 @@ Dates are school days of the autumn term 2025."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,12 +15,14 @@ from sqlalchemy import select, text, update
 from sqlmodel import Session, col
 
 from devtools.samples import sample_event
-from services.tracking.cases import apply_child_fact, new_record
+from devtools.synthetic import generate
+from services.tracking.cases import ChildRecord, apply_child_fact, new_record
 from services.tracking.models import TrackingCase, TrackingTimelineEntry
 from services.tracking.projection import project_many
 from services.tracking.rebuild import RECORDS, Progress, RebuildReport, _Applier, compare, prepare_target
 from shared.db import make_engine
-from shared.events import encode_event
+from shared.events import INBOUND_EVENT_TYPES, encode_event
+from shared.events.catalogue import decode_inbound
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import ChildFact, ChildFactPayload, MatchKind
 from shared.retention import purged_event
@@ -180,3 +183,42 @@ def test_the_live_store_is_never_the_target(tmp_path: Path) -> None:
     settings = TrackingSettings(database_url=live)
     assert run_rebuild(settings, "rebuild", "postgresql+psycopg://cme@db.internal/cme", 100, False) == 2
     assert run_rebuild(settings, "rebuild-check", None, 100, False) == 2
+
+
+def _child_of(inbound: Envelope) -> uuid.UUID:
+    """A child is its UPN here (one LA, no identity resolution)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, str(inbound.payload.child.upn))  # type: ignore[attr-defined]
+
+
+def test_a_rebuild_applies_without_publishing_to_the_same_record_timeline_and_register() -> None:
+    """The rebuild builds no transitions or handovers (the live run published them): every other part of each
+    outcome is what the live agent's is: over a synthetic LA's year (moves, handovers), every inbound type as
+    a child's first fact (register facts, refusals), and a late fact folded again."""
+    year = [decode_inbound(data) for data in generate(las=1, pupils_per_la=400, seed=5).events]
+    each_type = [sample_event(t, child_serial=500 + i, la_code=LA) for i, t in enumerate(INBOUND_EVENT_TYPES)]
+    facts = [_fact(_child_of(e), e) for e in [*year, *each_type]]
+    facts += _log()[2][:3]  # one child's leaving, whereabouts unknown, and a late child-located
+    records: dict[str, tuple[ChildRecord, ChildRecord]] = {}
+    kinds: Counter[str] = Counter()
+    published = unpublished = 0
+    for fact in facts:
+        child_id = fact.payload.child_id
+        live, rebuilt = records.get(str(child_id)) or (new_record(str(child_id), LA),) * 2
+        one = apply_child_fact(live, fact)
+        other = apply_child_fact(rebuilt, fact, publishing=False)
+        assert other.record.model_dump_json() == one.record.model_dump_json()
+        assert (other.timeline, other.refused, other.register_details, other.register_before) == (
+            one.timeline, one.refused, one.register_details, one.register_before,
+        )  # fmt: skip
+        kinds[one.timeline[0].verdict] += 1
+        kinds["refused"] += len(one.refused)
+        kinds["register details"] += one.register_details is not None
+        if not one.timeline[0].verdict.startswith(("late", "correction")):
+            assert (other.transitions, other.handovers) == ([], [])
+        published += len(one.transitions) + len(one.handovers)
+        unpublished += len(other.transitions) + len(other.handovers)
+        records[str(child_id)] = (one.record, other.record)
+    # Every path was taken: moves, stays, a late fact (its transition still built), refusals, register facts.
+    assert published > 100 and unpublished == 1
+    assert kinds["move"] and kinds["stay"] and kinds["late"] == 1, kinds
+    assert kinds["refused"] and kinds["register details"]

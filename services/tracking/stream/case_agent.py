@@ -46,9 +46,12 @@ log = get_logger(__name__)
 AGENT = "cases"
 
 
-def apply(record: ChildRecord, event: Envelope, deployment: frozenset[str] | None = None) -> Outcome:
+def apply(
+    record: ChildRecord, event: Envelope, deployment: frozenset[str] | None = None, *, publishing: bool = True
+) -> Outcome:
+    """One child-events record applied to the child's record; not ``publishing``: see ``apply_child_fact``."""
     if isinstance(event, ChildFact):
-        return apply_child_fact(record, event, deployment)
+        return apply_child_fact(record, event, deployment, publishing=publishing)
     if isinstance(event, ChildMerged):
         return apply_merge(record, event)
     if isinstance(event, ChildSplit):
@@ -56,7 +59,7 @@ def apply(record: ChildRecord, event: Envelope, deployment: frozenset[str] | Non
     if isinstance(event, ChildPurged):
         return apply_purge(record, event)
     if isinstance(event, CaseClockExpired):
-        return apply_clock_expired(record, event)
+        return apply_clock_expired(record, event, publishing=publishing)
     raise ValueError(f"{event.event_type} does not belong on the child-events topic")
 
 
