@@ -66,9 +66,12 @@ def _kind(value: str | None) -> EventKind | None:
         return None
 
 
+_REASON_CODES = frozenset(r.value for r in MissingReason)
+
+
 def _stated_reason(row: TimelineFact) -> MissingReason | None:
     code = (row.codes or {}).get("reason")
-    return MissingReason(code) if code in {r.value for r in MissingReason} else None
+    return MissingReason(code) if code in _REASON_CODES else None
 
 
 def spells(rows: Iterable[TimelineFact], vulnerabilities: list[Vulnerability]) -> list[Spell]:
