@@ -6,7 +6,8 @@ agent's own code (``case_agent.apply``: the same state machine, fold and orderin
 ``projection.project_into`` gives the case store the live worker built: ``tracking_cases``,
 ``tracking_timeline``, ``tracking_spells`` and the ``refused_transition`` review items. Nothing is
 published: every output of the live run (transitions, handovers, forwards) is already on its topic, and the
-forwards are replayed where they sit in the log.
+forwards are replayed where they sit in the log; so an in-order fact's transitions and handovers are not even
+built (``publishing=False``).
 
 Resumable: the target keeps, in the same transaction as each batch's rows, the next offset of every
 partition (``tracking_rebuild_offsets``) and the records of the children the batch changed
