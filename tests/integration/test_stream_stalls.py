@@ -85,8 +85,10 @@ def test_a_lost_partition_is_read_again_from_its_committed_offset(
     finally:
         stop(worker)
     # The lost partition, read again from where the group stood (after first-1), and only it: the healthy
-    # partition, quiet and caught up, is never touched.
-    assert [(s["topic"], s["partition"], s["committed"], s["end"]) for s in stalls] == [(source, 1, 1, 4)]
+    # partition, quiet and caught up, is never touched. Its end is 4 once the three later records are in (a
+    # send slower than the stall wait, on a loaded machine, lets the watch see it at 2 or 3).
+    assert [(s["topic"], s["partition"], s["committed"]) for s in stalls] == [(source, 1, 1)]
+    assert 2 <= stalls[0]["end"] <= 4
     if fault == "read-offset":
         assert stalls[0]["read_offset"] == 10**9
     else:
