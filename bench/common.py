@@ -95,7 +95,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "CME_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "CME_DATABASE_URL": settings.database_url,
         "CME_DATA_DIR": str(settings.data_dir),
-        "CME_LOG_LEVEL": "WARNING",
+        # Quiet for timing; a test that must explain a failure asks for more (CME_BENCH_LOG_LEVEL=INFO).
+        "CME_LOG_LEVEL": os.environ.get("CME_BENCH_LOG_LEVEL", "WARNING"),
         **extra,
     }
 

@@ -20,6 +20,8 @@ def test_quick_bench_prints_one_table_and_writes_json(
         **os.environ,
         "CME_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
         "CME_BENCH_DATABASE_URL": admin_url,
+        # The services' logs (under the bench's /tmp/cme-bench-* work folder) then say where a fact stopped.
+        "CME_BENCH_LOG_LEVEL": "INFO",
     }
     parts = ["memory", "e2e", "sustained"]
     done = subprocess.run(
