@@ -28,6 +28,7 @@ import httpx
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
+from bench import whereabouts
 from bench.common import (
     BIN,
     Row,
@@ -289,7 +290,12 @@ def _measure(
             response = team.post("/v1/events", json=event)
             response.raise_for_status()
             sent[event["event_id"]] = time.perf_counter()
-        wait_for(lambda: len([m for m in box.snapshot() if m[0] >= started]) >= children, timeout_s)
+        try:
+            wait_for(lambda: len([m for m in box.snapshot() if m[0] >= started]) >= children, timeout_s)
+        except TimeoutError as exc:
+            arrived = len([m for m in box.snapshot() if m[0] >= started])
+            where = whereabouts.report(pipeline.database_url, sent, LA)
+            raise TimeoutError(f"{exc}: {arrived} of {children} alerts arrived\n{where}") from exc
         with engine.connect() as conn:
             resolved = conn.execute(
                 text("SELECT event_id, child_id FROM tracking_resolutions WHERE event_id = ANY(:ids)"),

@@ -38,7 +38,7 @@ import httpx
 import orjson
 from sqlalchemy import text
 
-from bench import pipeline_lags, urgent_hops
+from bench import pipeline_lags, urgent_hops, whereabouts
 from bench.common import Row, log, percentile, wait_for
 from bench.e2e import HOPS, LA, Mailbox, Pipeline, raw_hops, running_pipeline
 from bench.pipeline_lags import LagSampler, histogram_means
@@ -196,21 +196,39 @@ def _send_alerting(
                 (sent.urgent if urgent else sent.routine)[event["event_id"]] = time.perf_counter()
 
 
-def _latencies(
+def _first_emails(
     box: Mailbox, case_of: dict[str, str], sent_at: dict[str, float], recipients: set[str]
-) -> list[float]:
-    """Per alerting fact: the time from its 2xx to the last of ``recipients``' first emails about its case."""
+) -> dict[tuple[str, str], float]:
+    """(case, recipient) -> that recipient's first email about the case after its fact's 2xx (receipt)."""
     first: dict[tuple[str, str], float] = {}
     for received_at, case_id, rcpts in box.snapshot():
         for rcpt in rcpts.split(","):
             event_id = case_of.get(case_id)
             if event_id in sent_at and rcpt in recipients and received_at >= sent_at[event_id]:
                 first.setdefault((case_id, rcpt), received_at)
+    return first
+
+
+def _latencies(
+    box: Mailbox, case_of: dict[str, str], sent_at: dict[str, float], recipients: set[str]
+) -> list[float]:
+    """Per alerting fact: the time from its 2xx to the last of ``recipients``' first emails about its case."""
+    first = _first_emails(box, case_of, sent_at, recipients)
     out = []
     for case_id, event_id in case_of.items():
         if event_id in sent_at and all((case_id, r) in first for r in recipients):
             out.append(max(first[(case_id, r)] for r in recipients) - sent_at[event_id])
     return sorted(out)
+
+
+def _unmatched(
+    box: Mailbox, case_of: dict[str, str], sent_at: dict[str, float], recipients: set[str]
+) -> list[str]:
+    """The alerting facts some of whose ``recipients`` have no email about the case yet (unresolved ones
+    too)."""
+    first = _first_emails(box, case_of, sent_at, recipients)
+    done = {e for c, e in case_of.items() if all((c, r) in first for r in recipients)}
+    return [event_id for event_id in sent_at if event_id not in done]
 
 
 def run(
@@ -294,6 +312,10 @@ def run(
             wait_for(all_delivered, timeout_s)
         except TimeoutError:
             log("sustained: not every alert arrived in time; the table says how many were matched")
+            missing = _unmatched(box, case_of, sent.routine, {CASEWORKER}) + _unmatched(
+                box, case_of, sent.urgent, {SOCIAL_CARE, POLICE}
+            )
+            log(whereabouts.report(pipeline.database_url, missing, LA))
         routine, urgent = measured()
         per_hop = urgent_hops.hops(
             pipeline.settings,
