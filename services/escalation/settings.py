@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from services.escalation.timesource import FileTime, SystemTime, TimeSource
 from shared.settings import Settings
+
+# What one escalation process runs (docs/ESCALATION.md, "Roles: the urgent lane in a process of its own"):
+# "all" (one process does everything), or, split so that a bulk load never holds the urgent lane's turn or
+# its interpreter, "in_order" processes (the transitions, child facts and acks) beside "urgent" ones
+# (tracking's provisional transitions). Every role runs the timer and the outbox relay.
+EscalationRole = Literal["all", "in_order", "urgent"]
 
 
 class EscalationSettings(Settings):
@@ -24,6 +31,7 @@ class EscalationSettings(Settings):
     # escalation runs before a tracking that sends the marks (upgrade tracking first, then escalation, and
     # leave this on); off, a clock may be decided while tracking lags behind on the facts that would end it.
     escalation_require_tracking_mark: bool = True
+    escalation_role: EscalationRole = "all"
     # Simulated time for drills and process-level tests: a file holding one ISO-8601 timestamp. Unset (the
     # default) means the real clock; never set it in production.
     escalation_simulated_time_file: Path | None = None

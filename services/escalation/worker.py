@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
@@ -69,6 +70,19 @@ from shared.topics import ALERT_ACKS, CASE_TRANSITIONS, CHILD_EVENTS, DEAD_LETTE
 log = get_logger(__name__)
 
 FIRE_BATCH = 50  # deadlines decided per transaction
+
+
+# The consumers each role runs; every role also runs the timer, the gauges and the outbox relay. The groups
+# are the same whatever the role, so a deployment moves from one process to the split pair (or back) without
+# losing or repeating a committed offset. Workers claim deadlines conditionally, so each role's timer may
+# decide what falls due. A relay in each process means no alert waits for another process to be up: a row
+# two relays send is published twice, and notify applies an event once (the first copy of a row always comes
+# before the first copy of the next, as each relay sends in id order).
+ROLE_CONSUMERS: dict[str, tuple[str, ...]] = {
+    "all": ("consumer", "urgent consumer"),
+    "in_order": ("consumer",),
+    "urgent": ("urgent consumer",),
+}
 
 
 def group_id(settings: EscalationSettings) -> str:
@@ -146,17 +160,24 @@ class EscalationWorker:
 
     async def start(self) -> None:
         self._time.now()  # a simulated time file that is missing or invalid stops the start, loudly
-        await self._loop.start()
-        await self._urgent_loop.start()
+        loops = {"consumer": self._loop, "urgent consumer": self._urgent_loop}
+        consumers = [(name, loops[name]) for name in ROLE_CONSUMERS[self._settings.escalation_role]]
+        for _, loop in consumers:
+            await loop.start()
         self._stop.clear()
         self._tasks = [
-            asyncio.create_task(self._guard("consumer", lambda: self._loop.run(self._stop))),
-            asyncio.create_task(self._guard("urgent consumer", lambda: self._urgent_loop.run(self._stop))),
             asyncio.create_task(self._guard("timer", self._timer)),
             asyncio.create_task(self._guard("gauges", self._gauges)),
             asyncio.create_task(self.relay.run(self._stop)),
         ]
-        log.info("escalation_worker_started", simulated_time=self._time.simulated)
+        for name, loop in consumers:
+            run = functools.partial(loop.run, self._stop)
+            self._tasks.append(asyncio.create_task(self._guard(name, run)))
+        log.info(
+            "escalation_worker_started",
+            simulated_time=self._time.simulated,
+            role=self._settings.escalation_role,
+        )
 
     async def stop(self) -> None:
         self._stop.set()

@@ -6,6 +6,7 @@ on what escalation has read (the urgent lane's provisional transitions)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -36,10 +37,11 @@ from services.escalation.watermarks import (
     watermarks,
 )
 from services.escalation.worker import EscalationWorker
-from shared.consumer import Record
+from shared.consumer import ConsumerLoop, Record
 from shared.db import make_engine, migrate
 from shared.events.catalogue import encode_event
 from shared.events.internal import CaseState, CaseTransition, tracking_progress
+from shared.outbox import OutboxRelay
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, URGENT_TRANSITIONS, TopicSpec
 from tests.support.escalation import LA, transition
 
@@ -415,3 +417,55 @@ async def test_a_failed_decision_in_the_consumers_turn_leaves_it_to_the_due_chec
     monkeypatch.setattr(worker, "_fire", decide)
     await worker.run_due_check()
     assert published_levels(engine) == AT_RISK_ALERTS
+
+
+@pytest.mark.parametrize(
+    ("role", "consumers"),
+    [
+        ("all", ["escalation-consumer", "escalation-urgent-consumer"]),
+        ("in_order", ["escalation-consumer"]),
+        ("urgent", ["escalation-urgent-consumer"]),
+    ],
+)
+async def test_each_role_runs_its_consumers_and_every_role_the_timer_and_the_relay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, role: str, consumers: list[str]
+) -> None:
+    """docs/ESCALATION.md, "Roles": the urgent lane's consumer in a process of its own, or with the rest."""
+    settings = make_settings(tmp_path, escalation_role=role)
+    migrate(settings.database_url, MIGRATIONS, "escalation")
+    engine = make_engine(settings.database_url)
+    started: list[str] = []
+    ran: list[str] = []
+
+    async def start(loop: ConsumerLoop, stop: asyncio.Event | None = None) -> bool:
+        started.append(loop.name)
+        return True
+
+    async def run(loop: ConsumerLoop, stop: asyncio.Event) -> None:
+        ran.append(loop.name)
+        await stop.wait()
+
+    async def relay(self: OutboxRelay, stop: asyncio.Event) -> None:
+        ran.append("relay")
+        await stop.wait()
+
+    async def timer(self: EscalationWorker) -> None:
+        ran.append("timer")
+        await self._stop.wait()
+
+    monkeypatch.setattr(ConsumerLoop, "start", start)
+    monkeypatch.setattr(ConsumerLoop, "run", run)
+    monkeypatch.setattr(OutboxRelay, "run", relay)
+    monkeypatch.setattr(EscalationWorker, "_timer", timer)
+    worker = EscalationWorker(settings, engine, load_deps(settings), SimulatedTime(NOW))
+    try:
+        await worker.start()
+        await asyncio.sleep(0.05)
+        assert sorted(started) == consumers
+        assert sorted(ran) == sorted([*consumers, "relay", "timer"])
+        # Without the in-order consumer there is nothing to mark caught up: the other role's process does it.
+        if "escalation-consumer" not in consumers:
+            assert await worker.mark_caught_up() == 0
+    finally:
+        await worker.stop()
+        engine.dispose()
