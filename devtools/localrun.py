@@ -25,9 +25,18 @@ DEMO_DIRECTORY = Path(__file__).parent / "demo_directory.yaml"
 class ServiceProcess:
     name: str
     port_setting: str
+    program: str = ""  # the service whose CLI it runs, when the process is one role of it (default: name)
+    role_env: tuple[tuple[str, str], ...] = ()  # the settings that give the process its role
 
     def argv(self) -> list[str]:
-        return [str(BIN / f"cme-{self.name}"), "serve"]
+        return [str(BIN / f"cme-{self.program or self.name}"), "serve"]
+
+    def env(self, base: dict[str, str], settings: Settings) -> dict[str, str]:
+        """The process's environment: a role's settings, and its own port under the service's setting."""
+        if not self.program:
+            return base
+        port = str(getattr(settings, self.port_setting))
+        return {**base, **dict(self.role_env), f"CME_{self.program.upper()}_PORT": port}
 
 
 SERVICES = (
@@ -38,6 +47,12 @@ SERVICES = (
     ServiceProcess("attendance", "attendance_port"),
     ServiceProcess("web", "web_port"),
 )
+# Escalation's urgent lane in a process of its own (docs/ESCALATION.md, "Roles"), beside an "escalation"
+# started with CME_ESCALATION_ROLE=in_order: what the benchmark's pipelines and docker-compose.yml run.
+ESCALATION_URGENT = ServiceProcess(
+    "escalation-urgent", "escalation_urgent_port", "escalation", (("CME_ESCALATION_ROLE", "urgent"),)
+)
+PROCESSES = (*SERVICES, ESCALATION_URGENT)
 
 
 def log_tail(log_path: Path | None, lines: int = 40) -> str:
@@ -67,21 +82,25 @@ def wait_ready(
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s{said}" + log_tail(log_path))
 
 
-def spawn(service: ServiceProcess, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    service: ServiceProcess, env: dict[str, str], log_dir: Path, settings: Settings
+) -> subprocess.Popen[bytes]:
     log = open(log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - owned by the child process
-    return subprocess.Popen(service.argv(), env=env, stdout=log, stderr=subprocess.STDOUT)
+    own_env = service.env(env, settings)
+    return subprocess.Popen(service.argv(), env=own_env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def start_services(
     settings: Settings, env: dict[str, str], log_dir: Path, only: frozenset[str] | None = None
 ) -> dict[str, subprocess.Popen[bytes]]:
-    """Start the services (``only`` those named, if given) and wait until each answers /health/ready."""
+    """Start the services (``only`` those named, if given; the processes of ``PROCESSES`` that are not
+    ``SERVICES`` only when named) and wait until each answers /health/ready."""
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    services = [s for s in SERVICES if only is None or s.name in only]
+    services = list(SERVICES) if only is None else [s for s in PROCESSES if s.name in only]
     try:
         for service in services:
-            procs[service.name] = spawn(service, env, log_dir)
+            procs[service.name] = spawn(service, env, log_dir, settings)
         for service in services:
             port = getattr(settings, service.port_setting)
             log_path = log_dir / f"{service.name}.log"
@@ -205,7 +224,7 @@ def run_pipeline(settings: Settings, with_postgres: bool, demo: bool, exit_after
                 proc = procs.get(service.name)
                 if proc is not None and proc.poll() is not None:
                     print(f"{service.name} exited with {proc.returncode}; restarting it", file=sys.stderr)
-                    procs[service.name] = spawn(service, env, settings.data_dir / "logs")
+                    procs[service.name] = spawn(service, env, settings.data_dir / "logs", settings)
             time.sleep(1)
         return 0
     except KeyboardInterrupt:

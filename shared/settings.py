@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     referral_port: int = 8001
     tracking_port: int = 8002
     escalation_port: int = 8003
+    escalation_urgent_port: int = 8013  # escalation's urgent lane, when it runs as a process of its own
     notify_port: int = 8004
     attendance_port: int = 8005
     web_port: int = 8080

@@ -64,7 +64,7 @@ def test_every_service_waits_for_kafka_and_postgres_then_becomes_ready(
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for service in SERVICES:
-            procs[service.name] = spawn(service, env, log_dir)
+            procs[service.name] = spawn(service, env, log_dir, settings)
 
         # Live, not ready, and the service's own routes say "starting" with a Retry-After.
         for service in SERVICES:

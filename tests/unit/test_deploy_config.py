@@ -56,3 +56,34 @@ def test_every_service_has_an_entry_point_and_a_manifest() -> None:
     for stateful in ("tracking", "attendance"):  # faust workers keep RocksDB state on a volume
         manifest = (PROJECT_ROOT / "deploy" / "k8s" / f"{stateful}.yaml").read_text()
         assert "StatefulSet" in {d["kind"] for d in yaml.safe_load_all(manifest)}
+
+
+def _env(container: dict[str, object]) -> dict[str, str]:
+    return {e["name"]: str(e["value"]) for e in container["env"]}  # type: ignore[attr-defined]
+
+
+def test_escalation_runs_its_urgent_lane_in_a_process_of_its_own_in_both_deployments() -> None:
+    """docker-compose.yml and the manifests run escalation's two roles, each on its own port, so a bulk load
+    never holds the urgent lane (docs/ESCALATION.md, "Roles")."""
+    from services.escalation.settings import EscalationSettings
+
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
+    roles = {
+        name: compose[name]["environment"]["CME_ESCALATION_ROLE"]
+        for name in ("escalation", "escalation-urgent")
+    }
+    assert roles == {"escalation": "in_order", "escalation-urgent": "urgent"}
+    urgent = compose["escalation-urgent"]
+    assert urgent["command"] == ["cme-escalation", "serve"] and "healthcheck" in urgent
+    assert urgent["environment"]["CME_ESCALATION_PORT"] == urgent["environment"]["PORT"] != "8003"
+    deployments = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]
+        for d in yaml.safe_load_all((PROJECT_ROOT / "deploy" / "k8s" / "escalation.yaml").read_text())
+        if d["kind"] == "Deployment"
+    }
+    assert {name: _env(c)["CME_ESCALATION_ROLE"] for name, c in deployments.items()} == {
+        "cme-escalation": "in_order",
+        "cme-escalation-urgent": "urgent",
+    }
+    for role in ("in_order", "urgent"):  # each value is one the service accepts
+        assert EscalationSettings(escalation_role=role).escalation_role == role

@@ -16,7 +16,9 @@ def test_a_service_that_fails_to_start_takes_the_started_ones_down(
 ) -> None:
     started: list[subprocess.Popen[bytes]] = []
 
-    def spawn(service: localrun.ServiceProcess, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    def spawn(
+        service: localrun.ServiceProcess, env: dict[str, str], logs: Path, settings: Settings
+    ) -> subprocess.Popen[bytes]:
         if service.name == "tracking":
             raise FileNotFoundError("cme-tracking")
         proc = subprocess.Popen(["sleep", "60"])
@@ -27,6 +29,42 @@ def test_a_service_that_fails_to_start_takes_the_started_ones_down(
     with pytest.raises(FileNotFoundError):
         localrun.start_services(Settings(data_dir=tmp_path), {}, tmp_path / "logs")
     assert started and all(proc.poll() is not None for proc in started)
+
+
+def test_the_urgent_escalation_process_runs_escalation_in_its_role_on_its_own_port() -> None:
+    settings = Settings(escalation_port=9003, escalation_urgent_port=9013)
+    base = {"CME_ESCALATION_PORT": "9003", "CME_ESCALATION_ROLE": "in_order", "CME_LOG_LEVEL": "INFO"}
+    urgent = localrun.ESCALATION_URGENT
+    assert urgent.argv()[0].endswith("cme-escalation")
+    env = urgent.env(base, settings)
+    assert env["CME_ESCALATION_ROLE"] == "urgent"
+    assert env["CME_ESCALATION_PORT"] == "9013"
+    assert env["CME_LOG_LEVEL"] == "INFO"
+    assert base["CME_ESCALATION_ROLE"] == "in_order"  # the caller's environment is left as it was
+    # A service's own process takes the environment as given.
+    (escalation,) = [s for s in localrun.SERVICES if s.name == "escalation"]
+    assert escalation.env(base, settings) == base
+
+
+def test_the_urgent_escalation_process_starts_only_when_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: list[str] = []
+
+    def spawn(
+        service: localrun.ServiceProcess, env: dict[str, str], logs: Path, settings: Settings
+    ) -> subprocess.Popen[bytes]:
+        spawned.append(service.name)
+        return subprocess.Popen(["true"])
+
+    monkeypatch.setattr(localrun, "spawn", spawn)
+    monkeypatch.setattr(localrun, "wait_ready", lambda *args: None)
+    localrun.start_services(Settings(data_dir=tmp_path), {}, tmp_path / "logs")
+    assert "escalation-urgent" not in spawned and "escalation" in spawned
+    spawned.clear()
+    only = frozenset({"escalation", "escalation-urgent"})
+    localrun.start_services(Settings(data_dir=tmp_path), {}, tmp_path / "logs", only=only)
+    assert spawned == ["escalation", "escalation-urgent"]
 
 
 class _FakeServer:
