@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import subprocess
 import threading
@@ -164,6 +165,7 @@ class Pipeline:
     clock: Path  # escalation's simulated time file
     escalation_url: str  # its ops endpoints (metrics)
     tracking_url: str = ""  # tracking's ops endpoints (metrics)
+    urgent_url: str = ""  # escalation's urgent process's ops endpoints, when it runs one
 
 
 @contextlib.contextmanager
@@ -190,7 +192,11 @@ def _services(base: Settings, smtp_port: int) -> Iterator[Pipeline]:
     data_dir = Path(base.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(base)
-    ports = {name: free_port() for name in ("referral", "tracking", "escalation", "notify")}
+    # Escalation as deployed (docker-compose.yml): its urgent lane in a process of its own, unless
+    # CME_BENCH_ESCALATION=one asks for the single process (to compare the two).
+    split = os.environ.get("CME_BENCH_ESCALATION", "split") != "one"
+    names = ("referral", "tracking", "escalation", "notify", *(("escalation-urgent",) if split else ()))
+    ports = {name: free_port() for name in names}
     clock = data_dir / "now.txt"
     clock.write_text("2025-11-04T12:00:00+00:00")
     directory = data_dir / "directory.yaml"
@@ -203,7 +209,8 @@ def _services(base: Settings, smtp_port: int) -> Iterator[Pipeline]:
         CME_NOTIFY_PUBLIC_BASE_URL=f"http://127.0.0.1:{ports['notify']}",
         CME_ESCALATION_SIMULATED_TIME_FILE=str(clock),
         CME_ESCALATION_TICK_S="0.2",
-        **{f"CME_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **{f"CME_{name.upper()}_PORT": str(port) for name, port in ports.items() if "-" not in name},
+        CME_ESCALATION_ROLE="in_order" if split else "all",
     )
     subprocess.run([str(BIN / "cme-notify"), "load-directory", str(directory)], env=env, check=True)  # noqa: S603
     # The bulk sender is a school loading its roll: its key allows far more than the default 50 events/s.
@@ -216,6 +223,7 @@ def _services(base: Settings, smtp_port: int) -> Iterator[Pipeline]:
         tracking_port=ports["tracking"],
         escalation_port=ports["escalation"],
         notify_port=ports["notify"],
+        escalation_urgent_port=ports.get("escalation-urgent", 0),
         data_dir=data_dir,
     )
     procs = start_services(settings, env, data_dir / "logs", only=frozenset(ports))
@@ -229,6 +237,7 @@ def _services(base: Settings, smtp_port: int) -> Iterator[Pipeline]:
             clock,
             f"http://127.0.0.1:{ports['escalation']}",
             f"http://127.0.0.1:{ports['tracking']}",
+            f"http://127.0.0.1:{ports['escalation-urgent']}" if split else "",
         )
     finally:
         stop_services(procs)

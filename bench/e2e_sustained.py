@@ -387,7 +387,8 @@ def _where_the_time_went(pipeline: Pipeline) -> dict[str, dict[str, dict[str, fl
     """Means of the services' own timings over the run: escalation's units of work (waiting for their
     turn, holding it), the age of the records its consumers fetched, and tracking's sends (the producer
     and the broker) and processing per agent."""
-    escalation = httpx.get(f"{pipeline.escalation_url}/metrics", timeout=5).text
+    urls = [url for url in (pipeline.escalation_url, pipeline.urgent_url) if url]  # both roles' processes
+    escalation = "\n".join(httpx.get(f"{url}/metrics", timeout=5).text for url in urls)
     tracking = httpx.get(f"{pipeline.tracking_url}/metrics", timeout=5).text
     wanted = {
         "escalation, waiting for a turn": (escalation, "cme_escalation_unit_of_work_wait_seconds", "by"),

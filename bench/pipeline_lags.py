@@ -55,11 +55,13 @@ def horizon_lags(metrics_text: str) -> dict[str, float]:
 
 
 def histogram_means(metrics_text: str, name: str, label: str) -> dict[str, dict[str, float]]:
-    """A Prometheus histogram's observations per value of ``label``: how many, and their mean in ms."""
+    """A Prometheus histogram's observations per value of ``label``: how many, and their mean in ms (over
+    every process whose exposition ``metrics_text`` holds)."""
     line = re.compile(rf'^{name}_(sum|count)\{{[^}}]*{label}="([^"]+)"[^}}]*\}}\s+(\S+)$', re.MULTILINE)
     totals: dict[str, dict[str, float]] = {}
     for kind, value_of_label, value in line.findall(metrics_text):
-        totals.setdefault(value_of_label, {})[kind] = float(value)
+        found = totals.setdefault(value_of_label, {})
+        found[kind] = found.get(kind, 0.0) + float(value)
     return {
         key: {"count": t["count"], "mean_ms": round(t.get("sum", 0.0) / t["count"] * 1000, 1)}
         for key, t in totals.items()
