@@ -75,6 +75,20 @@ def test_scrape_config_covers_every_service() -> None:
     }
     assert services == {"referral", "tracking", "escalation", "notify", "attendance", "web"}
     assert config["rule_files"] == ["alerts.yml"]
+    # Every process docker-compose.yml serves (escalation's two roles included) is scraped on its port.
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for t in job.get("static_configs", [])
+        for target in t["targets"]
+    }
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
+    served = {
+        f"{name}:{service['environment']['PORT']}"
+        for name, service in compose.items()
+        if service.get("command", [""])[-1] == "serve"
+    }
+    assert served and served <= targets, served - targets
 
 
 def test_the_known_check_refuses_an_invented_metric() -> None:
