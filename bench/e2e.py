@@ -1,9 +1,9 @@
 """End-to-end latency: from the referral API's 2xx to the caseworker alert's SMTP receipt.
 
-All services run as processes (referral, tracking, escalation, notify) on the test broker and a scratch
-PostgreSQL database, like tests/e2e/test_pipeline.py; the escalation service runs on a simulated clock that
-does not move, so only the immediate rules fire: a whereabouts-unknown fact raises an immediate caseworker
-alert.
+All services run as processes (referral, tracking, escalation in its two roles as deployed, notify) on the
+test broker and a scratch PostgreSQL database, like tests/e2e/test_pipeline.py; the escalation service runs
+on a simulated clock that does not move, so only the immediate rules fire: a whereabouts-unknown fact raises
+an immediate caseworker alert.
 Each synthetic child is first taken off roll (unknown destination) as warm-up; then the whereabouts-unknown
 facts are sent at a fixed rate, and each alert (its case link names the case) is matched to the fact's 2xx.
 
@@ -41,7 +41,7 @@ from bench.common import (
     service_env,
     wait_for,
 )
-from devtools.localrun import start_services, stop_services
+from devtools.localrun import SERVICES, start_services, stop_services
 from devtools.samples import sample_event_dict
 from devtools.synthetic import generate
 from shared.case_ids import case_id_for
@@ -69,6 +69,7 @@ las:
       childrens_social_care: [team:mash]
       police: [team:police]
 """
+SERVICE_NAMES = frozenset(s.name for s in SERVICES)
 CASE_LINK = re.compile(r"/cases/([0-9a-f-]{36})")
 
 
@@ -209,7 +210,8 @@ def _services(base: Settings, smtp_port: int) -> Iterator[Pipeline]:
         CME_NOTIFY_PUBLIC_BASE_URL=f"http://127.0.0.1:{ports['notify']}",
         CME_ESCALATION_SIMULATED_TIME_FILE=str(clock),
         CME_ESCALATION_TICK_S="0.2",
-        **{f"CME_{name.upper()}_PORT": str(port) for name, port in ports.items() if "-" not in name},
+        # The urgent process's port is given to it by its own ServiceProcess (under CME_ESCALATION_PORT).
+        **{f"CME_{name.upper()}_PORT": str(port) for name, port in ports.items() if name in SERVICE_NAMES},
         CME_ESCALATION_ROLE="in_order" if split else "all",
     )
     subprocess.run([str(BIN / "cme-notify"), "load-directory", str(directory)], env=env, check=True)  # noqa: S603

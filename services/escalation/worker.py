@@ -41,7 +41,7 @@ from services.escalation.models import (
     EscalationRecord,
     EscalationStatus,
 )
-from services.escalation.settings import EscalationSettings
+from services.escalation.settings import EscalationRole, EscalationSettings
 from services.escalation.timer import decide_due
 from services.escalation.timesource import TimeSource
 from services.escalation.transitions import handle_transition
@@ -78,7 +78,7 @@ FIRE_BATCH = 50  # deadlines decided per transaction
 # decide what falls due. A relay in each process means no alert waits for another process to be up: a row
 # two relays send is published twice, and notify applies an event once (the first copy of a row always comes
 # before the first copy of the next, as each relay sends in id order).
-ROLE_CONSUMERS: dict[str, tuple[str, ...]] = {
+ROLE_CONSUMERS: dict[EscalationRole, tuple[str, ...]] = {
     "all": ("consumer", "urgent consumer"),
     "in_order": ("consumer",),
     "urgent": ("urgent consumer",),
