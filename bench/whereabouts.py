@@ -9,7 +9,7 @@ states and times: no personal data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import text
@@ -18,63 +18,73 @@ from sqlalchemy.engine import Connection
 from shared.case_ids import case_id_for
 from shared.db import make_engine
 
+UNREADABLE = "unreadable"
 
-def _rows(conn: Connection, sql: str, **params: Any) -> Sequence[Any]:
+
+def _rows(conn: Connection, sql: str, **params: Any) -> list[tuple[str, ...]]:
+    """The rows as text; a table a part did not create gives one row saying so (and the report goes on)."""
     try:
-        return conn.execute(text(sql), params).all()
-    except Exception as exc:  # a table a part did not create: say so and go on
+        return [tuple(map(str, row)) for row in conn.execute(text(sql), params)]
+    except Exception as exc:
         conn.rollback()
-        return [(f"unreadable: {type(exc).__name__}",)]
+        return [(f"{UNREADABLE}: {type(exc).__name__}",)]
+
+
+def _line(conn: Connection, label: str, sql: str, **params: Any) -> str:
+    return f"  {label}: {_rows(conn, sql, **params)}"
 
 
 def _fact_lines(conn: Connection, event_id: str, la_code: str) -> list[str]:
-    lines = [f"fact {event_id}:"]
-    accepted = _rows(
-        conn,
-        "SELECT s.event_type, o.id IS NOT NULL, o.published_at IS NOT NULL FROM referral_submissions s"
-        " LEFT JOIN referral_outbox o ON o.event_id = s.event_id WHERE s.event_id = :e",
-        e=event_id,
-    )
-    # (type, in the outbox, published)
-    lines.append(f"  referral: {list(map(tuple, accepted)) or 'not stored'}")
+    lines = [
+        f"fact {event_id}:",
+        _line(
+            conn,
+            "referral (type, in the outbox, published)",
+            "SELECT s.event_type, o.id IS NOT NULL, o.published_at IS NOT NULL FROM referral_submissions s"
+            " LEFT JOIN referral_outbox o ON o.event_id = s.event_id WHERE s.event_id = :e",
+            e=event_id,
+        ),
+    ]
     resolved = _rows(conn, "SELECT child_id, match FROM tracking_resolutions WHERE event_id = :e", e=event_id)
-    if not resolved or len(resolved[0]) < 2:
-        lines.append(f"  tracking: not resolved {list(map(tuple, resolved))}")
-        return lines
-    child_id = str(resolved[0][0])
+    if not resolved or resolved[0][0].startswith(UNREADABLE):
+        return [*lines, f"  tracking: not resolved {resolved}"]
+    child_id, match = resolved[0]
     case_id = case_id_for(child_id, la_code)
-    lines.append(f"  tracking: resolved to child {child_id} ({resolved[0][1]}), case {case_id}")
-    timeline = _rows(
-        conn,
-        "SELECT event_type, verdict, from_state, to_state, occurred_at FROM tracking_timeline"
-        " WHERE child_id = :c ORDER BY id",
-        c=child_id,
-    )
-    lines.append(f"  timeline: {[tuple(map(str, r)) for r in timeline]}")
-    case = _rows(conn, "SELECT state, open_deadlines FROM tracking_cases WHERE child_id = :c", c=child_id)
-    lines.append(f"  case: {[tuple(map(str, r)) for r in case]}")
-    deadlines = _rows(
-        conn,
-        "SELECT rule_id, step_index, status, due_at, clock_started_at, partition, ended_at, end_reason,"
-        " cancel_reason, fired_at FROM escalation_deadlines WHERE child_id = :c ORDER BY due_at",
-        c=child_id,
-    )
-    lines.append(f"  escalation deadlines: {[tuple(map(str, r)) for r in deadlines]}")
-    escalations = _rows(
-        conn,
-        "SELECT rule_id, status, step_index, case_state, close_reason FROM escalation_escalations"
-        " WHERE child_id = :c",
-        c=child_id,
-    )
-    lines.append(f"  escalations: {[tuple(map(str, r)) for r in escalations]}")
-    deliveries = _rows(
-        conn,
-        "SELECT a.level, a.state, d.recipient, d.state, d.attempts, d.last_error FROM notify_alert a"
-        " LEFT JOIN notify_delivery d ON d.alert_id = a.alert_id WHERE a.case_id = :k",
-        k=case_id,
-    )
-    lines.append(f"  notify: {[tuple(map(str, r)) for r in deliveries]}")
-    return lines
+    return [
+        *lines,
+        f"  tracking: resolved to child {child_id} ({match}), case {case_id}",
+        _line(
+            conn,
+            "timeline",
+            "SELECT event_type, verdict, from_state, to_state, occurred_at FROM tracking_timeline"
+            " WHERE child_id = :c ORDER BY id",
+            c=child_id,
+        ),
+        _line(
+            conn, "case", "SELECT state, open_deadlines FROM tracking_cases WHERE child_id = :c", c=child_id
+        ),
+        _line(
+            conn,
+            "escalation deadlines",
+            "SELECT rule_id, step_index, status, due_at, clock_started_at, partition, ended_at, end_reason,"
+            " cancel_reason, fired_at FROM escalation_deadlines WHERE child_id = :c ORDER BY due_at",
+            c=child_id,
+        ),
+        _line(
+            conn,
+            "escalations",
+            "SELECT rule_id, status, step_index, case_state, close_reason FROM escalation_escalations"
+            " WHERE child_id = :c",
+            c=child_id,
+        ),
+        _line(
+            conn,
+            "notify",
+            "SELECT a.level, a.state, d.recipient, d.state, d.attempts, d.last_error FROM notify_alert a"
+            " LEFT JOIN notify_delivery d ON d.alert_id = a.alert_id WHERE a.case_id = :k",
+            k=case_id,
+        ),
+    ]
 
 
 def report(database_url: str, event_ids: Iterable[str], la_code: str, limit: int = 10) -> str:
@@ -91,7 +101,7 @@ def report(database_url: str, event_ids: Iterable[str], la_code: str, limit: int
                 " ORDER BY topic, partition",
             )
             lines.append("escalation watermarks (topic, partition, watermark, next offset):")
-            lines += [f"  {tuple(map(str, r))}" for r in marks]
+            lines += [f"  {mark}" for mark in marks]
     finally:
         engine.dispose()
     return "\n".join(lines)
