@@ -174,7 +174,9 @@ def start_clock(
     watch_key: str | None = None,
     partition: int | None = None,
     clock_started_at: datetime | None = None,
+    provisional: bool = False,
 ) -> None:
+    """``provisional``: started by a transition folded ahead, until its in-order twin is read."""
     session.info.get(IDLE, set()).discard((child, la))  # it has a clock from now on
     deadline_id = derived_id("rule", child, la, rule.id, trigger_event_id)
     if session.get(EscalationDeadline, deadline_id) is not None:
@@ -195,6 +197,7 @@ def start_clock(
             rule_fingerprint=rule.fingerprint,
             partition=record_partition(session) if partition is None else partition,
             clock_started_at=as_utc(clock_started_at) if clock_started_at is not None else None,
+            provisional=provisional,
         )
     )
     session.flush()
@@ -235,6 +238,7 @@ def end_episodes(
     at: datetime | None = None,
     started_before: datetime | None = None,
     spare_trigger: str | None = None,
+    spare_provisional: bool = False,
 ) -> tuple[int, int]:
     """End the child's episodes (all, or those of the watches / trigger named) at event time ``at`` (else
     now): pending deadlines due at or after ``at`` are cancelled (they never fell due while the episode was
@@ -248,7 +252,10 @@ def end_episodes(
     re-fold replays a case's history after facts that arrived earlier started later clocks.
 
     ``spare_trigger``: the fact that caused this end; the clocks it started itself are not ended by it (a
-    notice of home education that resolves the case still alerts social care for a child under protection)."""
+    notice of home education that resolves the case still alerts social care for a child under protection).
+
+    ``spare_provisional``: an in-order transition read before the twin of a provisional one comes before it
+    in the case's order, so the clocks the provisional one started at or after ``at`` are left alone."""
     if is_idle(session, child, la):
         return 0, 0  # no pending deadline, no running escalation: nothing to end
     end = as_utc(at) if at is not None else as_utc(now)
@@ -274,13 +281,20 @@ def end_episodes(
             )
         ).all()
         later = {derived_id("escalation", deadline_id) for deadline_id in own}
+    later_than = []  # the clocks that come after this end in the case's order
     if started_before is not None:
+        later_than.append(col(EscalationDeadline.clock_started_at) > as_utc(started_before))
+    if spare_provisional:
+        later_than.append(
+            col(EscalationDeadline.provisional).is_(True) & (col(EscalationDeadline.clock_started_at) >= end)
+        )
+    if later_than:
         later_clocks = session.exec(
             select(EscalationDeadline.id).where(
                 EscalationDeadline.child_id == child,
                 EscalationDeadline.la_code == la,
                 EscalationDeadline.kind == DeadlineKind.RULE,
-                col(EscalationDeadline.clock_started_at) > as_utc(started_before),
+                or_(*later_than),
             )
         ).all()
         later |= {derived_id("escalation", deadline_id) for deadline_id in later_clocks}

@@ -87,6 +87,10 @@ class EscalationDeadline(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     end_reason: str | None = Field(default=None, max_length=64)
     end_status: str | None = Field(default=None, max_length=12)  # the EscalationStatus the episode ends in
+    # Started by a provisional transition (tracking's fold ahead) whose in-order twin escalation has not read:
+    # an in-order transition read before the twin comes before it in the case's order, so its ends leave
+    # this clock alone (services/escalation/transitions.py).
+    provisional: bool = False
 
 
 # EscalationRecord.case_state of an event rule's escalation about a child with no case transition read.
@@ -160,6 +164,8 @@ class EscalationCase(SQLModel, table=True):
     # Every resolution of the case read so far, by event time (services.escalation.resolutions): a child fact
     # read after the transition that resolved the case later is ended where that resolution ended it.
     resolutions: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    # Some of the child's clocks are ``provisional``: an in-order transition asks which once its twin is read.
+    provisional: bool = False
 
 
 class EscalationChild(SQLModel, table=True):

@@ -47,7 +47,10 @@ def handle_transition(session: Session, deps: Deps, event: CaseTransition, now: 
     case = case_of(session, child, la)
     occurred = as_utc(p.cause_occurred_at)
     follows = case is not None and p.from_state is not None and p.from_state.value == case.state
-    if case is not None and occurred < as_utc(case.state_since) and not follows:
+    # An in-order transition read while a provisional one's twin is still to come comes before it in the
+    # case's order (tracking folds the urgent fact after the facts queued ahead of it), whatever it is dated.
+    before_provisional = case is not None and case.provisional and not p.provisional
+    if case is not None and occurred < as_utc(case.state_since) and not (follows or before_provisional):
         # Out of order: a newer transition was already applied; event time decides, not arrival. A transition
         # from the state we hold is tracking's next step even when dated earlier: a late fact re-folded (a
         # registration dated before a transfer clock ran out undoes the move to missing education).
@@ -109,6 +112,10 @@ def _apply(
             child_id=child, la_code=la, case_id=str(p.case_id), state=p.to_state, state_since=occurred
         )
         case_made(session, child, la)
+    elif case.provisional and not p.provisional:
+        case.provisional = confirm_provisional(session, child, la, str(event.event_id))
+    # The clocks of a provisional transition whose twin is still to come: this in-order one's ends spare them.
+    spare_provisional = case.provisional and not p.provisional
     case.case_id, case.state, case.state_since = str(p.case_id), p.to_state.value, occurred
     case.has_social_worker = p.has_social_worker
     case.social_care_status = p.social_care_status.value
@@ -134,13 +141,14 @@ def _apply(
             at=occurred,
             started_before=started_before,
             spare_trigger=str(p.cause_event_id),
+            spare_provisional=spare_provisional,
         )
         return outcome
     # The case left every state other than to_state: rules watching those states no longer apply.
     left = [s.value for s in CaseState if s != p.to_state]
     outcome.cancelled, outcome.published = end_episodes(
         session, deps, child, la, now, reason=f"case_moved_on:{p.to_state.value}", watch_keys=left,
-        at=occurred, started_before=started_before,
+        at=occurred, started_before=started_before, spare_provisional=spare_provisional,
     )  # fmt: skip
     ctx = MatchContext.from_transition(p, safeguarding_concern=p.safeguarding_concern)
     rules = deps.rules.match_rules(la, p.to_state.value, ctx)
@@ -163,9 +171,37 @@ def _apply(
             trigger_event_id=str(event.event_id),
             due_at=rule.clock.due_at(p.cause_occurred_at, calendar),
             clock_started_at=started_at,
+            provisional=p.provisional,
         )
         outcome.started.append(rule.id)
+    if p.provisional and outcome.started:
+        case.provisional = True
+        session.add(case)
     return outcome
+
+
+def confirm_provisional(session: Session, child: str, la: str, event_id: str) -> bool:
+    """The in-order twin of a provisional transition is read: the clocks that one started are ordinary clocks
+    from now on. Returns whether the child still has clocks of another provisional transition whose twin is
+    still to come."""
+    session.execute(
+        update(EscalationDeadline)
+        .where(
+            col(EscalationDeadline.child_id) == child,
+            col(EscalationDeadline.la_code) == la,
+            col(EscalationDeadline.trigger_event_id) == event_id,
+            col(EscalationDeadline.provisional).is_(True),
+        )
+        .values(provisional=False)
+    )
+    left = session.exec(
+        select(EscalationDeadline.id).where(
+            EscalationDeadline.child_id == child,
+            EscalationDeadline.la_code == la,
+            col(EscalationDeadline.provisional).is_(True),
+        )
+    ).first()
+    return left is not None
 
 
 def _carry_over(session: Session, deps: Deps, child: str, la: str, left: str, entered: str) -> None:

@@ -23,6 +23,7 @@ from services.escalation.models import (
     DeadlineKind,
     EscalationDeadline,
     EscalationProcessedEvent,
+    EscalationRecord,
     EscalationStep,
     EscalationWatermark,
 )
@@ -417,6 +418,97 @@ async def test_a_failed_decision_in_the_consumers_turn_leaves_it_to_the_due_chec
     monkeypatch.setattr(worker, "_fire", decide)
     await worker.run_due_check()
     assert published_levels(engine) == AT_RISK_ALERTS
+
+
+def clocks_of(engine: Engine, child: uuid.UUID) -> dict[str, tuple[str, str | None]]:
+    """The child's rule clocks: rule id -> (status, cancel reason)."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(EscalationDeadline).where(
+                EscalationDeadline.child_id == str(child), EscalationDeadline.kind == DeadlineKind.RULE
+            )
+        ).all()
+    return {d.rule_id: (d.status, d.cancel_reason) for d in rows}
+
+
+def escalation_statuses(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return sorted(e.status for e in session.exec(select(EscalationRecord)).all())
+
+
+@pytest.mark.parametrize("decided_before_the_bulk", [False, True])
+async def test_an_in_order_transition_at_the_same_instant_read_after_a_provisional_one_does_not_end_it(
+    tmp_path: Path, engine: Engine, decided_before_the_bulk: bool
+) -> None:
+    """A pupil off roll and reported whereabouts unknown at the same instant (a CI run of the bench): the
+    urgent lane applies the second transition before the in-order consumer reads the first. The first comes
+    before it in the case's order, so its end (the case moved on to missing education) must neither cancel
+    the clock the provisional transition started nor withdraw the alert it raised; the twin confirms it."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    feed = Feed(worker, settings)
+    feed.mark(2, utc(3, 11, 59, 10))
+    await worker.run_due_check()
+    child, at = uuid.uuid4(), utc(3, 11, 59, 30)
+    left_roll = transition(child, CaseState.MISSING_EDUCATION, at)
+    unknown = transition(child, CaseState.WHEREABOUTS_UNKNOWN, at, from_state=CaseState.MISSING_EDUCATION)
+    assert feed.send(encode_event(provisional(unknown)), topic=URGENT_TRANSITIONS) == "applied"
+    if decided_before_the_bulk:
+        await worker.run_due_check()
+        assert published_levels(engine) == ["caseworker"]
+    assert feed.send(encode_event(left_roll)) == "applied"
+    assert feed.send(encode_event(unknown)) == "applied"
+    feed.mark(3, utc(3, 11, 59, 40))
+    await worker.run_due_check()
+    assert published_levels(engine) == ["caseworker"]
+    assert escalation_statuses(engine) == ["open"]  # raised, never withdrawn
+    clocks = clocks_of(engine, child)
+    assert clocks["whereabouts_unknown"] == ("fired", None)
+    # The clock of the state the child passed through was ended by the step after it, as in order.
+    assert clocks["missing_education_no_outcome"] == ("cancelled", "case_moved_on:whereabouts_unknown")
+    with Session(engine) as session:
+        assert not session.exec(select(EscalationDeadline).where(col(EscalationDeadline.provisional))).all()
+
+
+async def test_an_in_order_transition_dated_before_a_provisional_one_is_applied_in_its_place(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """The fact queued ahead is dated a minute before the urgent one: it is the case's earlier step, not a
+    stale one, so its clock is started and ended by event time where the twin ends it."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    feed = Feed(worker, settings)
+    child = uuid.uuid4()
+    left_roll = transition(child, CaseState.MISSING_EDUCATION, utc(3, 11, 58, 30))
+    unknown = transition(
+        child, CaseState.WHEREABOUTS_UNKNOWN, utc(3, 11, 59, 30), from_state=CaseState.MISSING_EDUCATION
+    )
+    feed.send(encode_event(provisional(unknown)), topic=URGENT_TRANSITIONS)
+    assert feed.send(encode_event(left_roll)) == "applied"
+    assert clocks_of(engine, child)["whereabouts_unknown"] == ("pending", None)
+    assert feed.send(encode_event(unknown)) == "applied"
+    clocks = clocks_of(engine, child)
+    assert clocks["missing_education_no_outcome"] == ("cancelled", "case_moved_on:whereabouts_unknown")
+    feed.mark(3, utc(3, 11, 59, 40))
+    await worker.run_due_check()
+    assert published_levels(engine) == ["caseworker"]
+
+
+async def test_once_the_twin_is_read_a_same_instant_end_after_it_ends_the_clock(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """The twin read, the provisional clock is an ordinary one: an in-order end at the same instant, read
+    after the twin, comes after it in the case's order and cancels the undecided clock."""
+    settings = make_settings(tmp_path, immediate=True)
+    worker = make_worker(settings, engine)
+    feed = Feed(worker, settings)
+    child, at = uuid.uuid4(), utc(3, 11, 59, 30)
+    unknown = transition(child, CaseState.WHEREABOUTS_UNKNOWN, at, from_state=CaseState.MISSING_EDUCATION)
+    located = transition(child, CaseState.MISSING_EDUCATION, at, from_state=CaseState.WHEREABOUTS_UNKNOWN)
+    feed.send(encode_event(provisional(unknown)), topic=URGENT_TRANSITIONS)
+    feed.send(encode_event(unknown))
+    assert feed.send(encode_event(located)) == "applied"
+    assert clocks_of(engine, child)["whereabouts_unknown"] == ("cancelled", "case_moved_on:missing_education")
 
 
 @pytest.mark.parametrize(
