@@ -206,16 +206,19 @@ class EscalationWorker:
 
     async def _handle_in_order(self, raws: Sequence[Record]) -> None:
         """A partition's records in one transaction (the loop goes one by one when it fails)."""
-        async with self._unit_of_work("in_order"):
-            await asyncio.to_thread(self.handle_records, list(raws))
-            await asyncio.to_thread(self._decide_in_turn)
+        await self._handle("in_order", raws)
 
     async def _handle_urgent(self, raws: Sequence[Record]) -> None:
-        async with self._unit_of_work("urgent"):
-            await asyncio.to_thread(self.handle_records, list(raws))
-            await asyncio.to_thread(self._decide_in_turn)
+        await self._handle("urgent", raws)
 
-    def _decide_in_turn(self) -> None:
+    async def _handle(self, by: str, raws: Sequence[Record]) -> None:
+        async with self._unit_of_work(by):
+            outcomes = await asyncio.to_thread(self.handle_records, list(raws))
+            decided = await asyncio.to_thread(self._decide_in_turn)
+        if decided or any(o.published for o in outcomes):
+            self.relay.wakeup.set()  # committed: publish now, not at the relay's next idle poll
+
+    def _decide_in_turn(self) -> int:
         """Right after the records, in the same turn, decide what the horizon lets us decide now (what a
         due-check would decide next, in the same order): the immediate deadlines the records started (an
         at-risk child's social care and police alerts, a missing child's caseworker alert) go out without
@@ -223,9 +226,10 @@ class EscalationWorker:
         due-check and never fails the records, which are committed."""
         try:
             now = self._time.now()
-            self._fire(now, self._horizon(now), FIRE_BATCH)
+            return self._fire(now, self._horizon(now), FIRE_BATCH)
         except Exception:
             log.exception("decide_in_turn_failed")
+            return 0
 
     @contextlib.asynccontextmanager
     async def _unit_of_work(self, by: str) -> AsyncIterator[None]:
@@ -475,6 +479,8 @@ class EscalationWorker:
             total += decided
             if decided < limit:
                 break
+        if total:
+            self.relay.wakeup.set()
         return total
 
     def _horizon(self, now: datetime) -> Horizon:

@@ -383,6 +383,7 @@ async def test_the_alerts_a_transition_starts_at_once_are_decided_in_its_own_tur
     Feed(worker, settings).mark(2, utc(3, 11, 59, 10))
     await worker.run_due_check()  # both inputs read to their end: the partition is live, nothing due yet
     assert published_levels(engine) == []
+    assert not worker.relay.wakeup.is_set()  # nothing decided, nothing to publish
     event = at_risk_transition(utc(3, 11, 59, 30))
     if lane == "urgent":
         raw = Record(URGENT_TRANSITIONS.name(settings), PARTITION, 0, b"k", encode_event(provisional(event)))
@@ -391,6 +392,8 @@ async def test_the_alerts_a_transition_starts_at_once_are_decided_in_its_own_tur
         raw = Record(CASE_TRANSITIONS.name(settings), PARTITION, 1, b"k", encode_event(event))
         await worker._handle_in_order([raw])
     assert published_levels(engine) == AT_RISK_ALERTS
+    # The outbox relay is woken to publish them now, not at its next idle poll.
+    assert worker.relay.wakeup.is_set()
 
 
 async def test_a_failed_decision_in_the_consumers_turn_leaves_it_to_the_due_check(
