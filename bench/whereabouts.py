@@ -67,7 +67,8 @@ def _fact_lines(conn: Connection, event_id: str, la_code: str) -> list[str]:
             conn,
             "escalation deadlines",
             "SELECT rule_id, step_index, status, due_at, clock_started_at, partition, ended_at, end_reason,"
-            " cancel_reason, fired_at FROM escalation_deadlines WHERE child_id = :c ORDER BY due_at",
+            " cancel_reason, fired_at, provisional FROM escalation_deadlines WHERE child_id = :c"
+            " ORDER BY due_at",
             c=child_id,
         ),
         _line(
