@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,17 +34,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from devtools.samples import sample_event_dict
+from shared.localstack.net import free_port
 from shared.settings import PROJECT_ROOT
 
 # CME_BENCH_RESULTS_DIR: where `python -m bench --out` wants it (a smoke run must not overwrite the results).
 RESULTS = Path(os.environ.get("CME_BENCH_RESULTS_DIR", PROJECT_ROOT / "bench" / "results")) / "intake.json"
 EVENT_TYPES = ("pupil-left-roll", "exclusion-issued", "pupil-registered", "home-education-notified")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def baseline_app() -> FastAPI:

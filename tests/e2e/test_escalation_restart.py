@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,6 +22,7 @@ from services.escalation.timesource import write_time_file
 from shared.db import make_engine
 from shared.events.catalogue import decode_event, encode_event
 from shared.events.internal import CaseState, Escalation
+from shared.localstack.net import free_port
 from shared.settings import PROJECT_ROOT, Settings
 from shared.topics import CASE_TRANSITIONS, ESCALATIONS
 from tests.support.escalation import tracking_caught_up, transition
@@ -33,15 +33,9 @@ pytestmark = pytest.mark.e2e
 CHILDREN = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Worker:
     def __init__(self, settings: Settings, time_file: Path, log_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             **os.environ,
             "CME_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
