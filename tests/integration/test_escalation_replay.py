@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -60,6 +59,7 @@ from services.escalation.worker import EscalationWorker
 from shared.events.catalogue import decode_event
 from shared.events.internal import CaseState, Escalation, EscalationAction
 from shared.kafka import ensure_topics
+from shared.localstack.net import free_port
 from shared.localstack.postgres import PostgresCluster
 from shared.school_calendar import LONDON, CalendarRegistry
 from shared.settings import PROJECT_ROOT
@@ -268,9 +268,7 @@ class ServeProcess:
     """A real ``cme-escalation serve`` on simulated time (a time file)."""
 
     def __init__(self, settings: EscalationSettings, time_file: Path, log_path: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.env = {
             **os.environ,
             "CME_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,

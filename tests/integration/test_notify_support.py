@@ -7,7 +7,6 @@ import base64
 import email
 import hashlib
 import hmac
-import socket
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from services.notify.webhook_signing import MemoryReplayGuard, WebhookRejected, 
 from shared.db import session_scope
 from shared.events.envelope import Source
 from shared.events.internal import CaseState, Escalation, EscalationAction, EscalationPayload, LadderLevel
+from shared.localstack.net import free_port
 
 NOTIFY_SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
 NOTIFY_SECRET = "3d844edf-8d35-48ac-975b-e847b4f122b0"
@@ -39,12 +39,6 @@ NOTIFY_API_KEY = f"cme_test-{NOTIFY_SERVICE_ID}-{NOTIFY_SECRET}"
 TEMPLATE_ID = "f33517ff-2a88-4f6e-b855-c550268ce08a"
 WEBHOOK_SECRET_ENV = "CME_TEST_NOTIFY_WEBHOOK_SECRET"
 WEBHOOK_SECRET = "a-shared-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- SMTP --------------------------------------------------------------------------------------------------
