@@ -107,6 +107,10 @@ def scope_of(client: ApiClient) -> Scope:
     return Scope(kind=ClientKind(client.kind), la_code=client.la_code, school_urn=client.school_urn)
 
 
+class CorrectionRaced(Exception):
+    """The leaver a correction names was corrected by another transaction after this one read it."""
+
+
 @dataclass
 class Outcome:
     """The result of one submitted event, as the API reports it."""
@@ -211,9 +215,10 @@ class Intake:
     def _store_settled(self, items: list[Item]) -> list[Outcome]:
         try:
             return self._store(items)
-        except (IntegrityError, psycopg.errors.IntegrityError):
-            # Another request accepted one of these event_ids between our read and our commit: settle each
-            # event on its own, now that the winner's row is visible.
+        except (IntegrityError, psycopg.errors.IntegrityError, CorrectionRaced):
+            # Another writer (a second replica) accepted one of these event_ids, or corrected a leaver one of
+            # them corrects, between our read and our commit: settle each event on its own, now that the
+            # winner's row is visible.
             return [self._store([item])[0] for item in items]
 
     def _store(self, items: list[Item]) -> list[Outcome]:
@@ -242,11 +247,15 @@ class Intake:
                     target.corrected_by = event_id  # one correction per event: the chain has one end
                     if target.stored:  # stored before: updated with this transaction
                         submissions = table_of(Submission)
-                        connection.execute(
+                        updated = connection.execute(
                             update(submissions)
-                            .where(submissions.c.event_id == target_id)
+                            .where(submissions.c.event_id == target_id, submissions.c.corrected_by.is_(None))
                             .values(corrected_by=event_id)
                         )
+                        if updated.rowcount != 1:
+                            # Corrected by another writer since our read: two corrections would both be
+                            # published, and a leaver's chain would have two ends.
+                            raise CorrectionRaced(target_id)
                 body = Accepted(
                     event_id=event.event_id,
                     event_type=event.event_type,

@@ -206,3 +206,40 @@ def test_a_race_lost_to_another_writer_is_settled_event_by_event(
     assert [(o.outcome.value, o.status_code) for o in outcomes] == [("accepted", 202), ("duplicate", 202)]
     assert calls["n"] == 3  # the blind batch, then each event on its own
     assert len(_rows(engine)[1]) == 2
+
+
+def test_a_leaver_corrected_by_another_writer_since_the_read_is_not_corrected_twice(
+    two_stores: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas each accept a correction of the same leaver: the second one's read (the leaver not yet
+    corrected) is older than the first one's commit. Its update must not replace the first correction, and
+    its group must not fail: it is settled event by event, and the correction is refused (409)."""
+    engine, _ = two_stores
+    school, _agency = _clients(engine)
+    intake = Intake(engine, "intake")
+    leaver = sample_event_dict("pupil-left-roll", child_serial=3)
+    intake.store_items(_checked({"school": school}, [("school", leaver)]))
+    first, second = (sample_event_dict("pupil-left-roll", child_serial=3) for _ in range(2))
+    for correction in (first, second):
+        correction["payload"].update(TO_HILLSIDE, corrects_event_id=leaver["event_id"])
+    with engine.connect() as connection:
+        stale = {row.event_id: row for row in intake._known(connection, [leaver["event_id"]])}
+    intake.store_items(_checked({"school": school}, [("school", first)]))  # the other replica's commit
+    real_known = intake._known
+    calls = {"n": 0}
+
+    def read_before_the_rival(connection: Any, ids: list[str]) -> list[Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the group's read, taken before the rival committed
+            return [stale[i] for i in ids if i in stale]
+        return real_known(connection, ids)
+
+    monkeypatch.setattr(intake, "_known", read_before_the_rival)
+    other = sample_event_dict("pupil-registered", child_serial=6)
+    outcomes = intake.store_items(_checked({"school": school}, [("school", other), ("school", second)]))
+    assert [(o.outcome.value, o.status_code) for o in outcomes] == [("accepted", 202), ("conflict", 409)]
+    assert outcomes[1].errors[0].rule == "already_corrected"
+    with Session(engine) as session:
+        row = session.exec(select(Submission).where(Submission.event_id == leaver["event_id"])).one()
+    assert row.corrected_by == first["event_id"]
+    assert sorted(_rows(engine)[1]) == sorted([leaver["event_id"], first["event_id"], other["event_id"]])
