@@ -147,7 +147,9 @@ def part_intake(sizes: Sizes, workdir: Path) -> list[Row]:
                 "events/s",
                 "bare FastAPI endpoint",
                 bare["events_per_s"],
-                f"p99 {ours['p99_ms']} ms vs {bare['p99_ms']} ms; ratio {ratio}",
+                f"p99 {ours['p99_ms']} ms vs {bare['p99_ms']} ms; ratio {ratio}; cores: service "
+                f"{ours.get('server_cores')}, bare {bare.get('server_cores')}, load generator "
+                f"{ours.get('client_cores')} / {bare.get('client_cores')}",
                 {"run": ours, "bare": bare},
             )
         )

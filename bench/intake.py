@@ -8,13 +8,16 @@ table and writes bench/results/intake.json.
     .venv/bin/python -m bench.intake --db sqlite --seconds 10
     .venv/bin/python -m bench.intake --db postgres --database-url postgresql://...
 
-Client and servers share the machine: on a small box the load generator takes part of the CPU.
+Client and servers share the machine: on a small box the load generator takes part of the CPU. Each run also
+reports the CPU the server process and the load generator used (cores, from /proc on Linux): when the load
+generator is near a whole core, the rate is the generator's, not the server's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import platform
 import statistics
@@ -77,6 +80,22 @@ class Run:
     p99_ms: float
     errors: int
     latencies: list[float] = field(default_factory=list, repr=False)
+    server_cpu_s: float | None = None  # the server process's CPU over the run (None without /proc)
+    client_cpu_s: float = 0.0  # this process's: the load generator's
+
+    @property
+    def server_cores(self) -> float | None:
+        return round(self.server_cpu_s / self.seconds, 2) if self.server_cpu_s is not None else None
+
+    @property
+    def client_cores(self) -> float:
+        return round(self.client_cpu_s / self.seconds, 2) if self.seconds else 0.0
+
+    @property
+    def server_us_per_event(self) -> float | None:
+        if self.server_cpu_s is None or not self.events_accepted:
+            return None
+        return round(self.server_cpu_s / self.events_accepted * 1e6, 1)
 
     def merged(self, other: Run) -> Run:
         """Two slices of one target and mode as one run."""
@@ -94,6 +113,12 @@ class Run:
             p99_ms=_p(latencies, 0.99),
             errors=self.errors + other.errors,
             latencies=latencies,
+            server_cpu_s=(
+                None
+                if self.server_cpu_s is None or other.server_cpu_s is None
+                else self.server_cpu_s + other.server_cpu_s
+            ),
+            client_cpu_s=self.client_cpu_s + other.client_cpu_s,
         )
 
 
@@ -103,6 +128,26 @@ def _p(sorted_latencies: list[float], q: float) -> float:
     if q == 0.5:
         return round(statistics.median(sorted_latencies) * 1000, 2)
     return round(sorted_latencies[int(len(sorted_latencies) * q) - 1] * 1000, 2)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux's /proc), or None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, run: Callable[[], Run]) -> Run:
+    """``run``, with the CPU that the server process ``pid`` and this one (the load generator) used in it."""
+    server, client = process_cpu_s(pid), time.process_time()
+    result = run()
+    client_cpu = time.process_time() - client
+    after = process_cpu_s(pid)
+    result.server_cpu_s = None if server is None or after is None else round(after - server, 3)
+    result.client_cpu_s = round(client_cpu, 3)
+    return result
 
 
 _serial = 0
@@ -168,6 +213,10 @@ async def load(
         errors=errors,
         latencies=latencies,
     )
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def wait_http(url: str, timeout_s: float = 60.0) -> None:
@@ -281,9 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("single", "batch"):
             merged: dict[str, Run] = {}
             for _ in range(max(1, args.slices)):
-                for target, url in (("bare FastAPI", baseline_url), ("referral", service_url)):
+                for target, url, pid in (
+                    ("bare FastAPI", baseline_url, baseline.pid),
+                    ("referral", service_url, service.pid),
+                ):
                     seconds = args.seconds / max(1, args.slices)
-                    run = asyncio.run(load(url, headers, mode, args.batch, seconds, args.concurrency, target))
+                    coroutine = load(url, headers, mode, args.batch, seconds, args.concurrency, target)
+                    run = measured(pid, functools.partial(asyncio.run, coroutine))
                     merged[target] = merged[target].merged(run) if target in merged else run
             for target, run in merged.items():
                 runs.append(run)
@@ -314,11 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'target':<14}{'mode':<14}{'events/s':>10}{'requests':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'server cores':>14}{'server us/event':>17}{'client cores':>14}"
     )
     for r in runs:
         print(
             f"{r.target:<14}{r.mode:<14}{r.events_per_s:>10.1f}{r.requests:>10}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
-            f"{r.errors:>8}"
+            f"{r.errors:>8}{_or_dash(r.server_cores):>14}{_or_dash(r.server_us_per_event):>17}"
+            f"{r.client_cores:>14.2f}"
         )
     for mode, ratio in ratios.items():
         print(f"referral / bare FastAPI, {mode}: {ratio}")
@@ -331,7 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "slices": args.slices,
-        "runs": [{k: v for k, v in asdict(r).items() if k != "latencies"} for r in runs],
+        "runs": [
+            {
+                **{k: v for k, v in asdict(r).items() if k != "latencies"},
+                "server_cores": r.server_cores,
+                "server_cpu_us_per_event": r.server_us_per_event,
+                "client_cores": r.client_cores,
+            }
+            for r in runs
+        ],
         "ratio_referral_to_bare": ratios,
         "publish_drain_seconds_after_load": round(drain_s, 2),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
