@@ -17,6 +17,7 @@ settings = get_settings()
 app = faust.App(
     f"{settings.topic_prefix}faust-probe",
     store="memory://",
+    datadir=str(settings.data_dir / "faust-probe"),  # not faust's default, a folder in the working directory
     topic_partitions=settings.topic_partitions,
     web_enabled=False,
     **faust_broker_options(settings),

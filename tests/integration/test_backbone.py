@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -43,7 +44,7 @@ def test_every_event_type_round_trips_through_kafka(kafka_settings: Settings) ->
         assert type(received[event.event_id]) is type(event)
 
 
-def test_kafka_python_to_faust_agent_to_another_topic(kafka_settings: Settings) -> None:
+def test_kafka_python_to_faust_agent_to_another_topic(kafka_settings: Settings, tmp_path: Path) -> None:
     out_topic = f"{kafka_settings.topic_prefix}probe-out"
     admin = KafkaAdminClient(**kafka_python_config(kafka_settings))
     admin.create_topics([NewTopic(out_topic, num_partitions=2, replication_factor=1)])
@@ -53,6 +54,7 @@ def test_kafka_python_to_faust_agent_to_another_topic(kafka_settings: Settings) 
         "CME_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
         "CME_TOPIC_PREFIX": kafka_settings.topic_prefix,
         "CME_TOPIC_PARTITIONS": str(kafka_settings.topic_partitions),
+        "CME_DATA_DIR": str(tmp_path),
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "tests.integration.faust_probe", "worker", "-l", "warn",
