@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
+from sqlalchemy.engine import Engine
 
 from devtools.samples import sample_event_dict
 from devtools.synthetic import Population
+from services.escalation.app import MIGRATIONS
+from shared.db import make_engine, migrate
 from shared.events.catalogue import decode_inbound, encode_event
 from shared.events.envelope import Source
 from shared.events.internal import (
@@ -33,6 +38,15 @@ from shared.settings import Settings
 from shared.topics import CASE_TRANSITIONS, CHILD_EVENTS, TopicSpec
 
 LA = "801"
+
+
+def sqlite_store(folder: Path) -> Iterator[Engine]:
+    """A migrated escalation store in SQLite in ``folder``, as a fixture yields it (disposed afterwards)."""
+    url = f"sqlite:///{folder / 'esc.db'}"
+    migrate(url, MIGRATIONS, "escalation")
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
 
 
 def case_id_of(child_id: uuid.UUID) -> uuid.UUID:

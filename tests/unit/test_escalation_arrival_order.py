@@ -32,7 +32,7 @@ from shared.db import make_engine, migrate, session_scope
 from shared.events.catalogue import decode_event
 from shared.events.internal import CaseTransition, ChildFact, Escalation
 from shared.school_calendar import CalendarRegistry
-from tests.support.escalation import LA, child_fact
+from tests.support.escalation import LA, child_fact, sqlite_store
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "escalation" / "migrations"
 TOPIC = "test-cme.escalations.v1"
@@ -54,11 +54,7 @@ def utc(year: int, month: int, day: int) -> datetime:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'esc.db'}"
-    migrate(url, MIGRATIONS, "escalation")
-    eng = make_engine(url)
-    yield eng
-    eng.dispose()
+    yield from sqlite_store(tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from shared.events.catalogue import decode_event
 from shared.events.envelope import Envelope
 from shared.events.internal import CaseClockExpired, CaseState, CaseTransition, Escalation
 from shared.school_calendar import CalendarRegistry
-from tests.support.escalation import transition
+from tests.support.escalation import sqlite_store, transition
 
 TOPIC = "test-cme.escalations.v1"
 TRANSITIONS, FACTS = "t.case-transitions", "t.child-events"
@@ -57,11 +57,7 @@ DUE = utc(2025, 11, 17, 23, 59, 59)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'esc.db'}"
-    migrate(url, MIGRATIONS, "escalation")
-    eng = make_engine(url)
-    yield eng
-    eng.dispose()
+    yield from sqlite_store(tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from services.escalation.app import MIGRATIONS
 from services.escalation.episodes import is_idle, load_idle
 from services.escalation.models import DeadlineStatus, EscalationDeadline, EscalationRecord, EscalationStatus
-from shared.db import make_engine, migrate
+from tests.support.escalation import sqlite_store
 from tests.support.statements import statements_sent
 
 AT = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -24,11 +23,7 @@ AT = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'esc.db'}"
-    migrate(url, MIGRATIONS, "escalation")
-    eng = make_engine(url)
-    yield eng
-    eng.dispose()
+    yield from sqlite_store(tmp_path)
 
 
 def _deadline(child: str, status: str) -> EscalationDeadline:

@@ -15,7 +15,6 @@ from sqlmodel import Session, col, select
 
 from devtools.samples import sample_event_dict
 from services.escalation.acks import handle_ack
-from services.escalation.app import MIGRATIONS
 from services.escalation.child_facts import handle_child_fact
 from services.escalation.firing import fire_deadline
 from services.escalation.merges import handle_merge
@@ -31,7 +30,7 @@ from services.escalation.timer import due_deadline_ids
 from services.escalation.transitions import handle_transition
 from services.escalation.unit_of_work import Deps, mark_processed
 from shared.case_ids import case_id_for
-from shared.db import make_engine, migrate, session_scope
+from shared.db import session_scope
 from shared.events.catalogue import decode_event
 from shared.events.envelope import Envelope, Source
 from shared.events.internal import (
@@ -44,7 +43,7 @@ from shared.events.internal import (
 )
 from shared.events.vocab import SocialCareStatus
 from shared.school_calendar import LONDON, CalendarRegistry
-from tests.support.escalation import LA, ack, child_fact, transition
+from tests.support.escalation import LA, ack, child_fact, sqlite_store, transition
 
 TOPIC = "test-cme.escalations.v1"
 
@@ -55,11 +54,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'esc.db'}"
-    migrate(url, MIGRATIONS, "escalation")
-    eng = make_engine(url)
-    yield eng
-    eng.dispose()
+    yield from sqlite_store(tmp_path)
 
 
 @pytest.fixture(scope="module")
