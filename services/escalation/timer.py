@@ -35,15 +35,18 @@ def due_deadline_ids(
             as_of = horizon.as_of(partition)
             assert as_of is not None
             in_partition = col(EscalationDeadline.partition) == partition
+            started = col(EscalationDeadline.clock_started_at)
+            # Due at the instant its clock started: decided once it exists (Horizon.as_of_deadline).
+            immediate = and_(in_partition, started.is_not(None), due <= started)
             if horizon.live(partition):
                 per_partition.append(and_(in_partition, due <= as_of))
-                # Due at the instant its clock started: decided once it exists (Horizon.as_of_deadline).
-                started = col(EscalationDeadline.clock_started_at)
-                per_partition.append(and_(in_partition, started.is_not(None), due <= started))
+                per_partition.append(immediate)
             else:
-                # A backlog: only what a fact already ended (recorded, alerting nobody) is decided now.
+                # A backlog: what a fact already ended (recorded, alerting nobody), and an immediate deadline
+                # whose episode began within the live window (Horizon.fresh).
                 ended = col(EscalationDeadline.ended_at)
                 per_partition.append(and_(in_partition, due <= as_of, ended <= as_of))
+                per_partition.append(and_(immediate, started >= horizon.now - horizon.live_window))
         if not per_partition:
             return []
         decidable = or_(*per_partition)

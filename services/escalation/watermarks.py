@@ -13,8 +13,9 @@ A deadline due at ``T`` is decided only once its partition's horizon has reached
 about the child up to ``T`` has been applied, so whether the episode was still open at ``T`` no longer depends
 on how far each consumer had read when the timer ticked. While a partition is a backlog (its horizon more
 than the live window behind now), a deadline is decided only if a fact already ended its episode (recorded,
-alerting nobody); one whose episode is still open waits until the partition is live, when it is alerted,
-marked late if it fell due more than the live window ago. See docs/ESCALATION.md for the policy.
+alerting nobody), or if it is immediate and its episode began within the live window (a child reported at risk
+now); one whose episode is still open waits until the partition is live, when it is alerted, marked late if it
+fell due more than the live window ago. See docs/ESCALATION.md for the policy.
 """
 
 from __future__ import annotations
@@ -75,13 +76,24 @@ class Horizon:
         its zero-delay steps: the social care and police alerts of a child at risk) waits for none of them,
         while the partition is live: it is decided as soon as it exists, that is as soon as the transition
         that starts it is read (under a bulk load, a provisional one from tracking's urgent lane), not when
-        tracking has folded the bulk and escalation read it. A backlog keeps the full horizon
-        (docs/ESCALATION.md, "Immediate deadlines and the urgent lane")."""
+        tracking has folded the bulk and escalation read it. A backlog keeps the full horizon, except for an
+        episode that began within the live window of now (``fresh``): what the backlog holds is older, or
+        would be read after the decision on a live partition too (docs/ESCALATION.md, "Immediate deadlines
+        and the urgent lane")."""
         full = self.as_of(partition)
-        immediate = clock_started_at is not None and _utc(due_at) <= _utc(clock_started_at)
-        if full is None or not immediate or not self.live(partition):
+        if full is None or not self.immediate(due_at, clock_started_at):
             return full
-        return self.now
+        return self.now if self.live(partition) or self.fresh(clock_started_at) else full
+
+    @staticmethod
+    def immediate(due_at: datetime, clock_started_at: datetime | None) -> bool:
+        """Due at the instant its clock started: an immediate rule, or a zero-delay step of its ladder."""
+        return clock_started_at is not None and _utc(due_at) <= _utc(clock_started_at)
+
+    def fresh(self, clock_started_at: datetime | None) -> bool:
+        """The clock started within the live window of now: the episode began now, as far as anybody can know,
+        so no fact a backlog still holds about the time before it can end it."""
+        return clock_started_at is not None and _utc(clock_started_at) >= self.now - self.live_window
 
     def live(self, partition: int) -> bool:
         """The partition is read up to within the live window of now: what is open at its horizon is open now,
@@ -97,12 +109,16 @@ class Horizon:
         clock_started_at: datetime | None = None,
     ) -> bool:
         """A deadline can be decided: its horizon (``as_of_deadline``) has passed its due time, and either the
-        partition is live or a fact at or before the horizon already ended the episode (then it alerts
-        nobody, whenever it is decided)."""
+        partition is live, or the deadline is immediate and its episode began within the live window (a child
+        reported at risk now is alerted now, whatever backlog the bulk has left), or a fact at or before the
+        horizon already ended the episode (then it alerts nobody, whenever it is decided)."""
         as_of = self.as_of_deadline(partition, due_at, clock_started_at)
         if as_of is None or _utc(due_at) > as_of:
             return False
-        return self.live(partition) or (ended_at is not None and _utc(ended_at) <= as_of)
+        began_now = self.immediate(due_at, clock_started_at) and self.fresh(clock_started_at)
+        if self.live(partition) or began_now:
+            return True
+        return ended_at is not None and _utc(ended_at) <= as_of
 
     def is_late(self, due_at: datetime) -> bool:
         """An alert sent now for a step due then is late: it fell due more than the live window ago."""

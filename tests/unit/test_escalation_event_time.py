@@ -260,6 +260,54 @@ def test_an_immediate_alert_for_an_episode_that_closed_in_the_backlog_is_recorde
     assert steps(engine) == [(0, "caseworker", False, "episode_closed", False)]
 
 
+def test_a_child_reported_now_is_alerted_now_while_the_partition_is_a_backlog(
+    engine: Engine, deps: Deps
+) -> None:
+    """A bulk load left the partition ten minutes behind. A child whose whereabouts became unknown a few
+    seconds ago (read ahead of the bulk, as the urgent lane reads it) is alerted at once, not when the bulk is
+    read: what the backlog still holds is dated before the episode began, so it cannot end it. A child whose
+    episode began before the live window still waits for the backlog, as any open episode does."""
+    now = utc(2025, 11, 20, 12)
+    reported = now - timedelta(seconds=5)
+    older = now - timedelta(minutes=5)
+    fresh_child, older_child = uuid.uuid4(), uuid.uuid4()
+    read(engine, deps, transition(fresh_child, WHEREABOUTS, reported), now)
+    read(engine, deps, transition(older_child, WHEREABOUTS, older), now)
+    caught_up(engine, now - timedelta(minutes=10))  # every input read only up to ten minutes ago: a backlog
+    assert tick(engine, deps, now) == ["fired"]
+    assert brief(engine) == [("whereabouts_unknown", "raised", 0, reported)]
+    assert not published(engine)[0].payload.late
+    # The backlog read: the older episode is still open, so it is alerted now, marked late (due 5 minutes
+    # ago, beyond the live window); the fresh one is not alerted twice.
+    caught_up(engine, now)
+    assert tick(engine, deps, now) == ["fired"]
+    assert [(e.payload.step_index, e.occurred_at, e.payload.late) for e in published(engine)] == [
+        (0, reported, False),
+        (0, older, True),
+    ]
+
+
+def test_a_fresh_alert_sent_from_a_backlog_is_withdrawn_by_an_end_the_backlog_held(
+    engine: Engine, deps: Deps
+) -> None:
+    """The one thing a backlog can hold about an episode that began now: its end, at or after that instant.
+    Read after the alert, it withdraws it (``cancelled``), as on a live partition."""
+    now = utc(2025, 11, 20, 12)
+    reported = now - timedelta(seconds=20)
+    child = uuid.uuid4()
+    read(engine, deps, transition(child, WHEREABOUTS, reported), now)
+    caught_up(engine, now - timedelta(minutes=10))
+    assert tick(engine, deps, now) == ["fired"]
+    found = now - timedelta(seconds=10)
+    read(engine, deps, transition(child, IN_EDUCATION, found, from_state=WHEREABOUTS), now)
+    caught_up(engine, now)
+    tick(engine, deps, now)
+    assert brief(engine) == [
+        ("whereabouts_unknown", "raised", 0, reported),
+        ("whereabouts_unknown", "cancelled", 0, found),
+    ]
+
+
 def test_a_step_due_before_the_end_is_decided_before_the_escalation_closes(
     engine: Engine, deps: Deps
 ) -> None:

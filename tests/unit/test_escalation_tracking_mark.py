@@ -325,21 +325,27 @@ async def test_an_immediate_clock_on_a_live_partition_is_decided_on_what_escalat
     ]
 
 
-async def test_an_immediate_clock_on_a_backlog_waits_for_the_full_horizon(
+async def test_an_immediate_clock_on_a_backlog_waits_for_the_full_horizon_unless_its_episode_began_now(
     tmp_path: Path, engine: Engine
 ) -> None:
-    """Tracking an hour behind (an outage, a rebuild): a backlog, where a fact still queued may have ended the
-    episode; the immediate clock waits as every other one does (docs/ESCALATION.md)."""
+    """Tracking an hour behind (an outage, a rebuild, a bulk load): a backlog. A child reported at risk ten
+    minutes ago waits for the full horizon as every other clock does: a fact still queued may have ended the
+    episode. A child reported at risk 30 s ago is alerted at once: what the backlog holds about it is dated
+    before the episode began and cannot end it, so urgent alerts do not queue behind the bulk
+    (docs/ESCALATION.md)."""
     settings = make_settings(tmp_path, immediate=True)
     worker = make_worker(settings, engine)
     feed = Feed(worker, settings)
     feed.mark(2, utc(3, 11))
-    feed.send(encode_event(at_risk_transition(utc(3, 11, 59, 30))))
+    feed.send(encode_event(at_risk_transition(utc(3, 11, 50))))
     assert await worker.run_due_check() == 0
     assert published_levels(engine) == []
-    feed.mark(3, utc(3, 11, 59, 40))
+    feed.send(encode_event(at_risk_transition(utc(3, 11, 59, 30))))
     await worker.run_due_check()
     assert published_levels(engine) == AT_RISK_ALERTS
+    feed.mark(3, utc(3, 11, 59, 40))
+    await worker.run_due_check()
+    assert published_levels(engine) == sorted(AT_RISK_ALERTS * 2)
 
 
 async def test_a_provisional_transition_and_its_in_order_twin_are_each_applied_once(
