@@ -1,9 +1,11 @@
 """Tracking's lag in escalation's horizon, on the real broker and PostgreSQL (docs/ESCALATION.md,
-"Tracking's lag in the watermark"): two children whose whereabouts are unknown, on the two partitions;
-tracking has folded one partition to its end but is held back on the other, where a child fact is still to
-fold. Escalation reads both of its input topics to their end: the clock on the caught-up partition fires,
-the one on the held partition waits (without tracking's mark it fires: escalation's own inputs are caught
-up); once tracking's mark for that partition reaches the partition's end, it fires too."""
+"Tracking's lag in the watermark"): children whose whereabouts are unknown, on the two partitions; tracking
+has folded one partition to its end but is held back on the other, where a child fact is still to fold.
+Escalation reads both of its input topics to their end: the clock on the caught-up partition fires; on the
+held partition, the clock of an episode that began five minutes ago waits (without tracking's mark it fires:
+escalation's own inputs are caught up), and fires once tracking's mark reaches the partition's end; the
+clock of an episode that began 20 s ago fires at once, as nothing the backlog holds can end it
+("Immediate deadlines and the urgent lane")."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.integration
 
 MISSING_AT = datetime(2025, 11, 3, 10, 0, tzinfo=UTC)
 NOW = MISSING_AT + timedelta(seconds=20)  # the immediate alert is due: live, within the window
+HELD_AT = NOW - timedelta(minutes=5)  # an episode older than the live window: it waits for a backlog
 
 
 @dataclass
@@ -103,18 +106,23 @@ def mark(settings: Settings, partition: int, next_offset: int, folded_to: dateti
 
 async def test_a_due_clock_waits_for_tracking_held_back_on_its_partition(running: Running) -> None:
     s = running.settings
-    held, caught_up = child_on(0, s.topic_partitions), child_on(1, s.topic_partitions)
+    held, fresh, caught_up = (
+        child_on(0, s.topic_partitions),
+        child_on(0, s.topic_partitions),
+        child_on(1, s.topic_partitions),
+    )
     transitions, facts = CASE_TRANSITIONS.name(s), CHILD_EVENTS.name(s)
-    for child in (held, caught_up):
+    for child, at in ((held, HELD_AT), (fresh, MISSING_AT), (caught_up, MISSING_AT)):
         key = str(child).encode()
-        missing = transition(child, CaseState.WHEREABOUTS_UNKNOWN, MISSING_AT)
+        missing = transition(child, CaseState.WHEREABOUTS_UNKNOWN, at)
         await asyncio.to_thread(produce, s, transitions, [(key, encode_event(missing))])
     # A fact about the held child that tracking has not folded yet (its offset 0 on partition 0).
     fact = child_fact(held, "whereabouts-unknown", date(2025, 11, 3))
     await asyncio.to_thread(produce, s, facts, [(str(held).encode(), encode_event(fact))])
-    # Tracking: partition 1 folded to its end (empty); partition 0 up to a minute before, not its record.
+    # Tracking: partition 1 folded to its end (empty); partition 0 up to a minute before the held child's
+    # episode, not its record: a backlog (more than the live window behind now).
     await asyncio.to_thread(mark, s, 1, 0, None)
-    await asyncio.to_thread(mark, s, 0, 0, MISSING_AT - timedelta(minutes=1))
+    await asyncio.to_thread(mark, s, 0, 0, HELD_AT - timedelta(minutes=1))
 
     await asyncio.to_thread(wait_until, lambda: clock_status(running.engine, caught_up) == "fired", 30, 0.1,
                             "the caught-up partition's clock fired")  # fmt: skip
@@ -122,6 +130,7 @@ async def test_a_due_clock_waits_for_tracking_held_back_on_its_partition(running
     for _ in range(5):  # the due-checks after both inputs were read to their end decide nothing there
         await running.worker.run_due_check()
     assert clock_status(running.engine, held) == "pending"
+    assert clock_status(running.engine, fresh) == "fired"  # began 20 s ago: not held by the backlog
 
     # Tracking folds the fact: its mark reaches the partition's end, and the clock is decided.
     await asyncio.to_thread(mark, s, 0, 1, fact.occurred_at)
