@@ -111,6 +111,11 @@ class CorrectionRaced(Exception):
     """The leaver a correction names was corrected by another transaction after this one read it."""
 
 
+# What another writer's commit between our read and ours raises; settled by reading again.
+LOST_RACES = (IntegrityError, psycopg.errors.IntegrityError, CorrectionRaced)
+SETTLE_ATTEMPTS = 5  # each attempt lost means a rival committed: more than a few is a stampede, not a race
+
+
 @dataclass
 class Outcome:
     """The result of one submitted event, as the API reports it."""
@@ -215,11 +220,21 @@ class Intake:
     def _store_settled(self, items: list[Item]) -> list[Outcome]:
         try:
             return self._store(items)
-        except (IntegrityError, psycopg.errors.IntegrityError, CorrectionRaced):
+        except LOST_RACES:
             # Another writer (a second replica) accepted one of these event_ids, or corrected a leaver one of
             # them corrects, between our read and our commit: settle each event on its own, now that the
             # winner's row is visible.
-            return [self._store([item])[0] for item in items]
+            return [self._store_alone(item) for item in items]
+
+    def _store_alone(self, item: Item) -> Outcome:
+        """One event in its own transaction, again while it loses races: each lost race means a rival
+        committed, so the next read sees its row (three replicas correcting one leaver lose twice)."""
+        for _ in range(SETTLE_ATTEMPTS - 1):
+            try:
+                return self._store([item])[0]
+            except LOST_RACES:
+                continue
+        return self._store([item])[0]  # losing this one too is a stampede: an error, not an answer
 
     def _store(self, items: list[Item]) -> list[Outcome]:
         ids = list({str(i.event.event_id) for i in items} | {c for i in items if (c := corrects(i.event))})
