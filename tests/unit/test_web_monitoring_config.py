@@ -91,6 +91,49 @@ def test_scrape_config_covers_every_service() -> None:
     assert served and served <= targets, served - targets
 
 
+# Gauges read from what the replicas share (the database, the broker): every replica of the service exports
+# the same value (deploy/k8s runs two or three), so a sum counts it once per replica. They are taken with
+# ``max`` first, then summed over their own labels if need be.
+SHARED_GAUGES = (
+    "cme_tracking_cases",
+    "cme_escalation_open_deadlines",
+    "cme_escalation_open_escalations",
+    "cme_notify_pending_acks",
+    "cme_referral_outbox_depth",
+    "cme_consumer_lag",
+    "cme_dead_letter_depth",
+)
+TAKEN_ONCE = re.compile(r"max(?: by \([^)]*\))? ?\((?:min_over_time\(|increase\()?$")
+
+
+def unaggregated_shared_gauges(expr: str) -> list[str]:
+    """The shared gauges ``expr`` reads other than through ``max`` (one value whatever the replicas)."""
+    return [
+        match.group(1)
+        for match in re.finditer(rf"\b({'|'.join(SHARED_GAUGES)})\b", expr)
+        if not TAKEN_ONCE.search(expr[: match.start()])
+    ]
+
+
+def test_shared_gauges_are_counted_once_whatever_the_replicas() -> None:
+    exported = exported_metric_names()
+    assert set(SHARED_GAUGES) <= exported
+    dashboard = json.loads((DEPLOY / "grafana" / "cme-dashboard.json").read_text())
+    exprs = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exprs += [(r["alert"], r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    counted_per_replica = [(name, bad) for name, expr in exprs if (bad := unaggregated_shared_gauges(expr))]
+    assert not counted_per_replica
+
+
+def test_the_shared_gauge_check_tells_a_sum_from_a_max() -> None:
+    assert unaggregated_shared_gauges("sum by (state) (cme_tracking_cases)") == ["cme_tracking_cases"]
+    assert unaggregated_shared_gauges("cme_referral_outbox_depth > 500") == ["cme_referral_outbox_depth"]
+    assert not unaggregated_shared_gauges("sum by (state) (max by (la_code, state) (cme_tracking_cases))")
+    assert not unaggregated_shared_gauges("max(min_over_time(cme_notify_pending_acks[2d])) > 0")
+    assert not unaggregated_shared_gauges("max by (group, topic) (cme_consumer_lag) > 1000")
+
+
 def test_the_known_check_refuses_an_invented_metric() -> None:
     assert not known("cme_invented_metric_total", exported_metric_names())
     assert known("cme_tracking_processing_seconds_bucket", exported_metric_names())
