@@ -4,12 +4,15 @@ least once); consumers are idempotent on event_id, so the effect is once.
 
 Each service defines its own table by subclassing ``OutboxBase`` (tables belong to one service) and runs one
 ``OutboxRelay`` on it: the only way a service publishes (the faust workers aside, whose sinks are faust's).
+With several processes of a service on one PostgreSQL database, one relay publishes at a time (the holder of
+the table's advisory lock); the others stand by and take over when its connection goes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -18,8 +21,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
-from sqlalchemy.engine import Engine
+from sqlalchemy import text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, Session, SQLModel, col, func, select
 
 from shared.events.envelope import Envelope, utcnow
@@ -29,6 +32,10 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 LINGER_S = 0.02
+# A relay that publishes for several processes is not woken by their commits, only by its own: it looks for
+# their rows this often. A standby tries for the lock this often.
+LEADER_POLL_S = 0.1
+STANDBY_S = 1.0
 
 
 class OutboxBase(SQLModel):
@@ -73,7 +80,13 @@ class OutboxRelay:
     for good (after a broker restart: OutOfOrderSequenceNumber on every later send). The fresh one has a new
     producer id; the unmarked rows are sent again. The relay starts before its broker and waits for it:
     what it cannot publish stays in the outbox. Set ``wakeup`` after a commit that queued rows to publish them
-    without waiting for the next poll."""
+    without waiting for the next poll.
+
+    ``one_relay`` (PostgreSQL): publish only while holding the table's session advisory lock, on a
+    connection of the relay's own. Without it, every process of a replicated service sends every row it
+    finds unpublished (measured: two relays under a steady load sent every row twice), and each consumer
+    does the work of each copy. The lock goes with its connection, so a crashed or stopped publisher hands
+    over within ``STANDBY_S``."""
 
     def __init__(
         self,
@@ -86,6 +99,7 @@ class OutboxRelay:
         write_lock: AbstractContextManager[Any] | None = None,
         on_published: Callable[[int], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
+        one_relay: bool = True,
     ) -> None:
         self.engine = engine
         self.model = model
@@ -96,6 +110,44 @@ class OutboxRelay:
         self.on_published = on_published  # a metric: rows published per batch
         self.on_depth = on_depth  # a gauge: rows not yet published, at most once a second
         self.wakeup = asyncio.Event()
+        self.one_relay = one_relay and engine.dialect.name == "postgresql"
+        self._lock: Connection | None = None  # holds the advisory lock while this relay publishes
+
+    def _lock_key(self) -> int:
+        """The table's advisory lock key: the same in every process, distinct per table."""
+        digest = hashlib.sha256(f"cme-outbox-relay:{self.model.__tablename__}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def _try_to_lead(self) -> bool:
+        """Whether this relay may publish now: always without ``one_relay``; else while it holds the lock
+        (taken here when free, checked here when held: a lost connection has released it)."""
+        if not self.one_relay:
+            return True
+        if self._lock is not None:
+            try:
+                self._lock.execute(text("SELECT 1"))
+                return True
+            except Exception:
+                self._release()
+        connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            held = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key()})
+            if held.scalar():
+                self._lock = connection
+                log.info("outbox_relay_publishing", table=self.model.__tablename__)
+                return True
+        except Exception:
+            connection.invalidate()
+            raise
+        connection.close()  # no lock taken on it: back to the pool
+        return False
+
+    def _release(self) -> None:
+        """Give the lock up: its connection is closed, not pooled (a pooled one would keep the lock)."""
+        if self._lock is not None:
+            with contextlib.suppress(Exception):
+                self._lock.invalidate()
+            self._lock = None
 
     def _load(self) -> list[Any]:
         """The oldest unpublished rows as plain rows (id, topic, key, value): building ORM objects cost
@@ -146,6 +198,11 @@ class OutboxRelay:
             while not stop.is_set():
                 self.wakeup.clear()
                 try:
+                    if not await asyncio.to_thread(self._try_to_lead):
+                        if self.on_depth is not None:  # the gauge stays true on a standby too
+                            self.on_depth(await asyncio.to_thread(self.depth))
+                        await wait_for_event(stop, STANDBY_S)  # another process publishes
+                        continue
                     published = await self.relay_once(producer)
                     if self.on_depth is not None and time.monotonic() >= depth_due:
                         self.on_depth(await asyncio.to_thread(self.depth))
@@ -162,9 +219,11 @@ class OutboxRelay:
                     await wait_for_event(stop, RETRY_S)
                     continue
                 if published < self.batch:
-                    await wait_for_event(self.wakeup, self.idle_s)
+                    idle_s = min(self.idle_s, LEADER_POLL_S) if self.one_relay else self.idle_s
+                    await wait_for_event(self.wakeup, idle_s)
                     # Let a burst of single commits gather: one cycle (load, send, mark) for many rows.
                     await wait_for_event(stop, LINGER_S)
         finally:
             if producer is not None:  # None: asked to stop while starting a fresh producer
                 await producer.stop()
+            await asyncio.to_thread(self._release)

@@ -149,8 +149,14 @@ class EscalationWorker:
             poll_ms=300,
             after_poll=self._wake.set,
         )
+        # Every process relays (one_relay=False): an alert the urgent process decides is published by that
+        # process at once, not at another's next poll; notify applies a row sent twice once.
         self.relay = OutboxRelay(
-            engine, EscalationOutbox, lambda: new_producer(settings, "cme-escalation"), idle_s=0.1
+            engine,
+            EscalationOutbox,
+            lambda: new_producer(settings, "cme-escalation"),
+            idle_s=0.1,
+            one_relay=False,
         )
         self._stop = asyncio.Event()
         # One unit of work at a time in this process (no self-deadlocks); the urgent consumer and the
