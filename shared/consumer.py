@@ -178,6 +178,9 @@ class ConsumerLoop:
         self.max_attempts = max_attempts
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: set[TopicPartition] = set()
+        # time.monotonic() at the loop's latest turn (a poll, handled or failed); None until it runs. A loop
+        # whose turn is old is stuck in an await that never returns (a liveness check reads it).
+        self.last_turn: float | None = None
         self._attempts: dict[tuple[str, int, int], int] = {}  # failed tries of a record being retried
         self._stop = asyncio.Event()
 
@@ -198,6 +201,7 @@ class ConsumerLoop:
         if self.consumer is None and not await self.start(stop):
             return
         while not stop.is_set():
+            self.last_turn = time.monotonic()
             try:
                 await self.poll_once(stop)
             except Exception as exc:

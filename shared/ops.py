@@ -30,6 +30,18 @@ READY_503 = {
 }
 
 
+LIVE_503 = {
+    503: {
+        "description": "Not live: one of the process's own loops has stopped turning (restart the process)",
+        "content": {
+            "application/json": {
+                "example": {"status": "unavailable", "checks": {"loops": "not ready: stalled: timer"}}
+            }
+        },
+    }
+}
+
+
 class NotReady(RuntimeError):
     """A readiness check's own explanation (no dependency's message, which may carry a connection string)."""
 
@@ -62,26 +74,41 @@ def kafka_check(settings: Settings) -> ReadinessCheck:
     return check
 
 
-def ops_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry = REGISTRY) -> APIRouter:
-    router = APIRouter(tags=["ops"])
+async def run_checks(checks: dict[str, ReadinessCheck]) -> JSONResponse:
+    """Every check's result by name; 200 when all are ok, else 503."""
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), timeout=5)
+            results[name] = "ok"
+        except NotReady as exc:
+            results[name] = f"not ready: {exc}"
+        except Exception as exc:  # any failure means not ready; say which dependency and why
+            results[name] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in results.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": results}, 200 if ok else 503)
 
-    @router.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
+
+def ops_router(
+    checks: dict[str, ReadinessCheck],
+    registry: CollectorRegistry = REGISTRY,
+    live_checks: dict[str, ReadinessCheck] | None = None,
+) -> APIRouter:
+    """``live_checks``: what must hold for the process to be worth keeping (a loop that stopped turning);
+    a failing one makes ``/health/live`` answer 503, so a supervisor restarts the process. Dependencies
+    (a database or broker away) belong in ``checks``: a restart does not bring them back."""
+    router = APIRouter(tags=["ops"])
+    liveness = live_checks or {}
+
+    @router.get("/health/live", responses=LIVE_503)  # type: ignore[arg-type]
+    async def live() -> JSONResponse:
+        if not liveness:
+            return JSONResponse({"status": "ok"})
+        return await run_checks(liveness)
 
     @router.get("/health/ready", responses=READY_503)  # type: ignore[arg-type]
     async def ready() -> JSONResponse:
-        results: dict[str, str] = {}
-        for name, check in checks.items():
-            try:
-                await asyncio.wait_for(check(), timeout=5)
-                results[name] = "ok"
-            except NotReady as exc:
-                results[name] = f"not ready: {exc}"
-            except Exception as exc:  # any failure means not ready; say which dependency and why
-                results[name] = f"error: {type(exc).__name__}"
-        ok = all(v == "ok" for v in results.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": results}, 200 if ok else 503)
+        return await run_checks(checks)
 
     @router.get("/metrics", response_class=PlainTextResponse)  # documents the text exposition format
     async def metrics() -> Response:

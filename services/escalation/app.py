@@ -16,7 +16,7 @@ from services.escalation.timesource import TimeSource
 from services.escalation.unit_of_work import Deps
 from services.escalation.worker import EscalationWorker
 from shared.db import make_engine, migrate
-from shared.ops import database_check, kafka_check, ops_router
+from shared.ops import NotReady, database_check, kafka_check, ops_router
 from shared.school_calendar import CalendarRegistry
 from shared.settings import get_settings
 from shared.startup import StartStep, Startup, StartupGate, migrations
@@ -76,6 +76,13 @@ def create_app(
     app.state.engine = engine
     app.dependency_overrides[get_settings] = lambda: settings
     checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_ready}
-    app.include_router(ops_router(checks))
+
+    async def loops_turning() -> None:
+        worker: EscalationWorker | None = getattr(app.state, "worker", None)
+        stalled = worker.stalled(settings.escalation_stalled_after_s) if worker is not None else []
+        if stalled:
+            raise NotReady(f"stalled: {', '.join(stalled)}")
+
+    app.include_router(ops_router(checks, live_checks={"loops": loops_turning}))
     app.add_middleware(StartupGate, startup=startup)
     return app

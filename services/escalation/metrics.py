@@ -66,3 +66,8 @@ HORIZON_LAG = Gauge(
     " tracking), in the service's time; a partition's horizon is held by its input with the largest lag",
     ["partition", "input"],
 )
+DUE_CHECK_COMPLETED = Gauge(
+    "cme_escalation_due_check_completed_timestamp_seconds",
+    "When this process last completed a due-check (Unix time): every statutory clock is decided by one; an"
+    " alert fires when no process has completed one for a while",
+)

@@ -163,11 +163,15 @@ class EscalationWorker:
         # due-check go before the in-order consumer's next batch (shared/priority_lock.py).
         self._turn = PriorityLock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._timer_turn: float | None = None  # time.monotonic() at the timer's latest turn
+        self._consumers: list[ConsumerLoop] = []  # the consumer loops this process's role runs
 
     async def start(self) -> None:
         self._time.now()  # a simulated time file that is missing or invalid stops the start, loudly
         loops = {"consumer": self._loop, "urgent consumer": self._urgent_loop}
         consumers = [(name, loops[name]) for name in ROLE_CONSUMERS[self._settings.escalation_role]]
+        self._consumers = [loop for _, loop in consumers]
+        self._timer_turn = time.monotonic()
         for _, loop in consumers:
             await loop.start()
         self._stop.clear()
@@ -407,11 +411,20 @@ class EscalationWorker:
 
     # -- timer ------------------------------------------------------------------------------------------
 
+    def stalled(self, after_s: float) -> list[str]:
+        """The worker's loops that have not turned for ``after_s`` seconds (stuck in an await that never
+        returns): the timer, which decides every statutory clock, and the consumers. Empty before start."""
+        now = time.monotonic()
+        turns = {"timer": self._timer_turn, **{loop.name: loop.last_turn for loop in self._consumers}}
+        return [name for name, turn in turns.items() if turn is not None and now - turn > after_s]
+
     async def _timer(self) -> None:
         while not self._stop.is_set():
+            self._timer_turn = time.monotonic()
             fired = 0
             try:
                 fired = await self.run_due_check()
+                metrics.DUE_CHECK_COMPLETED.set_to_current_time()
             except Exception:
                 log.exception("due_check_failed")
             if fired >= self._settings.escalation_due_batch:

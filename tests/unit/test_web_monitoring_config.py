@@ -60,7 +60,7 @@ def test_alert_rules_name_only_exported_metrics() -> None:
     alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
     for needed in (
         "CmeServiceDown", "CmeConsumerLagHigh", "CmeDeadLettersGrowing", "CmeDeliveryFailures",
-        "CmeEscalationsUnacknowledged", "CmeOutboxBacklog",
+        "CmeEscalationsUnacknowledged", "CmeOutboxBacklog", "CmeEscalationClocksNotDecided",
     ):  # fmt: skip
         assert needed in alerts
     for name, rule in alerts.items():
