@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -44,6 +45,29 @@ LIVE_503 = {
 
 class NotReady(RuntimeError):
     """A readiness check's own explanation (no dependency's message, which may carry a connection string)."""
+
+
+def stalled(turns: Mapping[str, float | None], after_s: float) -> list[str]:
+    """The loops whose latest turn (``time.monotonic()``; None: not running) is more than ``after_s`` ago."""
+    now = time.monotonic()
+    return [name for name, turn in turns.items() if turn is not None and now - turn > after_s]
+
+
+def loops_turning(
+    turns: Callable[[], Mapping[str, float | None]], after_s: float, longest_wait_s: float = 0.0
+) -> ReadinessCheck:
+    """A liveness check: every background loop of the process has turned within ``after_s``, or three of
+    its longest configured waits between turns (``longest_wait_s``: an interval set above ``after_s`` must
+    not read as stuck). A loop that stopped turning is stuck in an await that never returns, and a restart
+    helps; one that turns and fails (a dependency away) stays live: a restart would not bring it back."""
+    limit = max(after_s, 3 * longest_wait_s)
+
+    async def check() -> None:
+        names = stalled(turns(), limit)
+        if names:
+            raise NotReady(f"stalled: {', '.join(names)}")
+
+    return check
 
 
 def database_check(engine: Engine) -> ReadinessCheck:

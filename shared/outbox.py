@@ -111,6 +111,7 @@ class OutboxRelay:
         self.on_depth = on_depth  # a gauge: rows not yet published, at most once a second
         self.wakeup = asyncio.Event()
         self.one_relay = one_relay and engine.dialect.name == "postgresql"
+        self.last_turn: float | None = None  # time.monotonic() at the loop's latest turn (liveness)
         self._lock: Connection | None = None  # holds the advisory lock while this relay publishes
 
     def _lock_key(self) -> int:
@@ -196,6 +197,7 @@ class OutboxRelay:
         depth_due = 0.0
         try:
             while not stop.is_set():
+                self.last_turn = time.monotonic()
                 self.wakeup.clear()
                 try:
                     if not await asyncio.to_thread(self._try_to_lead):
@@ -213,6 +215,7 @@ class OutboxRelay:
                     )
                     with contextlib.suppress(Exception):
                         await producer.stop()
+                    self.last_turn = None  # waiting for the broker, not stuck: readiness reports Kafka
                     producer = await start_with_retry(self.make_producer, stop, "outbox-producer")
                     if producer is None:
                         return

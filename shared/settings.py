@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # A stream partition behind its end with nothing of it in hand for this long is read again from its
     # committed offset (shared/stream_stalls.py); it is checked a third as often.
     stream_stall_after_s: float = Field(default=30.0, ge=1, le=3600)
+    # A background loop (a consumer, an outbox relay, escalation's timer, notify's dispatcher) that has not
+    # turned for this long is stuck in an await that never returns: /health/live answers 503 and the
+    # supervisor restarts the process (seconds, real time; far above a turn's longest legitimate wait).
+    loop_stalled_after_s: float = Field(default=300.0, gt=0)
 
     # Storage: SQLite by default for a quick local run; Postgres in production and in the tests.
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'cme.db'}"

@@ -16,7 +16,7 @@ from services.escalation.timesource import TimeSource
 from services.escalation.unit_of_work import Deps
 from services.escalation.worker import EscalationWorker
 from shared.db import make_engine, migrate
-from shared.ops import NotReady, database_check, kafka_check, ops_router
+from shared.ops import database_check, kafka_check, loops_turning, ops_router
 from shared.school_calendar import CalendarRegistry
 from shared.settings import get_settings
 from shared.startup import StartStep, Startup, StartupGate, migrations
@@ -77,12 +77,11 @@ def create_app(
     app.dependency_overrides[get_settings] = lambda: settings
     checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_ready}
 
-    async def loops_turning() -> None:
+    def turns() -> dict[str, float | None]:
         worker: EscalationWorker | None = getattr(app.state, "worker", None)
-        stalled = worker.stalled(settings.escalation_stalled_after_s) if worker is not None else []
-        if stalled:
-            raise NotReady(f"stalled: {', '.join(stalled)}")
+        return worker.turns() if worker is not None else {}
 
-    app.include_router(ops_router(checks, live_checks={"loops": loops_turning}))
+    live = {"loops": loops_turning(turns, settings.loop_stalled_after_s, settings.escalation_tick_s)}
+    app.include_router(ops_router(checks, live_checks=live))
     app.add_middleware(StartupGate, startup=startup)
     return app

@@ -32,10 +32,6 @@ class EscalationSettings(Settings):
     # leave this on); off, a clock may be decided while tracking lags behind on the facts that would end it.
     escalation_require_tracking_mark: bool = True
     escalation_role: EscalationRole = "all"
-    # A loop of the worker (the timer, a consumer) that has not turned for this long is stuck in an await that
-    # never returns: /health/live answers 503 and the supervisor restarts the process (seconds, real time;
-    # far above a turn's longest legitimate wait, a unit of work under load or a retry's back-off).
-    escalation_stalled_after_s: float = Field(default=300.0, gt=0)
     # Simulated time for drills and process-level tests: a file holding one ISO-8601 timestamp. Unset (the
     # default) means the real clock; never set it in production.
     escalation_simulated_time_file: Path | None = None

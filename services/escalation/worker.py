@@ -411,12 +411,11 @@ class EscalationWorker:
 
     # -- timer ------------------------------------------------------------------------------------------
 
-    def stalled(self, after_s: float) -> list[str]:
-        """The worker's loops that have not turned for ``after_s`` seconds (stuck in an await that never
-        returns): the timer, which decides every statutory clock, and the consumers. Empty before start."""
-        now = time.monotonic()
-        turns = {"timer": self._timer_turn, **{loop.name: loop.last_turn for loop in self._consumers}}
-        return [name for name, turn in turns.items() if turn is not None and now - turn > after_s]
+    def turns(self) -> dict[str, float | None]:
+        """Each loop's latest turn (liveness, ``shared.ops.loops_turning``): the timer, which decides every
+        statutory clock, the consumers and the relay. None: not running (before start)."""
+        consumers = {loop.name: loop.last_turn for loop in self._consumers}
+        return {"timer": self._timer_turn, **consumers, "outbox-relay": self.relay.last_turn}
 
     async def _timer(self) -> None:
         while not self._stop.is_set():

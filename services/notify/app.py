@@ -20,7 +20,7 @@ from shared import request_errors
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.openapi_errors import document_errors
-from shared.ops import NotReady, database_check, kafka_check, ops_router
+from shared.ops import NotReady, database_check, kafka_check, loops_turning, ops_router
 from shared.settings import get_settings
 from shared.startup import StartStep, Startup, StartupGate, migrations
 
@@ -92,7 +92,12 @@ def create_app(settings: NotifySettings, engine: Engine | None = None, run_worke
         "kafka": kafka_ready,
         "worker": worker_check,
     }
-    app.include_router(ops_router(checks))
+
+    def turns() -> dict[str, float | None]:
+        return {name: turn for worker in workers for name, turn in worker.turns().items()}
+
+    live = {"loops": loops_turning(turns, settings.loop_stalled_after_s, settings.notify_poll_interval_s)}
+    app.include_router(ops_router(checks, live_checks=live))
     document_errors(app, {("POST", "/v1/alerts/{alert_id}/ack"): (409,)}, public_prefixes=("/v1/ack/",))
     app.add_middleware(BodySizeLimit)  # before FastAPI buffers a body, even an unauthenticated one
     request_errors.install(app)  # 422 without echoing input (personal data, unencodable surrogates)

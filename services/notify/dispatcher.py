@@ -88,6 +88,7 @@ class Dispatcher:
         self._clock = clock
         self._ledger = ThreadPoolExecutor(LEDGER_THREADS, thread_name_prefix="notify-ledger")
         self.wake = asyncio.Event()
+        self.last_turn: float | None = None  # time.monotonic() at the loop's latest turn (liveness)
 
     async def _in_ledger(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._ledger, lambda: fn(*args, **kwargs))
@@ -98,6 +99,7 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
+                self.last_turn = time.monotonic()
                 try:
                     handled = await self.run_once()
                 except Exception:

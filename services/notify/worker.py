@@ -69,6 +69,10 @@ class EscalationConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         await self._loop.run(stop)
 
+    @property
+    def last_turn(self) -> float | None:
+        return self._loop.last_turn
+
     async def _handle(self, records: Sequence[Record]) -> None:
         if len(records) == 1:
             await asyncio.to_thread(self.handle_record, records[0])
@@ -199,6 +203,15 @@ class NotifyWorker:
 
         task.add_done_callback(ended)
         return task
+
+    def turns(self) -> dict[str, float | None]:
+        """Each loop's latest turn (liveness, ``shared.ops.loops_turning``): the consumer, the dispatcher
+        that sends every alert, and the relay. None: not running here."""
+        return {
+            "escalation-consumer": self.consumer.last_turn,
+            "dispatcher": self.dispatcher.last_turn,
+            "outbox-relay": self.relay.last_turn,
+        }
 
     def failed_task(self) -> str | None:
         """The name of a background loop that has died (readiness reports it), or None."""

@@ -24,11 +24,11 @@ from services.referral.openapi import install_openapi
 from services.referral.ratelimit import RateLimiter
 from services.referral.service import Intake
 from services.referral.settings import referral_settings
-from services.referral.worker import outbox_relay, track_processed
+from services.referral.worker import outbox_relay, status_consumer, track_processed
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
 from shared.logs import get_logger
-from shared.ops import database_check, kafka_check, ops_router
+from shared.ops import database_check, kafka_check, loops_turning, ops_router
 from shared.settings import Settings
 from shared.startup import StartStep, Startup, StartupGate, migrations, stop_background
 from shared.topics import INTAKE, URGENT_INTAKE
@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     engine = make_engine(settings.database_url)
     intake = Intake(engine, INTAKE.name(settings), URGENT_INTAKE.name(settings))
     relay = outbox_relay(settings, intake)
+    status = status_consumer(settings, intake)
     state = ReferralState(
         engine=engine,
         intake=intake,
@@ -74,7 +75,7 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
         async def start_background() -> None:
             # Both loops wait for Kafka themselves (the relay keeps what it cannot publish in the outbox).
             tasks.append(asyncio.create_task(relay.run(stop)))
-            tasks.append(asyncio.create_task(track_processed(settings, intake, stop)))
+            tasks.append(asyncio.create_task(track_processed(status, stop)))
 
         background_steps = [StartStep("background", start_background)] if background else []
         starting = await startup.begin(*steps, *background_steps)
@@ -101,7 +102,12 @@ def create_app(settings: Settings, *, background: bool = True) -> FastAPI:
     # every request (a third of a single event's CPU, measured); the routes read settings from the state.
     app.include_router(router)
     checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_check(settings)}
-    app.include_router(ops_router(checks))
+
+    def turns() -> dict[str, float | None]:
+        return {"outbox-relay": relay.last_turn, status.name: status.last_turn}
+
+    live = {"loops": loops_turning(turns, settings.loop_stalled_after_s)}
+    app.include_router(ops_router(checks, live_checks=live))
     install_openapi(app, secured=(router.routes, authenticate, bearer))
     app.add_middleware(BodySizeLimit, limit_for=body_limit_for, problem=too_large_problem)
     app.add_middleware(LatencyMetrics)

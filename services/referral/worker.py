@@ -43,14 +43,15 @@ def child_facts(values: list[bytes]) -> dict[str, str]:
     return facts
 
 
-async def track_processed(settings: ReferralSettings, intake: Intake, stop: asyncio.Event) -> None:
-    """Consume cme.child-events.v1 and mark the submissions tracking has resolved to a child (on the shared
-    consumer loop: a database outage is retried; records that are not ours are skipped, not dead-lettered)."""
+def status_consumer(settings: ReferralSettings, intake: Intake) -> ConsumerLoop:
+    """The consumer of cme.child-events.v1 that marks the submissions tracking has resolved to a child (on the
+    shared consumer loop: a database outage is retried; records that are not ours are skipped, not
+    dead-lettered)."""
 
     async def handle(records: Sequence[Record]) -> None:
         await asyncio.to_thread(intake.mark_processed, child_facts([r.value for r in records if r.value]))
 
-    loop = ConsumerLoop(
+    return ConsumerLoop(
         "status-consumer",
         lambda: new_consumer(
             settings,
@@ -62,6 +63,10 @@ async def track_processed(settings: ReferralSettings, intake: Intake, stop: asyn
         outbox_dead_letter(intake.engine, ReferralOutbox, DEAD_LETTER.name(settings), "referral"),
         max_records=settings.referral_status_batch,
     )
+
+
+async def track_processed(loop: ConsumerLoop, stop: asyncio.Event) -> None:
+    """Run the status consumer until ``stop``."""
     try:
         await loop.run(stop)
     finally:

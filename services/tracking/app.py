@@ -25,7 +25,7 @@ from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine
 from shared.events.internal import ChildFact, ChildMerged, ChildSplit
 from shared.openapi_errors import document_errors
-from shared.ops import ReadinessCheck, database_check, kafka_check, ops_router
+from shared.ops import ReadinessCheck, database_check, kafka_check, loops_turning, ops_router
 from shared.outbox import OutboxRelay, add_to_outbox, new_producer
 from shared.settings import Settings, get_settings
 from shared.startup import StartStep, Startup, StartupGate, migrations, stop_background
@@ -90,7 +90,9 @@ def create_app(settings: Settings, extra_checks: dict[str, ReadinessCheck] | Non
         "kafka": kafka_ready,
         **(extra_checks or {}),
     }
-    app.include_router(ops_router(checks))
+    # The faust worker's partitions have their own watch (shared/stream_stalls.py); this is the API's relay.
+    live = {"loops": loops_turning(lambda: {"outbox-relay": relay.last_turn}, settings.loop_stalled_after_s)}
+    app.include_router(ops_router(checks, live_checks=live))
     register_open_cases_gauge(engine, REGISTRY)
     document_errors(
         app,

@@ -25,7 +25,7 @@ from services.web.worker import run_allocator, run_lag_exporter
 from shared.bodylimit import BodySizeLimit
 from shared.db import make_engine, migrate
 from shared.logs import get_logger
-from shared.ops import database_check, kafka_check, ops_router
+from shared.ops import database_check, kafka_check, loops_turning, ops_router
 from shared.school_calendar import CalendarRegistry
 from shared.settings import get_settings
 from shared.startup import Startup, StartupGate, migrations
@@ -64,16 +64,19 @@ def create_app(
     startup = Startup("web", pending=bool(steps))
     stop = asyncio.Event()
     policies = load_policies(settings.web_allocation_file)  # a bad file stops the start, saying why
+    turns: dict[str, float | None] = {}  # each background loop's latest turn (liveness)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         starting = await startup.begin(*steps)
         task = (
-            asyncio.create_task(run_lag_exporter(settings, stop)) if settings.web_lag_interval_s > 0 else None
+            asyncio.create_task(run_lag_exporter(settings, stop, turns))
+            if settings.web_lag_interval_s > 0
+            else None
         )
         allocator = (
             asyncio.create_task(
-                run_allocator(settings, engine, policies, app.state.transports, stop, startup.done)
+                run_allocator(settings, engine, policies, app.state.transports, stop, startup.done, turns)
             )
             if settings.web_allocation_interval_s > 0
             else None
@@ -104,7 +107,9 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     checks = {"start": startup.check(), "database": database_check(engine), "kafka": kafka_check(settings)}
-    app.include_router(ops_router(checks))
+    longest_wait_s = max(settings.web_lag_interval_s, settings.web_allocation_interval_s)
+    live = {"loops": loops_turning(lambda: turns, settings.loop_stalled_after_s, longest_wait_s)}
+    app.include_router(ops_router(checks, live_checks=live))
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.exception_handler(SignInRequired)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -64,8 +65,14 @@ async def measure_once(settings: WebSettings) -> dict[tuple[str, str], int]:
     return lags
 
 
-async def run_lag_exporter(settings: WebSettings, stop: asyncio.Event) -> None:
+async def run_lag_exporter(
+    settings: WebSettings, stop: asyncio.Event, turns: dict[str, float | None] | None = None
+) -> None:
+    """``turns``: where the loop notes each turn (``time.monotonic()``, liveness: a stuck exporter would leave
+    the lag gauges, and the lag alert, at their last values)."""
     while not stop.is_set():
+        if turns is not None:
+            turns["lag-exporter"] = time.monotonic()
         try:
             await measure_once(settings)
         except Exception as exc:  # Kafka away: keep the last values; readiness reports the broker
@@ -81,10 +88,13 @@ async def run_allocator(
     transports: Mapping[str, httpx.AsyncBaseTransport],
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
+    turns: dict[str, float | None] | None = None,
 ) -> None:
     """Every ``CME_WEB_ALLOCATION_INTERVAL_S``, allocate each LA's open cases that nobody owns (once the
-    web's tables are migrated: ``ready``)."""
+    web's tables are migrated: ``ready``); each turn noted in ``turns`` (liveness)."""
     while not stop.is_set():
+        if turns is not None:
+            turns["allocator"] = time.monotonic()
         if ready is None or ready.is_set():
             try:
                 las = await asyncio.to_thread(las_to_allocate, engine, policies)

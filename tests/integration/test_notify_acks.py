@@ -219,7 +219,8 @@ async def test_unacknowledged_steps_up_and_acknowledged_does_not(
 async def test_health_and_metrics(
     settings: NotifySettings, engine: Engine, client: httpx.AsyncClient
 ) -> None:
-    assert (await client.get("/health/live")).json() == {"status": "ok"}
+    live = await client.get("/health/live")
+    assert (live.status_code, live.json()) == (200, {"status": "ok", "checks": {"loops": "ok"}})
     ready = await client.get("/health/ready")
     assert ready.status_code == 200, ready.text
     metrics = (await client.get("/metrics")).text

@@ -277,7 +277,7 @@ def test_sign_out_revokes_the_session(web: Web) -> None:
 
 
 def test_health_and_metrics(web: Web) -> None:
-    assert web.client.get("/health/live").json() == {"status": "ok"}
+    assert web.client.get("/health/live").json() == {"status": "ok", "checks": {"loops": "ok"}}
     assert "cme_web_sign_ins_total" in web.client.get("/metrics").text
 
 
