@@ -14,33 +14,25 @@ from sqlmodel import Session, SQLModel, select
 from services.escalation.models import EscalationOutbox
 from shared.db import make_engine
 from shared.outbox import OutboxRelay
+from tests.support.producer import RecordingProducer
 
 pytestmark = [pytest.mark.faults]
 
 
-class StandInProducer:
+class StandInProducer(RecordingProducer):
     """The first producer made fails every send with a fatal producer error; later ones work."""
 
     made = 0
 
-    def __init__(self, sent: list[bytes]) -> None:
+    def __init__(self, sent: list[tuple[str, bytes]]) -> None:
+        super().__init__(sent)
         StandInProducer.made += 1
         self.broken = StandInProducer.made == 1
-        self.sent = sent
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
         if self.broken:
             raise RuntimeError("OutOfOrderSequenceNumber")
-        self.sent.append(value)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        return await super().send(topic, value, key)
 
 
 async def test_relay_replaces_a_failed_producer_and_publishes(tmp_path: Path) -> None:
@@ -49,7 +41,7 @@ async def test_relay_replaces_a_failed_producer_and_publishes(tmp_path: Path) ->
     with Session(engine) as session:
         session.add(EscalationOutbox(event_id="e1", topic="t", key="k", value=b"one"))
         session.commit()
-    sent: list[bytes] = []
+    sent: list[tuple[str, bytes]] = []
     StandInProducer.made = 0
     stop = asyncio.Event()
     relay = OutboxRelay(engine, EscalationOutbox, lambda: StandInProducer(sent), idle_s=0.05)
@@ -59,6 +51,6 @@ async def test_relay_replaces_a_failed_producer_and_publishes(tmp_path: Path) ->
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(running, 5)
-    assert StandInProducer.made == 2 and sent == [b"one"]
+    assert StandInProducer.made == 2 and [value for _, value in sent] == [b"one"]
     with Session(engine) as session:
         assert session.exec(select(EscalationOutbox)).one().published_at is not None

@@ -18,32 +18,13 @@ from sqlmodel import Session, SQLModel, select
 from services.referral.models import ReferralOutbox
 from shared.db import make_engine
 from shared.outbox import OutboxRelay
+from tests.support.producer import RecordingProducer
 
 ACK_DELAY_S = 0.002  # a broker's acknowledgement comes back a little after the send
 ADVISORY_LOCKS = (  # the test's database is its own: its advisory locks are the relays'
     "FROM pg_locks WHERE locktype = 'advisory'"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
-
-
-class RecordingProducer:
-    """Records what was sent, by whom, and acknowledges each send after ``ACK_DELAY_S``."""
-
-    def __init__(self, name: str, sent: list[tuple[str, bytes]]) -> None:
-        self.name = name
-        self.sent = sent
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
-        self.sent.append((self.name, value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().call_later(ACK_DELAY_S, done.set_result, None)
-        return done
 
 
 @pytest.fixture
@@ -74,7 +55,8 @@ async def _until(condition: object, timeout_s: float = 20.0) -> None:
 
 
 def _relay(engine: Engine, name: str, sent: list[tuple[str, bytes]]) -> OutboxRelay:
-    return OutboxRelay(engine, ReferralOutbox, lambda: RecordingProducer(name, sent), batch=50, idle_s=0.02)
+    producer = lambda: RecordingProducer(sent, name, ACK_DELAY_S)  # noqa: E731
+    return OutboxRelay(engine, ReferralOutbox, producer, batch=50, idle_s=0.02)
 
 
 async def test_two_relays_on_one_outbox_publish_each_row_once_in_order(engine: Engine) -> None:

@@ -208,49 +208,14 @@ def test_a_race_lost_to_another_writer_is_settled_event_by_event(
     assert len(_rows(engine)[1]) == 2
 
 
+@pytest.mark.parametrize("stale_reads", [1, 2], ids=["lost-once", "lost-twice"])
 def test_a_leaver_corrected_by_another_writer_since_the_read_is_not_corrected_twice(
-    two_stores: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+    two_stores: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch, stale_reads: int
 ) -> None:
-    """Two replicas each accept a correction of the same leaver: the second one's read (the leaver not yet
-    corrected) is older than the first one's commit. Its update must not replace the first correction, and
-    its group must not fail: it is settled event by event, and the correction is refused (409)."""
-    engine, _ = two_stores
-    school, _agency = _clients(engine)
-    intake = Intake(engine, "intake")
-    leaver = sample_event_dict("pupil-left-roll", child_serial=3)
-    intake.store_items(_checked({"school": school}, [("school", leaver)]))
-    first, second = (sample_event_dict("pupil-left-roll", child_serial=3) for _ in range(2))
-    for correction in (first, second):
-        correction["payload"].update(TO_HILLSIDE, corrects_event_id=leaver["event_id"])
-    with engine.connect() as connection:
-        stale = {row.event_id: row for row in intake._known(connection, [leaver["event_id"]])}
-    intake.store_items(_checked({"school": school}, [("school", first)]))  # the other replica's commit
-    real_known = intake._known
-    calls = {"n": 0}
-
-    def read_before_the_rival(connection: Any, ids: list[str]) -> list[Any]:
-        calls["n"] += 1
-        if calls["n"] == 1:  # the group's read, taken before the rival committed
-            return [stale[i] for i in ids if i in stale]
-        return real_known(connection, ids)
-
-    monkeypatch.setattr(intake, "_known", read_before_the_rival)
-    other = sample_event_dict("pupil-registered", child_serial=6)
-    outcomes = intake.store_items(_checked({"school": school}, [("school", other), ("school", second)]))
-    assert [(o.outcome.value, o.status_code) for o in outcomes] == [("accepted", 202), ("conflict", 409)]
-    assert outcomes[1].errors[0].rule == "already_corrected"
-    with Session(engine) as session:
-        row = session.exec(select(Submission).where(Submission.event_id == leaver["event_id"])).one()
-    assert row.corrected_by == first["event_id"]
-    assert sorted(_rows(engine)[1]) == sorted([leaver["event_id"], first["event_id"], other["event_id"]])
-
-
-def test_a_correction_that_loses_the_race_twice_is_still_answered(
-    two_stores: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Three replicas correct one leaver: this one's group read and then its own settling read are both older
-    than a rival's commit. It is settled again (each lost race means a rival committed, so a later read sees
-    it), and answered 409, not a server error."""
+    """Replicas each accept a correction of the same leaver: this one's read (the leaver not yet corrected) is
+    older than a rival's commit. Its update must not replace the rival's correction, and its group must not
+    fail: it is settled event by event, and the correction is refused (409). With three replicas the settling
+    read can be stale too (lost twice): it is settled again, since each lost race means a rival committed."""
     engine, _ = two_stores
     school, _agency = _clients(engine)
     intake = Intake(engine, "intake")
@@ -263,18 +228,18 @@ def test_a_correction_that_loses_the_race_twice_is_still_answered(
         stale = {row.event_id: row for row in intake._known(connection, [leaver["event_id"]])}
     intake.store_items(_checked({"school": school}, [("school", first)]))  # a rival replica's commit
     real_known = intake._known
-    stale_reads = {"left": 2}
+    left = {"stale": stale_reads}
 
-    def read_before_the_rivals(connection: Any, ids: list[str]) -> list[Any]:
-        if leaver["event_id"] in ids and stale_reads["left"] > 0:  # the group's read, then its settling read
-            stale_reads["left"] -= 1
+    def read_before_the_rival(connection: Any, ids: list[str]) -> list[Any]:
+        if leaver["event_id"] in ids and left["stale"] > 0:  # the group's read, then its settling read
+            left["stale"] -= 1
             return [stale[i] for i in ids if i in stale]
         return real_known(connection, ids)
 
-    monkeypatch.setattr(intake, "_known", read_before_the_rivals)
+    monkeypatch.setattr(intake, "_known", read_before_the_rival)
     other = sample_event_dict("pupil-registered", child_serial=6)
     outcomes = intake.store_items(_checked({"school": school}, [("school", other), ("school", second)]))
-    assert stale_reads["left"] == 0
+    assert left["stale"] == 0
     assert [(o.outcome.value, o.status_code) for o in outcomes] == [("accepted", 202), ("conflict", 409)]
     assert outcomes[1].errors[0].rule == "already_corrected"
     with Session(engine) as session:
