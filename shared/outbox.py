@@ -36,6 +36,10 @@ LINGER_S = 0.02
 # their rows this often. A standby tries for the lock this often.
 LEADER_POLL_S = 0.1
 STANDBY_S = 1.0
+# A standby publishes too when the oldest unpublished row has stayed the oldest this long: the lock's holder
+# publishes nothing (stuck, or its lock kept by a connection that outlived it), and the lock must not hold
+# an event back. Copies that follow are deduplicated downstream, as after a crash.
+PUBLISHER_SILENT_S = 60.0
 
 
 class OutboxBase(SQLModel):
@@ -86,7 +90,8 @@ class OutboxRelay:
     connection of the relay's own. Without it, every process of a replicated service sends every row it
     finds unpublished (measured: two relays under a steady load sent every row twice), and each consumer
     does the work of each copy. The lock goes with its connection, so a crashed or stopped publisher hands
-    over within ``STANDBY_S``."""
+    over within ``STANDBY_S``. The lock only saves copies: a standby that sees the oldest unpublished row
+    stay the oldest for ``silent_after_s`` publishes as well until the outbox is empty."""
 
     def __init__(
         self,
@@ -100,6 +105,7 @@ class OutboxRelay:
         on_published: Callable[[int], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
         one_relay: bool = True,
+        silent_after_s: float = PUBLISHER_SILENT_S,
     ) -> None:
         self.engine = engine
         self.model = model
@@ -113,6 +119,34 @@ class OutboxRelay:
         self.one_relay = one_relay and engine.dialect.name == "postgresql"
         self.last_turn: float | None = None  # time.monotonic() at the loop's latest turn (liveness)
         self._lock: Connection | None = None  # holds the advisory lock while this relay publishes
+        self.silent_after_s = silent_after_s
+        self._oldest_seen: tuple[int, float] | None = None  # the oldest unpublished row, first seen when
+        self._helping = False  # publishing beside a silent lock holder, until the outbox is empty
+
+    def _may_publish(self) -> bool:
+        """Whether to publish now: as the lock's holder, or beside a holder that publishes nothing."""
+        if self._try_to_lead():
+            self._helping = False
+            return True
+        table = SQLModel.metadata.tables[str(self.model.__tablename__)]
+        with self.engine.connect() as connection:
+            oldest = connection.execute(
+                sa_select(func.min(table.c.id)).where(table.c.published_at.is_(None))
+            ).scalar()
+        if oldest is None:
+            self._helping, self._oldest_seen = False, None
+            return False
+        if self._helping:
+            return True
+        now = time.monotonic()
+        if self._oldest_seen is None or self._oldest_seen[0] != oldest:
+            self._oldest_seen = (oldest, now)
+            return False
+        if now - self._oldest_seen[1] < self.silent_after_s:
+            return False
+        log.warning("outbox_relay_publisher_silent", table=self.model.__tablename__, oldest_row=oldest)
+        self._helping = True
+        return True
 
     def _lock_key(self) -> int:
         """The table's advisory lock key: the same in every process, distinct per table."""
@@ -200,7 +234,7 @@ class OutboxRelay:
                 self.last_turn = time.monotonic()
                 self.wakeup.clear()
                 try:
-                    if not await asyncio.to_thread(self._try_to_lead):
+                    if not await asyncio.to_thread(self._may_publish):
                         if self.on_depth is not None:  # the gauge stays true on a standby too
                             self.on_depth(await asyncio.to_thread(self.depth))
                         await wait_for_event(stop, STANDBY_S)  # another process publishes

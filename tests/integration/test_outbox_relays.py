@@ -123,3 +123,31 @@ async def test_a_publisher_that_loses_its_lock_stops_and_nothing_is_lost(engine:
     assert set(copies) == {f"{n:05d}".encode() for n in range(40)}
     assert locks == 1  # one relay took the lock again
     assert max(copies.values()) == 1  # and only it published: the one that lost it noticed
+
+
+async def test_a_lock_holder_that_publishes_nothing_does_not_hold_events_back(engine: Engine) -> None:
+    """The lock's holder publishes nothing (stuck, or its lock kept by a connection that outlived it): the
+    standby sees the oldest unpublished row stay the oldest and publishes the outbox itself."""
+    sent: list[tuple[str, bytes]] = []
+    stop = asyncio.Event()
+    relay = OutboxRelay(
+        engine,
+        ReferralOutbox,
+        lambda: RecordingProducer(sent, "standby", ACK_DELAY_S),
+        idle_s=0.02,
+        silent_after_s=0.5,
+    )
+    holder = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": relay._lock_key()})
+    try:
+        running = asyncio.create_task(relay.run(stop))
+        await asyncio.to_thread(_add, engine, 0, 30)
+        await _until(lambda: _unpublished(engine) == 0)
+        await asyncio.to_thread(_add, engine, 30, 5)  # later rows wait their turn again, then go too
+        await _until(lambda: _unpublished(engine) == 0)
+        stop.set()
+        await running
+    finally:
+        holder.close()
+    assert _unpublished(engine) == 0
+    assert sorted(value for _, value in sent) == [f"{n:05d}".encode() for n in range(35)]
