@@ -171,10 +171,10 @@ class EscalationWorker:
         loops = {"consumer": self._loop, "urgent consumer": self._urgent_loop}
         consumers = [(name, loops[name]) for name in ROLE_CONSUMERS[self._settings.escalation_role]]
         self._consumers = [loop for _, loop in consumers]
-        self._timer_turn = time.monotonic()
         for _, loop in consumers:
             await loop.start()
         self._stop.clear()
+        self._timer_turn = time.monotonic()  # judged from here: waiting for the broker above is not stuck
         self._tasks = [
             asyncio.create_task(self._guard("timer", self._timer)),
             asyncio.create_task(self._guard("gauges", self._gauges)),
