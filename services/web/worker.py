@@ -102,6 +102,8 @@ async def run_allocator(
                 log.warning("allocation_round_failed", error=type(exc).__name__)
                 las = []
             for la_code in las:
+                if turns is not None:  # a round over many LAs is one turn per LA: it is moving
+                    turns["allocator"] = time.monotonic()
                 # A failed case is tried again after a while (an account created, a team joined), not in every
                 # round: an LA without a policy would otherwise be read whole every few seconds.
                 since = datetime.now(UTC) - RETRY_FAILED_AFTER

@@ -26,6 +26,8 @@ from services.escalation.worker import EscalationWorker
 from services.notify.dispatcher import Dispatcher
 from services.notify.settings import NotifySettings
 from services.referral.app import create_app as referral_app
+from services.web import worker as web_worker
+from services.web.settings import WebSettings
 from shared.ops import NotReady, loops_turning, ops_router, stalled
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -214,3 +216,25 @@ async def test_a_loop_set_to_wait_longer_than_the_limit_is_not_taken_for_stuck()
     await loops_turning(lambda: turned, after_s=300, longest_wait_s=600)()
     with pytest.raises(NotReady, match="stalled: allocator"):
         await loops_turning(lambda: turned, after_s=300, longest_wait_s=60)()
+
+
+async def test_an_allocation_round_over_many_las_is_moving_not_stuck(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A national web allocates LA after LA in one round: a round longer than the limit is still moving."""
+    monkeypatch.setattr(web_worker, "las_to_allocate", lambda *_: ["801", "802", "803", "804", "805"])
+
+    async def slow_la(*_: object) -> dict[str, int]:
+        await asyncio.sleep(STALLED_AFTER_S * 0.6)
+        return {}
+
+    monkeypatch.setattr(web_worker, "allocate_la", slow_la)
+    turns: dict[str, float | None] = {}
+    stop = asyncio.Event()
+    settings = WebSettings(web_allocation_interval_s=60)
+    running = asyncio.create_task(web_worker.run_allocator(settings, engine, {}, {}, stop, None, turns))
+    for _ in range(4):  # well past the limit since the round began, a turn per LA
+        await asyncio.sleep(STALLED_AFTER_S * 0.6)
+        assert stalled(turns, STALLED_AFTER_S) == []
+    stop.set()
+    await asyncio.wait_for(running, 5)
